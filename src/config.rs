@@ -1,0 +1,496 @@
+//! `/etc/keyward/keyward.toml` → a validated [`Config`].
+//!
+//! Every value is checked while it is deserialised, so an error names the line
+//! it is on (toml reports the span). Unknown keys are rejected: a typo such as
+//! `max_stael` must not silently fall back to a default on a login path.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
+
+/// Largest configured response cap: keys for one user never need more.
+const MAX_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Key algorithms keyward knows how to check; `key_types` must name these.
+pub const KNOWN_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "sk-ssh-ed25519@openssh.com",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-rsa",
+    "ssh-dss",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub directory: DirectoryConfig,
+    pub cache: CacheConfig,
+    pub files: FilesConfig,
+    pub policy: PolicyConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// URL templates with `{user}`, tried in order.
+    pub urls: Vec<UrlTemplate>,
+    /// Total budget for one lookup, all mirrors together.
+    pub timeout: ConfDuration,
+    /// Larger responses are refused.
+    #[serde(deserialize_with = "max_bytes")]
+    pub max_bytes: u64,
+    /// When set, the only trust anchors for HTTPS (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Explicit HTTP(S) proxy. The environment (`https_proxy`…) is never read.
+    pub proxy: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub dir: PathBuf,
+    pub ttl: ConfDuration,
+    pub max_stale: ConfDuration,
+    pub negative_ttl: ConfDuration,
+    /// The account keyward switches to when started as root; owns `dir`.
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Local authorized_keys files, `%h` (home), `%u` (user), `%%`.
+    #[serde(deserialize_with = "file_templates")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    #[serde(deserialize_with = "key_types")]
+    pub key_types: Vec<String>,
+    pub min_rsa_bits: u32,
+    pub deny_users: Vec<String>,
+    pub max_keys: usize,
+    /// Longest user name accepted (bytes).
+    pub max_username_len: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    #[serde(deserialize_with = "facility")]
+    pub facility: String,
+    pub socket: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            directory: DirectoryConfig::default(),
+            cache: CacheConfig::default(),
+            files: FilesConfig::default(),
+            policy: PolicyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            urls: Vec::new(),
+            timeout: ConfDuration(Duration::from_secs(2)),
+            max_bytes: 256 * 1024,
+            ca_file: None,
+            proxy: None,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            dir: PathBuf::from("/var/cache/keyward"),
+            ttl: ConfDuration(Duration::from_secs(5 * 60)),
+            max_stale: ConfDuration(Duration::from_secs(3 * 24 * 3600)),
+            negative_ttl: ConfDuration(Duration::from_secs(30)),
+            owner: "keyward".into(),
+        }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            key_types: KNOWN_KEY_TYPES
+                .iter()
+                .filter(|t| **t != "ssh-dss")
+                .map(|t| t.to_string())
+                .collect(),
+            min_rsa_bits: 2048,
+            deny_users: vec!["root".into()],
+            max_keys: 100,
+            max_username_len: 32,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            facility: "authpriv".into(),
+            socket: PathBuf::from("/dev/log"),
+        }
+    }
+}
+
+/// A configuration error, with the line it is on when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Parses configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Cross-field rules that no single value can check.
+    fn check(&self) -> Result<(), String> {
+        if self.directory.urls.is_empty() && self.files.paths.is_empty() {
+            return Err("no key source: set [directory] urls and/or [files] paths".into());
+        }
+        if self.cache.max_stale.0 < self.cache.ttl.0 {
+            return Err("[cache] max_stale must not be shorter than ttl".into());
+        }
+        if self.policy.max_username_len == 0 || self.policy.max_username_len > 256 {
+            return Err("[policy] max_username_len must be between 1 and 256".into());
+        }
+        if !self.cache.dir.is_absolute() {
+            return Err("[cache] dir must be an absolute path".into());
+        }
+        Ok(())
+    }
+}
+
+/// A duration written like `500ms`, `2s`, `5m`, `3d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(ConfDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"2s\", \"5m\", \"3d\""))?;
+    if d.is_zero() {
+        return Err(format!("duration {s:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// A directory URL with a `{user}` placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlTemplate(String);
+
+impl UrlTemplate {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase();
+        if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+            return Err(format!(
+                "directory URL {s:?} must start with https:// or http://"
+            ));
+        }
+        if s.matches("{user}").count() != 1 {
+            return Err(format!(
+                "directory URL {s:?} must contain {{user}} exactly once"
+            ));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("directory URL {s:?} contains whitespace"));
+        }
+        let host_part = &s[s.find("://").map(|i| i + 3).unwrap_or(0)..];
+        if host_part.starts_with("{user}") || host_part.split('/').next() == Some("") {
+            return Err(format!(
+                "directory URL {s:?} has no host (or {{user}} in the host)"
+            ));
+        }
+        if host_part
+            .split('/')
+            .next()
+            .is_some_and(|h| h.contains("{user}"))
+        {
+            return Err(format!(
+                "directory URL {s:?}: {{user}} must be in the path, not the host"
+            ));
+        }
+        Ok(UrlTemplate(s.to_owned()))
+    }
+
+    /// The URL for `user`, percent-encoded. Validated user names only contain
+    /// unreserved characters, but encoding keeps this safe on its own.
+    pub fn expand(&self, user: &str) -> String {
+        self.0.replace("{user}", &percent_encode(user))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for UrlTemplate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        UrlTemplate::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n == 0 || n > MAX_BYTES_LIMIT {
+        return Err(serde::de::Error::custom(format!(
+            "max_bytes must be between 1 and {MAX_BYTES_LIMIT}"
+        )));
+    }
+    Ok(n)
+}
+
+fn key_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    for t in &v {
+        if !KNOWN_KEY_TYPES.contains(&t.as_str()) {
+            return Err(serde::de::Error::custom(format!(
+                "unknown key type {t:?}; known: {}",
+                KNOWN_KEY_TYPES.join(", ")
+            )));
+        }
+    }
+    Ok(v)
+}
+
+fn facility<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if crate::audit::parse_facility(&s).is_none() {
+        return Err(serde::de::Error::custom(format!(
+            "unknown syslog facility {s:?}; use auth, authpriv, daemon, user or local0..local7"
+        )));
+    }
+    Ok(s)
+}
+
+fn file_templates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    for p in &v {
+        check_file_template(p).map_err(serde::de::Error::custom)?;
+    }
+    Ok(v)
+}
+
+/// `[files] paths` entries: `%h`, `%u`, `%%` only, absolute after expansion.
+fn check_file_template(p: &str) -> Result<(), String> {
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            match chars.next() {
+                Some('h' | 'u' | '%') => {}
+                other => {
+                    return Err(format!(
+                        "file path {p:?}: unknown token %{}; use %h, %u or %%",
+                        other.map(String::from).unwrap_or_default()
+                    ))
+                }
+            }
+        }
+    }
+    if !(p.starts_with('/') || p.starts_with("%h")) {
+        return Err(format!("file path {p:?} must be absolute or start with %h"));
+    }
+    Ok(())
+}
+
+/// Expands `%h`, `%u` and `%%` in a `[files] paths` template.
+pub fn expand_file_template(template: &str, home: &str, user: &str) -> String {
+    let mut out = String::new();
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(home),
+            Some('u') => out.push_str(user),
+            Some('%') => out.push('%'),
+            Some(o) => {
+                out.push('%');
+                out.push(o)
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/keyward/keyward.toml"))
+    }
+
+    const MIN: &str = "[directory]\nurls = [\"https://keys.example.com/{user}.keys\"]\n";
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.directory.timeout.0, Duration::from_secs(2));
+        assert_eq!(c.directory.max_bytes, 262144);
+        assert_eq!(c.cache.ttl.0, Duration::from_secs(300));
+        assert_eq!(c.cache.max_stale.0, Duration::from_secs(3 * 86400));
+        assert_eq!(c.cache.negative_ttl.0, Duration::from_secs(30));
+        assert_eq!(c.policy.min_rsa_bits, 2048);
+        assert_eq!(c.policy.deny_users, vec!["root"]);
+        assert_eq!(c.policy.max_keys, 100);
+        assert!(!c.policy.key_types.contains(&"ssh-dss".to_string()));
+        assert_eq!(c.log.facility, "authpriv");
+        assert_eq!(c.log.socket, Path::new("/dev/log"));
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let err = parse(&format!(
+            "{MIN}\n[cache]\nttl = \"5m\"\nmax_stael = \"3d\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 6"), "{err}");
+        assert!(err.contains("max_stael"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_rejected() {
+        let err = parse(&format!("{MIN}[polciy]\n")).unwrap_err().to_string();
+        assert!(err.contains("polciy"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("3d").unwrap(), Duration::from_secs(259200));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("five").is_err());
+        assert!(parse_duration("-1s").is_err());
+        let err = parse(&format!("{MIN}[cache]\nttl = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4") && err.contains("soon"), "{err}");
+        // a bare number is not a duration: the unit must be explicit
+        assert!(parse(&format!("{MIN}[cache]\nttl = 300\n")).is_err());
+    }
+
+    #[test]
+    fn url_templates() {
+        assert!(UrlTemplate::parse("ftp://x/{user}").is_err());
+        assert!(UrlTemplate::parse("https://x/keys").is_err());
+        assert!(UrlTemplate::parse("https://x/{user}/{user}").is_err());
+        assert!(UrlTemplate::parse("https://{user}.example.com/k").is_err());
+        assert!(UrlTemplate::parse("https:///{user}").is_err());
+        assert!(UrlTemplate::parse("https://x/a b/{user}").is_err());
+        let t = UrlTemplate::parse("http://127.0.0.1:8080/users/{user}.keys").unwrap();
+        assert_eq!(t.expand("alice"), "http://127.0.0.1:8080/users/alice.keys");
+        assert_eq!(
+            t.expand("a/b%c d"),
+            "http://127.0.0.1:8080/users/a%2Fb%25c%20d.keys"
+        );
+    }
+
+    #[test]
+    fn bad_values_rejected() {
+        assert!(parse(&format!("{MIN}[policy]\nkey_types = [\"ssh-foo\"]\n")).is_err());
+        assert!(parse(&format!("{MIN}[log]\nfacility = \"kern\"\n")).is_err());
+        assert!(parse("[directory]\nurls = [\"https://k/{user}\"]\nmax_bytes = 0\n").is_err());
+        assert!(parse(&format!("{MIN}[files]\npaths = [\"%h/.ssh/%C\"]\n")).is_err());
+        assert!(parse(&format!(
+            "{MIN}[files]\npaths = [\".ssh/authorized_keys\"]\n"
+        ))
+        .is_err());
+        assert!(parse(&format!("{MIN}[cache]\nttl = \"1h\"\nmax_stale = \"1m\"\n")).is_err());
+        assert!(parse(&format!("{MIN}[cache]\ndir = \"cache\"\n")).is_err());
+        assert!(parse("").is_err(), "no source configured");
+        assert!(parse("[directory\n").is_err());
+    }
+
+    #[test]
+    fn file_templates_expand() {
+        assert_eq!(
+            expand_file_template("%h/.ssh/authorized_keys", "/home/a", "a"),
+            "/home/a/.ssh/authorized_keys"
+        );
+        assert_eq!(
+            expand_file_template("/etc/ssh/keys/%u%%", "/h", "bob"),
+            "/etc/ssh/keys/bob%"
+        );
+        assert!(parse(&format!(
+            "{MIN}[files]\npaths = [\"%h/.ssh/authorized_keys\", \"/etc/ssh/keys/%u\"]\n"
+        ))
+        .is_ok());
+    }
+}

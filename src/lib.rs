@@ -1,0 +1,8 @@
+//! keyward: managed, audited SSH authorized keys.
+//!
+//! This library is both the `pam_keyward.so` PAM module (cdylib) and the code
+//! the `keyward` binary runs. Pure logic (parsing, policy, decisions) lives in
+//! modules without I/O so it is unit-tested without a network.
+
+pub mod audit;
+pub mod config;
