@@ -1,0 +1,9 @@
+//! Integration tests, compiled as one binary (shared helpers in `support`).
+//! They run as root on a disposable Debian 12 machine and start private
+//! instances of nginx, rsyslog and sshd on 127.0.0.1; see ../shared/TESTING.md.
+
+mod support;
+
+mod keys_directory;
+mod keys_sshd;
+mod pam;
