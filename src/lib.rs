@@ -6,3 +6,4 @@
 
 pub mod audit;
 pub mod config;
+pub mod keyline;

@@ -1,0 +1,487 @@
+//! authorized_keys lines: OpenSSH's options splitter and key parsing (pure).
+//!
+//! ssh-key's own authorized_keys parser rejects valid lines (any quoted option
+//! with a space, any `#` inside quotes), so the options are split here the way
+//! sshd does it (auth2-pubkeyfile.c / sshkey_advance_past_options): the first
+//! space or tab outside double quotes ends them, and `\"` inside quotes is an
+//! escaped quote. Only the key part goes to `PublicKey::from_openssh`.
+//! Options are kept byte-for-byte; the key is re-serialised.
+
+use ssh_key::{HashAlg, PublicKey};
+
+/// Key type names a line may start with (then it carries no options).
+const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "sk-ssh-ed25519@openssh.com",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-rsa",
+    "ssh-dss",
+];
+
+/// Options sshd understands (auth-options.c); anything else makes sshd
+/// reject the whole line, so keyward drops it up front and says why.
+const KNOWN_OPTIONS: &[(&str, bool)] = &[
+    // (name, takes a value)
+    ("agent-forwarding", false),
+    ("cert-authority", false),
+    ("command", true),
+    ("environment", true),
+    ("expiry-time", true),
+    ("from", true),
+    ("no-agent-forwarding", false),
+    ("no-port-forwarding", false),
+    ("no-pty", false),
+    ("no-user-rc", false),
+    ("no-x11-forwarding", false),
+    ("no-touch-required", false),
+    ("permitlisten", true),
+    ("permitopen", true),
+    ("port-forwarding", false),
+    ("principals", true),
+    ("pty", false),
+    ("restrict", false),
+    ("tunnel", true),
+    ("user-rc", false),
+    ("verify-required", false),
+    ("x11-forwarding", false),
+];
+
+/// One parsed authorized_keys line.
+#[derive(Clone, Debug)]
+pub struct KeyLine {
+    /// The options exactly as written ("" when none).
+    pub options: String,
+    pub key: PublicKey,
+    pub cert_authority: bool,
+    pub expiry: Option<ExpiryTime>,
+}
+
+/// Why a line is not a usable key line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("control character in line")]
+    ControlChar,
+    #[error("unterminated quote in options")]
+    UnterminatedQuote,
+    #[error("no key after options")]
+    MissingKey,
+    #[error("bad option {0:?}")]
+    BadOption(String),
+    #[error("unknown option {0:?}")]
+    UnknownOption(String),
+    #[error("invalid expiry-time {0:?}")]
+    BadExpiry(String),
+    #[error("certificate in a key list (serve its CA with cert-authority instead)")]
+    Certificate,
+    #[error("invalid key: {0}")]
+    BadKey(String),
+}
+
+/// `expiry-time="YYYYMMDD[HHMM[SS]][Z]"`: local time unless it ends in Z.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpiryTime {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub utc: bool,
+}
+
+/// Parses one line. `Ok(None)` for blank lines and comments.
+pub fn parse_line(raw: &str) -> Result<Option<KeyLine>, LineError> {
+    let line = raw.strip_suffix('\r').unwrap_or(raw);
+    let line = line.trim_start_matches([' ', '\t']);
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    // sshd reads lines; a NUL or other control character in a served line
+    // could only be an injection attempt.
+    if line.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(LineError::ControlChar);
+    }
+    let (options, key_part) = split_options(line)?;
+    let opts = parse_options(options)?;
+    let key = parse_key(key_part)?;
+    let mut cert_authority = false;
+    let mut expiry = None;
+    for (name, value) in &opts {
+        match name.to_ascii_lowercase().as_str() {
+            "cert-authority" => cert_authority = true,
+            "expiry-time" => {
+                let v = value.as_deref().unwrap_or_default();
+                expiry = Some(parse_expiry(v).ok_or_else(|| LineError::BadExpiry(v.into()))?);
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(KeyLine {
+        options: options.to_owned(),
+        key,
+        cert_authority,
+        expiry,
+    }))
+}
+
+/// Splits `options key...` into (options, key part). A line that starts with
+/// a key type has no options.
+pub fn split_options(line: &str) -> Result<(&str, &str), LineError> {
+    let first = line.split([' ', '\t']).next().unwrap_or_default();
+    if KEY_TYPES.contains(&first) || first.ends_with("-cert-v01@openssh.com") {
+        return Ok(("", line));
+    }
+    let bytes = line.as_bytes();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted && bytes.get(i + 1) == Some(&b'"') => i += 1,
+            b'"' => quoted = !quoted,
+            b' ' | b'\t' if !quoted => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    if quoted {
+        return Err(LineError::UnterminatedQuote);
+    }
+    let rest = line[i..].trim_start_matches([' ', '\t']);
+    if rest.is_empty() {
+        return Err(LineError::MissingKey);
+    }
+    Ok((&line[..i], rest))
+}
+
+/// Splits an options string into (name, unescaped value) pairs and checks
+/// each against sshd's list.
+pub fn parse_options(options: &str) -> Result<Vec<(String, Option<String>)>, LineError> {
+    let mut out = Vec::new();
+    if options.is_empty() {
+        return Ok(out);
+    }
+    let bytes = options.as_bytes();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'-') {
+            i += 1;
+        }
+        let name = &options[start..i];
+        if name.is_empty() {
+            return Err(LineError::BadOption(options[start..].chars().take(40).collect()));
+        }
+        let mut value = None;
+        if bytes.get(i) == Some(&b'=') {
+            i += 1;
+            if bytes.get(i) != Some(&b'"') {
+                return Err(LineError::BadOption(name.into()));
+            }
+            i += 1;
+            let mut v = Vec::new();
+            loop {
+                match bytes.get(i) {
+                    None => return Err(LineError::UnterminatedQuote),
+                    Some(b'\\') if bytes.get(i + 1) == Some(&b'"') => {
+                        v.push(b'"');
+                        i += 2;
+                    }
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&b) => {
+                        v.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            value = Some(String::from_utf8_lossy(&v).into_owned());
+        }
+        let lower = name.to_ascii_lowercase();
+        match KNOWN_OPTIONS.iter().find(|(n, _)| *n == lower) {
+            None => return Err(LineError::UnknownOption(name.into())),
+            Some((_, takes_value)) if *takes_value != value.is_some() => {
+                return Err(LineError::BadOption(name.into()))
+            }
+            Some(_) => {}
+        }
+        out.push((name.to_owned(), value));
+        match bytes.get(i) {
+            None => return Ok(out),
+            Some(b',') => i += 1,
+            Some(_) => return Err(LineError::BadOption(name.into())),
+        }
+    }
+}
+
+/// `TYPE BASE64 [comment]` with any run of spaces/tabs between fields.
+fn parse_key(part: &str) -> Result<PublicKey, LineError> {
+    let mut fields = part.splitn(2, [' ', '\t']);
+    let kind = fields.next().unwrap_or_default();
+    let rest = fields.next().unwrap_or_default().trim_start_matches([' ', '\t']);
+    let (b64, comment) = match rest.find([' ', '\t']) {
+        Some(i) => (&rest[..i], rest[i..].trim_matches([' ', '\t'])),
+        None => (rest, ""),
+    };
+    if kind.ends_with("-cert-v01@openssh.com") {
+        return Err(LineError::Certificate);
+    }
+    if b64.is_empty() {
+        return Err(LineError::MissingKey);
+    }
+    let mut key = PublicKey::from_openssh(&format!("{kind} {b64}"))
+        .map_err(|e| LineError::BadKey(e.to_string()))?;
+    key.set_comment(comment);
+    Ok(key)
+}
+
+/// Parses `YYYYMMDD[HHMM[SS]][Z]` (sshd's parse_absolute_time).
+pub fn parse_expiry(s: &str) -> Option<ExpiryTime> {
+    let (digits, utc) = match s.strip_suffix(['Z', 'z']) {
+        Some(d) => (d, true),
+        None => (s, false),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 14].contains(&digits.len()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| digits.get(r).map(|d| d.parse::<u32>().unwrap_or(0));
+    let t = ExpiryTime {
+        year: n(0..4)? as i32,
+        month: n(4..6)?,
+        day: n(6..8)?,
+        hour: n(8..10).unwrap_or(0),
+        minute: n(10..12).unwrap_or(0),
+        second: n(12..14).unwrap_or(0),
+        utc,
+    };
+    let valid = (1..=12).contains(&t.month)
+        && (1..=31).contains(&t.day)
+        && t.hour < 24
+        && t.minute < 60
+        && t.second < 61;
+    valid.then_some(t)
+}
+
+impl ExpiryTime {
+    /// Seconds since the epoch; local time through mktime(3) as sshd does.
+    pub fn epoch(&self) -> Option<i64> {
+        if self.utc {
+            return Some(days_from_civil(self.year, self.month, self.day) * 86400
+                + i64::from(self.hour) * 3600
+                + i64::from(self.minute) * 60
+                + i64::from(self.second));
+        }
+        // SAFETY: tm is fully initialised; mktime only reads TZ.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        tm.tm_year = self.year - 1900;
+        tm.tm_mon = self.month as i32 - 1;
+        tm.tm_mday = self.day as i32;
+        tm.tm_hour = self.hour as i32;
+        tm.tm_min = self.minute as i32;
+        tm.tm_sec = self.second as i32;
+        tm.tm_isdst = -1;
+        let t = unsafe { libc::mktime(&mut tm) };
+        (t != -1).then_some(t)
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
+    let y = i64::from(y) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+impl KeyLine {
+    /// The line as keyward prints it: options verbatim, key re-serialised.
+    pub fn to_line(&self) -> String {
+        let key = self.key.to_openssh().unwrap_or_default();
+        if self.options.is_empty() {
+            key
+        } else {
+            format!("{} {}", self.options, key)
+        }
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint(HashAlg::Sha256).to_string()
+    }
+
+    /// Key size in bits where it varies (RSA, DSA), else the curve size.
+    pub fn bits(&self) -> u32 {
+        key_bits(&self.key)
+    }
+}
+
+/// Bit length of a key: RSA from its modulus (ssh-key 0.6 has no accessor).
+pub fn key_bits(key: &PublicKey) -> u32 {
+    use ssh_key::public::KeyData;
+    match key.key_data() {
+        KeyData::Rsa(rsa) => mpint_bits(rsa.n.as_bytes()),
+        KeyData::Dsa(dsa) => mpint_bits(dsa.p.as_bytes()),
+        KeyData::Ecdsa(ec) => match ec.curve() {
+            ssh_key::EcdsaCurve::NistP256 => 256,
+            ssh_key::EcdsaCurve::NistP384 => 384,
+            ssh_key::EcdsaCurve::NistP521 => 521,
+        },
+        // ed25519, sk-ecdsa (P-256) and sk-ed25519 are all 256-bit
+        _ => 256,
+    }
+}
+
+fn mpint_bits(bytes: &[u8]) -> u32 {
+    let trimmed: &[u8] = {
+        let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        &bytes[first..]
+    };
+    match trimmed.first() {
+        None => 0,
+        Some(b) => (trimmed.len() as u32 - 1) * 8 + (8 - b.leading_zeros()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+
+    #[test]
+    fn blank_and_comments() {
+        assert!(parse_line("").unwrap().is_none());
+        assert!(parse_line("   \t").unwrap().is_none());
+        assert!(parse_line("# a comment").unwrap().is_none());
+        assert!(parse_line("  # indented").unwrap().is_none());
+    }
+
+    #[test]
+    fn plain_key_with_comment() {
+        let k = parse_line(&format!("{ED} alice@laptop two words")).unwrap().unwrap();
+        assert_eq!(k.options, "");
+        assert_eq!(k.key.comment(), "alice@laptop two words");
+        assert_eq!(k.to_line(), format!("{ED} alice@laptop two words"));
+        assert!(k.fingerprint().starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn quoted_spaces_commas_and_hashes() {
+        let line = format!(r#"command="echo hello, world # not a comment",no-pty {ED} c"#);
+        let k = parse_line(&line).unwrap().unwrap();
+        assert_eq!(k.options, r#"command="echo hello, world # not a comment",no-pty"#);
+        assert_eq!(k.to_line(), line);
+    }
+
+    #[test]
+    fn escaped_quotes() {
+        let opts = r#"command="echo \"a b\" c",from="10.0.0.0/8""#;
+        let line = format!("{opts} {ED}");
+        let (o, rest) = split_options(&line).unwrap();
+        assert_eq!(o, opts);
+        assert_eq!(rest, ED);
+        let parsed = parse_options(opts).unwrap();
+        assert_eq!(parsed[0], ("command".into(), Some(r#"echo "a b" c"#.into())));
+        assert_eq!(parsed[1], ("from".into(), Some("10.0.0.0/8".into())));
+    }
+
+    #[test]
+    fn tabs_and_runs_of_spaces() {
+        let spaced = ED.replacen(' ', "   ", 1);
+        let k = parse_line(&format!("restrict\t\t{spaced}")).unwrap().unwrap();
+        assert_eq!(k.options, "restrict");
+        assert_eq!(k.to_line(), format!("restrict {ED}"));
+    }
+
+    #[test]
+    fn bad_options() {
+        assert_eq!(
+            parse_line(&format!("command=\"x {ED}")).unwrap_err(),
+            LineError::UnterminatedQuote
+        );
+        assert_eq!(
+            parse_line(&format!("bogus-opt {ED}")).unwrap_err(),
+            LineError::UnknownOption("bogus-opt".into())
+        );
+        assert!(matches!(
+            parse_line(&format!("command=x {ED}")).unwrap_err(),
+            LineError::BadOption(_)
+        ));
+        assert!(matches!(
+            parse_line(&format!("no-pty=\"1\" {ED}")).unwrap_err(),
+            LineError::BadOption(_)
+        ));
+        assert!(matches!(
+            parse_line(&format!("from {ED}")).unwrap_err(),
+            LineError::BadOption(_)
+        ));
+        assert_eq!(parse_line("restrict").unwrap_err(), LineError::MissingKey);
+        assert!(matches!(
+            parse_line("restrict,,pty ssh-ed25519 AAAA").unwrap_err(),
+            LineError::BadOption(_)
+        ));
+    }
+
+    #[test]
+    fn injection_and_garbage() {
+        assert_eq!(
+            parse_line(&format!("{ED} a\0b")).unwrap_err(),
+            LineError::ControlChar
+        );
+        assert!(parse_line("<html><body>Not Found</body></html>").is_err());
+        assert!(parse_line("ssh-ed25519 AAAA!!!").is_err());
+        // type in the text must match the key blob
+        let lie = ED.replace("ssh-ed25519", "ssh-rsa");
+        assert!(parse_line(&lie).is_err());
+        assert!(matches!(
+            parse_line("ssh-ed25519-cert-v01@openssh.com AAAA x").unwrap_err(),
+            LineError::Certificate
+        ));
+    }
+
+    #[test]
+    fn crlf_is_tolerated() {
+        let k = parse_line(&format!("{ED} c\r")).unwrap().unwrap();
+        assert_eq!(k.key.comment(), "c");
+    }
+
+    #[test]
+    fn cert_authority_and_expiry() {
+        let k = parse_line(&format!(
+            "cert-authority,principals=\"alice\",expiry-time=\"20300102Z\" {ED}"
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(k.cert_authority);
+        let e = k.expiry.unwrap();
+        assert_eq!(e.epoch(), Some(1893542400));
+        assert!(parse_line(&format!("expiry-time=\"2030\" {ED}")).is_err());
+    }
+
+    #[test]
+    fn expiry_formats() {
+        assert!(parse_expiry("20240101").is_some());
+        assert!(parse_expiry("202401011230").is_some());
+        assert!(parse_expiry("20240101123059Z").is_some());
+        assert!(parse_expiry("20241301").is_none());
+        assert!(parse_expiry("2024010").is_none());
+        assert!(parse_expiry("2024-01-01").is_none());
+        assert_eq!(
+            parse_expiry("19700101000001Z").unwrap().epoch(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn mpint_bit_lengths() {
+        assert_eq!(mpint_bits(&[0x00, 0x80, 0, 0]), 24);
+        assert_eq!(mpint_bits(&[0x01]), 1);
+        assert_eq!(mpint_bits(&[]), 0);
+    }
+}
