@@ -172,7 +172,9 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, Option<String>)>, Lin
         }
         let name = &options[start..i];
         if name.is_empty() {
-            return Err(LineError::BadOption(options[start..].chars().take(40).collect()));
+            return Err(LineError::BadOption(
+                options[start..].chars().take(40).collect(),
+            ));
         }
         let mut value = None;
         if bytes.get(i) == Some(&b'=') {
@@ -222,7 +224,10 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, Option<String>)>, Lin
 fn parse_key(part: &str) -> Result<PublicKey, LineError> {
     let mut fields = part.splitn(2, [' ', '\t']);
     let kind = fields.next().unwrap_or_default();
-    let rest = fields.next().unwrap_or_default().trim_start_matches([' ', '\t']);
+    let rest = fields
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches([' ', '\t']);
     let (b64, comment) = match rest.find([' ', '\t']) {
         Some(i) => (&rest[..i], rest[i..].trim_matches([' ', '\t'])),
         None => (rest, ""),
@@ -270,10 +275,12 @@ impl ExpiryTime {
     /// Seconds since the epoch; local time through mktime(3) as sshd does.
     pub fn epoch(&self) -> Option<i64> {
         if self.utc {
-            return Some(days_from_civil(self.year, self.month, self.day) * 86400
-                + i64::from(self.hour) * 3600
-                + i64::from(self.minute) * 60
-                + i64::from(self.second));
+            return Some(
+                days_from_civil(self.year, self.month, self.day) * 86400
+                    + i64::from(self.hour) * 3600
+                    + i64::from(self.minute) * 60
+                    + i64::from(self.second),
+            );
         }
         // SAFETY: tm is fully initialised; mktime only reads TZ.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -352,7 +359,8 @@ fn mpint_bits(bytes: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
 
     #[test]
     fn blank_and_comments() {
@@ -364,7 +372,9 @@ mod tests {
 
     #[test]
     fn plain_key_with_comment() {
-        let k = parse_line(&format!("{ED} alice@laptop two words")).unwrap().unwrap();
+        let k = parse_line(&format!("{ED} alice@laptop two words"))
+            .unwrap()
+            .unwrap();
         assert_eq!(k.options, "");
         assert_eq!(k.key.comment(), "alice@laptop two words");
         assert_eq!(k.to_line(), format!("{ED} alice@laptop two words"));
@@ -375,7 +385,10 @@ mod tests {
     fn quoted_spaces_commas_and_hashes() {
         let line = format!(r#"command="echo hello, world # not a comment",no-pty {ED} c"#);
         let k = parse_line(&line).unwrap().unwrap();
-        assert_eq!(k.options, r#"command="echo hello, world # not a comment",no-pty"#);
+        assert_eq!(
+            k.options,
+            r#"command="echo hello, world # not a comment",no-pty"#
+        );
         assert_eq!(k.to_line(), line);
     }
 
@@ -387,14 +400,19 @@ mod tests {
         assert_eq!(o, opts);
         assert_eq!(rest, ED);
         let parsed = parse_options(opts).unwrap();
-        assert_eq!(parsed[0], ("command".into(), Some(r#"echo "a b" c"#.into())));
+        assert_eq!(
+            parsed[0],
+            ("command".into(), Some(r#"echo "a b" c"#.into()))
+        );
         assert_eq!(parsed[1], ("from".into(), Some("10.0.0.0/8".into())));
     }
 
     #[test]
     fn tabs_and_runs_of_spaces() {
         let spaced = ED.replacen(' ', "   ", 1);
-        let k = parse_line(&format!("restrict\t\t{spaced}")).unwrap().unwrap();
+        let k = parse_line(&format!("restrict\t\t{spaced}"))
+            .unwrap()
+            .unwrap();
         assert_eq!(k.options, "restrict");
         assert_eq!(k.to_line(), format!("restrict {ED}"));
     }
@@ -472,10 +490,7 @@ mod tests {
         assert!(parse_expiry("20241301").is_none());
         assert!(parse_expiry("2024010").is_none());
         assert!(parse_expiry("2024-01-01").is_none());
-        assert_eq!(
-            parse_expiry("19700101000001Z").unwrap().epoch(),
-            Some(1)
-        );
+        assert_eq!(parse_expiry("19700101000001Z").unwrap().epoch(), Some(1));
     }
 
     #[test]

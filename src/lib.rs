@@ -7,3 +7,5 @@
 pub mod audit;
 pub mod config;
 pub mod keyline;
+pub mod policy;
+pub mod username;

@@ -1,0 +1,288 @@
+//! Which keys are served, and why not (pure).
+//!
+//! `evaluate` gives one verdict per candidate line, in order, so the login
+//! path and `keyward explain` share the exact same reasoning.
+
+use std::fmt;
+
+use crate::config::PolicyConfig;
+use crate::keyline::{KeyLine, LineError};
+
+/// A line from one source, parsed or not.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Where the line came from: `directory`, or a file path.
+    pub source: String,
+    pub line_no: usize,
+    pub parsed: Result<KeyLine, LineError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Served,
+    Dropped(DropReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    Invalid(LineError),
+    KeyType(String),
+    RsaTooSmall {
+        bits: u32,
+        min: u32,
+    },
+    Expired,
+    /// Same key material (and same cert-authority role) as candidate `first`.
+    Duplicate {
+        first: usize,
+    },
+    OverMaxKeys {
+        max: usize,
+    },
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::Invalid(e) => write!(f, "invalid line: {e}"),
+            DropReason::KeyType(t) => write!(f, "key type {t} not in [policy] key_types"),
+            DropReason::RsaTooSmall { bits, min } => {
+                write!(f, "RSA key of {bits} bits is below min_rsa_bits {min}")
+            }
+            DropReason::Expired => write!(f, "expiry-time has passed"),
+            DropReason::Duplicate { first } => write!(f, "duplicate of key #{}", first + 1),
+            DropReason::OverMaxKeys { max } => write!(f, "more than max_keys {max}"),
+        }
+    }
+}
+
+impl DropReason {
+    /// A short tag for log lines and JSON.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            DropReason::Invalid(_) => "invalid",
+            DropReason::KeyType(_) => "key-type",
+            DropReason::RsaTooSmall { .. } => "rsa-bits",
+            DropReason::Expired => "expired",
+            DropReason::Duplicate { .. } => "duplicate",
+            DropReason::OverMaxKeys { .. } => "max-keys",
+        }
+    }
+}
+
+/// Verdicts for `candidates` (same order). `now` is Unix time in seconds.
+pub fn evaluate(policy: &PolicyConfig, candidates: &[Candidate], now: i64) -> Vec<Verdict> {
+    let mut verdicts = Vec::with_capacity(candidates.len());
+    let mut served: Vec<usize> = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let verdict = match &c.parsed {
+            Err(e) => Verdict::Dropped(DropReason::Invalid(e.clone())),
+            Ok(k) => match check_key(policy, k, now) {
+                Some(reason) => Verdict::Dropped(reason),
+                None => {
+                    let dup = served.iter().copied().find(|&j| {
+                        let other = candidates[j].parsed.as_ref().ok();
+                        other.is_some_and(|o| {
+                            o.cert_authority == k.cert_authority
+                                && o.key.key_data() == k.key.key_data()
+                        })
+                    });
+                    match dup {
+                        Some(first) => Verdict::Dropped(DropReason::Duplicate { first }),
+                        None if served.len() >= policy.max_keys => {
+                            Verdict::Dropped(DropReason::OverMaxKeys {
+                                max: policy.max_keys,
+                            })
+                        }
+                        None => {
+                            served.push(i);
+                            Verdict::Served
+                        }
+                    }
+                }
+            },
+        };
+        verdicts.push(verdict);
+    }
+    verdicts
+}
+
+fn check_key(policy: &PolicyConfig, k: &KeyLine, now: i64) -> Option<DropReason> {
+    let alg = k.key.algorithm();
+    let name = alg.as_str();
+    if !policy.key_types.iter().any(|t| t == name) {
+        return Some(DropReason::KeyType(name.to_owned()));
+    }
+    if name == "ssh-rsa" {
+        let bits = k.bits();
+        if bits < policy.min_rsa_bits {
+            return Some(DropReason::RsaTooSmall {
+                bits,
+                min: policy.min_rsa_bits,
+            });
+        }
+    }
+    if let Some(exp) = k.expiry {
+        // An expiry that cannot be converted is treated as passed: fail closed.
+        if exp.epoch().is_none_or(|t| t <= now) {
+            return Some(DropReason::Expired);
+        }
+    }
+    None
+}
+
+/// The fingerprint argument sshd passes (`%f`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FpFilter {
+    /// No fingerprint, or one in another hash (`FingerprintHash md5`):
+    /// print everything and let sshd match.
+    All,
+    Sha256(String),
+}
+
+impl FpFilter {
+    pub fn parse(arg: Option<&str>) -> FpFilter {
+        match arg {
+            Some(fp) if fp.starts_with("SHA256:") => FpFilter::Sha256(fp.to_owned()),
+            _ => FpFilter::All,
+        }
+    }
+
+    /// Whether `key` is printed. cert-authority lines always are: for a
+    /// certificate sshd passes the certified key's fingerprint, never the CA's.
+    pub fn selects(&self, key: &KeyLine) -> bool {
+        match self {
+            FpFilter::All => true,
+            FpFilter::Sha256(fp) => key.cert_authority || key.fingerprint() == *fp,
+        }
+    }
+
+    /// Whether `key` is the one sshd asked about.
+    pub fn matches(&self, key: &KeyLine) -> bool {
+        match self {
+            FpFilter::All => false,
+            FpFilter::Sha256(fp) => key.fingerprint() == *fp,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyline::parse_line;
+
+    const ED1: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+    const ED2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmr1xCVeMaP2E4uyd5i6dkLPKvWNCXFB0oWt4m6JS2W";
+    // 1024-bit RSA (ssh-keygen -t rsa -b 1024)
+    const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDFGiZoH5diyYw/TksqQJwa5ZzQQ9dQSzt/jBn1gCJNI3+nSgLJxK4soqUBD7DN1noMK7q8NJoGpBz+aFdJx/jZU/JvFAY9l81OxRF7XfgMWAOeA2CSJSWghLT04aTkwBq0jaq/CsovX1aN1J+APTQS4mr5bGkWdcfQIo21nqnz5Q==";
+
+    fn cands(lines: &[&str]) -> Vec<Candidate> {
+        lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let parsed = parse_line(l).transpose()?;
+                Some(Candidate {
+                    source: "directory".into(),
+                    line_no: i + 1,
+                    parsed,
+                })
+            })
+            .collect()
+    }
+
+    fn policy() -> PolicyConfig {
+        PolicyConfig::default()
+    }
+
+    #[test]
+    fn serves_valid_keys() {
+        let c = cands(&[ED1, ED2]);
+        assert_eq!(
+            evaluate(&policy(), &c, 0),
+            vec![Verdict::Served, Verdict::Served]
+        );
+    }
+
+    #[test]
+    fn drops_small_rsa_and_disallowed_types() {
+        let c = cands(&[RSA1024]);
+        assert_eq!(
+            evaluate(&policy(), &c, 0),
+            vec![Verdict::Dropped(DropReason::RsaTooSmall {
+                bits: 1024,
+                min: 2048
+            })]
+        );
+        let mut p = policy();
+        p.key_types = vec!["ssh-rsa".into()];
+        p.min_rsa_bits = 1024;
+        let c = cands(&[RSA1024, ED1]);
+        assert_eq!(
+            evaluate(&p, &c, 0),
+            vec![
+                Verdict::Served,
+                Verdict::Dropped(DropReason::KeyType("ssh-ed25519".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicates_by_key_material_and_role() {
+        let c = cands(&[
+            &format!("{ED1} first"),
+            &format!("from=\"10.0.0.1\" {ED1} second"),
+            &format!("cert-authority {ED1}"),
+        ]);
+        assert_eq!(
+            evaluate(&policy(), &c, 0),
+            vec![
+                Verdict::Served,
+                Verdict::Dropped(DropReason::Duplicate { first: 0 }),
+                Verdict::Served,
+            ]
+        );
+    }
+
+    #[test]
+    fn max_keys_counts_served_keys_only() {
+        let mut p = policy();
+        p.max_keys = 1;
+        let c = cands(&["garbage", ED1, ED2]);
+        let v = evaluate(&p, &c, 0);
+        assert!(matches!(v[0], Verdict::Dropped(DropReason::Invalid(_))));
+        assert_eq!(v[1], Verdict::Served);
+        assert_eq!(v[2], Verdict::Dropped(DropReason::OverMaxKeys { max: 1 }));
+    }
+
+    #[test]
+    fn expiry() {
+        let c = cands(&[&format!("expiry-time=\"20300101Z\" {ED1}")]);
+        let t2030 = 1893456000;
+        assert_eq!(evaluate(&policy(), &c, t2030 - 1), vec![Verdict::Served]);
+        assert_eq!(
+            evaluate(&policy(), &c, t2030),
+            vec![Verdict::Dropped(DropReason::Expired)]
+        );
+    }
+
+    #[test]
+    fn fingerprint_filter() {
+        let k1 = parse_line(ED1).unwrap().unwrap();
+        let k2 = parse_line(ED2).unwrap().unwrap();
+        let ca = parse_line(&format!("cert-authority {ED2}"))
+            .unwrap()
+            .unwrap();
+        let f = FpFilter::parse(Some(&k1.fingerprint()));
+        assert!(f.selects(&k1) && f.matches(&k1));
+        assert!(!f.selects(&k2));
+        assert!(f.selects(&ca) && !f.matches(&ca));
+        assert_eq!(FpFilter::parse(Some("MD5:aa:bb")), FpFilter::All);
+        assert_eq!(FpFilter::parse(None), FpFilter::All);
+        assert!(FpFilter::All.selects(&k2));
+        let bogus = FpFilter::parse(Some("SHA256:not-a-fingerprint"));
+        assert!(!bogus.selects(&k1) && bogus.selects(&ca));
+    }
+}
