@@ -5,7 +5,9 @@
 //! modules without I/O so it is unit-tested without a network.
 
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod keyline;
 pub mod policy;
+pub mod safepath;
 pub mod username;

@@ -1,0 +1,411 @@
+//! The on-disk cache: one file per user, `<dir>/<user>`.
+//!
+//! An entry is a small text header and the raw directory body. The header
+//! carries the body's length and SHA-256, so a truncated or corrupted entry
+//! is detected and treated as missing, never served. Entries are replaced
+//! atomically (temp file, fsync, rename, fsync of the directory); temp files
+//! start with `.`, which no valid user name does.
+//!
+//! Encoding, decoding and freshness are pure; `Cache` does the I/O. One file
+//! per user in one directory keeps a lookup O(1) (one open by name; ext4 and
+//! xfs index directories), whatever the number of users.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::safepath::{self, OpenError};
+
+const MAGIC: &str = "keyward-cache 1";
+/// Entries larger than this are corrupt whatever they say (max_bytes is capped
+/// at 16 MiB, plus header).
+const MAX_ENTRY: u64 = 17 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The directory answered 200 with this body.
+    Keys,
+    /// The directory answered 404: the user has no keys.
+    NoKeys,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Unix time (seconds) of the last answer from the directory.
+    pub fetched_at: u64,
+    pub status: Status,
+    pub etag: Option<String>,
+    /// The mirror URL that answered.
+    pub url: String,
+    /// Serial of a signed directory file, when signatures are used.
+    pub serial: Option<u64>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt cache entry: {0}")]
+pub struct Corrupt(pub &'static str);
+
+/// Header values must not contain anything that breaks the line format.
+fn header_safe(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 1024 && !v.chars().any(|c| c.is_control())
+}
+
+impl Entry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(self.body.len() + 256);
+        out.push_str(MAGIC);
+        out.push('\n');
+        out.push_str(&format!("fetched_at {}\n", self.fetched_at));
+        out.push_str(match self.status {
+            Status::Keys => "status 200\n",
+            Status::NoKeys => "status 404\n",
+        });
+        if let Some(etag) = self.etag.as_deref().filter(|e| header_safe(e)) {
+            out.push_str(&format!("etag {etag}\n"));
+        }
+        if header_safe(&self.url) {
+            out.push_str(&format!("url {}\n", self.url));
+        }
+        if let Some(serial) = self.serial {
+            out.push_str(&format!("serial {serial}\n"));
+        }
+        out.push_str(&format!("length {}\n", self.body.len()));
+        out.push_str(&format!(
+            "sha256 {}\n\n",
+            hex(&Sha256::digest(self.body.as_bytes()))
+        ));
+        out.push_str(&self.body);
+        out.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Entry, Corrupt> {
+        let sep = find(bytes, b"\n\n").ok_or(Corrupt("no header end"))?;
+        let header = std::str::from_utf8(&bytes[..sep]).map_err(|_| Corrupt("header not UTF-8"))?;
+        let body = &bytes[sep + 2..];
+        let mut lines = header.lines();
+        if lines.next() != Some(MAGIC) {
+            return Err(Corrupt("unknown format"));
+        }
+        let (mut fetched_at, mut status, mut etag, mut url, mut serial, mut length, mut sum) =
+            (None, None, None, String::new(), None, None, None);
+        for line in lines {
+            let (k, v) = line.split_once(' ').ok_or(Corrupt("bad header line"))?;
+            match k {
+                "fetched_at" => fetched_at = v.parse::<u64>().ok(),
+                "status" => {
+                    status = match v {
+                        "200" => Some(Status::Keys),
+                        "404" => Some(Status::NoKeys),
+                        _ => return Err(Corrupt("bad status")),
+                    }
+                }
+                "etag" => etag = Some(v.to_owned()),
+                "url" => url = v.to_owned(),
+                "serial" => serial = Some(v.parse::<u64>().map_err(|_| Corrupt("bad serial"))?),
+                "length" => length = v.parse::<usize>().ok(),
+                "sha256" => sum = Some(v.to_owned()),
+                _ => {} // newer writers may add fields
+            }
+        }
+        let fetched_at = fetched_at.ok_or(Corrupt("no fetched_at"))?;
+        let status = status.ok_or(Corrupt("no status"))?;
+        if length != Some(body.len()) {
+            return Err(Corrupt("length mismatch (truncated?)"));
+        }
+        if sum.as_deref() != Some(hex(&Sha256::digest(body)).as_str()) {
+            return Err(Corrupt("checksum mismatch"));
+        }
+        let body = String::from_utf8(body.to_vec()).map_err(|_| Corrupt("body not UTF-8"))?;
+        Ok(Entry {
+            fetched_at,
+            status,
+            etag,
+            url,
+            serial,
+            body,
+        })
+    }
+
+    /// Seconds since the directory last answered; None if it claims to be
+    /// from the future (clock trouble or tampering: not trusted as fresh).
+    pub fn age(&self, now: u64) -> Option<u64> {
+        now.checked_sub(self.fetched_at)
+    }
+}
+
+/// What an entry is good for at time `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Serve it, no network.
+    Fresh,
+    /// Refresh it; serve it only if the directory cannot be reached.
+    Stale,
+    /// Refresh it; never serve it.
+    Expired,
+}
+
+pub struct Ttls {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub max_stale: Duration,
+}
+
+pub fn freshness(entry: &Entry, now: u64, t: &Ttls) -> Freshness {
+    let Some(age) = entry.age(now) else {
+        return Freshness::Expired;
+    };
+    let ttl = match entry.status {
+        Status::Keys => t.ttl,
+        Status::NoKeys => t.negative_ttl,
+    };
+    if age < ttl.as_secs() {
+        Freshness::Fresh
+    } else if age < t.max_stale.as_secs() {
+        Freshness::Stale
+    } else {
+        Freshness::Expired
+    }
+}
+
+/// Result of reading an entry.
+#[derive(Debug)]
+pub enum Lookup {
+    Missing,
+    /// Present but unusable; the reason is logged and the entry replaced.
+    Corrupt(Corrupt),
+    Found(Entry),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("unsafe cache: {0}")]
+    Unsafe(#[from] safepath::Unsafe),
+    #[error("cache {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+pub struct Cache {
+    dir: PathBuf,
+    /// Owners a cache file may have: root and the account keyward runs as.
+    owners: Vec<u32>,
+}
+
+impl Cache {
+    pub fn new(dir: &Path) -> Cache {
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        let mut owners = vec![0];
+        if euid != 0 {
+            owners.push(euid);
+        }
+        Cache {
+            dir: dir.to_owned(),
+            owners,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The entry path for an already validated user name.
+    pub fn path(&self, user: &str) -> PathBuf {
+        self.dir.join(user)
+    }
+
+    /// Reads `user`'s entry after sshd-style ownership/mode checks of the
+    /// file and every directory above it. An unsafe file is an error (fail
+    /// closed): someone else may have written it.
+    pub fn read(&self, user: &str) -> Result<Lookup, CacheError> {
+        let path = self.path(user);
+        let mut file = match safepath::open_checked(&path, &self.owners, None) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => {
+                // The directory itself must still be safe and present.
+                self.check_dir()?;
+                return Ok(Lookup::Missing);
+            }
+            Err(OpenError::Unsafe(u)) => return Err(CacheError::Unsafe(u)),
+            Err(OpenError::Io { path, source }) => return Err(CacheError::Io { path, source }),
+        };
+        let mut bytes = Vec::new();
+        (&mut file)
+            .take(MAX_ENTRY + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| CacheError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        if bytes.len() as u64 > MAX_ENTRY {
+            return Ok(Lookup::Corrupt(Corrupt("entry too large")));
+        }
+        Ok(match Entry::decode(&bytes) {
+            Ok(e) => Lookup::Found(e),
+            Err(c) => Lookup::Corrupt(c),
+        })
+    }
+
+    fn check_dir(&self) -> Result<(), CacheError> {
+        safepath::check_dirs(&self.dir, &self.owners, None).map_err(|e| match e {
+            OpenError::Unsafe(u) => CacheError::Unsafe(u),
+            OpenError::Io { path, source } => CacheError::Io { path, source },
+        })
+    }
+
+    /// Atomically replaces `user`'s entry: readers see the old entry or the
+    /// new one, never a mix, and a crash leaves at most a `.tmp` file.
+    pub fn write(&self, user: &str, entry: &Entry) -> Result<(), CacheError> {
+        let io = |source| CacheError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            .tempfile_in(&self.dir)
+            .map_err(io)?;
+        tmp.write_all(&entry.encode()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(self.path(user)).map_err(|e| io(e.error))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    /// Removes `user`'s entry (sync drops users the directory no longer knows).
+    pub fn remove(&self, user: &str) -> Result<(), CacheError> {
+        match std::fs::remove_file(self.path(user)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(CacheError::Io {
+                path: self.path(user),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// User names with an entry (skips temp files and anything else odd).
+    pub fn users(&self) -> Result<Vec<String>, CacheError> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|source| CacheError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut users: Vec<String> = rd
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| crate::username::validate(n, 256).is_ok())
+            .collect();
+        users.sort();
+        Ok(users)
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            fetched_at: 1_700_000_000,
+            status: Status::Keys,
+            etag: Some("\"6543-12\"".into()),
+            url: "http://127.0.0.1:8080/users/alice.keys".into(),
+            serial: None,
+            body: "ssh-ed25519 AAAA x\n\n# comment\n".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let e = entry();
+        assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
+        let mut e2 = entry();
+        e2.status = Status::NoKeys;
+        e2.etag = None;
+        e2.serial = Some(42);
+        e2.body = String::new();
+        assert_eq!(Entry::decode(&e2.encode()).unwrap(), e2);
+    }
+
+    #[test]
+    fn truncation_and_corruption_detected() {
+        let bytes = entry().encode();
+        for cut in [0, 5, 20, bytes.len() - 10, bytes.len() - 1] {
+            assert!(Entry::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x20;
+        assert_eq!(Entry::decode(&flipped), Err(Corrupt("checksum mismatch")));
+        assert!(Entry::decode(b"hello\n\nworld").is_err());
+    }
+
+    #[test]
+    fn hostile_etag_not_stored() {
+        let mut e = entry();
+        e.etag = Some("x\nstatus 404".into());
+        let d = Entry::decode(&e.encode()).unwrap();
+        assert_eq!(d.etag, None);
+        assert_eq!(d.status, Status::Keys);
+    }
+
+    #[test]
+    fn freshness_rules() {
+        let t = Ttls {
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3 * 86400),
+        };
+        let e = entry();
+        let at = e.fetched_at;
+        assert_eq!(freshness(&e, at, &t), Freshness::Fresh);
+        assert_eq!(freshness(&e, at + 299, &t), Freshness::Fresh);
+        assert_eq!(freshness(&e, at + 300, &t), Freshness::Stale);
+        assert_eq!(freshness(&e, at + 3 * 86400 - 1, &t), Freshness::Stale);
+        assert_eq!(freshness(&e, at + 3 * 86400, &t), Freshness::Expired);
+        // from the future: never trusted
+        assert_eq!(freshness(&e, at - 1, &t), Freshness::Expired);
+        let mut neg = entry();
+        neg.status = Status::NoKeys;
+        assert_eq!(freshness(&neg, at + 29, &t), Freshness::Fresh);
+        assert_eq!(freshness(&neg, at + 30, &t), Freshness::Stale);
+    }
+
+    #[test]
+    fn write_read_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache {
+            dir: dir.path().to_owned(),
+            owners: vec![unsafe { libc::geteuid() }, 0],
+        };
+        cache.write("alice", &entry()).unwrap();
+        let mut e2 = entry();
+        e2.body = "new\n".into();
+        cache.write("alice", &e2).unwrap();
+        // Reading checks parents up to /, which a tempdir under /tmp fails
+        // (world-writable): that is the rule working, so only decode here.
+        let bytes = std::fs::read(cache.path("alice")).unwrap();
+        assert_eq!(Entry::decode(&bytes).unwrap(), e2);
+        assert_eq!(cache.users().unwrap(), vec!["alice"]);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty());
+        cache.remove("alice").unwrap();
+        cache.remove("alice").unwrap();
+        assert!(cache.users().unwrap().is_empty());
+    }
+}

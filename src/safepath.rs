@@ -1,0 +1,211 @@
+//! sshd's safe_path() rules for files keyward trusts (misc.c): a regular
+//! file, owned by root or the expected user, not group/world-writable, and
+//! every parent directory up to `/` (or up to the home directory) the same.
+//!
+//! The decision (`check`) is pure; `open_checked` probes the filesystem.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// What made a path unsafe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    NotRegular,
+    NotDir,
+    Symlink,
+    Owner { uid: u32 },
+    Writable { mode: u32 },
+}
+
+/// An unsafe path, worded for the admin who has to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Unsafe {
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+impl fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path.display();
+        match &self.problem {
+            Problem::NotRegular => write!(f, "{p} is not a regular file"),
+            Problem::NotDir => write!(f, "{p} is not a directory"),
+            Problem::Symlink => write!(f, "{p} is a symbolic link"),
+            Problem::Owner { uid } => write!(f, "bad ownership of {p} (owner uid {uid})"),
+            Problem::Writable { mode } => {
+                let who = if mode & 0o002 != 0 { "world" } else { "group" };
+                write!(
+                    f,
+                    "bad modes for {p} (mode {:04o}, {who}-writable; fix: chmod go-w {p})",
+                    mode & 0o7777
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Unsafe(#[from] Unsafe),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl OpenError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, OpenError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// The pure rule for one path component.
+pub fn check(path: &Path, kind: Kind, uid: u32, mode: u32, allowed: &[u32]) -> Result<(), Unsafe> {
+    let fmt = mode & libc::S_IFMT;
+    let problem = match kind {
+        Kind::File if fmt == libc::S_IFLNK => Some(Problem::Symlink),
+        Kind::File if fmt != libc::S_IFREG => Some(Problem::NotRegular),
+        Kind::Dir if fmt != libc::S_IFDIR => Some(Problem::NotDir),
+        _ if !allowed.contains(&uid) => Some(Problem::Owner { uid }),
+        _ if mode & 0o022 != 0 => Some(Problem::Writable { mode }),
+        _ => None,
+    };
+    match problem {
+        Some(problem) => Err(Unsafe {
+            path: path.to_owned(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Opens `path` for reading after checking it and its parents.
+///
+/// The file is opened with `O_NOFOLLOW | O_NONBLOCK` (a symlink is refused, a
+/// FIFO cannot block us) and checked on the open descriptor, so it cannot be
+/// swapped between check and read. Parents are checked from the file's
+/// directory up to `stop_at` (inclusive) or `/`.
+pub fn open_checked(
+    path: &Path,
+    allowed: &[u32],
+    stop_at: Option<&Path>,
+) -> Result<File, OpenError> {
+    let io_err = |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                OpenError::Unsafe(Unsafe {
+                    path: path.to_owned(),
+                    problem: Problem::Symlink,
+                })
+            } else {
+                io_err(e)
+            }
+        })?;
+    let meta = file.metadata().map_err(io_err)?;
+    check(path, Kind::File, meta.uid(), meta.mode(), allowed)?;
+    if let Some(parent) = path.parent() {
+        check_dirs(parent, allowed, stop_at)?;
+    }
+    Ok(file)
+}
+
+/// Checks `dir` and each of its parents up to `stop_at` or `/`.
+pub fn check_dirs(dir: &Path, allowed: &[u32], stop_at: Option<&Path>) -> Result<(), OpenError> {
+    let real = std::fs::canonicalize(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })
+    .map_err(|source| OpenError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let stop = stop_at.and_then(|s| std::fs::canonicalize(s).ok());
+    let mut cur = Some(real.as_path());
+    while let Some(d) = cur {
+        let meta = std::fs::symlink_metadata(d).map_err(|source| OpenError::Io {
+            path: d.to_owned(),
+            source,
+        })?;
+        check(d, Kind::Dir, meta.uid(), meta.mode(), allowed)?;
+        if stop.as_deref() == Some(d) {
+            break;
+        }
+        cur = d.parent();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REG: u32 = libc::S_IFREG;
+    const DIR: u32 = libc::S_IFDIR;
+
+    #[test]
+    fn rules() {
+        let p = Path::new("/x");
+        assert!(check(p, Kind::File, 0, REG | 0o644, &[0]).is_ok());
+        assert!(check(p, Kind::File, 1000, REG | 0o600, &[0, 1000]).is_ok());
+        assert_eq!(
+            check(p, Kind::File, 1000, REG | 0o644, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::Owner { uid: 1000 }
+        );
+        assert_eq!(
+            check(p, Kind::File, 0, REG | 0o664, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::Writable { mode: REG | 0o664 }
+        );
+        assert!(check(p, Kind::Dir, 0, DIR | 0o777, &[0]).is_err());
+        // the sticky bit does not make /tmp safe, as in sshd
+        assert!(check(p, Kind::Dir, 0, DIR | 0o1777, &[0]).is_err());
+        assert_eq!(
+            check(p, Kind::File, 0, libc::S_IFIFO | 0o600, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::NotRegular
+        );
+        assert_eq!(
+            check(p, Kind::Dir, 0, REG | 0o755, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::NotDir
+        );
+    }
+
+    #[test]
+    fn messages_name_file_mode_and_fix() {
+        let e = check(
+            Path::new("/var/cache/keyward/alice"),
+            Kind::File,
+            0,
+            REG | 0o664,
+            &[0],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "bad modes for /var/cache/keyward/alice (mode 0664, group-writable; fix: chmod go-w /var/cache/keyward/alice)"
+        );
+    }
+}
