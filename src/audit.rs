@@ -40,6 +40,14 @@ impl Record {
         self.fields.push((key, value.to_string()));
     }
 
+    /// Replaces the value of the first field named `key` (or appends it).
+    pub fn set_first(&mut self, key: &'static str, value: impl Display) {
+        match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => self.push(key, value),
+        }
+    }
+
     /// The value of the first field named `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields

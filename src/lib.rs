@@ -6,8 +6,13 @@
 
 pub mod audit;
 pub mod cache;
+pub mod cli;
 pub mod config;
+pub mod directory;
+pub mod files;
 pub mod keyline;
+pub mod lookup;
 pub mod policy;
+pub mod privdrop;
 pub mod safepath;
 pub mod username;

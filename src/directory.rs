@@ -1,0 +1,249 @@
+//! The central key directory over HTTP(S).
+//!
+//! Mirrors are tried in order within one total time budget. Each attempt
+//! gets an equal share of what is left, so a black-holed first mirror cannot
+//! eat the whole budget, while a mirror that fails fast hands its share on.
+//! 404 is authoritative ("no keys"); 304 confirms the cached entry; anything
+//! else that is not a plausible key list (5xx, redirect, oversize, HTML,
+//! garbage, TLS failure, timeout) makes the mirror unavailable.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use crate::config::DirectoryConfig;
+use crate::keyline;
+
+/// What the directory said about one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetch {
+    Keys {
+        body: String,
+        etag: Option<String>,
+        url: String,
+    },
+    NotModified {
+        url: String,
+    },
+    NoKeys {
+        url: String,
+    },
+    /// Every mirror failed; one reason per mirror tried.
+    Unavailable {
+        errors: Vec<String>,
+    },
+}
+
+/// A source of per-user key lists (HTTP in production).
+pub trait Directory {
+    fn fetch(&self, user: &str, etag: Option<&str>) -> Fetch;
+}
+
+pub struct HttpDirectory<'a> {
+    config: &'a DirectoryConfig,
+}
+
+impl<'a> HttpDirectory<'a> {
+    pub fn new(config: &'a DirectoryConfig) -> Self {
+        HttpDirectory { config }
+    }
+
+    /// Built only on a cache miss: a fresh cache answer never sets up TLS.
+    fn agent(&self) -> Result<ureq::Agent, String> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &self.config.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!("ca_file {}: no PEM certificate", ca.display()));
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        // The environment's proxy variables are never read: sshd's
+        // environment is not the admin's, and a proxy must be a decision.
+        let proxy = match &self.config.proxy {
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("proxy {p:?}: {e}"))?),
+            None => None,
+        };
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(proxy)
+            .tls_config(tls.build())
+            .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections(0)
+            .build();
+        Ok(config.into())
+    }
+
+    fn attempt(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        etag: Option<&str>,
+        budget: Duration,
+    ) -> Attempt {
+        let mut req = agent.get(url);
+        if let Some(etag) = etag {
+            req = req.header("If-None-Match", etag);
+        }
+        let result = req
+            .config()
+            .timeout_global(Some(budget))
+            .timeout_connect(Some(budget))
+            .build()
+            .call();
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => return Attempt::Failed(describe(&e)),
+        };
+        let status = resp.status().as_u16();
+        match status {
+            200 => {}
+            304 => return Attempt::Done(Fetch::NotModified { url: url.into() }),
+            404 => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
+            301 | 302 | 303 | 307 | 308 => {
+                let to = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?");
+                return Attempt::Failed(format!("HTTP {status} redirect to {to} not followed"));
+            }
+            s => return Attempt::Failed(format!("HTTP {s}")),
+        }
+        let max = self.config.max_bytes;
+        if resp.body().content_length().is_some_and(|n| n > max) {
+            return Attempt::Failed(format!("response larger than max_bytes {max}"));
+        }
+        let html = resp
+            .body()
+            .mime_type()
+            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
+        let new_etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut bytes = Vec::new();
+        // Read one byte past the cap to tell "exactly max" from "more".
+        let read = resp
+            .body_mut()
+            .as_reader()
+            .take(max + 1)
+            .read_to_end(&mut bytes);
+        if let Err(e) = read {
+            return Attempt::Failed(format!("reading body: {}", describe_io(&e)));
+        }
+        if bytes.len() as u64 > max {
+            return Attempt::Failed(format!("response larger than max_bytes {max}"));
+        }
+        if html {
+            return Attempt::Failed("response is HTML, not a key list".into());
+        }
+        let body = match String::from_utf8(bytes) {
+            Ok(b) => b,
+            Err(_) => return Attempt::Failed("response is not UTF-8 text".into()),
+        };
+        if !plausible_key_list(&body) {
+            return Attempt::Failed("response has no valid key line (garbage?)".into());
+        }
+        Attempt::Done(Fetch::Keys {
+            body,
+            etag: new_etag,
+            url: url.into(),
+        })
+    }
+}
+
+enum Attempt {
+    Done(Fetch),
+    Failed(String),
+}
+
+impl Directory for HttpDirectory<'_> {
+    fn fetch(&self, user: &str, etag: Option<&str>) -> Fetch {
+        let deadline = Instant::now() + self.config.timeout.0;
+        let agent = match self.agent() {
+            Ok(a) => a,
+            Err(e) => return Fetch::Unavailable { errors: vec![e] },
+        };
+        let urls = &self.config.urls;
+        let mut errors = Vec::new();
+        for (i, template) in urls.iter().enumerate() {
+            let url = template.expand(user);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(5) {
+                errors.push(format!("{url}: time budget exhausted"));
+                continue;
+            }
+            let share = left / (urls.len() - i) as u32;
+            match self.attempt(&agent, &url, etag, share) {
+                Attempt::Done(f) => return f,
+                Attempt::Failed(why) => errors.push(format!("{url}: {why}")),
+            }
+        }
+        Fetch::Unavailable { errors }
+    }
+}
+
+/// A 200 body is accepted when it is empty/comments only, or when at least
+/// one line is a valid key line. A body where every line is garbage (an
+/// error page, a captive portal) would otherwise wipe the user's keys.
+pub fn plausible_key_list(body: &str) -> bool {
+    if body.contains('\0') {
+        return false;
+    }
+    let mut content = 0;
+    for line in body.lines() {
+        match keyline::parse_line(line) {
+            Ok(Some(_)) => return true,
+            Ok(None) => {}
+            Err(_) => content += 1,
+        }
+    }
+    content == 0
+}
+
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Io(io) => describe_io(io),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        other => other.to_string(),
+    }
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    // TLS failures reach us as io errors wrapping the rustls error.
+    match e.get_ref() {
+        Some(inner) => format!("{}: {inner}", e.kind()),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+
+    #[test]
+    fn plausible_bodies() {
+        assert!(plausible_key_list(""));
+        assert!(plausible_key_list("# nobody home\n\n"));
+        assert!(plausible_key_list(&format!("{ED}\n")));
+        assert!(plausible_key_list(&format!("junk\n{ED}\nmore junk\n")));
+        assert!(!plausible_key_list(
+            "<html><body>502 Bad Gateway</body></html>"
+        ));
+        assert!(!plausible_key_list(&format!("{ED}\0\n")));
+        assert!(!plausible_key_list("{\"keys\": []}"));
+    }
+}

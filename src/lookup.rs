@@ -1,0 +1,478 @@
+//! The login path: `keyward keys USER [FP]`.
+//!
+//! sources (local files, directory through the cache) → parse → policy →
+//! fingerprint filter → stdout, and exactly one audit record. The cache/
+//! directory decision (`resolve`) is pure; `run` does the I/O around it.
+
+use std::io::Write;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::audit::{Record, Severity};
+use crate::cache::{self, Cache, Entry, Freshness, Lookup, Status, Ttls};
+use crate::config::Config;
+use crate::directory::{Directory, Fetch, HttpDirectory};
+use crate::files::{self, FileOutcome};
+use crate::keyline;
+use crate::policy::{self, Candidate, FpFilter, Verdict};
+use crate::privdrop;
+use crate::username;
+
+/// What one invocation decided.
+pub struct Outcome {
+    /// 0 = answered, 1 = failed closed (nothing printed).
+    pub exit: i32,
+    pub severity: Severity,
+    pub record: Record,
+}
+
+/// Where the directory's answer came from, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// None: the user has no keys in the directory.
+    pub body: Option<String>,
+    pub source: &'static str,
+    pub age_s: u64,
+    /// Entry to store (new answer, or refreshed age after a 304).
+    pub store: Option<Entry>,
+    pub warning: Option<String>,
+}
+
+/// Decides how to answer from the cache and, only if needed, the directory.
+/// `fetch` is called at most once, with the cached ETag.
+pub fn resolve(
+    cached: Lookup,
+    now: u64,
+    ttls: &Ttls,
+    fetch: impl FnOnce(Option<&str>) -> Fetch,
+) -> Result<Resolution, String> {
+    let mut warning = None;
+    let entry = match cached {
+        Lookup::Found(e) => Some(e),
+        Lookup::Missing => None,
+        Lookup::Corrupt(c) => {
+            warning = Some(format!("{c}; refetching"));
+            None
+        }
+    };
+    let freshness = entry.as_ref().map(|e| cache::freshness(e, now, ttls));
+    if let (Some(e), Some(Freshness::Fresh)) = (&entry, freshness) {
+        return Ok(Resolution {
+            body: body_of(e),
+            source: "cache",
+            age_s: e.age(now).unwrap_or(0),
+            store: None,
+            warning,
+        });
+    }
+    let etag = entry
+        .as_ref()
+        .filter(|e| e.status == Status::Keys)
+        .and_then(|e| e.etag.as_deref());
+    let fresh_entry = |status, body: String, etag, url| Entry {
+        fetched_at: now,
+        status,
+        etag,
+        url,
+        serial: None,
+        body,
+    };
+    let answered = |e: Entry, warning| Resolution {
+        body: body_of(&e),
+        source: "directory",
+        age_s: 0,
+        store: Some(e),
+        warning,
+    };
+    match fetch(etag) {
+        Fetch::Keys { body, etag, url } => Ok(answered(
+            fresh_entry(Status::Keys, body, etag, url),
+            warning,
+        )),
+        Fetch::NoKeys { url } => Ok(answered(
+            fresh_entry(Status::NoKeys, String::new(), None, url),
+            warning,
+        )),
+        Fetch::NotModified { url } => match entry {
+            Some(mut e) if e.status == Status::Keys => {
+                e.fetched_at = now;
+                e.url = url;
+                Ok(answered(e, warning))
+            }
+            _ => Err("directory answered 304 but no cached entry matches".into()),
+        },
+        Fetch::Unavailable { errors } => {
+            let why = errors.join("; ");
+            match (entry, freshness) {
+                (Some(e), Some(Freshness::Stale)) => {
+                    let age = e.age(now).unwrap_or(0);
+                    Ok(Resolution {
+                        body: body_of(&e),
+                        source: "stale",
+                        age_s: age,
+                        store: None,
+                        warning: Some(format!(
+                            "directory unavailable ({why}); serving cache entry {age}s old"
+                        )),
+                    })
+                }
+                (Some(e), _) => Err(format!(
+                    "directory unavailable ({why}) and the cache entry is too old to serve (age {}s, max_stale {}s)",
+                    e.age(now).map(|a| a.to_string()).unwrap_or_else(|| "future".into()),
+                    ttls.max_stale.as_secs()
+                )),
+                (None, _) => Err(format!("directory unavailable ({why}) and nothing cached")),
+            }
+        }
+    }
+}
+
+fn body_of(e: &Entry) -> Option<String> {
+    match e.status {
+        Status::Keys => Some(e.body.clone()),
+        Status::NoKeys => None,
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parses every line of `text` into candidates labelled `source`.
+pub fn candidates(source: &str, text: &str, out: &mut Vec<Candidate>) {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(parsed) = keyline::parse_line(line).transpose() {
+            out.push(Candidate {
+                source: source.to_owned(),
+                line_no: i + 1,
+                parsed,
+            });
+        }
+    }
+}
+
+/// Runs the login path and writes the answer to `out`.
+pub fn run(
+    config: &Config,
+    user: &str,
+    fp: Option<&str>,
+    started: Instant,
+    out: &mut dyn Write,
+) -> Outcome {
+    let mut record = Record::new();
+    record_head(&mut record, user, fp);
+    let fail = |mut record: Record, reason: String| {
+        record.push("reason", reason);
+        Outcome {
+            exit: 1,
+            severity: Severity::Err,
+            record: finish(record, "fail", started),
+        }
+    };
+
+    if let Err(e) = username::validate(user, config.policy.max_username_len) {
+        return fail(record, format!("invalid user name: {e}"));
+    }
+    if config.policy.deny_users.iter().any(|d| d == user) {
+        record.push("reason", "user is in [policy] deny_users");
+        return Outcome {
+            exit: 0,
+            severity: Severity::Notice,
+            record: finish(record, "deny", started),
+        };
+    }
+
+    let mut sources: Vec<&'static str> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut cands: Vec<Candidate> = Vec::new();
+
+    // Local files first: they may need root, which is dropped right after.
+    if !config.files.paths.is_empty() {
+        match privdrop::account(user) {
+            Ok(Some(acct)) => {
+                for f in files::read_all(&config.files.paths, &acct, config.directory.max_bytes) {
+                    match f.outcome {
+                        FileOutcome::Read(text) => {
+                            candidates(&f.path, &text, &mut cands);
+                            if !sources.contains(&"files") {
+                                sources.push("files");
+                            }
+                        }
+                        FileOutcome::Missing => {}
+                        FileOutcome::Refused(why) => warnings.push(format!("file skipped: {why}")),
+                    }
+                }
+            }
+            Ok(None) => warnings.push("user unknown to NSS: no local files".into()),
+            Err(e) => return fail(record, format!("looking up user: {e}")),
+        }
+    }
+    let owner = if privdrop::euid() == 0 {
+        match privdrop::account(&config.cache.owner) {
+            Ok(a) => a,
+            Err(e) => return fail(record, format!("looking up [cache] owner: {e}")),
+        }
+    } else {
+        None
+    };
+    if let Err(e) = privdrop::drop_privileges(owner.as_ref()) {
+        return fail(
+            record,
+            format!("dropping privileges to {:?}: {e}", config.cache.owner),
+        );
+    }
+
+    let mut age = None;
+    if !config.directory.urls.is_empty() {
+        let cache = Cache::new(&config.cache.dir);
+        let cached = match cache.read(user) {
+            Ok(c) => c,
+            Err(e) => return fail(record, e.to_string()),
+        };
+        let ttls = Ttls {
+            ttl: config.cache.ttl.0,
+            negative_ttl: config.cache.negative_ttl.0,
+            max_stale: config.cache.max_stale.0,
+        };
+        let dir = HttpDirectory::new(&config.directory);
+        let res = match resolve(cached, now_secs(), &ttls, |etag| dir.fetch(user, etag)) {
+            Ok(r) => r,
+            Err(why) => {
+                record.push("source", "directory");
+                return fail(record, why);
+            }
+        };
+        if let Some(entry) = &res.store {
+            if let Err(e) = cache.write(user, entry) {
+                warnings.push(format!("cache not updated: {e}"));
+            }
+        }
+        warnings.extend(res.warning);
+        sources.push(res.source);
+        age = Some(res.age_s);
+        if let Some(body) = &res.body {
+            candidates("directory", body, &mut cands);
+        }
+    }
+
+    let verdicts = policy::evaluate(&config.policy, &cands, now_secs() as i64);
+    let filter = FpFilter::parse(fp);
+    let mut text = String::new();
+    let (mut valid, mut served, mut matched) = (0, 0, 0);
+    let mut drops = Vec::new();
+    for (c, v) in cands.iter().zip(&verdicts) {
+        if c.parsed.is_ok() {
+            valid += 1;
+        }
+        match (v, &c.parsed) {
+            (Verdict::Served, Ok(k)) if filter.selects(k) => {
+                text.push_str(&k.to_line());
+                text.push('\n');
+                served += 1;
+                matched += usize::from(filter.matches(k));
+            }
+            (Verdict::Dropped(why), parsed) => {
+                let fp_of = parsed.as_ref().map(|k| k.fingerprint()).unwrap_or_default();
+                drops.push((fp_of, format!("{}:{} {why}", c.source, c.line_no)));
+            }
+            _ => {}
+        }
+    }
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        return fail(record, format!("writing to stdout: {e}"));
+    }
+
+    record.push(
+        "source",
+        if sources.is_empty() {
+            "none".into()
+        } else {
+            sources.join("+")
+        },
+    );
+    if let Some(a) = age {
+        record.push("age_s", a);
+    }
+    record.push("keys", valid);
+    record.push("served", served);
+    record.push("dropped", drops.len());
+    let decision = match &filter {
+        _ if cands.is_empty() => "nokeys",
+        FpFilter::All => "serve",
+        FpFilter::Sha256(_) if matched > 0 => "match",
+        FpFilter::Sha256(want) => {
+            let why = drops
+                .iter()
+                .find(|(f, _)| f == want)
+                .map(|(_, d)| format!("key dropped by policy: {d}"))
+                .unwrap_or_else(|| "no authorized key has this fingerprint".into());
+            record.push("reason", why);
+            "nomatch"
+        }
+    };
+    if !drops.is_empty() {
+        let detail: Vec<&str> = drops.iter().take(5).map(|(_, d)| d.as_str()).collect();
+        record.push("drop", detail.join("; "));
+    }
+    let severity = if warnings.is_empty() {
+        Severity::Info
+    } else {
+        record.push("warning", warnings.join("; "));
+        Severity::Warning
+    };
+    Outcome {
+        exit: 0,
+        severity,
+        record: finish(record, decision, started),
+    }
+}
+
+/// Starts a record; the decision (first field) is filled in by `finish`.
+fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
+    record.push("decision", "");
+    record.push("user", user);
+    if let Some(fp) = fp {
+        record.push("fp", fp);
+    }
+}
+
+fn finish(mut record: Record, decision: &str, started: Instant) -> Record {
+    record.set_first("decision", decision);
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    record.push("ms", format!("{ms:.1}"));
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const T: u64 = 1_700_000_000;
+
+    fn ttls() -> Ttls {
+        Ttls {
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+
+    fn entry(age: u64) -> Entry {
+        Entry {
+            fetched_at: T - age,
+            status: Status::Keys,
+            etag: Some("\"e1\"".into()),
+            url: "http://d/alice".into(),
+            serial: None,
+            body: "old\n".into(),
+        }
+    }
+
+    fn never(_: Option<&str>) -> Fetch {
+        panic!("fresh cache must not touch the directory")
+    }
+
+    #[test]
+    fn fresh_entry_needs_no_network() {
+        let r = resolve(Lookup::Found(entry(10)), T, &ttls(), never).unwrap();
+        assert_eq!(r.source, "cache");
+        assert_eq!(r.age_s, 10);
+        assert_eq!(r.body.as_deref(), Some("old\n"));
+        assert!(r.store.is_none());
+    }
+
+    #[test]
+    fn stale_entry_revalidates_with_etag() {
+        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), |etag| {
+            assert_eq!(etag, Some("\"e1\""));
+            Fetch::NotModified {
+                url: "http://m2/alice".into(),
+            }
+        })
+        .unwrap();
+        assert_eq!(r.source, "directory");
+        let stored = r.store.unwrap();
+        assert_eq!(stored.fetched_at, T);
+        assert_eq!(stored.body, "old\n");
+        assert_eq!(stored.url, "http://m2/alice");
+    }
+
+    #[test]
+    fn new_body_replaces_entry() {
+        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), |_| Fetch::Keys {
+            body: "new\n".into(),
+            etag: Some("\"e2\"".into()),
+            url: "u".into(),
+        })
+        .unwrap();
+        assert_eq!(r.body.as_deref(), Some("new\n"));
+        assert_eq!(r.store.unwrap().etag.as_deref(), Some("\"e2\""));
+    }
+
+    #[test]
+    fn not_found_is_authoritative_and_cached() {
+        let r = resolve(Lookup::Missing, T, &ttls(), |etag| {
+            assert_eq!(etag, None);
+            Fetch::NoKeys { url: "u".into() }
+        })
+        .unwrap();
+        assert_eq!(r.body, None);
+        assert_eq!(r.store.unwrap().status, Status::NoKeys);
+        // a remembered 404 is fresh for negative_ttl
+        let mut neg = entry(10);
+        neg.status = Status::NoKeys;
+        let r = resolve(Lookup::Found(neg), T, &ttls(), never).unwrap();
+        assert_eq!((r.body, r.source), (None, "cache"));
+    }
+
+    #[test]
+    fn unavailable_serves_stale_within_max_stale_only() {
+        let down = |_: Option<&str>| Fetch::Unavailable {
+            errors: vec!["m1: HTTP 500".into()],
+        };
+        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), down).unwrap();
+        assert_eq!(r.source, "stale");
+        assert!(r.warning.unwrap().contains("HTTP 500"));
+        let e = resolve(Lookup::Found(entry(3600)), T, &ttls(), down).unwrap_err();
+        assert!(e.contains("too old"), "{e}");
+        let e = resolve(Lookup::Missing, T, &ttls(), down).unwrap_err();
+        assert!(e.contains("nothing cached"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_entry_is_never_served() {
+        let down = |_: Option<&str>| Fetch::Unavailable { errors: vec![] };
+        let corrupt = || Lookup::Corrupt(cache::Corrupt("checksum mismatch"));
+        assert!(resolve(corrupt(), T, &ttls(), down).is_err());
+        let r = resolve(corrupt(), T, &ttls(), |etag| {
+            assert_eq!(etag, None);
+            Fetch::Keys {
+                body: "k\n".into(),
+                etag: None,
+                url: "u".into(),
+            }
+        })
+        .unwrap();
+        assert!(r.warning.unwrap().contains("checksum"));
+    }
+
+    #[test]
+    fn future_entry_is_refreshed_not_trusted() {
+        let mut e = entry(0);
+        e.fetched_at = T + 1000;
+        let down = |_: Option<&str>| Fetch::Unavailable { errors: vec![] };
+        assert!(resolve(Lookup::Found(e), T, &ttls(), down).is_err());
+    }
+
+    #[test]
+    fn candidates_keep_line_numbers() {
+        let mut c = Vec::new();
+        candidates("directory", "# c\n\nssh-ed25519 AAAA\n", &mut c);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].line_no, 3);
+        assert!(c[0].parsed.is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! Accounts, temporary uid switches and the permanent privilege drop.
+//!
+//! keyward needs root only to read users' own authorized_keys files
+//! (`[files]`). It reads each file with the user's own uid, then drops to the
+//! cache owner for good (groups, gid, uid, capabilities, no_new_privs)
+//! before any network I/O. All of this runs before any thread exists, which
+//! uid and capability changes (per-thread in the kernel) require.
+
+use std::ffi::{CStr, CString};
+use std::io;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// Looks `name` up through NSS; Ok(None) when it does not exist.
+pub fn account(name: &str) -> io::Result<Option<Account>> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: pwd and result are out-parameters; buf outlives their use.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        let s = |p: *const libc::c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
+        return Ok(Some(Account {
+            name: s(pwd.pw_name),
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+            home: s(pwd.pw_dir),
+        }));
+    }
+}
+
+pub fn euid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn check(rc: libc::c_int, what: &str) -> Result<(), String> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("{what}: {}", io::Error::last_os_error()))
+    }
+}
+
+/// Runs `f` with the effective uid/gid (and only group) of `acct`, then
+/// returns to root. Used by root only, to read a user's files as that user.
+pub fn as_user<T>(acct: &Account, f: impl FnOnce() -> T) -> Result<T, String> {
+    let gid = acct.gid as libc::gid_t;
+    // SAFETY: plain syscalls; the previous ids are restored below.
+    unsafe {
+        check(libc::setgroups(1, &gid), "setgroups")?;
+        check(libc::setegid(gid), "setegid")?;
+        if let Err(e) = check(libc::seteuid(acct.uid), "seteuid") {
+            libc::setegid(0);
+            return Err(e);
+        }
+    }
+    let out = f();
+    unsafe {
+        // Failing to get root back would leave us half-switched: stop.
+        if libc::seteuid(0) != 0
+            || libc::setegid(0) != 0
+            || libc::setgroups(0, std::ptr::null()) != 0
+        {
+            return Err(format!("restoring root: {}", io::Error::last_os_error()));
+        }
+    }
+    Ok(out)
+}
+
+/// Permanently becomes `acct` (when root) and clears every capability.
+/// When not root, only clears capabilities and sets no_new_privs.
+pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
+    if euid() == 0 {
+        let acct = acct.ok_or("running as root but the cache owner account does not exist")?;
+        if acct.uid == 0 {
+            return Err("[cache] owner must not be root".into());
+        }
+        // Needs CAP_SETPCAP, which only root still has here.
+        caps::clear(None, caps::CapSet::Bounding).map_err(|e| format!("bounding set: {e}"))?;
+        let gid = acct.gid as libc::gid_t;
+        unsafe {
+            check(libc::setgroups(1, &gid), "setgroups")?;
+            check(libc::setresgid(gid, gid, gid), "setresgid")?;
+            check(libc::setresuid(acct.uid, acct.uid, acct.uid), "setresuid")?;
+            // Make sure there is no way back.
+            if libc::setuid(0) == 0 || libc::seteuid(0) == 0 {
+                return Err("privilege drop did not stick".into());
+            }
+        }
+    }
+    for set in [caps::CapSet::Permitted, caps::CapSet::Inheritable] {
+        if caps::read(None, set).map(|c| !c.is_empty()).unwrap_or(true) {
+            caps::clear(None, set).map_err(|e| format!("clearing {set:?}: {e}"))?;
+        }
+    }
+    let _ = caps::clear(None, caps::CapSet::Ambient);
+    check(
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+        "PR_SET_NO_NEW_PRIVS",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_account_exists() {
+        let root = account("root").unwrap().unwrap();
+        assert_eq!(root.uid, 0);
+        assert!(account("no-such-user-kw").unwrap().is_none());
+        assert!(account("a\0b").is_err());
+    }
+}
