@@ -26,7 +26,7 @@ pub const KNOWN_KEY_TYPES: &[&str] = &[
     "ssh-dss",
 ];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub directory: DirectoryConfig,
@@ -89,18 +89,6 @@ pub struct LogConfig {
     #[serde(deserialize_with = "facility")]
     pub facility: String,
     pub socket: PathBuf,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            directory: DirectoryConfig::default(),
-            cache: CacheConfig::default(),
-            files: FilesConfig::default(),
-            policy: PolicyConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for DirectoryConfig {
