@@ -34,6 +34,22 @@ pub enum Command {
         /// Only print the key with this fingerprint (%f), plus every cert-authority line.
         fingerprint: Option<String>,
     },
+    /// Refresh the cache of users already cached (conditional GET); used by the systemd timer.
+    Sync {
+        /// Only this user (cached or not).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Parallel requests.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Wait a random time up to this long before starting (e.g. "30s").
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_delay)]
+        max_delay: std::time::Duration,
+    },
+}
+
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Largest configuration file read.
@@ -94,7 +110,97 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             sink.send(outcome.severity, &outcome.record);
             outcome.exit
         }
+        Command::Sync {
+            user,
+            jobs,
+            max_delay,
+        } => run_sync(
+            &cli.config,
+            user.as_deref(),
+            jobs.into(),
+            max_delay,
+            started,
+        ),
     }
+}
+
+fn run_sync(
+    config_path: &Path,
+    user: Option<&str>,
+    jobs: usize,
+    max_delay: std::time::Duration,
+    started: Instant,
+) -> i32 {
+    let mut early = Sink::stderr();
+    let fail = |sink: &mut Sink, why: String| {
+        sink.tee_stderr(true);
+        sink.send(
+            Severity::Err,
+            &Record::new()
+                .with("decision", "sync-fail")
+                .with("reason", why),
+        );
+        1
+    };
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(&mut early, e),
+    };
+    let mut sink = sink_for(&config);
+    if let Some(u) = user {
+        if let Err(e) = crate::username::validate(u, config.policy.max_username_len) {
+            return fail(&mut sink, format!("invalid user name {u:?}: {e}"));
+        }
+    }
+    if config.directory.urls.is_empty() {
+        return fail(
+            &mut sink,
+            "no [directory] urls configured: nothing to sync".into(),
+        );
+    }
+    // Same rule as the login path: never talk to the network as root.
+    let owner = if crate::privdrop::euid() == 0 {
+        match crate::privdrop::account(&config.cache.owner) {
+            Ok(a) => a,
+            Err(e) => return fail(&mut sink, format!("looking up [cache] owner: {e}")),
+        }
+    } else {
+        None
+    };
+    if let Err(e) = crate::privdrop::drop_privileges(owner.as_ref()) {
+        return fail(&mut sink, format!("dropping privileges: {e}"));
+    }
+    std::thread::sleep(crate::sync::jitter(max_delay));
+    let tty = unsafe { libc::isatty(2) } == 1;
+    let progress = move |done: usize, total: usize| {
+        if tty && (done == total || done % 25 == 0) {
+            eprint!("\rsync: {done}/{total} users");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let summary = match crate::sync::run(&config, user, jobs, &progress) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut sink, e),
+    };
+    let record = summary.record(started.elapsed());
+    let failed = !summary.failed.is_empty();
+    sink.tee_stderr(tty || failed);
+    sink.send(
+        if failed {
+            Severity::Warning
+        } else {
+            Severity::Info
+        },
+        &record,
+    );
+    if tty {
+        for (u, why) in summary.failed.iter().take(20) {
+            eprintln!("  failed: {u}: {why}");
+        }
+    }
+    i32::from(failed)
 }
 
 /// sshd gives the command no timeout but LoginGraceTime: if anything hangs

@@ -8,6 +8,7 @@
 //! garbage, TLS failure, timeout) makes the mirror unavailable.
 
 use std::io::Read;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::config::DirectoryConfig;
@@ -40,15 +41,38 @@ pub trait Directory {
 
 pub struct HttpDirectory<'a> {
     config: &'a DirectoryConfig,
+    /// Built on first use only: a fresh cache answer never sets up TLS.
+    agent: OnceLock<Result<ureq::Agent, String>>,
+    /// Keep connections open between requests (sync); a login makes one.
+    pooled: bool,
 }
 
 impl<'a> HttpDirectory<'a> {
+    /// For the login path: one lookup, no connection pool.
     pub fn new(config: &'a DirectoryConfig) -> Self {
-        HttpDirectory { config }
+        HttpDirectory {
+            config,
+            agent: OnceLock::new(),
+            pooled: false,
+        }
     }
 
-    /// Built only on a cache miss: a fresh cache answer never sets up TLS.
-    fn agent(&self) -> Result<ureq::Agent, String> {
+    /// For many lookups from several threads (sync): keep-alive connections.
+    pub fn pooled(config: &'a DirectoryConfig) -> Self {
+        HttpDirectory {
+            pooled: true,
+            ..Self::new(config)
+        }
+    }
+
+    fn agent(&self) -> Result<&ureq::Agent, String> {
+        self.agent
+            .get_or_init(|| self.build_agent())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn build_agent(&self) -> Result<ureq::Agent, String> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &self.config.ca_file {
             let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
@@ -75,7 +99,8 @@ impl<'a> HttpDirectory<'a> {
             .proxy(proxy)
             .tls_config(tls.build())
             .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
-            .max_idle_connections(0)
+            .max_idle_connections(if self.pooled { 64 } else { 0 })
+            .max_idle_connections_per_host(if self.pooled { 16 } else { 0 })
             .build();
         Ok(config.into())
     }
@@ -182,7 +207,7 @@ impl Directory for HttpDirectory<'_> {
                 continue;
             }
             let share = left / (urls.len() - i) as u32;
-            match self.attempt(&agent, &url, etag, share) {
+            match self.attempt(agent, &url, etag, share) {
                 Attempt::Done(f) => return f,
                 Attempt::Failed(why) => errors.push(format!("{url}: {why}")),
             }

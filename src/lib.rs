@@ -15,4 +15,5 @@ pub mod lookup;
 pub mod policy;
 pub mod privdrop;
 pub mod safepath;
+pub mod sync;
 pub mod username;
