@@ -46,6 +46,8 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_delay)]
         max_delay: std::time::Duration,
     },
+    /// Print a shell completion script (bash, zsh, fish, …) to stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
@@ -121,6 +123,16 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             max_delay,
             started,
         ),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "keyward",
+                &mut std::io::stdout(),
+            );
+            0
+        }
     }
 }
 
