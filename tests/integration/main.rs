@@ -7,3 +7,5 @@ mod support;
 mod keys_directory;
 mod keys_sshd;
 mod pam;
+mod packaging;
+mod sync;
