@@ -50,6 +50,72 @@ pub struct DirectoryConfig {
     pub ca_file: Option<PathBuf>,
     /// Explicit HTTP(S) proxy. The environment (`https_proxy`…) is never read.
     pub proxy: Option<String>,
+    /// Pinned signer keys: when any is set, every directory file must carry a
+    /// valid `{url}.sig` SSHSIG signature by one of them.
+    #[serde(deserialize_with = "signer_keys")]
+    pub signers: Vec<SignerKey>,
+    /// More signer keys, one per line (root-owned, like the config).
+    pub signers_file: Option<PathBuf>,
+}
+
+/// A signer public key (`ssh-ed25519 AAAA… comment`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerKey(pub ssh_key::PublicKey);
+
+fn signer_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SignerKey>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter()
+        .map(|s| {
+            parse_signer(s)
+                .map(SignerKey)
+                .map_err(serde::de::Error::custom)
+        })
+        .collect()
+}
+
+/// Parses one signer line: a plain public key, no options.
+pub fn parse_signer(s: &str) -> Result<ssh_key::PublicKey, String> {
+    match crate::keyline::parse_line(s) {
+        Ok(Some(k)) if k.options.is_empty() => Ok(k.key),
+        Ok(Some(_)) => Err(format!("signer {s:?}: options are not allowed")),
+        Ok(None) => Err("empty signer key".into()),
+        Err(e) => Err(format!("signer {s:?}: {e}")),
+    }
+}
+
+impl DirectoryConfig {
+    /// Whether directory files must be signed.
+    pub fn signed(&self) -> bool {
+        !self.signers.is_empty() || self.signers_file.is_some()
+    }
+
+    /// All signer keys: inline ones and those in `signers_file`.
+    pub fn load_signers(&self) -> Result<Vec<ssh_key::PublicKey>, String> {
+        let mut keys: Vec<_> = self.signers.iter().map(|k| k.0.clone()).collect();
+        if let Some(path) = &self.signers_file {
+            use std::io::Read;
+            let mut text = String::new();
+            crate::safepath::open_checked(path, &[0], None)
+                .map_err(|e| format!("signers_file: {e}"))?
+                .take(1 << 20)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("signers_file {}: {e}", path.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                let t = line.trim();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                keys.push(
+                    parse_signer(t)
+                        .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?,
+                );
+            }
+        }
+        if keys.is_empty() {
+            return Err("signatures required but no signer key configured".into());
+        }
+        Ok(keys)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +165,8 @@ impl Default for DirectoryConfig {
             max_bytes: 256 * 1024,
             ca_file: None,
             proxy: None,
+            signers: Vec::new(),
+            signers_file: None,
         }
     }
 }
@@ -464,6 +532,20 @@ mod tests {
         assert!(parse(&format!("{MIN}[cache]\ndir = \"cache\"\n")).is_err());
         assert!(parse("").is_err(), "no source configured");
         assert!(parse("[directory\n").is_err());
+    }
+
+    #[test]
+    fn signers() {
+        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A keys@corp";
+        let c = parse(&format!("{MIN}signers = [\"{ed}\"]\n")).unwrap();
+        assert!(c.directory.signed());
+        assert_eq!(c.directory.load_signers().unwrap().len(), 1);
+        let err = parse(&format!("{MIN}signers = [\"ssh-ed25519 AAAA\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(parse(&format!("{MIN}signers = [\"restrict {ed}\"]\n")).is_err());
+        assert!(!parse(MIN).unwrap().directory.signed());
     }
 
     #[test]

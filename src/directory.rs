@@ -21,6 +21,8 @@ pub enum Fetch {
         body: String,
         etag: Option<String>,
         url: String,
+        /// Serial of a verified signed file.
+        serial: Option<u64>,
     },
     NotModified {
         url: String,
@@ -34,9 +36,17 @@ pub enum Fetch {
     },
 }
 
+/// One lookup: the user, the cached ETag and the cached serial (rollback).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub etag: Option<&'a str>,
+    pub min_serial: Option<u64>,
+}
+
 /// A source of per-user key lists (HTTP in production).
 pub trait Directory {
-    fn fetch(&self, user: &str, etag: Option<&str>) -> Fetch;
+    fn fetch(&self, req: &Request) -> Fetch;
 }
 
 pub struct HttpDirectory<'a> {
@@ -45,6 +55,8 @@ pub struct HttpDirectory<'a> {
     agent: OnceLock<Result<ureq::Agent, String>>,
     /// Keep connections open between requests (sync); a login makes one.
     pooled: bool,
+    /// Pinned signers, loaded on first use when signatures are required.
+    signers: OnceLock<Result<Vec<ssh_key::PublicKey>, String>>,
 }
 
 impl<'a> HttpDirectory<'a> {
@@ -54,6 +66,7 @@ impl<'a> HttpDirectory<'a> {
             config,
             agent: OnceLock::new(),
             pooled: false,
+            signers: OnceLock::new(),
         }
     }
 
@@ -105,18 +118,65 @@ impl<'a> HttpDirectory<'a> {
         Ok(config.into())
     }
 
+    fn signers(&self) -> Result<&[ssh_key::PublicKey], String> {
+        self.signers
+            .get_or_init(|| self.config.load_signers())
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
+    /// Fetches `{url}.sig` and checks the file against the pinned signers.
+    fn check_signed(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        body: &str,
+        req: &Request,
+        deadline: Instant,
+    ) -> Result<u64, String> {
+        let signers = self.signers()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let sig_url = format!("{url}.sig");
+        let mut resp = agent
+            .get(&sig_url)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| format!("signature {sig_url}: {}", describe(&e)))?;
+        if resp.status().as_u16() != 200 {
+            return Err(format!(
+                "signature {sig_url}: HTTP {}",
+                resp.status().as_u16()
+            ));
+        }
+        let mut sig = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(64 * 1024)
+            .read_to_end(&mut sig)
+            .map_err(|e| format!("signature {sig_url}: {}", describe_io(&e)))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let h = crate::signed::check_file(body, &sig, signers, req.user, now, req.min_serial)?;
+        Ok(h.serial)
+    }
+
     fn attempt(
         &self,
         agent: &ureq::Agent,
         url: &str,
-        etag: Option<&str>,
+        req: &Request,
         budget: Duration,
+        deadline: Instant,
     ) -> Attempt {
-        let mut req = agent.get(url);
-        if let Some(etag) = etag {
-            req = req.header("If-None-Match", etag);
+        let mut req_b = agent.get(url);
+        if let Some(etag) = req.etag {
+            req_b = req_b.header("If-None-Match", etag);
         }
-        let result = req
+        let result = req_b
             .config()
             .timeout_global(Some(budget))
             .timeout_connect(Some(budget))
@@ -177,10 +237,19 @@ impl<'a> HttpDirectory<'a> {
         if !plausible_key_list(&body) {
             return Attempt::Failed("response has no valid key line (garbage?)".into());
         }
+        let serial = if self.config.signed() {
+            match self.check_signed(agent, url, &body, req, deadline) {
+                Ok(serial) => Some(serial),
+                Err(why) => return Attempt::Failed(why),
+            }
+        } else {
+            None
+        };
         Attempt::Done(Fetch::Keys {
             body,
             etag: new_etag,
             url: url.into(),
+            serial,
         })
     }
 }
@@ -191,7 +260,7 @@ enum Attempt {
 }
 
 impl Directory for HttpDirectory<'_> {
-    fn fetch(&self, user: &str, etag: Option<&str>) -> Fetch {
+    fn fetch(&self, req: &Request) -> Fetch {
         let deadline = Instant::now() + self.config.timeout.0;
         let agent = match self.agent() {
             Ok(a) => a,
@@ -200,14 +269,14 @@ impl Directory for HttpDirectory<'_> {
         let urls = &self.config.urls;
         let mut errors = Vec::new();
         for (i, template) in urls.iter().enumerate() {
-            let url = template.expand(user);
+            let url = template.expand(req.user);
             let left = deadline.saturating_duration_since(Instant::now());
             if left < Duration::from_millis(5) {
                 errors.push(format!("{url}: time budget exhausted"));
                 continue;
             }
             let share = left / (urls.len() - i) as u32;
-            match self.attempt(agent, &url, etag, share) {
+            match self.attempt(agent, &url, req, share, deadline) {
                 Attempt::Done(f) => return f,
                 Attempt::Failed(why) => errors.push(format!("{url}: {why}")),
             }

@@ -15,5 +15,6 @@ pub mod lookup;
 pub mod policy;
 pub mod privdrop;
 pub mod safepath;
+pub mod signed;
 pub mod sync;
 pub mod username;

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::audit::{Record, Severity};
 use crate::cache::{self, Cache, Entry, Freshness, Lookup, Status, Ttls};
 use crate::config::Config;
-use crate::directory::{Directory, Fetch, HttpDirectory};
+use crate::directory::{Directory, Fetch, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
 use crate::keyline;
 use crate::policy::{self, Candidate, FpFilter, Verdict};
@@ -39,11 +39,14 @@ pub struct Resolution {
 
 /// Decides how to answer from the cache and, only if needed, the directory.
 /// `fetch` is called at most once, with the cached ETag.
+/// With `signed` (the user name), a cached entry is only usable while its
+/// signed header is valid for that user and not expired.
 pub fn resolve(
     cached: Lookup,
     now: u64,
     ttls: &Ttls,
-    fetch: impl FnOnce(Option<&str>) -> Fetch,
+    signed: Option<&str>,
+    fetch: impl FnOnce(&Request) -> Fetch,
 ) -> Result<Resolution, String> {
     let mut warning = None;
     let entry = match cached {
@@ -54,7 +57,14 @@ pub fn resolve(
             None
         }
     };
-    let freshness = entry.as_ref().map(|e| cache::freshness(e, now, ttls));
+    let usable = |e: &Entry| match signed {
+        Some(user) if e.status == Status::Keys => signed_usable(e, user, now),
+        _ => Ok(()),
+    };
+    let freshness = entry.as_ref().map(|e| match usable(e) {
+        Ok(()) => cache::freshness(e, now, ttls),
+        Err(_) => Freshness::Expired,
+    });
     if let (Some(e), Some(Freshness::Fresh)) = (&entry, freshness) {
         return Ok(Resolution {
             body: body_of(e),
@@ -64,16 +74,18 @@ pub fn resolve(
             warning,
         });
     }
+    // An entry that is no longer usable must not be revalidated by a 304.
     let etag = entry
         .as_ref()
-        .filter(|e| e.status == Status::Keys)
+        .filter(|e| e.status == Status::Keys && usable(e).is_ok())
         .and_then(|e| e.etag.as_deref());
-    let fresh_entry = |status, body: String, etag, url| Entry {
+    let min_serial = entry.as_ref().and_then(|e| e.serial);
+    let fresh_entry = |status, body: String, etag, url, serial| Entry {
         fetched_at: now,
         status,
         etag,
         url,
-        serial: None,
+        serial,
         body,
     };
     let answered = |e: Entry, warning| Resolution {
@@ -83,17 +95,29 @@ pub fn resolve(
         store: Some(e),
         warning,
     };
-    match fetch(etag) {
-        Fetch::Keys { body, etag, url } => Ok(answered(
-            fresh_entry(Status::Keys, body, etag, url),
+    let user = signed.unwrap_or_default();
+    let req = Request {
+        user,
+        etag,
+        min_serial,
+    };
+    match fetch(&req) {
+        Fetch::Keys {
+            body,
+            etag,
+            url,
+            serial,
+        } => Ok(answered(
+            fresh_entry(Status::Keys, body, etag, url, serial),
             warning,
         )),
         Fetch::NoKeys { url } => Ok(answered(
-            fresh_entry(Status::NoKeys, String::new(), None, url),
+            // Keep the serial: a later file must not roll back below it.
+            fresh_entry(Status::NoKeys, String::new(), None, url, min_serial),
             warning,
         )),
         Fetch::NotModified { url } => match entry {
-            Some(mut e) if e.status == Status::Keys => {
+            Some(mut e) if e.status == Status::Keys && usable(&e).is_ok() => {
                 e.fetched_at = now;
                 e.url = url;
                 Ok(answered(e, warning))
@@ -124,6 +148,15 @@ pub fn resolve(
             }
         }
     }
+}
+
+/// A cached signed file stays usable only while its header is valid.
+fn signed_usable(e: &Entry, user: &str, now: u64) -> Result<(), String> {
+    if e.serial.is_none() {
+        return Err("cached entry was not signed".into());
+    }
+    let h = crate::signed::parse_header(&e.body)?;
+    crate::signed::check_header(&h, user, now as i64, None)
 }
 
 fn body_of(e: &Entry) -> Option<String> {
@@ -237,7 +270,15 @@ pub fn run(
             max_stale: config.cache.max_stale.0,
         };
         let dir = HttpDirectory::new(&config.directory);
-        let res = match resolve(cached, now_secs(), &ttls, |etag| dir.fetch(user, etag)) {
+        let signed = config.directory.signed().then_some(user);
+        let fetch = |req: &Request| {
+            dir.fetch(&Request {
+                user,
+                etag: req.etag,
+                min_serial: req.min_serial,
+            })
+        };
+        let res = match resolve(cached, now_secs(), &ttls, signed, fetch) {
             Ok(r) => r,
             Err(why) => {
                 record.push("source", "directory");
@@ -371,13 +412,13 @@ mod tests {
         }
     }
 
-    fn never(_: Option<&str>) -> Fetch {
+    fn never(_: &Request) -> Fetch {
         panic!("fresh cache must not touch the directory")
     }
 
     #[test]
     fn fresh_entry_needs_no_network() {
-        let r = resolve(Lookup::Found(entry(10)), T, &ttls(), never).unwrap();
+        let r = resolve(Lookup::Found(entry(10)), T, &ttls(), None, never).unwrap();
         assert_eq!(r.source, "cache");
         assert_eq!(r.age_s, 10);
         assert_eq!(r.body.as_deref(), Some("old\n"));
@@ -386,8 +427,8 @@ mod tests {
 
     #[test]
     fn stale_entry_revalidates_with_etag() {
-        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), |etag| {
-            assert_eq!(etag, Some("\"e1\""));
+        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), None, |req| {
+            assert_eq!(req.etag, Some("\"e1\""));
             Fetch::NotModified {
                 url: "http://m2/alice".into(),
             }
@@ -402,10 +443,13 @@ mod tests {
 
     #[test]
     fn new_body_replaces_entry() {
-        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), |_| Fetch::Keys {
-            body: "new\n".into(),
-            etag: Some("\"e2\"".into()),
-            url: "u".into(),
+        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), None, |_| {
+            Fetch::Keys {
+                body: "new\n".into(),
+                etag: Some("\"e2\"".into()),
+                url: "u".into(),
+                serial: None,
+            }
         })
         .unwrap();
         assert_eq!(r.body.as_deref(), Some("new\n"));
@@ -414,8 +458,8 @@ mod tests {
 
     #[test]
     fn not_found_is_authoritative_and_cached() {
-        let r = resolve(Lookup::Missing, T, &ttls(), |etag| {
-            assert_eq!(etag, None);
+        let r = resolve(Lookup::Missing, T, &ttls(), None, |req| {
+            assert_eq!(req.etag, None);
             Fetch::NoKeys { url: "u".into() }
         })
         .unwrap();
@@ -424,35 +468,36 @@ mod tests {
         // a remembered 404 is fresh for negative_ttl
         let mut neg = entry(10);
         neg.status = Status::NoKeys;
-        let r = resolve(Lookup::Found(neg), T, &ttls(), never).unwrap();
+        let r = resolve(Lookup::Found(neg), T, &ttls(), None, never).unwrap();
         assert_eq!((r.body, r.source), (None, "cache"));
     }
 
     #[test]
     fn unavailable_serves_stale_within_max_stale_only() {
-        let down = |_: Option<&str>| Fetch::Unavailable {
+        let down = |_: &Request| Fetch::Unavailable {
             errors: vec!["m1: HTTP 500".into()],
         };
-        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), down).unwrap();
+        let r = resolve(Lookup::Found(entry(400)), T, &ttls(), None, down).unwrap();
         assert_eq!(r.source, "stale");
         assert!(r.warning.unwrap().contains("HTTP 500"));
-        let e = resolve(Lookup::Found(entry(3600)), T, &ttls(), down).unwrap_err();
+        let e = resolve(Lookup::Found(entry(3600)), T, &ttls(), None, down).unwrap_err();
         assert!(e.contains("too old"), "{e}");
-        let e = resolve(Lookup::Missing, T, &ttls(), down).unwrap_err();
+        let e = resolve(Lookup::Missing, T, &ttls(), None, down).unwrap_err();
         assert!(e.contains("nothing cached"), "{e}");
     }
 
     #[test]
     fn corrupt_entry_is_never_served() {
-        let down = |_: Option<&str>| Fetch::Unavailable { errors: vec![] };
+        let down = |_: &Request| Fetch::Unavailable { errors: vec![] };
         let corrupt = || Lookup::Corrupt(cache::Corrupt("checksum mismatch"));
-        assert!(resolve(corrupt(), T, &ttls(), down).is_err());
-        let r = resolve(corrupt(), T, &ttls(), |etag| {
-            assert_eq!(etag, None);
+        assert!(resolve(corrupt(), T, &ttls(), None, down).is_err());
+        let r = resolve(corrupt(), T, &ttls(), None, |req| {
+            assert_eq!(req.etag, None);
             Fetch::Keys {
                 body: "k\n".into(),
                 etag: None,
                 url: "u".into(),
+                serial: None,
             }
         })
         .unwrap();
@@ -463,8 +508,59 @@ mod tests {
     fn future_entry_is_refreshed_not_trusted() {
         let mut e = entry(0);
         e.fetched_at = T + 1000;
-        let down = |_: Option<&str>| Fetch::Unavailable { errors: vec![] };
-        assert!(resolve(Lookup::Found(e), T, &ttls(), down).is_err());
+        let down = |_: &Request| Fetch::Unavailable { errors: vec![] };
+        assert!(resolve(Lookup::Found(e), T, &ttls(), None, down).is_err());
+    }
+
+    fn signed_entry(expires: i64) -> Entry {
+        let h = crate::signed::Header {
+            user: "alice".into(),
+            serial: 7,
+            expires,
+        };
+        Entry {
+            serial: Some(7),
+            body: format!("{}\nk\n", h.to_line()),
+            ..entry(10)
+        }
+    }
+
+    #[test]
+    fn signed_cache_entries_expire_with_their_header() {
+        let ok = signed_entry(T as i64 + 100);
+        let r = resolve(Lookup::Found(ok), T, &ttls(), Some("alice"), never).unwrap();
+        assert_eq!(r.source, "cache");
+        // expired header: not fresh, not stale-servable, no 304 revalidation
+        let down = |req: &Request| {
+            assert_eq!(req.etag, None);
+            assert_eq!(req.min_serial, Some(7));
+            Fetch::Unavailable {
+                errors: vec!["down".into()],
+            }
+        };
+        let old = signed_entry(T as i64 - 1);
+        assert!(resolve(Lookup::Found(old), T, &ttls(), Some("alice"), down).is_err());
+        // an unsigned entry is not trusted once signatures are required
+        let down_unsigned = |req: &Request| {
+            assert_eq!(req.etag, None);
+            Fetch::Unavailable { errors: vec![] }
+        };
+        assert!(resolve(
+            Lookup::Found(entry(10)),
+            T,
+            &ttls(),
+            Some("alice"),
+            down_unsigned
+        )
+        .is_err());
+        // another user's signed file is not served from the cache either
+        let ok = signed_entry(T as i64 + 100);
+        assert!(
+            resolve(Lookup::Found(ok), T, &ttls(), Some("bob"), |_: &Request| {
+                Fetch::Unavailable { errors: vec![] }
+            })
+            .is_err()
+        );
     }
 
     #[test]

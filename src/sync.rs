@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::audit::Record;
 use crate::cache::{Cache, Entry, Lookup, Status};
 use crate::config::Config;
-use crate::directory::{Directory, Fetch};
+use crate::directory::{Directory, Fetch, Request};
 
 /// What happened to one user's entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,14 +33,19 @@ pub enum Action {
 
 pub fn decide(old: Option<&Entry>, fetched: Fetch, now: u64) -> (Action, Change) {
     match fetched {
-        Fetch::Keys { body, etag, url } => {
+        Fetch::Keys {
+            body,
+            etag,
+            url,
+            serial,
+        } => {
             let same = old.is_some_and(|o| o.status == Status::Keys && o.body == body);
             let entry = Entry {
                 fetched_at: now,
                 status: Status::Keys,
                 etag,
                 url,
-                serial: None,
+                serial,
                 body,
             };
             let change = if same {
@@ -144,7 +149,11 @@ fn sync_one(cache: &Cache, dir: &dyn Directory, user: &str) -> Change {
         .as_ref()
         .filter(|e| e.status == Status::Keys)
         .and_then(|e| e.etag.as_deref());
-    let fetched = dir.fetch(user, etag);
+    let fetched = dir.fetch(&Request {
+        user,
+        etag,
+        min_serial: old.as_ref().and_then(|e| e.serial),
+    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -228,12 +237,14 @@ mod tests {
             body: "k2\n".into(),
             etag: None,
             url: "u".into(),
+            serial: None,
         };
         assert_eq!(decide(Some(&old()), f, 200).1, Change::Updated);
         let same = Fetch::Keys {
             body: "k\n".into(),
             etag: None,
             url: "u".into(),
+            serial: None,
         };
         assert_eq!(decide(Some(&old()), same, 200).1, Change::Unchanged);
     }

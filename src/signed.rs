@@ -1,0 +1,268 @@
+//! Signed key directory files (pure).
+//!
+//! With `[directory] signers`, every directory file must come with a detached
+//! SSHSIG signature (`{url}.sig`, from `ssh-keygen -Y sign -n keyward`) by a
+//! pinned signer, and must start with a header that binds it to one user and
+//! a time window:
+//!
+//! ```text
+//! #keyward user=alice serial=1795430000 expires=2026-12-01T00:00:00Z
+//! ```
+//!
+//! `user` stops a valid file being replayed for another user, `expires`
+//! stops an old file (or a frozen mirror answering 304) being served forever,
+//! and `serial` (never lower than the cached one) stops a rollback. The
+//! header is an authorized_keys comment, so sshd and other tools ignore it.
+
+use ssh_key::{PublicKey, SshSig};
+
+/// The SSHSIG namespace keyward signatures use.
+pub const NAMESPACE: &str = "keyward";
+const PREFIX: &str = "#keyward ";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub user: String,
+    pub serial: u64,
+    /// Unix time after which the file is refused.
+    pub expires: i64,
+}
+
+impl Header {
+    pub fn to_line(&self) -> String {
+        format!(
+            "{PREFIX}user={} serial={} expires={}",
+            self.user,
+            self.serial,
+            format_utc(self.expires)
+        )
+    }
+}
+
+/// Parses the header, which must be the first line of the file.
+pub fn parse_header(body: &str) -> Result<Header, String> {
+    let first = body.lines().next().unwrap_or_default();
+    let rest = first
+        .strip_prefix(PREFIX)
+        .ok_or("signed file does not start with a #keyward header")?;
+    let (mut user, mut serial, mut expires) = (None, None, None);
+    for field in rest.split(' ').filter(|f| !f.is_empty()) {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| format!("bad header field {field:?}"))?;
+        let dup = match k {
+            "user" => user.replace(v.to_owned()).is_some(),
+            "serial" => serial
+                .replace(v.parse::<u64>().map_err(|_| format!("bad serial {v:?}"))?)
+                .is_some(),
+            "expires" => expires
+                .replace(parse_utc(v).ok_or_else(|| format!("bad expires {v:?}"))?)
+                .is_some(),
+            _ => return Err(format!("unknown header field {k:?}")),
+        };
+        if dup {
+            return Err(format!("header field {k:?} given twice"));
+        }
+    }
+    Ok(Header {
+        user: user.ok_or("header has no user=")?,
+        serial: serial.ok_or("header has no serial=")?,
+        expires: expires.ok_or("header has no expires=")?,
+    })
+}
+
+/// Checks a parsed header against the request: right user, not expired, no
+/// rollback below `min_serial` (the serial already cached for this user).
+pub fn check_header(
+    h: &Header,
+    user: &str,
+    now: i64,
+    min_serial: Option<u64>,
+) -> Result<(), String> {
+    if h.user != user {
+        return Err(format!(
+            "signed file is for user {:?}, not {user:?}",
+            h.user
+        ));
+    }
+    if h.expires <= now {
+        return Err(format!("signed file expired at {}", format_utc(h.expires)));
+    }
+    if let Some(min) = min_serial {
+        if h.serial < min {
+            return Err(format!(
+                "signed file serial {} is lower than the cached serial {min} (rollback)",
+                h.serial
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Verifies `sig_pem` over `body` against the pinned `signers`.
+pub fn verify(body: &[u8], sig_pem: &[u8], signers: &[PublicKey]) -> Result<(), String> {
+    let sig = SshSig::from_pem(sig_pem).map_err(|e| format!("bad signature file: {e}"))?;
+    if sig.namespace() != NAMESPACE {
+        return Err(format!(
+            "signature namespace {:?} is not {NAMESPACE:?}",
+            sig.namespace()
+        ));
+    }
+    let signer = signers
+        .iter()
+        .find(|s| s.key_data() == sig.public_key())
+        .ok_or_else(|| {
+            let fp =
+                PublicKey::from(sig.public_key().clone()).fingerprint(ssh_key::HashAlg::Sha256);
+            format!("signed by {fp}, which is not a configured signer")
+        })?;
+    signer
+        .verify(NAMESPACE, body, &sig)
+        .map_err(|e| format!("signature does not verify: {e}"))
+}
+
+/// Everything a signed directory answer must pass.
+pub fn check_file(
+    body: &str,
+    sig_pem: &[u8],
+    signers: &[PublicKey],
+    user: &str,
+    now: i64,
+    min_serial: Option<u64>,
+) -> Result<Header, String> {
+    verify(body.as_bytes(), sig_pem, signers)?;
+    let h = parse_header(body)?;
+    check_header(&h, user, now, min_serial)?;
+    Ok(h)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` → Unix time.
+pub fn parse_utc(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let e = crate::keyline::ExpiryTime {
+        year: y as i32,
+        month: mo,
+        day: d,
+        hour: h,
+        minute: mi,
+        second: se,
+        utc: true,
+    };
+    e.epoch()
+}
+
+/// Unix time → `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_utc(t: i64) -> String {
+    let days = t.div_euclid(86400);
+    let secs = t.rem_euclid(86400);
+    // civil_from_days (H. Hinnant)
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_round_trip() {
+        for t in [0, 1, 86399, 951782400, 1795430000, 4102444800] {
+            assert_eq!(parse_utc(&format_utc(t)), Some(t), "{t}");
+        }
+        assert_eq!(format_utc(1893456000), "2030-01-01T00:00:00Z");
+        assert!(parse_utc("2030-01-01 00:00:00Z").is_none());
+        assert!(parse_utc("2030-13-01T00:00:00Z").is_none());
+        assert!(parse_utc("2030-01-01T00:00:00").is_none());
+        assert!(parse_utc("+030-01-01T00:00:00Z").is_none());
+    }
+
+    #[test]
+    fn header_parse_and_checks() {
+        let body = "#keyward user=alice serial=5 expires=2030-01-01T00:00:00Z\nssh-ed25519 AAAA\n";
+        let h = parse_header(body).unwrap();
+        assert_eq!(
+            h,
+            Header {
+                user: "alice".into(),
+                serial: 5,
+                expires: 1893456000
+            }
+        );
+        assert_eq!(parse_header(&format!("{}\n", h.to_line())).unwrap(), h);
+        let now = 1893456000 - 10;
+        assert!(check_header(&h, "alice", now, Some(5)).is_ok());
+        assert!(check_header(&h, "alice", now, None).is_ok());
+        assert!(check_header(&h, "bob", now, None)
+            .unwrap_err()
+            .contains("not \"bob\""));
+        assert!(check_header(&h, "alice", 1893456000, None)
+            .unwrap_err()
+            .contains("expired"));
+        assert!(check_header(&h, "alice", now, Some(6))
+            .unwrap_err()
+            .contains("rollback"));
+    }
+
+    #[test]
+    fn bad_headers() {
+        for b in [
+            "",
+            "ssh-ed25519 AAAA\n",
+            "# keyward user=a serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a serial=x expires=2030-01-01T00:00:00Z",
+            "#keyward user=a serial=1",
+            "#keyward user=a user=b serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a serial=1 expires=2030-01-01T00:00:00Z extra=1",
+            "#keyward user=a serial=1 expires=tomorrow",
+        ] {
+            assert!(parse_header(b).is_err(), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_signature_refused() {
+        assert!(verify(b"x", b"not a signature", &[])
+            .unwrap_err()
+            .contains("bad signature"));
+    }
+}
