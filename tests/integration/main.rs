@@ -6,6 +6,6 @@ mod support;
 
 mod keys_directory;
 mod keys_sshd;
-mod pam;
 mod packaging;
+mod pam;
 mod sync;
