@@ -46,6 +46,22 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_delay)]
         max_delay: std::time::Duration,
     },
+    /// Build a signed static directory tree from a folder of per-user key files.
+    Publish {
+        /// Folder with one file per user (`alice` or `alice.keys`).
+        src: PathBuf,
+        /// Output folder to serve (nginx root, object storage, CDN origin).
+        out: PathBuf,
+        /// Signing key: a private key, or a public key whose private half is in ssh-agent.
+        #[arg(long, value_name = "KEY")]
+        signer: PathBuf,
+        /// How long the signed files stay valid (the `expires` in each header).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_delay)]
+        validity: std::time::Duration,
+        /// Serial for this publication (default: the current Unix time).
+        #[arg(long)]
+        serial: Option<u64>,
+    },
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions { shell: clap_complete::Shell },
 }
@@ -123,6 +139,13 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             max_delay,
             started,
         ),
+        Command::Publish {
+            src,
+            out,
+            signer,
+            validity,
+            serial,
+        } => run_publish(&cli.config, &src, &out, &signer, validity, serial),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -223,5 +246,68 @@ fn arm_watchdog(config: &Config) {
     // SAFETY: alarm only schedules SIGALRM, whose default action terminates.
     unsafe {
         libc::alarm(secs.min(u32::MAX as u64) as u32);
+    }
+}
+
+fn run_publish(
+    config_path: &Path,
+    src: &Path,
+    out: &Path,
+    signer: &Path,
+    validity: std::time::Duration,
+    serial: Option<u64>,
+) -> i32 {
+    // The policy of the fleet's config when there is one here, else the
+    // defaults: publish usually runs on a build host, not on a server.
+    let policy = if config_path.exists() {
+        match load_config(config_path) {
+            Ok(c) => c.policy,
+            Err(e) => {
+                eprintln!("keyward publish: {e}");
+                return 1;
+            }
+        }
+    } else {
+        eprintln!(
+            "keyward publish: {} not found, using the default policy",
+            config_path.display()
+        );
+        crate::config::PolicyConfig::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let opts = crate::publish::Options {
+        src,
+        out,
+        signer,
+        serial: serial.unwrap_or(now),
+        expires: (now + validity.as_secs()) as i64,
+        policy: &policy,
+        max_username_len: policy.max_username_len,
+    };
+    match crate::publish::publish(&opts) {
+        Ok(results) => {
+            let dropped: usize = results.iter().map(|r| r.dropped.len()).sum();
+            for r in &results {
+                println!("{}: {} key(s) published", r.user, r.served);
+                for d in &r.dropped {
+                    println!("  dropped {d}");
+                }
+            }
+            println!(
+                "published {} user(s) to {} (serial {}, expires {}); {dropped} line(s) dropped",
+                results.len(),
+                out.display(),
+                opts.serial,
+                crate::signed::format_utc(opts.expires)
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("keyward publish: {e}");
+            1
+        }
     }
 }

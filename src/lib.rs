@@ -14,6 +14,7 @@ pub mod keyline;
 pub mod lookup;
 pub mod policy;
 pub mod privdrop;
+pub mod publish;
 pub mod safepath;
 pub mod signed;
 pub mod sync;

@@ -1,0 +1,178 @@
+//! `keyward publish`: build a complete, signed, static directory tree.
+//!
+//! Input: a folder of per-user key files (`alice` or `alice.keys`). Each is
+//! checked with the same parser and policy as the login path; what passes is
+//! written as `OUT/<user>.keys` with a `#keyward` header and signed with
+//! `ssh-keygen -Y sign -n keyward` (OpenSSH's own tool: passphrases, agents
+//! and hardware keys work as admins already use them). Files for users no
+//! longer in the input are removed, so the tree is complete.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::config::PolicyConfig;
+use crate::lookup::candidates;
+use crate::policy::{self, Verdict};
+use crate::signed::{self, Header};
+
+/// What publishing one user gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub user: String,
+    pub served: usize,
+    /// `line N: reason` for each dropped line.
+    pub dropped: Vec<String>,
+}
+
+/// Builds the signed body for one user (pure).
+pub fn build_body(
+    user: &str,
+    text: &str,
+    policy: &PolicyConfig,
+    header: &Header,
+    now: i64,
+) -> (String, Published) {
+    let mut cands = Vec::new();
+    candidates("input", text, &mut cands);
+    let verdicts = policy::evaluate(policy, &cands, now);
+    let mut body = header.to_line();
+    body.push('\n');
+    let mut served = 0;
+    let mut dropped = Vec::new();
+    for (c, v) in cands.iter().zip(&verdicts) {
+        match (v, &c.parsed) {
+            (Verdict::Served, Ok(k)) => {
+                body.push_str(&k.to_line());
+                body.push('\n');
+                served += 1;
+            }
+            (Verdict::Dropped(why), _) => dropped.push(format!("line {}: {why}", c.line_no)),
+            _ => {}
+        }
+    }
+    let p = Published {
+        user: user.to_owned(),
+        served,
+        dropped,
+    };
+    (body, p)
+}
+
+pub struct Options<'a> {
+    pub src: &'a Path,
+    pub out: &'a Path,
+    /// A private key, or a public key whose private half is in ssh-agent.
+    pub signer: &'a Path,
+    pub serial: u64,
+    pub expires: i64,
+    pub policy: &'a PolicyConfig,
+    pub max_username_len: usize,
+}
+
+/// Publishes every user in `src` into `out`.
+pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
+    let mut inputs: Vec<(String, PathBuf)> = Vec::new();
+    let rd = std::fs::read_dir(o.src).map_err(|e| format!("{}: {e}", o.src.display()))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| format!("{}: {e}", o.src.display()))?;
+        let path = entry.path();
+        if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.ends_with(".sig") {
+            continue;
+        }
+        let user = name.strip_suffix(".keys").unwrap_or(&name).to_owned();
+        crate::username::validate(&user, o.max_username_len)
+            .map_err(|e| format!("{}: not a valid user name: {e}", path.display()))?;
+        inputs.push((user, path));
+    }
+    inputs.sort();
+    std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut results = Vec::new();
+    for (user, path) in &inputs {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let header = Header {
+            user: user.clone(),
+            serial: o.serial,
+            expires: o.expires,
+        };
+        let (body, published) = build_body(user, &text, o.policy, &header, now);
+        write_signed(o.out, user, &body, o.signer)?;
+        results.push(published);
+    }
+    remove_stale(o.out, &inputs)?;
+    Ok(results)
+}
+
+/// Writes `<user>.keys` and its `.sig` so neither is ever seen half-written:
+/// both are produced under temporary names, then renamed (signature first,
+/// so a reader never gets a new body with no signature for it).
+fn write_signed(out: &Path, user: &str, body: &str, signer: &Path) -> Result<(), String> {
+    let tmp_body = out.join(format!(".{user}.keys.tmp"));
+    let tmp_sig = out.join(format!(".{user}.keys.tmp.sig"));
+    std::fs::write(&tmp_body, body).map_err(|e| format!("{}: {e}", tmp_body.display()))?;
+    let _ = std::fs::remove_file(&tmp_sig);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", signed::NAMESPACE, "-f"])
+        .arg(signer)
+        .arg(&tmp_body)
+        .stdin(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("running ssh-keygen: {e}"))?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&tmp_body);
+        return Err(format!("ssh-keygen -Y sign failed for {user} ({status})"));
+    }
+    let final_body = out.join(format!("{user}.keys"));
+    std::fs::rename(&tmp_sig, out.join(format!("{user}.keys.sig")))
+        .and_then(|_| std::fs::rename(&tmp_body, &final_body))
+        .map_err(|e| format!("{}: {e}", final_body.display()))
+}
+
+fn remove_stale(out: &Path, inputs: &[(String, PathBuf)]) -> Result<(), String> {
+    let rd = std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let user = name
+            .strip_suffix(".keys.sig")
+            .or_else(|| name.strip_suffix(".keys"));
+        if let Some(user) = user {
+            if !inputs.iter().any(|(u, _)| u == user) {
+                std::fs::remove_file(entry.path()).map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+
+    #[test]
+    fn body_has_header_and_only_policy_clean_keys() {
+        let h = Header {
+            user: "alice".into(),
+            serial: 3,
+            expires: 2_000_000_000,
+        };
+        let text = format!("# laptop\n{ED} a\nssh-dss AAAA\nrestrict {ED} dup\n");
+        let (body, p) = build_body("alice", &text, &PolicyConfig::default(), &h, 0);
+        let mut lines = body.lines();
+        assert_eq!(signed::parse_header(&body).unwrap(), h);
+        lines.next();
+        assert_eq!(lines.next(), Some(format!("{ED} a").as_str()));
+        assert_eq!(lines.next(), None);
+        assert_eq!(p.served, 1);
+        assert_eq!(p.dropped.len(), 2, "{:?}", p.dropped);
+    }
+}
