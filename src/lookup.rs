@@ -186,6 +186,126 @@ pub fn candidates(source: &str, text: &str, out: &mut Vec<Candidate>) {
     }
 }
 
+/// Every candidate line from every source, before policy.
+pub struct Gathered {
+    pub cands: Vec<Candidate>,
+    /// `files`, `cache`, `directory`, `stale`, in the order used.
+    pub sources: Vec<&'static str>,
+    pub warnings: Vec<String>,
+    /// Age of the directory answer in seconds (None: no directory).
+    pub age: Option<u64>,
+}
+
+/// Why gathering failed (the login path then fails closed).
+#[derive(Debug)]
+pub struct Failure {
+    pub reason: String,
+    pub source: Option<&'static str>,
+}
+
+impl Failure {
+    fn new(reason: String) -> Failure {
+        Failure {
+            reason,
+            source: None,
+        }
+    }
+}
+
+/// Reads local files (as the user), drops privileges, then resolves the
+/// directory through the cache. `user` must already be validated.
+pub fn gather(config: &Config, user: &str) -> Result<Gathered, Failure> {
+    let mut sources: Vec<&'static str> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut cands: Vec<Candidate> = Vec::new();
+
+    // Local files first: they may need root, which is dropped right after.
+    if !config.files.paths.is_empty() {
+        match privdrop::account(user) {
+            Ok(Some(acct)) => {
+                for f in files::read_all(&config.files.paths, &acct, config.directory.max_bytes) {
+                    match f.outcome {
+                        FileOutcome::Read(text) => {
+                            candidates(&f.path, &text, &mut cands);
+                            if !sources.contains(&"files") {
+                                sources.push("files");
+                            }
+                        }
+                        FileOutcome::Missing => {}
+                        FileOutcome::Refused(why) => warnings.push(format!("file skipped: {why}")),
+                    }
+                }
+            }
+            Ok(None) => warnings.push("user unknown to NSS: no local files".into()),
+            Err(e) => return Err(Failure::new(format!("looking up user: {e}"))),
+        }
+    }
+    let owner = if privdrop::euid() == 0 {
+        match privdrop::account(&config.cache.owner) {
+            Ok(a) => a,
+            Err(e) => return Err(Failure::new(format!("looking up [cache] owner: {e}"))),
+        }
+    } else {
+        None
+    };
+    if let Err(e) = privdrop::drop_privileges(owner.as_ref()) {
+        return Err(Failure::new(format!(
+            "dropping privileges to {:?}: {e}",
+            config.cache.owner
+        )));
+    }
+
+    let mut age = None;
+    if !config.directory.urls.is_empty() {
+        let cache = Cache::new(&config.cache.dir);
+        let cached = match cache.read(user) {
+            Ok(c) => c,
+            Err(e) => return Err(Failure::new(e.to_string())),
+        };
+        let ttls = Ttls {
+            ttl: config.cache.ttl.0,
+            negative_ttl: config.cache.negative_ttl.0,
+            max_stale: config.cache.max_stale.0,
+        };
+        let dir = HttpDirectory::new(&config.directory);
+        let signed = config.directory.signed().then_some(user);
+        let fetch = |req: &Request| {
+            dir.fetch(&Request {
+                user,
+                etag: req.etag,
+                min_serial: req.min_serial,
+            })
+        };
+        let res = match resolve(cached, now_secs(), &ttls, signed, fetch) {
+            Ok(r) => r,
+            Err(reason) => {
+                return Err(Failure {
+                    reason,
+                    source: Some("directory"),
+                })
+            }
+        };
+        if let Some(entry) = &res.store {
+            if let Err(e) = cache.write(user, entry) {
+                warnings.push(format!("cache not updated: {e}"));
+            }
+        }
+        warnings.extend(res.warning);
+        sources.push(res.source);
+        age = Some(res.age_s);
+        if let Some(body) = &res.body {
+            candidates("directory", body, &mut cands);
+        }
+    }
+
+    Ok(Gathered {
+        cands,
+        sources,
+        warnings,
+        age,
+    })
+}
+
 /// Runs the login path and writes the answer to `out`.
 pub fn run(
     config: &Config,
@@ -217,87 +337,20 @@ pub fn run(
         };
     }
 
-    let mut sources: Vec<&'static str> = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
-    let mut cands: Vec<Candidate> = Vec::new();
-
-    // Local files first: they may need root, which is dropped right after.
-    if !config.files.paths.is_empty() {
-        match privdrop::account(user) {
-            Ok(Some(acct)) => {
-                for f in files::read_all(&config.files.paths, &acct, config.directory.max_bytes) {
-                    match f.outcome {
-                        FileOutcome::Read(text) => {
-                            candidates(&f.path, &text, &mut cands);
-                            if !sources.contains(&"files") {
-                                sources.push("files");
-                            }
-                        }
-                        FileOutcome::Missing => {}
-                        FileOutcome::Refused(why) => warnings.push(format!("file skipped: {why}")),
-                    }
-                }
+    let Gathered {
+        cands,
+        sources,
+        warnings,
+        age,
+    } = match gather(config, user) {
+        Ok(g) => g,
+        Err(Failure { reason, source }) => {
+            if let Some(src) = source {
+                record.push("source", src);
             }
-            Ok(None) => warnings.push("user unknown to NSS: no local files".into()),
-            Err(e) => return fail(record, format!("looking up user: {e}")),
+            return fail(record, reason);
         }
-    }
-    let owner = if privdrop::euid() == 0 {
-        match privdrop::account(&config.cache.owner) {
-            Ok(a) => a,
-            Err(e) => return fail(record, format!("looking up [cache] owner: {e}")),
-        }
-    } else {
-        None
     };
-    if let Err(e) = privdrop::drop_privileges(owner.as_ref()) {
-        return fail(
-            record,
-            format!("dropping privileges to {:?}: {e}", config.cache.owner),
-        );
-    }
-
-    let mut age = None;
-    if !config.directory.urls.is_empty() {
-        let cache = Cache::new(&config.cache.dir);
-        let cached = match cache.read(user) {
-            Ok(c) => c,
-            Err(e) => return fail(record, e.to_string()),
-        };
-        let ttls = Ttls {
-            ttl: config.cache.ttl.0,
-            negative_ttl: config.cache.negative_ttl.0,
-            max_stale: config.cache.max_stale.0,
-        };
-        let dir = HttpDirectory::new(&config.directory);
-        let signed = config.directory.signed().then_some(user);
-        let fetch = |req: &Request| {
-            dir.fetch(&Request {
-                user,
-                etag: req.etag,
-                min_serial: req.min_serial,
-            })
-        };
-        let res = match resolve(cached, now_secs(), &ttls, signed, fetch) {
-            Ok(r) => r,
-            Err(why) => {
-                record.push("source", "directory");
-                return fail(record, why);
-            }
-        };
-        if let Some(entry) = &res.store {
-            if let Err(e) = cache.write(user, entry) {
-                warnings.push(format!("cache not updated: {e}"));
-            }
-        }
-        warnings.extend(res.warning);
-        sources.push(res.source);
-        age = Some(res.age_s);
-        if let Some(body) = &res.body {
-            candidates("directory", body, &mut cands);
-        }
-    }
-
     let verdicts = policy::evaluate(&config.policy, &cands, now_secs() as i64);
     let filter = FpFilter::parse(fp);
     let mut text = String::new();
