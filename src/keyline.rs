@@ -500,3 +500,80 @@ mod tests {
         assert_eq!(mpint_bits(&[]), 0);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+
+    /// Option values: any printable text (spaces, commas, `#`, quotes, unicode)
+    /// except backslash, whose only meaning in sshd is before a quote.
+    fn value() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[ -\\[\\]-~éü#,\"]{0,24}").unwrap()
+    }
+
+    fn option() -> impl Strategy<Value = (String, Option<String>)> {
+        prop_oneof![
+            prop::sample::select(vec!["restrict", "no-pty", "cert-authority", "pty"])
+                .prop_map(|n| (n.to_string(), None)),
+            (
+                prop::sample::select(vec!["command", "from", "environment", "principals"]),
+                value()
+            )
+                .prop_map(|(n, v)| (n.to_string(), Some(v))),
+        ]
+    }
+
+    fn render(opts: &[(String, Option<String>)]) -> String {
+        opts.iter()
+            .map(|(n, v)| match v {
+                Some(v) => format!("{n}=\"{}\"", v.replace('"', "\\\"")),
+                None => n.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    proptest! {
+        #[test]
+        fn splitter_finds_the_key_after_any_options(opts in prop::collection::vec(option(), 1..5), comment in "[ -~]{0,20}") {
+            let rendered = render(&opts);
+            let line = format!("{rendered} {ED} {comment}");
+            let (o, rest) = split_options(&line).unwrap();
+            prop_assert_eq!(o, rendered.as_str());
+            prop_assert!(rest.starts_with(ED));
+            // values come back unescaped, in order
+            prop_assert_eq!(parse_options(o).unwrap(), opts);
+        }
+
+        #[test]
+        fn key_line_round_trips(opts in prop::collection::vec(option(), 0..4), comment in "[!-~]{0,20}") {
+            let rendered = render(&opts);
+            let line = if rendered.is_empty() { format!("{ED} {comment}") } else { format!("{rendered} {ED} {comment}") };
+            let k = parse_line(&line).unwrap().unwrap();
+            prop_assert_eq!(&k.options, &rendered);
+            let again = parse_line(&k.to_line()).unwrap().unwrap();
+            prop_assert_eq!(&again.options, &k.options);
+            prop_assert_eq!(again.key.key_data(), k.key.key_data());
+            prop_assert_eq!(again.to_line(), k.to_line());
+        }
+
+        #[test]
+        fn never_panics_and_output_is_one_line(s in "\\PC{0,200}") {
+            if let Ok(Some(k)) = parse_line(&s) {
+                let out = k.to_line();
+                prop_assert!(!out.contains('\n') && !out.contains('\0'));
+            }
+        }
+
+        #[test]
+        fn never_panics_on_bytes(b in prop::collection::vec(any::<u8>(), 0..300)) {
+            let s = String::from_utf8_lossy(&b);
+            let _ = parse_line(&s);
+            let _ = parse_options(&s);
+        }
+    }
+}
