@@ -19,11 +19,14 @@
 //! - [`sshkeys`]: key generation, fingerprints, user certificates;
 //! - [`keyward`]: installing the binary where sshd accepts it, its config,
 //!   running `keyward keys`;
+//! - [`keysenv`]: keyward + cache dir + private rsyslog, one lookup → its
+//!   one syslog line;
 //! - [`sshd`]: a private sshd and the ssh client helpers.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod fault;
+pub mod keysenv;
 pub mod keyward;
 pub mod nginx;
 pub mod rsyslog;
@@ -33,6 +36,7 @@ pub mod sshkeys;
 mod selftest;
 
 pub use fault::FaultServer;
+pub use keysenv::{fake_user, materials, KeysEnv, Lookup};
 pub use keyward::{Keyward, KwConfig};
 pub use nginx::Nginx;
 pub use rsyslog::{DevLog, Rsyslog};
