@@ -8,4 +8,5 @@ mod keys_directory;
 mod keys_sshd;
 mod packaging;
 mod pam;
+mod signed;
 mod sync;
