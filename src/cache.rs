@@ -106,7 +106,13 @@ impl Entry {
                 // Same rule as encode: a value encode would not write is
                 // not trusted when read either.
                 "etag" => etag = header_safe(v).then(|| v.to_owned()),
-                "url" => url = if header_safe(v) { v.to_owned() } else { String::new() },
+                "url" => {
+                    url = if header_safe(v) {
+                        v.to_owned()
+                    } else {
+                        String::new()
+                    }
+                }
                 "serial" => serial = Some(v.parse::<u64>().map_err(|_| Corrupt("bad serial"))?),
                 "length" => length = v.parse::<usize>().ok(),
                 "sha256" => sum = Some(v.to_owned()),
