@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# keyward's test command (README): run as root on a fresh Debian 12 machine.
+#
+#   sudo bash scripts/test.sh
+#
+# 1. installs what the tests need with apt (only the packages that are
+#    missing; no daemon is started: a temporary policy-rc.d forbids it);
+# 2. prepares sshd host keys (ssh-keygen -A) and /run/sshd;
+# 3. cargo fmt --check, cargo clippy --all-targets -D warnings,
+#    cargo test --all-targets.
+#
+# The integration tests start private nginx, rsyslog and sshd instances on
+# 127.0.0.1 and never touch the machine's own sshd, PAM or syslog config.
+# Every step runs even if an earlier one failed; the exit status is non-zero
+# if any failed, and the failed steps are listed at the end.
+#
+# Environment:
+#   KEYWARD_TEST_THREADS  parallel test threads (default 4: the integration
+#                         tests mostly wait on daemons and timeouts)
+#   KEYWARD_TEST_FILTER   only run tests whose name contains this
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+export PATH="$HOME/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'test.sh: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (the tests create users and start sshd): sudo bash scripts/test.sh"
+command -v cargo >/dev/null ||
+    die "cargo not found: install Rust >= 1.85 with rustup (https://rustup.rs), then run again"
+
+# --- 1. packages -------------------------------------------------------------
+packages=(openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper
+          libpam0g-dev sshpass lintian rpm hyperfine)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    # Installing nginx/openssh-server/rsyslog must not start the machine's own
+    # daemons: a policy-rc.d that says "no" (only if none exists already).
+    policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt_ok=1
+    apt-get update -qq || apt_ok=
+    [ -n "$apt_ok" ] &&
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || apt_ok=
+    [ -n "$made_policy" ] && rm -f "$policy"
+    [ -n "$apt_ok" ] || die "apt-get failed to install: ${missing[*]}"
+else
+    say "packages: all present"
+fi
+
+if command -v rustup >/dev/null; then
+    for c in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$c" ||
+            rustup component add "$c" >/dev/null 2>&1 || true
+    done
+fi
+
+# --- 2. sshd prerequisites ------------------------------------------------------
+ssh-keygen -A >/dev/null
+mkdir -p /run/sshd
+chmod 755 /run/sshd
+
+# --- 3. checks ------------------------------------------------------------------
+failed=()
+step() {
+    local name=$1
+    shift
+    say "$name"
+    local t0=$SECONDS
+    if "$@"; then
+        printf -- '--- %s: ok (%ss)\n' "$name" "$((SECONDS - t0))"
+    else
+        printf -- '--- %s: FAILED (%ss)\n' "$name" "$((SECONDS - t0))"
+        failed+=("$name")
+    fi
+}
+
+threads="${KEYWARD_TEST_THREADS:-4}"
+filter=("${KEYWARD_TEST_FILTER:-}")
+[ -n "${filter[0]}" ] || filter=()
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy --all-targets -D warnings" cargo clippy --all-targets --quiet -- -D warnings
+step "cargo test --all-targets" cargo test --all-targets -- --test-threads="$threads" "${filter[@]}"
+
+# Nothing the tests started may outlive them.
+leftovers() {
+    local bad=0
+    if pgrep -af '/var/lib/keyward-tests/' >/dev/null; then
+        echo "daemons left running:"
+        pgrep -af '/var/lib/keyward-tests/'
+        bad=1
+    fi
+    if getent passwd | grep -E '^kwt[0-9]+x[0-9]+:' >/dev/null; then
+        echo "test users left behind:"
+        getent passwd | grep -E '^kwt[0-9]+x[0-9]+:'
+        bad=1
+    fi
+    return "$bad"
+}
+step "no leftover daemons or users" leftovers
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf '\ntest.sh: FAILED: %s\n' "$(IFS=,; echo "${failed[*]}")"
+    exit 1
+fi
+printf '\ntest.sh: all checks passed\n'
