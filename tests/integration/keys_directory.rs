@@ -740,3 +740,140 @@ fn keys_corrupt_cache_entry_is_never_served() {
     );
     expect_fail_closed(&r);
 }
+
+#[test]
+fn keys_environment_proxies_are_never_used() {
+    let keys = Keys::new();
+    let a = keys.ed("a");
+    let nginx = Nginx::start();
+    let trap = FaultServer::black_hole();
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).timeout("2s"));
+    let user = fake_user();
+    nginx.put_keys(&user, &body(&[&a]));
+    let mut cmd = env.kw.command(&["keys", &user]);
+    let proxy = trap.url("");
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env(var, &proxy);
+    }
+    cmd.env("no_proxy", "").env("NO_PROXY", "");
+    let out = run(&mut cmd, Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(materials(&out.stdout), vec![a.public_material()], "{out}");
+    assert_eq!(trap.connections(), 0, "the environment's proxy was used");
+    assert_eq!(nginx.count(&user), 1);
+}
+
+#[test]
+fn keys_max_keys_caps_what_is_served() {
+    let keys = Keys::new();
+    let ks: Vec<SshKey> = (0..4).map(|i| keys.ed(&format!("k{i}"))).collect();
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|mut c| {
+        c.max_keys = Some(2);
+        c.url(nginx.users_url())
+    });
+    let user = fake_user();
+    nginx.put_keys(&user, &body(&ks.iter().collect::<Vec<_>>()));
+    let r = env.keys(&user, None);
+    assert_eq!(r.out.code, Some(0), "{r}");
+    assert_eq!(r.materials().len(), 2, "{r}");
+    assert_eq!(r.field("served").as_deref(), Some("2"), "{r}");
+    assert_eq!(r.field("dropped").as_deref(), Some("2"), "{r}");
+}
+
+#[test]
+fn keys_unsafe_cache_directory_fails_closed() {
+    let keys = Keys::new();
+    let a = keys.ed("a");
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()));
+    let user = fake_user();
+    nginx.put_keys(&user, &body(&[&a]));
+    expect_keys(&env.keys(&user, None), &[&a]);
+    chmod(&env.cache, 0o770);
+    let r = env.keys(&user, Some(&a.fingerprint()));
+    expect_fail_closed(&r);
+    let reason = r.field("reason").unwrap();
+    assert!(
+        reason.contains(&env.cache.display().to_string()) && reason.contains("0770"),
+        "reason names the directory and its mode: {r}"
+    );
+    // a cache owned by another account than keyward/root
+    chmod(&env.cache, 0o750);
+    let stranger = TestUser::new();
+    chown_to(&env.cache, &stranger.name);
+    let r = env.keys(&user, None);
+    expect_fail_closed(&r);
+    chown_to(&env.cache, "keyward");
+}
+
+#[test]
+fn keys_durations_need_a_unit() {
+    let env = KeysEnv::new(|c| c.url(dead_url()));
+    for (k, bad) in [("ttl", "300"), ("ttl", "5 parsecs"), ("max_stale", "")] {
+        let mut cfg = env.config.clone();
+        match k {
+            "ttl" => cfg.ttl = Some(bad.into()),
+            _ => cfg.max_stale = Some(bad.into()),
+        }
+        env.kw.write_config(&cfg.to_toml());
+        let out = env.kw.keys(&fake_user(), None);
+        assert_eq!(out.code, Some(1), "{k} = {bad:?}: {out}");
+        assert_eq!(out.stdout, "", "{out}");
+        assert!(
+            out.stderr.contains(k) || out.stderr.contains("line"),
+            "the error points at the setting: {out}"
+        );
+    }
+}
+
+#[test]
+fn keys_local_files_merge_with_the_directory() {
+    let keys = Keys::new();
+    let (d, f, both) = (keys.ed("d"), keys.ed("f"), keys.ed("both"));
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|mut c| {
+        c.files = vec!["%h/.ssh/authorized_keys".into()];
+        c.url(nginx.users_url())
+    });
+    let user = TestUser::new();
+    nginx.put_keys(&user.name, &body(&[&d, &both]));
+    let ssh = user.home.join(".ssh");
+    fs::create_dir_all(&ssh).unwrap();
+    let ak = ssh.join("authorized_keys");
+    fs::write(&ak, body(&[&f, &both])).unwrap();
+    for p in [&ssh, &ak] {
+        chown_to(p, &user.name);
+    }
+    chmod(&ssh, 0o700);
+    chmod(&ak, 0o600);
+
+    // as root (files need it); a key in both sources is printed once
+    let r = env.keys(&user.name, None);
+    expect_keys(&r, &[&d, &f, &both]);
+    assert_eq!(r.field("source").as_deref(), Some("files+directory"), "{r}");
+
+    // a group-writable authorized_keys is skipped like sshd skips it; the
+    // directory still answers
+    chmod(&ak, 0o620);
+    let r = env.keys(&user.name, Some(&f.fingerprint()));
+    assert_eq!(r.out.code, Some(0), "{r}");
+    assert!(
+        !r.materials().contains(&f.public_material()),
+        "unsafe local file must not be used: {r}"
+    );
+    assert_eq!(r.decision(), "nomatch", "{r}");
+    assert!(
+        r.log.raw.contains(&ak.display().to_string()),
+        "the skipped file is reported: {r}"
+    );
+    let r = env.keys(&user.name, Some(&d.fingerprint()));
+    expect_keys(&r, &[&d]);
+}
