@@ -64,6 +64,38 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions { shell: clap_complete::Shell },
+    /// Audit the set-up (config, binary, cache, sshd -T, PAM, directory, timer):
+    /// one line per check with the fix; exit 1 when a check fails.
+    Doctor {
+        /// Machine-readable output (stable JSON).
+        #[arg(long)]
+        json: bool,
+        /// Also check the effective sshd settings for USER (sshd -T -C) and
+        /// fetch and verify USER's file from every mirror.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// sshd configuration to check (passed to `sshd -T -f`).
+        #[arg(long, value_name = "PATH")]
+        sshd_config: Option<PathBuf>,
+        /// PAM file of sshd to check.
+        #[arg(long, value_name = "PATH", default_value = crate::doctor::DEFAULT_PAM_FILE)]
+        pam_file: PathBuf,
+    },
+    /// Explain why USER can or cannot log in with a key: every key from every
+    /// source with its verdict, and what sshd does with the user.
+    Explain {
+        /// The user to explain.
+        user: String,
+        /// Mark the key sshd would ask about (%f, `SHA256:…`).
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+        /// Machine-readable output (stable JSON).
+        #[arg(long)]
+        json: bool,
+        /// sshd configuration to consult (passed to `sshd -T -f`).
+        #[arg(long, value_name = "PATH")]
+        sshd_config: Option<PathBuf>,
+    },
 }
 
 fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
@@ -146,6 +178,30 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             validity,
             serial,
         } => run_publish(&cli.config, &src, &out, &signer, validity, serial),
+        Command::Doctor {
+            json,
+            user,
+            sshd_config,
+            pam_file,
+        } => crate::doctor::run(&crate::doctor::Options {
+            config: cli.config,
+            json,
+            user,
+            sshd_config,
+            pam_file,
+        }),
+        Command::Explain {
+            user,
+            fingerprint,
+            json,
+            sshd_config,
+        } => crate::explain::run(&crate::explain::Options {
+            config: cli.config,
+            user,
+            fingerprint,
+            json,
+            sshd_config,
+        }),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
