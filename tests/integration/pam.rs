@@ -1,1 +1,808 @@
-// filled in by its owner
+//! pam_keyward.so through the real libpam.
+//!
+//! - pamtester under libpam_wrapper: the service file lives in a private
+//!   directory (`PAM_WRAPPER_SERVICE_DIR`) and names the module by absolute
+//!   path; the machine's /etc/pam.d is never read or changed.
+//!   `PAM_WRAPPER_USE_SYSLOG=1` sends the module's pam_syslog(3) lines to the
+//!   real syslog(3), i.e. /dev/log, which the shared [`DevLog`] fixture
+//!   serves with a private rsyslog.
+//! - A real sshd (UsePAM, password and keyboard-interactive on) started in a
+//!   private mount namespace where a test stack is bind-mounted over
+//!   /etc/pam.d/sshd, with keyward as its AuthorizedKeysCommand.
+//!
+//! The stacks used with pamtester tell PAM_IGNORE apart from PAM_SUCCESS:
+//! `auth [ignore=1 success=bad default=die] pam_keyward.so …` followed by
+//! `pam_deny` (skipped only on ignore) and `pam_permit`. So "authenticated"
+//! means exactly "pam_keyward returned PAM_IGNORE", and any other code is
+//! what pamtester prints (pam_strerror).
+
+use std::fs::File;
+use std::ops::Deref;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::support::rsyslog::LogLine;
+use crate::support::sshkeys::fingerprint_of_line;
+use crate::support::*;
+
+const RHOST: &str = "192.0.2.7";
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
+// pam_strerror(3) texts pamtester prints.
+const AUTH_ERR: &str = "Authentication failure";
+const SERVICE_ERR: &str = "Error in service module";
+const PERM_DENIED: &str = "Permission denied";
+
+/// The cdylib cargo built for this test run: `target/<profile>/`, next to
+/// `deps/` where the test binary lives. `cargo test` builds it (the lib
+/// target has crate-type cdylib and rlib).
+fn built_module() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test binary>");
+    let so = profile_dir.join("libpam_keyward.so");
+    assert!(
+        so.is_file(),
+        "{} not found: build the library (cargo build --lib)",
+        so.display()
+    );
+    so
+}
+
+/// Copies the module into `dir` (root-owned, 0644): sshd and pamtester load
+/// a copy that a concurrent `cargo build` cannot rewrite under them.
+fn install_module(dir: &TestDir) -> PathBuf {
+    let dst = dir.join("pam_keyward.so");
+    must(
+        Command::new("install")
+            .args(["-m", "644", "-o", "root", "-g", "root"])
+            .arg(built_module())
+            .arg(&dst),
+    );
+    dst
+}
+
+/// Serialises the PAM tests of concurrent test processes (an flock held
+/// while any PAM test of this process runs), so that one process at a time
+/// owns the shared `/dev/log` fixture and can read what the module logged.
+static SERIAL: Mutex<(usize, Option<File>)> = Mutex::new((0, None));
+const SERIAL_LOCK: &str = "/run/keyward-tests-pam.lock";
+
+struct SerialGuard;
+
+impl SerialGuard {
+    fn acquire() -> SerialGuard {
+        let mut st = lock(&SERIAL);
+        if st.0 == 0 {
+            let f = File::create(SERIAL_LOCK).expect(SERIAL_LOCK);
+            // SAFETY: a valid fd; blocks until the other process is done.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            assert_eq!(rc, 0, "flock {SERIAL_LOCK}");
+            st.1 = Some(f);
+        }
+        st.0 += 1;
+        SerialGuard
+    }
+}
+
+impl Drop for SerialGuard {
+    fn drop(&mut self) {
+        let mut st = lock(&SERIAL);
+        st.0 -= 1;
+        if st.0 == 0 {
+            st.1 = None; // closing the file releases the flock
+        }
+    }
+}
+
+/// The `/dev/log` fixture for PAM tests (a local helper around the shared
+/// [`DevLog`]): where `/dev/log` belongs to another keyward test process
+/// the test fails loudly instead of silently checking nothing; only the
+/// machine's own syslog makes the log checks skip (with a note).
+struct PamLog {
+    // Field order = drop order: /dev/log goes before the lock is released.
+    log: DevLog,
+    _serial: SerialGuard,
+}
+
+impl PamLog {
+    fn acquire() -> PamLog {
+        let serial = SerialGuard::acquire();
+        let log = DevLog::acquire();
+        if !log.readable() {
+            let owner = std::fs::read_to_string("/run/keyward-tests-devlog.pid").ok();
+            match owner {
+                Some(pid) => panic!(
+                    "/dev/log is held by another keyward test process (pid {}): \
+                     run the PAM tests alone",
+                    pid.trim()
+                ),
+                None => {
+                    eprintln!("note: /dev/log is the machine's own syslog; PAM log checks skipped")
+                }
+            }
+        }
+        PamLog {
+            log,
+            _serial: serial,
+        }
+    }
+}
+
+impl Deref for PamLog {
+    type Target = DevLog;
+    fn deref(&self) -> &DevLog {
+        &self.log
+    }
+}
+
+/// Messages pam_keyward wrote about `user`, in order.
+fn pam_lines(log: &DevLog, user: &str) -> Vec<LogLine> {
+    log.lines()
+        .into_iter()
+        .filter(|l| l.msg.starts_with("pam_keyward(") && l.field("user").as_deref() == Some(user))
+        .collect()
+}
+
+/// Waits for the first pam_keyward line about `user` with `decision`.
+fn wait_decision(log: &DevLog, user: &str, decision: &str) -> Option<LogLine> {
+    log.wait_for(LOG_WAIT, |l| {
+        l.msg.starts_with("pam_keyward(")
+            && l.field("user").as_deref() == Some(user)
+            && l.field("decision").as_deref() == Some(decision)
+    })
+}
+
+fn dump(log: &DevLog) -> String {
+    match log.out() {
+        Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
+        None => "(/dev/log is not ours: nothing to show)".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// pamtester + libpam_wrapper
+// ---------------------------------------------------------------------------
+
+/// A private PAM service for pamtester: `<dir>/svc/<name>`, with `{MOD}` in
+/// the stack text replaced by the module's absolute path.
+struct PamService {
+    dir: TestDir,
+    name: String,
+    module: PathBuf,
+}
+
+impl PamService {
+    fn new() -> PamService {
+        let dir = TestDir::new("pamsvc");
+        let module = install_module(&dir);
+        let name = unique_name("kwpam");
+        dir.subdir("svc");
+        PamService { dir, name, module }
+    }
+
+    /// Writes the service file (raw bytes: arguments may be non-UTF-8).
+    fn stack(&self, text: &[u8]) {
+        let module = self.module.to_str().unwrap().as_bytes();
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.windows(5).position(|w| w == b"{MOD}") {
+            out.extend_from_slice(&rest[..i]);
+            out.extend_from_slice(module);
+            rest = &rest[i + 5..];
+        }
+        out.extend_from_slice(rest);
+        self.dir.write(format!("svc/{}", self.name), out, 0o644);
+    }
+
+    /// The standard test stack: every stage runs pam_keyward with `args`;
+    /// pam_keyward's PAM_IGNORE (auth) and failures are observable as
+    /// described in the file comment.
+    fn with_args(args: &[u8]) -> PamService {
+        let s = PamService::new();
+        let a = |stage: &str, control: &str| {
+            let mut l = format!("{stage} {control} {{MOD}} ").into_bytes();
+            l.extend_from_slice(args);
+            l.push(b'\n');
+            l
+        };
+        let mut t = Vec::new();
+        t.extend(a("auth", "[ignore=1 success=bad default=die]"));
+        t.extend(b"auth requisite pam_deny.so\nauth required pam_permit.so\n");
+        t.extend(a("account", "required"));
+        t.extend(b"account required pam_permit.so\n");
+        t.extend(a("session", "required"));
+        t.extend(b"session required pam_permit.so\n");
+        t.extend(a("password", "required"));
+        t.extend(b"password required pam_permit.so\n");
+        s.stack(&t);
+        s
+    }
+
+    /// `pamtester -v -I rhost=… -I tty=pts/7 [-E VAR=VALUE…] SVC USER OPS…`
+    fn run(&self, user: &str, env: &[(&str, &str)], ops: &[&str]) -> Out {
+        let mut c = Command::new("pamtester");
+        c.env("LD_PRELOAD", "libpam_wrapper.so")
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.dir.join("svc"))
+            .env("PAM_WRAPPER_USE_SYSLOG", "1")
+            .args(["-v", "-I"])
+            .arg(format!("rhost={RHOST}"))
+            .args(["-I", "tty=pts/7"]);
+        for (k, v) in env {
+            c.arg("-E").arg(format!("{k}={v}"));
+        }
+        c.arg(&self.name).arg(user).args(ops);
+        run(&mut c, Duration::from_secs(30))
+    }
+
+    fn authenticate(&self, user: &str) -> Out {
+        self.run(user, &[], &["authenticate"])
+    }
+}
+
+fn text(out: &Out) -> String {
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+fn assert_refused(out: &Out, why: &str) {
+    assert!(!out.success(), "expected {why:?}, got success: {out}");
+    assert!(text(out).contains(why), "expected {why:?}: {out}");
+}
+
+/// Checks the parts every auth record has.
+fn assert_auth_record(l: &LogLine, svc: &PamService, user: &str) {
+    assert_eq!(l.facility, "authpriv", "{}", l.raw);
+    assert!(
+        l.msg
+            .starts_with(&format!("pam_keyward({}:auth): decision=", svc.name)),
+        "{}",
+        l.raw
+    );
+    assert_eq!(l.field("user").as_deref(), Some(user), "{}", l.raw);
+    assert_eq!(l.field("rhost").as_deref(), Some(RHOST), "{}", l.raw);
+    assert_eq!(
+        l.field("service").as_deref(),
+        Some(svc.name.as_str()),
+        "{}",
+        l.raw
+    );
+    assert_eq!(l.field("tty").as_deref(), Some("pts/7"), "{}", l.raw);
+}
+
+#[test]
+fn pamtester_blocks_every_password_attempt() {
+    let log = PamLog::acquire();
+    let user = TestUser::with_password("correct horse");
+    let svc = PamService::with_args(b"");
+    let out = svc.authenticate(&user.name);
+    assert_refused(&out, AUTH_ERR);
+    // An account NSS does not know is blocked the same way.
+    let out = svc.authenticate("kw-no-such-user");
+    assert_refused(&out, AUTH_ERR);
+
+    if !log.readable() {
+        return;
+    }
+    let l = wait_decision(&log, &user.name, "block")
+        .unwrap_or_else(|| panic!("no decision=block line:\n{}", dump(&log)));
+    assert_auth_record(&l, &svc, &user.name);
+    assert_eq!(l.severity, "notice", "{}", l.raw);
+    assert!(wait_decision(&log, "kw-no-such-user", "block").is_some());
+}
+
+#[test]
+fn pamtester_exempts_users_by_name() {
+    let log = PamLog::acquire();
+    let glass = TestUser::new();
+    let other = TestUser::new();
+    let args = format!("allow_user=kw-nobody,{}", glass.name);
+    let svc = PamService::with_args(args.as_bytes());
+
+    let out = svc.authenticate(&glass.name);
+    assert!(out.success(), "exempt user must get PAM_IGNORE: {out}");
+    assert!(out.stdout.contains("successfully authenticated"), "{out}");
+    assert_refused(&svc.authenticate(&other.name), AUTH_ERR);
+    // setcred after an exempt login must not fail.
+    let out = svc.run(&glass.name, &[], &["authenticate", "setcred"]);
+    assert!(out.success(), "{out}");
+
+    if !log.readable() {
+        return;
+    }
+    let l = wait_decision(&log, &glass.name, "exempt")
+        .unwrap_or_else(|| panic!("no decision=exempt line:\n{}", dump(&log)));
+    assert_auth_record(&l, &svc, &glass.name);
+    assert_eq!(l.field("exempt_by").as_deref(), Some("user"), "{}", l.raw);
+    assert!(wait_decision(&log, &other.name, "block").is_some());
+}
+
+#[test]
+fn pamtester_exempts_supplementary_group_members() {
+    let log = PamLog::acquire();
+    let group = TestGroup::new();
+    let member = TestUser::builder().group(&group.name).create();
+    let outsider = TestUser::new();
+    // The membership is supplementary: the primary group is the user's own.
+    let primary = must(Command::new("id").args(["-gn", &member.name]));
+    assert_ne!(primary.stdout.trim(), group.name);
+
+    let svc = PamService::with_args(format!("allow_group={}", group.name).as_bytes());
+    let out = svc.authenticate(&member.name);
+    assert!(out.success(), "group member must get PAM_IGNORE: {out}");
+    assert_refused(&svc.authenticate(&outsider.name), AUTH_ERR);
+
+    // A group that does not exist exempts nobody, and says so.
+    let typo = PamService::with_args(format!("allow_group={}x", group.name).as_bytes());
+    assert_refused(&typo.authenticate(&member.name), AUTH_ERR);
+
+    if !log.readable() {
+        return;
+    }
+    let l = wait_decision(&log, &member.name, "exempt")
+        .unwrap_or_else(|| panic!("no decision=exempt line:\n{}", dump(&log)));
+    assert_auth_record(&l, &svc, &member.name);
+    assert_eq!(
+        l.field("exempt_by"),
+        Some(format!("group:{}", group.name)),
+        "{}",
+        l.raw
+    );
+    assert!(wait_decision(&log, &outsider.name, "block").is_some());
+    let l = wait_decision(&log, &member.name, "block")
+        .unwrap_or_else(|| panic!("no block with the misspelt group:\n{}", dump(&log)));
+    assert_eq!(
+        l.field("note"),
+        Some(format!("allow_group {}x: no such group", group.name)),
+        "{}",
+        l.raw
+    );
+    assert_eq!(l.severity, "warning", "{}", l.raw);
+}
+
+#[test]
+fn pamtester_audit_only_blocks_nothing() {
+    let log = PamLog::acquire();
+    let user = TestUser::new();
+    let glass = TestUser::new();
+    let svc = PamService::with_args(format!("audit_only allow_user={}", glass.name).as_bytes());
+    let out = svc.authenticate(&user.name);
+    assert!(out.success(), "audit_only must return PAM_IGNORE: {out}");
+    assert!(svc.authenticate(&glass.name).success());
+
+    if !log.readable() {
+        return;
+    }
+    let l = wait_decision(&log, &user.name, "would-block")
+        .unwrap_or_else(|| panic!("no decision=would-block line:\n{}", dump(&log)));
+    assert_auth_record(&l, &svc, &user.name);
+    assert_eq!(l.field("mode").as_deref(), Some("audit_only"), "{}", l.raw);
+    // audit_only still tells exempt users apart.
+    assert!(wait_decision(&log, &glass.name, "exempt").is_some());
+    assert!(wait_decision(&log, &user.name, "block").is_none());
+}
+
+#[test]
+fn pamtester_bad_arguments_fail_closed() {
+    let log = PamLog::acquire();
+    let user = TestUser::new();
+    let cases: &[(&[u8], &str, &str)] = &[
+        (b"alow_user=root", "alow_user=root", "unknown argument"),
+        (b"debug allow_user=", "allow_user=", "empty name"),
+        (b"audit_only=yes", "audit_only=yes", "is a flag"),
+        (b"allow_group", "allow_group", "needs a value"),
+        // Non-UTF-8: pamsm's own wrapper would refuse it without a word.
+        (
+            b"allow_user=r\xffot",
+            "allow_user=r\u{fffd}ot",
+            "not valid UTF-8",
+        ),
+    ];
+    for (args, shown, why) in cases {
+        let svc = PamService::with_args(args);
+        // authenticate, account and session all fail closed ...
+        assert_refused(&svc.authenticate(&user.name), SERVICE_ERR);
+        assert_refused(&svc.run(&user.name, &[], &["acct_mgmt"]), SERVICE_ERR);
+        assert_refused(&svc.run(&user.name, &[], &["open_session"]), SERVICE_ERR);
+        if !log.readable() {
+            continue;
+        }
+        let l = log
+            .wait_for(LOG_WAIT, |l| {
+                l.msg
+                    .starts_with(&format!("pam_keyward({}:auth): decision=error", svc.name))
+                    && l.field("user").as_deref() == Some(user.name.as_str())
+            })
+            .unwrap_or_else(|| panic!("no decision=error line for {shown}:\n{}", dump(&log)));
+        assert_eq!(l.severity, "err", "{}", l.raw);
+        assert_eq!(l.field("arg").as_deref(), Some(*shown), "{}", l.raw);
+        assert!(l.field("reason").unwrap().contains(why), "{}", l.raw);
+        assert_eq!(
+            l.field("ret").as_deref(),
+            Some("PAM_SERVICE_ERR"),
+            "{}",
+            l.raw
+        );
+        let position = if args.starts_with(b"debug") { "2" } else { "1" };
+        assert_eq!(l.field("position").as_deref(), Some(position), "{}", l.raw);
+    }
+}
+
+#[test]
+fn pamtester_session_requires_a_publickey() {
+    let log = PamLog::acquire();
+    let keys = TestDir::new("pamsesskeys");
+    let user = TestUser::new();
+    let key = SshKey::ed25519(keys.path(), "k");
+    let ca = SshKey::ed25519(keys.path(), "ca");
+    let cert = ca.sign_user_cert(&key, "kwt laptop", &[&user.name]);
+    let cert_line = std::fs::read_to_string(&cert).unwrap();
+    let cert_material: Vec<&str> = cert_line.split_whitespace().take(2).collect();
+    let cert_material = cert_material.join(" ");
+
+    let svc = PamService::with_args(b"require_publickey");
+    let info = |v: &str| vec![("SSH_AUTH_INFO_0", v.to_owned())];
+    let session = |svc: &PamService, v: Option<&str>| {
+        let env: Vec<(&str, String)> = v.map(info).unwrap_or_default();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        svc.run(&user.name, &env, &["open_session", "close_session"])
+    };
+
+    let pk = format!("publickey {}\n", key.public_material());
+    let out = session(&svc, Some(&pk));
+    assert!(out.success(), "publickey session: {out}");
+    let out = session(&svc, Some(&format!("publickey {cert_material}\n")));
+    assert!(out.success(), "certificate session: {out}");
+    // multi-line: a key and then a password (AuthenticationMethods)
+    let out = session(&svc, Some(&format!("{pk}password\n")));
+    assert!(out.success(), "publickey,password session: {out}");
+
+    for refused in ["password\n", "keyboard-interactive/pam\n", ""] {
+        assert_refused(&session(&svc, Some(refused)), PERM_DENIED);
+    }
+    assert_refused(&session(&svc, None), PERM_DENIED);
+    // missing_ok: a service without SSH_AUTH_INFO_0 is let through ...
+    let lax = PamService::with_args(b"require_publickey missing_ok");
+    assert!(session(&lax, None).success());
+    // ... but not one that says it used a password.
+    assert_refused(&session(&lax, Some("password\n")), PERM_DENIED);
+
+    if !log.readable() {
+        return;
+    }
+    let fp = key.fingerprint();
+    let l = log
+        .wait_for(LOG_WAIT, |l| {
+            l.field("user").as_deref() == Some(user.name.as_str())
+                && l.field("decision").as_deref() == Some("session")
+                && l.field("key_type").as_deref() == Some("ssh-ed25519")
+        })
+        .unwrap_or_else(|| panic!("no decision=session line:\n{}", dump(&log)));
+    assert!(
+        l.msg.starts_with(&format!(
+            "pam_keyward({}:session): decision=session",
+            svc.name
+        )),
+        "{}",
+        l.raw
+    );
+    assert_eq!(l.field("fp"), Some(fp.clone()), "{}", l.raw);
+    assert_eq!(l.severity, "info", "{}", l.raw);
+    let l = log
+        .wait_for(LOG_WAIT, |l| {
+            l.field("user").as_deref() == Some(user.name.as_str()) && l.field("cert_id").is_some()
+        })
+        .unwrap_or_else(|| panic!("no certificate session line:\n{}", dump(&log)));
+    assert_eq!(l.field("fp"), Some(fp.clone()), "{}", l.raw);
+    assert_eq!(
+        l.field("cert_id").as_deref(),
+        Some("kwt laptop"),
+        "{}",
+        l.raw
+    );
+    assert_eq!(
+        l.field("ca_fp"),
+        Some(fingerprint_of_line(keys.path(), &ca.public_line())),
+        "{}",
+        l.raw
+    );
+    assert_eq!(
+        l.field("key_type").as_deref(),
+        Some("ssh-ed25519-cert-v01@openssh.com")
+    );
+    assert!(log
+        .wait_for(LOG_WAIT, |l| {
+            l.field("user").as_deref() == Some(user.name.as_str())
+                && l.field("methods").as_deref() == Some("publickey,password")
+                && l.field("decision").as_deref() == Some("session")
+        })
+        .is_some());
+    let refusals: Vec<LogLine> = pam_lines(&log, &user.name)
+        .into_iter()
+        .filter(|l| l.field("decision").as_deref() == Some("refuse"))
+        .collect();
+    let methods: Vec<String> = refusals.iter().filter_map(|l| l.field("methods")).collect();
+    for m in ["password", "keyboard-interactive/pam", "", "unknown"] {
+        assert!(methods.iter().any(|x| x == m), "{m:?} in {methods:?}");
+    }
+    assert!(refusals.iter().all(|l| l.severity == "warning"));
+}
+
+#[test]
+fn pamtester_other_callbacks_never_fail() {
+    let user = TestUser::new();
+    let svc = PamService::with_args(b"allow_group=kw-no-such-group debug");
+    let out = svc.run(
+        &user.name,
+        &[("SSH_AUTH_INFO_0", "password\n")],
+        &[
+            "acct_mgmt",
+            "setcred",
+            "open_session",
+            "close_session",
+            "chauthtok",
+        ],
+    );
+    // open_session without require_publickey only logs.
+    assert!(out.success(), "{out}");
+    // setcred never fails, even with arguments that fail everything else.
+    let bad = PamService::with_args(b"no-such-argument");
+    let out = bad.run(&user.name, &[], &["setcred"]);
+    assert!(out.success(), "setcred must not fail: {out}");
+}
+
+// ---------------------------------------------------------------------------
+// A real sshd
+// ---------------------------------------------------------------------------
+
+const PW: &str = "Pw-for-kw-tests-1";
+const GLASS_PW: &str = "Pw-for-breakglass-2";
+
+/// Starts an sshd with `stack` bind-mounted over /etc/pam.d/sshd, password
+/// and keyboard-interactive authentication on, and (optionally) keyward as
+/// its AuthorizedKeysCommand.
+fn pam_sshd(dir: &TestDir, name: &str, stack: &str, akc: Option<&str>) -> Sshd {
+    let stack_file = dir.write(format!("pam.d/{name}"), stack, 0o644);
+    let mut b = Sshd::builder()
+        .pam_stack(&stack_file)
+        .set("PasswordAuthentication", "yes")
+        .set("KbdInteractiveAuthentication", "yes");
+    if let Some(cmd) = akc {
+        b = b
+            .authorized_keys_command(cmd)
+            .authorized_keys_command_user("keyward");
+    }
+    b.start()
+}
+
+fn password_login(sshd: &Sshd, user: &TestUser, pw: &str, method: &str) -> SshOut {
+    let r = ssh_password_login(sshd.port, &user.name, pw, method, "id -un");
+    if r.ok {
+        assert_eq!(r.stdout().trim(), user.name, "{r}");
+    }
+    r
+}
+
+#[test]
+fn sshd_refuses_passwords_allows_keys_and_breakglass() {
+    let log = PamLog::acquire();
+    let dir = TestDir::new("pamsshd");
+    let module = install_module(&dir);
+    let module = module.display();
+    let keys = TestDir::new("pamsshdkeys");
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).timeout("3s").ttl("5m"));
+    let akc = env.kw.authorized_keys_command();
+    let group = TestGroup::new();
+    let user = TestUser::with_password(PW);
+    let glass = TestUser::builder()
+        .password(GLASS_PW)
+        .group(&group.name)
+        .create();
+    let key = SshKey::ed25519(keys.path(), "user");
+    nginx.put_keys(&user.name, &format!("{}\n", key.public_line()));
+
+    // Control: without pam_keyward the password is accepted by both methods.
+    let plain = "auth required pam_unix.so\naccount required pam_unix.so\n\
+                 session required pam_unix.so\n";
+    {
+        let sshd = pam_sshd(&dir, "plain", plain, None);
+        for method in ["password", "keyboard-interactive"] {
+            let r = password_login(&sshd, &user, PW, method);
+            assert!(
+                r.ok,
+                "control {method} login must work: {r}\n{}",
+                sshd.log_text()
+            );
+        }
+    }
+
+    let stack = format!(
+        "auth     requisite {module} allow_group={g}\n\
+         auth     required  pam_unix.so\n\
+         account  required  pam_unix.so\n\
+         session  required  {module} require_publickey allow_group={g}\n\
+         session  required  pam_unix.so\n",
+        g = group.name
+    );
+    let sshd = pam_sshd(&dir, "keyward", &stack, Some(&akc));
+    let debug = |what: &str| {
+        format!(
+            "{what}\n--- /dev/log ---\n{}--- keyward log ---\n{}--- sshd log ---\n{}",
+            dump(&log),
+            env.log.text(),
+            sshd.log_text()
+        )
+    };
+
+    // The right password, both methods: refused by pam_keyward.
+    for method in ["password", "keyboard-interactive"] {
+        let r = password_login(&sshd, &user, PW, method);
+        assert!(
+            !r.ok,
+            "{}",
+            debug(&format!("{method} login must be refused: {r}"))
+        );
+    }
+    // A key through keyward: in, and the session line names the key.
+    let r = sshd.login(&user.name, &key.path, "id -un");
+    assert!(r.ok, "{}", debug(&format!("key login: {r}")));
+    assert_eq!(r.stdout().trim(), user.name);
+    // The break-glass user still logs in with a password, both methods.
+    for method in ["password", "keyboard-interactive"] {
+        let r = password_login(&sshd, &glass, GLASS_PW, method);
+        assert!(
+            r.ok,
+            "{}",
+            debug(&format!("break-glass {method} login: {r}"))
+        );
+    }
+
+    // keyward served the key (its own syslog line).
+    let kl = env
+        .log
+        .wait_for(LOG_WAIT, |l| {
+            l.program == "keyward"
+                && l.field("user").as_deref() == Some(user.name.as_str())
+                && l.field("decision").as_deref() == Some("match")
+        })
+        .unwrap_or_else(|| panic!("{}", debug("no keyward decision=match line")));
+    assert_eq!(kl.field("fp"), Some(key.fingerprint()), "{}", kl.raw);
+
+    if !log.readable() {
+        return;
+    }
+    // Two refusals (password, keyboard-interactive), from sshd's auth stack.
+    let blocks = log.wait_for_n_lines(2, |l| {
+        l.program == "sshd"
+            && l.msg.starts_with("pam_keyward(sshd:auth): decision=block ")
+            && l.field("user").as_deref() == Some(user.name.as_str())
+    });
+    assert_eq!(blocks.len(), 2, "{}", debug("two decision=block lines"));
+    for l in &blocks {
+        assert_eq!(l.facility, "authpriv", "{}", l.raw);
+        assert_eq!(l.field("service").as_deref(), Some("sshd"), "{}", l.raw);
+        assert_eq!(l.field("rhost").as_deref(), Some("127.0.0.1"), "{}", l.raw);
+        assert!(l.field("tty").is_some(), "{}", l.raw);
+    }
+    let s = wait_decision(&log, &user.name, "session")
+        .unwrap_or_else(|| panic!("{}", debug("no decision=session line")));
+    assert!(
+        s.msg.starts_with("pam_keyward(sshd:session): "),
+        "{}",
+        s.raw
+    );
+    assert_eq!(s.field("fp"), Some(key.fingerprint()), "{}", s.raw);
+    assert_eq!(
+        s.field("key_type").as_deref(),
+        Some("ssh-ed25519"),
+        "{}",
+        s.raw
+    );
+    assert_eq!(
+        s.field("methods").as_deref(),
+        Some("publickey"),
+        "{}",
+        s.raw
+    );
+    // The break-glass user: exempt in auth and in session, for both methods.
+    let g = |l: &LogLine| {
+        l.field("user").as_deref() == Some(glass.name.as_str())
+            && l.field("decision").as_deref() == Some("exempt")
+    };
+    let exempt = log.wait_for_n_lines(4, g);
+    let auth = exempt
+        .iter()
+        .filter(|l| l.msg.contains("(sshd:auth)"))
+        .count();
+    let sess: Vec<String> = exempt
+        .iter()
+        .filter(|l| l.msg.contains("(sshd:session)"))
+        .filter_map(|l| l.field("methods"))
+        .collect();
+    assert_eq!(auth, 2, "{}", debug("two exempt auth lines"));
+    assert_eq!(
+        sess,
+        ["password", "keyboard-interactive/pam"],
+        "{}",
+        debug("exempt sessions")
+    );
+    for l in exempt {
+        assert_eq!(l.field("exempt_by"), Some(format!("group:{}", group.name)));
+    }
+    // Nothing was refused at the session stage.
+    assert!(pam_lines(&log, &user.name)
+        .iter()
+        .chain(pam_lines(&log, &glass.name).iter())
+        .all(|l| l.field("decision").as_deref() != Some("refuse")));
+}
+
+#[test]
+fn sshd_audit_only_logs_and_lets_passwords_through() {
+    let log = PamLog::acquire();
+    let dir = TestDir::new("pamsshdaudit");
+    let module = install_module(&dir);
+    let user = TestUser::with_password(PW);
+    let stack = format!(
+        "auth     requisite {m} audit_only\n\
+         auth     required  pam_unix.so\n\
+         account  required  pam_unix.so\n\
+         session  required  {m} require_publickey audit_only\n\
+         session  required  pam_unix.so\n",
+        m = module.display()
+    );
+    let sshd = pam_sshd(&dir, "audit", &stack, None);
+    for method in ["password", "keyboard-interactive"] {
+        let r = password_login(&sshd, &user, PW, method);
+        assert!(
+            r.ok,
+            "audit_only must let {method} through: {r}\n{}",
+            sshd.log_text()
+        );
+    }
+    if !log.readable() {
+        return;
+    }
+    let would = log.wait_for_n_lines(2, |l| {
+        l.field("user").as_deref() == Some(user.name.as_str())
+            && l.field("decision").as_deref() == Some("would-block")
+    });
+    assert_eq!(would.len(), 2, "{}", dump(&log));
+    let refuse = log.wait_for_n_lines(2, |l| {
+        l.field("user").as_deref() == Some(user.name.as_str())
+            && l.field("decision").as_deref() == Some("would-refuse")
+    });
+    let methods: Vec<String> = refuse.iter().filter_map(|l| l.field("methods")).collect();
+    assert_eq!(
+        methods,
+        ["password", "keyboard-interactive/pam"],
+        "{}",
+        dump(&log)
+    );
+    assert!(refuse
+        .iter()
+        .all(|l| l.field("mode").as_deref() == Some("audit_only")));
+}
+
+/// Waiting for several lines on the /dev/log fixture (a local helper: the
+/// shared `DevLog` only waits for one).
+trait WaitLines {
+    fn wait_for_n_lines(&self, n: usize, pred: impl FnMut(&LogLine) -> bool) -> Vec<LogLine>;
+}
+
+impl WaitLines for DevLog {
+    fn wait_for_n_lines(&self, n: usize, mut pred: impl FnMut(&LogLine) -> bool) -> Vec<LogLine> {
+        let mut found = Vec::new();
+        wait_until(LOG_WAIT, || {
+            found = self.lines().into_iter().filter(|l| pred(l)).collect();
+            found.len() >= n
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        self.lines().into_iter().filter(|l| pred(l)).collect()
+    }
+}
