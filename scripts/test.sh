@@ -32,7 +32,7 @@ command -v cargo >/dev/null ||
     die "cargo not found: install Rust >= 1.85 with rustup (https://rustup.rs), then run again"
 
 # --- 1. packages -------------------------------------------------------------
-packages=(openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper
+packages=(openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper procps
           libpam0g-dev sshpass lintian rpm hyperfine)
 missing=()
 for p in "${packages[@]}"; do

@@ -190,11 +190,27 @@ pub fn user_ids(user: &str) -> Option<(u32, u32)> {
 
 static PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
-/// A free TCP port on 127.0.0.1 (bind to port 0). Never hands out the same
-/// port twice in one process.
+/// A free TCP port on 127.0.0.1 for a daemon to listen on. Never hands out
+/// the same port twice in one process. Ports come from 20000-32767, below
+/// the kernel's ephemeral range (32768-60999 by default), so that client
+/// connections and `bind(0)` listeners (fault servers) cannot grab a port
+/// between this check and the daemon's own bind; the kernel's own choice
+/// (bind to port 0) is the fallback.
 pub fn free_port() -> u16 {
     let mut used = lock(&PORTS);
     let used = used.get_or_insert_with(HashSet::new);
+    // a cheap per-process spread so parallel test processes rarely collide
+    let seed = std::process::id() as usize * 7919 + unique() * 104_729;
+    for i in 0..2000 {
+        let port = 20000 + ((seed + i * 6151) % 12768) as u16;
+        if used.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            used.insert(port);
+            return port;
+        }
+    }
     for _ in 0..100 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();

@@ -46,6 +46,18 @@ impl NginxBuilder {
     }
 
     pub fn start(self) -> Nginx {
+        let mut last = String::new();
+        // A port can be taken between the check and nginx's bind: retry.
+        for _ in 0..3 {
+            match self.try_start() {
+                Ok(n) => return n,
+                Err(e) => last = e,
+            }
+        }
+        panic!("nginx did not start: {last}");
+    }
+
+    fn try_start(&self) -> Result<Nginx, String> {
         let dir = TestDir::new("nginx");
         let root = dir.subdir("www");
         let tmp = dir.subdir("tmp");
@@ -134,12 +146,23 @@ http {{
             last_mtime: Mutex::new(SystemTime::UNIX_EPOCH),
             dir,
         };
-        if !wait_port(port, Duration::from_secs(10)) {
+        let up = super::wait_until(Duration::from_secs(10), || {
+            let exited = nginx
+                .child
+                .as_mut()
+                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            exited || wait_port(port, Duration::from_millis(100))
+        });
+        let running = nginx
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if !up || !running {
             let err = fs::read_to_string(&nginx.error_log).unwrap_or_default();
             nginx.stop();
-            panic!("nginx did not start on port {port}: {err}");
+            return Err(format!("port {port}: {err}"));
         }
-        nginx
+        Ok(nginx)
     }
 }
 

@@ -94,10 +94,55 @@ impl SshdBuilder {
     pub fn start(self) -> Sshd {
         prepare_sshd_host();
         let dir = TestDir::new("sshd");
-        let port = free_port();
-        let conf = dir.join("sshd_config");
-        let log = dir.join("sshd.log");
-        let pidfile = dir.join("sshd.pid");
+        // A port can be taken between the check and sshd's bind: retry.
+        for attempt in 0.. {
+            let port = free_port();
+            let conf = dir.join("sshd_config");
+            let log = dir.join("sshd.log");
+            let pidfile = dir.join("sshd.pid");
+            let text = self.config_text(port, &pidfile);
+            fs::write(&conf, &text).unwrap();
+            fs::write(&log, "").unwrap();
+            let _ = fs::remove_file(&pidfile);
+            let t = run(
+                Command::new("/usr/sbin/sshd")
+                    .arg("-t")
+                    .arg("-f")
+                    .arg(&conf),
+                Duration::from_secs(30),
+            );
+            assert!(t.success(), "sshd -t -f {}: {t}\n{text}", conf.display());
+            let started = self.spawn(&conf, &log);
+            if !started.success() {
+                let l = fs::read_to_string(&log).unwrap_or_default();
+                if attempt < 3
+                    && (l.contains("Address already in use") || l.contains("Cannot bind"))
+                {
+                    continue;
+                }
+                panic!("starting sshd: {started}\n--- sshd log ---\n{l}");
+            }
+            let mut sshd = Sshd {
+                port,
+                conf,
+                log,
+                pidfile,
+                pid: None,
+                dir,
+            };
+            let have_pid = wait_until(Duration::from_secs(10), || sshd.read_pid().is_some());
+            sshd.pid = sshd.read_pid();
+            if !have_pid || !wait_port(port, Duration::from_secs(10)) {
+                let l = sshd.log_text();
+                drop(sshd);
+                panic!("sshd did not come up on port {port}:\n{l}");
+            }
+            return sshd;
+        }
+        unreachable!()
+    }
+
+    fn config_text(&self, port: u16, pidfile: &Path) -> String {
         let mut text = String::new();
         for l in &self.lines {
             text += l;
@@ -114,23 +159,18 @@ impl SshdBuilder {
             text += m;
             text += "\n";
         }
-        fs::write(&conf, &text).unwrap();
-        fs::write(&log, "").unwrap();
-        let t = run(
-            Command::new("/usr/sbin/sshd")
-                .arg("-t")
-                .arg("-f")
-                .arg(&conf),
-            Duration::from_secs(30),
-        );
-        assert!(t.success(), "sshd -t -f {}: {t}\n{text}", conf.display());
-        let started = match &self.pam_stack {
+        text
+    }
+
+    /// Runs sshd (it daemonises once it listens); the result of the parent.
+    fn spawn(&self, conf: &Path, log: &Path) -> Out {
+        match &self.pam_stack {
             None => run(
                 Command::new("/usr/sbin/sshd")
                     .arg("-f")
-                    .arg(&conf)
+                    .arg(conf)
                     .arg("-E")
-                    .arg(&log),
+                    .arg(log),
                 Duration::from_secs(30),
             ),
             Some(stack) => {
@@ -147,24 +187,7 @@ impl SshdBuilder {
                     Duration::from_secs(30),
                 )
             }
-        };
-        let mut sshd = Sshd {
-            port,
-            conf,
-            log,
-            pidfile,
-            pid: None,
-            dir,
-        };
-        assert!(started.success(), "starting sshd: {started}");
-        let have_pid = wait_until(Duration::from_secs(10), || sshd.read_pid().is_some());
-        sshd.pid = sshd.read_pid();
-        if !have_pid || !wait_port(port, Duration::from_secs(10)) {
-            let l = sshd.log_text();
-            drop(sshd);
-            panic!("sshd did not come up on port {port}:\n{l}");
         }
-        sshd
     }
 }
 
