@@ -4,16 +4,21 @@
 #   bash scripts/package.sh
 #
 # 1. installs cargo-deb and cargo-generate-rpm (cargo install --locked) if missing;
-# 2. cargo build --release (the binary and the pam_keyward.so cdylib);
-# 3. strips both (symbols pam_sm_* stay: they are dynamic), generates the
-#    gzipped man pages and the bash/zsh/fish completions (with the freshly
-#    built `keyward completions SHELL`) into <target>/release/keyward-pkg/;
+# 2. cargo build --release (the binary and the pam_keyward.so cdylib) in its
+#    own target directory, target/package/ (CARGO_TARGET_DIR overrides it),
+#    so that a concurrent `cargo build --release` in target/ can never
+#    rewrite a binary while it is being packaged;
+# 3. copies both into the staging directory <target>/release/keyward-pkg/
+#    and strips the copies (the pam_sm_* symbols stay: they are dynamic),
+#    then generates the gzipped man pages and the bash/zsh/fish completions
+#    (with the staged `keyward completions SHELL`) next to them;
 # 4. cargo deb --no-build and cargo generate-rpm, with the layout declared in
-#    Cargo.toml ([package.metadata.deb] / [package.metadata.generate-rpm]).
+#    Cargo.toml ([package.metadata.deb] / [package.metadata.generate-rpm];
+#    their `target/release/` paths mean the target directory in use).
 #
 # Prints the paths of both packages on its last two lines:
-#   deb: /…/target/debian/keyward_<version>-1_amd64.deb
-#   rpm: /…/target/generate-rpm/keyward-<version>-1.x86_64.rpm
+#   deb: /…/target/package/debian/keyward_<version>-1_amd64.deb
+#   rpm: /…/target/package/generate-rpm/keyward-<version>-1.x86_64.rpm
 #
 # Packaging files: packaging/ (config, man pages, maintainer scripts, RPM
 # scriptlets, sysusers/tmpfiles, examples) and systemd/ (units).
@@ -21,6 +26,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/package}"
 
 log() { printf 'package.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -51,22 +57,25 @@ cargo build --release
 release="$target_dir/release"
 [ -x "$release/keyward" ] || die "$release/keyward was not built"
 [ -f "$release/libpam_keyward.so" ] || die "$release/libpam_keyward.so was not built"
-# --strip-unneeded keeps the dynamic symbol table (the PAM entry points).
-strip --strip-unneeded "$release/keyward" "$release/libpam_keyward.so"
 
 stage="$release/keyward-pkg"
 rm -rf "$stage"
 mkdir -p "$stage"
+install -m 755 "$release/keyward" "$stage/keyward"
+install -m 644 "$release/libpam_keyward.so" "$stage/libpam_keyward.so"
+# --strip-unneeded keeps the dynamic symbol table (the PAM entry points).
+strip --strip-unneeded "$stage/keyward" "$stage/libpam_keyward.so"
 # -n: no name/timestamp in the gzip header (reproducible, lintian wants it).
 gzip -9n -c packaging/keyward.8 >"$stage/keyward.8.gz"
 gzip -9n -c packaging/keyward.toml.5 >"$stage/keyward.toml.5.gz"
-"$release/keyward" completions bash >"$stage/keyward.bash"
-"$release/keyward" completions zsh >"$stage/_keyward"
-"$release/keyward" completions fish >"$stage/keyward.fish"
+"$stage/keyward" completions bash >"$stage/keyward.bash"
+"$stage/keyward" completions zsh >"$stage/_keyward"
+"$stage/keyward" completions fish >"$stage/keyward.fish"
 for f in "$stage"/*; do
     [ -s "$f" ] || die "generated $f is empty"
 done
 chmod 644 "$stage"/*
+chmod 755 "$stage/keyward"
 
 log "cargo deb"
 mkdir -p "$target_dir/debian"

@@ -1,1 +1,730 @@
-// filled in by its owner
+//! The packages: build both with `scripts/package.sh`, inspect them (lintian,
+//! dpkg-deb, rpm), and install, use, upgrade, remove and purge the .deb on
+//! this machine.
+//!
+//! The build is slow (a release build with LTO): it runs once per test
+//! process and both package tests share it. The install test refuses to run
+//! when a keyward package is already on the machine (it will not purge
+//! something it did not install), and it checks that /etc/ssh/sshd_config
+//! and the PAM configuration are byte-identical before and after.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::support::{must, run, user_ids, Nginx, Out, Rsyslog, SshKey, Sshd, TestDir, TestUser};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const PAM_SO_DEB: &str = "/usr/lib/x86_64-linux-gnu/security/pam_keyward.so";
+
+/// Lintian warnings the .deb is allowed to keep, with the reason. Anything
+/// else at warning level or above fails the test. (Overrides that are
+/// justified for every build live in packaging/lintian-overrides.)
+const KEPT_LINTIAN_WARNINGS: &[(&str, &str)] = &[];
+
+struct Packages {
+    deb: PathBuf,
+    rpm: PathBuf,
+}
+
+/// Builds both packages once per process (scripts/package.sh).
+fn packages() -> &'static Packages {
+    static BUILT: OnceLock<Result<Packages, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        // A clean environment: the variables cargo sets for a test run would
+        // make the release build differ from (and rebuild over) the one an
+        // admin gets from the same command in a shell.
+        let mut cmd = Command::new("bash");
+        cmd.arg(Path::new(REPO).join("scripts/package.sh"))
+            .current_dir(REPO)
+            .env_clear();
+        for var in [
+            "PATH",
+            "HOME",
+            "LANG",
+            "RUSTUP_HOME",
+            "CARGO_HOME",
+            "RUSTUP_TOOLCHAIN",
+        ] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        let out = run(&mut cmd, Duration::from_secs(45 * 60));
+        if !out.success() {
+            return Err(format!("scripts/package.sh failed: {out}"));
+        }
+        let path_of = |prefix: &str| {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|p| PathBuf::from(p.trim()))
+                .filter(|p| p.is_file())
+                .ok_or_else(|| format!("package.sh printed no {prefix:?} line: {out}"))
+        };
+        Ok(Packages {
+            deb: path_of("deb: ")?,
+            rpm: path_of("rpm: ")?,
+        })
+    });
+    match built {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn cmd_out(program: &str, args: &[&str]) -> Out {
+    run(Command::new(program).args(args), Duration::from_secs(300))
+}
+
+fn must_out(program: &str, args: &[&str]) -> String {
+    must(Command::new(program).args(args)).stdout
+}
+
+/// `dpkg-deb -c`: path (without the leading `.`) → (mode string, owner/group).
+fn deb_contents(deb: &Path) -> BTreeMap<String, (String, String)> {
+    must_out("dpkg-deb", &["-c", deb.to_str().unwrap()])
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let path = f.get(5)?.trim_start_matches('.').to_owned();
+            Some((path, (f[0].to_owned(), f[1].to_owned())))
+        })
+        .collect()
+}
+
+/// `rpm -qp --qf`: path → (flags, mode string, user, group).
+fn rpm_files(rpm: &Path) -> BTreeMap<String, (String, String, String, String)> {
+    must_out(
+        "rpm",
+        &[
+            "-qp",
+            "--qf",
+            "[%{FILEFLAGS:fflags}|%{FILEMODES:perms}|%{FILEUSERNAME}|%{FILEGROUPNAME}|%{FILENAMES}\n]",
+            rpm.to_str().unwrap(),
+        ],
+    )
+    .lines()
+    .filter_map(|l| {
+        let f: Vec<&str> = l.split('|').collect();
+        (f.len() == 5).then(|| {
+            (
+                f[4].to_owned(),
+                (f[0].to_owned(), f[1].to_owned(), f[2].to_owned(), f[3].to_owned()),
+            )
+        })
+    })
+    .collect()
+}
+
+/// Group- or world-writable according to an `ls`-style mode string.
+fn others_can_write(mode: &str) -> bool {
+    let b = mode.as_bytes();
+    b.len() >= 10 && (b[5] == b'w' || b[8] == b'w')
+}
+
+/// `systemd-analyze security --offline=yes UNIT` → the overall exposure.
+fn exposure(unit: &Path) -> f64 {
+    let out = cmd_out(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=yes",
+            "--no-pager",
+            unit.to_str().unwrap(),
+        ],
+    );
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure in systemd-analyze output: {out}"));
+    line.split(':')
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cannot parse {line:?}"))
+}
+
+#[test]
+fn sync_unit_exposure_is_at_most_2() {
+    let unit = Path::new(REPO).join("systemd/keyward-sync.service");
+    let score = exposure(&unit);
+    eprintln!("systemd-analyze security exposure of keyward-sync.service: {score}");
+    assert!(score <= 2.0, "exposure {score} > 2.0");
+    let text = fs::read_to_string(&unit).unwrap();
+    for line in [
+        "Type=oneshot",
+        "ExecStart=/usr/sbin/keyward sync",
+        "User=keyward",
+        "CacheDirectory=keyward",
+        "CacheDirectoryMode=0750",
+        "CapabilityBoundingSet=\n",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    ] {
+        assert!(text.contains(line), "unit lacks {line:?}");
+    }
+    let timer = fs::read_to_string(Path::new(REPO).join("systemd/keyward-sync.timer")).unwrap();
+    for line in [
+        "OnUnitActiveSec=5min",
+        "RandomizedDelaySec=",
+        "Persistent=true",
+    ] {
+        assert!(timer.contains(line), "timer lacks {line:?}");
+    }
+}
+
+#[test]
+fn packaged_config_documents_defaults_and_fails_closed() {
+    // The packaged file parses (every key is a real one with a valid
+    // value) and, with no key source, keyward refuses to answer.
+    let dir = TestDir::new("pkgconf");
+    let text = fs::read_to_string(Path::new(REPO).join("packaging/keyward.toml")).unwrap();
+    let conf = dir.write("keyward.toml", &text, 0o644);
+    let out = run(
+        Command::new(crate::support::keyward::KEYWARD_BIN)
+            .arg("--config")
+            .arg(&conf)
+            .args(["keys", "alice"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert!(out.stderr.contains("no key source"), "{out}");
+    // With urls set (the commented example), the same file is valid.
+    let with_urls = uncomment_urls(&text, "http://127.0.0.1:9/users/{user}.keys");
+    let conf2 = dir.write("keyward2.toml", with_urls, 0o644);
+    let out = run(
+        Command::new(crate::support::keyward::KEYWARD_BIN)
+            .arg("--config")
+            .arg(&conf2)
+            .args(["keys", "root"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.success(),
+        "root is in deny_users, answered with no key: {out}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// Turns the packaged `#urls = [...]` example into a real `urls` line.
+fn uncomment_urls(packaged: &str, url: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in packaged.lines() {
+        if line.starts_with("#urls = [") {
+            out += &format!("urls = [\"{url}\"]\n");
+            skipping = !line.ends_with(']');
+            continue;
+        }
+        if skipping {
+            skipping = !line.ends_with(']');
+            continue;
+        }
+        out += line;
+        out.push('\n');
+    }
+    assert!(
+        out.contains("\nurls = ["),
+        "no #urls example in the packaged config"
+    );
+    out
+}
+
+#[test]
+fn packages_build_pass_lintian_and_rpm_checks() {
+    let p = packages();
+    let deb_size = fs::metadata(&p.deb).unwrap().len();
+    let rpm_size = fs::metadata(&p.rpm).unwrap().len();
+    eprintln!(
+        "package sizes: {} {} bytes, {} {} bytes",
+        p.deb.display(),
+        deb_size,
+        p.rpm.display(),
+        rpm_size
+    );
+
+    // --- .deb contents, modes, owners.
+    let deb = deb_contents(&p.deb);
+    let expect_deb = [
+        ("/usr/sbin/keyward", "-rwxr-xr-x"),
+        (PAM_SO_DEB, "-rw-r--r--"),
+        ("/etc/keyward/keyward.toml", "-rw-r--r--"),
+        ("/lib/systemd/system/keyward-sync.service", "-rw-r--r--"),
+        ("/lib/systemd/system/keyward-sync.timer", "-rw-r--r--"),
+        ("/usr/lib/sysusers.d/keyward.conf", "-rw-r--r--"),
+        ("/usr/lib/tmpfiles.d/keyward.conf", "-rw-r--r--"),
+        ("/usr/share/man/man8/keyward.8.gz", "-rw-r--r--"),
+        ("/usr/share/man/man5/keyward.toml.5.gz", "-rw-r--r--"),
+        (
+            "/usr/share/bash-completion/completions/keyward",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/zsh/vendor-completions/_keyward", "-rw-r--r--"),
+        (
+            "/usr/share/fish/vendor_completions.d/keyward.fish",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/keyward/sshd_config.d/keyward.conf",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/keyward/pam.d/sshd-keyward", "-rw-r--r--"),
+        ("/usr/share/doc/keyward/copyright", "-rw-r--r--"),
+        ("/usr/share/doc/keyward/changelog.Debian.gz", "-rw-r--r--"),
+    ];
+    for (path, mode) in expect_deb {
+        let (m, owner) = deb
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing from the .deb: {deb:#?}"));
+        assert_eq!(m, mode, "{path}");
+        assert_eq!(owner, "0/0", "{path} must belong to root");
+    }
+    for (path, (mode, _)) in &deb {
+        assert!(!others_can_write(mode), "{path} is {mode}");
+        assert!(
+            !path.starts_with("/etc/ssh") && !path.starts_with("/etc/pam.d"),
+            "the package must not ship {path}: enabling keyward is the admin's decision"
+        );
+        assert!(!path.starts_with("/usr/share/pam-configs"), "{path}");
+    }
+    let conffiles = must_out("dpkg-deb", &["-I", p.deb.to_str().unwrap(), "conffiles"]);
+    assert_eq!(conffiles.trim(), "/etc/keyward/keyward.toml");
+    let control = must_out("dpkg-deb", &["-f", p.deb.to_str().unwrap()]);
+    for field in [
+        "Section: admin",
+        "Priority: optional",
+        "Architecture: amd64",
+    ] {
+        assert!(control.contains(field), "{field}: {control}");
+    }
+    assert!(
+        control.contains("adduser"),
+        "postinst uses adduser: {control}"
+    );
+    let postinst = must_out("dpkg-deb", &["-I", p.deb.to_str().unwrap(), "postinst"]);
+    assert!(postinst.contains("adduser --system"), "{postinst}");
+    assert!(postinst.contains("chmod 0750"), "{postinst}");
+    assert!(
+        postinst.contains("[ -d /run/systemd/system ]"),
+        "{postinst}"
+    );
+    let postrm = must_out("dpkg-deb", &["-I", p.deb.to_str().unwrap(), "postrm"]);
+    assert!(postrm.contains("rm -rf /var/cache/keyward"), "{postrm}");
+
+    // --- lintian: no errors; warnings only from the kept list.
+    let lint = cmd_out(
+        "lintian",
+        &["--pedantic", "--display-info", p.deb.to_str().unwrap()],
+    );
+    let text = format!("{}{}", lint.stdout, lint.stderr);
+    eprintln!("lintian:\n{text}");
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("E: ")).collect();
+    assert!(errors.is_empty(), "lintian errors:\n{}", errors.join("\n"));
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("W: "))
+        .filter(|l| !KEPT_LINTIAN_WARNINGS.iter().any(|(tag, _)| l.contains(tag)))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "lintian warnings:\n{}",
+        warnings.join("\n")
+    );
+    assert!(
+        !text.contains("internal error") && lint.code.is_some(),
+        "lintian did not run cleanly: {lint}"
+    );
+
+    // --- .rpm: paths, modes, owners, config noreplace, scriptlets, requires.
+    let rpm_path = p.rpm.to_str().unwrap();
+    let files = rpm_files(&p.rpm);
+    let expect_rpm = [
+        ("/usr/sbin/keyward", "-rwxr-xr-x"),
+        ("/usr/lib64/security/pam_keyward.so", "-rw-r--r--"),
+        ("/etc/keyward/keyward.toml", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/keyward-sync.service", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/keyward-sync.timer", "-rw-r--r--"),
+        ("/usr/lib/sysusers.d/keyward.conf", "-rw-r--r--"),
+        ("/usr/lib/tmpfiles.d/keyward.conf", "-rw-r--r--"),
+        ("/usr/share/man/man8/keyward.8.gz", "-rw-r--r--"),
+        ("/usr/share/man/man5/keyward.toml.5.gz", "-rw-r--r--"),
+        (
+            "/usr/share/bash-completion/completions/keyward",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/zsh/site-functions/_keyward", "-rw-r--r--"),
+        (
+            "/usr/share/fish/vendor_completions.d/keyward.fish",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/keyward/sshd_config.d/keyward.conf",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/keyward/pam.d/sshd-keyward", "-rw-r--r--"),
+    ];
+    for (path, mode) in expect_rpm {
+        let (_, m, user, group) = files
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing from the .rpm: {files:#?}"));
+        assert_eq!(m, mode, "{path}");
+        assert_eq!((user.as_str(), group.as_str()), ("root", "root"), "{path}");
+    }
+    for (path, (_, mode, _, _)) in &files {
+        // cargo-generate-rpm gives 0664 to an asset without a mode.
+        assert!(!others_can_write(mode), "{path} is {mode}");
+        assert!(
+            !path.starts_with("/etc/ssh") && !path.starts_with("/etc/pam.d"),
+            "{path}"
+        );
+    }
+    let flags = &files["/etc/keyward/keyward.toml"].0;
+    assert!(
+        flags.contains('c') && flags.contains('n'),
+        "keyward.toml must be %config(noreplace), flags {flags:?}"
+    );
+    let qlpv = must_out("rpm", &["-qlpv", rpm_path]);
+    let bin_line = qlpv
+        .lines()
+        .find(|l| l.ends_with(" /usr/sbin/keyward"))
+        .unwrap_or_else(|| panic!("{qlpv}"));
+    assert!(
+        bin_line.starts_with("-rwxr-xr-x")
+            && bin_line.contains(" root ")
+            && bin_line.contains(" root "),
+        "{bin_line}"
+    );
+    assert_eq!(
+        must_out("rpm", &["-qpc", rpm_path]).trim(),
+        "/etc/keyward/keyward.toml"
+    );
+    let scripts = must_out("rpm", &["-qp", "--scripts", rpm_path]);
+    for needle in [
+        "preinstall scriptlet",
+        "useradd -r -M -g keyward -d /nonexistent -s /usr/sbin/nologin",
+        "postinstall scriptlet",
+        "install -d -m 0750 -o keyward -g keyward /var/cache/keyward",
+        "preuninstall scriptlet",
+        "disable keyward-sync.timer",
+        "postuninstall scriptlet",
+        "rm -rf /var/cache/keyward",
+    ] {
+        assert!(
+            scripts.contains(needle),
+            "rpm scriptlets lack {needle:?}:\n{scripts}"
+        );
+    }
+    let requires = must_out("rpm", &["-qpR", rpm_path]);
+    for r in ["pam", "shadow-utils", "/bin/sh"] {
+        assert!(
+            requires.lines().any(|l| l.trim() == r),
+            "Requires {r}: {requires}"
+        );
+    }
+    for script in ["pre", "post", "preun", "postun"] {
+        let path = Path::new(REPO).join("packaging/rpm").join(script);
+        must(Command::new("sh").arg("-n").arg(&path));
+    }
+}
+
+/// sha256 of each file, or "absent".
+fn snapshot(paths: &[&str]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for p in paths {
+        let v = if Path::new(p).exists() {
+            must_out("sha256sum", &[p])
+        } else {
+            "absent".into()
+        };
+        m.insert((*p).to_owned(), v);
+    }
+    // Everything in /etc/pam.d and /etc/ssh/sshd_config.d too: the package
+    // must not add, remove or change any of it.
+    for dir in ["/etc/pam.d", "/etc/ssh/sshd_config.d"] {
+        if let Ok(rd) = fs::read_dir(dir) {
+            let mut names: Vec<PathBuf> = rd.filter_map(|e| Some(e.ok()?.path())).collect();
+            names.sort();
+            for n in names {
+                let v = if n.is_file() {
+                    must_out("sha256sum", &[n.to_str().unwrap()])
+                } else {
+                    "not a file".into()
+                };
+                m.insert(n.display().to_string(), v);
+            }
+        }
+    }
+    m
+}
+
+fn dpkg_status() -> Option<String> {
+    let out = cmd_out(
+        "dpkg-query",
+        &["-W", "-f", "${db:Status-Abbrev}", "keyward"],
+    );
+    let s = out.stdout.trim().to_owned();
+    (out.success() && !s.is_empty() && !s.starts_with("un")).then_some(s)
+}
+
+/// Purges the package on drop if the test installed it and did not get to
+/// purge it itself (a failing assertion half-way).
+struct InstalledByTest;
+
+impl Drop for InstalledByTest {
+    fn drop(&mut self) {
+        if dpkg_status().is_some() {
+            let out = cmd_out("dpkg", &["--purge", "keyward"]);
+            eprintln!("cleanup: dpkg --purge keyward: {out}");
+        }
+    }
+}
+
+fn mode_owner(path: &str) -> (u32, u32, u32) {
+    let md = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (md.permissions().mode() & 0o7777, md.uid(), md.gid())
+}
+
+/// Paths under `dirs` whose name contains "keyward".
+fn keyward_leftovers(dirs: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for d in dirs {
+        if !Path::new(d).exists() {
+            continue;
+        }
+        let out = must_out("find", &[d, "-name", "*keyward*"]);
+        found.extend(out.lines().map(str::to_owned));
+    }
+    found
+}
+
+const SYSTEMD_STATE_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/var/lib/systemd/deb-systemd-helper-enabled",
+    "/var/lib/systemd/deb-systemd-helper-masked",
+];
+
+#[test]
+fn deb_installs_syncs_upgrades_and_purges_cleanly() {
+    if let Some(status) = dpkg_status() {
+        panic!(
+            "a keyward package is already known to dpkg here (status {status:?}). This test \
+             installs and purges the package itself and will not purge one it did not \
+             install: remove it first with `dpkg --purge keyward`."
+        );
+    }
+    for p in [
+        "/etc/keyward",
+        "/var/cache/keyward",
+        "/usr/sbin/keyward",
+        PAM_SO_DEB,
+    ] {
+        assert!(
+            !Path::new(p).exists(),
+            "{p} exists although no keyward package is installed: left by something else; \
+             this test will not delete it. Remove it by hand and re-run."
+        );
+    }
+    let leftovers = keyward_leftovers(SYSTEMD_STATE_DIRS);
+    assert!(
+        leftovers.is_empty(),
+        "systemd state left by something else: {leftovers:?}"
+    );
+    let p = packages();
+    let watched = ["/etc/ssh/sshd_config", "/etc/pam.d/sshd"];
+    let before = snapshot(&watched);
+    let user_existed = user_ids("keyward").is_some();
+
+    // --- install
+    let guard = InstalledByTest;
+    let out = cmd_out("dpkg", &["-i", p.deb.to_str().unwrap()]);
+    assert!(out.success(), "dpkg -i: {out}");
+    assert_eq!(dpkg_status().as_deref(), Some("ii"));
+
+    let (uid, gid) = user_ids("keyward").expect("the keyward user exists after install");
+    assert!(
+        uid > 0 && uid < 1000,
+        "keyward is a system user (uid {uid})"
+    );
+    let passwd = must_out("getent", &["passwd", "keyward"]);
+    if !user_existed {
+        assert!(
+            passwd.trim().ends_with(":/nonexistent:/usr/sbin/nologin"),
+            "{passwd}"
+        );
+    }
+    assert!(
+        must(Command::new("getent").args(["group", "keyward"])).success(),
+        "keyward group"
+    );
+    assert_eq!(mode_owner("/var/cache/keyward"), (0o750, uid, gid));
+    assert!(Path::new("/var/cache/keyward").is_dir());
+    assert_eq!(mode_owner("/usr/sbin/keyward"), (0o755, 0, 0));
+    assert_eq!(mode_owner(PAM_SO_DEB), (0o644, 0, 0));
+    assert_eq!(mode_owner("/etc/keyward/keyward.toml"), (0o644, 0, 0));
+    assert_eq!(mode_owner("/etc/keyward"), (0o755, 0, 0));
+    for unit in ["keyward-sync.service", "keyward-sync.timer"] {
+        assert_eq!(
+            mode_owner(&format!("/lib/systemd/system/{unit}")),
+            (0o644, 0, 0)
+        );
+    }
+    let conffiles = must_out("dpkg-query", &["-W", "-f", "${Conffiles}", "keyward"]);
+    assert!(
+        conffiles.contains("/etc/keyward/keyward.toml"),
+        "{conffiles}"
+    );
+    // Enabled like debhelper does (takes effect when systemd runs).
+    assert!(
+        fs::symlink_metadata("/etc/systemd/system/timers.target.wants/keyward-sync.timer").is_ok(),
+        "timer enabled: {:?}",
+        keyward_leftovers(SYSTEMD_STATE_DIRS)
+    );
+    let installed_unit = Path::new("/lib/systemd/system/keyward-sync.service");
+    assert!(exposure(installed_unit) <= 2.0);
+    assert_eq!(
+        snapshot(&watched),
+        before,
+        "installing changed sshd/PAM configuration"
+    );
+
+    let version = must_out("/usr/sbin/keyward", &["--version"]);
+    assert!(version.starts_with("keyward "), "{version}");
+    // The packaged config has no key source yet: fail closed.
+    let out = cmd_out("/usr/sbin/keyward", &["keys", "alice"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.contains("no key source"),
+        "{out}"
+    );
+
+    // --- sshd accepts the example snippet as shipped.
+    let sshd = Sshd::builder()
+        .line("Include /usr/share/keyward/sshd_config.d/keyward.conf")
+        .start();
+    let effective = must_out("/usr/sbin/sshd", &["-T", "-f", sshd.conf.to_str().unwrap()]);
+    assert!(
+        effective.contains("authorizedkeyscommand /usr/sbin/keyward keys %u %f"),
+        "{effective}"
+    );
+    assert!(
+        effective.contains("authorizedkeyscommanduser keyward"),
+        "{effective}"
+    );
+
+    // --- point the packaged config at a private directory and use it.
+    let nginx = Nginx::start();
+    let syslog = Rsyslog::start();
+    let keys_dir = TestDir::new("pkgkeys");
+    let user = TestUser::new();
+    let key = SshKey::ed25519(keys_dir.path(), "login");
+    nginx.put_keys(&user.name, &format!("{}\n", key.public_line()));
+    let packaged = fs::read_to_string("/etc/keyward/keyward.toml").unwrap();
+    let configured = uncomment_urls(&packaged, &nginx.users_url()).replace(
+        "socket = \"/dev/log\"",
+        &format!("socket = \"{}\"", syslog.socket.display()),
+    );
+    fs::write("/etc/keyward/keyward.toml", &configured).unwrap();
+    fs::set_permissions(
+        "/etc/keyward/keyward.toml",
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+
+    let as_keyward = |args: &[&str]| -> Out {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "keyward", "--", "/usr/sbin/keyward"])
+            .args(args);
+        run(c.current_dir("/"), Duration::from_secs(60))
+    };
+    let out = as_keyward(&["keys", &user.name]);
+    assert!(out.success(), "keys as keyward: {out}");
+    assert!(out.stdout.contains(&key.public_material()), "{out}");
+    let entry = format!("/var/cache/keyward/{}", user.name);
+    let (mode, euid, _) = mode_owner(&entry);
+    assert_eq!(
+        (euid, mode & 0o022),
+        (uid, 0),
+        "cache entry owner/mode {mode:o}"
+    );
+
+    let out = as_keyward(&["sync"]);
+    assert!(out.success(), "sync as keyward: {out}");
+    let last = nginx.accesses_for(&user.name).pop().unwrap();
+    assert_eq!(last.status, 304, "{last:?}");
+    let out = cmd_out("/usr/sbin/keyward", &["sync"]);
+    assert!(out.success(), "sync as root (drops to keyward): {out}");
+    assert!(
+        syslog
+            .wait_for(Duration::from_secs(5), |l| l
+                .msg
+                .starts_with("decision=sync "))
+            .is_some(),
+        "sync logs to the configured socket"
+    );
+
+    // A real login through the private sshd and the installed binary.
+    let login = sshd.login(&user.name, &key.path, "echo kw-login-ok");
+    assert!(
+        login.ok && login.stdout().contains("kw-login-ok"),
+        "ssh login with the packaged keyward: {:?}\nsshd log:\n{}",
+        login.out,
+        sshd.log_text()
+    );
+    drop(sshd);
+
+    // --- upgrade path (same version again): the admin's config and the cache stay.
+    let out = cmd_out("dpkg", &["-i", p.deb.to_str().unwrap()]);
+    assert!(out.success(), "dpkg -i (again): {out}");
+    assert_eq!(
+        fs::read_to_string("/etc/keyward/keyward.toml").unwrap(),
+        configured
+    );
+    assert!(Path::new(&entry).exists(), "the cache survives an upgrade");
+    assert_eq!(mode_owner("/var/cache/keyward"), (0o750, uid, gid));
+
+    // --- remove: program gone, conffile kept.
+    let out = cmd_out("dpkg", &["-r", "keyward"]);
+    assert!(out.success(), "dpkg -r: {out}");
+    assert_eq!(dpkg_status().as_deref(), Some("rc"));
+    assert!(!Path::new("/usr/sbin/keyward").exists());
+    assert!(!Path::new(PAM_SO_DEB).exists());
+    assert!(
+        Path::new("/etc/keyward/keyward.toml").exists(),
+        "remove keeps conffiles"
+    );
+
+    // --- purge: nothing left.
+    let out = cmd_out("dpkg", &["--purge", "keyward"]);
+    assert!(out.success(), "dpkg --purge: {out}");
+    drop(guard);
+    assert_eq!(dpkg_status(), None, "dpkg still knows keyward");
+    let mut left: Vec<String> = deb_contents(&p.deb)
+        .into_iter()
+        .filter(|(path, (mode, _))| !mode.starts_with('d') && Path::new(path).exists())
+        .map(|(path, _)| path)
+        .collect();
+    for dir in [
+        "/etc/keyward",
+        "/var/cache/keyward",
+        "/usr/share/keyward",
+        "/usr/share/doc/keyward",
+    ] {
+        if Path::new(dir).exists() {
+            left.push(dir.to_owned());
+        }
+    }
+    left.extend(keyward_leftovers(SYSTEMD_STATE_DIRS));
+    assert!(left.is_empty(), "left behind after purge: {left:#?}");
+    // Debian practice (see packaging/debian/postrm): the system user stays.
+    assert!(
+        user_ids("keyward").is_some(),
+        "the keyward user is kept on purge"
+    );
+    assert_eq!(snapshot(&watched), before, "sshd/PAM configuration changed");
+}

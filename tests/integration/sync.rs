@@ -400,9 +400,9 @@ fn concurrent_keys_during_sync_never_see_a_torn_entry() {
     put_atomic(&w.nginx, &hot, &body(0), t0);
     w.warm(&hot);
     // Other cached users make each sync run longer (and rewrite more).
-    for i in 0..15 {
+    for k in ks.iter().take(15) {
         let u = user("bg");
-        w.nginx.put_keys(&u, &format!("{}\n", ks[i]));
+        w.nginx.put_keys(&u, &format!("{k}\n"));
         w.warm(&u);
     }
     let cached = fs::read_dir(&w.cache).unwrap().count();
