@@ -507,6 +507,7 @@ fn keys_policy_drops_bad_lines_and_keeps_options_verbatim() {
     let from = keys.ed("from");
     let cmd = keys.ed("cmd");
     let expired = keys.ed("expired");
+    let future = keys.ed("future");
     let small = keys.kind("small", KeyType::Rsa(1024));
     let big = keys.kind("big", KeyType::Rsa(2048));
     let ecdsa = keys.kind("ecdsa", KeyType::Ecdsa(256));
@@ -529,6 +530,7 @@ fn keys_policy_drops_bad_lines_and_keeps_options_verbatim() {
         from_line.clone(),
         cmd_line.clone(),
         format!("expiry-time=\"20000101\" {}", expired.public_line()),
+        format!("expiry-time=\"29991231\" {}", future.public_line()),
         small.public_line(),
         big.public_line(),
         ecdsa.public_line(),
@@ -540,8 +542,8 @@ fn keys_policy_drops_bad_lines_and_keeps_options_verbatim() {
     nginx.put_keys(&user, &text);
 
     let r = env.keys(&user, None);
-    expect_keys(&r, &[&good, &from, &cmd, &big]);
-    assert_eq!(r.field("served").as_deref(), Some("4"), "{r}");
+    expect_keys(&r, &[&good, &from, &cmd, &big, &future]);
+    assert_eq!(r.field("served").as_deref(), Some("5"), "{r}");
     assert_eq!(
         r.field("dropped").as_deref(),
         Some("5"),
@@ -567,6 +569,7 @@ fn keys_policy_drops_bad_lines_and_keeps_options_verbatim() {
         "{r}"
     );
     assert_eq!(opt_of(&good), "", "{r}");
+    assert_eq!(opt_of(&future), "expiry-time=\"29991231\"", "{r}");
 
     // the small RSA key asked for by fingerprint: nomatch, and the log says why
     let r = env.keys(&user, Some(&small.fingerprint()));
@@ -876,4 +879,33 @@ fn keys_local_files_merge_with_the_directory() {
     );
     let r = env.keys(&user.name, Some(&d.fingerprint()));
     expect_keys(&r, &[&d]);
+}
+
+#[test]
+fn keys_garbage_200_does_not_replace_a_good_cache_entry() {
+    // A captive portal or a broken deploy answering 200 with something that
+    // is not a key file must not wipe a user's keys.
+    let keys = Keys::new();
+    let a = keys.ed("a");
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).ttl("1s").max_stale("1h"));
+    let user = fake_user();
+    nginx.put_keys(&user, &body(&[&a]));
+    expect_keys(&env.keys(&user, None), &[&a]);
+
+    nginx.put_keys(
+        &user,
+        "Service temporarily unavailable, please retry later\n",
+    );
+    sleep(Duration::from_millis(1600));
+    let r = env.keys(&user, Some(&a.fingerprint()));
+    expect_keys(&r, &[&a]);
+    assert_eq!(r.field("source").as_deref(), Some("stale"), "{r}");
+    assert_eq!(nginx.count(&user), 2);
+    assert!(
+        !fs::read_to_string(env.entry(&user))
+            .unwrap()
+            .contains("temporarily"),
+        "garbage must not be cached"
+    );
 }
