@@ -41,6 +41,18 @@ pub fn fix_for(error: &str, ca_file: bool) -> String {
     }
 }
 
+/// Mirror errors read `URL: why`; the check already names the URL.
+fn strip_urls(errors: &[String]) -> String {
+    errors
+        .iter()
+        .map(|e| match e.split_once(": ") {
+            Some((url, why)) if url.contains("://") => why,
+            _ => e.as_str(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The `directory.mirror` check for the probe answer of one mirror.
 pub fn mirror_check(t: &UrlTemplate, fetched: &Fetch, signed: bool, ca_file: bool) -> Check {
     let url = t.as_str();
@@ -48,7 +60,7 @@ pub fn mirror_check(t: &UrlTemplate, fetched: &Fetch, signed: bool, ca_file: boo
         Fetch::NoKeys { .. } => "HTTP 404 for a probe user",
         Fetch::Keys { .. } | Fetch::NotModified { .. } => "HTTP 200 for a probe user",
         Fetch::Unavailable { errors } => {
-            let why = errors.join("; ");
+            let why = strip_urls(errors);
             return Check::fail(
                 "directory.mirror",
                 format!("unreachable: {why}"),
@@ -110,7 +122,7 @@ pub fn user_check(
             format!("publish {user}'s keys to the directory"),
         ),
         Fetch::Unavailable { errors } => {
-            let why = errors.join("; ");
+            let why = strip_urls(errors);
             let what = if why.contains("signature") || why.contains("signer") {
                 "bad signature"
             } else {

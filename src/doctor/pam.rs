@@ -321,8 +321,7 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
             "pam.stack",
             format!("pam_keyward.so is not in the auth stack of {file}: PAM accepts passwords and keyboard-interactive answers"),
             format!("add `auth requisite pam_keyward.so` as the first auth line of {file}{before}"),
-        )
-        .subject(file);
+        );
     };
     if !s.keyward_first {
         let p = s.first_password.as_ref().expect("a module comes first");
@@ -335,8 +334,7 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
                 p.origin
             ),
             format!("move `auth {} pam_keyward.so` above line {} of {file}", k.control, p.top_line),
-        )
-        .subject(file);
+        );
     }
     let good = format!("auth requisite pam_keyward.so{}", {
         let a: Vec<&String> = k.args.iter().filter(|a| *a != "audit_only").collect();
@@ -356,7 +354,6 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
                 format!("pam_keyward.so is `{}` at {}: its refusal is ignored and the next module checks the password", k.control, k.origin),
                 format!("`{good}` at {}", k.origin),
             )
-            .subject(file)
         }
         Blocking::FailsLater => {
             return Check::warn(
@@ -364,7 +361,6 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
                 format!("pam_keyward.so is `{}` at {}: the login fails, but later modules still prompt for and check the password", k.control, k.origin),
                 format!("`{good}` at {}", k.origin),
             )
-            .subject(file)
         }
         Blocking::Stops => {}
     }
@@ -373,8 +369,7 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
             "pam.stack",
             format!("pam_keyward.so at {} has audit_only: it logs what it would block and blocks nothing", k.origin),
             format!("remove audit_only at {} once the log shows only expected blocks", k.origin),
-        )
-        .subject(file);
+        );
     }
     let after = s
         .first_password
@@ -385,7 +380,6 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
         "pam.stack",
         format!("pam_keyward.so ({}) at {}{after}", k.control, k.origin),
     )
-    .subject(file)
 }
 
 /// The `pam.session` check: `session required pam_keyward.so require_publickey`.
@@ -405,7 +399,6 @@ pub fn session_check(file: &str, session: &[ModLine]) -> Check {
             format!("add `session required pam_keyward.so require_publickey` to {file} (leave it out if break-glass password logins need a shell)"),
         ),
     }
-    .subject(file)
 }
 
 /// Directories PAM loads modules from, by distribution.
