@@ -527,9 +527,9 @@ fn bench_sync_1000_cached_users() {
         N,
         "every user cached"
     );
-    // The release binary when it exists (what the package ships), else the
-    // test build.
-    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/keyward");
+    // Also the packaged release binary when scripts/package.sh has run.
+    let release =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/package/release/keyward-pkg/keyward");
     for (label, bin) in [("test build", None), ("release", Some(release))] {
         let kw_bin;
         let runner: &Keyward = match &bin {
