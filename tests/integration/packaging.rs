@@ -728,3 +728,96 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     );
     assert_eq!(snapshot(&watched), before, "sshd/PAM configuration changed");
 }
+
+/// Runs an RPM scriptlet with `sh` and stub commands that only record their
+/// arguments (no RPM system here to run them for real): returns the log.
+fn run_scriptlet(stubs: &Path, name: &str, arg: &str, existing_user: bool) -> String {
+    let log = stubs.join("calls.log");
+    let _ = fs::remove_file(&log);
+    let getent_rc = if existing_user { 0 } else { 2 };
+    for (cmd, rc) in [
+        ("getent", getent_rc),
+        ("groupadd", 0),
+        ("useradd", 0),
+        ("install", 0),
+        ("systemctl", 0),
+        ("systemd-tmpfiles", 0),
+        ("rm", 0),
+        ("rmdir", 0),
+    ] {
+        let script = format!(
+            "#!/bin/sh\necho \"{cmd} $*\" >>'{}'\nexit {rc}\n",
+            log.display()
+        );
+        crate::support::write_file(&stubs.join(cmd), script, 0o755);
+    }
+    let path = Path::new(REPO).join("packaging/rpm").join(name);
+    let out = run(
+        Command::new("/bin/sh")
+            .arg(&path)
+            .arg(arg)
+            .env_clear()
+            .env("PATH", stubs),
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{name} {arg}: {out}");
+    fs::read_to_string(&log).unwrap_or_default()
+}
+
+#[test]
+fn rpm_scriptlets_do_what_they_say() {
+    let dir = TestDir::new("scriptlets");
+    let stubs = dir.subdir("bin");
+    // %pre: creates the group and the user only when missing.
+    let calls = run_scriptlet(&stubs, "pre", "1", false);
+    assert!(calls.contains("groupadd -r keyward"), "{calls}");
+    assert!(
+        calls.contains("useradd -r -M -g keyward -d /nonexistent -s /usr/sbin/nologin"),
+        "{calls}"
+    );
+    let calls = run_scriptlet(&stubs, "pre", "2", true);
+    assert!(
+        !calls.contains("groupadd") && !calls.contains("useradd"),
+        "{calls}"
+    );
+    // %post: the cache directory; preset (not enable) on first install only.
+    let calls = run_scriptlet(&stubs, "post", "1", true);
+    assert!(
+        calls.contains("install -d -m 0750 -o keyward -g keyward /var/cache/keyward"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("systemctl --no-reload preset keyward-sync.timer"),
+        "{calls}"
+    );
+    let calls = run_scriptlet(&stubs, "post", "2", true);
+    assert!(
+        !calls.contains("preset"),
+        "an upgrade keeps the admin's choice: {calls}"
+    );
+    // %preun: disable on erase, nothing on upgrade.
+    let calls = run_scriptlet(&stubs, "preun", "0", true);
+    assert!(
+        calls.contains("systemctl --no-reload disable keyward-sync.timer"),
+        "{calls}"
+    );
+    assert!(run_scriptlet(&stubs, "preun", "1", true).is_empty());
+    // %postun: erase removes the cache and the package's empty directories.
+    let calls = run_scriptlet(&stubs, "postun", "0", true);
+    assert!(calls.contains("rm -rf /var/cache/keyward"), "{calls}");
+    assert!(calls.contains("rmdir /etc/keyward"), "{calls}");
+    let calls = run_scriptlet(&stubs, "postun", "1", true);
+    assert!(
+        !calls.contains("rm "),
+        "an upgrade keeps the cache: {calls}"
+    );
+    for calls in [
+        run_scriptlet(&stubs, "post", "1", false),
+        run_scriptlet(&stubs, "postun", "0", false),
+    ] {
+        assert!(
+            !calls.contains("/etc/ssh") && !calls.contains("/etc/pam.d"),
+            "{calls}"
+        );
+    }
+}
