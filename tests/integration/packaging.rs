@@ -170,7 +170,7 @@ fn sync_unit_exposure_is_at_most_2() {
     }
     let timer = fs::read_to_string(Path::new(REPO).join("systemd/keyward-sync.timer")).unwrap();
     for line in [
-        "OnUnitActiveSec=5min",
+        "OnCalendar=*:0/5",
         "RandomizedDelaySec=",
         "Persistent=true",
     ] {
