@@ -169,11 +169,7 @@ fn sync_unit_exposure_is_at_most_2() {
         assert!(text.contains(line), "unit lacks {line:?}");
     }
     let timer = fs::read_to_string(Path::new(REPO).join("systemd/keyward-sync.timer")).unwrap();
-    for line in [
-        "OnCalendar=*:0/5",
-        "RandomizedDelaySec=",
-        "Persistent=true",
-    ] {
+    for line in ["OnCalendar=*:0/5", "RandomizedDelaySec=", "Persistent=true"] {
         assert!(timer.contains(line), "timer lacks {line:?}");
     }
 }
