@@ -176,6 +176,25 @@ unsafe fn run(
     verdict.ret
 }
 
+/// Runs `body`; if it panics, runs `report` (itself guarded: a second
+/// panic is caught and its payload leaked rather than dropped) and returns
+/// `fail`. Nothing unwinds out of this function.
+fn guarded(fail: Ret, body: impl FnOnce() -> Ret, report: impl FnOnce()) -> Ret {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(ret) => ret,
+        Err(payload) => {
+            let again = catch_unwind(AssertUnwindSafe(move || {
+                drop(payload);
+                report();
+            }));
+            if let Err(p) = again {
+                std::mem::forget(p);
+            }
+            fail
+        }
+    }
+}
+
 /// The body of every exported callback.
 ///
 /// # Safety
@@ -192,21 +211,11 @@ unsafe fn entry(
     }
     // SAFETY: `Pam` is `#[repr(transparent)]` over the `pam_handle_t *`.
     let pam: &Pam = &*(&pamh as *const *const c_void as *const Pam);
-    match catch_unwind(AssertUnwindSafe(|| run(stage, pam, pamh, argc, argv))) {
-        Ok(ret) => code(ret),
-        Err(payload) => {
-            // Best effort: say so in syslog. Anything that panics again is
-            // caught too, and its payload leaked rather than dropped.
-            let again = catch_unwind(AssertUnwindSafe(move || {
-                drop(payload);
-                emit(pam, &decide::internal_error(&context(pam, pamh), stage));
-            }));
-            if let Err(p) = again {
-                std::mem::forget(p);
-            }
-            code(fail)
-        }
-    }
+    code(guarded(
+        fail,
+        || run(stage, pam, pamh, argc, argv),
+        || emit(pam, &decide::internal_error(&context(pam, pamh), stage)),
+    ))
 }
 
 macro_rules! callback {
@@ -265,6 +274,29 @@ mod tests {
             let e = raw_args(2, argv.as_ptr()).unwrap_err();
             assert_eq!(e.position, 2);
         }
+    }
+
+    #[test]
+    fn panics_are_caught_and_fail_closed() {
+        let reported = std::cell::Cell::new(false);
+        let r = guarded(
+            Ret::ServiceErr,
+            || panic!("in the body"),
+            || reported.set(true),
+        );
+        assert_eq!(r, Ret::ServiceErr);
+        assert!(reported.get());
+        // A panic while reporting the first one is caught as well.
+        let r = guarded(
+            Ret::Ignore,
+            || panic!("in the body"),
+            || panic!("in the report"),
+        );
+        assert_eq!(r, Ret::Ignore);
+        assert_eq!(
+            guarded(Ret::ServiceErr, || Ret::Success, || ()),
+            Ret::Success
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::ops::Deref;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,22 +36,26 @@ const AUTH_ERR: &str = "Authentication failure";
 const SERVICE_ERR: &str = "Error in service module";
 const PERM_DENIED: &str = "Permission denied";
 
-/// The cdylib cargo built for this test run: `target/<profile>/`, next to
-/// `deps/` where the test binary lives. `cargo test` builds it (the lib
-/// target has crate-type cdylib and rlib).
+/// The cdylib cargo built for this test run. `cargo test` compiles the lib
+/// target with both crate types, but leaves the cdylib in `deps/` next to
+/// the test binary (only `cargo build` copies it up to `target/<profile>/`,
+/// where it may be older than this test binary).
 fn built_module() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test binary>");
-    let so = profile_dir.join("libpam_keyward.so");
-    assert!(
-        so.is_file(),
-        "{} not found: build the library (cargo build --lib)",
-        so.display()
-    );
-    so
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [
+        deps.join("libpam_keyward.so"),
+        deps.parent()
+            .expect("target/<profile>")
+            .join("libpam_keyward.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("libpam_keyward.so not found in {candidates:?}: cargo build --lib")
+        })
 }
 
 /// Copies the module into `dir` (root-owned, 0644): sshd and pamtester load
@@ -649,6 +653,15 @@ fn sshd_refuses_passwords_allows_keys_and_breakglass() {
             debug(&format!("{method} login must be refused: {r}"))
         );
     }
+    // Refused in the auth stage (not later, by the session line).
+    for method in ["password", "keyboard-interactive/pam"] {
+        let needle = format!("Failed {method} for {} from 127.0.0.1", user.name);
+        assert!(
+            sshd.wait_log(&needle, LOG_WAIT),
+            "{}",
+            debug(&format!("sshd log must say {needle:?}"))
+        );
+    }
     // A key through keyward: in, and the session line names the key.
     let r = sshd.login(&user.name, &key.path, "id -un");
     assert!(r.ok, "{}", debug(&format!("key login: {r}")));
@@ -740,6 +753,61 @@ fn sshd_refuses_passwords_allows_keys_and_breakglass() {
         .iter()
         .chain(pam_lines(&log, &glass.name).iter())
         .all(|l| l.field("decision").as_deref() != Some("refuse")));
+}
+
+/// Defence in depth: a stack whose auth part lets passwords through (no
+/// pam_keyward there) still gets no session without a key.
+#[test]
+fn sshd_session_line_refuses_password_sessions() {
+    let log = PamLog::acquire();
+    let dir = TestDir::new("pamsshdsess");
+    let module = install_module(&dir);
+    let user = TestUser::with_password(PW);
+    let stack = format!(
+        "auth     required  pam_unix.so\n\
+         account  required  pam_unix.so\n\
+         session  required  {m} require_publickey\n\
+         session  required  pam_unix.so\n",
+        m = module.display()
+    );
+    let sshd = pam_sshd(&dir, "session-only", &stack, None);
+    for method in ["password", "keyboard-interactive"] {
+        let r = password_login(&sshd, &user, PW, method);
+        assert!(!r.ok, "{method} session must be refused: {r}");
+        // The password itself was accepted: the refusal is the session's.
+        let needle = if method == "password" {
+            format!("Accepted password for {}", user.name)
+        } else {
+            format!("Accepted keyboard-interactive/pam for {}", user.name)
+        };
+        assert!(
+            sshd.wait_log(&needle, LOG_WAIT),
+            "{needle}\n{}",
+            sshd.log_text()
+        );
+    }
+    if !log.readable() {
+        return;
+    }
+    let refused = log.wait_for_n_lines(2, |l| {
+        l.field("user").as_deref() == Some(user.name.as_str())
+            && l.field("decision").as_deref() == Some("refuse")
+    });
+    let methods: Vec<String> = refused.iter().filter_map(|l| l.field("methods")).collect();
+    assert_eq!(
+        methods,
+        ["password", "keyboard-interactive/pam"],
+        "{}",
+        dump(&log)
+    );
+    for l in &refused {
+        assert!(
+            l.msg.starts_with("pam_keyward(sshd:session): "),
+            "{}",
+            l.raw
+        );
+        assert_eq!(l.severity, "warning", "{}", l.raw);
+    }
 }
 
 #[test]
