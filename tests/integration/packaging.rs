@@ -817,3 +817,104 @@ fn rpm_scriptlets_do_what_they_say() {
         );
     }
 }
+
+/// Every member of a systemd syscall group, nested groups expanded.
+fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
+    let text = must_out("systemd-analyze", &["syscall-filter", "--no-pager", group]);
+    let mut set = std::collections::BTreeSet::new();
+    for line in text.lines().skip(1) {
+        let word = line.split_whitespace().next().unwrap_or("");
+        if word.is_empty() || word.starts_with('#') {
+            continue;
+        }
+        if word.starts_with('@') {
+            set.extend(syscall_group(word));
+        } else {
+            set.insert(word.to_owned());
+        }
+    }
+    set
+}
+
+/// The unit's SystemCallFilter (`@system-service`, minus `@privileged` and
+/// `@resources`) allows every system call `keyward sync` makes: traced with
+/// strace while it refreshes a cache (304s and a 200) as the keyward user.
+/// There is no systemd here to run the unit itself.
+#[test]
+fn sync_system_calls_pass_the_unit_filter() {
+    assert!(
+        Path::new("/usr/bin/strace").exists(),
+        "this test needs strace (apt-get install strace)"
+    );
+    let dir = TestDir::new("sysc");
+    let cache = dir.join("cache");
+    crate::support::keyward::make_cache_dir(&cache, "keyward");
+    let nginx = Nginx::start();
+    let key = SshKey::ed25519(dir.path(), "k");
+    for u in ["alice", "bob"] {
+        nginx.put_keys(u, &format!("{}\n", key.public_line()));
+    }
+    let kw = crate::support::Keyward::with_config(
+        &crate::support::KwConfig::new(&cache, Some(&dir.join("no-syslog"))).url(nginx.users_url()),
+    );
+    for u in ["alice", "bob"] {
+        let out = kw.keys_as_keyward(u, None);
+        assert!(out.success(), "{out}");
+    }
+    nginx.put_keys("bob", &format!("{}\n# changed\n", key.public_line()));
+    let trace = dir.join("strace.txt");
+    let out = run(
+        Command::new("strace")
+            .args(["-f", "-qq", "-o"])
+            .arg(&trace)
+            .args([
+                "setpriv",
+                "--reuid=keyward",
+                "--regid=keyward",
+                "--clear-groups",
+            ])
+            .arg(&kw.bin)
+            .arg("--config")
+            .arg(&kw.config)
+            .arg("sync"),
+        Duration::from_secs(60),
+    );
+    assert!(out.success(), "sync under strace: {out}");
+    let text = fs::read_to_string(&trace).unwrap();
+    // Only what keyward itself calls: everything after it is exec'd.
+    let exec = format!("execve(\"{}\"", kw.bin.display());
+    let start = text.find(&exec).expect("execve of keyward in the trace");
+    let used: std::collections::BTreeSet<String> = text[start..]
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let rest = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            let name = rest.split('(').next()?;
+            (!name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .then(|| name.to_owned())
+        })
+        .collect();
+    assert!(
+        used.contains("connect")
+            && ["rename", "renameat", "renameat2"]
+                .iter()
+                .any(|r| used.contains(*r)),
+        "the trace shows a fetch and an atomic replace: {used:?}"
+    );
+    let allowed = syscall_group("@system-service");
+    let mut denied = syscall_group("@privileged");
+    denied.extend(syscall_group("@resources"));
+    let outside: Vec<&String> = used.iter().filter(|s| !allowed.contains(*s)).collect();
+    let refused: Vec<&String> = used.iter().filter(|s| denied.contains(*s)).collect();
+    assert!(
+        outside.is_empty() && refused.is_empty(),
+        "keyward sync uses system calls keyward-sync.service refuses: not in @system-service \
+         {outside:?}, in ~@privileged/@resources {refused:?}"
+    );
+    eprintln!("keyward sync used {} system calls, all allowed", used.len());
+}
