@@ -770,9 +770,12 @@ pub fn render(ex: &Explanation, style: &Style) -> String {
                 (v, Some(tag)) => Cell::colored(format!("{v}: {tag}"), Color::Red),
                 (v, None) => Cell::colored(v, Color::Red),
             };
-            let src = match k.line {
-                Some(l) => format!("{}:{l} ({})", k.source, k.via),
-                None => k.source.clone(),
+            let src = match (k.line, k.via.as_str()) {
+                (Some(l), "files") => format!("{}:{l}", k.source),
+                (Some(l), "directory") => format!("{}:{l} (fetched now)", k.source),
+                (Some(l), "stale") => format!("{}:{l} (stale cache, directory down)", k.source),
+                (Some(l), via) => format!("{}:{l} ({via})", k.source),
+                (None, _) => k.source.clone(),
             };
             let mut row = vec![
                 Cell::new(k.n.map(|n| n.to_string()).unwrap_or_else(|| "-".into())),

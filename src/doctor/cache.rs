@@ -87,8 +87,9 @@ pub fn checks(scan: &Scan, dir: &Path, ttls: &Ttls) -> Vec<Check> {
         .filter(|i| matches!(i.state, State::Unsafe(_)))
         .collect();
     let summary = format!(
-        "{} entries: {fresh} fresh, {stale} stale (older than ttl {}: refreshed at the next login or sync)",
+        "{} entr{}: {fresh} fresh, {stale} stale (older than ttl {}: refreshed at the next login or sync)",
         scan.items.len(),
+        if scan.items.len() == 1 { "y" } else { "ies" },
         human_age(ttls.ttl.as_secs())
     );
     match unsafe_.first() {

@@ -435,6 +435,62 @@ fn config_checks(path: &Path) -> (Option<Config>, Vec<Check>) {
     }
 }
 
+/// The name of `node`'s group when its only member (primary or
+/// supplementary) is the node's owner: Debian's sshd then accepts the
+/// group-writable component. None otherwise.
+fn group_of_owner_only(node: &perms::Node) -> Option<String> {
+    let owner = privdrop_name(node.uid)?;
+    let mut members = 0;
+    // SAFETY: getgrgid/getpwent return pointers into static storage, read
+    // before the next call; doctor has no other thread doing NSS lookups.
+    unsafe {
+        let gr = libc::getgrgid(node.gid);
+        if gr.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr((*gr).gr_name)
+            .to_string_lossy()
+            .into_owned();
+        let mut mem = (*gr).gr_mem;
+        while !mem.is_null() && !(*mem).is_null() {
+            if std::ffi::CStr::from_ptr(*mem).to_string_lossy() != owner {
+                return None;
+            }
+            members += 1;
+            mem = mem.add(1);
+        }
+        libc::setpwent();
+        let mut foreign = false;
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() {
+                break;
+            }
+            if (*pw).pw_gid == node.gid {
+                if (*pw).pw_uid != node.uid {
+                    foreign = true;
+                    break;
+                }
+                members += 1;
+            }
+        }
+        libc::endpwent();
+        (!foreign && members > 0).then_some(name)
+    }
+}
+
+fn privdrop_name(uid: u32) -> Option<String> {
+    // SAFETY: as above.
+    unsafe {
+        let pw = libc::getpwuid(uid);
+        (!pw.is_null()).then(|| {
+            std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
 /// binary: the AuthorizedKeysCommand program and every parent up to `/`
 /// root-owned and not group/world-writable (sshd's rule).
 fn binary_check(path: &Path, from: &str) -> Check {
@@ -451,6 +507,19 @@ fn binary_check(path: &Path, from: &str) -> Check {
         }
     };
     if let Some(f) = perms::check_chain(&chain, Kind::File, &[0], "root") {
+        if let Some(i) = perms::group_write_only(&chain, &[0]) {
+            if let Some(group) = group_of_owner_only(&chain[i]) {
+                return Check::warn(
+                    "binary",
+                    format!(
+                        "{}: Debian's sshd tolerates it (group {group} has no member but the owner); upstream OpenSSH and RPM-based distributions refuse it (log: Unsafe AuthorizedKeysCommand \"{p}\")",
+                        f.found
+                    ),
+                    f.fix,
+                )
+                .subject(p);
+            }
+        }
         return Check::fail(
             "binary",
             format!(

@@ -117,6 +117,18 @@ pub fn check_chain(
     None
 }
 
+/// When the first unsafe component in `nodes` is unsafe only because it is
+/// group-writable (right owner, not world-writable): its index. Debian's
+/// sshd tolerates that when the group has no member but the owner (its
+/// "harmless group-writability" patch); upstream OpenSSH never does.
+pub fn group_write_only(nodes: &[Node], owners: &[u32]) -> Option<usize> {
+    let i = nodes
+        .iter()
+        .position(|n| !owners.contains(&n.uid) || n.mode & 0o022 != 0)?;
+    let n = &nodes[i];
+    (owners.contains(&n.uid) && n.mode & 0o002 == 0).then_some(i)
+}
+
 /// Whether a process with `uid` and groups `gids` can read the file
 /// `nodes[0]` (r on the file, x on every parent), from the mode bits. On
 /// failure: the component that blocks and the `chmod` that opens it.
@@ -225,6 +237,16 @@ mod tests {
             f.fix,
             "chown root /usr/local/bin/keyward && chmod o-w /usr/local/bin/keyward"
         );
+    }
+
+    #[test]
+    fn group_write_only_cases() {
+        assert_eq!(group_write_only(&chain(0o755), &[0]), None);
+        assert_eq!(group_write_only(&chain(0o775), &[0]), Some(2));
+        assert_eq!(group_write_only(&chain(0o777), &[0]), None);
+        let mut c = chain(0o775);
+        c[1].uid = 1000;
+        assert_eq!(group_write_only(&c, &[0]), None);
     }
 
     #[test]

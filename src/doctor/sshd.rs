@@ -372,9 +372,10 @@ pub fn command_checks(f: &Facts) -> Vec<Check> {
         out.push(Check::fail(
             "sshd.command_tokens",
             format!(
-                "{} in AuthorizedKeysCommand: not supported by {ver}{}: sshd is fatal for every connection",
+                "{} in AuthorizedKeysCommand: not supported by {ver}{}: sshd is fatal for every connection (log: percent_expand: unknown key {})",
                 bad.join(" "),
-                if needs94 { " (needs 9.4)" } else { "" }
+                if needs94 { " (needs 9.4)" } else { "" },
+                bad[0]
             ),
             format!("remove {} from AuthorizedKeysCommand: {good} in {file}", bad.join(" ")),
         ));

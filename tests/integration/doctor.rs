@@ -304,24 +304,58 @@ fn doctor_healthy_setup_passes() {
 fn doctor_names_group_writable_binary_directory() {
     let nginx = Nginx::start();
     let env = Env::new(|c| c.url(nginx.users_url()));
+    let dir = env.kw.dir.display().to_string();
+    // Group-writable by a group other than the owner's own: every sshd
+    // (Debian's too) refuses the command.
+    let group = TestGroup::new();
+    must(Command::new("chgrp").arg(&group.name).arg(&env.kw.dir));
     chmod(&env.kw.dir, 0o775);
     let d = env.doctor(&[]);
     assert_eq!(d.out.code, Some(1), "{}", d.out);
     let b = d.expect("binary", "fail");
-    let dir = env.kw.dir.display().to_string();
     assert_eq!(b["subject"], env.kw.bin.display().to_string());
     let found = b["found"].as_str().unwrap();
+    let sshd_says = format!("bad ownership or modes for directory {dir}");
     assert!(
-        found.contains(&format!(
-            "bad ownership or modes for directory {dir} (mode 0775, group-writable)"
-        )),
+        found.contains(&format!("{sshd_says} (mode 0775, group-writable)")),
         "{found}"
     );
     assert!(found.contains("Unsafe AuthorizedKeysCommand"), "{found}");
     assert_eq!(b["fix"], format!("chmod g-w {dir}"));
-    // the config lives there too: keyward would refuse it as well
+    // the config lives there too: keyward refuses it as well
     d.expect("config.file", "fail");
     assert_eq!(d.fix("config.file"), format!("chmod g-w {dir}"));
+
+    // The real sshd logs the very message doctor quotes.
+    let sshd = Sshd::with_command(&env.kw.authorized_keys_command());
+    let user = TestUser::new();
+    let keys = TestDir::new("doctor-gw");
+    let key = SshKey::ed25519(keys.path(), "k");
+    let login = sshd.login(&user.name, &key.path, "true");
+    assert!(!login.ok, "{login}");
+    let unsafe_line = format!(
+        "Unsafe AuthorizedKeysCommand \"{}\": {sshd_says}",
+        env.kw.bin.display()
+    );
+    assert!(
+        sshd.wait_log(&unsafe_line, Duration::from_secs(10)),
+        "sshd log: {}",
+        sshd.log_text()
+    );
+
+    // Group root, whose only member is root: Debian's sshd tolerates it
+    // ("harmless group-writability"), upstream OpenSSH does not: a warning.
+    must(Command::new("chgrp").arg("root").arg(&env.kw.dir));
+    let d = env.doctor(&[]);
+    let b = d.expect("binary", "warn");
+    assert!(
+        b["found"]
+            .as_str()
+            .unwrap()
+            .contains("Debian's sshd tolerates it"),
+        "{b}"
+    );
+    assert_eq!(b["fix"], format!("chmod g-w {dir}"));
 }
 
 #[test]
@@ -340,6 +374,18 @@ fn doctor_names_percent_c_on_sshd_92() {
         assert!(found.contains("fatal for every connection"), "{found}");
         assert!(d.fix("sshd.command_tokens").contains("remove %C"));
         assert!(d.fix("sshd.command_tokens").contains("keys %u %f"));
+        // and the real sshd 9.2 does fail every connection that way
+        let sshd = Sshd::with_command(&cmd);
+        let user = TestUser::new();
+        let keys = TestDir::new("doctor-pc");
+        let key = SshKey::ed25519(keys.path(), "k");
+        assert!(!sshd.login(&user.name, &key.path, "true").ok);
+        assert!(
+            sshd.wait_log("percent_expand: unknown key %C", Duration::from_secs(10)),
+            "sshd log: {}",
+            sshd.log_text()
+        );
+        assert!(found.contains("percent_expand: unknown key %C"), "{found}");
     }
 }
 
@@ -466,6 +512,79 @@ fn doctor_names_unreachable_mirror() {
         .contains("directory server is running"));
     // the second mirror answers
     assert_ne!(mirrors[1]["status"], "fail", "{}", d.out);
+}
+
+/// `openssl s_server` with a self-signed certificate nobody trusts.
+struct UntrustedTls {
+    child: std::process::Child,
+    port: u16,
+    _dir: TestDir,
+}
+
+impl UntrustedTls {
+    fn start() -> UntrustedTls {
+        let dir = TestDir::new("doctor-tls");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        must(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        );
+        let port = free_port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let mut s = UntrustedTls {
+            child,
+            port,
+            _dir: dir,
+        };
+        if !wait_port(port, Duration::from_secs(10)) {
+            let _ = s.child.kill();
+            panic!("openssl s_server did not start");
+        }
+        s
+    }
+}
+
+impl Drop for UntrustedTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn doctor_names_untrusted_tls_certificate() {
+    let tls = UntrustedTls::start();
+    let url = format!("https://127.0.0.1:{}/users/{{user}}.keys", tls.port);
+    let env = Env::new(|c| c.url(url.clone()));
+    let d = env.doctor(&[]);
+    assert_eq!(d.out.code, Some(1));
+    let c = d.expect("directory.mirror", "fail");
+    let found = c["found"].as_str().unwrap().to_ascii_lowercase();
+    assert!(found.contains("certificate"), "{found}");
+    assert!(d.fix("directory.mirror").contains("ca_file"), "{}", d.out);
 }
 
 fn utc(t: u64) -> String {
