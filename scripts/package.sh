@@ -3,7 +3,7 @@
 #
 #   bash scripts/package.sh
 #
-# 1. installs cargo-deb and cargo-generate-rpm (cargo install --locked) if missing;
+# 1. installs cargo-deb 3.8.0 and cargo-generate-rpm 0.21.1 (cargo install --locked) if missing;
 # 2. cargo build --release (the binary and the pam_keyward.so cdylib) in its
 #    own target directory, target/package/ (CARGO_TARGET_DIR overrides it),
 #    so that a concurrent `cargo build --release` in target/ can never
@@ -31,10 +31,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/package}"
 log() { printf 'package.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for tool in deb generate-rpm; do
+# The versions the [package.metadata.*] sections were written and checked
+# with (an already installed version is used as it is).
+for spec in deb@3.8.0 generate-rpm@0.21.1; do
+    tool=${spec%@*}
     if ! cargo "$tool" --version >/dev/null 2>&1 && ! cargo "$tool" --help >/dev/null 2>&1; then
-        log "installing cargo-$tool"
-        cargo install --locked "cargo-$tool"
+        log "installing cargo-$spec"
+        cargo install --locked "cargo-$spec"
     fi
 done
 command -v gzip >/dev/null || die "gzip is missing"
