@@ -548,9 +548,15 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
             format!("denied: keyward prints no key for {user} (deny_users), so no key login");
         return ex;
     }
-    if !root {
+    let owner_uid = privdrop::account(&config.cache.owner)
+        .ok()
+        .flatten()
+        .map(|a| a.uid);
+    let stand_in = !root && owner_uid != Some(uid);
+    if stand_in {
         ex.warnings.push(format!(
-            "running as uid {uid}: the login path runs as root or the [cache] owner; what this user cannot read is reported as a failure here"
+            "running as uid {uid}: the login path runs as root or as the [cache] owner {}; what this uid cannot read shows up as a failure here",
+            config.cache.owner
         ));
     }
 
@@ -568,7 +574,11 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
                 Some(s) => format!("{s}: {reason}"),
                 None => reason,
             });
-            ex.verdict = format!("keyward fails closed for {user} (prints nothing, exits non-zero): sshd rejects every key");
+            ex.verdict = if stand_in {
+                format!("cannot tell as uid {uid}: run `keyward explain {user}` as root")
+            } else {
+                format!("keyward fails closed for {user} (prints nothing, exits non-zero): sshd rejects every key")
+            };
             return ex;
         }
     };
@@ -737,6 +747,16 @@ pub fn render(ex: &Explanation, style: &Style) -> String {
         out += &t.render(style);
         out.push('\n');
     }
+    for w in &ex.warnings {
+        out += &format!(
+            "{} {}\n",
+            style.paint("warning:", Color::Yellow),
+            crate::term::sanitize(w)
+        );
+    }
+    if !ex.warnings.is_empty() {
+        out.push('\n');
+    }
     if let Some(f) = &ex.failure {
         out += &format!("{} {f}\n\n", style.paint("keyward fails:", Color::Red));
     }
@@ -841,16 +861,6 @@ pub fn render(ex: &Explanation, style: &Style) -> String {
             out += &details.join("\n");
             out.push('\n');
         }
-        out.push('\n');
-    }
-    for w in &ex.warnings {
-        out += &format!(
-            "{} {}\n",
-            style.paint("warning:", Color::Yellow),
-            crate::term::sanitize(w)
-        );
-    }
-    if !ex.warnings.is_empty() {
         out.push('\n');
     }
     out += &format!("{} {}\n", style.paint("Verdict:", Color::Bold), ex.verdict);

@@ -119,7 +119,10 @@ impl Env {
         let dir = TestDir::new("doctor");
         let cache = dir.join("cache");
         make_cache_dir(&cache, "keyward");
-        let config = configure(KwConfig::new(&cache, None).timeout("3s"));
+        // No syslog daemon listens there: keyward's lines go to stderr and
+        // never into another test's /dev/log.
+        let socket = dir.join("no-syslog.sock");
+        let config = configure(KwConfig::new(&cache, Some(&socket)).timeout("3s"));
         let kw = Keyward::with_config(&config);
         let pam_so = kw.dir.join("pam_keyward.so");
         must(
@@ -1038,4 +1041,38 @@ fn explain_names_denied_user() {
     );
     // like the login path: no source is consulted for a denied user
     assert_eq!(nginx.count(&user), 0);
+}
+
+#[test]
+fn explain_names_locked_account_only_when_sshd_checks_it() {
+    let nginx = Nginx::start();
+    let env = Env::new(|c| c.url(nginx.users_url()));
+    let user = TestUser::new();
+    must(Command::new("usermod").args(["-p", "!", &user.name]));
+    nginx.put_keys(&user.name, "# none yet\n");
+    let status = |v: &Value, id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {v}"))["status"]
+            .clone()
+    };
+    // UsePAM yes: sshd leaves the lock to PAM's account stack, keys work
+    let (_, v) = env.explain_json(&[&user.name]);
+    assert_eq!(status(&v, "account.password"), "ok", "{v}");
+    assert_eq!(status(&v, "sshd.runs"), "ok", "{v}");
+    // UsePAM no: sshd itself refuses a locked account, keys included
+    env.write_sshd(&["UsePAM no"]);
+    let (out, v) = env.explain_json(&[&user.name]);
+    assert_eq!(status(&v, "account.password"), "fail", "{out}");
+    assert_eq!(status(&v, "sshd.runs"), "fail", "{out}");
+    let human = env.explain(&[&user.name]);
+    assert!(
+        human
+            .stdout
+            .contains(&format!("usermod -p '*' {}", user.name)),
+        "{human}"
+    );
 }
