@@ -1076,3 +1076,33 @@ fn explain_names_locked_account_only_when_sshd_checks_it() {
         "{human}"
     );
 }
+
+#[test]
+fn doctor_colours_only_on_a_terminal_without_no_color() {
+    let nginx = Nginx::start();
+    let env = Env::new(|c| c.url(nginx.users_url()));
+    let line = format!(
+        "{} --config {} doctor --sshd-config {} --pam-file {}",
+        env.kw.bin.display(),
+        env.kw.config.display(),
+        env.sshd_config.display(),
+        env.pam_file.display()
+    );
+    // `script` gives the command a pseudo-terminal as stdout.
+    let on_tty = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("TERM", "xterm")
+            .args(["-qec", &line, "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        run(&mut c, Duration::from_secs(60))
+    };
+    let tty = on_tty(false);
+    assert!(tty.stdout.contains("\x1b[32mok\x1b[0m"), "{tty}");
+    let plain = on_tty(true);
+    assert!(plain.stdout.contains("ok "), "{plain}");
+    assert!(!plain.stdout.contains('\x1b'), "NO_COLOR: {plain}");
+}
