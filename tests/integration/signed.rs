@@ -121,7 +121,8 @@ fn signed_directory_accepts_valid_and_refuses_every_forgery() {
     // Each forgery: the entry is stale (ttl 1s), the directory now serves
     // something that must be refused, the good entry is served stale.
     let evil_lines = format!("{}\n", mallory_key.public_line());
-    let cases: Vec<(&str, Box<dyn Fn()>, &str)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "tampered body",
             Box::new(|| {
