@@ -93,21 +93,29 @@ filter=("${KEYWARD_TEST_FILTER:-}")
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings" cargo clippy --all-targets --quiet -- -D warnings
-step "cargo test --all-targets" cargo test --all-targets -- --test-threads="$threads" "${filter[@]}"
+step "cargo test --all-targets" cargo test --all-targets --no-fail-fast -- --test-threads="$threads" "${filter[@]}"
 
-# Nothing the tests started may outlive them.
+# Nothing the tests started may outlive them. Test directories are named
+# <name>-<pid>-<n> and test users kwt<n>x<pid>, after the test process that
+# made them: only leftovers of test processes that are gone count (other
+# test runs may be in progress on a shared machine).
 leftovers() {
-    local bad=0
-    if pgrep -af '/var/lib/keyward-tests/' >/dev/null; then
-        echo "daemons left running:"
-        pgrep -af '/var/lib/keyward-tests/'
-        bad=1
-    fi
-    if getent passwd | grep -E '^kwt[0-9]+x[0-9]+:' >/dev/null; then
-        echo "test users left behind:"
-        getent passwd | grep -E '^kwt[0-9]+x[0-9]+:'
-        bad=1
-    fi
+    local bad=0 line pid
+    while read -r line; do
+        pid=$(grep -oE '/var/lib/keyward-tests/[^/ ]+-[0-9]+-[0-9]+' <<<"$line" | head -1 |
+            sed -E 's/.*-([0-9]+)-[0-9]+$/\1/')
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            echo "left running: $line"
+            bad=1
+        fi
+    done < <(pgrep -af '/var/lib/keyward-tests/' || true)
+    while IFS=: read -r name _; do
+        pid=${name##*x}
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "test user left behind: $name"
+            bad=1
+        fi
+    done < <(getent passwd | grep -E '^kwt[0-9]+x[0-9]+:' || true)
     return "$bad"
 }
 step "no leftover daemons or users" leftovers
