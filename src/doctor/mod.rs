@@ -391,6 +391,17 @@ fn config_checks(path: &Path) -> (Option<Config>, Vec<Check>) {
             out.push(Check::ok("config.parse", describe(&c)));
             (Some(c), out)
         }
+        Err(e) if mode_ok && e.starts_with("config: ") && !e.contains("Permission denied") => {
+            // The file itself (a symlink, not a regular file…), not its text.
+            out.retain(|c| c.id != "config.file");
+            out.push(Check::fail(
+                "config.file",
+                format!("{e}: keyward refuses to run"),
+                format!("make {p} a regular file owned by root, mode 0644"),
+            ));
+            out.push(Check::skip("config.parse", "skipped: see config.file"));
+            (None, out)
+        }
         Err(e) if mode_ok => {
             if e.contains("Permission denied") {
                 out.push(Check::skip(
@@ -879,7 +890,7 @@ pub fn collect(opts: &Options) -> Report {
     if let Some(u) = &opts.user {
         if let Err(e) = crate::username::validate(u, 256) {
             checks.push(Check::fail(
-                "user.account",
+                "user.name",
                 format!("{u:?} is not a valid user name: {e}"),
                 "pass a POSIX user name",
             ));
@@ -891,7 +902,7 @@ pub fn collect(opts: &Options) -> Report {
     if let (Some(c), Some(u)) = (&config, &opts.user) {
         if let Err(e) = crate::username::validate(u, c.policy.max_username_len) {
             checks.push(Check::fail(
-                "user.account",
+                "user.name",
                 format!("{u:?}: {e}: keyward refuses it"),
                 "raise [policy] max_username_len, or rename the account",
             ));
