@@ -270,6 +270,18 @@ impl Cache {
     /// Atomically replaces `user`'s entry: readers see the old entry or the
     /// new one, never a mix, and a crash leaves at most a `.tmp` file.
     pub fn write(&self, user: &str, entry: &Entry) -> Result<(), CacheError> {
+        self.replace(user, entry, true)
+    }
+
+    /// Rewrites an entry whose body did not change (after a 304) to record
+    /// its new age. Still atomic (rename), but without the fsyncs: after a
+    /// crash the worst case is the older age (one more conditional request)
+    /// or a torn file, which the checksum rejects.
+    pub fn refresh(&self, user: &str, entry: &Entry) -> Result<(), CacheError> {
+        self.replace(user, entry, false)
+    }
+
+    fn replace(&self, user: &str, entry: &Entry, durable: bool) -> Result<(), CacheError> {
         let io = |source| CacheError::Io {
             path: self.dir.clone(),
             source,
@@ -280,11 +292,15 @@ impl Cache {
             .tempfile_in(&self.dir)
             .map_err(io)?;
         tmp.write_all(&entry.encode()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
+        if durable {
+            tmp.as_file().sync_all().map_err(io)?;
+        }
         tmp.persist(self.path(user)).map_err(|e| io(e.error))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        if durable {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
         Ok(())
     }
 

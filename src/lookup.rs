@@ -34,6 +34,8 @@ pub struct Resolution {
     pub age_s: u64,
     /// Entry to store (new answer, or refreshed age after a 304).
     pub store: Option<Entry>,
+    /// `store` only records a new age (304): no fsync needed.
+    pub refresh_only: bool,
     pub warning: Option<String>,
 }
 
@@ -71,6 +73,7 @@ pub fn resolve(
             source: "cache",
             age_s: e.age(now).unwrap_or(0),
             store: None,
+            refresh_only: false,
             warning,
         });
     }
@@ -93,6 +96,7 @@ pub fn resolve(
         source: "directory",
         age_s: 0,
         store: Some(e),
+        refresh_only: false,
         warning,
     };
     let user = signed.unwrap_or_default();
@@ -120,7 +124,10 @@ pub fn resolve(
             Some(mut e) if e.status == Status::Keys && usable(&e).is_ok() => {
                 e.fetched_at = now;
                 e.url = url;
-                Ok(answered(e, warning))
+                Ok(Resolution {
+                    refresh_only: true,
+                    ..answered(e, warning)
+                })
             }
             _ => Err("directory answered 304 but no cached entry matches".into()),
         },
@@ -134,6 +141,7 @@ pub fn resolve(
                         source: "stale",
                         age_s: age,
                         store: None,
+                        refresh_only: false,
                         warning: Some(format!(
                             "directory unavailable ({why}); serving cache entry {age}s old"
                         )),
@@ -286,7 +294,12 @@ pub fn gather(config: &Config, user: &str) -> Result<Gathered, Failure> {
             }
         };
         if let Some(entry) = &res.store {
-            if let Err(e) = cache.write(user, entry) {
+            let stored = if res.refresh_only {
+                cache.refresh(user, entry)
+            } else {
+                cache.write(user, entry)
+            };
+            if let Err(e) = stored {
                 warnings.push(format!("cache not updated: {e}"));
             }
         }
@@ -488,6 +501,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.source, "directory");
+        assert!(r.refresh_only);
         let stored = r.store.unwrap();
         assert_eq!(stored.fetched_at, T);
         assert_eq!(stored.body, "old\n");

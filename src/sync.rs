@@ -27,6 +27,8 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Write(Entry),
+    /// Same body, new age (304): no fsync needed.
+    Refresh(Entry),
     Remove,
     Keep(String),
 }
@@ -60,7 +62,7 @@ pub fn decide(old: Option<&Entry>, fetched: Fetch, now: u64) -> (Action, Change)
                 let mut e = o.clone();
                 e.fetched_at = now;
                 e.url = url;
-                (Action::Write(e), Change::Unchanged)
+                (Action::Refresh(e), Change::Unchanged)
             }
             _ => {
                 let why = "304 without a cached entry".to_string();
@@ -161,6 +163,7 @@ fn sync_one(cache: &Cache, dir: &dyn Directory, user: &str) -> Change {
     let (action, change) = decide(old.as_ref(), fetched, now);
     let stored = match action {
         Action::Write(e) => cache.write(user, &e),
+        Action::Refresh(e) => cache.refresh(user, &e),
         Action::Remove => cache.remove(user),
         Action::Keep(_) => Ok(()),
     };
@@ -223,7 +226,7 @@ mod tests {
         let (a, c) = decide(Some(&old()), Fetch::NotModified { url: "u2".into() }, 200);
         assert_eq!(c, Change::Unchanged);
         match a {
-            Action::Write(e) => {
+            Action::Refresh(e) => {
                 assert_eq!(e.fetched_at, 200);
                 assert_eq!(e.body, "k\n");
             }
