@@ -9,5 +9,6 @@ mod keys_directory;
 mod keys_sshd;
 mod packaging;
 mod pam;
+mod robust;
 mod signed;
 mod sync;
