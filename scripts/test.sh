@@ -100,7 +100,7 @@ step "cargo test --all-targets" cargo test --all-targets --no-fail-fast -- --tes
 # made them: only leftovers of test processes that are gone count (other
 # test runs may be in progress on a shared machine).
 leftovers() {
-    local bad=0 line pid
+    local bad=0 line pid account
     while read -r line; do
         pid=$(grep -oE '/var/lib/keyward-tests/[^/ ]+-[0-9]+-[0-9]+' <<<"$line" | head -1 |
             sed -E 's/.*-([0-9]+)-[0-9]+$/\1/')
@@ -109,10 +109,10 @@ leftovers() {
             bad=1
         fi
     done < <(pgrep -af '/var/lib/keyward-tests/' || true)
-    while IFS=: read -r name _; do
-        pid=${name##*x}
+    while IFS=: read -r account _; do
+        pid=${account##*x}
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "test user left behind: $name"
+            echo "test user left behind: $account"
             bad=1
         fi
     done < <(getent passwd | grep -E '^kwt[0-9]+x[0-9]+:' || true)
