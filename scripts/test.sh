@@ -7,7 +7,8 @@
 #    missing; no daemon is started: a temporary policy-rc.d forbids it);
 # 2. prepares sshd host keys (ssh-keygen -A) and /run/sshd;
 # 3. cargo fmt --check, cargo clippy --all-targets -D warnings,
-#    cargo test --all-targets.
+#    cargo test --all-targets, and a short smoke run of every fuzz target
+#    (scripts/fuzz.sh; long runs: bash scripts/fuzz.sh 1800).
 #
 # The integration tests start private nginx, rsyslog and sshd instances on
 # 127.0.0.1 and never touch the machine's own sshd, PAM or syslog config.
@@ -18,6 +19,7 @@
 #   KEYWARD_TEST_THREADS  parallel test threads (default 4: the integration
 #                         tests mostly wait on daemons and timeouts)
 #   KEYWARD_TEST_FILTER   only run tests whose name contains this
+#   KEYWARD_FUZZ_SECONDS  seconds per fuzz target (default 10; 0 skips fuzzing)
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -33,7 +35,7 @@ command -v cargo >/dev/null ||
 
 # --- 1. packages -------------------------------------------------------------
 packages=(openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper procps
-          libpam0g-dev sshpass lintian rpm hyperfine)
+          libpam0g-dev sshpass lintian rpm hyperfine strace valgrind openssl curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -94,6 +96,10 @@ filter=("${KEYWARD_TEST_FILTER:-}")
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings" cargo clippy --all-targets --quiet -- -D warnings
 step "cargo test --all-targets" cargo test --all-targets --no-fail-fast -- --test-threads="$threads" "${filter[@]}"
+fuzz_secs="${KEYWARD_FUZZ_SECONDS:-10}"
+if [ "$fuzz_secs" != 0 ] && [ "${#filter[@]}" = 0 ]; then
+    step "fuzz smoke (${fuzz_secs}s per target)" bash scripts/fuzz.sh "$fuzz_secs"
+fi
 
 # Nothing the tests started may outlive them. Test directories are named
 # <name>-<pid>-<n> and test users kwt<n>x<pid>, after the test process that
