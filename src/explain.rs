@@ -129,32 +129,6 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// The shell of `user` from NSS (privdrop::Account does not carry it).
-fn login_shell(user: &str) -> Option<String> {
-    let cname = CString::new(user).ok()?;
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: out-parameters; buf outlives their use.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_shell.is_null() {
-        return None;
-    }
-    Some(
-        unsafe { CStr::from_ptr(pwd.pw_shell) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
 /// (password field, expire day) from the shadow database (root only).
 fn shadow(user: &str) -> Result<Option<(String, Option<i64>)>, String> {
     let cname = CString::new(user).map_err(|e| e.to_string())?;
@@ -504,7 +478,7 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
                 "skipped: needs root (/etc/shadow)",
             ));
         }
-        let shell = login_shell(user).unwrap_or_default();
+        let shell = a.shell.clone();
         let shell_path = if shell.is_empty() {
             "/bin/sh".to_string()
         } else {

@@ -114,7 +114,7 @@ pub fn parse_line(raw: &str) -> Result<Option<KeyLine>, LineError> {
             "cert-authority" => cert_authority = true,
             "expiry-time" => {
                 let v = value.as_deref().unwrap_or_default();
-                expiry = Some(parse_expiry(v).ok_or_else(|| LineError::BadExpiry(v.into()))?);
+                expiry = Some(parse_expiry(v).ok_or_else(|| LineError::BadExpiry(shown(v)))?);
             }
             _ => {}
         }
@@ -172,15 +172,13 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, Option<String>)>, Lin
         }
         let name = &options[start..i];
         if name.is_empty() {
-            return Err(LineError::BadOption(
-                options[start..].chars().take(40).collect(),
-            ));
+            return Err(LineError::BadOption(shown(&options[start..])));
         }
         let mut value = None;
         if bytes.get(i) == Some(&b'=') {
             i += 1;
             if bytes.get(i) != Some(&b'"') {
-                return Err(LineError::BadOption(name.into()));
+                return Err(LineError::BadOption(shown(name)));
             }
             i += 1;
             let mut v = Vec::new();
@@ -205,9 +203,9 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, Option<String>)>, Lin
         }
         let lower = name.to_ascii_lowercase();
         match KNOWN_OPTIONS.iter().find(|(n, _)| *n == lower) {
-            None => return Err(LineError::UnknownOption(name.into())),
+            None => return Err(LineError::UnknownOption(shown(name))),
             Some((_, takes_value)) if *takes_value != value.is_some() => {
-                return Err(LineError::BadOption(name.into()))
+                return Err(LineError::BadOption(shown(name)))
             }
             Some(_) => {}
         }
@@ -215,8 +213,19 @@ pub fn parse_options(options: &str) -> Result<Vec<(String, Option<String>)>, Lin
         match bytes.get(i) {
             None => return Ok(out),
             Some(b',') => i += 1,
-            Some(_) => return Err(LineError::BadOption(name.into())),
+            Some(_) => return Err(LineError::BadOption(shown(name))),
         }
+    }
+}
+
+/// What an error may quote of a bad option. Errors reach syslog, and a
+/// "bad option" can be a line of a private key pasted into a key list: sshd's
+/// option names are at most 19 characters, so longer text is only measured.
+fn shown(text: &str) -> String {
+    if text.len() <= 24 && !text.chars().any(|c| c.is_control()) {
+        text.to_owned()
+    } else {
+        format!("<{} characters, not shown>", text.chars().count())
     }
 }
 
@@ -461,6 +470,24 @@ mod tests {
             parse_line("ssh-ed25519-cert-v01@openssh.com AAAA x").unwrap_err(),
             LineError::Certificate
         ));
+    }
+
+    #[test]
+    fn errors_never_quote_long_text() {
+        // a private key line with a space in it must not reach the log
+        let secret = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gt+Zw== x";
+        let e = parse_line(secret).unwrap_err().to_string();
+        assert!(!e.contains("b3BlbnNzaC1rZXkt"), "{e}");
+        assert!(e.contains("characters, not shown"), "{e}");
+        let e = parse_line(&format!("{} {ED}", "A".repeat(30)))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("AAAAAAAAAAAAAAAAAAAAAAAAA"), "{e}");
+        // short option names are still quoted, to say what to fix
+        let e = parse_line(&format!("bogus-opt {ED}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus-opt"), "{e}");
     }
 
     #[test]

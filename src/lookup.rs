@@ -159,7 +159,7 @@ pub fn resolve(
 }
 
 /// A cached signed file stays usable only while its header is valid.
-fn signed_usable(e: &Entry, user: &str, now: u64) -> Result<(), String> {
+pub fn signed_usable(e: &Entry, user: &str, now: u64) -> Result<(), String> {
     if e.serial.is_none() {
         return Err("cached entry was not signed".into());
     }

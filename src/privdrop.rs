@@ -15,6 +15,7 @@ pub struct Account {
     pub uid: u32,
     pub gid: u32,
     pub home: String,
+    pub shell: String,
 }
 
 /// Looks `name` up through NSS; Ok(None) when it does not exist.
@@ -56,6 +57,7 @@ pub fn account(name: &str) -> io::Result<Option<Account>> {
             uid: pwd.pw_uid,
             gid: pwd.pw_gid,
             home: s(pwd.pw_dir),
+            shell: s(pwd.pw_shell),
         }));
     }
 }

@@ -42,12 +42,7 @@ pub struct Scan {
 /// required (a cached signed entry is usable only while its header is).
 pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State {
     if let (Some(user), Status::Keys) = (signed, e.status) {
-        if e.serial.is_none() {
-            return State::Expired("not signed, but [directory] signers are set".into());
-        }
-        let header = crate::signed::parse_header(&e.body)
-            .and_then(|h| crate::signed::check_header(&h, user, now as i64, None));
-        if let Err(why) = header {
+        if let Err(why) = crate::lookup::signed_usable(e, user, now) {
             return State::Expired(why);
         }
     }
