@@ -1,5 +1,6 @@
 //! Command line: parse, load the configuration safely, dispatch.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -128,37 +129,104 @@ fn sink_for(config: &Config) -> Sink {
     sink
 }
 
+/// The process entry point: the login path's exact argument forms skip clap
+/// (building clap's command tree costs more than the whole cache lookup);
+/// anything else, including every error and `--help`, goes through clap.
+pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
+    if let Some(fast) = fast_keys_args(&args) {
+        return run_keys(
+            &fast.config,
+            &fast.user,
+            fast.fingerprint.as_deref(),
+            started,
+        );
+    }
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    run(cli, started)
+}
+
+/// Arguments of `keyward [--config PATH] keys USER [FP]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeysArgs {
+    pub config: PathBuf,
+    pub user: String,
+    pub fingerprint: Option<String>,
+}
+
+/// Recognises only the forms sshd runs (`[--config P|--config=P] keys USER
+/// [FP]`, no value starting with `-`); None sends the command line to clap.
+pub fn fast_keys_args(args: &[OsString]) -> Option<KeysArgs> {
+    let args: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_str())
+        .collect::<Option<_>>()?;
+    let (config, rest) = match args.as_slice() {
+        ["--config", path, rest @ ..] => (*path, rest),
+        [first, rest @ ..] if first.starts_with("--config=") => (&first["--config=".len()..], rest),
+        rest => (config::DEFAULT_PATH, rest),
+    };
+    let (user, fingerprint) = match rest {
+        ["keys", user] => (*user, None),
+        ["keys", user, fp] => (*user, Some(*fp)),
+        _ => return None,
+    };
+    let plain = |v: &str| !v.is_empty() && !v.starts_with('-');
+    if !plain(config) || !plain(user) || !fingerprint.is_none_or(plain) {
+        return None;
+    }
+    Some(KeysArgs {
+        config: PathBuf::from(config),
+        user: user.to_owned(),
+        fingerprint: fingerprint.map(str::to_owned),
+    })
+}
+
+/// `keyward keys`: the login path, with its one audit record.
+pub fn run_keys(
+    config_path: &Path,
+    user: &str,
+    fingerprint: Option<&str>,
+    started: Instant,
+) -> i32 {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            // Without a config, the default socket is the best guess.
+            let mut sink = Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV);
+            sink.tee_stderr(true);
+            let mut r = Record::new().with("decision", "fail").with("user", user);
+            if let Some(fp) = fingerprint {
+                r.push("fp", fp);
+            }
+            r.push("reason", e);
+            sink.send(Severity::Err, &r);
+            return 1;
+        }
+    };
+    arm_watchdog(&config);
+    let mut sink = sink_for(&config);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let outcome = crate::lookup::run(&config, user, fingerprint, started, &mut out);
+    if outcome.exit != 0 {
+        sink.tee_stderr(true);
+    }
+    sink.send(outcome.severity, &outcome.record);
+    outcome.exit
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli, started: Instant) -> i32 {
     match cli.command {
         Command::Keys { user, fingerprint } => {
-            let config = match load_config(&cli.config) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Without a config, the default socket is the best guess.
-                    let mut sink =
-                        Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV);
-                    sink.tee_stderr(true);
-                    let mut r = Record::new().with("decision", "fail").with("user", &user);
-                    if let Some(fp) = &fingerprint {
-                        r.push("fp", fp);
-                    }
-                    r.push("reason", e);
-                    sink.send(Severity::Err, &r);
-                    return 1;
-                }
-            };
-            arm_watchdog(&config);
-            let mut sink = sink_for(&config);
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            let outcome =
-                crate::lookup::run(&config, &user, fingerprint.as_deref(), started, &mut out);
-            if outcome.exit != 0 {
-                sink.tee_stderr(true);
-            }
-            sink.send(outcome.severity, &outcome.record);
-            outcome.exit
+            run_keys(&cli.config, &user, fingerprint.as_deref(), started)
         }
         Command::Sync {
             user,
@@ -365,5 +433,59 @@ fn run_publish(
             eprintln!("keyward publish: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast(args: &[&str]) -> Option<KeysArgs> {
+        let v: Vec<OsString> = std::iter::once("keyward")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        fast_keys_args(&v)
+    }
+
+    #[test]
+    fn fast_path_takes_only_the_sshd_forms() {
+        let k = fast(&["keys", "alice", "SHA256:abc"]).unwrap();
+        assert_eq!(k.config, Path::new(config::DEFAULT_PATH));
+        assert_eq!(
+            (k.user.as_str(), k.fingerprint.as_deref()),
+            ("alice", Some("SHA256:abc"))
+        );
+        let k = fast(&["--config", "/etc/kw.toml", "keys", "bob"]).unwrap();
+        assert_eq!(
+            (k.config.to_str(), k.fingerprint),
+            (Some("/etc/kw.toml"), None)
+        );
+        let k = fast(&["--config=/x.toml", "keys", "bob"]).unwrap();
+        assert_eq!(k.config, Path::new("/x.toml"));
+        // everything else is clap's: options, flags, errors, other commands
+        for a in [
+            &["keys"][..],
+            &["keys", "a", "b", "c"],
+            &["keys", "-rf"],
+            &["keys", "--", "-rf"],
+            &["keys", "alice", "--config", "/x"],
+            &["keys", "alice", "-h"],
+            &["--config", "keys", "alice"],
+            &["--config=", "keys", "alice"],
+            &["sync"],
+            &["--help"],
+            &["keys", ""],
+        ] {
+            assert_eq!(fast(a), None, "{a:?}");
+        }
+        // non-UTF-8 goes to clap, which reports it
+        use std::os::unix::ffi::OsStringExt;
+        let v = vec![
+            OsString::from("keyward"),
+            OsString::from("keys"),
+            OsString::from_vec(vec![0xff]),
+        ];
+        assert_eq!(fast_keys_args(&v), None);
     }
 }

@@ -63,9 +63,10 @@ pub fn resolve(
         Some(user) if e.status == Status::Keys => signed_usable(e, user, now),
         _ => Ok(()),
     };
-    let freshness = entry.as_ref().map(|e| match usable(e) {
-        Ok(()) => cache::freshness(e, now, ttls),
-        Err(_) => Freshness::Expired,
+    let unusable = entry.as_ref().and_then(|e| usable(e).err());
+    let freshness = entry.as_ref().map(|e| match unusable {
+        None => cache::freshness(e, now, ttls),
+        Some(_) => Freshness::Expired,
     });
     if let (Some(e), Some(Freshness::Fresh)) = (&entry, freshness) {
         return Ok(Resolution {
@@ -147,6 +148,10 @@ pub fn resolve(
                         )),
                     })
                 }
+                (Some(_), _) if unusable.is_some() => Err(format!(
+                    "directory unavailable ({why}) and the cached entry cannot be served ({})",
+                    unusable.unwrap_or_default()
+                )),
                 (Some(e), _) => Err(format!(
                     "directory unavailable ({why}) and the cache entry is too old to serve (age {}s, max_stale {}s)",
                     e.age(now).map(|a| a.to_string()).unwrap_or_else(|| "future".into()),
@@ -606,7 +611,11 @@ mod tests {
             }
         };
         let old = signed_entry(T as i64 - 1);
-        assert!(resolve(Lookup::Found(old), T, &ttls(), Some("alice"), down).is_err());
+        let err = resolve(Lookup::Found(old), T, &ttls(), Some("alice"), down).unwrap_err();
+        assert!(
+            err.contains("cannot be served (signed file expired"),
+            "{err}"
+        );
         // an unsigned entry is not trusted once signatures are required
         let down_unsigned = |req: &Request| {
             assert_eq!(req.etag, None);

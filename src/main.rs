@@ -1,9 +1,22 @@
 //! keyward: thin entry point. Parse arguments, run, map to an exit code.
+//!
+//! sshd runs `keyward keys` once per offered key and twice for the accepted
+//! one, so start-up is most of a login's cost. `no_main` skips std's runtime
+//! set-up (its main-thread stack guard parses /proc/self/maps, an eighth of a
+//! cached lookup's instructions). What that set-up gives is not needed here:
+//! SIGPIPE keeps its default action (a vanished reader ends keyward, which
+//! fails closed) and stdout is flushed before returning.
 
-use clap::Parser;
+#![no_main]
 
-fn main() {
+use std::ffi::{c_char, c_int};
+use std::io::Write;
+
+#[no_mangle]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     let started = std::time::Instant::now();
-    let cli = pam_keyward::cli::Cli::parse();
-    std::process::exit(pam_keyward::cli::run(cli, started));
+    // glibc hands argv to std through .init_array, so args_os works here.
+    let code = pam_keyward::cli::main(std::env::args_os().collect(), started);
+    let _ = std::io::stdout().flush();
+    code
 }
