@@ -312,10 +312,15 @@ fn run_sync(
         }
     }
     if config.directory.urls.is_empty() {
-        return fail(
-            &mut sink,
-            "no [directory] urls configured: nothing to sync".into(),
+        // A files-only set-up is valid: there is simply nothing to refresh.
+        sink.send(
+            Severity::Info,
+            &Record::new()
+                .with("decision", "sync")
+                .with("users", 0)
+                .with("reason", "no [directory] urls configured: nothing to sync"),
         );
+        return 0;
     }
     // Same rule as the login path: never talk to the network as root.
     let owner = if crate::privdrop::euid() == 0 {
