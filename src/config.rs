@@ -15,16 +15,7 @@ pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
 const MAX_BYTES_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Key algorithms keyward knows how to check; `key_types` must name these.
-pub const KNOWN_KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "sk-ssh-ed25519@openssh.com",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-    "ssh-rsa",
-    "ssh-dss",
-];
+pub const KNOWN_KEY_TYPES: &[&str] = crate::keyline::KEY_TYPES;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -9,8 +9,9 @@
 
 use ssh_key::{HashAlg, PublicKey};
 
-/// Key type names a line may start with (then it carries no options).
-const KEY_TYPES: &[&str] = &[
+/// Key type names a line may start with (then it carries no options); also
+/// the names `[policy] key_types` accepts.
+pub const KEY_TYPES: &[&str] = &[
     "ssh-ed25519",
     "sk-ssh-ed25519@openssh.com",
     "ecdsa-sha2-nistp256",

@@ -39,11 +39,13 @@ pub fn account(name: &str) -> io::Result<Option<Account>> {
             buf.resize(buf.len() * 4, 0);
             continue;
         }
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
         if result.is_null() {
-            return Ok(None);
+            // getpwnam_r(3): 0, ENOENT, ESRCH, EBADF or EPERM mean "no such
+            // name"; anything else is a lookup failure.
+            return match rc {
+                0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => Ok(None),
+                _ => Err(io::Error::from_raw_os_error(rc)),
+            };
         }
         let s = |p: *const libc::c_char| {
             if p.is_null() {

@@ -1,7 +1,7 @@
 //! Group membership through NSS (getpwnam_r, getgrouplist, getgrnam_r):
 //! what every PAM module does. Nothing else: no network of our own.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
 
 use super::decide::Accounts;
 
@@ -30,43 +30,13 @@ fn cname(what: &str, name: &str) -> Result<CString, String> {
     CString::new(name).map_err(|_| format!("{what} name contains NUL"))
 }
 
-/// getpwnam_r → primary gid. Ok(None): no such user.
-fn primary_gid(user: &CStr) -> Result<Option<libc::gid_t>, String> {
-    let mut size = 4096;
-    loop {
-        let mut buf = vec![0 as c_char; size];
-        // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: valid C string, buffer and out-pointers for the call.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                user.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && size < MAX_BUF {
-            size *= 2;
-            continue;
-        }
-        if !result.is_null() {
-            return Ok(Some(pwd.pw_gid));
-        }
-        if not_found(rc) {
-            return Ok(None);
-        }
-        return Err(format!("getpwnam_r: {}", errno_text(rc)));
-    }
-}
-
 impl Accounts for Nss {
     fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
         let c = cname("user", user)?;
-        let Some(gid) = primary_gid(&c)? else {
-            return Ok(None);
+        let gid = match crate::privdrop::account(user) {
+            Ok(Some(acct)) => acct.gid,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(format!("getpwnam_r: {e}")),
         };
         let mut n: usize = 64;
         loop {
