@@ -69,8 +69,21 @@ impl Display for Record {
     }
 }
 
-/// Escapes one value for a `key=value` line.
+/// Longest value written (characters). syslog daemons cut messages at a few
+/// KiB (rsyslog: 8 KiB); one hostile value must not push `reason=` out.
+pub const MAX_VALUE: usize = 1024;
+
+/// Escapes one value for a `key=value` line, cutting it at [`MAX_VALUE`].
 pub fn escape_value(value: &str) -> String {
+    let count = value.chars().count();
+    if count > MAX_VALUE {
+        let cut: String = value.chars().take(MAX_VALUE).collect();
+        return escape_value_full(&format!("{cut}…[{} more characters]", count - MAX_VALUE));
+    }
+    escape_value_full(value)
+}
+
+fn escape_value_full(value: &str) -> String {
     let needs_quotes = value.is_empty()
         || value
             .chars()
@@ -203,6 +216,17 @@ mod tests {
         assert!(v.contains("\\x00"));
         assert!(v.contains("\\x7f"));
         assert!(v.contains("\\x85"));
+    }
+
+    #[test]
+    fn long_values_are_cut_so_later_fields_survive() {
+        let r = Record::new()
+            .with("user", "a".repeat(10_000))
+            .with("reason", "invalid user name");
+        let line = r.to_string();
+        assert!(line.len() < 1200, "{}", line.len());
+        assert!(line.contains("more characters"));
+        assert!(line.ends_with("reason=\"invalid user name\""), "{line}");
     }
 
     #[test]

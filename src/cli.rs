@@ -141,6 +141,24 @@ pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
             started,
         );
     }
+    // A login-path call with bytes that are not UTF-8 would die in clap with
+    // nothing in syslog (sshd discards stderr): fail closed with its record.
+    let lossy: Vec<OsString> = args
+        .iter()
+        .map(|a| OsString::from(a.to_string_lossy().into_owned()))
+        .collect();
+    if let Some(k) = fast_keys_args(&lossy) {
+        let config = load_config(&k.config).ok();
+        let reason = "an argument is not valid UTF-8".to_string();
+        log_failure(
+            config.as_ref(),
+            &k.user,
+            k.fingerprint.as_deref(),
+            reason,
+            started,
+        );
+        return 1;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -198,15 +216,7 @@ pub fn run_keys(
     let config = match load_config(config_path) {
         Ok(c) => c,
         Err(e) => {
-            // Without a config, the default socket is the best guess.
-            let mut sink = Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV);
-            sink.tee_stderr(true);
-            let mut r = Record::new().with("decision", "fail").with("user", user);
-            if let Some(fp) = fingerprint {
-                r.push("fp", fp);
-            }
-            r.push("reason", e);
-            sink.send(Severity::Err, &r);
+            log_failure(None, user, fingerprint, e, started);
             return 1;
         }
     };
@@ -220,6 +230,32 @@ pub fn run_keys(
     }
     sink.send(outcome.severity, &outcome.record);
     outcome.exit
+}
+
+/// The one record of a `keys` call that failed before the login path ran.
+/// Without a usable config, the default socket is the best guess.
+fn log_failure(
+    config: Option<&Config>,
+    user: &str,
+    fp: Option<&str>,
+    reason: String,
+    started: Instant,
+) {
+    let mut sink = match config {
+        Some(c) => sink_for(c),
+        None => Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV),
+    };
+    sink.tee_stderr(true);
+    let mut r = Record::new().with("decision", "fail").with("user", user);
+    if let Some(fp) = fp {
+        r.push("fp", fp);
+    }
+    r.push("reason", reason);
+    r.push(
+        "ms",
+        format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+    );
+    sink.send(Severity::Err, &r);
 }
 
 /// Runs the command line; returns the process exit code.

@@ -1405,7 +1405,6 @@ fn robust_hostile_user_names_touch_no_path_and_no_url() {
 }
 
 #[test]
-
 fn robust_non_utf8_arguments_still_log_one_decision() {
     let env = KeysEnv::new(|c| c.url(dead_url()));
     let (out, lines) = logged(&env.log, 1, || {
@@ -1420,7 +1419,6 @@ fn robust_non_utf8_arguments_still_log_one_decision() {
 }
 
 #[test]
-
 fn robust_long_hostile_user_name_keeps_the_logged_reason() {
     let env = KeysEnv::new(|c| c.url(dead_url()));
     let n = "a".repeat(10_000);
