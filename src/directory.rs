@@ -234,6 +234,9 @@ impl<'a> HttpDirectory<'a> {
             Ok(b) => b,
             Err(_) => return Attempt::Failed("response is not UTF-8 text".into()),
         };
+        if body.contains('\0') {
+            return Attempt::Failed("response contains NUL bytes".into());
+        }
         if !plausible_key_list(&body) {
             return Attempt::Failed("response has no valid key line (garbage?)".into());
         }

@@ -152,11 +152,15 @@ pub fn resolve(
                     "directory unavailable ({why}) and the cached entry cannot be served ({})",
                     unusable.unwrap_or_default()
                 )),
-                (Some(e), _) => Err(format!(
-                    "directory unavailable ({why}) and the cache entry is too old to serve (age {}s, max_stale {}s)",
-                    e.age(now).map(|a| a.to_string()).unwrap_or_else(|| "future".into()),
-                    ttls.max_stale.as_secs()
-                )),
+                (Some(e), _) => Err(match e.age(now) {
+                    Some(age) => format!(
+                        "directory unavailable ({why}) and the cache entry is too old to serve (age {age}s, max_stale {}s)",
+                        ttls.max_stale.as_secs()
+                    ),
+                    None => format!(
+                        "directory unavailable ({why}) and the cache entry is dated in the future (clock?)"
+                    ),
+                }),
                 (None, _) => Err(format!("directory unavailable ({why}) and nothing cached")),
             }
         }

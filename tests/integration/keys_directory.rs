@@ -288,6 +288,12 @@ fn keys_slow_drip_is_cut_at_the_budget() {
         "budget 2s, keyward took {:?}",
         r.out.elapsed
     );
+    // cut by the clock, not by the size cap
+    let reason = r.field("reason").unwrap_or_default();
+    assert!(
+        reason.contains("timed out") || reason.contains("timeout"),
+        "{r}"
+    );
 }
 
 #[test]

@@ -170,7 +170,9 @@ fn serve(mut conn: TcpStream, fault: &Fault, stop: &AtomicBool) {
         }
         Fault::SlowDrip { interval, body } => {
             read_head(&mut conn, stop, since);
-            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n";
+            // No Content-Length: the body is delimited by the close, so only
+            // the time budget (not the size cap) can stop the reader.
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n";
             if conn.write_all(head.as_bytes()).is_err() {
                 return;
             }
