@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::support::fault::dead_url;
-use crate::support::keyward::{make_cache_dir, toml_str, KEYWARD_BIN};
+use crate::support::keyward::{make_cache_dir, toml_str};
 use crate::support::*;
 
 fn now() -> u64 {
@@ -24,12 +24,7 @@ fn now() -> u64 {
 
 /// The PAM module cargo built (next to the keyward binary).
 fn built_module() -> PathBuf {
-    let so = Path::new(KEYWARD_BIN)
-        .parent()
-        .expect("target/<profile>")
-        .join("libpam_keyward.so");
-    assert!(so.is_file(), "{} not built", so.display());
-    so
+    built_pam_module()
 }
 
 /// keyward installed where sshd accepts it, with its cache, a private sshd

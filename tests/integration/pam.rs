@@ -36,26 +36,8 @@ const AUTH_ERR: &str = "Authentication failure";
 const SERVICE_ERR: &str = "Error in service module";
 const PERM_DENIED: &str = "Permission denied";
 
-/// The cdylib cargo built for this test run. `cargo test` compiles the lib
-/// target with both crate types, but leaves the cdylib in `deps/` next to
-/// the test binary (only `cargo build` copies it up to `target/<profile>/`,
-/// where it may be older than this test binary).
 fn built_module() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("target/<profile>/deps");
-    let candidates = [
-        deps.join("libpam_keyward.so"),
-        deps.parent()
-            .expect("target/<profile>")
-            .join("libpam_keyward.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("libpam_keyward.so not found in {candidates:?}: cargo build --lib")
-        })
+    built_pam_module()
 }
 
 /// Copies the module into `dir` (root-owned, 0644): sshd and pamtester load

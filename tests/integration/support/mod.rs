@@ -522,3 +522,25 @@ impl Drop for TestGroup {
         let _ = account_cmd("groupdel", &[&self.name]);
     }
 }
+
+/// The PAM module this test binary was built with. `cargo test` builds the
+/// lib target with both crate types, but leaves the cdylib in `deps/` next to
+/// the test binary (only `cargo build` copies it up to `target/<profile>/`,
+/// where it may be older than this test binary, or missing on a clean tree).
+pub fn built_pam_module() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [
+        deps.join("libpam_keyward.so"),
+        deps.parent()
+            .expect("target/<profile>")
+            .join("libpam_keyward.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("libpam_keyward.so not found in {candidates:?}: cargo build --lib")
+        })
+}
