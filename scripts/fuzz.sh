@@ -14,6 +14,6 @@ for target in $(cargo fuzz list); do
     echo "fuzz target $target FAILED (crash input under fuzz/artifacts/$target/)"
     exit 1
   fi
-  grep -E '^#[0-9]+ +DONE' "$log" || true
+  grep -E '^#[0-9]+[[:space:]]+DONE' "$log" || true
   rm -f "$log"
 done
