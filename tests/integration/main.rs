@@ -9,6 +9,7 @@ mod keys_directory;
 mod keys_sshd;
 mod packaging;
 mod pam;
+mod pam_stress;
 mod robust;
 mod signed;
 mod sync;
