@@ -7,11 +7,15 @@
 //! SIGPIPE keeps its default action (a vanished reader ends keyward, which
 //! fails closed) and stdout is flushed before returning.
 
-#![no_main]
+// Only for the real binary: under `cargo test` the harness brings its main.
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 use std::ffi::{c_char, c_int};
+#[cfg(not(test))]
 use std::io::Write;
 
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     let started = std::time::Instant::now();
