@@ -1218,8 +1218,8 @@ fn infra(run: &Run) -> Option<&'static str> {
     .find(|sign| run.stderr.contains(sign))
 }
 
-/// Removes the libpam_wrapper runtime directory of a pamtester that did
-/// not exit by itself (libpam_wrapper removes it at exit).
+/// Removes the libpam_wrapper runtime directory of a finished pamtester
+/// (libpam_wrapper's destructor normally does).
 fn remove_wrapper_dir(pid: u32) {
     let Ok(rd) = fs::read_dir("/tmp") else {
         return;
@@ -1266,9 +1266,9 @@ fn run_once(cmd: &mut Command, w: &Worker, timeout: Duration) -> Run {
         nap = (nap * 2).min(Duration::from_millis(5));
     };
     let elapsed = started.elapsed();
-    if !matches!(status, Status::Exit(_)) {
-        remove_wrapper_dir(pid);
-    }
+    // Normally gone already; not after a kill, and not always under
+    // valgrind (the directory would stay in /tmp).
+    remove_wrapper_dir(pid);
     let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
     Run {
         status,
