@@ -315,11 +315,19 @@ def main():
             tmpl_keys.write_text(pub + "\n")
             os.chmod(tmpl_keys, 0o644)
             t0 = time.time()
-            for i in range(n):
-                name = f"u{i:07d}"
-                os.link(tmpl_entry, scache / name)
-                os.link(tmpl_keys, sweb / f"{name}.keys")
             shutil.chown(tmpl_entry, "keyward", "keyward")
+            src_entry, src_keys = tmpl_entry, tmpl_keys
+            for i in range(n):
+                if i % 60_000 == 0 and i:
+                    # ext4 allows 65,000 links per inode: start a new copy.
+                    src_entry = sdir / f"entry-{i}"
+                    src_keys = sdir / f"keys-{i}"
+                    shutil.copy2(tmpl_entry, src_entry)
+                    shutil.chown(src_entry, "keyward", "keyward")
+                    shutil.copy2(tmpl_keys, src_keys)
+                name = f"u{i:07d}"
+                os.link(src_entry, scache / name)
+                os.link(src_keys, sweb / f"{name}.keys")
             print(f"scale {n}: laid out in {time.time() - t0:.1f}s", flush=True)
             snx = Nginx(sdir / "www")
             sc = sdir / "keyward.toml"
