@@ -97,8 +97,10 @@ fn escape_value_full(value: &str) -> String {
             '"' if needs_quotes => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             // Control characters (including newline, NUL, DEL and the C1
-            // range) would let a value start a forged log line.
-            c if c.is_control() => {
+            // range) would let a value start a forged log line; Unicode line
+            // separators and bidirectional controls would make a log viewer
+            // show a line break or reversed text that is not there.
+            c if c.is_control() || deceptive(c) => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
             c => out.push(c),
@@ -108,6 +110,16 @@ fn escape_value_full(value: &str) -> String {
         out.push('"');
     }
     out
+}
+
+/// Invisible characters that change how a line is displayed.
+fn deceptive(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}'   // zero-width, LRM, RLM
+        | '\u{2028}' | '\u{2029}' // line and paragraph separators
+        | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+        | '\u{2066}'..='\u{2069}' // bidi isolates
+        | '\u{FEFF}')
 }
 
 /// Parses a syslog facility name as used in `[log] facility`.
@@ -216,6 +228,8 @@ mod tests {
         assert!(v.contains("\\x00"));
         assert!(v.contains("\\x7f"));
         assert!(v.contains("\\x85"));
+        let v = escape_value("bob\u{2028}decision=match\u{202E}txt");
+        assert!(v.contains("\\x2028") && v.contains("\\x202e"), "{v}");
     }
 
     #[test]
