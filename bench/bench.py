@@ -384,7 +384,7 @@ def report(r, out_path, args):
         y = r["sync"]
         rows.append(("5. `sync` of 10,000 cached users, all 304", f"{y['seconds']:.2f} s, {y['rps']:.0f} users/s (16 jobs)", "", "(reported)", ""))
     lines = [
-        "# keyward benchmarks",
+        "## Results",
         "",
         f"Run on {date} at commit `{commit}` with `sudo python3 bench/bench.py{' --quick' if args.quick else ''}`.",
         f"Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}.",
