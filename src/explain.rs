@@ -607,8 +607,9 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
             }
         }
         if let (Some(_), Ok(k)) = (&opts.fingerprint, &c.parsed) {
-            info.matches = Some(filter.matches(k));
-            info.printed = Some(*v == Verdict::Served && filter.selects(k));
+            let (printed, asked) = filter.check(k);
+            info.matches = Some(asked);
+            info.printed = Some(*v == Verdict::Served && printed);
         }
         ex.keys.push(info);
     }

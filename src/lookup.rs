@@ -59,11 +59,12 @@ pub fn resolve(
             None
         }
     };
-    let usable = |e: &Entry| match signed {
-        Some(user) if e.status == Status::Keys => signed_usable(e, user, now),
-        _ => Ok(()),
-    };
-    let unusable = entry.as_ref().and_then(|e| usable(e).err());
+    // Computed once: with signatures, whether the cached entry may be used
+    // at all (serving, 304 revalidation, stale fallback all depend on it).
+    let unusable = entry.as_ref().and_then(|e| match signed {
+        Some(user) if e.status == Status::Keys => signed_usable(e, user, now).err(),
+        _ => None,
+    });
     let freshness = entry.as_ref().map(|e| match unusable {
         None => cache::freshness(e, now, ttls),
         Some(_) => Freshness::Expired,
@@ -81,7 +82,7 @@ pub fn resolve(
     // An entry that is no longer usable must not be revalidated by a 304.
     let etag = entry
         .as_ref()
-        .filter(|e| e.status == Status::Keys && usable(e).is_ok())
+        .filter(|e| e.status == Status::Keys && unusable.is_none())
         .and_then(|e| e.etag.as_deref());
     let min_serial = entry.as_ref().and_then(|e| e.serial);
     let fresh_entry = |status, body: String, etag, url, serial| Entry {
@@ -122,7 +123,7 @@ pub fn resolve(
             warning,
         )),
         Fetch::NotModified { url } => match entry {
-            Some(mut e) if e.status == Status::Keys && usable(&e).is_ok() => {
+            Some(mut e) if e.status == Status::Keys && unusable.is_none() => {
                 e.fetched_at = now;
                 e.url = url;
                 Ok(Resolution {
@@ -383,15 +384,20 @@ pub fn run(
             valid += 1;
         }
         match (v, &c.parsed) {
-            (Verdict::Served, Ok(k)) if filter.selects(k) => {
-                text.push_str(&k.to_line());
-                text.push('\n');
-                served += 1;
-                matched += usize::from(filter.matches(k));
+            (Verdict::Served, Ok(k)) => {
+                let (printed, asked) = filter.check(k);
+                if printed {
+                    text.push_str(&k.to_line());
+                    text.push('\n');
+                    served += 1;
+                    matched += usize::from(asked);
+                }
             }
             (Verdict::Dropped(why), parsed) => {
-                let fp_of = parsed.as_ref().map(|k| k.fingerprint()).unwrap_or_default();
-                drops.push((fp_of, format!("{}:{} {why}", c.source, c.line_no)));
+                // Only the `nomatch` reason needs to know which key it was.
+                let asked = matches!(&filter, FpFilter::Sha256(_))
+                    && parsed.as_ref().is_ok_and(|k| filter.check(k).1);
+                drops.push((asked, format!("{}:{} {why}", c.source, c.line_no)));
             }
             _ => {}
         }
@@ -418,10 +424,10 @@ pub fn run(
         _ if cands.is_empty() => "nokeys",
         FpFilter::All => "serve",
         FpFilter::Sha256(_) if matched > 0 => "match",
-        FpFilter::Sha256(want) => {
+        FpFilter::Sha256(_) => {
             let why = drops
                 .iter()
-                .find(|(f, _)| f == want)
+                .find(|(asked, _)| *asked)
                 .map(|(_, d)| format!("key dropped by policy: {d}"))
                 .unwrap_or_else(|| "no authorized key has this fingerprint".into());
             record.push("reason", why);

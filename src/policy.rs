@@ -148,20 +148,17 @@ impl FpFilter {
         }
     }
 
-    /// Whether `key` is printed. cert-authority lines always are: for a
-    /// certificate sshd passes the certified key's fingerprint, never the CA's.
-    pub fn selects(&self, key: &KeyLine) -> bool {
+    /// Whether `key` is printed, and whether it is the key sshd asked
+    /// about; the key is hashed at most once. cert-authority lines are always
+    /// printed: for a certificate sshd passes the certified key's
+    /// fingerprint, never the CA's.
+    pub fn check(&self, key: &KeyLine) -> (bool, bool) {
         match self {
-            FpFilter::All => true,
-            FpFilter::Sha256(fp) => key.cert_authority || key.fingerprint() == *fp,
-        }
-    }
-
-    /// Whether `key` is the one sshd asked about.
-    pub fn matches(&self, key: &KeyLine) -> bool {
-        match self {
-            FpFilter::All => false,
-            FpFilter::Sha256(fp) => key.fingerprint() == *fp,
+            FpFilter::All => (true, false),
+            FpFilter::Sha256(fp) => {
+                let asked = key.fingerprint() == *fp;
+                (asked || key.cert_authority, asked)
+            }
         }
     }
 }
@@ -276,13 +273,14 @@ mod tests {
             .unwrap()
             .unwrap();
         let f = FpFilter::parse(Some(&k1.fingerprint()));
-        assert!(f.selects(&k1) && f.matches(&k1));
-        assert!(!f.selects(&k2));
-        assert!(f.selects(&ca) && !f.matches(&ca));
+        assert_eq!(f.check(&k1), (true, true));
+        assert_eq!(f.check(&k2), (false, false));
+        assert_eq!(f.check(&ca), (true, false));
         assert_eq!(FpFilter::parse(Some("MD5:aa:bb")), FpFilter::All);
         assert_eq!(FpFilter::parse(None), FpFilter::All);
-        assert!(FpFilter::All.selects(&k2));
+        assert_eq!(FpFilter::All.check(&k2), (true, false));
         let bogus = FpFilter::parse(Some("SHA256:not-a-fingerprint"));
-        assert!(!bogus.selects(&k1) && bogus.selects(&ca));
+        assert_eq!(bogus.check(&k1), (false, false));
+        assert_eq!(bogus.check(&ca), (true, false));
     }
 }
