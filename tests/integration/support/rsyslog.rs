@@ -252,18 +252,9 @@ impl Rsyslog {
     pub fn wait_for(
         &self,
         timeout: Duration,
-        mut pred: impl FnMut(&LogLine) -> bool,
+        pred: impl FnMut(&LogLine) -> bool,
     ) -> Option<LogLine> {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
-                return Some(l);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_line(timeout, || self.lines(), pred)
     }
 
     /// Polls until at least `n` messages satisfy `pred`, then waits a little
@@ -424,19 +415,10 @@ impl DevLog {
     pub fn wait_for(
         &self,
         timeout: Duration,
-        mut pred: impl FnMut(&LogLine) -> bool,
+        pred: impl FnMut(&LogLine) -> bool,
     ) -> Option<LogLine> {
         self.out.as_ref()?;
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
-                return Some(l);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_line(timeout, || self.lines(), pred)
     }
 }
 
@@ -451,6 +433,24 @@ impl Drop for DevLog {
                 let _ = fs::remove_file(DEV_LOG_MARKER);
             }
         }
+    }
+}
+
+/// Polls `lines` until one satisfies `pred` or `timeout` passes.
+fn poll_line(
+    timeout: Duration,
+    lines: impl Fn() -> Vec<LogLine>,
+    mut pred: impl FnMut(&LogLine) -> bool,
+) -> Option<LogLine> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(l) = lines().into_iter().find(|l| pred(l)) {
+            return Some(l);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
