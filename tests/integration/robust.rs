@@ -18,15 +18,13 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pam_keyward::cache::Entry;
@@ -192,204 +190,22 @@ fn mkfifo(path: &Path) {
     must(Command::new("mkfifo").arg("-m").arg("0640").arg(path));
 }
 
-/// A private sshd (defaults like the support helper) started in its own
-/// mount namespace where `/etc/resolv.conf` names 127.0.0.1 only: the DNS
-/// fault never sends a query off this machine. The machine's own file is
-/// untouched (the bind mount exists only inside the namespace).
-struct NsSshd {
-    port: u16,
-    log: PathBuf,
-    pidfile: PathBuf,
-    _dir: TestDir,
-}
-
-fn read_pid(pidfile: &Path) -> Option<i32> {
-    fs::read_to_string(pidfile).ok()?.trim().parse().ok()
-}
-
-fn kill_pid(pid: i32) {
-    if pid <= 1 {
-        return;
-    }
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    if !wait_until(Duration::from_secs(5), || unsafe {
-        libc::kill(pid, 0) != 0
-    }) {
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
-impl NsSshd {
-    fn start(command: &str) -> NsSshd {
-        prepare_sshd_host();
-        let dir = TestDir::new("robust-sshd");
-        let resolv = dir.write(
-            "resolv.conf",
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
-            0o644,
-        );
-        let (conf, log, pidfile) = (
-            dir.join("sshd_config"),
-            dir.join("sshd.log"),
-            dir.join("sshd.pid"),
-        );
-        let mut last = String::new();
-        for _ in 0..4 {
-            let port = free_port();
-            let text = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nPidFile {pid}\n\
-                 HostKey /etc/ssh/ssh_host_ed25519_key\nAuthorizedKeysFile none\n\
-                 AuthorizedKeysCommand {command}\nAuthorizedKeysCommandUser keyward\n\
-                 LogLevel VERBOSE\nUsePAM no\nPermitRootLogin no\nUseDNS no\n\
-                 PrintMotd no\nPrintLastLog no\nLoginGraceTime 120\nMaxStartups 100\n\
-                 MaxAuthTries 10\nStrictModes yes\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n",
-                pid = pidfile.display()
-            );
-            fs::write(&conf, &text).unwrap();
-            fs::write(&log, "").unwrap();
-            let _ = fs::remove_file(&pidfile);
-            let t = run(
-                Command::new("/usr/sbin/sshd")
-                    .arg("-t")
-                    .arg("-f")
-                    .arg(&conf),
-                Duration::from_secs(30),
-            );
-            assert!(t.success(), "sshd -t: {t}\n{text}");
-            let script = format!(
-                "mount --bind '{}' /etc/resolv.conf && exec /usr/sbin/sshd -f '{}' -E '{}'",
-                resolv.display(),
-                conf.display(),
-                log.display()
-            );
-            let started = run(
-                Command::new("unshare")
-                    .args(["-m", "--propagation", "private", "sh", "-c"])
-                    .arg(script),
-                Duration::from_secs(30),
-            );
-            let up = started.success()
-                && wait_until(Duration::from_secs(10), || read_pid(&pidfile).is_some())
-                && wait_port(port, Duration::from_secs(10));
-            if up {
-                return NsSshd {
-                    port,
-                    log,
-                    pidfile,
-                    _dir: dir,
-                };
-            }
-            if let Some(pid) = read_pid(&pidfile) {
-                kill_pid(pid);
-            }
-            last = format!(
-                "{started}\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        panic!("sshd did not start: {last}");
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn login(&self, user: &str, key: &SshKey) -> SshOut {
-        ssh_key_login(self.port, user, &key.path, None, "id -un")
-    }
-}
-
-impl Drop for NsSshd {
-    fn drop(&mut self) {
-        if let Some(pid) = read_pid(&self.pidfile) {
-            kill_pid(pid);
-        }
-    }
-}
-
-/// A real slow drip: `200`, a correct `Content-Length`, then the body one
-/// byte per `interval` (the support server announces 1 MB, which keyward
-/// refuses from the header alone, before any dripping).
-struct Drip {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    accepted: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drip {
-    fn start(interval: Duration, body: String) -> Drip {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (s, a) = (stop.clone(), accepted.clone());
-        let thread = std::thread::spawn(move || {
-            let mut conns = Vec::new();
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((c, _)) => {
-                        a.fetch_add(1, Ordering::SeqCst);
-                        let (s2, b) = (s.clone(), body.clone());
-                        conns.push(std::thread::spawn(move || drip(c, &s2, interval, &b)));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-            for c in conns {
-                let _ = c.join();
-            }
-        });
-        Drip {
-            port,
-            stop,
-            accepted,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/users/{{user}}.keys", self.port)
-    }
-}
-
-fn drip(mut c: TcpStream, stop: &AtomicBool, interval: Duration, body: &str) {
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let until = Instant::now() + Duration::from_secs(5);
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < until {
-        match c.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    let h = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+/// A private sshd in its own mount namespace where `/etc/resolv.conf` names
+/// 127.0.0.1 only: the DNS fault never sends a query off this machine. The
+/// machine's own file is untouched (the bind mount exists only inside).
+fn ns_sshd(dir: &TestDir, command: &str) -> Sshd {
+    let resolv = dir.write(
+        "resolv.conf",
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+        0o644,
     );
-    if c.write_all(h.as_bytes()).is_err() {
-        return;
-    }
-    for b in body.as_bytes() {
-        if stop.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
-            return;
-        }
-        std::thread::sleep(interval);
-    }
-}
-
-impl Drop for Drip {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    Sshd::builder()
+        .authorized_keys_command(command)
+        .set("LoginGraceTime", "120")
+        .set("PasswordAuthentication", "no")
+        .set("KbdInteractiveAuthentication", "no")
+        .bind(&resolv, "/etc/resolv.conf")
+        .start()
 }
 
 /// A small tmpfs mounted over a directory; unmounted on drop.
@@ -520,7 +336,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
         ))
         .start();
     let hole = FaultServer::black_hole();
-    let drip = Drip::start(Duration::from_millis(100), good_body.clone());
+    let drip = FaultServer::slow_drip(Duration::from_millis(100), &good_body);
     let trunc = FaultServer::truncated(2000, &good_body);
 
     let mut env = KeysEnv::new(|c| {
@@ -543,8 +359,9 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
     }
     nginx.put(&format!("big/{name}.keys"), &big);
 
-    let sshd = NsSshd::start(&env.kw.authorized_keys_command());
-    let debug = |sshd: &NsSshd, env: &KeysEnv| {
+    let sshd_dir = TestDir::new("robust-sshd");
+    let sshd = ns_sshd(&sshd_dir, &env.kw.authorized_keys_command());
+    let debug = |sshd: &Sshd, env: &KeysEnv| {
         format!(
             "--- syslog ---\n{}--- sshd ---\n{}",
             env.log.text(),
@@ -553,7 +370,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
     };
 
     // Warm-up through the real path: the good entry.
-    let (r, _) = logged(&env.log, 1, || sshd.login(&name, &k));
+    let (r, _) = logged(&env.log, 1, || sshd.login(&name, &k.path, "id -un"));
     assert!(r.ok, "warm-up login: {r}\n{}", debug(&sshd, &env));
     let entry = env.entry(&name);
     let good = fs::read(&entry).expect("warm-up wrote the cache entry");
@@ -577,7 +394,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
         },
         Fault {
             name: "slow drip (1 byte / 100 ms)",
-            url: drip.url(),
+            url: drip.users_url(),
             ca_file: None,
             says: &["timed out", "timeout"],
         },
@@ -642,7 +459,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
 
         // A: a good entry, older than ttl: served stale, login works.
         plant_entry(&entry, &good);
-        let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k));
+        let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k.path, "id -un"));
         let ctx = format!("{} (cached): {r}\n{}", f.name, debug(&sshd, &env));
         assert!(r.ok, "stale entry must keep the user in: {ctx}");
         assert!(!lines.is_empty(), "{ctx}");
@@ -685,7 +502,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
 
         // B: nothing cached: fail closed, quickly.
         fs::remove_file(&entry).unwrap();
-        let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k));
+        let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k.path, "id -un"));
         let ctx = format!("{} (no cache): {r}\n{}", f.name, debug(&sshd, &env));
         assert!(!r.ok, "no entry and no directory: refused: {ctx}");
         assert!(!lines.is_empty(), "{ctx}");
@@ -721,7 +538,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
         "the redirect target must never be contacted"
     );
     assert!(hole.connections() >= 2 && trunc.connections() >= 2);
-    assert!(drip.accepted.load(Ordering::SeqCst) >= 2);
+    assert!(drip.connections() >= 2);
 
     // Control: the same TLS server with ca_file = its certificate works,
     // and a successful fetch is the only thing that refreshes the entry.
@@ -732,7 +549,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
     });
     let tls_name = "TLS, self-signed certificate, ca_file = that certificate";
     plant_entry(&entry, &good);
-    let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k));
+    let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k.path, "id -un"));
     let ctx = format!("{tls_name}: {r}\n{}", debug(&sshd, &env));
     assert!(r.ok, "{ctx}");
     assert_eq!(field(&lines[0], "source"), "directory", "{ctx}");
@@ -750,7 +567,7 @@ fn robust_fault_matrix_sshd_serves_stale_or_fails_closed_within_budget() {
         kw_ms: max_ms(&lines),
     });
     fs::remove_file(&entry).unwrap();
-    let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k));
+    let (r, lines) = logged(&env.log, 1, || sshd.login(&name, &k.path, "id -un"));
     let ctx = format!("{tls_name} (no cache): {r}\n{}", debug(&sshd, &env));
     assert!(r.ok, "{ctx}");
     assert_eq!(decode(&fs::read(&entry).unwrap()).body, good_body);

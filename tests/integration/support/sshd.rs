@@ -19,7 +19,8 @@ pub struct SshdBuilder {
     settings: Vec<(String, String)>,
     lines: Vec<String>,
     matches: Vec<String>,
-    pam_stack: Option<PathBuf>,
+    /// (file, target) bind mounts of a private mount namespace.
+    binds: Vec<(PathBuf, String)>,
 }
 
 impl Default for SshdBuilder {
@@ -43,7 +44,7 @@ impl Default for SshdBuilder {
             ],
             lines: Vec::new(),
             matches: Vec::new(),
-            pam_stack: None,
+            binds: Vec::new(),
         }
     }
 }
@@ -86,9 +87,15 @@ impl SshdBuilder {
 
     /// Start sshd in a private mount namespace where `stack` is
     /// bind-mounted over /etc/pam.d/sshd. Implies `UsePAM yes`.
-    pub fn pam_stack(mut self, stack: &Path) -> Self {
-        self.pam_stack = Some(stack.to_owned());
-        self.set("UsePAM", "yes")
+    pub fn pam_stack(self, stack: &Path) -> Self {
+        self.bind(stack, "/etc/pam.d/sshd").set("UsePAM", "yes")
+    }
+
+    /// Start sshd in a private mount namespace where `file` is bind-mounted
+    /// over `target`; the rest of the machine keeps seeing its own file.
+    pub fn bind(mut self, file: &Path, target: &str) -> Self {
+        self.binds.push((file.to_owned(), target.to_owned()));
+        self
     }
 
     pub fn start(self) -> Sshd {
@@ -164,30 +171,33 @@ impl SshdBuilder {
 
     /// Runs sshd (it daemonises once it listens); the result of the parent.
     fn spawn(&self, conf: &Path, log: &Path) -> Out {
-        match &self.pam_stack {
-            None => run(
+        if self.binds.is_empty() {
+            return run(
                 Command::new("/usr/sbin/sshd")
                     .arg("-f")
                     .arg(conf)
                     .arg("-E")
                     .arg(log),
                 Duration::from_secs(30),
-            ),
-            Some(stack) => {
-                let script = format!(
-                    "mount --bind '{}' /etc/pam.d/sshd && exec /usr/sbin/sshd -f '{}' -E '{}'",
-                    stack.display(),
-                    conf.display(),
-                    log.display()
-                );
-                run(
-                    Command::new("unshare")
-                        .args(["-m", "--propagation", "private", "sh", "-c"])
-                        .arg(script),
-                    Duration::from_secs(30),
-                )
-            }
+            );
         }
+        let mounts: Vec<String> = self
+            .binds
+            .iter()
+            .map(|(file, target)| format!("mount --bind '{}' '{target}'", file.display()))
+            .collect();
+        let script = format!(
+            "{} && exec /usr/sbin/sshd -f '{}' -E '{}'",
+            mounts.join(" && "),
+            conf.display(),
+            log.display()
+        );
+        run(
+            Command::new("unshare")
+                .args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg(script),
+            Duration::from_secs(30),
+        )
     }
 }
 
