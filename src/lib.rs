@@ -14,6 +14,7 @@ pub mod explain;
 pub mod files;
 pub mod keyline;
 pub mod lookup;
+pub mod os;
 pub mod pam;
 pub mod policy;
 pub mod privdrop;

@@ -1,0 +1,5 @@
+//! The operating-system layer: every libc call and every rule about the
+//! machine (clock, accounts, privileges, safe paths) lives here once, so the
+//! commands above it share one behaviour.
+
+pub mod clock;
