@@ -31,6 +31,8 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod cachefiles;
+pub mod checks;
 pub mod devlog;
 pub mod fault;
 pub mod keysenv;
