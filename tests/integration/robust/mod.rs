@@ -23,3 +23,4 @@ mod concurrency;
 mod faults;
 mod hostile;
 mod local;
+mod sources;
