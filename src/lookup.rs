@@ -119,11 +119,11 @@ pub fn gather_for(
 
     let (mut age, mut mirror) = (None, None);
     if !config.directory.urls.is_empty() {
-        let (body, source, age_s, answered) = through_cache(config, user, &mut warnings)?;
-        sources.push(source);
-        age = Some(age_s);
-        mirror = answered;
-        if let Some(body) = &body {
+        let answer = through_cache(config, user, &mut warnings)?;
+        sources.push(answer.source);
+        age = Some(answer.age_s);
+        mirror = answer.mirror;
+        if let Some(body) = &answer.body {
             candidates("directory", body, &mut cands);
         }
     }
@@ -155,14 +155,23 @@ fn drop_to_owner(config: &Config) -> Result<(), Failure> {
     })
 }
 
-/// The directory's answer for `user` through the cache, as `state` rules:
-/// (body, source, age, the mirror that answered). The cache is updated as
-/// the transition says.
+/// What the directory (through the cache) said for a user.
+struct DirAnswer {
+    /// None: the user has no keys.
+    body: Option<String>,
+    source: &'static str,
+    age_s: u64,
+    /// The mirror that answered this lookup (None: from the cache).
+    mirror: Option<String>,
+}
+
+/// The directory's answer for `user` through the cache, as `state` rules.
+/// The cache is updated as the transition says.
 fn through_cache(
     config: &Config,
     user: &str,
     warnings: &mut Vec<String>,
-) -> Result<(Option<String>, &'static str, u64, Option<String>), Failure> {
+) -> Result<DirAnswer, Failure> {
     let dir_failure = |reason: String| Failure {
         reason,
         source: Some("directory"),
@@ -206,7 +215,12 @@ fn through_cache(
             body,
             source,
             age_s,
-        } => Ok((body, source, age_s, mirror)),
+        } => Ok(DirAnswer {
+            body,
+            source,
+            age_s,
+            mirror,
+        }),
         Answer::Fail(reason) => Err(dir_failure(reason)),
     }
 }
