@@ -522,6 +522,84 @@ mod tests {
     }
 
     #[test]
+    fn civil_days_across_months_leap_years_and_centuries() {
+        // Python's datetime.date(y, m, d) - date(1970, 1, 1).
+        for ((y, m, d), days) in [
+            ((1970, 1, 1), 0),
+            ((1970, 3, 1), 59),
+            ((1969, 12, 31), -1),
+            ((2000, 2, 28), 11015),
+            ((2000, 2, 29), 11016),
+            ((2000, 3, 1), 11017),
+            ((1900, 2, 28), -25509),
+            ((1900, 3, 1), -25508),
+            ((2100, 2, 28), 47540),
+            ((2100, 3, 1), 47541),
+            ((2024, 12, 31), 20088),
+            ((1600, 3, 1), -135080),
+            ((2038, 1, 19), 24855),
+            ((2400, 2, 29), 157113),
+            ((1, 1, 1), -719162),
+            ((9999, 12, 31), 2932896),
+        ] {
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        let t = parse_expiry("20241231235959Z").unwrap();
+        assert_eq!(t.epoch(), Some(20088 * 86400 + 86399));
+    }
+
+    #[test]
+    fn local_expiry_is_the_same_wall_clock_time_within_a_day() {
+        // mktime(3) in the machine's zone: whatever it is, the instant is
+        // within 26 hours of the same fields read as UTC.
+        for s in ["20300102", "203006151230", "20301231235959", "19991231"] {
+            let local = parse_expiry(s).unwrap().epoch().unwrap();
+            let utc = parse_expiry(&format!("{s}Z")).unwrap().epoch().unwrap();
+            assert!((local - utc).abs() <= 26 * 3600, "{s}: {local} vs {utc}");
+        }
+        let a = parse_expiry("203006151230").unwrap().epoch().unwrap();
+        let b = parse_expiry("20300615123001").unwrap().epoch().unwrap();
+        assert_eq!(b - a, 1);
+    }
+
+    #[test]
+    fn expiry_field_ranges() {
+        for ok in [
+            "20240229",
+            "202401012359",
+            "20240101235959",
+            "20240101235960",
+            "20241231z",
+            "00010101",
+        ] {
+            assert!(parse_expiry(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "20240001",
+            "20241301",
+            "20240100",
+            "20240132",
+            "202401012400",
+            "202401012360",
+            "20240101235961",
+            "2024010112",
+            "2024010112345",
+            "Z",
+            "",
+            "2024010Z",
+            "+2024010",
+            "20240101 ",
+        ] {
+            assert!(parse_expiry(bad).is_none(), "{bad}");
+        }
+        let t = parse_expiry("20240102030405Z").unwrap();
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second, t.utc),
+            (2024, 1, 2, 3, 4, 5, true)
+        );
+    }
+
+    #[test]
     fn mpint_bit_lengths() {
         assert_eq!(mpint_bits(&[0x00, 0x80, 0, 0]), 24);
         assert_eq!(mpint_bits(&[0x01]), 1);
@@ -582,6 +660,26 @@ mod props {
         "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIBnvgyovQVkIKCqLwdTDs1Plsp0LY4qKz1AdLGpF+Wl5AAAABHNzaDo=";
     const SK_EC: &str =
         "sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBHJZDIdteAr6bv0nJ5AZHf1o1yVZ6EszrXG3agxOfPYgOgK352kcYrsuu6RxsP5cCvunnUo/CD9dLRMZh2POMVwAAAAEc3NoOg==";
+
+    #[test]
+    fn bits_of_every_key_type() {
+        for (key, bits) in [
+            (ED, 256),
+            (RSA, 2048),
+            (P256, 256),
+            (P384, 384),
+            (P521, 521),
+            (DSA, 1024),
+            (SK_ED, 256),
+            (SK_EC, 256),
+        ] {
+            let k = parse_line(key).unwrap().unwrap();
+            assert_eq!(k.bits(), bits, "{key}");
+            assert_eq!(key_bits(&k.key), bits, "{key}");
+            assert_eq!(k.to_line(), key);
+            assert!(k.fingerprint().starts_with("SHA256:"), "{key}");
+        }
+    }
 
     /// A generated line and what it was made of.
     #[derive(Debug, Clone)]
