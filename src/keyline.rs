@@ -418,6 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn only_a_backslash_before_a_quote_escapes_it() {
+        // sshd's sshkey_advance_past_options: `\"` skips both characters,
+        // any other backslash is an ordinary character; so in
+        // `"a\\" b"` the second backslash escapes the quote and the
+        // value goes on to the last quote.
+        let opts = r#"command="a\\" b""#;
+        let line = format!("{opts} {ED}");
+        let (o, rest) = split_options(&line).unwrap();
+        assert_eq!(o, opts);
+        assert_eq!(rest, ED);
+        assert_eq!(
+            parse_options(o).unwrap(),
+            vec![("command".into(), Some(r#"a\" b"#.into()))]
+        );
+        let k = parse_line(&line).unwrap().unwrap();
+        assert_eq!(k.to_line(), line);
+    }
+
+    #[test]
     fn tabs_and_runs_of_spaces() {
         let spaced = ED.replacen(' ', "   ", 1);
         let k = parse_line(&format!("restrict\t\t{spaced}"))

@@ -4,8 +4,8 @@
 //!
 //! - When the machine has a `/dev/log` (any host running a syslog daemon),
 //!   the private socket is bind-mounted over it inside the namespace.
-//! - When it has none, a mount point is needed that the machine does not
-//!   see: inside the namespace `/dev` becomes an overlay of the real `/dev`
+//! - When it has none (or a dangling symlink), a mount point is needed that
+//!   the machine does not see: inside the namespace `/dev` becomes an overlay of the real `/dev`
 //!   (its submounts such as `/dev/pts` moved over) whose upper layer lives in
 //!   the test directory, and the socket is bind-mounted over an empty file
 //!   created there.
@@ -55,7 +55,7 @@ impl PrivateDevLog {
         let scratch = sh_quote(self.scratch.path());
         format!(
             r#"set -e
-if [ -e /dev/log ] || [ -L /dev/log ]; then
+if [ -e /dev/log ]; then
     mount --bind {sock} /dev/log
 else
     s=$(mktemp -d -p {scratch} ns.XXXXXX)
@@ -69,6 +69,7 @@ else
     for m in $subs; do
         mount --move "$s/sub/${{m#/dev/}}" "$m"
     done
+    rm -f /dev/log
     : > /dev/log
     mount --bind {sock} /dev/log
 fi
