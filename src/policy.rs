@@ -250,6 +250,44 @@ mod tests {
     }
 
     #[test]
+    fn every_drop_reason_says_what_to_fix_and_has_its_tag() {
+        for (r, text, tag) in [
+            (
+                DropReason::Invalid(LineError::MissingKey),
+                "invalid line: no key after options",
+                "invalid",
+            ),
+            (
+                DropReason::KeyType("ssh-dss".into()),
+                "key type ssh-dss not in [policy] key_types",
+                "key-type",
+            ),
+            (
+                DropReason::RsaTooSmall {
+                    bits: 2047,
+                    min: 2048,
+                },
+                "RSA key of 2047 bits is below min_rsa_bits 2048",
+                "rsa-bits",
+            ),
+            (DropReason::Expired, "expiry-time has passed", "expired"),
+            (
+                DropReason::Duplicate { first: 0 },
+                "duplicate of key #1",
+                "duplicate",
+            ),
+            (
+                DropReason::OverMaxKeys { max: 100 },
+                "more than max_keys 100",
+                "max-keys",
+            ),
+        ] {
+            assert_eq!(r.to_string(), text);
+            assert_eq!(r.tag(), tag, "{text}");
+        }
+    }
+
+    #[test]
     fn rsa_size_boundary_is_inclusive() {
         let mut p = policy();
         p.key_types = vec!["ssh-rsa".into()];
