@@ -8,6 +8,7 @@
 #   bash scripts/mutants.sh                 # the whole list below
 #   bash scripts/mutants.sh --diff main     # only code changed since main
 #   bash scripts/mutants.sh --file src/policy.rs   # one file of the list
+#   bash scripts/mutants.sh --doc           # also write the table into docs/ROBUSTNESS.md
 #   bash scripts/mutants.sh -- --jobs 2     # anything else for cargo-mutants
 #
 # It is a separate command, not part of scripts/test.sh or CI: the whole
@@ -54,12 +55,14 @@ files=(
 exclude_re=('Sink::')
 
 diff_ref=
+doc=
 only=()
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --diff) diff_ref=${2:?--diff needs a git revision}; shift 2 ;;
         --file) only+=("${2:?--file needs a path}"); shift 2 ;;
+        --doc) doc=1; shift ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
@@ -116,7 +119,8 @@ touch "$res/caught.txt" "$res/missed.txt" "$res/timeout.txt" "$res/unviable.txt"
 # A survivor is explained when docs/ROBUSTNESS.md lists it (file and
 # description, without line:column, which move with every edit).
 strip_pos() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /'; }
-equivalent=$(sed -n 's/^| *`\(src\/[^`]*: [^`]*\)` *|.*/\1/p' docs/ROBUSTNESS.md)
+# (`\|` is a markdown table's escaped `|`.)
+equivalent=$(sed -n 's/^| *`\(src\/[^`]*: [^`]*\)` *|.*/\1/p' docs/ROBUSTNESS.md | sed 's/\\|/|/g')
 unexplained=()
 explained=()
 while IFS= read -r m; do
@@ -160,6 +164,13 @@ count() { grep -c "^$2:" "$1" 2>/dev/null || true; }
     echo "Commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' (with uncommitted changes to src/)'), $(date -u +%Y-%m-%d), ${elapsed}s."
 } >"$out/summary.md"
 cat "$out/summary.md"
+if [ -n "$doc" ]; then
+    # Between <!-- BEGIN mutants --> and <!-- END mutants -->.
+    awk -v f="$out/summary.md" '
+        /<!-- BEGIN mutants -->/ { print; while ((getline l < f) > 0) print l; skip = 1; next }
+        /<!-- END mutants -->/ { skip = 0 }
+        !skip' docs/ROBUSTNESS.md >"$out/ROBUSTNESS.md" && mv "$out/ROBUSTNESS.md" docs/ROBUSTNESS.md
+fi
 
 if [ "${#unexplained[@]}" -gt 0 ]; then
     printf '\nmutants.sh: %d surviving mutant(s) neither caught nor listed as equivalent in docs/ROBUSTNESS.md:\n' \
