@@ -111,9 +111,16 @@ if [ -z "$summary_only" ]; then
     export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
     export CARGO_TARGET_DIR="${KEYWARD_MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
     echo "==> cargo mutants ${args[*]} ${extra[*]:-}"
+    # --iterate re-tests what was not caught; what did not build last time
+    # is carried over so the table stays whole.
+    carried=
+    if [ "${#iterate[@]}" -gt 0 ] && [ -d "$res" ]; then
+        carried=$(cat "$res/unviable.txt" "$res/carried_unviable.txt" 2>/dev/null | sort -u)
+    fi
     cargo mutants --no-shuffle -C --lib --timeout 60 --build-timeout 900 \
         --output "$out" "${iterate[@]}" "${args[@]}" "${extra[@]}"
     rc=$?
+    [ -n "$carried" ] && printf '%s\n' "$carried" >"$res/carried_unviable.txt"
     # cargo-mutants: 0 all caught, 2 some missed, 3 some timed out, 4 baseline failed.
     case $rc in
         0 | 2 | 3) ;;
@@ -122,6 +129,12 @@ if [ -z "$summary_only" ]; then
 fi
 elapsed=$((SECONDS - started))
 touch "$res/caught.txt" "$res/missed.txt" "$res/timeout.txt" "$res/unviable.txt"
+# After --iterate, the mutants caught by earlier runs are listed in
+# previously_caught.txt (with the ones that did not build, carried apart).
+touch "$res/previously_caught.txt" "$res/carried_unviable.txt"
+grep -vxF -f "$res/carried_unviable.txt" "$res/previously_caught.txt" >"$res/all_caught.txt" || true
+cat "$res/caught.txt" >>"$res/all_caught.txt"
+cat "$res/unviable.txt" "$res/carried_unviable.txt" | sort -u | sed '/^$/d' >"$res/all_unviable.txt"
 
 # A survivor is explained when docs/ROBUSTNESS.md lists it (file and
 # description, without line:column, which move with every edit).
@@ -147,9 +160,9 @@ count() { grep -c "^$2:" "$1" 2>/dev/null || true; }
     total=(0 0 0 0 0 0)
     for f in "${files[@]}"; do
         [ -f "$f" ] || continue
-        c=$(count "$res/caught.txt" "$f")
+        c=$(count "$res/all_caught.txt" "$f")
         t=$(count "$res/timeout.txt" "$f")
-        u=$(count "$res/unviable.txt" "$f")
+        u=$(count "$res/all_unviable.txt" "$f")
         s=$(count "$res/missed.txt" "$f")
         e=$(printf '%s\n' "${explained[@]:-}" | grep -c "^$f:" || true)
         n=$((c + t + u + s))
