@@ -834,14 +834,17 @@ fn pam_checks(opts: &Options, use_pam: Option<bool>) -> (Option<bool>, Vec<Check
     let auth = pam::flatten("auth", &label, &text, &pam::load_include, 2);
     let session = pam::flatten("session", &label, &text, &pam::load_include, 2);
     let stack = pam::analyse_auth(&auth);
-    let mut stack_check = pam::stack_check(&file, &stack);
-    if use_pam == Some(false) && stack_check.status == Status::Fail {
-        // sshd does not use PAM: sshd.password already says what matters.
-        stack_check.status = Status::Warn;
-        stack_check.found = format!("(UsePAM no: sshd does not use it) {}", stack_check.found);
+    for mut check in [
+        pam::stack_check(&file, &stack),
+        pam::session_check(&file, &session),
+    ] {
+        if use_pam == Some(false) && check.status == Status::Fail {
+            // sshd does not use PAM: sshd.password already says what matters.
+            check.status = Status::Warn;
+            check.found = format!("(UsePAM no: sshd does not use it) {}", check.found);
+        }
+        out.push(check);
     }
-    out.push(stack_check);
-    out.push(pam::session_check(&file, &session));
     // The module itself: present, and as safe as sshd's own files.
     let named: Vec<&pam::ModLine> = auth
         .iter()

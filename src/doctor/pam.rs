@@ -18,12 +18,25 @@ pub struct ModLine {
     pub origin: String,
     /// Line number in the top file this entry comes from (the include line).
     pub top_line: usize,
+    /// From a `substack` include: its `done` and jumps stay inside it, and
+    /// a jump in the parent counts the whole substack as one module.
+    pub substack: bool,
 }
 
 impl ModLine {
     /// `pam_unix.so` for `/lib/security/pam_unix.so` too.
     pub fn base(&self) -> &str {
         self.module.rsplit('/').next().unwrap_or(&self.module)
+    }
+
+    /// The line as a PAM file would have it (comments, continuations gone).
+    pub fn text(&self) -> String {
+        let mut t = format!("{} {} {}", self.kind, self.control, self.module);
+        for a in &self.args {
+            t.push(' ');
+            t.push_str(a);
+        }
+        t
     }
 }
 
@@ -43,6 +56,7 @@ enum Item {
         kind: String,
         file: String,
         line: usize,
+        substack: bool,
     },
 }
 
@@ -106,6 +120,7 @@ fn parse(text: &str) -> Vec<Item> {
         let control = words[1].clone();
         if control == "include" || control == "substack" {
             items.push(Item::Include {
+                substack: control == "substack",
                 kind,
                 file: words[2].clone(),
                 line: start,
@@ -134,7 +149,7 @@ pub fn flatten(
     load: &dyn Fn(&str) -> Option<String>,
     depth: usize,
 ) -> Vec<ModLine> {
-    flatten_at(kind, label, text, load, depth, None)
+    flatten_at(kind, label, text, load, depth, None, false)
 }
 
 fn flatten_at(
@@ -144,6 +159,7 @@ fn flatten_at(
     load: &dyn Fn(&str) -> Option<String>,
     depth: usize,
     via: Option<(&str, usize)>,
+    in_substack: bool,
 ) -> Vec<ModLine> {
     let mut out = Vec::new();
     let origin = |line: usize| match via {
@@ -151,7 +167,7 @@ fn flatten_at(
         None => format!("{label}:{line}"),
     };
     for item in parse(text) {
-        let (file, line) = match item {
+        let (file, line, substack) = match item {
             Item::Module {
                 kind: k,
                 control,
@@ -167,16 +183,18 @@ fn flatten_at(
                         args,
                         origin: origin(line),
                         top_line: via.map_or(line, |(_, l)| l),
+                        substack: in_substack,
                     });
                 }
                 continue;
             }
-            Item::AtInclude { file, line } => (file, line),
+            Item::AtInclude { file, line } => (file, line, in_substack),
             Item::Include {
                 kind: k,
                 file,
                 line,
-            } if k == kind => (file, line),
+                substack,
+            } if k == kind => (file, line, in_substack || substack),
             Item::Include { .. } => continue,
         };
         let here = format!("include at {}", origin(line));
@@ -190,6 +208,7 @@ fn flatten_at(
                 load,
                 depth - 1,
                 Some((&here, top)),
+                substack,
             )),
             None => out.push(ModLine {
                 kind: kind.to_owned(),
@@ -198,6 +217,7 @@ fn flatten_at(
                 args: Vec::new(),
                 origin: origin(line),
                 top_line: top,
+                substack,
             }),
         }
     }
@@ -241,6 +261,9 @@ pub struct AuthStack {
     /// The first module that could accept a password.
     pub first_password: Option<ModLine>,
     pub keyward_first: bool,
+    /// A line before pam_keyward that can end the stack with success
+    /// (`sufficient`, `success=done`) or jump over pam_keyward.
+    pub bypass: Option<ModLine>,
 }
 
 pub fn is_keyward(m: &ModLine) -> bool {
@@ -252,15 +275,68 @@ pub fn analyse_auth(lines: &[ModLine]) -> AuthStack {
     let password_at = lines
         .iter()
         .position(|m| !is_keyward(m) && !HARMLESS.contains(&m.base()));
+    let bypass = keyward_at.and_then(|k| {
+        (0..k)
+            .find(|&i| !lines[i].substack && can_bypass(lines, i, k))
+            .map(|i| lines[i].clone())
+    });
     AuthStack {
         keyward: keyward_at.map(|i| lines[i].clone()),
         first_password: password_at.map(|i| lines[i].clone()),
+        bypass,
         keyward_first: match (keyward_at, password_at) {
             (Some(k), Some(p)) => k < p,
             (Some(_), None) => true,
             _ => false,
         },
     }
+}
+
+/// The `value=action` pairs of a `[...]` control (none for a keyword).
+fn actions(control: &str) -> Vec<(&str, &str)> {
+    control
+        .strip_prefix('[')
+        .and_then(|c| c.strip_suffix(']'))
+        .map(|c| {
+            c.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many modules a jump from `lines[from]` must skip to pass
+/// `lines[to]` (a substack counts as one module, as PAM counts it).
+fn modules_to(lines: &[ModLine], from: usize, to: usize) -> usize {
+    let mut n = 0;
+    let mut prev_substack = None;
+    for m in &lines[from + 1..=to] {
+        let unit = m.substack.then_some(m.top_line);
+        if unit.is_none() || unit != prev_substack {
+            n += 1;
+        }
+        prev_substack = unit;
+    }
+    n
+}
+
+/// Whether `lines[i]` (before pam_keyward at `k`) can let the stack
+/// succeed without pam_keyward: `sufficient` and `done` on success end the
+/// stack; a jump of `N` on any result that reaches `k` skips pam_keyward.
+fn can_bypass(lines: &[ModLine], i: usize, k: usize) -> bool {
+    let control = lines[i].control.as_str();
+    if control == "sufficient" {
+        return true;
+    }
+    let acts = actions(control);
+    let on = |key: &str| acts.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    // `default` covers every value not listed, success included.
+    if on("success").or_else(|| on("default")) == Some("done") {
+        return true;
+    }
+    let reach = modules_to(lines, i, k);
+    acts.iter()
+        .any(|(_, v)| v.parse::<usize>().is_ok_and(|n| n >= reach))
 }
 
 /// How a control value treats a failure of pam_keyward.
@@ -280,12 +356,9 @@ pub fn blocking(control: &str) -> Blocking {
         "requisite" => Blocking::Stops,
         "required" => Blocking::FailsLater,
         c if c.starts_with('[') => {
-            let action = |key: &str| {
-                c.trim_matches(['[', ']'])
-                    .split_whitespace()
-                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
-            };
-            match action("auth_err").or_else(|| action("default")).as_deref() {
+            let acts = actions(c);
+            let action = |key: &str| acts.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+            match action("auth_err").or_else(|| action("default")) {
                 Some("die") => Blocking::Stops,
                 Some("bad") => Blocking::FailsLater,
                 _ => Blocking::No,
@@ -301,6 +374,7 @@ impl AuthStack {
         match &self.keyward {
             Some(k) => {
                 self.keyward_first
+                    && self.bypass.is_none()
                     && blocking(&k.control) != Blocking::No
                     && !k.args.iter().any(|a| a == "audit_only")
             }
@@ -334,6 +408,21 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
                 p.origin
             ),
             format!("move `auth {} pam_keyward.so` above line {} of {file}", k.control, p.top_line),
+        );
+    }
+    if let Some(b) = &s.bypass {
+        return Check::fail(
+            "pam.stack",
+            format!(
+                "`{}` ({}) comes before pam_keyward.so ({}) and can end the auth stack with success or jump over pam_keyward: a password is then accepted without keyward refusing it",
+                b.text(),
+                b.origin,
+                k.origin
+            ),
+            format!(
+                "move `auth {} pam_keyward.so` above line {} of {file}, so nothing before it can skip it (exempt users with pam_keyward's allow_user=/allow_group= instead)",
+                k.control, b.top_line
+            ),
         );
     }
     let good = format!("auth requisite pam_keyward.so{}", {
@@ -384,7 +473,30 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
 
 /// The `pam.session` check: `session required pam_keyward.so require_publickey`.
 pub fn session_check(file: &str, session: &[ModLine]) -> Check {
-    match session.iter().find(|m| is_keyward(m)) {
+    let keyward_at = session.iter().position(is_keyward);
+    let env_at = session
+        .iter()
+        .position(|m| m.base() == "pam_env.so" && m.args.iter().any(|a| a == "user_readenv=1"));
+    if let (Some(k), Some(e)) = (keyward_at, env_at) {
+        if e < k {
+            let (kw, env) = (&session[k], &session[e]);
+            return Check::fail(
+                "pam.session",
+                format!(
+                    "pam_keyward.so ({}) comes after `{}` ({}): a user's ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before pam_keyward reads it (require_publickey fooled, the logged key forged)",
+                    kw.origin,
+                    env.text(),
+                    env.origin
+                ),
+                format!(
+                    "move `{}` above line {} of {file} (before any pam_env line)",
+                    kw.text(),
+                    env.top_line
+                ),
+            );
+        }
+    }
+    match keyward_at.map(|i| &session[i]) {
         Some(m) if m.args.iter().any(|a| a == "require_publickey") => Check::ok(
             "pam.session",
             format!("pam_keyward.so require_publickey in the session stack ({})", m.origin),
@@ -570,5 +682,123 @@ mod tests {
         );
         assert_eq!(session_check("f", &l).status, Status::Ok);
         assert_eq!(session_check("f", &[]).status, Status::Warn);
+    }
+
+    #[test]
+    fn sufficient_or_jump_before_keyward_is_a_bypass() {
+        // issue 11: a harmless module is harmless only when it cannot end
+        // the stack with success or jump over pam_keyward
+        for first in [
+            "auth sufficient pam_listfile.so item=user sense=allow file=/etc/ssh/ok onerr=fail",
+            "auth [success=1 default=ignore] pam_succeed_if.so user ingroup wheel",
+            "auth [success=done default=ignore] pam_succeed_if.so uid < 1000",
+            "auth [default=done] pam_access.so",
+        ] {
+            let s = stack(&format!(
+                "{first}
+auth requisite pam_keyward.so
+{DEBIAN}"
+            ));
+            assert!(!s.blocks(), "{first}");
+            let c = stack_check("/etc/pam.d/sshd", &s);
+            assert_eq!(c.status, Status::Fail, "{first}: {c:?}");
+            let module = first
+                .split_whitespace()
+                .find(|w| w.ends_with(".so"))
+                .unwrap();
+            assert!(
+                c.found.contains(module) && c.found.contains("sshd:1"),
+                "{}",
+                c.found
+            );
+            assert!(c.found.contains("pam_keyward.so (sshd:2)"), "{}", c.found);
+            assert!(
+                c.fix.as_deref().unwrap().starts_with(
+                    "move `auth requisite pam_keyward.so` above line 1 of /etc/pam.d/sshd"
+                ),
+                "{c:?}"
+            );
+        }
+        // the same line in an @include'd file before pam_keyward counts too
+        let load2 = |name: &str| match name {
+            "site-auth" => Some("auth sufficient pam_succeed_if.so user = deploy\n".to_string()),
+            other => load(other),
+        };
+        let lines = flatten(
+            "auth",
+            "sshd",
+            &format!("auth required pam_env.so\n@include site-auth\nauth requisite pam_keyward.so\n{DEBIAN}"),
+            &load2,
+            3,
+        );
+        let s = analyse_auth(&lines);
+        assert!(!s.blocks());
+        let c = stack_check("/etc/pam.d/sshd", &s);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.found.contains("site-auth:1 via include at sshd:2"),
+            "{}",
+            c.found
+        );
+        assert!(
+            c.fix.as_deref().unwrap().contains("above line 2 of"),
+            "{c:?}"
+        );
+        // inside a substack, `sufficient` ends only the substack
+        let lines = flatten(
+            "auth",
+            "sshd",
+            &format!("auth substack site-auth\nauth requisite pam_keyward.so\n{DEBIAN}"),
+            &load2,
+            3,
+        );
+        assert!(analyse_auth(&lines).blocks());
+        // and a jump in the parent counts the substack as one module
+        let lines = flatten(
+            "auth",
+            "sshd",
+            &format!("auth [success=1 default=ignore] pam_succeed_if.so uid < 1000\nauth substack site-auth\nauth requisite pam_keyward.so\n{DEBIAN}"),
+            &load2,
+            3,
+        );
+        assert!(analyse_auth(&lines).blocks());
+        // a jump that lands before pam_keyward skips nothing that matters
+        let s = stack(&format!(
+            "auth [success=1 default=ignore] pam_succeed_if.so uid < 1000\nauth required pam_faildelay.so delay=1\nauth requisite pam_keyward.so\n{DEBIAN}"
+        ));
+        assert!(s.blocks(), "{s:?}");
+        assert_eq!(stack_check("f", &s).status, Status::Ok);
+        // required / requisite / optional lines of harmless modules stay harmless
+        let s = stack(&format!(
+            "auth requisite pam_nologin.so\nauth required pam_succeed_if.so uid >= 1000\nauth optional pam_faildelay.so\nauth requisite pam_keyward.so\n{DEBIAN}"
+        ));
+        assert!(s.blocks(), "{s:?}");
+    }
+
+    #[test]
+    fn user_readenv_before_keyward_session_is_flagged() {
+        // issue 11: ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before
+        // pam_keyward reads it
+        let text = "session required pam_env.so\nsession required pam_env.so user_readenv=1 envfile=/etc/default/locale\nsession required pam_keyward.so require_publickey\n";
+        let l = flatten("session", "sshd", text, &load, 1);
+        let c = session_check("/etc/pam.d/sshd", &l);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(
+            c.found.contains("pam_env.so user_readenv=1") && c.found.contains("sshd:2"),
+            "{}",
+            c.found
+        );
+        assert!(c.found.contains("sshd:3"), "{}", c.found);
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("move `session required pam_keyward.so require_publickey` above line 2 of /etc/pam.d/sshd (before any pam_env line)")
+        );
+        // keyward first, or pam_env without user_readenv: fine
+        let text = "session required pam_keyward.so require_publickey\nsession required pam_env.so user_readenv=1\n";
+        let l = flatten("session", "sshd", text, &load, 1);
+        assert_eq!(session_check("f", &l).status, Status::Ok);
+        let text = "session required pam_env.so readenv=1\nsession required pam_keyward.so require_publickey\n";
+        let l = flatten("session", "sshd", text, &load, 1);
+        assert_eq!(session_check("f", &l).status, Status::Ok);
     }
 }
