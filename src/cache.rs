@@ -16,9 +16,10 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::safepath::{self, OpenError};
+use crate::state::{Floor, Store, Transition};
+use std::os::unix::fs::DirBuilderExt;
 
 const MAGIC: &str = "keyward-cache 1";
 /// Entries larger than this are corrupt whatever they say (max_bytes is capped
@@ -148,39 +149,8 @@ impl Entry {
     }
 }
 
-/// What an entry is good for at time `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Serve it, no network.
-    Fresh,
-    /// Refresh it; serve it only if the directory cannot be reached.
-    Stale,
-    /// Refresh it; never serve it.
-    Expired,
-}
-
-pub struct Ttls {
-    pub ttl: Duration,
-    pub negative_ttl: Duration,
-    pub max_stale: Duration,
-}
-
-pub fn freshness(entry: &Entry, now: u64, t: &Ttls) -> Freshness {
-    let Some(age) = entry.age(now) else {
-        return Freshness::Expired;
-    };
-    let ttl = match entry.status {
-        Status::Keys => t.ttl,
-        Status::NoKeys => t.negative_ttl,
-    };
-    if age < ttl.as_secs() {
-        Freshness::Fresh
-    } else if age < t.max_stale.as_secs() {
-        Freshness::Stale
-    } else {
-        Freshness::Expired
-    }
-}
+// Freshness rules live in `state`; re-exported for the readers of entries.
+pub use crate::state::{Freshness, Ttls};
 
 /// Result of reading an entry.
 #[derive(Debug)]
@@ -197,6 +167,8 @@ pub enum CacheError {
     Unsafe(#[from] safepath::Unsafe),
     #[error("cache {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("rollback floor {path} is corrupt ({why}): remove it only if you trust the directory's current files")]
+    Floor { path: PathBuf, why: &'static str },
 }
 
 pub struct Cache {
@@ -282,26 +254,78 @@ impl Cache {
     }
 
     fn replace(&self, user: &str, entry: &Entry, durable: bool) -> Result<(), CacheError> {
+        atomic_write(&self.dir, &self.path(user), &entry.encode(), durable).map_err(|source| {
+            CacheError::Io {
+                path: self.dir.clone(),
+                source,
+            }
+        })
+    }
+
+    /// The rollback floor lives in `.floor/<user>`: apart from the entry so
+    /// that removing an entry (sync after a 404, an admin's `rm`) never
+    /// removes it. Names starting with `.` are never user names.
+    fn floor_path(&self, user: &str) -> PathBuf {
+        self.dir.join(".floor").join(user)
+    }
+
+    /// Reads `user`'s floor with the same ownership rules as an entry. A
+    /// corrupt floor is an error (fail closed): forgetting it would reopen
+    /// the rollback it guards against.
+    pub fn read_floor(&self, user: &str) -> Result<Option<Floor>, CacheError> {
+        let path = self.floor_path(user);
+        let file = match safepath::open_checked(&path, &self.owners, None) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(OpenError::Unsafe(u)) => return Err(CacheError::Unsafe(u)),
+            Err(OpenError::Io { path, source }) => return Err(CacheError::Io { path, source }),
+        };
+        let mut text = String::new();
+        file.take(4096)
+            .read_to_string(&mut text)
+            .map_err(|source| CacheError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Floor::decode(&text)
+            .map(Some)
+            .map_err(|c| CacheError::Floor { path, why: c.0 })
+    }
+
+    /// Durably replaces `user`'s floor (temp file, fsync, rename, fsync).
+    pub fn write_floor(&self, user: &str, floor: &Floor) -> Result<(), CacheError> {
+        let dir = self.dir.join(".floor");
         let io = |source| CacheError::Io {
-            path: self.dir.clone(),
+            path: dir.clone(),
             source,
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
-            .tempfile_in(&self.dir)
-            .map_err(io)?;
-        tmp.write_all(&entry.encode()).map_err(io)?;
-        if durable {
-            tmp.as_file().sync_all().map_err(io)?;
+        match std::fs::DirBuilder::new().mode(0o750).create(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io(e)),
+            _ => {}
         }
-        tmp.persist(self.path(user)).map_err(|e| io(e.error))?;
-        if durable {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+        atomic_write(
+            &dir,
+            &self.floor_path(user),
+            floor.encode().as_bytes(),
+            true,
+        )
+        .map_err(io)
+    }
+
+    /// Carries out a `state` transition: the floor first (durably), then
+    /// the entry. If the floor cannot be stored, the entry is left alone, so
+    /// an entry that still carries a serial is never removed before its floor
+    /// is safe.
+    pub fn apply(&self, user: &str, t: &Transition) -> Result<(), CacheError> {
+        if let Some(floor) = &t.floor {
+            self.write_floor(user, floor)?;
         }
-        Ok(())
+        match &t.store {
+            Store::Nothing => Ok(()),
+            Store::Write(e) => self.write(user, e),
+            Store::Refresh(e) => self.refresh(user, e),
+            Store::Remove => self.remove(user),
+        }
     }
 
     /// Removes `user`'s entry (sync drops users the directory no longer knows).
@@ -328,6 +352,24 @@ impl Cache {
         users.sort();
         Ok(users)
     }
+}
+
+/// Temp file in `dir`, write, (fsync), rename over `path`, (fsync `dir`):
+/// readers see the old file or the new one, never a mix.
+fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    if durable {
+        File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -381,28 +423,6 @@ mod tests {
         let d = Entry::decode(&e.encode()).unwrap();
         assert_eq!(d.etag, None);
         assert_eq!(d.status, Status::Keys);
-    }
-
-    #[test]
-    fn freshness_rules() {
-        let t = Ttls {
-            ttl: Duration::from_secs(300),
-            negative_ttl: Duration::from_secs(30),
-            max_stale: Duration::from_secs(3 * 86400),
-        };
-        let e = entry();
-        let at = e.fetched_at;
-        assert_eq!(freshness(&e, at, &t), Freshness::Fresh);
-        assert_eq!(freshness(&e, at + 299, &t), Freshness::Fresh);
-        assert_eq!(freshness(&e, at + 300, &t), Freshness::Stale);
-        assert_eq!(freshness(&e, at + 3 * 86400 - 1, &t), Freshness::Stale);
-        assert_eq!(freshness(&e, at + 3 * 86400, &t), Freshness::Expired);
-        // from the future: never trusted
-        assert_eq!(freshness(&e, at - 1, &t), Freshness::Expired);
-        let mut neg = entry();
-        neg.status = Status::NoKeys;
-        assert_eq!(freshness(&neg, at + 29, &t), Freshness::Fresh);
-        assert_eq!(freshness(&neg, at + 30, &t), Freshness::Stale);
     }
 
     #[test]

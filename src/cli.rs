@@ -461,11 +461,15 @@ fn run_publish(
                     println!("  dropped {d}");
                 }
             }
+            let serial = results
+                .iter()
+                .map(|r| r.serial)
+                .max()
+                .unwrap_or(opts.serial);
             println!(
-                "published {} user(s) to {} (serial {}, expires {}); {dropped} line(s) dropped",
+                "published {} user(s) to {} (serial up to {serial}, expires {}); {dropped} line(s) dropped",
                 results.len(),
                 out.display(),
-                opts.serial,
                 crate::signed::format_utc(opts.expires)
             );
             0

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::DirectoryConfig;
 use crate::keyline;
+use crate::state::Floor;
 
 /// What the directory said about one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +35,21 @@ pub enum Fetch {
     Unavailable {
         errors: Vec<String>,
     },
+    /// keyward's own set-up cannot be trusted (an unsafe `ca_file`, unusable
+    /// signers): no answer may be served, not even a stale one.
+    Misconfigured {
+        error: String,
+    },
 }
 
-/// One lookup: the user, the cached ETag and the cached serial (rollback).
+/// One lookup: the user, the cached ETag and the rollback floor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Request<'a> {
     pub user: &'a str,
     pub etag: Option<&'a str>,
-    pub min_serial: Option<u64>,
+    /// Every signed answer must clear it (`Floor::admits`); a mirror whose
+    /// file does not is skipped like a failed one.
+    pub floor: Option<Floor>,
 }
 
 /// A source of per-user key lists (HTTP in production).
@@ -78,6 +86,7 @@ impl<'a> HttpDirectory<'a> {
         }
     }
 
+    /// Errors here are keyward's own set-up, not the directory's.
     fn agent(&self) -> Result<&ureq::Agent, String> {
         self.agent
             .get_or_init(|| self.build_agent())
@@ -88,17 +97,7 @@ impl<'a> HttpDirectory<'a> {
     fn build_agent(&self) -> Result<ureq::Agent, String> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &self.config.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(format!("ca_file {}: no PEM certificate", ca.display()));
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&load_ca_file(ca)?));
         }
         // The environment's proxy variables are never read: sshd's
         // environment is not the admin's, and a proxy must be a decision.
@@ -160,7 +159,10 @@ impl<'a> HttpDirectory<'a> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let h = crate::signed::check_file(body, &sig, signers, req.user, now, req.min_serial)?;
+        let h = crate::signed::check_file(body, &sig, signers, req.user, now)?;
+        if let Some(floor) = &req.floor {
+            floor.admits(h.serial, body).map_err(|r| r.to_string())?;
+        }
         Ok(h.serial)
     }
 
@@ -267,8 +269,13 @@ impl Directory for HttpDirectory<'_> {
         let deadline = Instant::now() + self.config.timeout.0;
         let agent = match self.agent() {
             Ok(a) => a,
-            Err(e) => return Fetch::Unavailable { errors: vec![e] },
+            Err(error) => return Fetch::Misconfigured { error },
         };
+        if self.config.signed() {
+            if let Err(error) = self.signers() {
+                return Fetch::Misconfigured { error };
+            }
+        }
         let urls = &self.config.urls;
         let mut errors = Vec::new();
         for (i, template) in urls.iter().enumerate() {
@@ -286,6 +293,28 @@ impl Directory for HttpDirectory<'_> {
         }
         Fetch::Unavailable { errors }
     }
+}
+
+/// Reads the extra trust anchors with the rules of the config file itself
+/// (root-owned, not group/world-writable, every parent too, no symlink
+/// tricks): whoever can write it can impersonate the directory.
+fn load_ca_file(ca: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut pem = Vec::new();
+    crate::safepath::open_checked(ca, &[0], None)
+        .map_err(|e| format!("ca_file {}: {e}", ca.display()))?
+        .take(1 << 20)
+        .read_to_end(&mut pem)
+        .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("ca_file {}: no PEM certificate", ca.display()));
+    }
+    Ok(certs)
 }
 
 /// A 200 body is accepted when it is empty/comments only, or when at least

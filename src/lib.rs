@@ -21,6 +21,7 @@ pub mod privdrop;
 pub mod publish;
 pub mod safepath;
 pub mod signed;
+pub mod state;
 pub mod sync;
 pub mod term;
 pub mod username;

@@ -70,6 +70,22 @@ impl DropReason {
     }
 }
 
+/// Why keyward serves no key at all for an account, before any source is
+/// read. Listing `root` in `deny_users` denies every uid-0 account (a second
+/// root account such as `toor` is root too).
+pub fn denied(policy: &PolicyConfig, user: &str, uid: Option<u32>) -> Option<String> {
+    if policy.deny_users.iter().any(|d| d == user) {
+        return Some("user is in [policy] deny_users".into());
+    }
+    if uid == Some(0) && policy.deny_users.iter().any(|d| d == "root") {
+        return Some(
+            "account has uid 0 and root is in [policy] deny_users (every uid-0 account is root)"
+                .into(),
+        );
+    }
+    None
+}
+
 /// Verdicts for `candidates` (same order). `now` is Unix time in seconds.
 pub fn evaluate(policy: &PolicyConfig, candidates: &[Candidate], now: i64) -> Vec<Verdict> {
     let mut verdicts = Vec::with_capacity(candidates.len());
@@ -82,9 +98,11 @@ pub fn evaluate(policy: &PolicyConfig, candidates: &[Candidate], now: i64) -> Ve
                 None => {
                     let dup = served.iter().copied().find(|&j| {
                         let other = candidates[j].parsed.as_ref().ok();
+                        // sshd tries every line: a line with other options
+                        // (e.g. another principals= for the same CA) may
+                        // grant what the first refuses. Only exact repeats go.
                         other.is_some_and(|o| {
-                            o.cert_authority == k.cert_authority
-                                && o.key.key_data() == k.key.key_data()
+                            o.options == k.options && o.key.key_data() == k.key.key_data()
                         })
                     });
                     match dup {
@@ -227,20 +245,41 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_by_key_material_and_role() {
+    fn duplicates_only_when_options_and_key_are_identical() {
         let c = cands(&[
             &format!("{ED1} first"),
             &format!("from=\"10.0.0.1\" {ED1} second"),
             &format!("cert-authority {ED1}"),
+            &format!("{ED1} same key and options, other comment"),
+            &format!("cert-authority,principals=\"a\" {ED2}"),
+            &format!("cert-authority,principals=\"b\" {ED2}"),
+            &format!("cert-authority,principals=\"b\" {ED2} again"),
         ]);
         assert_eq!(
             evaluate(&policy(), &c, 0),
             vec![
                 Verdict::Served,
+                Verdict::Served,
+                Verdict::Served,
                 Verdict::Dropped(DropReason::Duplicate { first: 0 }),
                 Verdict::Served,
+                Verdict::Served,
+                Verdict::Dropped(DropReason::Duplicate { first: 5 }),
             ]
         );
+    }
+
+    #[test]
+    fn uid_zero_is_root_when_root_is_denied() {
+        let p = policy();
+        assert!(denied(&p, "root", Some(0)).is_some());
+        assert!(denied(&p, "toor", Some(0)).unwrap().contains("uid 0"));
+        assert_eq!(denied(&p, "alice", Some(1000)), None);
+        assert_eq!(denied(&p, "alice", None), None);
+        let mut open = policy();
+        open.deny_users = vec!["bob".into()];
+        assert_eq!(denied(&open, "toor", Some(0)), None);
+        assert!(denied(&open, "bob", Some(1001)).is_some());
     }
 
     #[test]

@@ -108,8 +108,11 @@ pub fn as_user<T>(acct: &Account, f: impl FnOnce() -> T) -> Result<T, String> {
 pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
     if euid() == 0 {
         let acct = acct.ok_or("running as root but the cache owner account does not exist")?;
-        if acct.uid == 0 {
-            return Err("[cache] owner must not be root".into());
+        if acct.uid == 0 || acct.gid == 0 {
+            return Err(format!(
+                "[cache] owner {:?} has uid {} gid {}: it must be an unprivileged account (neither may be 0)",
+                acct.name, acct.uid, acct.gid
+            ));
         }
         // Needs CAP_SETPCAP, which only root still has here.
         caps::clear(None, caps::CapSet::Bounding).map_err(|e| format!("bounding set: {e}"))?;
@@ -123,6 +126,7 @@ pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
                 return Err("privilege drop did not stick".into());
             }
         }
+        verify_ids(acct.uid, acct.gid)?;
     }
     for set in [caps::CapSet::Permitted, caps::CapSet::Inheritable] {
         if caps::read(None, set).map(|c| !c.is_empty()).unwrap_or(true) {
@@ -134,6 +138,32 @@ pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
         "PR_SET_NO_NEW_PRIVS",
     )
+}
+
+/// All three uids and gids (real, effective, saved) must be the target's:
+/// a saved id of 0 would be a way back to root.
+fn verify_ids(uid: u32, gid: u32) -> Result<(), String> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: out-parameters only.
+    check(
+        unsafe { libc::getresuid(&mut r, &mut e, &mut s) },
+        "getresuid",
+    )?;
+    if [r, e, s] != [uid; 3] {
+        return Err(format!(
+            "privilege drop incomplete: uids {r}/{e}/{s}, want {uid}"
+        ));
+    }
+    check(
+        unsafe { libc::getresgid(&mut r, &mut e, &mut s) },
+        "getresgid",
+    )?;
+    if [r, e, s] != [gid; 3] {
+        return Err(format!(
+            "privilege drop incomplete: gids {r}/{e}/{s}, want {gid}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use crate::signed::{self, Header};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub user: String,
+    /// The serial signed into the file (never one published before).
+    pub serial: u64,
     pub served: usize,
     /// `line N: reason` for each dropped line.
     pub dropped: Vec<String>,
@@ -52,6 +54,7 @@ pub fn build_body(
     }
     let p = Published {
         user: user.to_owned(),
+        serial: header.serial,
         served,
         dropped,
     };
@@ -99,7 +102,7 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let header = Header {
             user: user.clone(),
-            serial: o.serial,
+            serial: next_serial(o.serial, last_serial(o.out, user)),
             expires: o.expires,
         };
         let (body, published) = build_body(user, &text, o.policy, &header, now);
@@ -108,6 +111,22 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
     }
     remove_stale(o.out, &inputs)?;
     Ok(results)
+}
+
+/// A serial is never reused: hosts refuse a signed file whose serial is at
+/// or below one they accepted with another body (the rollback floor), so a
+/// repeated serial would lock the user out. `max(requested, last + 1)`.
+pub fn next_serial(requested: u64, last: Option<u64>) -> u64 {
+    match last {
+        Some(l) => requested.max(l.saturating_add(1)),
+        None => requested,
+    }
+}
+
+/// The serial of the file already published for `user`, if any.
+fn last_serial(out: &Path, user: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(out.join(format!("{user}.keys"))).ok()?;
+    signed::parse_header(&text).ok().map(|h| h.serial)
 }
 
 /// Writes `<user>.keys` and its `.sig` so neither is ever seen half-written:
@@ -159,13 +178,22 @@ mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
 
     #[test]
+    fn serials_are_never_reused() {
+        assert_eq!(next_serial(100, None), 100);
+        assert_eq!(next_serial(100, Some(50)), 100);
+        assert_eq!(next_serial(100, Some(100)), 101);
+        assert_eq!(next_serial(100, Some(200)), 201);
+        assert_eq!(next_serial(5, Some(u64::MAX)), u64::MAX);
+    }
+
+    #[test]
     fn body_has_header_and_only_policy_clean_keys() {
         let h = Header {
             user: "alice".into(),
             serial: 3,
             expires: 2_000_000_000,
         };
-        let text = format!("# laptop\n{ED} a\nssh-dss AAAA\nrestrict {ED} dup\n");
+        let text = format!("# laptop\n{ED} a\nssh-dss AAAA\n{ED} dup\n");
         let (body, p) = build_body("alice", &text, &PolicyConfig::default(), &h, 0);
         let mut lines = body.lines();
         assert_eq!(signed::parse_header(&body).unwrap(), h);

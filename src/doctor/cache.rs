@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::Check;
-use crate::cache::{self, Cache, Entry, Freshness, Lookup, Status, Ttls};
+use crate::cache::{Cache, Entry, Freshness, Lookup, Ttls};
 use crate::term::human_age;
 
 /// What the login path would do with one entry now.
@@ -41,12 +41,22 @@ pub struct Scan {
 /// The state of `e` at `now`; `signed` is Some(user) when signatures are
 /// required (a cached signed entry is usable only while its header is).
 pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State {
-    if let (Some(user), Status::Keys) = (signed, e.status) {
-        if let Err(why) = crate::lookup::signed_usable(e, user, now) {
-            return State::Expired(why);
-        }
+    // The login path's own judgement (state::assess), floor included where
+    // the entry carries one.
+    let cur = crate::state::Current {
+        entry: Some(e.clone()),
+        corrupt: None,
+        floor: None,
+    };
+    let mode = match signed {
+        Some(user) => crate::state::Mode::Signed { user },
+        None => crate::state::Mode::Unsigned,
+    };
+    let a = crate::state::assess(&cur, now, ttls, mode);
+    if let Some(why) = a.unusable {
+        return State::Expired(why);
     }
-    match cache::freshness(e, now, ttls) {
+    match a.freshness.unwrap_or(Freshness::Expired) {
         Freshness::Fresh => State::Fresh,
         Freshness::Stale => State::Stale,
         Freshness::Expired => match e.age(now) {

@@ -68,6 +68,14 @@ pub fn mirror_check(t: &UrlTemplate, fetched: &Fetch, signed: bool, ca_file: boo
             )
             .subject(url);
         }
+        Fetch::Misconfigured { error } => {
+            return Check::fail(
+                "directory.mirror",
+                format!("keyward cannot fetch safely: {error}"),
+                fix_for(error, ca_file),
+            )
+            .subject(url);
+        }
     };
     let check = if is_https(t) {
         Check::ok(
@@ -134,6 +142,11 @@ pub fn user_check(
                 fix_for(&why, ca_file),
             )
         }
+        Fetch::Misconfigured { error } => Check::fail(
+            "directory.user",
+            format!("{user}: keyward cannot fetch safely: {error}"),
+            fix_for(error, ca_file),
+        ),
     }
     .subject(url)
 }
@@ -176,14 +189,14 @@ pub fn checks(config: &DirectoryConfig, user: Option<&str>) -> Vec<Check> {
         let probe = dir.fetch(&Request {
             user: PROBE_USER,
             etag: None,
-            min_serial: None,
+            floor: None,
         });
         out.push(mirror_check(t, &probe, signed, ca));
         if let Some(u) = user {
             let got = dir.fetch(&Request {
                 user: u,
                 etag: None,
-                min_serial: None,
+                floor: None,
             });
             out.push(user_check(t, u, &got, signed, ca));
         }
