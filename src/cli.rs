@@ -1,7 +1,6 @@
 //! Command line: parse, load the configuration safely, dispatch.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,7 +8,6 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::{self, Record, Severity, Sink};
 use crate::config::{self, Config};
-use crate::safepath;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -103,23 +101,6 @@ fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// Largest configuration file read.
-const MAX_CONFIG: u64 = 1024 * 1024;
-
-/// Reads and validates the configuration. Like sshd with its own files,
-/// keyward refuses a config that root does not own or others could write.
-pub fn load_config(path: &Path) -> Result<Config, String> {
-    let file = safepath::open_checked(path, &[0], None).map_err(|e| format!("config: {e}"))?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("config {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_CONFIG {
-        return Err(format!("config {}: larger than 1 MiB", path.display()));
-    }
-    Config::parse(&text, path).map_err(|e| e.to_string())
-}
-
 fn sink_for(config: &Config) -> Sink {
     let facility =
         audit::parse_facility(&config.log.facility).unwrap_or(syslog::Facility::LOG_AUTHPRIV);
@@ -148,7 +129,7 @@ pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
         .map(|a| OsString::from(a.to_string_lossy().into_owned()))
         .collect();
     if let Some(k) = fast_keys_args(&lossy) {
-        let config = load_config(&k.config).ok();
+        let config = Config::load(&k.config).ok();
         let reason = "an argument is not valid UTF-8".to_string();
         log_failure(
             config.as_ref(),
@@ -213,10 +194,10 @@ pub fn run_keys(
     fingerprint: Option<&str>,
     started: Instant,
 ) -> i32 {
-    let config = match load_config(config_path) {
+    let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            log_failure(None, user, fingerprint, e, started);
+            log_failure(None, user, fingerprint, e.to_string(), started);
             return 1;
         }
     };
@@ -337,9 +318,9 @@ fn run_sync(
         );
         1
     };
-    let config = match load_config(config_path) {
+    let config = match Config::load(config_path) {
         Ok(c) => c,
-        Err(e) => return fail(&mut early, e),
+        Err(e) => return fail(&mut early, e.to_string()),
     };
     let mut sink = sink_for(&config);
     if let Some(u) = user {
@@ -425,7 +406,7 @@ fn run_publish(
     // The policy of the fleet's config when there is one here, else the
     // defaults: publish usually runs on a build host, not on a server.
     let policy = if config_path.exists() {
-        match load_config(config_path) {
+        match Config::load(config_path) {
             Ok(c) => c.policy,
             Err(e) => {
                 eprintln!("keyward publish: {e}");

@@ -96,9 +96,10 @@ pub struct Explanation {
 /// Runs explain and prints it; returns the exit code (0 when explained).
 pub fn run(opts: &Options) -> i32 {
     let style = Style::detect();
-    let config = match crate::cli::load_config(&opts.config) {
+    let config = match Config::load(&opts.config) {
         Ok(c) => c,
         Err(e) => {
+            let e = e.to_string();
             if opts.json {
                 let v = serde_json::json!({ "format": 1, "error": e });
                 println!("{v}");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::cache::Ttls;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::privdrop::{self, Account};
 use crate::safepath::Kind;
 use crate::term::{Cell, Color, Style, Table};
@@ -386,12 +386,12 @@ fn config_checks(path: &Path) -> (Option<Config>, Vec<Check>) {
             }
         )
     };
-    match crate::cli::load_config(path) {
+    match Config::load(path) {
         Ok(c) => {
             out.push(Check::ok("config.parse", describe(&c)));
             (Some(c), out)
         }
-        Err(e) if mode_ok && e.starts_with("config: ") && !e.contains("Permission denied") => {
+        Err(e @ ConfigError::Open(_)) if mode_ok && !e.is_permission_denied() => {
             // The file itself (a symlink, not a regular file…), not its text.
             out.retain(|c| c.id != "config.file");
             out.push(Check::fail(
@@ -403,7 +403,7 @@ fn config_checks(path: &Path) -> (Option<Config>, Vec<Check>) {
             (None, out)
         }
         Err(e) if mode_ok => {
-            if e.contains("Permission denied") {
+            if e.is_permission_denied() {
                 out.push(Check::skip(
                     "config.parse",
                     format!("skipped: needs root ({e})"),
@@ -411,7 +411,7 @@ fn config_checks(path: &Path) -> (Option<Config>, Vec<Check>) {
             } else {
                 out.push(Check::fail(
                     "config.parse",
-                    e,
+                    e.to_string(),
                     format!("fix the line named, then re-run keyward --config {p} doctor"),
                 ));
             }
