@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,11 +20,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::doctor::sshd::{self, SshdT};
-use crate::doctor::{Check, Status};
 use crate::keyline::{KeyLine, LineError};
 use crate::lookup::{self, Failure, Gathered};
 use crate::policy::{self, DropReason, FpFilter, Verdict};
 use crate::privdrop;
+use crate::report::{self, Check, Status};
 use crate::term::{human_age, Cell, Color, Style, Table};
 
 /// What `keyward explain` was asked.
@@ -111,15 +110,11 @@ pub fn run(opts: &Options) -> i32 {
         }
     };
     let ex = explain(&config, opts);
-    let text = if opts.json {
-        let mut s = serde_json::to_string_pretty(&ex).unwrap_or_default();
-        s.push('\n');
-        s
+    report::print(&if opts.json {
+        report::json(&ex)
     } else {
         render(&ex, &style)
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    });
     0
 }
 
@@ -699,24 +694,9 @@ pub fn render(ex: &Explanation, style: &Style) -> String {
     );
     if !ex.checks.is_empty() {
         out += &style.paint("Account and sshd\n", Color::Bold);
-        let mut t = Table::new().indent(2);
-        for c in &ex.checks {
-            let mut text = c.found.replace("USER", &ex.user);
-            if let Some(fix) = &c.fix {
-                text += &format!("  -> fix: {}", fix.replace("USER", &ex.user));
-            }
-            let color = match c.status {
-                Status::Ok => Color::Green,
-                Status::Warn => Color::Yellow,
-                Status::Fail => Color::Red,
-                Status::Skip => Color::Dim,
-            };
-            t.row(vec![
-                Cell::colored(c.status.label(), color),
-                Cell::new(c.id.as_str()),
-                Cell::new(text),
-            ]);
-        }
+        let t = report::check_table(Table::new().indent(2), &ex.checks, |t| {
+            t.replace("USER", &ex.user)
+        });
         out += &t.render(style);
         out.push('\n');
     }

@@ -19,6 +19,7 @@ pub mod pam;
 pub mod policy;
 pub mod privdrop;
 pub mod publish;
+pub mod report;
 pub mod safepath;
 pub mod signed;
 pub mod state;

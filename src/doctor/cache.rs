@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::Check;
 use crate::cache::{Cache, Entry, Freshness, Lookup, Ttls};
+use crate::report::Check;
 use crate::term::human_age;
 
 /// What the login path would do with one entry now.
@@ -257,7 +257,7 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
     use std::time::Duration;
 
     const T: u64 = 1_800_000_000;

@@ -3,9 +3,9 @@
 //! code (`HttpDirectory`), signatures included. The cache is never touched.
 //! Turning an answer into a check is pure.
 
-use super::Check;
 use crate::config::{DirectoryConfig, UrlTemplate};
 use crate::directory::{Directory, Fetch, HttpDirectory, Request};
+use crate::report::Check;
 
 /// A user name no directory should know: 404 and 200 both prove the
 /// mirror answers.
@@ -207,7 +207,7 @@ pub fn checks(config: &DirectoryConfig, user: Option<&str>) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
 
     fn t(s: &str) -> UrlTemplate {
         UrlTemplate::parse(s).unwrap()

@@ -16,200 +16,21 @@ pub mod perms;
 pub mod sshd;
 pub mod systemd;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use crate::cache::Ttls;
 use crate::config::{Config, ConfigError};
 use crate::privdrop::{self, Account};
+use crate::report::{self, Check, Report, Status};
 use crate::safepath::Kind;
-use crate::term::{Cell, Color, Style, Table};
+use crate::term::Style;
 
 /// The PAM file sshd uses.
 pub const DEFAULT_PAM_FILE: &str = "/etc/pam.d/sshd";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    Warn,
-    Fail,
-    Skip,
-}
-
-impl Status {
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-        }
-    }
-
-    fn color(self) -> Color {
-        match self {
-            Status::Ok => Color::Green,
-            Status::Warn => Color::Yellow,
-            Status::Fail => Color::Red,
-            Status::Skip => Color::Dim,
-        }
-    }
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// Stable identifier, e.g. `sshd.command_tokens`.
-    pub id: String,
-    pub status: Status,
-    /// What the check is about when there are several (a URL, a file).
-    pub subject: Option<String>,
-    pub found: String,
-    /// The exact fix (None when nothing needs fixing).
-    pub fix: Option<String>,
-}
-
-impl Check {
-    pub fn ok(id: &str, found: impl Into<String>) -> Check {
-        Check {
-            id: id.into(),
-            status: Status::Ok,
-            subject: None,
-            found: found.into(),
-            fix: None,
-        }
-    }
-
-    pub fn warn(id: &str, found: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check {
-            status: Status::Warn,
-            fix: Some(fix.into()),
-            ..Check::ok(id, found)
-        }
-    }
-
-    pub fn fail(id: &str, found: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check {
-            status: Status::Fail,
-            fix: Some(fix.into()),
-            ..Check::ok(id, found)
-        }
-    }
-
-    /// A check that could not be made; `why` starts with "skipped: ".
-    pub fn skip(id: &str, why: impl Into<String>) -> Check {
-        Check {
-            status: Status::Skip,
-            ..Check::ok(id, why)
-        }
-    }
-
-    pub fn subject(mut self, s: impl Into<String>) -> Check {
-        self.subject = Some(s.into());
-        self
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    pub ok: usize,
-    pub warn: usize,
-    pub fail: usize,
-    pub skip: usize,
-}
-
-/// The whole report (the `--json` document).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Format version of this document.
-    pub format: u32,
-    pub keyward: &'static str,
-    pub config: String,
-    pub user: Option<String>,
-    /// Effective uid doctor started with.
-    pub uid: u32,
-    pub summary: Summary,
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    fn new(opts: &Options, uid: u32, checks: Vec<Check>) -> Report {
-        let mut summary = Summary::default();
-        for c in &checks {
-            match c.status {
-                Status::Ok => summary.ok += 1,
-                Status::Warn => summary.warn += 1,
-                Status::Fail => summary.fail += 1,
-                Status::Skip => summary.skip += 1,
-            }
-        }
-        Report {
-            format: 1,
-            keyward: env!("CARGO_PKG_VERSION"),
-            config: opts.config.display().to_string(),
-            user: opts.user.clone(),
-            uid,
-            summary,
-            checks,
-        }
-    }
-
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.summary.fail > 0)
-    }
-
-    /// The human report: one aligned line per check.
-    pub fn render(&self, style: &Style) -> String {
-        let who = if self.uid == 0 {
-            "root".to_string()
-        } else {
-            format!("uid {} (checks that need root are skipped)", self.uid)
-        };
-        let mut out = format!(
-            "keyward doctor {}: config {}{}, running as {who}\n\n",
-            self.keyward,
-            self.config,
-            self.user
-                .as_ref()
-                .map(|u| format!(", user {u}"))
-                .unwrap_or_default()
-        );
-        let mut t = Table::new().header(&["STATUS", "CHECK", "FOUND / FIX"]);
-        for c in &self.checks {
-            let mut text = String::new();
-            if let Some(s) = &c.subject {
-                text += &format!("{s}: ");
-            }
-            text += &c.found;
-            if let Some(fix) = &c.fix {
-                text += &format!("  -> fix: {fix}");
-            }
-            t.row(vec![
-                Cell::colored(c.status.label(), c.status.color()),
-                Cell::new(c.id.as_str()),
-                Cell::new(text),
-            ]);
-        }
-        out += &t.render(style);
-        let s = &self.summary;
-        let verdict = if s.fail > 0 {
-            style.paint(&format!("{} failing", s.fail), Color::Red)
-        } else {
-            style.paint("no failing check", Color::Green)
-        };
-        out += &format!(
-            "\n{verdict}: {} ok, {} warn, {} fail, {} skipped\n",
-            s.ok, s.warn, s.fail, s.skip
-        );
-        out
-    }
-}
 
 /// What `keyward doctor` was asked.
 #[derive(Debug, Clone)]
@@ -225,18 +46,11 @@ pub struct Options {
 /// Runs doctor and prints the report; returns the exit code.
 pub fn run(opts: &Options) -> i32 {
     let report = collect(opts);
-    let text = if opts.json {
-        let mut s = serde_json::to_string_pretty(&report)
-            .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
-        s.push('\n');
-        s
+    report::print(&if opts.json {
+        report::json(&report)
     } else {
         report.render(&Style::detect())
-    };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush());
+    });
     report.exit_code()
 }
 
@@ -884,6 +698,15 @@ fn pam_checks(opts: &Options, use_pam: Option<bool>) -> (Option<bool>, Vec<Check
     (Some(stack.blocks()), out)
 }
 
+fn new_report(opts: &Options, uid: u32, checks: Vec<Check>) -> Report {
+    Report::new(
+        opts.config.display().to_string(),
+        opts.user.clone(),
+        uid,
+        checks,
+    )
+}
+
 /// Every check, in report order.
 pub fn collect(opts: &Options) -> Report {
     let uid = privdrop::euid();
@@ -897,7 +720,7 @@ pub fn collect(opts: &Options) -> Report {
                 format!("{u:?} is not a valid user name: {e}"),
                 "pass a POSIX user name",
             ));
-            return Report::new(opts, uid, checks);
+            return new_report(opts, uid, checks);
         }
     }
     let (config, c) = config_checks(&opts.config);
@@ -1062,56 +885,12 @@ pub fn collect(opts: &Options) -> Report {
             }
         }
     }
-    Report::new(opts, uid, checks)
+    new_report(opts, uid, checks)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn report_counts_render_and_json() {
-        let opts = Options {
-            config: "/etc/keyward/keyward.toml".into(),
-            json: false,
-            user: None,
-            sshd_config: None,
-            pam_file: DEFAULT_PAM_FILE.into(),
-        };
-        let r = Report::new(
-            &opts,
-            0,
-            vec![
-                Check::ok("config.file", "fine"),
-                Check::fail(
-                    "binary",
-                    "bad ownership or modes for directory /usr/local (mode 0775, group-writable)",
-                    "chmod g-w /usr/local",
-                )
-                .subject("/usr/local/bin/keyward"),
-                Check::skip("systemd.timer", "skipped: systemd not running"),
-            ],
-        );
-        assert_eq!(r.exit_code(), 1);
-        assert_eq!(
-            r.summary,
-            Summary {
-                ok: 1,
-                warn: 0,
-                fail: 1,
-                skip: 1
-            }
-        );
-        let text = r.render(&Style::plain());
-        assert!(text.contains("fail    binary         /usr/local/bin/keyward: bad ownership or modes for directory /usr/local (mode 0775, group-writable)  -> fix: chmod g-w /usr/local"), "{text}");
-        assert!(text.contains("1 failing: 1 ok, 0 warn, 1 fail, 1 skipped"));
-        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["checks"][1]["status"], "fail");
-        assert_eq!(json["checks"][1]["fix"], "chmod g-w /usr/local");
-        assert_eq!(json["checks"][0]["fix"], serde_json::Value::Null);
-        assert_eq!(json["summary"]["fail"], 1);
-        assert_eq!(json["format"], 1);
-    }
 
     #[test]
     fn commands_run_with_a_timeout() {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Check;
+use crate::report::Check;
 
 /// One module line after includes are followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -548,7 +548,7 @@ pub fn load_include(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
 
     const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
 

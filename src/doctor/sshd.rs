@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{run_command, Check};
+use super::run_command;
 use crate::config::Config;
+use crate::report::Check;
 
 /// `sshd -T` output: one `keyword value` per line, keywords lower-case.
 /// Keywords that take a list (AllowUsers…) appear on several lines.
@@ -690,7 +691,7 @@ pub fn probe(config: Option<&Path>, user: Option<&str>) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
 
     const T92: &str = "port 22\nusepam yes\npermitrootlogin without-password\npubkeyauthentication yes\npasswordauthentication no\nkbdinteractiveauthentication no\npermitemptypasswords no\ntrustedusercakeys none\nauthorizedkeyscommand /usr/sbin/keyward keys %u %f\nauthorizedkeyscommanduser keyward\nauthorizedkeysfile none\n";
 
