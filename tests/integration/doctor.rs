@@ -907,7 +907,8 @@ fn explain_gives_each_policy_verdict() {
     let g = SshKey::ed25519(keys.path(), "g");
     let leaked = fs::read_to_string(&g.path).unwrap();
     let body = format!(
-        "{a}\n{b}\n{r}\nexpiry-time=\"20000101\" {x}\nrestrict {a_again} second copy\nthis is not a key\n{e}\n{f}\n{g}\n{leaked}",
+        // a duplicate is a line identical in options and key (issue 11)
+        "restrict {a}\n{b}\n{r}\nexpiry-time=\"20000101\" {x}\nrestrict {a_again} second copy\nthis is not a key\n{e}\n{f}\n{g}\n{leaked}",
         a = a.public_line(),
         b = b.public_line(),
         r = r.public_line(),
