@@ -166,24 +166,11 @@ pub fn fast_keys_args(args: &[OsString]) -> Option<KeysArgs> {
         .skip(1)
         .map(|a| a.to_str())
         .collect::<Option<_>>()?;
-    let (config, rest) = match args.as_slice() {
-        ["--config", path, rest @ ..] => (*path, rest),
-        [first, rest @ ..] if first.starts_with("--config=") => (&first["--config=".len()..], rest),
-        rest => (config::DEFAULT_PATH, rest),
-    };
-    let (user, fingerprint) = match rest {
-        ["keys", user] => (*user, None),
-        ["keys", user, fp] => (*user, Some(*fp)),
-        _ => return None,
-    };
-    let plain = |v: &str| !v.is_empty() && !v.starts_with('-');
-    if !plain(config) || !plain(user) || !fingerprint.is_none_or(plain) {
-        return None;
-    }
+    let call = crate::sshd::keys_call(&args).ok()?;
     Some(KeysArgs {
-        config: PathBuf::from(config),
-        user: user.to_owned(),
-        fingerprint: fingerprint.map(str::to_owned),
+        config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
+        user: call.user.to_owned(),
+        fingerprint: call.fingerprint.map(str::to_owned),
     })
 }
 

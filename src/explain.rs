@@ -19,12 +19,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::doctor::sshd::{self, SshdT};
 use crate::keyline::{KeyLine, LineError};
 use crate::lookup::{self, Failure, Gathered};
 use crate::policy::{self, DropReason, FpFilter, Verdict};
 use crate::privdrop;
 use crate::report::{self, Check, Status};
+use crate::sshd::{self, SshdT};
 use crate::term::{human_age, Cell, Color, Style, Table};
 
 /// What `keyward explain` was asked.

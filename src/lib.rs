@@ -22,6 +22,7 @@ pub mod publish;
 pub mod report;
 pub mod safepath;
 pub mod signed;
+pub mod sshd;
 pub mod state;
 pub mod sync;
 pub mod term;

@@ -16,11 +16,9 @@ pub mod perms;
 pub mod sshd;
 pub mod systemd;
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cache::Ttls;
 use crate::config::{Config, ConfigError};
@@ -52,60 +50,6 @@ pub fn run(opts: &Options) -> i32 {
         report.render(&Style::detect())
     });
     report.exit_code()
-}
-
-/// Output of a finished command.
-#[derive(Debug, Clone)]
-pub struct Output {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `cmd` (stdin /dev/null) and kills it after `timeout`.
-pub fn run_command(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(e) = se.as_mut() {
-            let _ = e.take(1 << 20).read_to_end(&mut v);
-        }
-        v
-    });
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(o) = so.as_mut() {
-            let _ = o.take(4 << 20).read_to_end(&mut v);
-        }
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if start.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{:?} timed out", cmd.get_program()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
-    Ok(Output {
-        code: status.code(),
-        stdout,
-        stderr,
-    })
 }
 
 fn now_secs() -> u64 {
@@ -738,13 +682,13 @@ pub fn collect(opts: &Options) -> Report {
     let this_exe = std::env::current_exe()
         .ok()
         .and_then(|p| std::fs::canonicalize(p).ok());
-    let probe = sshd::probe(opts.sshd_config.as_deref(), opts.user.as_deref());
+    let probe = crate::sshd::probe(opts.sshd_config.as_deref(), opts.user.as_deref());
     let akc_bin = probe
         .result
         .as_ref()
         .ok()
         .and_then(|t| t.set("authorizedkeyscommand"))
-        .and_then(|l| sshd::argv_split(l).ok())
+        .and_then(|l| crate::sshd::argv_split(l).ok())
         .and_then(|a| a.into_iter().next())
         .filter(|a| a.starts_with('/'));
     match (&akc_bin, &this_exe) {
@@ -886,23 +830,4 @@ pub fn collect(opts: &Options) -> Report {
         }
     }
     new_report(opts, uid, checks)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_run_with_a_timeout() {
-        let o = run_command(
-            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        assert_eq!(
-            (o.code, o.stdout.as_str(), o.stderr.as_str()),
-            (Some(3), "out\n", "err\n")
-        );
-        assert!(run_command(Command::new("sleep").arg("5"), Duration::from_millis(100)).is_err());
-    }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::run_command;
+use crate::os::command::run_command;
 use crate::report::Check;
 use crate::term::human_age;
 

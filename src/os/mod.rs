@@ -3,3 +3,4 @@
 //! commands above it share one behaviour.
 
 pub mod clock;
+pub mod command;
