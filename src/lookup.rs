@@ -14,7 +14,7 @@ use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
 use crate::keyline;
 use crate::os::clock::now_secs;
-use crate::policy::{self, Candidate, FpFilter, Verdict};
+use crate::policy::{self, Candidate, FpFilter, Judged};
 use crate::privdrop;
 use crate::state::{self, Answer, Current, Mode, Ttls};
 use crate::username;
@@ -46,8 +46,19 @@ pub struct Gathered {
     /// `files`, `cache`, `directory`, `stale`, in the order used.
     pub sources: Vec<&'static str>,
     pub warnings: Vec<String>,
+    /// Local files refused by the ownership/mode rules (or unreadable),
+    /// skipped like sshd skips them.
+    pub skipped: Vec<Skipped>,
     /// Age of the directory answer in seconds (None: no directory).
     pub age: Option<u64>,
+}
+
+/// A local file skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The configured path (templates expanded).
+    pub path: String,
+    pub why: String,
 }
 
 /// Why gathering failed (the login path then fails closed).
@@ -86,6 +97,7 @@ pub fn gather_for(
 ) -> Result<Gathered, Failure> {
     let mut sources: Vec<&'static str> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
 
     // Local files first: they may need root. Only the raw text is kept until
@@ -100,7 +112,7 @@ pub fn gather_for(
                     match f.outcome {
                         FileOutcome::Read(text) => texts.push((f.path, text)),
                         FileOutcome::Missing => {}
-                        FileOutcome::Refused(why) => warnings.push(format!("file skipped: {why}")),
+                        FileOutcome::Refused(why) => skipped.push(Skipped { path: f.path, why }),
                     }
                 }
             }
@@ -129,6 +141,7 @@ pub fn gather_for(
         cands,
         sources,
         warnings,
+        skipped,
         age,
     })
 }
@@ -242,6 +255,7 @@ pub fn run(
         cands,
         sources,
         warnings,
+        skipped,
         age,
     } = match gather_for(config, user, acct.as_ref()) {
         Ok(g) => g,
@@ -252,32 +266,30 @@ pub fn run(
             return fail(record, reason);
         }
     };
-    let verdicts = policy::evaluate(&config.policy, &cands, now_secs() as i64);
     let filter = FpFilter::parse(fp);
     let mut text = String::new();
     let (mut valid, mut served, mut matched) = (0, 0, 0);
     let mut drops = Vec::new();
-    for (c, v) in cands.iter().zip(&verdicts) {
+    for (c, judged) in policy::judge(&config.policy, &cands, now_secs() as i64) {
         if c.parsed.is_ok() {
             valid += 1;
         }
-        match (v, &c.parsed) {
-            (Verdict::Served, Ok(k)) => {
-                let (printed, asked) = filter.check(k);
-                if printed {
+        match judged {
+            Judged::Served(k) => {
+                let m = filter.check(k);
+                if m.printed {
                     text.push_str(&k.to_line());
                     text.push('\n');
                     served += 1;
-                    matched += usize::from(asked);
+                    matched += usize::from(m.asked);
                 }
             }
-            (Verdict::Dropped(why), parsed) => {
+            Judged::Dropped(why) => {
                 // Only the `nomatch` reason needs to know which key it was.
                 let asked = matches!(&filter, FpFilter::Sha256(_))
-                    && parsed.as_ref().is_ok_and(|k| filter.check(k).1);
+                    && c.parsed.as_ref().is_ok_and(|k| filter.check(k).asked);
                 drops.push((asked, format!("{}:{} {why}", c.source, c.line_no)));
             }
-            _ => {}
         }
     }
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
@@ -316,6 +328,11 @@ pub fn run(
         let detail: Vec<&str> = drops.iter().take(5).map(|(_, d)| d.as_str()).collect();
         record.push("drop", detail.join("; "));
     }
+    let warnings: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("file skipped: {}", s.why))
+        .chain(warnings)
+        .collect();
     let severity = if warnings.is_empty() {
         Severity::Info
     } else {

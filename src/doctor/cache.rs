@@ -6,6 +6,10 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::cache::{Cache, Entry, Freshness, Lookup, Ttls};
+use crate::config::Config;
+use crate::os::clock::now_secs;
+use crate::os::nss::Account;
+use crate::privdrop;
 use crate::report::Check;
 use crate::term::human_age;
 
@@ -252,6 +256,34 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
         });
     }
     Ok(out)
+}
+
+/// The `cache.*` entry checks, scanning as the `[cache] owner` when root
+/// (the login path never reads the cache as root either).
+pub fn entry_checks(config: &Config, acct: Option<&Account>, root: bool) -> Vec<Check> {
+    let ttls = Ttls::from_config(&config.cache);
+    let signed = config.directory.signed();
+    let dir = &config.cache.dir;
+    let scan = || scan(dir, &ttls, signed, now_secs());
+    let result = match acct {
+        Some(a) if root => privdrop::as_user(a, scan).and_then(|r| r),
+        _ if root => Err("[cache] owner unusable".into()),
+        _ => scan(),
+    };
+    let why = match result {
+        Ok(s) => return checks(&s, dir, &ttls),
+        Err(e) if root => format!("skipped: {e}"),
+        Err(e) => format!("skipped: needs root or the [cache] owner ({e})"),
+    };
+    [
+        "cache.entries",
+        "cache.expired",
+        "cache.corrupt",
+        "cache.tmp",
+    ]
+    .iter()
+    .map(|id| Check::skip(id, why.clone()))
+    .collect()
 }
 
 #[cfg(test)]

@@ -1,228 +1,14 @@
-//! The PAM stack for sshd: is pam_keyward in `auth` before the modules that
-//! check a password? Parsing and the rules are pure; files are read through
-//! a loader so tests need no /etc/pam.d.
+//! The PAM stack for sshd: is pam_keyward in `auth` before anything that
+//! checks a password or can skip it, and in `session` before anything that
+//! lets users rewrite SSH_AUTH_INFO_0? The rules are pure (over
+//! [`pamfile`](super::pamfile) lines); [`checks`] reads the files.
 
 use std::path::{Path, PathBuf};
 
-use crate::report::Check;
-
-/// One module line after includes are followed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModLine {
-    pub kind: String,
-    pub control: String,
-    /// As written (`pam_unix.so` or an absolute path).
-    pub module: String,
-    pub args: Vec<String>,
-    /// `FILE:LINE`, plus ` via @include at FILE:LINE` when included.
-    pub origin: String,
-    /// Line number in the top file this entry comes from (the include line).
-    pub top_line: usize,
-    /// From a `substack` include: its `done` and jumps stay inside it, and
-    /// a jump in the parent counts the whole substack as one module.
-    pub substack: bool,
-}
-
-impl ModLine {
-    /// `pam_unix.so` for `/lib/security/pam_unix.so` too.
-    pub fn base(&self) -> &str {
-        self.module.rsplit('/').next().unwrap_or(&self.module)
-    }
-
-    /// The line as a PAM file would have it (comments, continuations gone).
-    pub fn text(&self) -> String {
-        let mut t = format!("{} {} {}", self.kind, self.control, self.module);
-        for a in &self.args {
-            t.push(' ');
-            t.push_str(a);
-        }
-        t
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Item {
-    Module {
-        kind: String,
-        control: String,
-        module: String,
-        args: Vec<String>,
-        line: usize,
-    },
-    /// Debian's `@include FILE`: every type from FILE.
-    AtInclude { file: String, line: usize },
-    /// `TYPE include|substack FILE`: lines of TYPE from FILE.
-    Include {
-        kind: String,
-        file: String,
-        line: usize,
-        substack: bool,
-    },
-}
-
-/// Splits a PAM file into items: comments removed, `\` continuations
-/// joined, `[...]` controls kept whole, a leading `-` on the type dropped.
-fn parse(text: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut pending = String::new();
-    let mut start = 0;
-    for (i, raw) in text.lines().enumerate() {
-        if pending.is_empty() {
-            start = i + 1;
-        }
-        let line = raw.split('#').next().unwrap_or_default();
-        if let Some(cont) = line.strip_suffix('\\') {
-            pending.push_str(cont);
-            pending.push(' ');
-            continue;
-        }
-        pending.push_str(line);
-        let full = std::mem::take(&mut pending);
-        let full = full.trim();
-        if full.is_empty() {
-            continue;
-        }
-        if let Some(rest) = full.strip_prefix("@include") {
-            items.push(Item::AtInclude {
-                file: rest.trim().to_owned(),
-                line: start,
-            });
-            continue;
-        }
-        let mut words = Vec::new();
-        let mut cur = String::new();
-        let mut bracket = false;
-        for c in full.chars() {
-            match c {
-                '[' if cur.is_empty() => {
-                    bracket = true;
-                    cur.push(c);
-                }
-                ']' if bracket => {
-                    bracket = false;
-                    cur.push(c);
-                }
-                ' ' | '\t' if !bracket => {
-                    if !cur.is_empty() {
-                        words.push(std::mem::take(&mut cur));
-                    }
-                }
-                c => cur.push(c),
-            }
-        }
-        if !cur.is_empty() {
-            words.push(cur);
-        }
-        if words.len() < 3 {
-            continue;
-        }
-        let kind = words[0].trim_start_matches('-').to_ascii_lowercase();
-        let control = words[1].clone();
-        if control == "include" || control == "substack" {
-            items.push(Item::Include {
-                substack: control == "substack",
-                kind,
-                file: words[2].clone(),
-                line: start,
-            });
-        } else {
-            items.push(Item::Module {
-                kind,
-                control,
-                module: words[2].clone(),
-                args: words[3..].to_vec(),
-                line: start,
-            });
-        }
-    }
-    items
-}
-
-/// The `kind` lines of `file`, includes followed up to `depth` levels.
-/// `load(name)` returns the text of an included file (None: unreadable);
-/// an include that cannot be read becomes an `<include NAME>` pseudo module,
-/// which counts as able to check a password (the safe assumption).
-pub fn flatten(
-    kind: &str,
-    label: &str,
-    text: &str,
-    load: &dyn Fn(&str) -> Option<String>,
-    depth: usize,
-) -> Vec<ModLine> {
-    flatten_at(kind, label, text, load, depth, None, false)
-}
-
-fn flatten_at(
-    kind: &str,
-    label: &str,
-    text: &str,
-    load: &dyn Fn(&str) -> Option<String>,
-    depth: usize,
-    via: Option<(&str, usize)>,
-    in_substack: bool,
-) -> Vec<ModLine> {
-    let mut out = Vec::new();
-    let origin = |line: usize| match via {
-        Some((v, _)) => format!("{label}:{line} via {v}"),
-        None => format!("{label}:{line}"),
-    };
-    for item in parse(text) {
-        let (file, line, substack) = match item {
-            Item::Module {
-                kind: k,
-                control,
-                module,
-                args,
-                line,
-            } => {
-                if k == kind {
-                    out.push(ModLine {
-                        kind: k,
-                        control,
-                        module,
-                        args,
-                        origin: origin(line),
-                        top_line: via.map_or(line, |(_, l)| l),
-                        substack: in_substack,
-                    });
-                }
-                continue;
-            }
-            Item::AtInclude { file, line } => (file, line, in_substack),
-            Item::Include {
-                kind: k,
-                file,
-                line,
-                substack,
-            } if k == kind => (file, line, in_substack || substack),
-            Item::Include { .. } => continue,
-        };
-        let here = format!("include at {}", origin(line));
-        let top = via.map_or(line, |(_, l)| l);
-        let name = file.rsplit('/').next().unwrap_or(&file).to_owned();
-        match (depth > 0).then(|| load(&file)).flatten() {
-            Some(t) => out.extend(flatten_at(
-                kind,
-                &name,
-                &t,
-                load,
-                depth - 1,
-                Some((&here, top)),
-                substack,
-            )),
-            None => out.push(ModLine {
-                kind: kind.to_owned(),
-                control: "include".into(),
-                module: format!("<include {file}>"),
-                args: Vec::new(),
-                origin: origin(line),
-                top_line: top,
-                substack,
-            }),
-        }
-    }
-    out
-}
+use super::pamfile::{flatten, load_include, ModLine};
+use super::perms;
+use crate::report::{Check, Status};
+use crate::safepath::Kind;
 
 /// Auth modules that never accept a password by themselves: they may come
 /// before pam_keyward without letting a password in.
@@ -397,9 +183,26 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
             format!("add `auth requisite pam_keyward.so` as the first auth line of {file}{before}"),
         );
     };
+    order_problem(file, s, k)
+        .or_else(|| control_problem(k))
+        .unwrap_or_else(|| {
+            let after = s
+                .first_password
+                .as_ref()
+                .map(|p| format!(", before {} ({})", p.base(), p.origin))
+                .unwrap_or_default();
+            Check::ok(
+                "pam.stack",
+                format!("pam_keyward.so ({}) at {}{after}", k.control, k.origin),
+            )
+        })
+}
+
+/// A password module, or a line that can skip pam_keyward, before it.
+fn order_problem(file: &str, s: &AuthStack, k: &ModLine) -> Option<Check> {
     if !s.keyward_first {
-        let p = s.first_password.as_ref().expect("a module comes first");
-        return Check::fail(
+        let p = s.first_password.as_ref()?;
+        return Some(Check::fail(
             "pam.stack",
             format!(
                 "pam_keyward.so ({}) comes after {} ({}): the password is checked before keyward can refuse it",
@@ -408,67 +211,53 @@ pub fn stack_check(file: &str, s: &AuthStack) -> Check {
                 p.origin
             ),
             format!("move `auth {} pam_keyward.so` above line {} of {file}", k.control, p.top_line),
-        );
+        ));
     }
-    if let Some(b) = &s.bypass {
-        return Check::fail(
-            "pam.stack",
-            format!(
-                "`{}` ({}) comes before pam_keyward.so ({}) and can end the auth stack with success or jump over pam_keyward: a password is then accepted without keyward refusing it",
-                b.text(),
-                b.origin,
-                k.origin
-            ),
-            format!(
-                "move `auth {} pam_keyward.so` above line {} of {file}, so nothing before it can skip it (exempt users with pam_keyward's allow_user=/allow_group= instead)",
-                k.control, b.top_line
-            ),
-        );
-    }
-    let good = format!("auth requisite pam_keyward.so{}", {
-        let a: Vec<&String> = k.args.iter().filter(|a| *a != "audit_only").collect();
-        if a.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " {}",
-                a.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
-            )
-        }
-    });
+    let b = s.bypass.as_ref()?;
+    Some(Check::fail(
+        "pam.stack",
+        format!(
+            "`{}` ({}) comes before pam_keyward.so ({}) and can end the auth stack with success or jump over pam_keyward: a password is then accepted without keyward refusing it",
+            b.text(),
+            b.origin,
+            k.origin
+        ),
+        format!(
+            "move `auth {} pam_keyward.so` above line {} of {file}, so nothing before it can skip it (exempt users with pam_keyward's allow_user=/allow_group= instead)",
+            k.control, b.top_line
+        ),
+    ))
+}
+
+/// pam_keyward's own line: a control that ignores its refusal, or
+/// audit_only.
+fn control_problem(k: &ModLine) -> Option<Check> {
+    let args: Vec<&str> = k
+        .args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "audit_only")
+        .collect();
+    let good = format!("auth requisite pam_keyward.so {}", args.join(" "));
+    let fix = format!("`{}` at {}", good.trim_end(), k.origin);
     match blocking(&k.control) {
-        Blocking::No => {
-            return Check::fail(
-                "pam.stack",
-                format!("pam_keyward.so is `{}` at {}: its refusal is ignored and the next module checks the password", k.control, k.origin),
-                format!("`{good}` at {}", k.origin),
-            )
-        }
-        Blocking::FailsLater => {
-            return Check::warn(
-                "pam.stack",
-                format!("pam_keyward.so is `{}` at {}: the login fails, but later modules still prompt for and check the password", k.control, k.origin),
-                format!("`{good}` at {}", k.origin),
-            )
-        }
-        Blocking::Stops => {}
-    }
-    if k.args.iter().any(|a| a == "audit_only") {
-        return Check::warn(
+        Blocking::No => Some(Check::fail(
+            "pam.stack",
+            format!("pam_keyward.so is `{}` at {}: its refusal is ignored and the next module checks the password", k.control, k.origin),
+            fix,
+        )),
+        Blocking::FailsLater => Some(Check::warn(
+            "pam.stack",
+            format!("pam_keyward.so is `{}` at {}: the login fails, but later modules still prompt for and check the password", k.control, k.origin),
+            fix,
+        )),
+        Blocking::Stops if k.args.len() > args.len() => Some(Check::warn(
             "pam.stack",
             format!("pam_keyward.so at {} has audit_only: it logs what it would block and blocks nothing", k.origin),
             format!("remove audit_only at {} once the log shows only expected blocks", k.origin),
-        );
+        )),
+        Blocking::Stops => None,
     }
-    let after = s
-        .first_password
-        .as_ref()
-        .map(|p| format!(", before {} ({})", p.base(), p.origin))
-        .unwrap_or_default();
-    Check::ok(
-        "pam.stack",
-        format!("pam_keyward.so ({}) at {}{after}", k.control, k.origin),
-    )
 }
 
 /// The `pam.session` check: `session required pam_keyward.so require_publickey`.
@@ -535,20 +324,86 @@ pub fn find_module(module: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
     dirs.iter().map(|d| d.join(module)).find(|p| p.is_file())
 }
 
-/// Reads an included file the way PAM does: relative names from /etc/pam.d.
-pub fn load_include(name: &str) -> Option<String> {
-    let p = if name.starts_with('/') {
-        PathBuf::from(name)
-    } else {
-        Path::new("/etc/pam.d").join(name)
+/// `pam.stack`, `pam.session` and `pam.module` for sshd's PAM file, and
+/// whether pam_keyward blocks passwords there (None: unknown).
+pub fn checks(pam_file: &Path, use_pam: Option<bool>) -> (Option<bool>, Vec<Check>) {
+    let file = pam_file.display().to_string();
+    let text = match std::fs::read_to_string(pam_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let why = format!("skipped: needs root ({file}: {e})");
+            return (None, vec![Check::skip("pam.stack", why)]);
+        }
+        Err(e) => {
+            let missing = Check::fail(
+                "pam.stack",
+                format!("{file}: {e}"),
+                format!("create {file} with `auth requisite pam_keyward.so` before the password modules"),
+            );
+            return (Some(false), vec![missing]);
+        }
     };
-    std::fs::read_to_string(p).ok()
+    let label = pam_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.clone());
+    let auth = flatten("auth", &label, &text, &load_include, 2);
+    let session = flatten("session", &label, &text, &load_include, 2);
+    let stack = analyse_auth(&auth);
+    let mut out = Vec::new();
+    for mut check in [stack_check(&file, &stack), session_check(&file, &session)] {
+        if use_pam == Some(false) && check.status == Status::Fail {
+            // sshd does not use PAM: sshd.password already says what matters.
+            check.status = Status::Warn;
+            check.found = format!("(UsePAM no: sshd does not use it) {}", check.found);
+        }
+        out.push(check);
+    }
+    let named: Vec<&ModLine> = auth
+        .iter()
+        .chain(&session)
+        .filter(|m| is_keyward(m))
+        .collect();
+    out.push(module_check(&file, &named));
+    (Some(stack.blocks()), out)
+}
+
+/// `pam.module`: the module the stack names is installed, and as safe as
+/// sshd's own files (PAM loads it into sshd as root).
+fn module_check(file: &str, named: &[&ModLine]) -> Check {
+    let module = named
+        .first()
+        .map(|m| m.module.clone())
+        .unwrap_or_else(|| "pam_keyward.so".into());
+    let dirs = security_dirs();
+    let where_: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let where_ = where_.join(", ");
+    match find_module(&module, &dirs) {
+        Some(p) => {
+            let unsafe_ = perms::stat_chain(&p)
+                .ok()
+                .and_then(|c| perms::check_chain(&c, Kind::File, &[0], "root"));
+            match unsafe_ {
+                Some(f) => Check::fail("pam.module", format!("{}: sshd loads it as root", f.found), f.fix),
+                None => Check::ok("pam.module", format!("{} installed", p.display())),
+            }
+        }
+        None if !named.is_empty() => Check::fail(
+            "pam.module",
+            format!("{module} is in {file} but not installed (looked in {where_}): PAM cannot load it, the stack errors and nothing is logged"),
+            "install the keyward package (pam_keyward.so, root 0644, in the security directory)",
+        ),
+        None => Check::warn(
+            "pam.module",
+            format!("pam_keyward.so is not installed (looked in {where_})"),
+            "install the keyward package",
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Status;
 
     const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
 
@@ -651,24 +506,6 @@ mod tests {
         let s = stack("@include nowhere\nauth requisite pam_keyward.so\n");
         assert!(!s.blocks());
         assert_eq!(s.first_password.unwrap().module, "<include nowhere>");
-    }
-
-    #[test]
-    fn continuation_and_comments() {
-        let items = parse(
-            "auth requisite \\\n  pam_keyward.so a=1 # comment\n# auth required pam_unix.so\n",
-        );
-        assert_eq!(items.len(), 1);
-        match &items[0] {
-            Item::Module {
-                module, args, line, ..
-            } => {
-                assert_eq!(module, "pam_keyward.so");
-                assert_eq!(args, &vec!["a=1".to_string()]);
-                assert_eq!(*line, 1);
-            }
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]

@@ -4,3 +4,4 @@
 
 pub mod clock;
 pub mod command;
+pub mod nss;
