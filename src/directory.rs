@@ -33,13 +33,53 @@ pub enum Fetch {
     },
     /// Every mirror failed; one reason per mirror tried.
     Unavailable {
-        errors: Vec<String>,
+        errors: Vec<MirrorError>,
     },
     /// keyward's own set-up cannot be trusted (an unsafe `ca_file`, unusable
     /// signers): no answer may be served, not even a stale one.
     Misconfigured {
         error: String,
     },
+}
+
+/// Why one mirror gave no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorError {
+    pub url: String,
+    pub kind: FailKind,
+    /// What happened, for the log (`HTTP 503`, `timed out (…)`).
+    pub detail: String,
+}
+
+/// The kind of a mirror failure: what the admin has to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// DNS, connect, reset, timeout, the time budget: the way to the server.
+    Network,
+    /// The TLS handshake or the server certificate.
+    Tls,
+    /// The server answered, but not with a key list (status, redirect,
+    /// HTML, garbage, size).
+    Answer,
+    /// The signature is missing, invalid or by an unknown key, the signed
+    /// header does not fit, or the file is older than the rollback floor.
+    Signature,
+}
+
+impl MirrorError {
+    pub fn new(url: &str, kind: FailKind, detail: impl Into<String>) -> MirrorError {
+        MirrorError {
+            url: url.to_owned(),
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for MirrorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.url, self.detail)
+    }
 }
 
 /// One lookup: the user, the cached ETag and the rollback floor.
@@ -132,8 +172,8 @@ impl<'a> HttpDirectory<'a> {
         body: &str,
         req: &Request,
         deadline: Instant,
-    ) -> Result<u64, String> {
-        let signers = self.signers()?;
+    ) -> Result<u64, (FailKind, String)> {
+        let signers = self.signers().map_err(|e| (FailKind::Signature, e))?;
         let left = deadline.saturating_duration_since(Instant::now());
         let sig_url = format!("{url}.sig");
         let mut resp = agent
@@ -142,26 +182,30 @@ impl<'a> HttpDirectory<'a> {
             .timeout_global(Some(left))
             .build()
             .call()
-            .map_err(|e| format!("signature {sig_url}: {}", describe(&e)))?;
+            .map_err(|e| {
+                let (kind, why) = describe(&e);
+                (kind, format!("signature {sig_url}: {why}"))
+            })?;
         if resp.status().as_u16() != 200 {
-            return Err(format!(
-                "signature {sig_url}: HTTP {}",
-                resp.status().as_u16()
-            ));
+            let why = format!("signature {sig_url}: HTTP {}", resp.status().as_u16());
+            return Err((FailKind::Signature, why));
         }
         let mut sig = Vec::new();
         resp.body_mut()
             .as_reader()
             .take(64 * 1024)
             .read_to_end(&mut sig)
-            .map_err(|e| format!("signature {sig_url}: {}", describe_io(&e)))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let h = crate::signed::check_file(body, &sig, signers, req.user, now)?;
+            .map_err(|e| {
+                let (kind, why) = describe_io(&e);
+                (kind, format!("signature {sig_url}: {why}"))
+            })?;
+        let now = crate::os::clock::now_secs() as i64;
+        let bad = |why: String| (FailKind::Signature, why);
+        let h = crate::signed::check_file(body, &sig, signers, req.user, now).map_err(bad)?;
         if let Some(floor) = &req.floor {
-            floor.admits(h.serial, body).map_err(|r| r.to_string())?;
+            floor
+                .admits(h.serial, body)
+                .map_err(|r| bad(r.to_string()))?;
         }
         Ok(h.serial)
     }
@@ -186,8 +230,12 @@ impl<'a> HttpDirectory<'a> {
             .call();
         let mut resp = match result {
             Ok(r) => r,
-            Err(e) => return Attempt::Failed(describe(&e)),
+            Err(e) => {
+                let (kind, why) = describe(&e);
+                return Attempt::Failed(kind, why);
+            }
         };
+        let answer = |why: String| Attempt::Failed(FailKind::Answer, why);
         let status = resp.status().as_u16();
         match status {
             200 => {}
@@ -199,13 +247,13 @@ impl<'a> HttpDirectory<'a> {
                     .get("location")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("?");
-                return Attempt::Failed(format!("HTTP {status} redirect to {to} not followed"));
+                return answer(format!("HTTP {status} redirect to {to} not followed"));
             }
-            s => return Attempt::Failed(format!("HTTP {s}")),
+            s => return answer(format!("HTTP {s}")),
         }
         let max = self.config.max_bytes;
         if resp.body().content_length().is_some_and(|n| n > max) {
-            return Attempt::Failed(format!("response larger than max_bytes {max}"));
+            return answer(format!("response larger than max_bytes {max}"));
         }
         let html = resp
             .body()
@@ -224,28 +272,29 @@ impl<'a> HttpDirectory<'a> {
             .take(max + 1)
             .read_to_end(&mut bytes);
         if let Err(e) = read {
-            return Attempt::Failed(format!("reading body: {}", describe_io(&e)));
+            let (kind, why) = describe_io(&e);
+            return Attempt::Failed(kind, format!("reading body: {why}"));
         }
         if bytes.len() as u64 > max {
-            return Attempt::Failed(format!("response larger than max_bytes {max}"));
+            return answer(format!("response larger than max_bytes {max}"));
         }
         if html {
-            return Attempt::Failed("response is HTML, not a key list".into());
+            return answer("response is HTML, not a key list".into());
         }
         let body = match String::from_utf8(bytes) {
             Ok(b) => b,
-            Err(_) => return Attempt::Failed("response is not UTF-8 text".into()),
+            Err(_) => return answer("response is not UTF-8 text".into()),
         };
         if body.contains('\0') {
-            return Attempt::Failed("response contains NUL bytes".into());
+            return answer("response contains NUL bytes".into());
         }
         if !plausible_key_list(&body) {
-            return Attempt::Failed("response has no valid key line (garbage?)".into());
+            return answer("response has no valid key line (garbage?)".into());
         }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
                 Ok(serial) => Some(serial),
-                Err(why) => return Attempt::Failed(why),
+                Err((kind, why)) => return Attempt::Failed(kind, why),
             }
         } else {
             None
@@ -261,7 +310,7 @@ impl<'a> HttpDirectory<'a> {
 
 enum Attempt {
     Done(Fetch),
-    Failed(String),
+    Failed(FailKind, String),
 }
 
 impl Directory for HttpDirectory<'_> {
@@ -282,13 +331,14 @@ impl Directory for HttpDirectory<'_> {
             let url = template.expand(req.user);
             let left = deadline.saturating_duration_since(Instant::now());
             if left < Duration::from_millis(5) {
-                errors.push(format!("{url}: time budget exhausted"));
+                let why = "time budget exhausted";
+                errors.push(MirrorError::new(&url, FailKind::Network, why));
                 continue;
             }
             let share = left / (urls.len() - i) as u32;
             match self.attempt(agent, &url, req, share, deadline) {
                 Attempt::Done(f) => return f,
-                Attempt::Failed(why) => errors.push(format!("{url}: {why}")),
+                Attempt::Failed(kind, why) => errors.push(MirrorError::new(&url, kind, why)),
             }
         }
         Fetch::Unavailable { errors }
@@ -335,21 +385,29 @@ pub fn plausible_key_list(body: &str) -> bool {
     content == 0
 }
 
-fn describe(e: &ureq::Error) -> String {
+fn describe(e: &ureq::Error) -> (FailKind, String) {
     match e {
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Timeout(t) => (FailKind::Network, format!("timed out ({t})")),
         ureq::Error::Io(io) => describe_io(io),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        other => other.to_string(),
+        ureq::Error::HostNotFound => (FailKind::Network, "host not found".into()),
+        ureq::Error::ConnectionFailed => (FailKind::Network, "connection failed".into()),
+        ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::Pem(_)
+        | ureq::Error::TlsRequired => (FailKind::Tls, e.to_string()),
+        other => (FailKind::Answer, other.to_string()),
     }
 }
 
-fn describe_io(e: &std::io::Error) -> String {
-    // TLS failures reach us as io errors wrapping the rustls error.
+fn describe_io(e: &std::io::Error) -> (FailKind, String) {
+    // TLS failures reach us as io errors (InvalidData) wrapping the rustls
+    // error; other io errors are the connection's.
     match e.get_ref() {
-        Some(inner) => format!("{}: {inner}", e.kind()),
-        None => e.to_string(),
+        Some(inner) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (FailKind::Tls, format!("{}: {inner}", e.kind()))
+        }
+        Some(inner) => (FailKind::Network, format!("{}: {inner}", e.kind())),
+        None => (FailKind::Network, e.to_string()),
     }
 }
 

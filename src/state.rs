@@ -440,7 +440,10 @@ pub fn on_answer(
             };
             done(store, carried, None, change, warning)
         }
-        Fetch::Unavailable { errors } => refused(cur, a, now, ttls, purpose, &errors.join("; ")),
+        Fetch::Unavailable { errors } => {
+            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            refused(cur, a, now, ttls, purpose, &why.join("; "))
+        }
         Fetch::Misconfigured { error } => Transition {
             store: Store::Nothing,
             floor: carried,
@@ -608,7 +611,11 @@ mod tests {
 
     fn down() -> Fetch {
         Fetch::Unavailable {
-            errors: vec!["m1: HTTP 500".into()],
+            errors: vec![crate::directory::MirrorError::new(
+                "m1",
+                crate::directory::FailKind::Answer,
+                "HTTP 500",
+            )],
         }
     }
 
