@@ -16,7 +16,7 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::policy::{self, Candidate, FpFilter, Judged};
 use crate::privdrop;
-use crate::state::{self, Answer, Current, Mode, Ttls};
+use crate::state::{self, Answer, Current, Mode, Store, Ttls};
 use crate::username;
 
 /// What one invocation decided.
@@ -51,6 +51,8 @@ pub struct Gathered {
     pub skipped: Vec<Skipped>,
     /// Age of the directory answer in seconds (None: no directory).
     pub age: Option<u64>,
+    /// The mirror that answered this lookup (None: cache, or no directory).
+    pub mirror: Option<String>,
 }
 
 /// A local file skipped, and why.
@@ -127,12 +129,13 @@ pub fn gather_for(
         sources.push("files");
     }
 
-    let mut age = None;
+    let (mut age, mut mirror) = (None, None);
     if !config.directory.urls.is_empty() {
-        let (body, source, age_s) = through_cache(config, user, &mut warnings)?;
-        sources.push(source);
-        age = Some(age_s);
-        if let Some(body) = &body {
+        let answer = through_cache(config, user, &mut warnings)?;
+        sources.push(answer.source);
+        age = Some(answer.age_s);
+        mirror = answer.mirror;
+        if let Some(body) = &answer.body {
             candidates("directory", body, &mut cands);
         }
     }
@@ -143,6 +146,7 @@ pub fn gather_for(
         warnings,
         skipped,
         age,
+        mirror,
     })
 }
 
@@ -164,13 +168,23 @@ fn drop_to_owner(config: &Config) -> Result<(), Failure> {
     })
 }
 
-/// The directory's answer for `user` through the cache, as `state` rules:
-/// (body, source, age). The cache is updated as the transition says.
+/// What the directory (through the cache) said for a user.
+struct DirAnswer {
+    /// None: the user has no keys.
+    body: Option<String>,
+    source: &'static str,
+    age_s: u64,
+    /// The mirror that answered this lookup (None: from the cache).
+    mirror: Option<String>,
+}
+
+/// The directory's answer for `user` through the cache, as `state` rules.
+/// The cache is updated as the transition says.
 fn through_cache(
     config: &Config,
     user: &str,
     warnings: &mut Vec<String>,
-) -> Result<(Option<String>, &'static str, u64), Failure> {
+) -> Result<DirAnswer, Failure> {
     let dir_failure = |reason: String| Failure {
         reason,
         source: Some("directory"),
@@ -205,12 +219,21 @@ fn through_cache(
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);
+    let mirror = match &t.store {
+        Store::Write(e) | Store::Refresh(e) => Some(e.url.clone()),
+        Store::Nothing | Store::Remove => None,
+    };
     match t.answer {
         Answer::Serve {
             body,
             source,
             age_s,
-        } => Ok((body, source, age_s)),
+        } => Ok(DirAnswer {
+            body,
+            source,
+            age_s,
+            mirror,
+        }),
         Answer::Fail(reason) => Err(dir_failure(reason)),
     }
 }
@@ -257,6 +280,7 @@ pub fn run(
         warnings,
         skipped,
         age,
+        mirror,
     } = match gather_for(config, user, acct.as_ref()) {
         Ok(g) => g,
         Err(Failure { reason, source }) => {
@@ -269,6 +293,7 @@ pub fn run(
     let filter = FpFilter::parse(fp);
     let mut text = String::new();
     let (mut valid, mut served, mut matched) = (0, 0, 0);
+    let mut key_type = None;
     let mut drops = Vec::new();
     for (c, judged) in policy::judge(&config.policy, &cands, now_secs() as i64) {
         if c.parsed.is_ok() {
@@ -282,6 +307,9 @@ pub fn run(
                     text.push('\n');
                     served += 1;
                     matched += usize::from(m.asked);
+                    if m.asked && key_type.is_none() {
+                        key_type = Some(k.key.algorithm());
+                    }
                 }
             }
             Judged::Dropped(why) => {
@@ -306,6 +334,12 @@ pub fn run(
     );
     if let Some(a) = age {
         record.push("age_s", a);
+    }
+    if let Some(m) = &mirror {
+        record.push("mirror", m);
+    }
+    if let Some(t) = &key_type {
+        record.push("key_type", t.as_str());
     }
     record.push("keys", valid);
     record.push("served", served);
@@ -353,6 +387,10 @@ fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
     if let Some(fp) = fp {
         record.push("fp", fp);
     }
+    // The sshd process that ran us: it logs the matching "Accepted
+    // publickey for USER" line under this pid.
+    // SAFETY: getppid cannot fail.
+    record.push("ppid", unsafe { libc::getppid() });
 }
 
 fn finish(mut record: Record, decision: &str, started: Instant) -> Record {

@@ -5,6 +5,7 @@
 mod support;
 
 mod doctor;
+mod journal;
 mod keys_directory;
 mod keys_sshd;
 mod packaging;
