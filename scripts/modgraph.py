@@ -17,9 +17,11 @@ def top_module(path):
     return name
 
 def strip_tests(text):
-    # unit tests may use anything; the layout rules are about the code
+    # unit tests may use anything, and comments (doc links) are not uses:
+    # the layout rules are about the code
     i = text.find("#[cfg(test)]\nmod tests")
-    return text if i < 0 else text[:i]
+    text = text if i < 0 else text[:i]
+    return "\n".join(l for l in text.split("\n") if not l.lstrip().startswith("//"))
 
 def files():
     for root, _, names in os.walk(SRC):

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use crate::cache::{Corrupt, Entry, Lookup, Status};
-use crate::directory::Fetch;
+use crate::entry::{Corrupt, Entry, Lookup, Status};
+use crate::fetch::Fetch;
 
 /// How long answers stay good (from `[cache]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -611,9 +611,9 @@ mod tests {
 
     fn down() -> Fetch {
         Fetch::Unavailable {
-            errors: vec![crate::directory::MirrorError::new(
+            errors: vec![crate::fetch::MirrorError::new(
                 "m1",
-                crate::directory::FailKind::Answer,
+                crate::fetch::FailKind::Answer,
                 "HTTP 500",
             )],
         }
