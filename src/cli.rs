@@ -1,6 +1,7 @@
 //! Command line: parse, load the configuration safely, dispatch.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -106,7 +107,7 @@ fn sink_for(config: &Config) -> Sink {
         audit::parse_facility(&config.log.facility).unwrap_or(syslog::Facility::LOG_AUTHPRIV);
     let mut sink = Sink::open(&config.log.socket, facility);
     // An admin running keyward by hand sees the decision too.
-    sink.tee_stderr(unsafe { libc::isatty(2) } == 1);
+    sink.tee_stderr(std::io::stderr().is_terminal());
     sink
 }
 
@@ -327,19 +328,11 @@ fn run_sync(
         return 0;
     }
     // Same rule as the login path: never talk to the network as root.
-    let owner = if crate::privdrop::euid() == 0 {
-        match crate::privdrop::account(&config.cache.owner) {
-            Ok(a) => a,
-            Err(e) => return fail(&mut sink, format!("looking up [cache] owner: {e}")),
-        }
-    } else {
-        None
-    };
-    if let Err(e) = crate::privdrop::drop_privileges(owner.as_ref()) {
-        return fail(&mut sink, format!("dropping privileges: {e}"));
+    if let Err(e) = crate::privdrop::drop_to(&config.cache.owner) {
+        return fail(&mut sink, e);
     }
     std::thread::sleep(crate::sync::jitter(max_delay));
-    let tty = unsafe { libc::isatty(2) } == 1;
+    let tty = std::io::stderr().is_terminal();
     let progress = move |done: usize, total: usize| {
         if tty && (done == total || done % 25 == 0) {
             eprint!("\rsync: {done}/{total} users");
@@ -348,10 +341,19 @@ fn run_sync(
             }
         }
     };
-    let summary = match crate::sync::run(&config, user, jobs, &progress) {
-        Ok(s) => s,
-        Err(e) => return fail(&mut sink, e),
-    };
+    match crate::sync::run(&config, user, jobs, &progress) {
+        Ok(summary) => report_sync(&mut sink, &summary, tty, started),
+        Err(e) => fail(&mut sink, e),
+    }
+}
+
+/// The one record of a sync run (and, on a terminal, the failed users).
+fn report_sync(
+    sink: &mut Sink,
+    summary: &crate::sync::Summary,
+    tty: bool,
+    started: Instant,
+) -> i32 {
     let record = summary.record(started.elapsed());
     let failed = !summary.failed.is_empty();
     sink.tee_stderr(tty || failed);
@@ -407,10 +409,7 @@ fn run_publish(
         );
         crate::config::PolicyConfig::default()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::os::clock::now_secs();
     let opts = crate::publish::Options {
         src,
         out,

@@ -121,7 +121,7 @@ pub fn gather_for(
             None => warnings.push("user unknown to NSS: no local files".into()),
         }
     }
-    drop_to_owner(config)?;
+    privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
     for (path, text) in &texts {
         candidates(path, text, &mut cands);
     }
@@ -147,24 +147,6 @@ pub fn gather_for(
         skipped,
         age,
         mirror,
-    })
-}
-
-/// The permanent drop to the cache owner (when root), capabilities cleared.
-fn drop_to_owner(config: &Config) -> Result<(), Failure> {
-    let owner = if privdrop::euid() == 0 {
-        match privdrop::account(&config.cache.owner) {
-            Ok(a) => a,
-            Err(e) => return Err(Failure::new(format!("looking up [cache] owner: {e}"))),
-        }
-    } else {
-        None
-    };
-    privdrop::drop_privileges(owner.as_ref()).map_err(|e| {
-        Failure::new(format!(
-            "dropping privileges to {:?}: {e}",
-            config.cache.owner
-        ))
     })
 }
 

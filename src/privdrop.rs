@@ -50,6 +50,17 @@ pub fn as_user<T>(acct: &Account, f: impl FnOnce() -> T) -> Result<T, String> {
     Ok(out)
 }
 
+/// The permanent drop to the `[cache] owner` (when root), capabilities
+/// cleared: how every command leaves root before any network I/O.
+pub fn drop_to(owner: &str) -> Result<(), String> {
+    let acct = if euid() == 0 {
+        account(owner).map_err(|e| format!("looking up [cache] owner: {e}"))?
+    } else {
+        None
+    };
+    drop_privileges(acct.as_ref()).map_err(|e| format!("dropping privileges to {owner:?}: {e}"))
+}
+
 /// Permanently becomes `acct` (when root) and clears every capability.
 /// When not root, only clears capabilities and sets no_new_privs.
 pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
