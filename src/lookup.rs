@@ -256,14 +256,7 @@ pub fn run(
         };
     }
 
-    let Gathered {
-        cands,
-        sources,
-        warnings,
-        skipped,
-        age,
-        mirror,
-    } = match gather_for(config, user, acct.as_ref()) {
+    let g = match gather_for(config, user, acct.as_ref()) {
         Ok(g) => g,
         Err(Failure { reason, source }) => {
             if let Some(src) = source {
@@ -273,81 +266,16 @@ pub fn run(
         }
     };
     let filter = FpFilter::parse(fp);
-    let mut text = String::new();
-    let (mut valid, mut served, mut matched) = (0, 0, 0);
-    let mut key_type = None;
-    let mut drops = Vec::new();
-    for (c, judged) in policy::judge(&config.policy, &cands, now_secs() as i64) {
-        if c.parsed.is_ok() {
-            valid += 1;
-        }
-        match judged {
-            Judged::Served(k) => {
-                let m = filter.check(k);
-                if m.printed {
-                    text.push_str(&k.to_line());
-                    text.push('\n');
-                    served += 1;
-                    matched += usize::from(m.asked);
-                    if m.asked && key_type.is_none() {
-                        key_type = Some(k.key.algorithm());
-                    }
-                }
-            }
-            Judged::Dropped(why) => {
-                // Only the `nomatch` reason needs to know which key it was.
-                let asked = matches!(&filter, FpFilter::Sha256(_))
-                    && c.parsed.as_ref().is_ok_and(|k| filter.check(k).asked);
-                drops.push((asked, format!("{}:{} {why}", c.source, c.line_no)));
-            }
-        }
-    }
+    let (text, printed) = select(config, &g.cands, &filter);
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         return fail(record, format!("writing to stdout: {e}"));
     }
-
-    record.push(
-        "source",
-        if sources.is_empty() {
-            "none".into()
-        } else {
-            sources.join("+")
-        },
-    );
-    if let Some(a) = age {
-        record.push("age_s", a);
-    }
-    if let Some(m) = &mirror {
-        record.push("mirror", m);
-    }
-    if let Some(t) = &key_type {
-        record.push("key_type", t.as_str());
-    }
-    record.push("keys", valid);
-    record.push("served", served);
-    record.push("dropped", drops.len());
-    let decision = match &filter {
-        _ if cands.is_empty() => "nokeys",
-        FpFilter::All => "serve",
-        FpFilter::Sha256(_) if matched > 0 => "match",
-        FpFilter::Sha256(_) => {
-            let why = drops
-                .iter()
-                .find(|(asked, _)| *asked)
-                .map(|(_, d)| format!("key dropped by policy: {d}"))
-                .unwrap_or_else(|| "no authorized key has this fingerprint".into());
-            record.push("reason", why);
-            "nomatch"
-        }
-    };
-    if !drops.is_empty() {
-        let detail: Vec<&str> = drops.iter().take(5).map(|(_, d)| d.as_str()).collect();
-        record.push("drop", detail.join("; "));
-    }
-    let warnings: Vec<String> = skipped
+    let decision = record_answer(&mut record, &g, &filter, &printed);
+    let warnings: Vec<String> = g
+        .skipped
         .iter()
         .map(|s| format!("file skipped: {}", s.why))
-        .chain(warnings)
+        .chain(g.warnings)
         .collect();
     let severity = if warnings.is_empty() {
         Severity::Info
@@ -360,6 +288,99 @@ pub fn run(
         severity,
         record: finish(record, decision, started),
     }
+}
+
+/// What the answer to sshd held, for the record.
+#[derive(Default)]
+struct Printed {
+    /// Lines that parse as keys.
+    valid: usize,
+    served: usize,
+    /// Printed lines that are the key sshd asked about.
+    matched: usize,
+    /// Type of the key sshd asked about, when printed.
+    key_type: Option<ssh_key::Algorithm>,
+    /// (is it the key sshd asked about, `source:line reason`).
+    drops: Vec<(bool, String)>,
+}
+
+/// The lines to print: every key policy serves that the fingerprint filter
+/// lets through, re-serialised.
+fn select(config: &Config, cands: &[Candidate], filter: &FpFilter) -> (String, Printed) {
+    let mut text = String::new();
+    let mut p = Printed::default();
+    for (c, judged) in policy::judge(&config.policy, cands, now_secs() as i64) {
+        p.valid += usize::from(c.parsed.is_ok());
+        match judged {
+            Judged::Served(k) => {
+                let m = filter.check(k);
+                if m.printed {
+                    text.push_str(&k.to_line());
+                    text.push('\n');
+                    p.served += 1;
+                    p.matched += usize::from(m.asked);
+                    if m.asked && p.key_type.is_none() {
+                        p.key_type = Some(k.key.algorithm());
+                    }
+                }
+            }
+            Judged::Dropped(why) => {
+                // Only the `nomatch` reason needs to know which key it was.
+                let asked = matches!(filter, FpFilter::Sha256(_))
+                    && c.parsed.as_ref().is_ok_and(|k| filter.check(k).asked);
+                p.drops
+                    .push((asked, format!("{}:{} {why}", c.source, c.line_no)));
+            }
+        }
+    }
+    (text, p)
+}
+
+/// The answer's fields of the record; returns the decision.
+fn record_answer(
+    record: &mut Record,
+    g: &Gathered,
+    filter: &FpFilter,
+    p: &Printed,
+) -> &'static str {
+    let source = if g.sources.is_empty() {
+        "none".into()
+    } else {
+        g.sources.join("+")
+    };
+    record.push("source", source);
+    if let Some(a) = g.age {
+        record.push("age_s", a);
+    }
+    if let Some(m) = &g.mirror {
+        record.push("mirror", m);
+    }
+    if let Some(t) = &p.key_type {
+        record.push("key_type", t.as_str());
+    }
+    record.push("keys", p.valid);
+    record.push("served", p.served);
+    record.push("dropped", p.drops.len());
+    let decision = match filter {
+        _ if g.cands.is_empty() => "nokeys",
+        FpFilter::All => "serve",
+        FpFilter::Sha256(_) if p.matched > 0 => "match",
+        FpFilter::Sha256(_) => {
+            let why = p
+                .drops
+                .iter()
+                .find(|(asked, _)| *asked)
+                .map(|(_, d)| format!("key dropped by policy: {d}"))
+                .unwrap_or_else(|| "no authorized key has this fingerprint".into());
+            record.push("reason", why);
+            "nomatch"
+        }
+    };
+    if !p.drops.is_empty() {
+        let detail: Vec<&str> = p.drops.iter().take(5).map(|(_, d)| d.as_str()).collect();
+        record.push("drop", detail.join("; "));
+    }
+    decision
 }
 
 /// Starts a record; the decision (first field) is filled in by `finish`.
