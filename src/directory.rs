@@ -144,6 +144,8 @@ impl<'a> HttpDirectory<'a> {
         Ok(h.serial)
     }
 
+    /// One mirror: the request, its status, the body as a key list, and
+    /// in signed mode the signature.
     fn attempt(
         &self,
         agent: &ureq::Agent,
@@ -152,11 +154,11 @@ impl<'a> HttpDirectory<'a> {
         budget: Duration,
         deadline: Instant,
     ) -> Attempt {
-        let mut req_b = agent.get(url);
+        let mut get = agent.get(url);
         if let Some(etag) = req.etag {
-            req_b = req_b.header("If-None-Match", etag);
+            get = get.header("If-None-Match", etag);
         }
-        let result = req_b
+        let result = get
             .config()
             .timeout_global(Some(budget))
             .timeout_connect(Some(budget))
@@ -169,62 +171,18 @@ impl<'a> HttpDirectory<'a> {
                 return Attempt::Failed(kind, why);
             }
         };
-        let answer = |why: String| Attempt::Failed(FailKind::Answer, why);
-        let status = resp.status().as_u16();
-        match status {
-            200 => {}
-            304 => return Attempt::Done(Fetch::NotModified { url: url.into() }),
-            404 => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
-            301 | 302 | 303 | 307 | 308 => {
-                let to = resp
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?");
-                return answer(format!("HTTP {status} redirect to {to} not followed"));
-            }
-            s => return answer(format!("HTTP {s}")),
+        if let Some(other) = status_outcome(&resp, url) {
+            return other;
         }
-        let max = self.config.max_bytes;
-        if resp.body().content_length().is_some_and(|n| n > max) {
-            return answer(format!("response larger than max_bytes {max}"));
-        }
-        let html = resp
-            .body()
-            .mime_type()
-            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
-        let new_etag = resp
+        let etag = resp
             .headers()
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut bytes = Vec::new();
-        // Read one byte past the cap to tell "exactly max" from "more".
-        let read = resp
-            .body_mut()
-            .as_reader()
-            .take(max + 1)
-            .read_to_end(&mut bytes);
-        if let Err(e) = read {
-            let (kind, why) = describe_io(&e);
-            return Attempt::Failed(kind, format!("reading body: {why}"));
-        }
-        if bytes.len() as u64 > max {
-            return answer(format!("response larger than max_bytes {max}"));
-        }
-        if html {
-            return answer("response is HTML, not a key list".into());
-        }
-        let body = match String::from_utf8(bytes) {
+        let body = match read_key_list(&mut resp, self.config.max_bytes) {
             Ok(b) => b,
-            Err(_) => return answer("response is not UTF-8 text".into()),
+            Err((kind, why)) => return Attempt::Failed(kind, why),
         };
-        if body.contains('\0') {
-            return answer("response contains NUL bytes".into());
-        }
-        if !plausible_key_list(&body) {
-            return answer("response has no valid key line (garbage?)".into());
-        }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
                 Ok(serial) => Some(serial),
@@ -235,11 +193,74 @@ impl<'a> HttpDirectory<'a> {
         };
         Attempt::Done(Fetch::Keys {
             body,
-            etag: new_etag,
+            etag,
             url: url.into(),
             serial,
         })
     }
+}
+
+/// Every status but 200: 304 and 404 are answers, the rest failures.
+fn status_outcome(resp: &ureq::http::Response<ureq::Body>, url: &str) -> Option<Attempt> {
+    let answer = |why: String| Some(Attempt::Failed(FailKind::Answer, why));
+    match resp.status().as_u16() {
+        200 => None,
+        304 => Some(Attempt::Done(Fetch::NotModified { url: url.into() })),
+        404 => Some(Attempt::Done(Fetch::NoKeys { url: url.into() })),
+        status @ (301 | 302 | 303 | 307 | 308) => {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            answer(format!("HTTP {status} redirect to {to} not followed"))
+        }
+        s => answer(format!("HTTP {s}")),
+    }
+}
+
+/// A 200 body that can be a key list: within `max` bytes, not HTML, UTF-8
+/// text without NUL, with a key line (or only comments).
+fn read_key_list(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    max: u64,
+) -> Result<String, (FailKind, String)> {
+    let answer = |why: &str| Err((FailKind::Answer, why.to_owned()));
+    let too_large = format!("response larger than max_bytes {max}");
+    if resp.body().content_length().is_some_and(|n| n > max) {
+        return answer(&too_large);
+    }
+    let html = resp
+        .body()
+        .mime_type()
+        .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
+    let mut bytes = Vec::new();
+    // Read one byte past the cap to tell "exactly max" from "more".
+    let read = resp
+        .body_mut()
+        .as_reader()
+        .take(max + 1)
+        .read_to_end(&mut bytes);
+    if let Err(e) = read {
+        let (kind, why) = describe_io(&e);
+        return Err((kind, format!("reading body: {why}")));
+    }
+    if bytes.len() as u64 > max {
+        return answer(&too_large);
+    }
+    if html {
+        return answer("response is HTML, not a key list");
+    }
+    let Ok(body) = String::from_utf8(bytes) else {
+        return answer("response is not UTF-8 text");
+    };
+    if body.contains('\0') {
+        return answer("response contains NUL bytes");
+    }
+    if !plausible_key_list(&body) {
+        return answer("response has no valid key line (garbage?)");
+    }
+    Ok(body)
 }
 
 enum Attempt {
