@@ -10,6 +10,7 @@
 //! root". As root, every network request is made after dropping to the
 //! `[cache] owner`, like the login path.
 
+pub mod auth;
 pub mod binary;
 pub mod cache;
 pub mod cachedir;
@@ -211,7 +212,7 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
     };
     out.extend(sshd::command_checks(&facts));
     out.push(sshd::command_user_check(&facts));
-    out.extend(sshd::auth_checks(&facts));
+    out.extend(auth::auth_checks(&facts));
     out
 }
 
