@@ -81,17 +81,7 @@ impl Failure {
 
 /// Reads local files (as the user), drops privileges, parses them, then
 /// resolves the directory through the cache. `user` must already be
-/// validated.
-pub fn gather(config: &Config, user: &str) -> Result<Gathered, Failure> {
-    let acct = if config.files.paths.is_empty() {
-        None
-    } else {
-        privdrop::account(user).map_err(|e| Failure::new(format!("looking up user: {e}")))?
-    };
-    gather_for(config, user, acct.as_ref())
-}
-
-/// `gather` with the user's account already looked up (None: unknown to NSS).
+/// validated; `acct` is its account (None: unknown to NSS).
 pub fn gather_for(
     config: &Config,
     user: &str,

@@ -91,10 +91,7 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
     }
     inputs.sort();
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
     for (user, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -261,10 +261,7 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
     names.sort();
     for (name, mtime) in names {
         if name.starts_with(".tmp-") {
-            let age = mtime
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let age = mtime.map(crate::os::clock::secs_since).unwrap_or(0);
             if age > 60 {
                 out.leftovers.push((name, age));
             }

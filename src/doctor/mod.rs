@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::os::clock::now_secs;
-use crate::os::nss::{self, Account};
+use crate::os::nss;
 use crate::privdrop;
 use crate::report::{self, Check, Report};
 use crate::sshd::Probe;
@@ -119,7 +119,7 @@ pub fn collect(opts: &Options) -> Report {
     // Network last: as root, only after dropping to the cache owner.
     checks.extend(
         config
-            .map(|c| directory_checks(&c, acct, opts.user.as_deref(), root))
+            .map(|c| directory_checks(&c, acct.is_some(), opts.user.as_deref()))
             .unwrap_or_default(),
     );
     report(checks)
@@ -257,27 +257,21 @@ fn systemd_checks(config: Option<&Config>) -> Vec<Check> {
 
 /// `directory.*`: every mirror (and the user's file), fetched as the cache
 /// owner, or as `nobody` when the owner is unusable: never as root.
-fn directory_checks(
-    config: &Config,
-    acct: Option<Account>,
-    user: Option<&str>,
-    root: bool,
-) -> Vec<Check> {
+fn directory_checks(config: &Config, owner_usable: bool, user: Option<&str>) -> Vec<Check> {
     if config.directory.urls.is_empty() {
         return vec![Check::ok(
             "directory.mirror",
             "no [directory] urls: keys come from [files] only",
         )];
     }
-    let dropped = if root {
-        let target = match acct {
-            Some(a) => Ok(Some(a)),
-            None => nss::account("nobody").map_err(|e| e.to_string()),
-        };
-        target.and_then(|a| privdrop::drop_privileges(a.as_ref()))
-    } else {
-        Ok(())
-    };
+    // The login path's drop; `nobody` when the owner itself is unusable.
+    let dropped = privdrop::drop_to(&config.cache.owner).or_else(|e| {
+        if owner_usable {
+            Err(e)
+        } else {
+            privdrop::drop_to("nobody")
+        }
+    });
     match dropped {
         Ok(()) => directory::checks(&config.directory, user),
         Err(e) => vec![Check::skip(

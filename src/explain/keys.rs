@@ -4,7 +4,6 @@
 //! described by its error, never echoed.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -126,7 +125,6 @@ fn skipped_info(s: &Skipped) -> KeyInfo {
 
 /// Ages of the configured local files, by the path `gather` labels them with.
 pub fn file_ages(config: &Config, acct: &Account) -> HashMap<String, u64> {
-    let now = SystemTime::now();
     config
         .files
         .paths
@@ -134,7 +132,7 @@ pub fn file_ages(config: &Config, acct: &Account) -> HashMap<String, u64> {
         .filter_map(|t| {
             let p = crate::config::expand_file_template(t, &acct.home, &acct.name);
             let m = std::fs::metadata(&p).ok()?.modified().ok()?;
-            Some((p, now.duration_since(m).map(|d| d.as_secs()).unwrap_or(0)))
+            Some((p, crate::os::clock::secs_since(m)))
         })
         .collect()
 }
