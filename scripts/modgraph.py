@@ -103,10 +103,16 @@ def main():
     sizes = []
     for f in files():
         rel = os.path.relpath(f, SRC)
-        sizes.append((sum(1 for _ in open(f)), rel))
+        text = open(f).read()
+        total = text.count("\n")
+        i = text.find("#[cfg(test)]\nmod tests")
+        code = total if i < 0 else text[:i].count("\n")
+        sizes.append((code, total, rel))
         for length, name, line in functions(f):
             fns.append((length, f"{rel}:{line} {name}"))
-    print("largest files:", ", ".join(f"{r} {n}" for n, r in sorted(sizes, reverse=True)[:6]))
+    print("largest files (code lines / with unit tests):")
+    for code, total, rel in sorted(sizes, reverse=True)[:6]:
+        print(f"  {code:4d} / {total:4d} {rel}")
     print("longest functions:")
     for length, where in sorted(fns, reverse=True)[:10]:
         print(f"  {length:4d} {where}")
