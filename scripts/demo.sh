@@ -46,8 +46,6 @@ case "${1:-}" in
 *) echo "demo.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 esac
 
-cd "$(dirname "$0")/.."
-repo=$(pwd)
 # A root shell from `su` (without -) has no sbin in PATH.
 for d in /usr/local/sbin /usr/sbin /sbin; do
     case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac
@@ -85,6 +83,8 @@ indent() { sed 's/^/      /'; }
 
 [ "$(id -u)" = 0 ] ||
     die "run as root: 'sudo bash scripts/demo.sh' (or 'bash scripts/demo.sh' in a root shell)"
+cd "$(dirname "$0")/.."
+repo=$(pwd)
 
 # ---------------------------------------------------------------- cleanup ---
 t_start=$(now_ms)

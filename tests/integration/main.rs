@@ -4,6 +4,7 @@
 
 mod support;
 
+mod demo;
 mod doctor;
 mod keys_directory;
 mod keys_sshd;
