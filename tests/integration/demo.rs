@@ -58,7 +58,10 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
     );
     let text = &out.stdout;
     assert!(out.success(), "demo.sh failed: {out}");
-    assert!(out.stderr.trim().is_empty(), "demo.sh wrote to stderr: {out}");
+    assert!(
+        out.stderr.trim().is_empty(),
+        "demo.sh wrote to stderr: {out}"
+    );
 
     // Who and what the demo made (its names are random).
     let work = word_after(text, "removed /var/lib/keyward-demo.")
@@ -131,7 +134,12 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
                 .starts_with(&format!("pam_keyward(sshd:{stage}): decision=exempt "))
         });
         assert_eq!(field(&e, "user"), glass, "{}", e.raw);
-        assert_eq!(field(&e, "exempt_by"), format!("group:{group}"), "{}", e.raw);
+        assert_eq!(
+            field(&e, "exempt_by"),
+            format!("group:{group}"),
+            "{}",
+            e.raw
+        );
     }
     // 5. The session line names the key that opened the session.
     let s = find("pam_keyward decision=session", &|l| {
@@ -143,13 +151,13 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
     assert_eq!(field(&s, "methods"), "publickey", "{}", s.raw);
     assert!(text.contains(&format!("✔ session fingerprint {fp}")));
     // Nothing was refused at the session stage.
-    assert!(lines.iter().all(|l| l.field("decision").as_deref() != Some("refuse")));
+    assert!(lines
+        .iter()
+        .all(|l| l.field("decision").as_deref() != Some("refuse")));
 
     // 6. The summary: the exact lines, and a time for each of the 13 steps.
     assert!(text.contains("AuthorizedKeysCommand /var/lib/keyward-demo."));
-    assert!(text.contains(&format!(
-        "pam_keyward.so  allow_group={group}"
-    )));
+    assert!(text.contains(&format!("pam_keyward.so  allow_group={group}")));
     assert!(text.contains(&format!(
         "pam_keyward.so  require_publickey allow_group={group}"
     )));
@@ -170,9 +178,15 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
     for name in [user, glass] {
         assert!(user_ids(name).is_none(), "user {name} left behind");
     }
-    let g = run(Command::new("getent").args(["group", group]), Duration::from_secs(10));
+    let g = run(
+        Command::new("getent").args(["group", group]),
+        Duration::from_secs(10),
+    );
     assert!(!g.success(), "group {group} left behind: {g}");
-    assert!(user_ids("keyward").is_some(), "the shared keyward user must be kept");
+    assert!(
+        user_ids("keyward").is_some(),
+        "the shared keyward user must be kept"
+    );
     let procs = must(Command::new("ps").args(["-eo", "args"]));
     assert!(
         !procs.stdout.contains(&work),
@@ -183,7 +197,11 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
     // and the machine's PAM file is what it was.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("keyward-demo"), "{mounts}");
-    assert_eq!(sha256("/etc/pam.d/sshd"), pam_before, "/etc/pam.d/sshd changed");
+    assert_eq!(
+        sha256("/etc/pam.d/sshd"),
+        pam_before,
+        "/etc/pam.d/sshd changed"
+    );
 }
 
 #[test]
@@ -200,9 +218,16 @@ fn demo_says_what_to_do_when_not_root() {
         Duration::from_secs(30),
     );
     assert_eq!(out.code, Some(1), "{out}");
-    let msg: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let msg: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert_eq!(msg.len(), 1, "one line: {out}");
     assert!(msg[0].contains("sudo bash scripts/demo.sh"), "{out}");
-    assert!(msg[0].contains("'bash scripts/demo.sh' in a root shell"), "{out}");
+    assert!(
+        msg[0].contains("'bash scripts/demo.sh' in a root shell"),
+        "{out}"
+    );
     assert!(out.stdout.trim().is_empty(), "{out}");
 }

@@ -8,6 +8,7 @@ mod demo;
 mod doctor;
 mod keys_directory;
 mod keys_sshd;
+mod packages;
 mod packaging;
 mod pam;
 mod pam_stress;
