@@ -264,7 +264,8 @@ if [ -n "${KEYWARD_DEMO_KEYWARD:-}" ] && [ -n "${KEYWARD_DEMO_PAM_MODULE:-}" ]; 
     built=$KEYWARD_DEMO_KEYWARD
     built_pam=$KEYWARD_DEMO_PAM_MODULE
 else
-    step "Building keyward and pam_keyward.so (cargo build --release; the first build takes minutes)"
+    step "Building keyward and pam_keyward.so (cargo build --release)"
+    info "${D}the first build takes a few minutes (crates download, LTO); later runs take seconds${N}"
     cargo_as=()
     cargo_path="$HOME/.cargo/bin:$PATH"
     if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
