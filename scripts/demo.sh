@@ -246,7 +246,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     if ! { apt-get -o DPkg::Lock::Timeout=120 update -qq &&
         apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "${missing[@]}"; } \
         >"$apt_log" 2>&1; then
-        die "apt-get could not install ${missing[*]} ($(grep -E '^(E|Err):' "$apt_log" | tail -1 | cut -c1-160)): fix apt (network, /etc/apt/sources.list.d, dpkg --configure -a), then run again; full log: $apt_log"
+        # The first complaint is the cause (a failed fetch is only a W: line
+        # of apt-get update; install then "cannot locate" every package).
+        die "apt-get could not install ${missing[*]} ($(grep -E '^(E|Err|W):' "$apt_log" | head -1 | cut -c1-200)): fix apt (network, apt sources, dpkg --configure -a), then run again; full log: $apt_log"
     fi
     rm -f "$apt_log"
     [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d && made_policy=
