@@ -16,180 +16,18 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+pub use crate::entry::{Corrupt, Entry, Lookup, Status};
 use crate::safepath::{self, OpenError};
+use crate::state::{Floor, Store, Transition};
+use std::os::unix::fs::DirBuilderExt;
 
-const MAGIC: &str = "keyward-cache 1";
 /// Entries larger than this are corrupt whatever they say (max_bytes is capped
 /// at 16 MiB, plus header).
 const MAX_ENTRY: u64 = 17 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// The directory answered 200 with this body.
-    Keys,
-    /// The directory answered 404: the user has no keys.
-    NoKeys,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Unix time (seconds) of the last answer from the directory.
-    pub fetched_at: u64,
-    pub status: Status,
-    pub etag: Option<String>,
-    /// The mirror URL that answered.
-    pub url: String,
-    /// Serial of a signed directory file, when signatures are used.
-    pub serial: Option<u64>,
-    pub body: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("corrupt cache entry: {0}")]
-pub struct Corrupt(pub &'static str);
-
-/// Header values must not contain anything that breaks the line format.
-fn header_safe(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 1024 && !v.chars().any(|c| c.is_control())
-}
-
-impl Entry {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(self.body.len() + 256);
-        out.push_str(MAGIC);
-        out.push('\n');
-        out.push_str(&format!("fetched_at {}\n", self.fetched_at));
-        out.push_str(match self.status {
-            Status::Keys => "status 200\n",
-            Status::NoKeys => "status 404\n",
-        });
-        if let Some(etag) = self.etag.as_deref().filter(|e| header_safe(e)) {
-            out.push_str(&format!("etag {etag}\n"));
-        }
-        if header_safe(&self.url) {
-            out.push_str(&format!("url {}\n", self.url));
-        }
-        if let Some(serial) = self.serial {
-            out.push_str(&format!("serial {serial}\n"));
-        }
-        out.push_str(&format!("length {}\n", self.body.len()));
-        out.push_str(&format!(
-            "crc32 {:08x}
-
-",
-            crc32fast::hash(self.body.as_bytes())
-        ));
-        out.push_str(&self.body);
-        out.into_bytes()
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Entry, Corrupt> {
-        let sep = find(bytes, b"\n\n").ok_or(Corrupt("no header end"))?;
-        let header = std::str::from_utf8(&bytes[..sep]).map_err(|_| Corrupt("header not UTF-8"))?;
-        let body = &bytes[sep + 2..];
-        let mut lines = header.lines();
-        if lines.next() != Some(MAGIC) {
-            return Err(Corrupt("unknown format"));
-        }
-        let (mut fetched_at, mut status, mut etag, mut url, mut serial, mut length, mut sum) =
-            (None, None, None, String::new(), None, None, None);
-        for line in lines {
-            let (k, v) = line.split_once(' ').ok_or(Corrupt("bad header line"))?;
-            match k {
-                "fetched_at" => fetched_at = v.parse::<u64>().ok(),
-                "status" => {
-                    status = match v {
-                        "200" => Some(Status::Keys),
-                        "404" => Some(Status::NoKeys),
-                        _ => return Err(Corrupt("bad status")),
-                    }
-                }
-                // Same rule as encode: a value encode would not write is
-                // not trusted when read either.
-                "etag" => etag = header_safe(v).then(|| v.to_owned()),
-                "url" => {
-                    url = if header_safe(v) {
-                        v.to_owned()
-                    } else {
-                        String::new()
-                    }
-                }
-                "serial" => serial = Some(v.parse::<u64>().map_err(|_| Corrupt("bad serial"))?),
-                "length" => length = v.parse::<usize>().ok(),
-                "crc32" => sum = u32::from_str_radix(v, 16).ok(),
-                _ => {} // newer writers may add fields
-            }
-        }
-        let fetched_at = fetched_at.ok_or(Corrupt("no fetched_at"))?;
-        let status = status.ok_or(Corrupt("no status"))?;
-        if length != Some(body.len()) {
-            return Err(Corrupt("length mismatch (truncated?)"));
-        }
-        if sum != Some(crc32fast::hash(body)) {
-            return Err(Corrupt("checksum mismatch"));
-        }
-        let body = String::from_utf8(body.to_vec()).map_err(|_| Corrupt("body not UTF-8"))?;
-        Ok(Entry {
-            fetched_at,
-            status,
-            etag,
-            url,
-            serial,
-            body,
-        })
-    }
-
-    /// Seconds since the directory last answered; None if it claims to be
-    /// from the future (clock trouble or tampering: not trusted as fresh).
-    pub fn age(&self, now: u64) -> Option<u64> {
-        now.checked_sub(self.fetched_at)
-    }
-}
-
-/// What an entry is good for at time `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Serve it, no network.
-    Fresh,
-    /// Refresh it; serve it only if the directory cannot be reached.
-    Stale,
-    /// Refresh it; never serve it.
-    Expired,
-}
-
-pub struct Ttls {
-    pub ttl: Duration,
-    pub negative_ttl: Duration,
-    pub max_stale: Duration,
-}
-
-pub fn freshness(entry: &Entry, now: u64, t: &Ttls) -> Freshness {
-    let Some(age) = entry.age(now) else {
-        return Freshness::Expired;
-    };
-    let ttl = match entry.status {
-        Status::Keys => t.ttl,
-        Status::NoKeys => t.negative_ttl,
-    };
-    if age < ttl.as_secs() {
-        Freshness::Fresh
-    } else if age < t.max_stale.as_secs() {
-        Freshness::Stale
-    } else {
-        Freshness::Expired
-    }
-}
-
-/// Result of reading an entry.
-#[derive(Debug)]
-pub enum Lookup {
-    Missing,
-    /// Present but unusable; the reason is logged and the entry replaced.
-    Corrupt(Corrupt),
-    Found(Entry),
-}
+// Freshness rules live in `state`; re-exported for the readers of entries.
+pub use crate::state::{Freshness, Ttls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -197,6 +35,8 @@ pub enum CacheError {
     Unsafe(#[from] safepath::Unsafe),
     #[error("cache {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("rollback floor {path} is corrupt ({why}): remove it only if you trust the directory's current files")]
+    Floor { path: PathBuf, why: &'static str },
 }
 
 pub struct Cache {
@@ -282,26 +122,78 @@ impl Cache {
     }
 
     fn replace(&self, user: &str, entry: &Entry, durable: bool) -> Result<(), CacheError> {
+        atomic_write(&self.dir, &self.path(user), &entry.encode(), durable).map_err(|source| {
+            CacheError::Io {
+                path: self.dir.clone(),
+                source,
+            }
+        })
+    }
+
+    /// The rollback floor lives in `.floor/<user>`: apart from the entry so
+    /// that removing an entry (sync after a 404, an admin's `rm`) never
+    /// removes it. Names starting with `.` are never user names.
+    fn floor_path(&self, user: &str) -> PathBuf {
+        self.dir.join(".floor").join(user)
+    }
+
+    /// Reads `user`'s floor with the same ownership rules as an entry. A
+    /// corrupt floor is an error (fail closed): forgetting it would reopen
+    /// the rollback it guards against.
+    pub fn read_floor(&self, user: &str) -> Result<Option<Floor>, CacheError> {
+        let path = self.floor_path(user);
+        let file = match safepath::open_checked(&path, &self.owners, None) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(OpenError::Unsafe(u)) => return Err(CacheError::Unsafe(u)),
+            Err(OpenError::Io { path, source }) => return Err(CacheError::Io { path, source }),
+        };
+        let mut text = String::new();
+        file.take(4096)
+            .read_to_string(&mut text)
+            .map_err(|source| CacheError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Floor::decode(&text)
+            .map(Some)
+            .map_err(|c| CacheError::Floor { path, why: c.0 })
+    }
+
+    /// Durably replaces `user`'s floor (temp file, fsync, rename, fsync).
+    pub fn write_floor(&self, user: &str, floor: &Floor) -> Result<(), CacheError> {
+        let dir = self.dir.join(".floor");
         let io = |source| CacheError::Io {
-            path: self.dir.clone(),
+            path: dir.clone(),
             source,
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
-            .tempfile_in(&self.dir)
-            .map_err(io)?;
-        tmp.write_all(&entry.encode()).map_err(io)?;
-        if durable {
-            tmp.as_file().sync_all().map_err(io)?;
+        match std::fs::DirBuilder::new().mode(0o750).create(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io(e)),
+            _ => {}
         }
-        tmp.persist(self.path(user)).map_err(|e| io(e.error))?;
-        if durable {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+        atomic_write(
+            &dir,
+            &self.floor_path(user),
+            floor.encode().as_bytes(),
+            true,
+        )
+        .map_err(io)
+    }
+
+    /// Carries out a `state` transition: the floor first (durably), then
+    /// the entry. If the floor cannot be stored, the entry is left alone, so
+    /// an entry that still carries a serial is never removed before its floor
+    /// is safe.
+    pub fn apply(&self, user: &str, t: &Transition) -> Result<(), CacheError> {
+        if let Some(floor) = &t.floor {
+            self.write_floor(user, floor)?;
         }
-        Ok(())
+        match &t.store {
+            Store::Nothing => Ok(()),
+            Store::Write(e) => self.write(user, e),
+            Store::Refresh(e) => self.refresh(user, e),
+            Store::Remove => self.remove(user),
+        }
     }
 
     /// Removes `user`'s entry (sync drops users the directory no longer knows).
@@ -330,8 +222,22 @@ impl Cache {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Temp file in `dir`, write, (fsync), rename over `path`, (fsync `dir`):
+/// readers see the old file or the new one, never a mix.
+fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    if durable {
+        File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -381,28 +287,6 @@ mod tests {
         let d = Entry::decode(&e.encode()).unwrap();
         assert_eq!(d.etag, None);
         assert_eq!(d.status, Status::Keys);
-    }
-
-    #[test]
-    fn freshness_rules() {
-        let t = Ttls {
-            ttl: Duration::from_secs(300),
-            negative_ttl: Duration::from_secs(30),
-            max_stale: Duration::from_secs(3 * 86400),
-        };
-        let e = entry();
-        let at = e.fetched_at;
-        assert_eq!(freshness(&e, at, &t), Freshness::Fresh);
-        assert_eq!(freshness(&e, at + 299, &t), Freshness::Fresh);
-        assert_eq!(freshness(&e, at + 300, &t), Freshness::Stale);
-        assert_eq!(freshness(&e, at + 3 * 86400 - 1, &t), Freshness::Stale);
-        assert_eq!(freshness(&e, at + 3 * 86400, &t), Freshness::Expired);
-        // from the future: never trusted
-        assert_eq!(freshness(&e, at - 1, &t), Freshness::Expired);
-        let mut neg = entry();
-        neg.status = Status::NoKeys;
-        assert_eq!(freshness(&neg, at + 29, &t), Freshness::Fresh);
-        assert_eq!(freshness(&neg, at + 30, &t), Freshness::Stale);
     }
 
     #[test]

@@ -27,20 +27,24 @@ pub struct FileRead {
 
 /// Reads every configured file for `user`. As root, each file is read with
 /// the user's own uid so a symlink cannot make keyward read what the user
-/// could not.
-pub fn read_all(templates: &[String], user: &Account, max_bytes: u64) -> Vec<FileRead> {
+/// could not. A uid switch that fails (either way) is an error: the lookup
+/// fails closed rather than go on half-switched.
+pub fn read_all(
+    templates: &[String],
+    user: &Account,
+    max_bytes: u64,
+) -> Result<Vec<FileRead>, String> {
     let as_root = privdrop::euid() == 0;
     templates
         .iter()
         .map(|t| {
             let path = expand_file_template(t, &user.home, &user.name);
             let outcome = if as_root {
-                privdrop::as_user(user, || read_one(&path, user, max_bytes))
-                    .unwrap_or_else(FileOutcome::Refused)
+                privdrop::as_user(user, || read_one(&path, user, max_bytes))?
             } else {
                 read_one(&path, user, max_bytes)
             };
-            FileRead { path, outcome }
+            Ok(FileRead { path, outcome })
         })
         .collect()
 }

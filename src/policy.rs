@@ -23,6 +23,36 @@ pub enum Verdict {
     Dropped(DropReason),
 }
 
+/// A candidate line as policy judged it: the key to serve, or why not.
+#[derive(Debug, Clone)]
+pub enum Judged<'a> {
+    Served(&'a KeyLine),
+    Dropped(DropReason),
+}
+
+/// Every candidate with its judgement, in order: the one loop the login
+/// path, `publish` and `explain` walk.
+pub fn judge<'a>(
+    policy: &PolicyConfig,
+    candidates: &'a [Candidate],
+    now: i64,
+) -> Vec<(&'a Candidate, Judged<'a>)> {
+    let verdicts = evaluate(policy, candidates, now);
+    candidates
+        .iter()
+        .zip(verdicts)
+        .map(|(c, v)| {
+            let judged = match (v, &c.parsed) {
+                (Verdict::Served, Ok(k)) => Judged::Served(k),
+                (Verdict::Dropped(r), _) => Judged::Dropped(r),
+                // evaluate never serves an unparsed line; stay total anyway
+                (Verdict::Served, Err(e)) => Judged::Dropped(DropReason::Invalid(e.clone())),
+            };
+            (c, judged)
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DropReason {
     Invalid(LineError),
@@ -70,6 +100,22 @@ impl DropReason {
     }
 }
 
+/// Why keyward serves no key at all for an account, before any source is
+/// read. Listing `root` in `deny_users` denies every uid-0 account (a second
+/// root account such as `toor` is root too).
+pub fn denied(policy: &PolicyConfig, user: &str, uid: Option<u32>) -> Option<String> {
+    if policy.deny_users.iter().any(|d| d == user) {
+        return Some("user is in [policy] deny_users".into());
+    }
+    if uid == Some(0) && policy.deny_users.iter().any(|d| d == "root") {
+        return Some(
+            "account has uid 0 and root is in [policy] deny_users (every uid-0 account is root)"
+                .into(),
+        );
+    }
+    None
+}
+
 /// Verdicts for `candidates` (same order). `now` is Unix time in seconds.
 pub fn evaluate(policy: &PolicyConfig, candidates: &[Candidate], now: i64) -> Vec<Verdict> {
     let mut verdicts = Vec::with_capacity(candidates.len());
@@ -82,9 +128,11 @@ pub fn evaluate(policy: &PolicyConfig, candidates: &[Candidate], now: i64) -> Ve
                 None => {
                     let dup = served.iter().copied().find(|&j| {
                         let other = candidates[j].parsed.as_ref().ok();
+                        // sshd tries every line: a line with other options
+                        // (e.g. another principals= for the same CA) may
+                        // grant what the first refuses. Only exact repeats go.
                         other.is_some_and(|o| {
-                            o.cert_authority == k.cert_authority
-                                && o.key.key_data() == k.key.key_data()
+                            o.options == k.options && o.key.key_data() == k.key.key_data()
                         })
                     });
                     match dup {
@@ -131,6 +179,15 @@ fn check_key(policy: &PolicyConfig, k: &KeyLine, now: i64) -> Option<DropReason>
     None
 }
 
+/// What the fingerprint filter makes of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FpMatch {
+    /// keyward prints the key to sshd.
+    pub printed: bool,
+    /// It is the key sshd asked about.
+    pub asked: bool,
+}
+
 /// The fingerprint argument sshd passes (`%f`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FpFilter {
@@ -152,12 +209,18 @@ impl FpFilter {
     /// about; the key is hashed at most once. cert-authority lines are always
     /// printed: for a certificate sshd passes the certified key's
     /// fingerprint, never the CA's.
-    pub fn check(&self, key: &KeyLine) -> (bool, bool) {
+    pub fn check(&self, key: &KeyLine) -> FpMatch {
         match self {
-            FpFilter::All => (true, false),
+            FpFilter::All => FpMatch {
+                printed: true,
+                asked: false,
+            },
             FpFilter::Sha256(fp) => {
                 let asked = key.fingerprint() == *fp;
-                (asked || key.cert_authority, asked)
+                FpMatch {
+                    printed: asked || key.cert_authority,
+                    asked,
+                }
             }
         }
     }
@@ -227,20 +290,41 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_by_key_material_and_role() {
+    fn duplicates_only_when_options_and_key_are_identical() {
         let c = cands(&[
             &format!("{ED1} first"),
             &format!("from=\"10.0.0.1\" {ED1} second"),
             &format!("cert-authority {ED1}"),
+            &format!("{ED1} same key and options, other comment"),
+            &format!("cert-authority,principals=\"a\" {ED2}"),
+            &format!("cert-authority,principals=\"b\" {ED2}"),
+            &format!("cert-authority,principals=\"b\" {ED2} again"),
         ]);
         assert_eq!(
             evaluate(&policy(), &c, 0),
             vec![
                 Verdict::Served,
+                Verdict::Served,
+                Verdict::Served,
                 Verdict::Dropped(DropReason::Duplicate { first: 0 }),
                 Verdict::Served,
+                Verdict::Served,
+                Verdict::Dropped(DropReason::Duplicate { first: 5 }),
             ]
         );
+    }
+
+    #[test]
+    fn uid_zero_is_root_when_root_is_denied() {
+        let p = policy();
+        assert!(denied(&p, "root", Some(0)).is_some());
+        assert!(denied(&p, "toor", Some(0)).unwrap().contains("uid 0"));
+        assert_eq!(denied(&p, "alice", Some(1000)), None);
+        assert_eq!(denied(&p, "alice", None), None);
+        let mut open = policy();
+        open.deny_users = vec!["bob".into()];
+        assert_eq!(denied(&open, "toor", Some(0)), None);
+        assert!(denied(&open, "bob", Some(1001)).is_some());
     }
 
     #[test]
@@ -273,14 +357,15 @@ mod tests {
             .unwrap()
             .unwrap();
         let f = FpFilter::parse(Some(&k1.fingerprint()));
-        assert_eq!(f.check(&k1), (true, true));
-        assert_eq!(f.check(&k2), (false, false));
-        assert_eq!(f.check(&ca), (true, false));
+        let pair = |m: FpMatch| (m.printed, m.asked);
+        assert_eq!(pair(f.check(&k1)), (true, true));
+        assert_eq!(pair(f.check(&k2)), (false, false));
+        assert_eq!(pair(f.check(&ca)), (true, false));
         assert_eq!(FpFilter::parse(Some("MD5:aa:bb")), FpFilter::All);
         assert_eq!(FpFilter::parse(None), FpFilter::All);
-        assert_eq!(FpFilter::All.check(&k2), (true, false));
+        assert_eq!(pair(FpFilter::All.check(&k2)), (true, false));
         let bogus = FpFilter::parse(Some("SHA256:not-a-fingerprint"));
-        assert_eq!(bogus.check(&k1), (false, false));
-        assert_eq!(bogus.check(&ca), (true, false));
+        assert_eq!(pair(bogus.check(&k1)), (false, false));
+        assert_eq!(pair(bogus.check(&ca)), (true, false));
     }
 }

@@ -6,63 +6,10 @@
 //! before any network I/O. All of this runs before any thread exists, which
 //! uid and capability changes (per-thread in the kernel) require.
 
-use std::ffi::{CStr, CString};
 use std::io;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: String,
-    pub shell: String,
-}
-
-/// Looks `name` up through NSS; Ok(None) when it does not exist.
-pub fn account(name: &str) -> io::Result<Option<Account>> {
-    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: pwd and result are out-parameters; buf outlives their use.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if result.is_null() {
-            // getpwnam_r(3): 0, ENOENT, ESRCH, EBADF or EPERM mean "no such
-            // name"; anything else is a lookup failure.
-            return match rc {
-                0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => Ok(None),
-                _ => Err(io::Error::from_raw_os_error(rc)),
-            };
-        }
-        let s = |p: *const libc::c_char| {
-            if p.is_null() {
-                String::new()
-            } else {
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-            }
-        };
-        return Ok(Some(Account {
-            name: s(pwd.pw_name),
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-            home: s(pwd.pw_dir),
-            shell: s(pwd.pw_shell),
-        }));
-    }
-}
+/// Accounts come from the OS layer; re-exported for the callers here.
+pub use crate::os::nss::{account, Account};
 
 pub fn euid() -> u32 {
     // SAFETY: cannot fail.
@@ -103,13 +50,27 @@ pub fn as_user<T>(acct: &Account, f: impl FnOnce() -> T) -> Result<T, String> {
     Ok(out)
 }
 
+/// The permanent drop to the `[cache] owner` (when root), capabilities
+/// cleared: how every command leaves root before any network I/O.
+pub fn drop_to(owner: &str) -> Result<(), String> {
+    let acct = if euid() == 0 {
+        account(owner).map_err(|e| format!("looking up [cache] owner: {e}"))?
+    } else {
+        None
+    };
+    drop_privileges(acct.as_ref()).map_err(|e| format!("dropping privileges to {owner:?}: {e}"))
+}
+
 /// Permanently becomes `acct` (when root) and clears every capability.
 /// When not root, only clears capabilities and sets no_new_privs.
 pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
     if euid() == 0 {
         let acct = acct.ok_or("running as root but the cache owner account does not exist")?;
-        if acct.uid == 0 {
-            return Err("[cache] owner must not be root".into());
+        if acct.uid == 0 || acct.gid == 0 {
+            return Err(format!(
+                "[cache] owner {:?} has uid {} gid {}: it must be an unprivileged account (neither may be 0)",
+                acct.name, acct.uid, acct.gid
+            ));
         }
         // Needs CAP_SETPCAP, which only root still has here.
         caps::clear(None, caps::CapSet::Bounding).map_err(|e| format!("bounding set: {e}"))?;
@@ -123,6 +84,7 @@ pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
                 return Err("privilege drop did not stick".into());
             }
         }
+        verify_ids(acct.uid, acct.gid)?;
     }
     for set in [caps::CapSet::Permitted, caps::CapSet::Inheritable] {
         if caps::read(None, set).map(|c| !c.is_empty()).unwrap_or(true) {
@@ -134,6 +96,32 @@ pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
         "PR_SET_NO_NEW_PRIVS",
     )
+}
+
+/// All three uids and gids (real, effective, saved) must be the target's:
+/// a saved id of 0 would be a way back to root.
+fn verify_ids(uid: u32, gid: u32) -> Result<(), String> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: out-parameters only.
+    check(
+        unsafe { libc::getresuid(&mut r, &mut e, &mut s) },
+        "getresuid",
+    )?;
+    if [r, e, s] != [uid; 3] {
+        return Err(format!(
+            "privilege drop incomplete: uids {r}/{e}/{s}, want {uid}"
+        ));
+    }
+    check(
+        unsafe { libc::getresgid(&mut r, &mut e, &mut s) },
+        "getresgid",
+    )?;
+    if [r, e, s] != [gid; 3] {
+        return Err(format!(
+            "privilege drop incomplete: gids {r}/{e}/{s}, want {gid}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,13 +12,15 @@ use std::process::{Command, Stdio};
 
 use crate::config::PolicyConfig;
 use crate::lookup::candidates;
-use crate::policy::{self, Verdict};
+use crate::policy::{self, Judged};
 use crate::signed::{self, Header};
 
 /// What publishing one user gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub user: String,
+    /// The serial signed into the file (never one published before).
+    pub serial: u64,
     pub served: usize,
     /// `line N: reason` for each dropped line.
     pub dropped: Vec<String>,
@@ -34,24 +36,23 @@ pub fn build_body(
 ) -> (String, Published) {
     let mut cands = Vec::new();
     candidates("input", text, &mut cands);
-    let verdicts = policy::evaluate(policy, &cands, now);
     let mut body = header.to_line();
     body.push('\n');
     let mut served = 0;
     let mut dropped = Vec::new();
-    for (c, v) in cands.iter().zip(&verdicts) {
-        match (v, &c.parsed) {
-            (Verdict::Served, Ok(k)) => {
+    for (c, judged) in policy::judge(policy, &cands, now) {
+        match judged {
+            Judged::Served(k) => {
                 body.push_str(&k.to_line());
                 body.push('\n');
                 served += 1;
             }
-            (Verdict::Dropped(why), _) => dropped.push(format!("line {}: {why}", c.line_no)),
-            _ => {}
+            Judged::Dropped(why) => dropped.push(format!("line {}: {why}", c.line_no)),
         }
     }
     let p = Published {
         user: user.to_owned(),
+        serial: header.serial,
         served,
         dropped,
     };
@@ -90,16 +91,13 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
     }
     inputs.sort();
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
     for (user, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let header = Header {
             user: user.clone(),
-            serial: o.serial,
+            serial: next_serial(o.serial, last_serial(o.out, user)),
             expires: o.expires,
         };
         let (body, published) = build_body(user, &text, o.policy, &header, now);
@@ -108,6 +106,22 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
     }
     remove_stale(o.out, &inputs)?;
     Ok(results)
+}
+
+/// A serial is never reused: hosts refuse a signed file whose serial is at
+/// or below one they accepted with another body (the rollback floor), so a
+/// repeated serial would lock the user out. `max(requested, last + 1)`.
+pub fn next_serial(requested: u64, last: Option<u64>) -> u64 {
+    match last {
+        Some(l) => requested.max(l.saturating_add(1)),
+        None => requested,
+    }
+}
+
+/// The serial of the file already published for `user`, if any.
+fn last_serial(out: &Path, user: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(out.join(format!("{user}.keys"))).ok()?;
+    signed::parse_header(&text).ok().map(|h| h.serial)
 }
 
 /// Writes `<user>.keys` and its `.sig` so neither is ever seen half-written:
@@ -159,13 +173,22 @@ mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
 
     #[test]
+    fn serials_are_never_reused() {
+        assert_eq!(next_serial(100, None), 100);
+        assert_eq!(next_serial(100, Some(50)), 100);
+        assert_eq!(next_serial(100, Some(100)), 101);
+        assert_eq!(next_serial(100, Some(200)), 201);
+        assert_eq!(next_serial(5, Some(u64::MAX)), u64::MAX);
+    }
+
+    #[test]
     fn body_has_header_and_only_policy_clean_keys() {
         let h = Header {
             user: "alice".into(),
             serial: 3,
             expires: 2_000_000_000,
         };
-        let text = format!("# laptop\n{ED} a\nssh-dss AAAA\nrestrict {ED} dup\n");
+        let text = format!("# laptop\n{ED} a\nssh-dss AAAA\n{ED} dup\n");
         let (body, p) = build_body("alice", &text, &PolicyConfig::default(), &h, 0);
         let mut lines = body.lines();
         assert_eq!(signed::parse_header(&body).unwrap(), h);

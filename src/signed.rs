@@ -71,14 +71,9 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
     })
 }
 
-/// Checks a parsed header against the request: right user, not expired, no
-/// rollback below `min_serial` (the serial already cached for this user).
-pub fn check_header(
-    h: &Header,
-    user: &str,
-    now: i64,
-    min_serial: Option<u64>,
-) -> Result<(), String> {
+/// Checks a parsed header against the request: right user, not expired.
+/// (The rollback floor is `state::Floor`'s rule.)
+pub fn check_header(h: &Header, user: &str, now: i64) -> Result<(), String> {
     if h.user != user {
         return Err(format!(
             "signed file is for user {:?}, not {user:?}",
@@ -87,14 +82,6 @@ pub fn check_header(
     }
     if h.expires <= now {
         return Err(format!("signed file expired at {}", format_utc(h.expires)));
-    }
-    if let Some(min) = min_serial {
-        if h.serial < min {
-            return Err(format!(
-                "signed file serial {} is lower than the cached serial {min} (rollback)",
-                h.serial
-            ));
-        }
     }
     Ok(())
 }
@@ -128,11 +115,10 @@ pub fn check_file(
     signers: &[PublicKey],
     user: &str,
     now: i64,
-    min_serial: Option<u64>,
 ) -> Result<Header, String> {
     verify(body.as_bytes(), sig_pem, signers)?;
     let h = parse_header(body)?;
-    check_header(&h, user, now, min_serial)?;
+    check_header(&h, user, now)?;
     Ok(h)
 }
 
@@ -230,17 +216,14 @@ mod tests {
         );
         assert_eq!(parse_header(&format!("{}\n", h.to_line())).unwrap(), h);
         let now = 1893456000 - 10;
-        assert!(check_header(&h, "alice", now, Some(5)).is_ok());
-        assert!(check_header(&h, "alice", now, None).is_ok());
-        assert!(check_header(&h, "bob", now, None)
+        assert!(check_header(&h, "alice", now).is_ok());
+        assert!(check_header(&h, "bob", now)
             .unwrap_err()
             .contains("not \"bob\""));
-        assert!(check_header(&h, "alice", 1893456000, None)
+        assert!(check_header(&h, "alice", 1893456000)
             .unwrap_err()
             .contains("expired"));
-        assert!(check_header(&h, "alice", now, Some(6))
-            .unwrap_err()
-            .contains("rollback"));
+        // The rollback rule is state::Floor's (tested there).
     }
 
     #[test]

@@ -2,80 +2,22 @@
 //!
 //! Conditional GETs (the cached ETag), a bounded number of worker threads,
 //! an optional random delay before starting (so a fleet does not hit the
-//! directory in the same second). A 404 removes the entry: the directory no
-//! longer knows the user. A transient error never touches an entry.
+//! directory in the same second). What each answer does to an entry is
+//! `state`'s rule, the same one the login path follows: a 404 removes the
+//! entry but never the rollback floor; a transient error touches nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::audit::Record;
-use crate::cache::{Cache, Entry, Lookup, Status};
+use crate::cache::Cache;
 use crate::config::Config;
-use crate::directory::{Directory, Fetch, Request};
+use crate::directory::{Directory, Request};
+use crate::os::clock::now_secs;
+use crate::state::{self, Current, Mode, Ttls};
 
-/// What happened to one user's entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Updated,
-    Unchanged,
-    Removed,
-    Failed(String),
-}
-
-/// The pure part: what to store for a user given the directory's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Write(Entry),
-    /// Same body, new age (304): no fsync needed.
-    Refresh(Entry),
-    Remove,
-    Keep(String),
-}
-
-pub fn decide(old: Option<&Entry>, fetched: Fetch, now: u64) -> (Action, Change) {
-    match fetched {
-        Fetch::Keys {
-            body,
-            etag,
-            url,
-            serial,
-        } => {
-            let same = old.is_some_and(|o| o.status == Status::Keys && o.body == body);
-            let entry = Entry {
-                fetched_at: now,
-                status: Status::Keys,
-                etag,
-                url,
-                serial,
-                body,
-            };
-            let change = if same {
-                Change::Unchanged
-            } else {
-                Change::Updated
-            };
-            (Action::Write(entry), change)
-        }
-        Fetch::NotModified { url } => match old {
-            Some(o) if o.status == Status::Keys => {
-                let mut e = o.clone();
-                e.fetched_at = now;
-                e.url = url;
-                (Action::Refresh(e), Change::Unchanged)
-            }
-            _ => {
-                let why = "304 without a cached entry".to_string();
-                (Action::Keep(why.clone()), Change::Failed(why))
-            }
-        },
-        Fetch::NoKeys { .. } => (Action::Remove, Change::Removed),
-        Fetch::Unavailable { errors } => {
-            let why = errors.join("; ");
-            (Action::Keep(why.clone()), Change::Failed(why))
-        }
-    }
-}
+pub use crate::state::Change;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -115,6 +57,8 @@ impl Summary {
 pub fn sync_users(
     cache: &Cache,
     dir: &(dyn Directory + Sync),
+    ttls: &Ttls,
+    signed: bool,
     users: &[String],
     jobs: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
@@ -130,7 +74,7 @@ pub fn sync_users(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(user) = users.get(i) else { break };
-                let change = sync_one(cache, dir, user);
+                let change = sync_one(cache, dir, ttls, signed, user);
                 if let Ok(mut sum) = summary.lock() {
                     sum.add(user, change);
                 }
@@ -141,34 +85,29 @@ pub fn sync_users(
     summary.into_inner().unwrap_or_default()
 }
 
-fn sync_one(cache: &Cache, dir: &dyn Directory, user: &str) -> Change {
-    let old = match cache.read(user) {
-        Ok(Lookup::Found(e)) => Some(e),
-        Ok(Lookup::Missing | Lookup::Corrupt(_)) => None,
+fn sync_one(cache: &Cache, dir: &dyn Directory, ttls: &Ttls, signed: bool, user: &str) -> Change {
+    let read = cache.read(user).and_then(|lookup| {
+        let floor = if signed {
+            cache.read_floor(user)?
+        } else {
+            None
+        };
+        Ok(Current::new(lookup, floor))
+    });
+    let cur = match read {
+        Ok(c) => c,
         Err(e) => return Change::Failed(e.to_string()),
     };
-    let etag = old
-        .as_ref()
-        .filter(|e| e.status == Status::Keys)
-        .and_then(|e| e.etag.as_deref());
-    let fetched = dir.fetch(&Request {
-        user,
-        etag,
-        min_serial: old.as_ref().and_then(|e| e.serial),
-    });
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (action, change) = decide(old.as_ref(), fetched, now);
-    let stored = match action {
-        Action::Write(e) => cache.write(user, &e),
-        Action::Refresh(e) => cache.refresh(user, &e),
-        Action::Remove => cache.remove(user),
-        Action::Keep(_) => Ok(()),
+    let mode = if signed {
+        Mode::Signed { user }
+    } else {
+        Mode::Unsigned
     };
-    match stored {
-        Ok(()) => change,
+    let t = state::sync(&cur, now_secs(), ttls, mode, |etag, floor| {
+        dir.fetch(&Request { user, etag, floor })
+    });
+    match cache.apply(user, &t) {
+        Ok(()) => t.change,
         Err(e) => Change::Failed(e.to_string()),
     }
 }
@@ -203,71 +142,18 @@ pub fn run(
         None => cache.users().map_err(|e| e.to_string())?,
     };
     let dir = crate::directory::HttpDirectory::pooled(&config.directory);
-    Ok(sync_users(&cache, &dir, &users, jobs, progress))
+    let ttls = Ttls::from_config(&config.cache);
+    let signed = config.directory.signed();
+    Ok(sync_users(
+        &cache, &dir, &ttls, signed, &users, jobs, progress,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn old() -> Entry {
-        Entry {
-            fetched_at: 100,
-            status: Status::Keys,
-            etag: Some("\"a\"".into()),
-            url: "u".into(),
-            serial: None,
-            body: "k\n".into(),
-        }
-    }
-
-    #[test]
-    fn not_modified_refreshes_age_only() {
-        let (a, c) = decide(Some(&old()), Fetch::NotModified { url: "u2".into() }, 200);
-        assert_eq!(c, Change::Unchanged);
-        match a {
-            Action::Refresh(e) => {
-                assert_eq!(e.fetched_at, 200);
-                assert_eq!(e.body, "k\n");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn new_body_updates() {
-        let f = Fetch::Keys {
-            body: "k2\n".into(),
-            etag: None,
-            url: "u".into(),
-            serial: None,
-        };
-        assert_eq!(decide(Some(&old()), f, 200).1, Change::Updated);
-        let same = Fetch::Keys {
-            body: "k\n".into(),
-            etag: None,
-            url: "u".into(),
-            serial: None,
-        };
-        assert_eq!(decide(Some(&old()), same, 200).1, Change::Unchanged);
-    }
-
-    #[test]
-    fn unknown_user_removed_transient_error_kept() {
-        assert_eq!(
-            decide(Some(&old()), Fetch::NoKeys { url: "u".into() }, 200),
-            (Action::Remove, Change::Removed)
-        );
-        let (a, c) = decide(
-            Some(&old()),
-            Fetch::Unavailable {
-                errors: vec!["HTTP 503".into()],
-            },
-            200,
-        );
-        assert!(matches!(a, Action::Keep(_)));
-        assert!(matches!(c, Change::Failed(w) if w.contains("503")));
-    }
+    // What sync does to an entry is specified by `state`'s table tests.
 
     #[test]
     fn jitter_is_bounded() {

@@ -107,8 +107,12 @@ impl AuthInfo {
         self.methods.iter().filter(|m| m.is_publickey())
     }
 
+    /// A `publickey` method whose key parses. The word alone is not
+    /// enough: a value rewritten before pam_keyward (e.g. by
+    /// `pam_env user_readenv=1`) could carry just that word.
     pub fn has_publickey(&self) -> bool {
-        self.publickeys().next().is_some()
+        self.publickeys()
+            .any(|m| m.key.as_ref().is_some_and(|k| k.fingerprint.is_some()))
     }
 
     /// `publickey,keyboard-interactive/pam` (empty string: no method).
@@ -250,6 +254,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn publickey_needs_a_key_that_parses() {
+        for v in [
+            "publickey\n",
+            "publickey ssh-ed25519\n",
+            "publickey ssh-ed25519 AAAA!!!!\n",
+            "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n",
+        ] {
+            assert!(!AuthInfo::parse(v).has_publickey(), "{v:?}");
+        }
+        assert!(AuthInfo::parse(&format!("publickey {ED}\n")).has_publickey());
+    }
+
+    #[test]
     fn empty_means_no_method() {
         for v in ["", "\n", "\n\n  \n", "\r\n"] {
             let info = AuthInfo::parse(v);
@@ -281,7 +298,9 @@ pub(crate) mod tests {
             ),
         ] {
             let info = AuthInfo::parse(v);
-            assert!(info.has_publickey(), "{v}");
+            // The method is kept (for the log), but it proves no key.
+            assert_eq!(info.publickeys().count(), 1, "{v}");
+            assert!(!info.has_publickey(), "{v}");
             let k = info.methods[0].key.as_ref().unwrap();
             assert_eq!(k.key_type, ty);
             assert_eq!(k.fingerprint, None, "{v}");
@@ -289,7 +308,8 @@ pub(crate) mod tests {
         }
         // A publickey line without even a key type: still the method.
         let info = AuthInfo::parse("publickey\n");
-        assert!(info.has_publickey());
+        assert_eq!(info.publickeys().count(), 1);
+        assert!(!info.has_publickey());
         assert!(info.methods[0].key.is_none());
     }
 

@@ -319,6 +319,9 @@ pub fn open_session(
     if decision != "session" {
         let why = match &info {
             None => "SSH_AUTH_INFO_0 not set (not sshd? add missing_ok for other services)",
+            Some(i) if i.publickeys().next().is_some() => {
+                "no publickey method with a parseable key in SSH_AUTH_INFO_0"
+            }
             Some(_) => "no publickey method in SSH_AUTH_INFO_0",
         };
         rec.push("reason", why);
@@ -613,13 +616,18 @@ mod tests {
     }
 
     #[test]
-    fn session_unparsable_key_still_counts_as_publickey() {
+    fn session_needs_a_key_that_parses() {
+        // The word `publickey` alone proves nothing: SSH_AUTH_INFO_0 can be
+        // rewritten by a pam_env user_readenv=1 line placed too early.
         let a = args(&["require_publickey"]);
-        let v = open_session(&a, &ctx("alice"), Some("publickey ssh-foo AAAA\n"), &db());
-        assert_eq!(v.ret, Ret::Success);
-        let l = line(&v);
-        assert!(l.contains("key_type=ssh-foo key_error="), "{l}");
-        assert!(!l.contains("fp="), "{l}");
+        for v in ["publickey ssh-foo AAAA\n", "publickey\n"] {
+            let v = open_session(&a, &ctx("alice"), Some(v), &db());
+            assert_eq!(v.ret, Ret::PermDenied);
+            let l = line(&v);
+            assert!(l.contains("key_error="), "{l}");
+            assert!(!l.contains("fp="), "{l}");
+            assert!(l.contains("with a parseable key"), "{l}");
+        }
     }
 
     #[test]

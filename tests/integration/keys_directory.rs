@@ -608,6 +608,59 @@ fn keys_denied_user_gets_nothing_and_no_request() {
     assert_eq!(nginx.total(), 0, "{:?}", nginx.accesses());
 }
 
+/// `deny_users = ["root"]` denies every uid-0 account, not just the name.
+#[test]
+fn keys_second_root_account_is_denied_like_root() {
+    let keys = Keys::new();
+    let a = keys.ed("a");
+    let nginx = Nginx::start();
+    let toor = TestUser::builder().uid0().create();
+    assert_eq!(toor.uid, 0);
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()));
+    nginx.put_keys(&toor.name, &body(&[&a]));
+    let r = env.keys(&toor.name, Some(&a.fingerprint()));
+    assert_eq!(r.out.code, Some(0), "{r}");
+    assert_eq!(r.out.stdout, "", "{r}");
+    assert_eq!(r.decision(), "deny", "{r}");
+    assert!(
+        r.field("reason").unwrap_or_default().contains("uid 0"),
+        "{r}"
+    );
+    assert_eq!(nginx.total(), 0, "{:?}", nginx.accesses());
+}
+
+/// The drop to the cache owner refuses an owner whose gid is 0 (its files
+/// and the process would keep root's group): fail closed, say why.
+#[test]
+fn keys_cache_owner_with_gid_0_is_refused() {
+    let keys = Keys::new();
+    let a = keys.ed("a");
+    let nginx = Nginx::start();
+    let owner = TestUser::builder().gid0().create();
+    assert_eq!(owner.gid, 0);
+    let name = owner.name.clone();
+    let env = KeysEnv::new(|mut c| {
+        c.owner = Some(name);
+        c.url(nginx.users_url())
+    });
+    let user = fake_user();
+    nginx.put_keys(&user, &body(&[&a]));
+    let r = env.keys(&user, None);
+    assert_eq!(r.out.code, Some(1), "{r}");
+    assert_eq!(r.out.stdout, "", "{r}");
+    let reason = r.field("reason").unwrap_or_default();
+    assert!(
+        reason.contains("gid 0") && reason.contains("unprivileged"),
+        "{r}"
+    );
+    assert_eq!(
+        nginx.total(),
+        0,
+        "nothing fetched as root: {:?}",
+        nginx.accesses()
+    );
+}
+
 #[test]
 fn keys_group_writable_cache_entry_fails_closed() {
     let keys = Keys::new();

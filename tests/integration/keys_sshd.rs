@@ -348,3 +348,59 @@ fn sshd_directory_down_serves_stale_cache_then_fails_closed() {
     );
     assert!(line.field("reason").is_some(), "{}", line.raw);
 }
+
+/// sshd tries every line: two `cert-authority` lines for one CA with other
+/// `principals=` are two grants, not a duplicate. The certificate whose
+/// principal only the second line names must log in (it did not when
+/// keyward dropped the second line as a duplicate of the first).
+#[test]
+fn sshd_second_cert_authority_line_for_the_same_ca_grants_its_principal() {
+    let s = Stack::new(|c| c.ttl("5m"));
+    let user = TestUser::new();
+    let ca = s.key("ca", KeyType::Ed25519);
+    let web = s.key("web", KeyType::Ed25519);
+    let ops = s.key("ops", KeyType::Ed25519);
+    let web_cert = ca.sign_user_cert(&web, "kwt-web", &["team-web"]);
+    let ops_cert = ca.sign_user_cert(&ops, "kwt-ops", &["team-ops"]);
+    s.publish(
+        &user,
+        &[
+            format!("cert-authority,principals=\"team-db\" {}", ca.public_line()),
+            format!(
+                "cert-authority,principals=\"team-web\" {}",
+                ca.public_line()
+            ),
+            // An exact repeat is the only kind of duplicate dropped.
+            format!(
+                "cert-authority,principals=\"team-web\" {}",
+                ca.public_line()
+            ),
+        ],
+    );
+    let r = s
+        .sshd
+        .login_cert(&user.name, &web.path, &web_cert, "id -un");
+    assert!(
+        r.ok,
+        "team-web certificate, granted by line 2: {r}\n{}",
+        s.debug()
+    );
+    assert_eq!(r.stdout().trim(), user.name);
+    let r = s
+        .sshd
+        .login_cert(&user.name, &ops.path, &ops_cert, "id -un");
+    assert!(!r.ok, "team-ops is named by no line: {r}");
+    let line = s
+        .env
+        .log
+        .lines_of("keyward")
+        .into_iter()
+        .rfind(|l| l.field("user").as_deref() == Some(user.name.as_str()))
+        .expect("a keyward line");
+    assert!(
+        line.field("drop")
+            .unwrap_or_default()
+            .contains("duplicate of key #2"),
+        "the exact repeat is dropped and logged: {line:?}"
+    );
+}

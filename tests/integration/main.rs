@@ -6,6 +6,7 @@ mod support;
 
 mod demo;
 mod doctor;
+mod journal;
 mod keys_directory;
 mod keys_sshd;
 mod packages;

@@ -791,11 +791,14 @@ fn auth_info(world: &World, kind: &str, r: &mut Rng) -> Option<Vec<u8>> {
     Some(s.into_bytes())
 }
 
-/// Whether the value names a `publickey` method, per the contract: lines
-/// as sshd writes them (`METHOD[/SUB][ KEYTYPE BASE64]`, CRLF tolerated,
-/// blank lines skipped), the first 32 lines, values up to 64 KiB (longer
-/// ones are not parsed at all), read as UTF-8 (invalid bytes replaced).
-fn has_publickey(info: &[u8]) -> bool {
+/// Whether the value names a `publickey` method with a key that parses, per
+/// the contract: lines as sshd writes them (`METHOD[/SUB][ KEYTYPE
+/// BASE64]`, CRLF tolerated, blank lines skipped), the first 32 lines,
+/// values up to 64 KiB (longer ones are not parsed at all), read as UTF-8
+/// (invalid bytes replaced). The word `publickey` alone is not enough: the
+/// only parseable keys the generator writes are the world's real ones.
+fn has_publickey(world: &World, info: &[u8]) -> bool {
+    let real = [&world.ed, &world.ec, &world.rsa, &world.cert];
     let s = String::from_utf8_lossy(info);
     if s.len() > INFO_MAX_LEN {
         return false;
@@ -805,8 +808,17 @@ fn has_publickey(info: &[u8]) -> bool {
         .filter(|l| !l.trim().is_empty())
         .take(INFO_MAX_LINES)
         .any(|l| {
-            let method = l.split_ascii_whitespace().next().unwrap_or("");
+            let mut toks = l.split_ascii_whitespace();
+            let method = toks.next().unwrap_or("");
+            let key = format!(
+                "{} {}",
+                toks.next().unwrap_or(""),
+                toks.next().unwrap_or("")
+            );
             method.split('/').next() == Some("publickey")
+                && real
+                    .iter()
+                    .any(|r| r.split(' ').take(2).collect::<Vec<_>>().join(" ") == key)
         })
 }
 
@@ -1012,7 +1024,10 @@ fn expect_op(world: &World, case: &Case, m: &ArgsModel, op: Op) -> Step {
             }
         }
         Op::OpenSession => {
-            let key = case.info.as_deref().is_some_and(has_publickey);
+            let key = case
+                .info
+                .as_deref()
+                .is_some_and(|i| has_publickey(world, i));
             let missing_ok = case.info.is_none() && m.missing_ok;
             if key || !m.require_publickey || missing_ok {
                 step(Ret::Success, Some("session"))

@@ -368,3 +368,143 @@ fn publish_round_trip_to_a_real_sshd_login() {
     let weak_login = sshd.login(&user.name, &weak.path, "id -un");
     assert!(!weak_login.ok, "the dropped RSA-1024 key must not log in");
 }
+
+/// Issue 11's hole: an unsigned 404 answered to sync used to delete the only
+/// copy of the serial, after which an older, still valid signed file (with a
+/// revoked key) was served again. The floor survives the 404 and the removal.
+#[test]
+fn a_404_to_sync_does_not_reopen_a_rollback() {
+    rollback_after(|s, user| {
+        s.nginx.remove(&format!("users/{user}.keys"));
+        s.nginx.remove(&format!("users/{user}.keys.sig"));
+        let out = s.env.kw.run(&["sync"]);
+        assert_eq!(out.code, Some(0), "{out}");
+        assert!(
+            !s.env.entry(user).exists(),
+            "sync removes the entry after a 404"
+        );
+    });
+}
+
+/// The same when the admin removes the cache entry by hand.
+#[test]
+fn removing_the_cache_entry_does_not_reopen_a_rollback() {
+    rollback_after(|s, user| {
+        std::fs::remove_file(s.env.entry(user)).unwrap();
+    });
+}
+
+/// Serial 200 (the current file, key `new`) is cached; `between` happens;
+/// then a mirror replays serial 100 (key `revoked`), validly signed and not
+/// yet expired. It must not be served, and the log must say why.
+fn rollback_after(between: impl FnOnce(&Signed, &str)) {
+    let keys = TestDir::new("signkeys");
+    let signer = SshKey::ed25519(keys.path(), "signer");
+    let new_key = SshKey::ed25519(keys.path(), "new");
+    let revoked = SshKey::ed25519(keys.path(), "revoked");
+    let s = Signed::new(&[&signer], keys);
+    let user = keysenv::fake_user();
+    let t = now();
+    let current = format!(
+        "{}{}\n",
+        header(&user, 200, t + 3600),
+        new_key.public_line()
+    );
+    let old = format!(
+        "{}{}\n",
+        header(&user, 100, t + 3600),
+        revoked.public_line()
+    );
+
+    s.serve_signed(&user, &signer, &current);
+    let r = s.env.keys(&user, None);
+    expect_served(&r, &new_key, "directory");
+
+    between(&s, &user);
+
+    s.serve_signed(&user, &signer, &old);
+    sleep(Duration::from_millis(1100));
+    let r = s.env.keys(&user, None);
+    assert_eq!(
+        r.out.code,
+        Some(1),
+        "the revoked key must not be served: {r}"
+    );
+    assert_eq!(r.out.stdout, "", "{r}");
+    assert_eq!(r.decision(), "fail", "{r}");
+    let reason = r.field("reason").unwrap_or_default();
+    assert!(
+        reason.contains("serial 100 is lower than the highest accepted serial 200"),
+        "the log must name the rollback: {r}"
+    );
+    // The same file with serial 200 but another body is refused as well.
+    let forged = format!(
+        "{}{}\n",
+        header(&user, 200, t + 3600),
+        revoked.public_line()
+    );
+    s.serve_signed(&user, &signer, &forged);
+    let r = s.env.keys(&user, None);
+    assert_eq!(r.out.code, Some(1), "{r}");
+    assert!(
+        r.field("reason")
+            .unwrap_or_default()
+            .contains("reuses serial 200"),
+        "{r}"
+    );
+    // A newer file is accepted again.
+    let newer = format!(
+        "{}{}\n",
+        header(&user, 201, t + 3600),
+        new_key.public_line()
+    );
+    s.serve_signed(&user, &signer, &newer);
+    let r = s.env.keys(&user, None);
+    expect_served(&r, &new_key, "directory");
+}
+
+/// An unsafe ca_file is refused like an unsafe config: fail closed (even with
+/// a stale entry to serve), and the log names the file.
+#[test]
+fn unsafe_ca_file_fails_closed_and_is_named() {
+    let keys = TestDir::new("signkeys");
+    let k = SshKey::ed25519(keys.path(), "k");
+    let nginx = Nginx::start();
+    let url = nginx.users_url();
+    let mut env = KeysEnv::new(|c| c.url(url).ttl("1s").max_stale("1h").timeout("3s"));
+    let user = keysenv::fake_user();
+    nginx.put_keys(&user, &format!("{}\n", k.public_line()));
+    let r = env.keys(&user, None);
+    assert_eq!(r.out.code, Some(0), "{r}");
+
+    // Any PEM will do: the file is refused before it is parsed.
+    let ca = env.path().join("ca.pem");
+    write_file(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+        0o666,
+    );
+    let toml = env.config.to_toml().replacen(
+        "[directory]\n",
+        &format!(
+            "[directory]\nca_file = {}\n",
+            toml_str(&ca.display().to_string())
+        ),
+        1,
+    );
+    env.kw.write_config(&toml);
+    sleep(Duration::from_millis(1100));
+    let r = env.keys(&user, None);
+    assert_eq!(
+        r.out.code,
+        Some(1),
+        "stale must not be served past an unsafe ca_file: {r}"
+    );
+    assert_eq!(r.out.stdout, "", "{r}");
+    let reason = r.field("reason").unwrap_or_default();
+    assert!(
+        reason.contains(&format!("ca_file {}", ca.display())) && reason.contains("writable"),
+        "{r}"
+    );
+    let _ = &mut env;
+}

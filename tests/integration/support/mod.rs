@@ -411,6 +411,7 @@ pub struct TestUser {
 pub struct UserBuilder {
     password: Option<String>,
     groups: Vec<String>,
+    ids: Vec<String>,
 }
 
 impl UserBuilder {
@@ -418,6 +419,18 @@ impl UserBuilder {
     /// password but is not locked (`*`), so sshd accepts key logins.
     pub fn password(mut self, pw: &str) -> Self {
         self.password = Some(pw.to_owned());
+        self
+    }
+
+    /// A second root account (`useradd -o -u 0`), like BSD's `toor`.
+    pub fn uid0(mut self) -> Self {
+        self.ids.extend(["-o".into(), "-u".into(), "0".into()]);
+        self
+    }
+
+    /// Primary group root (`useradd -g 0`).
+    pub fn gid0(mut self) -> Self {
+        self.ids.extend(["-N".into(), "-g".into(), "0".into()]);
         self
     }
 
@@ -439,6 +452,7 @@ impl UserBuilder {
         if !groups.is_empty() {
             args.extend(["-G", &groups]);
         }
+        args.extend(self.ids.iter().map(String::as_str));
         args.push(&name);
         let out = account_cmd("useradd", &args);
         assert!(out.success(), "useradd {name}: {out}");

@@ -1,0 +1,933 @@
+//! What a cache entry may become: every transition, in one place (pure).
+//!
+//! `keys`, `sync`, `doctor` and `explain` all ask this module; none decides
+//! on its own. The first round had these rules in the login path and again
+//! in sync, and they drifted: a 404 answered to sync erased the serial that
+//! stops a signed file being rolled back. The table in the tests below is
+//! the specification: current state × the directory's answer → what is
+//! stored, what is served, what is logged.
+//!
+//! The **rollback floor** is kept apart from the entry (`Cache::read_floor`):
+//! per user, the highest serial ever accepted and the SHA-256 of that file.
+//! Nothing here ever lowers or forgets it: not a 404 (unsigned, so anyone on
+//! the path can send one), not sync, not removing the entry, not `max_stale`.
+
+use std::time::Duration;
+
+use crate::entry::{Corrupt, Entry, Lookup, Status};
+use crate::fetch::Fetch;
+
+/// How long answers stay good (from `[cache]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttls {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub max_stale: Duration,
+}
+
+impl Ttls {
+    pub fn from_config(c: &crate::config::CacheConfig) -> Ttls {
+        Ttls {
+            ttl: c.ttl.0,
+            negative_ttl: c.negative_ttl.0,
+            max_stale: c.max_stale.0,
+        }
+    }
+}
+
+/// What an entry is good for at time `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Serve it, no network.
+    Fresh,
+    /// Refresh it; serve it only if the directory cannot be reached.
+    Stale,
+    /// Refresh it; never serve it.
+    Expired,
+}
+
+/// Age-only freshness; `assess` adds the signed-file rules on top.
+pub fn freshness(entry: &Entry, now: u64, t: &Ttls) -> Freshness {
+    // From the future: clock trouble or tampering, never trusted as fresh.
+    let Some(age) = entry.age(now) else {
+        return Freshness::Expired;
+    };
+    let ttl = match entry.status {
+        Status::Keys => t.ttl,
+        Status::NoKeys => t.negative_ttl,
+    };
+    if age < ttl.as_secs() {
+        Freshness::Fresh
+    } else if age < t.max_stale.as_secs() {
+        Freshness::Stale
+    } else {
+        Freshness::Expired
+    }
+}
+
+/// The highest signed file accepted for a user: its serial and body hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Floor {
+    pub serial: u64,
+    pub sha256: [u8; 32],
+}
+
+/// Why a signed file is refused by the floor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rollback {
+    #[error("signed file serial {got} is lower than the highest accepted serial {floor} (rollback refused)")]
+    Lower { got: u64, floor: u64 },
+    #[error(
+        "signed file reuses serial {serial} with a different body (rollback or forgery refused)"
+    )]
+    SameSerialOtherBody { serial: u64 },
+}
+
+const FLOOR_MAGIC: &str = "keyward-floor 1";
+
+impl Floor {
+    pub fn of(serial: u64, body: &str) -> Floor {
+        use sha2::Digest;
+        Floor {
+            serial,
+            sha256: sha2::Sha256::digest(body.as_bytes()).into(),
+        }
+    }
+
+    /// The one rollback rule: a lower serial, or the same serial with
+    /// another body, is refused.
+    pub fn admits(&self, serial: u64, body: &str) -> Result<(), Rollback> {
+        if serial < self.serial {
+            return Err(Rollback::Lower {
+                got: serial,
+                floor: self.serial,
+            });
+        }
+        if serial == self.serial && Floor::of(serial, body).sha256 != self.sha256 {
+            return Err(Rollback::SameSerialOtherBody { serial });
+        }
+        Ok(())
+    }
+
+    /// The higher of two floors (a new file's floor never lowers it).
+    pub fn max(a: Option<Floor>, b: Option<Floor>) -> Option<Floor> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.serial > a.serial { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{FLOOR_MAGIC}\nserial {}\nsha256 {hex}\n", self.serial)
+    }
+
+    pub fn decode(text: &str) -> Result<Floor, Corrupt> {
+        let mut lines = text.lines();
+        if lines.next() != Some(FLOOR_MAGIC) {
+            return Err(Corrupt("unknown floor format"));
+        }
+        let (mut serial, mut sha) = (None, None);
+        for line in lines {
+            match line.split_once(' ') {
+                Some(("serial", v)) => serial = v.parse::<u64>().ok(),
+                Some(("sha256", v)) => sha = parse_hex32(v),
+                _ => return Err(Corrupt("bad floor line")),
+            }
+        }
+        Ok(Floor {
+            serial: serial.ok_or(Corrupt("floor has no serial"))?,
+            sha256: sha.ok_or(Corrupt("floor has no sha256"))?,
+        })
+    }
+}
+
+fn parse_hex32(v: &str) -> Option<[u8; 32]> {
+    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Whether signatures are required, and for which user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode<'a> {
+    Unsigned,
+    Signed { user: &'a str },
+}
+
+/// Everything known about a user before asking the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub entry: Option<Entry>,
+    /// Why a present entry could not be used at all (checksum, format).
+    pub corrupt: Option<Corrupt>,
+    /// The stored floor (signed mode only; None when none was ever stored).
+    pub floor: Option<Floor>,
+}
+
+impl Current {
+    pub fn new(lookup: Lookup, floor: Option<Floor>) -> Current {
+        let (entry, corrupt) = match lookup {
+            Lookup::Found(e) => (Some(e), None),
+            Lookup::Missing => (None, None),
+            Lookup::Corrupt(c) => (None, Some(c)),
+        };
+        Current {
+            entry,
+            corrupt,
+            floor,
+        }
+    }
+}
+
+/// The entry judged at `now`: what the login path may do without asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// None: no usable entry.
+    pub freshness: Option<Freshness>,
+    /// Why a present entry may not be served at all (signed rules).
+    pub unusable: Option<String>,
+    /// The floor in force: the stored one, raised by the entry's own serial
+    /// (entries written before floors were stored apart carry it).
+    pub floor: Option<Floor>,
+    /// The floor must be (re)written: the entry's serial is above the
+    /// stored one.
+    pub floor_behind: bool,
+}
+
+/// Judges the current entry. Pure; every command uses it.
+pub fn assess(cur: &Current, now: u64, ttls: &Ttls, mode: Mode) -> Assessment {
+    let entry_floor = match (mode, &cur.entry) {
+        (Mode::Signed { .. }, Some(e)) if e.status == Status::Keys => {
+            e.serial.map(|s| Floor::of(s, &e.body))
+        }
+        _ => None,
+    };
+    let floor = Floor::max(cur.floor, entry_floor);
+    let floor_behind = floor.is_some() && floor != cur.floor;
+    let unusable = cur.entry.as_ref().and_then(|e| match mode {
+        Mode::Signed { user } if e.status == Status::Keys => {
+            signed_usable(e, user, now, floor.as_ref()).err()
+        }
+        _ => None,
+    });
+    let freshness = cur.entry.as_ref().map(|e| match unusable {
+        None => freshness(e, now, ttls),
+        Some(_) => Freshness::Expired,
+    });
+    Assessment {
+        freshness,
+        unusable,
+        floor,
+        floor_behind,
+    }
+}
+
+/// A cached signed file stays usable only while its header is valid for this
+/// user, not expired, and not below the floor.
+pub fn signed_usable(e: &Entry, user: &str, now: u64, floor: Option<&Floor>) -> Result<(), String> {
+    let Some(serial) = e.serial else {
+        return Err("cached entry was not signed".into());
+    };
+    let h = crate::signed::parse_header(&e.body)?;
+    crate::signed::check_header(&h, user, now as i64)?;
+    if h.serial != serial {
+        return Err("cached entry's serial does not match its header".into());
+    }
+    if let Some(f) = floor {
+        f.admits(serial, &e.body).map_err(|r| r.to_string())?;
+    }
+    Ok(())
+}
+
+/// What to send the directory: the ETag only for an entry that may still be
+/// confirmed by a 304, and the floor every signed answer must clear.
+pub fn etag<'a>(cur: &'a Current, a: &Assessment) -> Option<&'a str> {
+    cur.entry
+        .as_ref()
+        .filter(|e| e.status == Status::Keys && a.unusable.is_none())
+        .and_then(|e| e.etag.as_deref())
+}
+
+/// Who is asking: the login path answers sshd; sync only maintains the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Login,
+    Sync,
+}
+
+/// What to do with the entry file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    Nothing,
+    /// A new answer: durable write.
+    Write(Entry),
+    /// Same body, new age (304): no fsync needed.
+    Refresh(Entry),
+    /// Drop the entry (sync, after a 404). The floor stays.
+    Remove,
+}
+
+/// For sync's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Updated,
+    Unchanged,
+    Removed,
+    Failed(String),
+}
+
+/// What the login path answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Keys (None: the user has no keys) from `source`, `age_s` old.
+    Serve {
+        body: Option<String>,
+        source: &'static str,
+        age_s: u64,
+    },
+    /// Fail closed with this reason.
+    Fail(String),
+}
+
+/// One transition: the entry's next state and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub store: Store,
+    /// A floor to persist (raised, or carried out of an entry).
+    pub floor: Option<Floor>,
+    pub answer: Answer,
+    pub change: Change,
+    pub warning: Option<String>,
+}
+
+/// The login path with a fresh entry: serve it, no network.
+pub fn serve_cached(cur: &Current, a: &Assessment, now: u64) -> Option<Transition> {
+    let e = cur.entry.as_ref()?;
+    if a.freshness != Some(Freshness::Fresh) {
+        return None;
+    }
+    Some(Transition {
+        store: Store::Nothing,
+        floor: a.floor.filter(|_| a.floor_behind),
+        answer: Answer::Serve {
+            body: body_of(e),
+            source: "cache",
+            age_s: e.age(now).unwrap_or(0),
+        },
+        change: Change::Unchanged,
+        warning: None,
+    })
+}
+
+/// The entry's next state after the directory answered `fetched`.
+pub fn on_answer(
+    cur: &Current,
+    a: &Assessment,
+    fetched: Fetch,
+    now: u64,
+    ttls: &Ttls,
+    mode: Mode,
+    purpose: Purpose,
+) -> Transition {
+    let ctx = Answered {
+        cur,
+        a,
+        now,
+        ttls,
+        purpose,
+        warning: cur.corrupt.as_ref().map(|c| format!("{c}; refetching")),
+        carried: a.floor.filter(|_| a.floor_behind),
+    };
+    match fetched {
+        Fetch::Keys {
+            body,
+            etag,
+            url,
+            serial,
+        } => ctx.keys(mode, body, etag, url, serial),
+        Fetch::NotModified { url } => ctx.not_modified(url),
+        Fetch::NoKeys { url } => ctx.no_keys(url),
+        Fetch::Unavailable { errors } => {
+            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            ctx.refused(&why.join("; "))
+        }
+        Fetch::Misconfigured { error } => Transition {
+            store: Store::Nothing,
+            floor: ctx.carried,
+            answer: Answer::Fail(error.clone()),
+            change: Change::Failed(error),
+            warning: ctx.warning,
+        },
+    }
+}
+
+/// What an answer is judged against (see `on_answer`).
+struct Answered<'a> {
+    cur: &'a Current,
+    a: &'a Assessment,
+    now: u64,
+    ttls: &'a Ttls,
+    purpose: Purpose,
+    /// Set when the entry read was corrupt.
+    warning: Option<String>,
+    /// The floor to write when the entry's serial is above the stored one.
+    carried: Option<Floor>,
+}
+
+impl Answered<'_> {
+    /// A served answer from the directory.
+    fn done(
+        self,
+        store: Store,
+        floor: Option<Floor>,
+        body: Option<String>,
+        change: Change,
+    ) -> Transition {
+        Transition {
+            store,
+            floor,
+            answer: Answer::Serve {
+                body,
+                source: "directory",
+                age_s: 0,
+            },
+            change,
+            warning: self.warning,
+        }
+    }
+
+    fn refused(&self, why: &str) -> Transition {
+        refused(self.cur, self.a, self.now, self.ttls, self.purpose, why)
+    }
+
+    /// 200: a new entry (signature and floor checked again in signed mode).
+    fn keys(
+        self,
+        mode: Mode,
+        body: String,
+        etag: Option<String>,
+        url: String,
+        serial: Option<u64>,
+    ) -> Transition {
+        // The directory checks signatures and the floor before it answers;
+        // checked again here so no Directory can skip it.
+        let floor = match (mode, serial) {
+            (Mode::Unsigned, _) => None,
+            (Mode::Signed { .. }, None) => return self.refused("unsigned answer in signed mode"),
+            (Mode::Signed { .. }, Some(s)) => {
+                if let Some(Err(r)) = self.a.floor.as_ref().map(|f| f.admits(s, &body)) {
+                    return self.refused(&r.to_string());
+                }
+                Some(Floor::of(s, &body))
+            }
+        };
+        let raised = match (floor, self.a.floor) {
+            (Some(new), Some(old)) if new.serial > old.serial => Some(new),
+            (Some(new), None) => Some(new),
+            _ => self.carried,
+        };
+        let same = self
+            .cur
+            .entry
+            .as_ref()
+            .is_some_and(|o| o.status == Status::Keys && o.body == body);
+        let change = if same {
+            Change::Unchanged
+        } else {
+            Change::Updated
+        };
+        let entry = Entry {
+            fetched_at: self.now,
+            status: Status::Keys,
+            etag,
+            url,
+            serial,
+            body,
+        };
+        let served = Some(entry.body.clone());
+        self.done(Store::Write(entry), raised, served, change)
+    }
+
+    /// 304: the cached entry, refreshed, when it may still be used.
+    fn not_modified(self, url: String) -> Transition {
+        match &self.cur.entry {
+            Some(e) if e.status == Status::Keys && self.a.unusable.is_none() => {
+                let mut e = e.clone();
+                e.fetched_at = self.now;
+                e.url = url;
+                let served = Some(e.body.clone());
+                let carried = self.carried;
+                self.done(Store::Refresh(e), carried, served, Change::Unchanged)
+            }
+            _ => self.refused("directory answered 304 but no cached entry matches"),
+        }
+    }
+
+    /// 404: authoritative "no keys", but unsigned: it may only take keys
+    /// away. The floor is untouched (and carried out of the entry before
+    /// the entry goes).
+    fn no_keys(self, url: String) -> Transition {
+        let (store, change) = match self.purpose {
+            Purpose::Login => (
+                Store::Write(Entry {
+                    fetched_at: self.now,
+                    status: Status::NoKeys,
+                    etag: None,
+                    url,
+                    serial: None,
+                    body: String::new(),
+                }),
+                Change::Updated,
+            ),
+            Purpose::Sync => (Store::Remove, Change::Removed),
+        };
+        let carried = self.carried;
+        self.done(store, carried, None, change)
+    }
+}
+
+/// No usable answer: serve the entry while stale-servable, else fail
+/// closed. The entry is never touched (a transient error changes nothing).
+fn refused(
+    cur: &Current,
+    a: &Assessment,
+    now: u64,
+    ttls: &Ttls,
+    purpose: Purpose,
+    why: &str,
+) -> Transition {
+    let carried = a.floor.filter(|_| a.floor_behind);
+    let fail = |reason: String| Transition {
+        store: Store::Nothing,
+        floor: carried,
+        answer: Answer::Fail(reason.clone()),
+        change: Change::Failed(reason),
+        warning: None,
+    };
+    if purpose == Purpose::Sync {
+        return fail(why.to_owned());
+    }
+    match (&cur.entry, a.freshness) {
+        (Some(e), Some(Freshness::Stale)) => {
+            let age = e.age(now).unwrap_or(0);
+            Transition {
+                store: Store::Nothing,
+                floor: carried,
+                answer: Answer::Serve {
+                    body: body_of(e),
+                    source: "stale",
+                    age_s: age,
+                },
+                change: Change::Unchanged,
+                warning: Some(format!(
+                    "directory unavailable ({why}); serving cache entry {age}s old"
+                )),
+            }
+        }
+        (Some(_), _) if a.unusable.is_some() => fail(format!(
+            "directory unavailable ({why}) and the cached entry cannot be served ({})",
+            a.unusable.as_deref().unwrap_or_default()
+        )),
+        (Some(e), _) => fail(match e.age(now) {
+            Some(age) => format!(
+                "directory unavailable ({why}) and the cache entry is too old to serve (age {age}s, max_stale {}s)",
+                ttls.max_stale.as_secs()
+            ),
+            None => format!(
+                "directory unavailable ({why}) and the cache entry is dated in the future (clock?)"
+            ),
+        }),
+        (None, _) => fail(format!("directory unavailable ({why}) and nothing cached")),
+    }
+}
+
+/// The login path: a fresh entry is served without calling `fetch`;
+/// otherwise `fetch` is called once, with the ETag and floor to send.
+pub fn login(
+    cur: &Current,
+    now: u64,
+    ttls: &Ttls,
+    mode: Mode,
+    fetch: impl FnOnce(Option<&str>, Option<Floor>) -> Fetch,
+) -> Transition {
+    let a = assess(cur, now, ttls, mode);
+    if let Some(t) = serve_cached(cur, &a, now) {
+        return t;
+    }
+    let fetched = fetch(etag(cur, &a), a.floor);
+    on_answer(cur, &a, fetched, now, ttls, mode, Purpose::Login)
+}
+
+/// Sync: always asks (conditionally), never serves.
+pub fn sync(
+    cur: &Current,
+    now: u64,
+    ttls: &Ttls,
+    mode: Mode,
+    fetch: impl FnOnce(Option<&str>, Option<Floor>) -> Fetch,
+) -> Transition {
+    let a = assess(cur, now, ttls, mode);
+    let fetched = fetch(etag(cur, &a), a.floor);
+    on_answer(cur, &a, fetched, now, ttls, mode, Purpose::Sync)
+}
+
+fn body_of(e: &Entry) -> Option<String> {
+    match e.status {
+        Status::Keys => Some(e.body.clone()),
+        Status::NoKeys => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The specification: current state × answer → store, floor, answer.
+    use super::*;
+    use crate::signed::Header;
+
+    const T: u64 = 1_700_000_000;
+    const U: Mode = Mode::Unsigned;
+    const S: Mode = Mode::Signed { user: "alice" };
+
+    fn ttls() -> Ttls {
+        Ttls {
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+
+    fn entry(age: u64) -> Entry {
+        Entry {
+            fetched_at: T - age,
+            status: Status::Keys,
+            etag: Some("\"e1\"".into()),
+            url: "http://d/alice".into(),
+            serial: None,
+            body: "old\n".into(),
+        }
+    }
+
+    fn signed_body(user: &str, serial: u64, key: &str) -> String {
+        let h = Header {
+            user: user.into(),
+            serial,
+            expires: T as i64 + 86400,
+        };
+        format!("{}\n{key}\n", h.to_line())
+    }
+
+    fn signed_entry(age: u64, serial: u64) -> Entry {
+        Entry {
+            serial: Some(serial),
+            body: signed_body("alice", serial, "k"),
+            ..entry(age)
+        }
+    }
+
+    fn cur(e: Option<Entry>, floor: Option<Floor>) -> Current {
+        Current {
+            entry: e,
+            corrupt: None,
+            floor,
+        }
+    }
+
+    fn keys(body: &str, serial: Option<u64>) -> Fetch {
+        Fetch::Keys {
+            body: body.into(),
+            etag: Some("\"e2\"".into()),
+            url: "http://m2/alice".into(),
+            serial,
+        }
+    }
+
+    fn down() -> Fetch {
+        Fetch::Unavailable {
+            errors: vec![crate::fetch::MirrorError::new(
+                "m1",
+                crate::fetch::FailKind::Answer,
+                "HTTP 500",
+            )],
+        }
+    }
+
+    fn never(_: Option<&str>, _: Option<Floor>) -> Fetch {
+        panic!("a fresh entry must not touch the directory")
+    }
+
+    fn served(t: &Transition) -> (Option<&str>, &'static str) {
+        match &t.answer {
+            Answer::Serve { body, source, .. } => (body.as_deref(), source),
+            Answer::Fail(why) => panic!("failed: {why}"),
+        }
+    }
+
+    fn failed(t: &Transition) -> &str {
+        match &t.answer {
+            Answer::Fail(why) => why,
+            other => panic!("served: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn freshness_by_age() {
+        let t = ttls();
+        let e = entry(0);
+        assert_eq!(freshness(&e, T, &t), Freshness::Fresh);
+        assert_eq!(freshness(&e, T + 299, &t), Freshness::Fresh);
+        assert_eq!(freshness(&e, T + 300, &t), Freshness::Stale);
+        assert_eq!(freshness(&e, T + 3599, &t), Freshness::Stale);
+        assert_eq!(freshness(&e, T + 3600, &t), Freshness::Expired);
+        assert_eq!(
+            freshness(&e, T - 1, &t),
+            Freshness::Expired,
+            "from the future"
+        );
+        let neg = Entry {
+            status: Status::NoKeys,
+            ..entry(0)
+        };
+        assert_eq!(freshness(&neg, T + 29, &t), Freshness::Fresh);
+        assert_eq!(freshness(&neg, T + 30, &t), Freshness::Stale);
+    }
+
+    #[test]
+    fn fresh_entry_is_served_without_network() {
+        let t = login(&cur(Some(entry(10)), None), T, &ttls(), U, never);
+        assert_eq!(served(&t), (Some("old\n"), "cache"));
+        assert_eq!(t.store, Store::Nothing);
+        let neg = Entry {
+            status: Status::NoKeys,
+            ..entry(10)
+        };
+        let t = login(&cur(Some(neg), None), T, &ttls(), U, never);
+        assert_eq!(served(&t), (None, "cache"));
+    }
+
+    #[test]
+    fn stale_entry_revalidates_with_its_etag() {
+        let t = login(&cur(Some(entry(400)), None), T, &ttls(), U, |etag, _| {
+            assert_eq!(etag, Some("\"e1\""));
+            Fetch::NotModified {
+                url: "http://m2/alice".into(),
+            }
+        });
+        assert_eq!(served(&t), (Some("old\n"), "directory"));
+        match t.store {
+            Store::Refresh(e) => {
+                assert_eq!((e.fetched_at, e.url.as_str()), (T, "http://m2/alice"));
+                assert_eq!(e.body, "old\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_body_replaces_the_entry() {
+        let t = login(&cur(Some(entry(400)), None), T, &ttls(), U, |_, _| {
+            keys("new\n", None)
+        });
+        assert_eq!(served(&t), (Some("new\n"), "directory"));
+        assert_eq!(t.change, Change::Updated);
+        assert!(matches!(&t.store, Store::Write(e) if e.etag.as_deref() == Some("\"e2\"")));
+        let t = sync(&cur(Some(entry(10)), None), T, &ttls(), U, |_, _| {
+            keys("old\n", None)
+        });
+        assert_eq!(t.change, Change::Unchanged);
+    }
+
+    #[test]
+    fn not_found_is_remembered_by_login_and_removed_by_sync() {
+        let t = login(&cur(None, None), T, &ttls(), U, |etag, _| {
+            assert_eq!(etag, None);
+            Fetch::NoKeys { url: "u".into() }
+        });
+        assert_eq!(served(&t), (None, "directory"));
+        assert!(matches!(&t.store, Store::Write(e) if e.status == Status::NoKeys));
+        let t = sync(&cur(Some(entry(10)), None), T, &ttls(), U, |_, _| {
+            Fetch::NoKeys { url: "u".into() }
+        });
+        assert_eq!((t.store, t.change), (Store::Remove, Change::Removed));
+    }
+
+    #[test]
+    fn unavailable_serves_stale_within_max_stale_only() {
+        let t = login(&cur(Some(entry(400)), None), T, &ttls(), U, |_, _| down());
+        assert_eq!(served(&t), (Some("old\n"), "stale"));
+        assert!(t.warning.unwrap().contains("HTTP 500"));
+        assert_eq!(t.store, Store::Nothing);
+        let t = login(&cur(Some(entry(3600)), None), T, &ttls(), U, |_, _| down());
+        assert!(failed(&t).contains("too old"));
+        let t = login(&cur(None, None), T, &ttls(), U, |_, _| down());
+        assert!(failed(&t).contains("nothing cached"));
+        let mut future = entry(0);
+        future.fetched_at = T + 1000;
+        let t = login(&cur(Some(future), None), T, &ttls(), U, |_, _| down());
+        assert!(failed(&t).contains("future"));
+    }
+
+    #[test]
+    fn sync_never_serves_and_never_touches_an_entry_on_errors() {
+        let t = sync(&cur(Some(entry(400)), None), T, &ttls(), U, |_, _| down());
+        assert_eq!(t.store, Store::Nothing);
+        assert!(matches!(t.change, Change::Failed(w) if w.contains("500")));
+        let t = sync(&cur(None, None), T, &ttls(), U, |_, _| Fetch::NotModified {
+            url: "u".into(),
+        });
+        assert_eq!(t.store, Store::Nothing);
+        assert!(matches!(t.change, Change::Failed(_)));
+    }
+
+    #[test]
+    fn misconfiguration_fails_closed_even_with_a_stale_entry() {
+        let bad = || Fetch::Misconfigured {
+            error: "ca_file /etc/keyward/ca.pem: group-writable".into(),
+        };
+        let t = login(&cur(Some(entry(400)), None), T, &ttls(), U, |_, _| bad());
+        assert!(failed(&t).contains("ca_file"));
+        assert_eq!(t.store, Store::Nothing);
+    }
+
+    #[test]
+    fn corrupt_entry_is_never_served_and_is_refetched_without_etag() {
+        let c = Current::new(Lookup::Corrupt(Corrupt("checksum mismatch")), None);
+        let t = login(&c, T, &ttls(), U, |_, _| down());
+        assert!(failed(&t).contains("nothing cached"));
+        let t = login(&c, T, &ttls(), U, |etag, _| {
+            assert_eq!(etag, None);
+            keys("k\n", None)
+        });
+        assert!(t.warning.unwrap().contains("checksum"));
+    }
+
+    #[test]
+    fn signed_entries_expire_with_their_header_and_bind_the_user() {
+        let ok = signed_entry(10, 7);
+        let t = login(&cur(Some(ok.clone()), None), T, &ttls(), S, never);
+        assert_eq!(served(&t).1, "cache");
+        // The entry's serial becomes the floor if none was stored yet.
+        assert_eq!(t.floor.map(|f| f.serial), Some(7));
+
+        let mut expired = signed_entry(10, 7);
+        expired.body = format!(
+            "{}\nk\n",
+            Header {
+                user: "alice".into(),
+                serial: 7,
+                expires: T as i64 - 1
+            }
+            .to_line()
+        );
+        let t = login(&cur(Some(expired), None), T, &ttls(), S, |etag, floor| {
+            assert_eq!(etag, None, "an unusable entry is not revalidated by 304");
+            assert_eq!(floor.map(|f| f.serial), Some(7));
+            down()
+        });
+        assert!(failed(&t).contains("cannot be served (signed file expired"));
+
+        let t = login(&cur(Some(entry(10)), None), T, &ttls(), S, |_, _| down());
+        assert!(failed(&t).contains("not signed"));
+        let bob = Mode::Signed { user: "bob" };
+        let t = login(&cur(Some(ok), None), T, &ttls(), bob, |_, _| down());
+        assert!(failed(&t).contains("not \"bob\""));
+    }
+
+    #[test]
+    fn floor_refuses_lower_serials_and_same_serial_other_body() {
+        let f = Floor::of(200, "body");
+        assert_eq!(f.admits(200, "body"), Ok(()));
+        assert_eq!(f.admits(201, "other"), Ok(()));
+        assert_eq!(
+            f.admits(199, "body"),
+            Err(Rollback::Lower {
+                got: 199,
+                floor: 200
+            })
+        );
+        assert_eq!(
+            f.admits(200, "other"),
+            Err(Rollback::SameSerialOtherBody { serial: 200 })
+        );
+        assert_eq!(Floor::decode(&f.encode()), Ok(f));
+        assert!(Floor::decode("keyward-floor 1\nserial 5\n").is_err());
+        assert!(Floor::decode("keyward-floor 1\nserial 5\nsha256 zz\n").is_err());
+        assert_eq!(Floor::max(Some(f), Some(Floor::of(100, "x"))), Some(f));
+    }
+
+    #[test]
+    fn a_replayed_older_file_is_refused_after_404_and_entry_removal() {
+        let floor = Floor::of(200, &signed_body("alice", 200, "new"));
+        // The entry is gone (sync after a 404, or removed by hand); the
+        // floor is not. An older, validly signed file is refused.
+        let old = signed_body("alice", 100, "revoked");
+        let t = login(&cur(None, Some(floor)), T, &ttls(), S, |_, f| {
+            assert_eq!(f, Some(floor), "the floor is sent with the request");
+            keys(&old, Some(100))
+        });
+        assert!(failed(&t).contains("rollback refused"), "{t:?}");
+        assert_eq!(t.store, Store::Nothing);
+        // The same serial with another body: refused too.
+        let forged = signed_body("alice", 200, "other");
+        let t = login(&cur(None, Some(floor)), T, &ttls(), S, |_, _| {
+            keys(&forged, Some(200))
+        });
+        assert!(failed(&t).contains("different body"));
+    }
+
+    #[test]
+    fn nothing_lowers_or_forgets_the_floor() {
+        // 404 to sync: the entry goes, its serial is carried into the floor
+        // first (entries from before floors were stored apart).
+        let e = signed_entry(10, 200);
+        let t = sync(&cur(Some(e.clone()), None), T, &ttls(), S, |_, f| {
+            assert_eq!(f.map(|f| f.serial), Some(200));
+            Fetch::NoKeys { url: "u".into() }
+        });
+        assert_eq!(t.store, Store::Remove);
+        assert_eq!(t.floor, Some(Floor::of(200, &e.body)));
+        // With the floor already stored, a 404 writes no floor (none lower).
+        let stored = Floor::of(200, &e.body);
+        let t = sync(
+            &cur(Some(e.clone()), Some(stored)),
+            T,
+            &ttls(),
+            S,
+            |_, _| Fetch::NoKeys { url: "u".into() },
+        );
+        assert_eq!(t.floor, None);
+        // A newer file raises it.
+        let newer = signed_body("alice", 300, "k");
+        let t = sync(&cur(Some(e), Some(stored)), T, &ttls(), S, |_, _| {
+            keys(&newer, Some(300))
+        });
+        assert_eq!(t.floor, Some(Floor::of(300, &newer)));
+        // Past max_stale the entry is not served, but the floor still holds.
+        let ancient = signed_entry(7200, 200);
+        let a = assess(&cur(Some(ancient), Some(stored)), T, &ttls(), S);
+        assert_eq!(a.floor, Some(stored));
+    }
+
+    #[test]
+    fn a_cached_entry_below_the_floor_is_not_served() {
+        // e.g. an old cache restored from a backup.
+        let e = signed_entry(10, 100);
+        let floor = Floor::of(200, "newer");
+        let t = login(&cur(Some(e), Some(floor)), T, &ttls(), S, |etag, _| {
+            assert_eq!(etag, None);
+            down()
+        });
+        assert!(failed(&t).contains("rollback"), "{t:?}");
+    }
+
+    #[test]
+    fn unsigned_answer_in_signed_mode_is_refused() {
+        let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys("k\n", None));
+        assert!(failed(&t).contains("unsigned answer"));
+    }
+}
