@@ -29,7 +29,7 @@ set -uo pipefail
 packages=(gcc g++ libc6-dev libpam0g-dev ca-certificates   # build; g++: libFuzzer
           openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper
           sshpass procps iproute2 systemd lintian rpm hyperfine strace valgrind
-          openssl curl)
+          openssl curl python3)   # python3: package.sh reads cargo metadata
 if [ "${1:-}" = --print-packages ]; then
     printf '%s\n' "${packages[@]}"
     exit 0
