@@ -4,10 +4,12 @@
 
 mod support;
 
+mod demo;
 mod doctor;
 mod journal;
 mod keys_directory;
 mod keys_sshd;
+mod packages;
 mod packaging;
 mod pam;
 mod pam_stress;

@@ -346,9 +346,13 @@ fn stale_entry_keeps_the_user_in(b: &Bench, f: &Fault, good: &[u8]) -> Row {
             l.raw
         );
     }
+    // What this proves is "bounded by keyward's budget, not by sshd's
+    // LoginGraceTime (120 s)"; the slack covers ssh's own handshake on a
+    // loaded 2-core CI machine (5 s was seen to be too little: 9.3 s for two
+    // 2 s lookups at load 12). Speed is for the benchmarks, not this test.
     let budget = Duration::from_secs(BUDGET);
     assert!(
-        r.out.elapsed < budget * lines.len() as u32 + Duration::from_secs(5),
+        r.out.elapsed < budget * lines.len() as u32 + Duration::from_secs(30),
         "login bounded by the budget, not LoginGraceTime: {ctx}"
     );
     assert_eq!(
