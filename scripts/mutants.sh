@@ -37,7 +37,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 die() { printf 'mutants.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # The security-relevant pure code (issue 18): key-line parsing, policy, safe
-# paths, user names, signed headers, the cache-state rules, audit escaping,
+# paths, user names, signed headers, the cache-state rules (and the cache
+# entry's encoding with its length and checksum), audit escaping,
 # the PAM decision/argument/auth-info code. Paths that do not exist (yet, or
 # any more) are skipped, so the list survives files moving.
 files=(
@@ -46,7 +47,7 @@ files=(
     src/safepath.rs src/os/safepath.rs
     src/username.rs
     src/signed.rs
-    src/state.rs
+    src/state.rs src/entry.rs
     src/audit.rs
     src/pam/decide.rs
     src/pam/args.rs
