@@ -11,7 +11,8 @@ use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::config::DirectoryConfig;
+use crate::cache::Kind;
+use crate::config::{DirectoryConfig, UrlTemplate};
 use crate::keyline;
 use crate::state::Floor;
 
@@ -65,6 +66,9 @@ pub struct HttpDirectory<'a> {
     pooled: bool,
     /// Pinned signers, loaded on first use when signatures are required.
     signers: OnceLock<Result<Vec<ssh_key::PublicKey>, String>>,
+    /// Which file this directory serves, and its URL templates.
+    kind: Kind,
+    urls: Result<std::borrow::Cow<'a, [UrlTemplate]>, String>,
 }
 
 impl<'a> HttpDirectory<'a> {
@@ -75,6 +79,21 @@ impl<'a> HttpDirectory<'a> {
             agent: OnceLock::new(),
             pooled: false,
             signers: OnceLock::new(),
+            kind: Kind::Keys,
+            urls: Ok(std::borrow::Cow::Borrowed(&config.urls)),
+        }
+    }
+
+    /// The same directory, serving `kind` files (`[directory]
+    /// principals_urls`, or the keys URLs with `.principals`).
+    pub fn for_kind(self, kind: Kind) -> Self {
+        if kind == self.kind {
+            return self;
+        }
+        HttpDirectory {
+            kind,
+            urls: self.config.templates(kind).map(std::borrow::Cow::Owned),
+            ..self
         }
     }
 
@@ -159,7 +178,7 @@ impl<'a> HttpDirectory<'a> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let h = crate::signed::check_file(body, &sig, signers, req.user, now)?;
+        let h = crate::signed::check_file(body, &sig, signers, req.user, self.kind, now)?;
         if let Some(floor) = &req.floor {
             floor.admits(h.serial, body).map_err(|r| r.to_string())?;
         }
@@ -239,8 +258,18 @@ impl<'a> HttpDirectory<'a> {
         if body.contains('\0') {
             return Attempt::Failed("response contains NUL bytes".into());
         }
-        if !plausible_key_list(&body) {
-            return Attempt::Failed("response has no valid key line (garbage?)".into());
+        let plausible = match self.kind {
+            Kind::Keys => plausible_key_list(&body),
+            Kind::Principals => crate::principals::plausible(&body),
+        };
+        if !plausible {
+            return Attempt::Failed(format!(
+                "response has no valid {} line (garbage?)",
+                match self.kind {
+                    Kind::Keys => "key",
+                    Kind::Principals => "principals",
+                }
+            ));
         }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
@@ -276,7 +305,14 @@ impl Directory for HttpDirectory<'_> {
                 return Fetch::Misconfigured { error };
             }
         }
-        let urls = &self.config.urls;
+        let urls = match &self.urls {
+            Ok(u) => u,
+            Err(error) => {
+                return Fetch::Misconfigured {
+                    error: error.clone(),
+                }
+            }
+        };
         let mut errors = Vec::new();
         for (i, template) in urls.iter().enumerate() {
             let url = template.expand(req.user);

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod os;
 pub mod pam;
 pub mod policy;
+pub mod principals;
 pub mod privdrop;
 pub mod publish;
 pub mod safepath;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::audit::{Record, Severity};
-use crate::cache::Cache;
+use crate::cache::{Cache, Kind};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
@@ -58,7 +58,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(reason: String) -> Failure {
+    pub fn new(reason: String) -> Failure {
         Failure {
             reason,
             source: None,
@@ -117,7 +117,7 @@ pub fn gather_for(
 
     let mut age = None;
     if !config.directory.urls.is_empty() {
-        let (body, source, age_s) = through_cache(config, user, &mut warnings)?;
+        let (body, source, age_s) = through_cache(config, user, Kind::Keys, &mut warnings)?;
         sources.push(source);
         age = Some(age_s);
         if let Some(body) = &body {
@@ -134,7 +134,7 @@ pub fn gather_for(
 }
 
 /// The permanent drop to the cache owner (when root), capabilities cleared.
-fn drop_to_owner(config: &Config) -> Result<(), Failure> {
+pub fn drop_to_owner(config: &Config) -> Result<(), Failure> {
     let owner = if privdrop::euid() == 0 {
         match privdrop::account(&config.cache.owner) {
             Ok(a) => a,
@@ -151,18 +151,20 @@ fn drop_to_owner(config: &Config) -> Result<(), Failure> {
     })
 }
 
-/// The directory's answer for `user` through the cache, as `state` rules:
-/// (body, source, age). The cache is updated as the transition says.
-fn through_cache(
+/// The directory's `kind` file for `user` through the cache, as `state`
+/// rules: (body, source, age). The cache is updated as the transition says.
+/// `keys` and `principals` both come here.
+pub fn through_cache(
     config: &Config,
     user: &str,
+    kind: Kind,
     warnings: &mut Vec<String>,
 ) -> Result<(Option<String>, &'static str, u64), Failure> {
     let dir_failure = |reason: String| Failure {
         reason,
         source: Some("directory"),
     };
-    let cache = Cache::new(&config.cache.dir);
+    let cache = Cache::for_kind(&config.cache.dir, kind);
     let signed = config.directory.signed();
     let lookup = cache.read(user).map_err(|e| Failure::new(e.to_string()))?;
     // The floor matters only when signatures are required; unsigned lookups
@@ -175,12 +177,8 @@ fn through_cache(
         None
     };
     let cur = Current::new(lookup, floor);
-    let mode = if signed {
-        Mode::Signed { user }
-    } else {
-        Mode::Unsigned
-    };
-    let dir = HttpDirectory::new(&config.directory);
+    let mode = Mode::of(signed, user, kind);
+    let dir = HttpDirectory::new(&config.directory).for_kind(kind);
     let t = state::login(
         &cur,
         now_secs(),

@@ -49,7 +49,10 @@ pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State
         floor: None,
     };
     let mode = match signed {
-        Some(user) => crate::state::Mode::Signed { user },
+        Some(user) => crate::state::Mode::Signed {
+            user,
+            kind: crate::cache::Kind::Keys,
+        },
         None => crate::state::Mode::Unsigned,
     };
     let a = crate::state::assess(&cur, now, ttls, mode);
@@ -300,6 +303,7 @@ mod tests {
         );
         let h = crate::signed::Header {
             user: "alice".into(),
+            kind: crate::cache::Kind::Keys,
             serial: 3,
             expires: T as i64 - 1,
         };
