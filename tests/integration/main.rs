@@ -5,6 +5,7 @@
 mod support;
 
 mod doctor;
+mod identities;
 mod keys_directory;
 mod keys_sshd;
 mod packaging;
