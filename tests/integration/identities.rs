@@ -96,7 +96,9 @@ impl Drop for NssUser {
 
 /// An exclusive lock across processes (flock on a file under the test
 /// root), for a fixed name several test runs on this machine could want.
-struct ExclusiveName(fs::File);
+struct ExclusiveName {
+    _lock: fs::File,
+}
 
 impl ExclusiveName {
     fn take(what: &str) -> ExclusiveName {
@@ -105,7 +107,7 @@ impl ExclusiveName {
         let f = fs::File::create(format!("{TEST_ROOT}/.{what}.lock")).unwrap();
         // SAFETY: flock on a descriptor we own; released when it closes.
         assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
-        ExclusiveName(f)
+        ExclusiveName { _lock: f }
     }
 }
 
