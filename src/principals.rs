@@ -338,9 +338,9 @@ pub struct Args {
 
 /// Recognises the sshd forms without clap (it costs more than a cached
 /// lookup): `[--config P|--config=P] principals USER [NAME=VALUE…]`. The
-/// config path and user must be UTF-8 and not start with `-` (else None:
-/// clap reports the error); the rest is taken as it is: a certificate's key
-/// ID may be anything, and only the log sees it.
+/// config path and user must be UTF-8 (else None: clap reports the error);
+/// the rest is taken as it is: a certificate's key ID may be anything, and
+/// only the log sees it.
 pub fn fast_args(args: &[OsString]) -> Option<Args> {
     let mut it = args.iter().skip(1);
     let mut first = it.next()?.to_str()?;
@@ -356,8 +356,12 @@ pub fn fast_args(args: &[OsString]) -> Option<Args> {
         return None;
     }
     let user = it.next()?.to_str()?;
-    let plain = |v: &str| !v.is_empty() && !v.starts_with('-');
-    if !plain(config) || !plain(user) {
+    // A user starting with '-' is sshd's %u all the same (NSS may hold
+    // one): taken here so it is refused with its log line. Only what clap
+    // would read as an option of its own goes to clap.
+    let clap_option =
+        matches!(user, "-h" | "--help" | "--config" | "--") || user.starts_with("--config=");
+    if config.is_empty() || config.starts_with('-') || user.is_empty() || clap_option {
         return None;
     }
     Some(Args {
@@ -612,9 +616,13 @@ mod tests {
         );
         let a = fast_args(&os(&["--config=/k.toml", "principals", "a", "id="])).unwrap();
         assert_eq!(CertInfo::parse(&a.rest).unwrap().id.as_deref(), Some(""));
+        let a = fast_args(&os(&["principals", "-rf", "id=x"])).unwrap();
+        assert_eq!(a.user, "-rf", "refused later, with its log line");
         for bad in [
             &["principals"][..],
-            &["principals", "-rf"],
+            &["principals", "--help"],
+            &["principals", "-h"],
+            &["principals", "--config=/x", "a"],
             &["principals", ""],
             &["keys", "alice"],
             &["--config", "principals", "alice"],

@@ -11,6 +11,7 @@ mod keys_sshd;
 mod packaging;
 mod pam;
 mod pam_stress;
+mod principals;
 mod robust;
 mod signed;
 mod sync;
