@@ -16,7 +16,7 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::policy::{self, Candidate, FpFilter, Verdict};
 use crate::privdrop;
-use crate::state::{self, Answer, Current, Mode, Ttls};
+use crate::state::{self, Answer, Current, Mode, Store, Ttls};
 use crate::username;
 
 /// What one invocation decided.
@@ -48,6 +48,8 @@ pub struct Gathered {
     pub warnings: Vec<String>,
     /// Age of the directory answer in seconds (None: no directory).
     pub age: Option<u64>,
+    /// The mirror that answered this lookup (None: cache, or no directory).
+    pub mirror: Option<String>,
 }
 
 /// Why gathering failed (the login path then fails closed).
@@ -115,12 +117,13 @@ pub fn gather_for(
         sources.push("files");
     }
 
-    let mut age = None;
+    let (mut age, mut mirror) = (None, None);
     if !config.directory.urls.is_empty() {
-        let (body, source, age_s) = through_cache(config, user, Kind::Keys, &mut warnings)?;
-        sources.push(source);
-        age = Some(age_s);
-        if let Some(body) = &body {
+        let answer = through_cache(config, user, Kind::Keys, &mut warnings)?;
+        sources.push(answer.source);
+        age = Some(answer.age_s);
+        mirror = answer.mirror;
+        if let Some(body) = &answer.body {
             candidates("directory", body, &mut cands);
         }
     }
@@ -130,6 +133,7 @@ pub fn gather_for(
         sources,
         warnings,
         age,
+        mirror,
     })
 }
 
@@ -151,15 +155,25 @@ pub fn drop_to_owner(config: &Config) -> Result<(), Failure> {
     })
 }
 
+/// What the directory (through the cache) said for a user.
+pub struct DirAnswer {
+    /// None: the user has no keys (principals).
+    pub body: Option<String>,
+    pub source: &'static str,
+    pub age_s: u64,
+    /// The mirror that answered this lookup (None: from the cache).
+    pub mirror: Option<String>,
+}
+
 /// The directory's `kind` file for `user` through the cache, as `state`
-/// rules: (body, source, age). The cache is updated as the transition says.
-/// `keys` and `principals` both come here.
+/// rules. The cache is updated as the transition says. `keys` and
+/// `principals` both come here.
 pub fn through_cache(
     config: &Config,
     user: &str,
     kind: Kind,
     warnings: &mut Vec<String>,
-) -> Result<(Option<String>, &'static str, u64), Failure> {
+) -> Result<DirAnswer, Failure> {
     let dir_failure = |reason: String| Failure {
         reason,
         source: Some("directory"),
@@ -190,12 +204,21 @@ pub fn through_cache(
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);
+    let mirror = match &t.store {
+        Store::Write(e) | Store::Refresh(e) => Some(e.url.clone()),
+        Store::Nothing | Store::Remove => None,
+    };
     match t.answer {
         Answer::Serve {
             body,
             source,
             age_s,
-        } => Ok((body, source, age_s)),
+        } => Ok(DirAnswer {
+            body,
+            source,
+            age_s,
+            mirror,
+        }),
         Answer::Fail(reason) => Err(dir_failure(reason)),
     }
 }
@@ -241,6 +264,7 @@ pub fn run(
         sources,
         warnings,
         age,
+        mirror,
     } = match gather_for(config, user, acct.as_ref()) {
         Ok(g) => g,
         Err(Failure { reason, source }) => {
@@ -254,6 +278,7 @@ pub fn run(
     let filter = FpFilter::parse(fp);
     let mut text = String::new();
     let (mut valid, mut served, mut matched) = (0, 0, 0);
+    let mut key_type = None;
     let mut drops = Vec::new();
     for (c, v) in cands.iter().zip(&verdicts) {
         if c.parsed.is_ok() {
@@ -267,6 +292,9 @@ pub fn run(
                     text.push('\n');
                     served += 1;
                     matched += usize::from(asked);
+                    if asked && key_type.is_none() {
+                        key_type = Some(k.key.algorithm());
+                    }
                 }
             }
             (Verdict::Dropped(why), parsed) => {
@@ -292,6 +320,12 @@ pub fn run(
     );
     if let Some(a) = age {
         record.push("age_s", a);
+    }
+    if let Some(m) = &mirror {
+        record.push("mirror", m);
+    }
+    if let Some(t) = &key_type {
+        record.push("key_type", t.as_str());
     }
     record.push("keys", valid);
     record.push("served", served);
@@ -334,6 +368,10 @@ fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
     if let Some(fp) = fp {
         record.push("fp", fp);
     }
+    // The sshd process that ran us: it logs the matching "Accepted
+    // publickey for USER" line under this pid.
+    // SAFETY: getppid cannot fail.
+    record.push("ppid", unsafe { libc::getppid() });
 }
 
 fn finish(mut record: Record, decision: &str, started: Instant) -> Record {

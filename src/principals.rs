@@ -385,6 +385,9 @@ pub fn run(
     record.push("kind", "principals");
     record.push("user", user);
     info.record(&mut record);
+    // The sshd process that ran us (it logs the "Accepted publickey" line).
+    // SAFETY: getppid cannot fail.
+    record.push("ppid", unsafe { libc::getppid() });
     let fail = |mut record: Record, source: Option<&str>, reason: String| {
         if let Some(s) = source {
             record.push("source", s);
@@ -425,12 +428,11 @@ pub fn run(
         };
     }
     let mut warnings = Vec::new();
-    let (body, source, age) =
-        match lookup::through_cache(config, user, Kind::Principals, &mut warnings) {
-            Ok(r) => r,
-            Err(Failure { reason, source }) => return fail(record, source, reason),
-        };
-    let cands = body.as_deref().map(candidates).unwrap_or_default();
+    let answer = match lookup::through_cache(config, user, Kind::Principals, &mut warnings) {
+        Ok(r) => r,
+        Err(Failure { reason, source }) => return fail(record, source, reason),
+    };
+    let cands = answer.body.as_deref().map(candidates).unwrap_or_default();
     let verdicts = evaluate(&config.policy, &cands, now_secs() as i64);
     let mut text = String::new();
     let mut drops = Vec::new();
@@ -449,8 +451,11 @@ pub fn run(
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         return fail(record, None, format!("writing to stdout: {e}"));
     }
-    record.push("source", source);
-    record.push("age_s", age);
+    record.push("source", answer.source);
+    record.push("age_s", answer.age_s);
+    if let Some(m) = &answer.mirror {
+        record.push("mirror", m);
+    }
     record.push(
         "principals",
         cands.iter().filter(|c| c.parsed.is_ok()).count(),
