@@ -4,11 +4,13 @@
 
 mod support;
 
+mod demo;
 mod doctor;
 mod identities;
 mod journal;
 mod keys_directory;
 mod keys_sshd;
+mod packages;
 mod packaging;
 mod pam;
 mod pam_stress;
