@@ -371,6 +371,42 @@ pub fn fast_args(args: &[OsString]) -> Option<Args> {
     })
 }
 
+/// An account's principals file, judged: what `run` prints and `explain`
+/// shows.
+pub struct Gathered {
+    pub cands: Vec<Candidate>,
+    /// One per candidate; None: served.
+    pub verdicts: Vec<Option<Dropped>>,
+    /// None: no directory is configured (no principals at all).
+    pub answer: Option<lookup::DirAnswer>,
+    pub warnings: Vec<String>,
+}
+
+/// Drops privileges (when root), then resolves `user`'s principals through
+/// the cache with the `state` rules and judges every line. `user` must be
+/// validated and not denied.
+pub fn gather(config: &Config, user: &str) -> Result<Gathered, Failure> {
+    lookup::drop_to_owner(config)?;
+    let mut warnings = Vec::new();
+    if config.directory.urls.is_empty() && config.directory.principals_urls.is_empty() {
+        return Ok(Gathered {
+            cands: Vec::new(),
+            verdicts: Vec::new(),
+            answer: None,
+            warnings,
+        });
+    }
+    let answer = lookup::through_cache(config, user, Kind::Principals, &mut warnings)?;
+    let cands = answer.body.as_deref().map(candidates).unwrap_or_default();
+    let verdicts = evaluate(&config.policy, &cands, now_secs() as i64);
+    Ok(Gathered {
+        cands,
+        verdicts,
+        answer: Some(answer),
+        warnings,
+    })
+}
+
 /// The login path for principals: writes the served lines to `out` and
 /// returns the one decision to log.
 pub fn run(
@@ -415,10 +451,11 @@ pub fn run(
             record: finish(record, "deny", started),
         };
     }
-    if let Err(Failure { reason, source }) = lookup::drop_to_owner(config) {
-        return fail(record, source, reason);
-    }
-    if config.directory.urls.is_empty() && config.directory.principals_urls.is_empty() {
+    let g = match gather(config, user) {
+        Ok(g) => g,
+        Err(Failure { reason, source }) => return fail(record, source, reason),
+    };
+    let Some(answer) = g.answer else {
         record.push("source", "none");
         record.push("reason", "no [directory] configured: no principals");
         return Outcome {
@@ -426,14 +463,8 @@ pub fn run(
             severity: Severity::Info,
             record: finish(record, "noprincipals", started),
         };
-    }
-    let mut warnings = Vec::new();
-    let answer = match lookup::through_cache(config, user, Kind::Principals, &mut warnings) {
-        Ok(r) => r,
-        Err(Failure { reason, source }) => return fail(record, source, reason),
     };
-    let cands = answer.body.as_deref().map(candidates).unwrap_or_default();
-    let verdicts = evaluate(&config.policy, &cands, now_secs() as i64);
+    let (cands, verdicts, warnings) = (g.cands, g.verdicts, g.warnings);
     let mut text = String::new();
     let mut drops = Vec::new();
     let mut served = 0;
