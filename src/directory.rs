@@ -11,37 +11,11 @@ use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::cache::Kind;
 use crate::config::{DirectoryConfig, UrlTemplate};
+use crate::entry::Kind;
+pub use crate::fetch::{FailKind, Fetch, MirrorError};
 use crate::keyline;
 use crate::state::Floor;
-
-/// What the directory said about one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetch {
-    Keys {
-        body: String,
-        etag: Option<String>,
-        url: String,
-        /// Serial of a verified signed file.
-        serial: Option<u64>,
-    },
-    NotModified {
-        url: String,
-    },
-    NoKeys {
-        url: String,
-    },
-    /// Every mirror failed; one reason per mirror tried.
-    Unavailable {
-        errors: Vec<String>,
-    },
-    /// keyward's own set-up cannot be trusted (an unsafe `ca_file`, unusable
-    /// signers): no answer may be served, not even a stale one.
-    Misconfigured {
-        error: String,
-    },
-}
 
 /// One lookup: the user, the cached ETag and the rollback floor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -151,8 +125,8 @@ impl<'a> HttpDirectory<'a> {
         body: &str,
         req: &Request,
         deadline: Instant,
-    ) -> Result<u64, String> {
-        let signers = self.signers()?;
+    ) -> Result<u64, (FailKind, String)> {
+        let signers = self.signers().map_err(|e| (FailKind::Signature, e))?;
         let left = deadline.saturating_duration_since(Instant::now());
         let sig_url = format!("{url}.sig");
         let mut resp = agent
@@ -161,30 +135,37 @@ impl<'a> HttpDirectory<'a> {
             .timeout_global(Some(left))
             .build()
             .call()
-            .map_err(|e| format!("signature {sig_url}: {}", describe(&e)))?;
+            .map_err(|e| {
+                let (kind, why) = describe(&e);
+                (kind, format!("signature {sig_url}: {why}"))
+            })?;
         if resp.status().as_u16() != 200 {
-            return Err(format!(
-                "signature {sig_url}: HTTP {}",
-                resp.status().as_u16()
-            ));
+            let why = format!("signature {sig_url}: HTTP {}", resp.status().as_u16());
+            return Err((FailKind::Signature, why));
         }
         let mut sig = Vec::new();
         resp.body_mut()
             .as_reader()
             .take(64 * 1024)
             .read_to_end(&mut sig)
-            .map_err(|e| format!("signature {sig_url}: {}", describe_io(&e)))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let h = crate::signed::check_file(body, &sig, signers, req.user, self.kind, now)?;
+            .map_err(|e| {
+                let (kind, why) = describe_io(&e);
+                (kind, format!("signature {sig_url}: {why}"))
+            })?;
+        let now = crate::os::clock::now_secs() as i64;
+        let bad = |why: String| (FailKind::Signature, why);
+        let h = crate::signed::check_file(body, &sig, signers, req.user, self.kind, now)
+            .map_err(bad)?;
         if let Some(floor) = &req.floor {
-            floor.admits(h.serial, body).map_err(|r| r.to_string())?;
+            floor
+                .admits(h.serial, body)
+                .map_err(|r| bad(r.to_string()))?;
         }
         Ok(h.serial)
     }
 
+    /// One mirror: the request, its status, the body as a key list, and
+    /// in signed mode the signature.
     fn attempt(
         &self,
         agent: &ureq::Agent,
@@ -193,11 +174,11 @@ impl<'a> HttpDirectory<'a> {
         budget: Duration,
         deadline: Instant,
     ) -> Attempt {
-        let mut req_b = agent.get(url);
+        let mut get = agent.get(url);
         if let Some(etag) = req.etag {
-            req_b = req_b.header("If-None-Match", etag);
+            get = get.header("If-None-Match", etag);
         }
-        let result = req_b
+        let result = get
             .config()
             .timeout_global(Some(budget))
             .timeout_connect(Some(budget))
@@ -205,92 +186,112 @@ impl<'a> HttpDirectory<'a> {
             .call();
         let mut resp = match result {
             Ok(r) => r,
-            Err(e) => return Attempt::Failed(describe(&e)),
-        };
-        let status = resp.status().as_u16();
-        match status {
-            200 => {}
-            304 => return Attempt::Done(Fetch::NotModified { url: url.into() }),
-            404 => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
-            301 | 302 | 303 | 307 | 308 => {
-                let to = resp
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?");
-                return Attempt::Failed(format!("HTTP {status} redirect to {to} not followed"));
+            Err(e) => {
+                let (kind, why) = describe(&e);
+                return Attempt::Failed(kind, why);
             }
-            s => return Attempt::Failed(format!("HTTP {s}")),
+        };
+        if let Some(other) = status_outcome(&resp, url) {
+            return other;
         }
-        let max = self.config.max_bytes;
-        if resp.body().content_length().is_some_and(|n| n > max) {
-            return Attempt::Failed(format!("response larger than max_bytes {max}"));
-        }
-        let html = resp
-            .body()
-            .mime_type()
-            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
-        let new_etag = resp
+        let etag = resp
             .headers()
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut bytes = Vec::new();
-        // Read one byte past the cap to tell "exactly max" from "more".
-        let read = resp
-            .body_mut()
-            .as_reader()
-            .take(max + 1)
-            .read_to_end(&mut bytes);
-        if let Err(e) = read {
-            return Attempt::Failed(format!("reading body: {}", describe_io(&e)));
-        }
-        if bytes.len() as u64 > max {
-            return Attempt::Failed(format!("response larger than max_bytes {max}"));
-        }
-        if html {
-            return Attempt::Failed("response is HTML, not a key list".into());
-        }
-        let body = match String::from_utf8(bytes) {
+        let body = match read_key_list(&mut resp, self.config.max_bytes, self.kind) {
             Ok(b) => b,
-            Err(_) => return Attempt::Failed("response is not UTF-8 text".into()),
+            Err((kind, why)) => return Attempt::Failed(kind, why),
         };
-        if body.contains('\0') {
-            return Attempt::Failed("response contains NUL bytes".into());
-        }
-        let plausible = match self.kind {
-            Kind::Keys => plausible_key_list(&body),
-            Kind::Principals => crate::principals::plausible(&body),
-        };
-        if !plausible {
-            return Attempt::Failed(format!(
-                "response has no valid {} line (garbage?)",
-                match self.kind {
-                    Kind::Keys => "key",
-                    Kind::Principals => "principals",
-                }
-            ));
-        }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
                 Ok(serial) => Some(serial),
-                Err(why) => return Attempt::Failed(why),
+                Err((kind, why)) => return Attempt::Failed(kind, why),
             }
         } else {
             None
         };
         Attempt::Done(Fetch::Keys {
             body,
-            etag: new_etag,
+            etag,
             url: url.into(),
             serial,
         })
     }
 }
 
+/// Every status but 200: 304 and 404 are answers, the rest failures.
+fn status_outcome(resp: &ureq::http::Response<ureq::Body>, url: &str) -> Option<Attempt> {
+    let answer = |why: String| Some(Attempt::Failed(FailKind::Answer, why));
+    match resp.status().as_u16() {
+        200 => None,
+        304 => Some(Attempt::Done(Fetch::NotModified { url: url.into() })),
+        404 => Some(Attempt::Done(Fetch::NoKeys { url: url.into() })),
+        status @ (301 | 302 | 303 | 307 | 308) => {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            answer(format!("HTTP {status} redirect to {to} not followed"))
+        }
+        s => answer(format!("HTTP {s}")),
+    }
+}
+
+/// A 200 body that can be a key list: within `max` bytes, not HTML, UTF-8
+/// text without NUL, with a key line (or only comments).
+fn read_key_list(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    max: u64,
+    kind: Kind,
+) -> Result<String, (FailKind, String)> {
+    let answer = |why: &str| Err((FailKind::Answer, why.to_owned()));
+    let too_large = format!("response larger than max_bytes {max}");
+    if resp.body().content_length().is_some_and(|n| n > max) {
+        return answer(&too_large);
+    }
+    let html = resp
+        .body()
+        .mime_type()
+        .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
+    let mut bytes = Vec::new();
+    // Read one byte past the cap to tell "exactly max" from "more".
+    let read = resp
+        .body_mut()
+        .as_reader()
+        .take(max + 1)
+        .read_to_end(&mut bytes);
+    if let Err(e) = read {
+        let (kind, why) = describe_io(&e);
+        return Err((kind, format!("reading body: {why}")));
+    }
+    if bytes.len() as u64 > max {
+        return answer(&too_large);
+    }
+    if html {
+        return answer("response is HTML, not a key list");
+    }
+    let Ok(body) = String::from_utf8(bytes) else {
+        return answer("response is not UTF-8 text");
+    };
+    if body.contains('\0') {
+        return answer("response contains NUL bytes");
+    }
+    match kind {
+        Kind::Keys if !plausible_key_list(&body) => {
+            answer("response has no valid key line (garbage?)")
+        }
+        Kind::Principals if !crate::principals::plausible(&body) => {
+            answer("response has no valid principals line (garbage?)")
+        }
+        _ => Ok(body),
+    }
+}
+
 enum Attempt {
     Done(Fetch),
-    Failed(String),
+    Failed(FailKind, String),
 }
 
 impl Directory for HttpDirectory<'_> {
@@ -318,13 +319,14 @@ impl Directory for HttpDirectory<'_> {
             let url = template.expand(req.user);
             let left = deadline.saturating_duration_since(Instant::now());
             if left < Duration::from_millis(5) {
-                errors.push(format!("{url}: time budget exhausted"));
+                let why = "time budget exhausted";
+                errors.push(MirrorError::new(&url, FailKind::Network, why));
                 continue;
             }
             let share = left / (urls.len() - i) as u32;
             match self.attempt(agent, &url, req, share, deadline) {
                 Attempt::Done(f) => return f,
-                Attempt::Failed(why) => errors.push(format!("{url}: {why}")),
+                Attempt::Failed(kind, why) => errors.push(MirrorError::new(&url, kind, why)),
             }
         }
         Fetch::Unavailable { errors }
@@ -371,21 +373,29 @@ pub fn plausible_key_list(body: &str) -> bool {
     content == 0
 }
 
-fn describe(e: &ureq::Error) -> String {
+fn describe(e: &ureq::Error) -> (FailKind, String) {
     match e {
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Timeout(t) => (FailKind::Network, format!("timed out ({t})")),
         ureq::Error::Io(io) => describe_io(io),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        other => other.to_string(),
+        ureq::Error::HostNotFound => (FailKind::Network, "host not found".into()),
+        ureq::Error::ConnectionFailed => (FailKind::Network, "connection failed".into()),
+        ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::Pem(_)
+        | ureq::Error::TlsRequired => (FailKind::Tls, e.to_string()),
+        other => (FailKind::Answer, other.to_string()),
     }
 }
 
-fn describe_io(e: &std::io::Error) -> String {
-    // TLS failures reach us as io errors wrapping the rustls error.
+fn describe_io(e: &std::io::Error) -> (FailKind, String) {
+    // TLS failures reach us as io errors (InvalidData) wrapping the rustls
+    // error; other io errors are the connection's.
     match e.get_ref() {
-        Some(inner) => format!("{}: {inner}", e.kind()),
-        None => e.to_string(),
+        Some(inner) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (FailKind::Tls, format!("{}: {inner}", e.kind()))
+        }
+        Some(inner) => (FailKind::Network, format!("{}: {inner}", e.kind())),
+        None => (FailKind::Network, e.to_string()),
     }
 }
 

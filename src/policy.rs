@@ -23,6 +23,36 @@ pub enum Verdict {
     Dropped(DropReason),
 }
 
+/// A candidate line as policy judged it: the key to serve, or why not.
+#[derive(Debug, Clone)]
+pub enum Judged<'a> {
+    Served(&'a KeyLine),
+    Dropped(DropReason),
+}
+
+/// Every candidate with its judgement, in order: the one loop the login
+/// path, `publish` and `explain` walk.
+pub fn judge<'a>(
+    policy: &PolicyConfig,
+    candidates: &'a [Candidate],
+    now: i64,
+) -> Vec<(&'a Candidate, Judged<'a>)> {
+    let verdicts = evaluate(policy, candidates, now);
+    candidates
+        .iter()
+        .zip(verdicts)
+        .map(|(c, v)| {
+            let judged = match (v, &c.parsed) {
+                (Verdict::Served, Ok(k)) => Judged::Served(k),
+                (Verdict::Dropped(r), _) => Judged::Dropped(r),
+                // evaluate never serves an unparsed line; stay total anyway
+                (Verdict::Served, Err(e)) => Judged::Dropped(DropReason::Invalid(e.clone())),
+            };
+            (c, judged)
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DropReason {
     Invalid(LineError),
@@ -149,6 +179,15 @@ fn check_key(policy: &PolicyConfig, k: &KeyLine, now: i64) -> Option<DropReason>
     None
 }
 
+/// What the fingerprint filter makes of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FpMatch {
+    /// keyward prints the key to sshd.
+    pub printed: bool,
+    /// It is the key sshd asked about.
+    pub asked: bool,
+}
+
 /// The fingerprint argument sshd passes (`%f`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FpFilter {
@@ -170,12 +209,18 @@ impl FpFilter {
     /// about; the key is hashed at most once. cert-authority lines are always
     /// printed: for a certificate sshd passes the certified key's
     /// fingerprint, never the CA's.
-    pub fn check(&self, key: &KeyLine) -> (bool, bool) {
+    pub fn check(&self, key: &KeyLine) -> FpMatch {
         match self {
-            FpFilter::All => (true, false),
+            FpFilter::All => FpMatch {
+                printed: true,
+                asked: false,
+            },
             FpFilter::Sha256(fp) => {
                 let asked = key.fingerprint() == *fp;
-                (asked || key.cert_authority, asked)
+                FpMatch {
+                    printed: asked || key.cert_authority,
+                    asked,
+                }
             }
         }
     }
@@ -312,14 +357,15 @@ mod tests {
             .unwrap()
             .unwrap();
         let f = FpFilter::parse(Some(&k1.fingerprint()));
-        assert_eq!(f.check(&k1), (true, true));
-        assert_eq!(f.check(&k2), (false, false));
-        assert_eq!(f.check(&ca), (true, false));
+        let pair = |m: FpMatch| (m.printed, m.asked);
+        assert_eq!(pair(f.check(&k1)), (true, true));
+        assert_eq!(pair(f.check(&k2)), (false, false));
+        assert_eq!(pair(f.check(&ca)), (true, false));
         assert_eq!(FpFilter::parse(Some("MD5:aa:bb")), FpFilter::All);
         assert_eq!(FpFilter::parse(None), FpFilter::All);
-        assert_eq!(FpFilter::All.check(&k2), (true, false));
+        assert_eq!(pair(FpFilter::All.check(&k2)), (true, false));
         let bogus = FpFilter::parse(Some("SHA256:not-a-fingerprint"));
-        assert_eq!(bogus.check(&k1), (false, false));
-        assert_eq!(bogus.check(&ca), (true, false));
+        assert_eq!(pair(bogus.check(&k1)), (false, false));
+        assert_eq!(pair(bogus.check(&ca)), (true, false));
     }
 }

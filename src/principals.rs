@@ -386,7 +386,7 @@ pub struct Gathered {
 /// the cache with the `state` rules and judges every line. `user` must be
 /// validated and not denied.
 pub fn gather(config: &Config, user: &str) -> Result<Gathered, Failure> {
-    lookup::drop_to_owner(config)?;
+    privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
     let mut warnings = Vec::new();
     if config.directory.urls.is_empty() && config.directory.principals_urls.is_empty() {
         return Ok(Gathered {

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use crate::cache::Kind;
 use crate::config::PolicyConfig;
 use crate::lookup::candidates;
-use crate::policy::{self, Verdict};
+use crate::policy::{self, Judged};
 use crate::signed::{self, Header};
 
 /// What publishing one user gave.
@@ -41,20 +41,18 @@ pub fn build_body(
 ) -> (String, Published) {
     let mut cands = Vec::new();
     candidates("input", text, &mut cands);
-    let verdicts = policy::evaluate(policy, &cands, now);
     let mut body = header.to_line();
     body.push('\n');
     let mut served = 0;
     let mut dropped = Vec::new();
-    for (c, v) in cands.iter().zip(&verdicts) {
-        match (v, &c.parsed) {
-            (Verdict::Served, Ok(k)) => {
+    for (c, judged) in policy::judge(policy, &cands, now) {
+        match judged {
+            Judged::Served(k) => {
                 body.push_str(&k.to_line());
                 body.push('\n');
                 served += 1;
             }
-            (Verdict::Dropped(why), _) => dropped.push(format!("line {}: {why}", c.line_no)),
-            _ => {}
+            Judged::Dropped(why) => dropped.push(format!("line {}: {why}", c.line_no)),
         }
     }
     let p = Published {
@@ -152,10 +150,7 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
     }
     inputs.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
     for (user, kind, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;

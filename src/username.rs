@@ -66,6 +66,14 @@ pub fn validate(name: &str, max_len: usize) -> Result<(), BadUser> {
     Ok(())
 }
 
+/// What to do about a refused name (doctor and explain say it).
+pub fn fix(e: &BadUser) -> &'static str {
+    match e {
+        BadUser::TooLong(_) => "raise [policy] max_username_len (up to 1024), or rename the account",
+        _ => "keyward never serves such a name (unsafe as a path, a URL or an argument): rename the account",
+    }
+}
+
 /// Longest file name Linux filesystems store (NAME_MAX).
 const NAME_MAX: usize = 255;
 

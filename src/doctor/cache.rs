@@ -5,8 +5,14 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::Check;
-use crate::cache::{Cache, Entry, Freshness, Lookup, Ttls};
+use super::perms;
+use crate::cache::{Cache, CacheError, Entry, Freshness, Kind, Lookup, Ttls};
+use crate::config::Config;
+use crate::os::clock::now_secs;
+use crate::os::nss::Account;
+use crate::privdrop;
+use crate::report::Check;
+use crate::safepath::Problem;
 use crate::term::human_age;
 
 /// What the login path would do with one entry now.
@@ -20,8 +26,12 @@ pub enum State {
     /// signed header that expired.
     Expired(String),
     Corrupt(String),
-    /// The login path fails closed on it.
-    Unsafe(String),
+    /// The login path fails closed on it; the fix when the rule that
+    /// refused it names one.
+    Unsafe {
+        why: String,
+        fix: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +51,12 @@ pub struct Scan {
 /// The state of `e` at `now`; `signed` is Some(user) when signatures are
 /// required (a cached signed entry is usable only while its header is).
 pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State {
+    classify_kind(e, now, ttls, signed, Kind::Keys)
+}
+
+/// [`classify`] for an entry of `kind` (a principals list's signed header
+/// must say so).
+pub fn classify_kind(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>, kind: Kind) -> State {
     // The login path's own judgement (state::assess), floor included where
     // the entry carries one.
     let cur = crate::state::Current {
@@ -49,10 +65,7 @@ pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State
         floor: None,
     };
     let mode = match signed {
-        Some(user) => crate::state::Mode::Signed {
-            user,
-            kind: crate::cache::Kind::Keys,
-        },
+        Some(user) => crate::state::Mode::Signed { user, kind },
         None => crate::state::Mode::Unsigned,
     };
     let a = crate::state::assess(&cur, now, ttls, mode);
@@ -81,186 +94,250 @@ fn list(names: &[String]) -> String {
     s
 }
 
+/// `N entr(y|ies)`, with an adjective when given (`2 corrupt entries`).
+fn entries(n: usize, adjective: &str) -> String {
+    let word = if n == 1 { "entry" } else { "entries" };
+    if adjective.is_empty() {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {adjective} {word}")
+    }
+}
+
 /// The `cache.*` checks for a scan of `dir`.
 pub fn checks(scan: &Scan, dir: &Path, ttls: &Ttls) -> Vec<Check> {
-    let d = dir.display();
+    vec![
+        entries_check(scan, dir, ttls),
+        expired_check(scan, ttls),
+        corrupt_check(scan, dir),
+        tmp_check(scan, dir),
+    ]
+}
+
+/// `cache.entries`: how many, how fresh; a failure for entries the login
+/// path refuses (it fails closed for those users).
+fn entries_check(scan: &Scan, dir: &Path, ttls: &Ttls) -> Check {
     let count = |f: &dyn Fn(&State) -> bool| scan.items.iter().filter(|i| f(&i.state)).count();
-    let fresh = count(&|s| *s == State::Fresh);
-    let stale = count(&|s| *s == State::Stale);
-    let mut out = Vec::new();
-
-    let unsafe_: Vec<&Item> = scan
+    let unsafe_: Vec<(&str, &str, Option<&String>)> = scan
         .items
         .iter()
-        .filter(|i| matches!(i.state, State::Unsafe(_)))
+        .filter_map(|i| match &i.state {
+            State::Unsafe { why, fix } => Some((i.user.as_str(), why.as_str(), fix.as_ref())),
+            _ => None,
+        })
         .collect();
-    let summary = format!(
-        "{} entr{}: {fresh} fresh, {stale} stale (older than ttl {}: refreshed at the next login or sync)",
-        scan.items.len(),
-        if scan.items.len() == 1 { "y" } else { "ies" },
-        human_age(ttls.ttl.as_secs())
-    );
-    match unsafe_.first() {
-        Some(Item {
-            state: State::Unsafe(why),
-            ..
-        }) => {
-            let fix = why
-                .split("fix: ")
-                .nth(1)
-                .map(|f| f.trim_end_matches(')').to_owned())
-                .unwrap_or_else(|| {
-                    format!("chown the entries to the [cache] owner and chmod 0640 them (in {d})")
-                });
-            out.push(Check::fail(
-                "cache.entries",
-                format!(
-                    "{} unsafe entr{} ({}): keyward fails closed for these users: {why}",
-                    unsafe_.len(),
-                    if unsafe_.len() == 1 { "y" } else { "ies" },
-                    list(&unsafe_.iter().map(|i| i.user.clone()).collect::<Vec<_>>())
-                ),
-                fix,
-            ))
-        }
-        _ => out.push(Check::ok("cache.entries", summary)),
-    }
+    let Some((_, why, fix)) = unsafe_.first() else {
+        return Check::ok(
+            "cache.entries",
+            format!(
+                "{}: {} fresh, {} stale (older than ttl {}: refreshed at the next login or sync)",
+                entries(scan.items.len(), ""),
+                count(&|s| *s == State::Fresh),
+                count(&|s| *s == State::Stale),
+                human_age(ttls.ttl.as_secs())
+            ),
+        );
+    };
+    let users: Vec<String> = unsafe_.iter().map(|(u, _, _)| u.to_string()).collect();
+    let fix = fix.cloned().unwrap_or_else(|| {
+        format!(
+            "chown the entries to the [cache] owner and chmod 0640 them (in {})",
+            dir.display()
+        )
+    });
+    Check::fail(
+        "cache.entries",
+        format!(
+            "{} ({}): keyward fails closed for these users: {why}",
+            entries(unsafe_.len(), "unsafe"),
+            list(&users)
+        ),
+        fix,
+    )
+}
 
-    let expired: Vec<&Item> = scan
+/// `cache.expired`: entries never served again.
+fn expired_check(scan: &Scan, ttls: &Ttls) -> Check {
+    let names: Vec<String> = scan
         .items
         .iter()
-        .filter(|i| matches!(i.state, State::Expired(_)))
+        .filter_map(|i| match &i.state {
+            State::Expired(why) => Some(format!("{} ({why})", i.user)),
+            _ => None,
+        })
         .collect();
-    if expired.is_empty() {
-        out.push(Check::ok(
+    if names.is_empty() {
+        return Check::ok(
             "cache.expired",
             format!(
                 "no entry older than max_stale {}",
                 human_age(ttls.max_stale.as_secs())
             ),
-        ));
-    } else {
-        let names: Vec<String> = expired
-            .iter()
-            .map(|i| match &i.state {
-                State::Expired(why) => format!("{} ({why})", i.user),
-                _ => i.user.clone(),
-            })
-            .collect();
-        out.push(Check::warn(
-            "cache.expired",
-            format!(
-                "{} entr{} older than max_stale, never served again: {}; these users cannot log in while the directory is unreachable",
-                expired.len(),
-                if expired.len() == 1 { "y is" } else { "ies are" },
-                list(&names)
-            ),
-            "keyward sync (and check that keyward-sync.timer runs)",
-        ));
+        );
     }
+    Check::warn(
+        "cache.expired",
+        format!(
+            "{} entr{} older than max_stale, never served again: {}; these users cannot log in while the directory is unreachable",
+            names.len(),
+            if names.len() == 1 { "y is" } else { "ies are" },
+            list(&names)
+        ),
+        "keyward sync (and check that keyward-sync.timer runs)",
+    )
+}
 
-    let corrupt: Vec<String> = scan
+/// `cache.corrupt`: never served, refetched at the next login.
+fn corrupt_check(scan: &Scan, dir: &Path) -> Check {
+    let corrupt: Vec<(&str, String)> = scan
         .items
         .iter()
         .filter_map(|i| match &i.state {
-            State::Corrupt(why) => Some(format!("{} ({why})", i.user)),
+            State::Corrupt(why) => Some((i.user.as_str(), format!("{} ({why})", i.user))),
             _ => None,
         })
         .collect();
-    if corrupt.is_empty() {
-        out.push(Check::ok("cache.corrupt", "no corrupt entry"));
-    } else {
-        let first = scan
-            .items
-            .iter()
-            .find(|i| matches!(i.state, State::Corrupt(_)))
-            .map(|i| i.user.as_str())
-            .unwrap_or_default();
-        out.push(Check::warn(
-            "cache.corrupt",
-            format!(
-                "{} corrupt entr{} (never served; refetched at the next login): {}",
-                corrupt.len(),
-                if corrupt.len() == 1 { "y" } else { "ies" },
-                list(&corrupt)
-            ),
-            format!("keyward sync --user {first} (or rm {d}/{first}); check the disk"),
-        ));
-    }
-
-    if scan.leftovers.is_empty() {
-        out.push(Check::ok("cache.tmp", "no leftover temporary files"));
-    } else {
-        let names: Vec<String> = scan
-            .leftovers
-            .iter()
-            .map(|(n, age)| format!("{n} ({})", human_age(*age)))
-            .collect();
-        out.push(Check::warn(
-            "cache.tmp",
-            format!(
-                "{} leftover temporary file(s) from an interrupted write: {}",
-                scan.leftovers.len(),
-                list(&names)
-            ),
-            format!("rm -f {d}/.tmp-*"),
-        ));
-    }
-    out
+    let Some((first, _)) = corrupt.first() else {
+        return Check::ok("cache.corrupt", "no corrupt entry");
+    };
+    let names: Vec<String> = corrupt.iter().map(|(_, n)| n.clone()).collect();
+    let d = dir.display();
+    Check::warn(
+        "cache.corrupt",
+        format!(
+            "{} (never served; refetched at the next login): {}",
+            entries(corrupt.len(), "corrupt"),
+            list(&names)
+        ),
+        format!("keyward sync --user {first} (or rm {d}/{first}); check the disk"),
+    )
 }
 
-/// Reads every entry of the cache in `dir` with the current credentials.
-pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, String> {
-    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let cache = Cache::new(dir);
-    let mut out = Scan::default();
-    let mut names: Vec<(String, Option<SystemTime>)> = rd
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let m = e.metadata().ok();
-            Some((
-                e.file_name().into_string().ok()?,
-                m.and_then(|m| m.modified().ok()),
-            ))
-        })
+/// `cache.tmp`: temp files left by an interrupted write.
+fn tmp_check(scan: &Scan, dir: &Path) -> Check {
+    if scan.leftovers.is_empty() {
+        return Check::ok("cache.tmp", "no leftover temporary files");
+    }
+    let names: Vec<String> = scan
+        .leftovers
+        .iter()
+        .map(|(n, age)| format!("{n} ({})", human_age(*age)))
         .collect();
-    names.sort();
-    for (name, mtime) in names {
-        if name.starts_with(".tmp-") {
-            let age = mtime
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            if age > 60 {
-                out.leftovers.push((name, age));
+    Check::warn(
+        "cache.tmp",
+        format!(
+            "{} leftover temporary file(s) from an interrupted write: {}",
+            scan.leftovers.len(),
+            list(&names)
+        ),
+        format!("rm -f {}/.tmp-*", dir.display()),
+    )
+}
+
+/// An entry the login path refuses, with the fix for a mode problem.
+fn unsafe_state(e: &CacheError) -> State {
+    let fix = match e {
+        CacheError::Unsafe(u) => match u.problem {
+            Problem::Writable { mode } => Some(perms::chmod_fix(mode, &u.path)),
+            _ => None,
+        },
+        _ => None,
+    };
+    State::Unsafe {
+        why: e.to_string(),
+        fix,
+    }
+}
+
+/// Reads every entry of the cache in `dir` (keys, then principals lists,
+/// named `USER (principals)`) with the current credentials.
+pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, String> {
+    let mut out = Scan::default();
+    for kind in [Kind::Keys, Kind::Principals] {
+        let cache = Cache::for_kind(dir, kind);
+        let here = cache.dir();
+        let rd = match std::fs::read_dir(here) {
+            Err(e) if kind == Kind::Principals && e.kind() == std::io::ErrorKind::NotFound => {
+                continue
             }
-            continue;
-        }
-        if crate::username::validate(&name, 256).is_err() {
-            continue;
-        }
-        let (state, age) = match cache.read(&name) {
-            Ok(Lookup::Found(e)) => (
-                classify(&e, now, ttls, signed.then_some(name.as_str())),
-                e.age(now),
-            ),
-            Ok(Lookup::Corrupt(c)) => (State::Corrupt(c.0.to_owned()), None),
-            Ok(Lookup::Missing) => continue,
-            Err(e) => (State::Unsafe(e.to_string()), None),
+            rd => rd.map_err(|e| format!("{}: {e}", here.display()))?,
         };
-        out.items.push(Item {
-            user: name,
-            state,
-            age,
-        });
+        let mut leftovers: Vec<(String, u64)> = rd
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().into_string().ok()?;
+                let mtime = e.metadata().ok().and_then(|m| m.modified().ok());
+                Some((name, mtime))
+            })
+            .filter(|(n, _)| n.starts_with(".tmp-"))
+            .map(|(n, mtime): (String, Option<SystemTime>)| {
+                let name = match kind {
+                    Kind::Keys => n,
+                    Kind::Principals => format!(".principals/{n}"),
+                };
+                (name, mtime.map(crate::os::clock::secs_since).unwrap_or(0))
+            })
+            .filter(|(_, age)| *age > 60)
+            .collect();
+        leftovers.sort();
+        out.leftovers.extend(leftovers);
+        // The cache's own reading of its file names (encoded, hashed).
+        let users = cache.users().map_err(|e| e.to_string())?;
+        for user in users {
+            let (state, age) = match cache.read(&user) {
+                Ok(Lookup::Found(e)) => (
+                    classify_kind(&e, now, ttls, signed.then_some(user.as_str()), kind),
+                    e.age(now),
+                ),
+                Ok(Lookup::Corrupt(c)) => (State::Corrupt(c.0.to_owned()), None),
+                Ok(Lookup::Missing) => continue,
+                Err(e) => (unsafe_state(&e), None),
+            };
+            out.items.push(Item {
+                user: match kind {
+                    Kind::Keys => user,
+                    Kind::Principals => format!("{user} (principals)"),
+                },
+                state,
+                age,
+            });
+        }
     }
     Ok(out)
+}
+
+/// The `cache.*` entry checks, scanning as the `[cache] owner` when root
+/// (the login path never reads the cache as root either).
+pub fn entry_checks(config: &Config, acct: Option<&Account>, root: bool) -> Vec<Check> {
+    let ttls = Ttls::from_config(&config.cache);
+    let signed = config.directory.signed();
+    let dir = &config.cache.dir;
+    let scan = || scan(dir, &ttls, signed, now_secs());
+    let result = match acct {
+        Some(a) if root => privdrop::as_user(a, scan).and_then(|r| r),
+        _ if root => Err("[cache] owner unusable".into()),
+        _ => scan(),
+    };
+    let why = match result {
+        Ok(s) => return checks(&s, dir, &ttls),
+        Err(e) if root => format!("skipped: {e}"),
+        Err(e) => format!("skipped: needs root or the [cache] owner ({e})"),
+    };
+    [
+        "cache.entries",
+        "cache.expired",
+        "cache.corrupt",
+        "cache.tmp",
+    ]
+    .iter()
+    .map(|id| Check::skip(id, why.clone()))
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
     use std::time::Duration;
 
     const T: u64 = 1_800_000_000;
@@ -360,7 +437,14 @@ mod tests {
             Some("rm -f /var/cache/keyward/.tmp-*")
         );
         let bad = Scan {
-            items: vec![Item { user: "eve".into(), state: State::Unsafe("unsafe cache: bad modes for /c/eve (mode 0666, group- and world-writable; fix: chmod go-w /c/eve)".into()), age: None }],
+            items: vec![Item {
+                user: "eve".into(),
+                state: State::Unsafe {
+                    why: "unsafe cache: bad modes for /c/eve (mode 0666, group- and world-writable; fix: chmod go-w /c/eve)".into(),
+                    fix: Some("chmod go-w /c/eve".into()),
+                },
+                age: None,
+            }],
             leftovers: vec![],
         };
         let c = checks(&bad, Path::new("/c"), &ttls());

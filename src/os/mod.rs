@@ -3,3 +3,5 @@
 //! commands above it share one behaviour.
 
 pub mod clock;
+pub mod command;
+pub mod nss;

@@ -1539,11 +1539,18 @@ fn robust_directory_cannot_smuggle_keys_for_another_user() {
     // more, it stays one path element: a file nobody has (404, no keys).
     let n = format!("{alice}%2F..%2F{bob}");
     let r = env.keys_as_keyward(&n, Some(&b.fingerprint()));
-    assert_eq!((r.out.code, r.decision().as_str()), (Some(0), "nokeys"), "{r}");
+    assert_eq!(
+        (r.out.code, r.decision().as_str()),
+        (Some(0), "nokeys"),
+        "{r}"
+    );
     assert!(!r.out.stdout.contains(&b.public_material()));
     let asked: Vec<_> = nginx.accesses().into_iter().skip(before).collect();
     assert_eq!(asked.len(), 1, "{asked:?}");
-    assert_eq!(asked[0].uri, format!("/users/{alice}%252F..%252F{bob}.keys"));
+    assert_eq!(
+        asked[0].uri,
+        format!("/users/{alice}%252F..%252F{bob}.keys")
+    );
     assert_eq!(asked[0].status, 404);
 }
 
