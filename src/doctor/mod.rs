@@ -19,6 +19,7 @@ pub mod directory;
 pub mod pam;
 pub mod pamfile;
 pub mod perms;
+pub mod principals;
 pub mod sshd;
 pub mod systemd;
 
@@ -214,6 +215,17 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
     };
     out.extend(sshd::command_checks(&facts));
     out.push(sshd::command_user_check(&facts));
+    // Certificate logins: the files sshd read tell where a line is ignored.
+    let main_config = opts
+        .sshd_config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/ssh/sshd_config"));
+    let (directives, _) = crate::sshd::read_sshd_config(&main_config);
+    let wiring = principals::Wiring {
+        directives: &directives,
+        ca_keys: &principals::count_ca_keys,
+    };
+    out.extend(principals::checks(&facts, &wiring));
     out.extend(auth::auth_checks(&facts));
     out
 }

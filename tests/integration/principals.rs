@@ -3,6 +3,7 @@
 //! keyward user; the directory's `<account>.principals` decides which
 //! certificate principals may log in as the account.
 
+use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -51,14 +52,24 @@ impl Certs {
     }
 
     fn sshd(kw: &Keyward, ca: &SshKey) -> Sshd {
+        Certs::sshd_ordered(kw, ca, true)
+    }
+
+    /// `principals_first: false` writes AuthorizedKeysCommand first: the
+    /// order OpenSSH before 9.4 silently ignores the principals command in.
+    fn sshd_ordered(kw: &Keyward, ca: &SshKey, principals_first: bool) -> Sshd {
         let [apc, apcu] = principals_lines(kw);
-        Sshd::builder()
-            .line(&format!("TrustedUserCAKeys {}", ca.pub_path.display()))
-            .line(&apc)
-            .line(&apcu)
-            .authorized_keys_command(&kw.authorized_keys_command())
-            .authorized_keys_command_user("keyward")
-            .start()
+        let akc = format!("AuthorizedKeysCommand {}", kw.authorized_keys_command());
+        let mut b = Sshd::builder().line(&format!("TrustedUserCAKeys {}", ca.pub_path.display()));
+        let lines: [&str; 3] = if principals_first {
+            [&apc, &apcu, &akc]
+        } else {
+            [&akc, &apc, &apcu]
+        };
+        for l in lines {
+            b = b.line(l);
+        }
+        b.authorized_keys_command_user("keyward").start()
     }
 
     /// A key with a certificate for `principals`, key ID `id`.
@@ -433,4 +444,123 @@ fn principals_command_prints_lines_as_sshd_reads_them_and_sync_refreshes_them() 
         );
     }
     assert_eq!(nginx.total(), requests);
+}
+
+/// `keyward doctor --json --sshd-config CONF`: the checks with `id`.
+fn doctor(kw: &Keyward, conf: &Path) -> serde_json::Value {
+    let out = kw.run(&["doctor", "--json", "--sshd-config", conf.to_str().unwrap()]);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn check<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {doc:#}"))
+}
+
+/// The trap, on this machine's sshd (Debian 12: OpenSSH 9.2): with
+/// AuthorizedKeysCommand first, `sshd -T` drops the principals command, a
+/// certificate the directory allows is refused and one naming the account
+/// gets in; doctor names both lines and the fix.
+#[test]
+fn principals_after_keys_command_is_ignored_before_9_4_and_doctor_says_so() {
+    let s = Certs::new(|c| c.ttl("5m"));
+    let deploy = TestUser::new();
+    s.serve(&deploy.name, "team-web\n");
+    let web = s.cert("web", "alice", &["team-web"]);
+    let own = s.cert("own", "deploy-itself", &[&deploy.name]);
+    // The right order (Certs' sshd): the directory decides.
+    assert!(s.login(&deploy.name, &web, "true").ok, "{}", s.debug());
+    assert!(!s.login(&deploy.name, &own, "true").ok);
+    let good = doctor(&s.env.kw, &s.sshd.conf);
+    for id in [
+        "sshd.principals",
+        "sshd.principals_tokens",
+        "sshd.principals_user",
+        "sshd.trusted_ca",
+        "config.principals_urls",
+    ] {
+        assert_eq!(
+            check(&good, id)["status"],
+            "ok",
+            "{id}: {:#}",
+            check(&good, id)
+        );
+    }
+
+    // Keys command first: sshd 9.2 forgets the principals command.
+    let trap = Certs::sshd_ordered(&s.env.kw, &s.ca, false);
+    let t = run(
+        Command::new("/usr/sbin/sshd")
+            .arg("-T")
+            .arg("-f")
+            .arg(&trap.conf),
+        Duration::from_secs(30),
+    );
+    assert!(t.success(), "{t}");
+    let version = run(
+        Command::new("/usr/sbin/sshd").arg("-V"),
+        Duration::from_secs(10),
+    );
+    let v: Vec<u32> = version
+        .stderr
+        .split("OpenSSH_")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit() && c != '.').next())
+        .map(|v| v.split('.').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    assert!(v.len() >= 2, "sshd -V: {version}");
+    if v[0] > 9 || (v[0] == 9 && v[1] >= 4) {
+        // Fixed upstream: the order no longer matters.
+        assert!(
+            !t.stdout.contains("authorizedprincipalscommand none"),
+            "{t}"
+        );
+    } else {
+        assert!(t.stdout.contains("authorizedprincipalscommand none"), "{t}");
+        let r = trap.login_cert(&deploy.name, &own.0.path, &own.1, "true");
+        assert!(
+            r.ok,
+            "ignored command: the account's own name is accepted: {r}\n{}",
+            trap.log_text()
+        );
+        let r = trap.login_cert(&deploy.name, &web.0.path, &web.1, "true");
+        assert!(!r.ok, "{r}");
+        let doc = doctor(&s.env.kw, &trap.conf);
+        let c = check(&doc, "sshd.principals");
+        assert_eq!(c["status"], "fail", "{c:#}");
+        let conf = trap.conf.display().to_string();
+        let found = c["found"].as_str().unwrap();
+        // The builder writes its lines first: TrustedUserCAKeys, keys on 2,
+        // principals on 3.
+        assert!(
+            found.contains(&format!("{conf}:3")) && found.contains(&format!("{conf}:2")),
+            "{found}"
+        );
+        assert!(
+            c["fix"]
+                .as_str()
+                .unwrap()
+                .contains("above AuthorizedKeysCommand"),
+            "{c:#}"
+        );
+    }
+
+    // A TrustedUserCAKeys file that is not there.
+    let missing = s.keys.join("no-such-ca.pub");
+    let text = fs::read_to_string(&s.sshd.conf).unwrap().replace(
+        &s.ca.pub_path.display().to_string(),
+        &missing.display().to_string(),
+    );
+    let conf = s.keys.write("sshd_missing_ca", text, 0o644);
+    let doc = doctor(&s.env.kw, &conf);
+    let c = check(&doc, "sshd.trusted_ca");
+    assert_eq!(c["status"], "fail", "{c:#}");
+    assert!(
+        c["found"].as_str().unwrap().contains("no-such-ca.pub"),
+        "{c:#}"
+    );
 }
