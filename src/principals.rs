@@ -61,7 +61,7 @@ pub enum LineProblem {
     HashInOptions,
     #[error("no principal after the options")]
     NoPrincipal,
-    #[error("more than one word before the principal (one principal per line; options are comma-separated)")]
+    #[error("more than one word on the line (one principal per line; options, comma-separated, go before it)")]
     ExtraWords,
     #[error("{0}")]
     Options(LineError),
@@ -118,7 +118,14 @@ pub fn parse_line(raw: &str) -> Result<Option<PrincipalLine>, LineProblem> {
         return Err(LineProblem::ExtraWords);
     }
     let mut expiry = None;
-    for (name, value) in keyline::parse_options(options).map_err(LineProblem::Options)? {
+    let parsed = match keyline::parse_options(options) {
+        // `team-web alice`: two principals on one line, not an option.
+        Err(LineError::UnknownOption(_)) if !options.contains(['=', ',', '"']) => {
+            return Err(LineProblem::ExtraWords)
+        }
+        r => r.map_err(LineProblem::Options)?,
+    };
+    for (name, value) in parsed {
         match name.to_ascii_lowercase().as_str() {
             "cert-authority" => return Err(LineProblem::CertAuthority),
             "principals" => return Err(LineProblem::PrincipalsOption),
@@ -566,9 +573,10 @@ mod tests {
     #[test]
     fn lines_sshd_would_read_otherwise_are_refused() {
         let err = |l: &str| parse_line(l).unwrap_err();
+        assert_eq!(err("team-web alice"), LineProblem::ExtraWords);
         assert_eq!(
-            err("team-web alice"),
-            LineProblem::Options(LineError::UnknownOption("team-web".into()))
+            err("nopty,team-web alice"),
+            LineProblem::Options(LineError::UnknownOption("nopty".into()))
         );
         assert_eq!(err("restrict foo alice"), LineProblem::ExtraWords);
         assert_eq!(err(r#"command="a b""#), LineProblem::NoPrincipal);

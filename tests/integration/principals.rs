@@ -564,3 +564,88 @@ fn principals_after_keys_command_is_ignored_before_9_4_and_doctor_says_so() {
         "{c:#}"
     );
 }
+
+#[test]
+fn principals_explain_shows_what_the_account_accepts_and_why() {
+    let s = Certs::new(|c| c.ttl("5m"));
+    let deploy = TestUser::new();
+    s.serve(
+        &deploy.name,
+        "team-web\nteam-web extra\nfrom=\"10.0.0.0/8\" ci-runner\nteam-web\n",
+    );
+    let conf = s.sshd.conf.to_str().unwrap().to_owned();
+    let out = s
+        .env
+        .kw
+        .run(&["explain", &deploy.name, "--json", "--sshd-config", &conf]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let p = &v["principals"];
+    assert!(
+        p["sshd"].as_str().unwrap().contains("principals %u"),
+        "{p:#}"
+    );
+    let lines = p["lines"].as_array().unwrap();
+    let verdicts: Vec<(&str, Option<&str>)> = lines
+        .iter()
+        .map(|l| (l["verdict"].as_str().unwrap(), l["reason_tag"].as_str()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("accepted", None),
+            ("dropped", Some("invalid")),
+            ("accepted", None),
+            ("dropped", Some("duplicate"))
+        ],
+        "{p:#}"
+    );
+    assert_eq!(lines[2]["principal"], "ci-runner");
+    assert_eq!(lines[2]["options"], "from=\"10.0.0.0/8\"");
+    assert!(lines[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("one principal per line"));
+    let verdict = p["verdict"].as_str().unwrap();
+    assert!(verdict.contains("team-web or ci-runner"), "{verdict}");
+    // The human form says the same.
+    let out = s
+        .env
+        .kw
+        .run(&["explain", &deploy.name, "--sshd-config", &conf]);
+    assert!(out.stdout.contains("Certificates"), "{out}");
+    assert!(
+        out.stdout.contains(&format!(
+            "a certificate with principal team-web or ci-runner logs in as {}",
+            deploy.name
+        )),
+        "{out}"
+    );
+
+    // With the principals lines after AuthorizedKeysCommand (ignored by
+    // sshd before 9.4), explain says sshd does not ask keyward.
+    let trap = Certs::sshd_ordered(&s.env.kw, &s.ca, false);
+    let out = s.env.kw.run(&[
+        "explain",
+        &deploy.name,
+        "--json",
+        "--sshd-config",
+        trap.conf.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let t = run(
+        Command::new("/usr/sbin/sshd")
+            .arg("-T")
+            .arg("-f")
+            .arg(&trap.conf),
+        Duration::from_secs(30),
+    );
+    if t.stdout.contains("authorizedprincipalscommand none") {
+        let sshd = v["principals"]["sshd"].as_str().unwrap();
+        assert!(
+            sshd.contains("no AuthorizedPrincipalsCommand in effect"),
+            "{sshd}"
+        );
+        assert!(v["principals"]["lines"].as_array().unwrap().is_empty());
+    }
+}
