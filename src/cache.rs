@@ -75,8 +75,7 @@ impl Cache {
 
     /// The cache of `kind` entries under `[cache] dir` = `dir`.
     pub fn for_kind(dir: &Path, kind: Kind) -> Cache {
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = crate::privdrop::euid();
         let mut owners = vec![0];
         if euid != 0 {
             owners.push(euid);

@@ -427,8 +427,7 @@ pub fn run(
     record.push("user", user);
     info.record(&mut record);
     // The sshd process that ran us (it logs the "Accepted publickey" line).
-    // SAFETY: getppid cannot fail.
-    record.push("ppid", unsafe { libc::getppid() });
+    record.push("ppid", crate::os::process::parent_pid());
     let fail = |mut record: Record, source: Option<&str>, reason: String| {
         if let Some(s) = source {
             record.push("source", s);
