@@ -241,7 +241,7 @@ pub fn run_principals(config_path: &Path, user: &str, cert: &[String], started: 
     let mut sink = sink_for(&config);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let outcome = crate::principals::run(&config, user, &info, started, &mut out);
+    let outcome = crate::lookup::run_principals(&config, user, &info, started, &mut out);
     if outcome.exit != 0 {
         sink.tee_stderr(true);
     }
@@ -260,7 +260,7 @@ fn run_principals_failed(
         None => Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV),
     };
     sink.tee_stderr(true);
-    let o = crate::principals::failed(user, reason, started);
+    let o = crate::lookup::principals_failed(user, reason, started);
     sink.send(o.severity, &o.record);
     o.exit
 }
@@ -485,8 +485,8 @@ fn run_publish(
             let dropped: usize = results.iter().map(|r| r.dropped.len()).sum();
             for r in &results {
                 let what = match r.kind {
-                    crate::cache::Kind::Keys => "key(s)",
-                    crate::cache::Kind::Principals => "principal(s)",
+                    crate::entry::Kind::Keys => "key(s)",
+                    crate::entry::Kind::Principals => "principal(s)",
                 };
                 println!("{}: {} {what} published", r.user, r.served);
                 for d in &r.dropped {

@@ -79,8 +79,8 @@ pub fn parse_signer(s: &str) -> Result<ssh_key::PublicKey, String> {
 
 impl DirectoryConfig {
     /// The URL templates of one kind of directory file, in mirror order.
-    pub fn templates(&self, kind: crate::cache::Kind) -> Result<Vec<UrlTemplate>, String> {
-        use crate::cache::Kind;
+    pub fn templates(&self, kind: crate::entry::Kind) -> Result<Vec<UrlTemplate>, String> {
+        use crate::entry::Kind;
         match kind {
             Kind::Keys => Ok(self.urls.clone()),
             Kind::Principals if !self.principals_urls.is_empty() => {
@@ -611,7 +611,7 @@ mod tests {
 
     #[test]
     fn principals_templates() {
-        use crate::cache::Kind;
+        use crate::entry::Kind;
         let two = "[directory]\nurls = [\"https://a/u/{user}.keys\", \"https://b/{user}.keys\"]\n";
         let c = parse(two).unwrap();
         let t: Vec<String> = c

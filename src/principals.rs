@@ -8,7 +8,8 @@
 //! The list is the directory's `<user>.principals` file, fetched through the
 //! same cache, `state` rules (freshness, stale serving, fail closed, rollback
 //! floor), signatures (`kind=principals` in the header) and syslog record as
-//! `keys`. Lines are parsed the way sshd parses them
+//! `keys` (the login path: `lookup::run_principals`). This module is the
+//! pure part: the line syntax, the policy, the arguments. Lines are parsed the way sshd parses them
 //! (auth2-pubkeyfile.c: `auth_process_principals`,
 //! `auth_check_principals_line`); a line sshd would read differently from
 //! how it looks is dropped and logged, never passed on. Options are printed
@@ -20,17 +21,11 @@
 //! expands tokens), so a key ID with spaces or a leading `-` is harmless.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use crate::audit::{Record, Severity};
-use crate::cache::Kind;
-use crate::config::{self, Config, PolicyConfig};
+use crate::audit::Record;
+use crate::config::{self, PolicyConfig};
 use crate::keyline::{self, ExpiryTime, LineError};
-use crate::lookup::{self, Failure, Outcome};
-use crate::os::clock::now_secs;
-use crate::{policy, privdrop, username};
 
 /// One principals line as sshd will read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,7 +305,8 @@ impl CertInfo {
         Ok(info)
     }
 
-    fn record(&self, r: &mut Record) {
+    /// Adds the certificate's fields to a log record.
+    pub fn record(&self, r: &mut Record) {
         for (k, v) in [
             ("id", &self.id),
             ("serial", &self.serial),
@@ -374,166 +370,6 @@ pub fn fast_args(args: &[OsString]) -> Option<Args> {
         user: call.user.to_owned(),
         rest: call.rest.iter().map(|a| a.to_string()).collect(),
     })
-}
-
-/// An account's principals file, judged: what `run` prints and `explain`
-/// shows.
-pub struct Gathered {
-    pub cands: Vec<Candidate>,
-    /// One per candidate; None: served.
-    pub verdicts: Vec<Option<Dropped>>,
-    /// None: no directory is configured (no principals at all).
-    pub answer: Option<lookup::DirAnswer>,
-    pub warnings: Vec<String>,
-}
-
-/// Drops privileges (when root), then resolves `user`'s principals through
-/// the cache with the `state` rules and judges every line. `user` must be
-/// validated and not denied.
-pub fn gather(config: &Config, user: &str) -> Result<Gathered, Failure> {
-    privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
-    let mut warnings = Vec::new();
-    if config.directory.urls.is_empty() && config.directory.principals_urls.is_empty() {
-        return Ok(Gathered {
-            cands: Vec::new(),
-            verdicts: Vec::new(),
-            answer: None,
-            warnings,
-        });
-    }
-    let answer = lookup::through_cache(config, user, Kind::Principals, &mut warnings)?;
-    let cands = answer.body.as_deref().map(candidates).unwrap_or_default();
-    let verdicts = evaluate(&config.policy, &cands, now_secs() as i64);
-    Ok(Gathered {
-        cands,
-        verdicts,
-        answer: Some(answer),
-        warnings,
-    })
-}
-
-/// The login path for principals: writes the served lines to `out` and
-/// returns the one decision to log.
-pub fn run(
-    config: &Config,
-    user: &str,
-    info: &CertInfo,
-    started: Instant,
-    out: &mut dyn Write,
-) -> Outcome {
-    let mut record = Record::new();
-    record.push("decision", "");
-    record.push("kind", "principals");
-    record.push("user", user);
-    info.record(&mut record);
-    // The sshd process that ran us (it logs the "Accepted publickey" line).
-    record.push("ppid", crate::os::process::parent_pid());
-    let fail = |mut record: Record, source: Option<&str>, reason: String| {
-        if let Some(s) = source {
-            record.push("source", s);
-        }
-        record.push("reason", reason);
-        Outcome {
-            exit: 1,
-            severity: Severity::Err,
-            record: finish(record, "fail", started),
-        }
-    };
-
-    if let Err(e) = username::validate(user, config.policy.max_username_len) {
-        return fail(record, None, format!("invalid user name: {e}"));
-    }
-    let acct = match privdrop::account(user) {
-        Ok(a) => a,
-        Err(e) => return fail(record, None, format!("looking up user: {e}")),
-    };
-    if let Some(why) = policy::denied(&config.policy, user, acct.map(|a| a.uid)) {
-        record.push("reason", why);
-        return Outcome {
-            exit: 0,
-            severity: Severity::Notice,
-            record: finish(record, "deny", started),
-        };
-    }
-    let g = match gather(config, user) {
-        Ok(g) => g,
-        Err(Failure { reason, source }) => return fail(record, source, reason),
-    };
-    let Some(answer) = g.answer else {
-        record.push("source", "none");
-        record.push("reason", "no [directory] configured: no principals");
-        return Outcome {
-            exit: 0,
-            severity: Severity::Info,
-            record: finish(record, "noprincipals", started),
-        };
-    };
-    let (cands, verdicts, warnings) = (g.cands, g.verdicts, g.warnings);
-    let mut text = String::new();
-    let mut drops = Vec::new();
-    let mut served = 0;
-    for (c, v) in cands.iter().zip(&verdicts) {
-        match (v, &c.parsed) {
-            (None, Ok(l)) => {
-                text.push_str(&l.to_line());
-                text.push('\n');
-                served += 1;
-            }
-            (Some(d), _) => drops.push(format!("directory:{} {d}", c.line_no)),
-            _ => {}
-        }
-    }
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        return fail(record, None, format!("writing to stdout: {e}"));
-    }
-    record.push("source", answer.source);
-    record.push("age_s", answer.age_s);
-    if let Some(m) = &answer.mirror {
-        record.push("mirror", m);
-    }
-    record.push(
-        "principals",
-        cands.iter().filter(|c| c.parsed.is_ok()).count(),
-    );
-    record.push("served", served);
-    record.push("dropped", drops.len());
-    if !drops.is_empty() {
-        let detail: Vec<&str> = drops.iter().take(5).map(String::as_str).collect();
-        record.push("drop", detail.join("; "));
-    }
-    let severity = if warnings.is_empty() {
-        Severity::Info
-    } else {
-        record.push("warning", warnings.join("; "));
-        Severity::Warning
-    };
-    let decision = if served > 0 { "serve" } else { "noprincipals" };
-    Outcome {
-        exit: 0,
-        severity,
-        record: finish(record, decision, started),
-    }
-}
-
-/// The record of a call that failed before `run` (config, arguments).
-pub fn failed(user: &str, reason: String, started: Instant) -> Outcome {
-    let record = Record::new()
-        .with("decision", "")
-        .with("kind", "principals")
-        .with("user", user)
-        .with("reason", reason);
-    Outcome {
-        exit: 1,
-        severity: Severity::Err,
-        record: finish(record, "fail", started),
-    }
-}
-
-fn finish(mut record: Record, decision: &str, started: Instant) -> Record {
-    record.set_first("decision", decision);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    record.push("ms", format!("{ms:.1}"));
-    record
 }
 
 #[cfg(test)]

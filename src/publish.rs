@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::cache::Kind;
 use crate::config::PolicyConfig;
+use crate::entry::Kind;
 use crate::lookup::candidates;
 use crate::policy::{self, Judged};
 use crate::signed::{self, Header};
@@ -255,7 +255,7 @@ mod tests {
     fn body_has_header_and_only_policy_clean_keys() {
         let h = Header {
             user: "alice".into(),
-            kind: crate::cache::Kind::Keys,
+            kind: crate::entry::Kind::Keys,
             serial: 3,
             expires: 2_000_000_000,
         };

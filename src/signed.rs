@@ -20,7 +20,7 @@
 
 use ssh_key::{PublicKey, SshSig};
 
-use crate::cache::Kind;
+use crate::entry::Kind;
 
 /// The SSHSIG namespace keyward signatures use.
 pub const NAMESPACE: &str = "keyward";

@@ -380,7 +380,7 @@ mod tests {
         );
         let h = crate::signed::Header {
             user: "alice".into(),
-            kind: crate::cache::Kind::Keys,
+            kind: crate::entry::Kind::Keys,
             serial: 3,
             expires: T as i64 - 1,
         };

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::entry::Kind;
 use crate::lookup::Failure;
-use crate::principals::{self, Dropped};
+use crate::principals::Dropped;
 use crate::sshd::{argv_split, principals_call, SshdT};
 
 /// How sshd decides on a user certificate for this account.
@@ -126,7 +126,7 @@ pub fn explain(config: &Config, user: &str, asked: &Asked) -> PrincipalsInfo {
         sshd,
         ..PrincipalsInfo::default()
     };
-    let g = match principals::gather(config, user) {
+    let g = match crate::lookup::gather_principals(config, user) {
         Ok(g) => g,
         Err(Failure { reason, source }) => {
             info.failure = Some(match source {
