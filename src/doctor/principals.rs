@@ -43,13 +43,8 @@ struct Apc {
 pub fn checks(f: &Facts, w: &Wiring) -> Vec<Check> {
     let apc = match f.t.set("authorizedprincipalscommand") {
         Some(line) => line,
-        None => {
-            let mut out = vec![unset_check(f, w)];
-            if f.t.set("trustedusercakeys").is_some() {
-                out.push(trusted_ca_check(f, w, false));
-            }
-            return out;
-        }
+        // TrustedUserCAKeys without keyward: `super::auth` warns.
+        None => return vec![unset_check(f, w)],
     };
     let apc = match read_command(f, apc) {
         Ok(Some(a)) => a,
@@ -64,7 +59,7 @@ pub fn checks(f: &Facts, w: &Wiring) -> Vec<Check> {
     let mut out = vec![call_check(f, &apc)];
     out.push(tokens_check(f, &apc));
     out.push(user_check(f));
-    out.push(trusted_ca_check(f, w, true));
+    out.push(trusted_ca_check(f, w));
     if let Some(c) = f.keyward {
         out.push(urls_check(c, &apc));
     }
@@ -121,6 +116,17 @@ fn unset_check(f: &Facts, w: &Wiring) -> Check {
             ),
         },
     }
+}
+
+/// Whether sshd's AuthorizedPrincipalsCommand is a `keyward principals`
+/// call (keyward then decides which certificates log in).
+pub fn keyward_asked(t: &crate::sshd::SshdT) -> bool {
+    t.set("authorizedprincipalscommand")
+        .and_then(|l| argv_split(l).ok())
+        .is_some_and(|argv| {
+            let args: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+            principals_call(&args).is_ok()
+        })
 }
 
 /// Splits the command; Ok(None) when it is not keyward at all.
@@ -272,18 +278,14 @@ fn user_check(f: &Facts) -> Check {
 }
 
 /// `sshd.trusted_ca`: the CA keys sshd checks certificates against.
-fn trusted_ca_check(f: &Facts, w: &Wiring, keyward_asked: bool) -> Check {
+fn trusted_ca_check(f: &Facts, w: &Wiring) -> Check {
     let file = f.fix_file;
     let Some(path) = f.t.set("trustedusercakeys") else {
-        return if keyward_asked {
-            Check::warn(
-                "sshd.trusted_ca",
-                "TrustedUserCAKeys is not set: sshd accepts no user certificate, so it never asks keyward for principals",
-                format!("add `TrustedUserCAKeys /etc/ssh/user_ca.pub` (your user CA's public key) to {file}"),
-            )
-        } else {
-            Check::ok("sshd.trusted_ca", "no TrustedUserCAKeys")
-        };
+        return Check::warn(
+            "sshd.trusted_ca",
+            "TrustedUserCAKeys is not set: sshd accepts no user certificate, so it never asks keyward for principals",
+            format!("add `TrustedUserCAKeys /etc/ssh/user_ca.pub` (your user CA's public key) to {file}"),
+        );
     };
     match (w.ca_keys)(path) {
         Ok(0) => Check::fail(

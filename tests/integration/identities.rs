@@ -198,6 +198,10 @@ fn identities_sssd_and_long_names_log_in_with_keys() {
             .put_keys(&u.name, &format!("{}\n", key.public_line()));
         let r = s.login(&u.name, &key);
         assert!(r.ok, "{} must log in: {r}\n{}", u.name, s.debug());
+        s.env.log.wait_for(Duration::from_secs(10), |l| {
+            l.field("user").as_deref() == Some(u.name.as_str())
+                && l.field("decision").as_deref() == Some("match")
+        });
         let decisions: Vec<String> = s
             .lines(&u.name)
             .iter()
@@ -235,6 +239,10 @@ fn identities_hostile_names_fail_closed_even_when_nss_knows_them() {
         .put("users/...keys", format!("{}\n", key.public_line()));
     let r = s.login(&dots.name, &key);
     assert!(!r.ok, "{r}");
+    // sshd ran keyward (its log says so); rsyslog may write a moment later.
+    s.env.log.wait_for(Duration::from_secs(10), |l| {
+        l.program == "keyward" && l.field("user").as_deref() == Some("..")
+    });
     let lines = s.lines("..");
     assert!(!lines.is_empty(), "sshd asked keyward: {}", s.debug());
     for l in &lines {
