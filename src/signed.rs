@@ -311,14 +311,14 @@ kBU7UXi8c5XLbNcdxx3IsD
         let other = PublicKey::from_openssh(OTHER).unwrap();
         let body = b"hello\n";
         let sig = SIG_KEYWARD.as_bytes();
-        assert_eq!(verify(body, sig, &[signer.clone()]), Ok(()));
+        assert_eq!(verify(body, sig, std::slice::from_ref(&signer)), Ok(()));
         // Found among several pinned keys, whatever the order.
         assert_eq!(verify(body, sig, &[other.clone(), signer.clone()]), Ok(()));
-        let e = verify(body, sig, &[other.clone()]).unwrap_err();
+        let e = verify(body, sig, std::slice::from_ref(&other)).unwrap_err();
         assert!(e.contains("not a configured signer"), "{e}");
         assert!(e.contains(&signer.fingerprint(ssh_key::HashAlg::Sha256).to_string()));
         assert!(verify(body, sig, &[]).is_err());
-        let e = verify(b"hello!\n", sig, &[signer.clone()]).unwrap_err();
+        let e = verify(b"hello!\n", sig, std::slice::from_ref(&signer)).unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
         // A signature made for another purpose (ssh-keygen's "file") is not one.
         let e = verify(body, SIG_FILE_NS.as_bytes(), &[signer]).unwrap_err();
