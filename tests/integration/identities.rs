@@ -12,6 +12,7 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -411,4 +412,64 @@ fn identities_max_username_len_is_configurable() {
             .contains("directory unavailable"),
         "{r}"
     );
+}
+
+/// An upgrade from the POSIX-only names: a rollback floor stored under the
+/// old file name (`.floor/Alice`, now `%41lice`) still holds.
+#[test]
+fn identities_a_floor_under_the_old_file_name_still_refuses_a_rollback() {
+    use pam_keyward::state::Floor;
+    let nginx = Nginx::start();
+    let keys = TestDir::new("legacyfloor");
+    let signer = SshKey::ed25519(keys.path(), "signer");
+    let k = SshKey::ed25519(keys.path(), "k");
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).timeout("3s"));
+    let toml = env.config.to_toml().replacen(
+        "[directory]\n",
+        &format!(
+            "[directory]\nsigners = [{}]\n",
+            crate::support::keyward::toml_str(&signer.public_line())
+        ),
+        1,
+    );
+    env.kw.write_config(&toml);
+    let user = format!("Kwt{}x{}", unique(), std::process::id());
+    // An old, validly signed file (serial 100) the directory serves again.
+    let expires = "2099-01-01T00:00:00Z";
+    let body = format!(
+        "#keyward user={user} serial=100 expires={expires}\n{}\n",
+        k.public_line()
+    );
+    let src = keys.write("tosign", &body, 0o644);
+    must(
+        Command::new("ssh-keygen")
+            .args(["-q", "-Y", "sign", "-n", "keyward", "-f"])
+            .arg(&signer.path)
+            .arg(&src),
+    );
+    nginx.put_keys(&user, &body);
+    nginx.put(
+        &format!("users/{user}.keys.sig"),
+        fs::read(format!("{}.sig", src.display())).unwrap(),
+    );
+    // The floor an older keyward wrote: serial 200, under the raw name.
+    let floor_dir = env.cache.join(".floor");
+    fs::create_dir_all(&floor_dir).unwrap();
+    chown_to(&floor_dir, "keyward");
+    chmod(&floor_dir, 0o750);
+    let floor = floor_dir.join(&user);
+    fs::write(&floor, Floor::of(200, "newer file").encode()).unwrap();
+    chown_to(&floor, "keyward");
+    chmod(&floor, 0o640);
+    assert_ne!(&*pam_keyward::username::file_name(&user), user.as_str());
+
+    let r = env.keys_as_keyward(&user, None);
+    assert_eq!(r.decision(), "fail", "{r}");
+    assert!(
+        r.field("reason")
+            .unwrap_or_default()
+            .contains("rollback refused"),
+        "{r}"
+    );
+    assert_eq!(r.out.stdout, "");
 }
