@@ -166,6 +166,10 @@ pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
         );
         return 1;
     }
+    if let Some(k) = dash_user_keys_args(&args) {
+        // Refused by the login path's own user-name check, with its log line.
+        return run_keys(&k.config, &k.user, k.fingerprint.as_deref(), started);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -193,6 +197,22 @@ pub fn fast_keys_args(args: &[OsString]) -> Option<KeysArgs> {
         .map(|a| a.to_str())
         .collect::<Option<_>>()?;
     let call = crate::sshd::keys_call(&args).ok()?;
+    Some(KeysArgs {
+        config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
+        user: call.user.to_owned(),
+        fingerprint: call.fingerprint.map(str::to_owned),
+    })
+}
+
+/// `keys USER [FP]` where USER starts with `-` (see
+/// `sshd::keys_call_with_dash_user`).
+fn dash_user_keys_args(args: &[OsString]) -> Option<KeysArgs> {
+    let args: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_str())
+        .collect::<Option<_>>()?;
+    let call = crate::sshd::keys_call_with_dash_user(&args)?;
     Some(KeysArgs {
         config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
         user: call.user.to_owned(),

@@ -213,6 +213,30 @@ pub fn keys_call<'a>(args: &[&'a str]) -> Result<KeysCall<'a>, NotKeys<'a>> {
     })
 }
 
+/// sshd passes `%u` as it is, so a hostile account name may start with `-`.
+/// Such a call is still the login path (its refusal must reach the log), not
+/// an option for clap; only the help and version flags keep their meaning.
+pub fn keys_call_with_dash_user<'a>(args: &[&'a str]) -> Option<KeysCall<'a>> {
+    match keys_call(args) {
+        Err(NotKeys::Option(v)) if v.starts_with('-') => {
+            if matches!(v, "-h" | "--help" | "-V" | "--version") {
+                return None;
+            }
+            // The same call with the user swapped for a plain stand-in must
+            // parse: only the user may start with `-`.
+            let pos = args.iter().position(|a| *a == "keys")? + 1;
+            if args.get(pos) != Some(&v) {
+                return None;
+            }
+            let mut plain = args.to_vec();
+            plain[pos] = "x";
+            let call = keys_call(&plain).ok()?;
+            Some(KeysCall { user: v, ..call })
+        }
+        _ => None,
+    }
+}
+
 /// sshd's `match_pattern`: `*` and `?` wildcards.
 pub fn glob(pattern: &str, s: &str) -> bool {
     fn go(p: &[char], s: &[char]) -> bool {
@@ -619,6 +643,23 @@ mod tests {
         assert_eq!(keys_call(&["%u"]), Err(NotKeys::Subcommand(Some("%u"))));
         assert_eq!(keys_call(&[]), Err(NotKeys::Subcommand(None)));
         assert_eq!(keys_call(&["keys", "-h"]), Err(NotKeys::Option("-h")));
+        // A user starting with `-` is still a login-path call (logged).
+        assert_eq!(
+            keys_call_with_dash_user(&["--config", "/k", "keys", "-oops", "SHA256:x"]),
+            Some(KeysCall {
+                config: Some("/k"),
+                user: "-oops",
+                fingerprint: Some("SHA256:x")
+            })
+        );
+        assert_eq!(keys_call_with_dash_user(&["keys", "--help"]), None);
+        assert_eq!(keys_call_with_dash_user(&["keys", "-V"]), None);
+        assert_eq!(keys_call_with_dash_user(&["keys", "alice", "-x"]), None);
+        assert_eq!(
+            keys_call_with_dash_user(&["--config", "-c", "keys", "a"]),
+            None
+        );
+        assert_eq!(keys_call_with_dash_user(&["keys", "alice"]), None);
         assert_eq!(
             keys_call(&["--config=", "keys", "a"]),
             Err(NotKeys::Option(""))
