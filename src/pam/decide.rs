@@ -741,4 +741,38 @@ mod tests {
         assert_eq!(passive(Stage::CloseSession).ret, Ret::Success);
         assert!(passive(Stage::Account).log.is_none());
     }
+
+    #[test]
+    fn stage_names_are_the_pam_function_names() {
+        for (stage, name) in [
+            (Stage::Authenticate, "auth"),
+            (Stage::Setcred, "setcred"),
+            (Stage::Account, "account"),
+            (Stage::OpenSession, "open_session"),
+            (Stage::CloseSession, "close_session"),
+            (Stage::Chauthtok, "chauthtok"),
+        ] {
+            assert_eq!(stage.name(), name);
+        }
+    }
+
+    #[test]
+    fn a_whole_line_argument_error_names_no_argument() {
+        let e = ArgError {
+            position: 0,
+            arg: String::new(),
+            reason: "65 arguments, at most 64 allowed".into(),
+        };
+        let v = bad_args(&e, &ctx("alice"), Stage::Authenticate);
+        assert_eq!(v.ret, Ret::ServiceErr);
+        let l = line(&v);
+        assert!(
+            l.contains("reason=\"bad module argument: 65 arguments"),
+            "{l}"
+        );
+        assert!(!l.contains("arg=") && !l.contains("position="), "{l}");
+        let e = ArgError { position: 2, ..e };
+        let l = line(&bad_args(&e, &ctx("alice"), Stage::Account));
+        assert!(l.contains("position=2"), "{l}");
+    }
 }
