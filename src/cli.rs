@@ -53,9 +53,10 @@ pub enum Command {
         src: PathBuf,
         /// Output folder to serve (nginx root, object storage, CDN origin).
         out: PathBuf,
-        /// Signing key: a private key, or a public key whose private half is in ssh-agent.
+        /// Signing key: a private key, or a public key whose private half is in
+        /// ssh-agent. Without it the files (and the index) are not signed.
         #[arg(long, value_name = "KEY")]
-        signer: PathBuf,
+        signer: Option<PathBuf>,
         /// How long the signed files stay valid (the `expires` in each header).
         #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_delay)]
         validity: std::time::Duration,
@@ -281,7 +282,7 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             signer,
             validity,
             serial,
-        } => run_publish(&cli.config, &src, &out, &signer, validity, serial),
+        } => run_publish(&cli.config, &src, &out, signer.as_deref(), validity, serial),
         Command::Doctor {
             json,
             user,
@@ -418,15 +419,15 @@ fn run_publish(
     config_path: &Path,
     src: &Path,
     out: &Path,
-    signer: &Path,
+    signer: Option<&Path>,
     validity: std::time::Duration,
     serial: Option<u64>,
 ) -> i32 {
     // The policy of the fleet's config when there is one here, else the
     // defaults: publish usually runs on a build host, not on a server.
-    let policy = if config_path.exists() {
+    let (policy, index) = if config_path.exists() {
         match load_config(config_path) {
-            Ok(c) => c.policy,
+            Ok(c) => (c.policy, c.directory.index),
             Err(e) => {
                 eprintln!("keyward publish: {e}");
                 return 1;
@@ -437,7 +438,10 @@ fn run_publish(
             "keyward publish: {} not found, using the default policy",
             config_path.display()
         );
-        crate::config::PolicyConfig::default()
+        (
+            crate::config::PolicyConfig::default(),
+            Some(crate::config::DEFAULT_INDEX.to_owned()),
+        )
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -447,31 +451,44 @@ fn run_publish(
         src,
         out,
         signer,
+        index: index.as_deref(),
         serial: serial.unwrap_or(now),
         expires: (now + validity.as_secs()) as i64,
         policy: &policy,
         max_username_len: policy.max_username_len,
     };
     match crate::publish::publish(&opts) {
-        Ok(results) => {
+        Ok(p) => {
+            let results = &p.users;
             let dropped: usize = results.iter().map(|r| r.dropped.len()).sum();
-            for r in &results {
+            for r in results {
                 println!("{}: {} key(s) published", r.user, r.served);
                 for d in &r.dropped {
                     println!("  dropped {d}");
                 }
             }
-            let serial = results
-                .iter()
-                .map(|r| r.serial)
-                .max()
-                .unwrap_or(opts.serial);
+            let signed = match results.iter().filter_map(|r| r.serial).max() {
+                Some(serial) => format!(
+                    "serial up to {serial}, expires {}",
+                    crate::signed::format_utc(opts.expires)
+                ),
+                None if signer.is_some() => "signed".into(),
+                None => "unsigned".into(),
+            };
             println!(
-                "published {} user(s) to {} (serial up to {serial}, expires {}); {dropped} line(s) dropped",
+                "published {} user(s) to {} ({signed}); {dropped} line(s) dropped",
                 results.len(),
                 out.display(),
-                crate::signed::format_utc(opts.expires)
             );
+            if let Some(i) = &p.index {
+                println!(
+                    "index {} (serial {}): {} bytes, {} gzip-compressed",
+                    i.path.display(),
+                    i.serial,
+                    i.bytes,
+                    i.gzip_bytes
+                );
+            }
             0
         }
         Err(e) => {

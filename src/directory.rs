@@ -8,11 +8,15 @@
 //! garbage, TLS failure, timeout) makes the mirror unavailable.
 
 use std::io::Read;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::config::DirectoryConfig;
+use crate::config::{DirectoryConfig, UrlTemplate};
+use crate::health::{Claim, Gate, Health};
 use crate::keyline;
+use crate::os::clock::{now_millis, now_secs};
 use crate::state::Floor;
 
 /// What the directory said about one user.
@@ -42,6 +46,32 @@ pub enum Fetch {
     },
 }
 
+/// What the directory said about its index (`keyward sync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexFetch {
+    /// A new index, checked (`Index::parse`) and, in signed mode, verified
+    /// and above the index's rollback floor.
+    New {
+        text: String,
+        etag: Option<String>,
+        url: String,
+        signed: bool,
+    },
+    NotModified {
+        url: String,
+    },
+    /// 404: this directory publishes no index (per-user requests, as before).
+    Missing {
+        url: String,
+    },
+    Unavailable {
+        errors: Vec<String>,
+    },
+    Misconfigured {
+        error: String,
+    },
+}
+
 /// One lookup: the user, the cached ETag and the rollback floor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Request<'a> {
@@ -57,6 +87,15 @@ pub trait Directory {
     fn fetch(&self, req: &Request) -> Fetch;
 }
 
+/// What happened to the mirrors, for the log line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Events {
+    /// The URL that gave the last answer.
+    pub answered: Option<String>,
+    /// Mirrors skipped as down: (template, why), one entry per mirror.
+    pub skipped: Vec<(String, String)>,
+}
+
 pub struct HttpDirectory<'a> {
     config: &'a DirectoryConfig,
     /// Built on first use only: a fresh cache answer never sets up TLS.
@@ -65,6 +104,27 @@ pub struct HttpDirectory<'a> {
     pooled: bool,
     /// Pinned signers, loaded on first use when signatures are required.
     signers: OnceLock<Result<Vec<ssh_key::PublicKey>, String>>,
+    /// Mirror health records (None: every mirror is always tried).
+    health: Option<Health>,
+    events: Mutex<Events>,
+    /// HTTP requests sent (signatures included).
+    requests: AtomicUsize,
+}
+
+/// How one attempt at one mirror ended.
+enum Attempt<T> {
+    Done(T),
+    /// The mirror answered, but not with something usable (oversize,
+    /// garbage, bad signature…): it is up, this answer is refused.
+    Refused(String),
+    /// Timeout, refused connection, TLS, 5xx: the mirror is down.
+    Down(String),
+}
+
+/// Every mirror failed, or keyward cannot fetch safely at all.
+enum Failure {
+    Unavailable(Vec<String>),
+    Misconfigured(String),
 }
 
 impl<'a> HttpDirectory<'a> {
@@ -75,6 +135,9 @@ impl<'a> HttpDirectory<'a> {
             agent: OnceLock::new(),
             pooled: false,
             signers: OnceLock::new(),
+            health: None,
+            events: Mutex::new(Events::default()),
+            requests: AtomicUsize::new(0),
         }
     }
 
@@ -84,6 +147,39 @@ impl<'a> HttpDirectory<'a> {
             pooled: true,
             ..Self::new(config)
         }
+    }
+
+    /// Records mirror failures in `cache_dir` and skips a mirror that failed
+    /// for `[directory] retry_interval` (the login path and sync; doctor
+    /// probes every mirror regardless).
+    pub fn with_health(mut self, cache_dir: &Path) -> Self {
+        self.health = Some(Health::new(cache_dir, self.config.retry_interval.0));
+        self
+    }
+
+    /// What happened so far (which mirror answered, which were skipped).
+    pub fn events(&self) -> Events {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// HTTP requests sent so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn note(&self, f: impl FnOnce(&mut Events)) {
+        if let Ok(mut e) = self.events.lock() {
+            f(&mut e);
+        }
+    }
+
+    fn note_skip(&self, template: &str, why: String) {
+        self.note(
+            |e| match e.skipped.iter_mut().find(|(t, _)| t == template) {
+                Some(s) => s.1 = why,
+                None => e.skipped.push((template.to_owned(), why)),
+            },
+        );
     }
 
     /// Errors here are keyward's own set-up, not the directory's.
@@ -111,6 +207,8 @@ impl<'a> HttpDirectory<'a> {
             .proxy(proxy)
             .tls_config(tls.build())
             .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+            // Only the index asks for gzip (per request): key files are tiny.
+            .accept_encoding(ureq::config::AutoHeaderValue::None)
             .max_idle_connections(if self.pooled { 64 } else { 0 })
             .max_idle_connections_per_host(if self.pooled { 16 } else { 0 })
             .build();
@@ -124,6 +222,62 @@ impl<'a> HttpDirectory<'a> {
             .map_err(Clone::clone)
     }
 
+    fn get(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        etag: Option<&str>,
+        gzip: bool,
+        budget: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut req = agent.get(url);
+        if let Some(etag) = etag {
+            req = req.header("If-None-Match", etag);
+        }
+        if gzip {
+            req = req.header("Accept-Encoding", "gzip");
+        }
+        req.config()
+            .timeout_global(Some(budget))
+            .timeout_connect(Some(budget))
+            .build()
+            .call()
+    }
+
+    /// Fetches `{url}.sig` and checks `body` against the pinned signers:
+    /// the SSHSIG part only; the caller checks what the body says.
+    fn fetch_sig(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        body: &str,
+        deadline: Instant,
+    ) -> Result<(), Attempt<()>> {
+        let signers = self.signers().map_err(Attempt::Refused)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let sig_url = format!("{url}.sig");
+        let mut resp = self
+            .get(agent, &sig_url, None, false, left)
+            .map_err(|e| Attempt::Down(format!("signature {sig_url}: {}", describe(&e))))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let why = format!("signature {sig_url}: HTTP {status}");
+            return Err(if status >= 500 {
+                Attempt::Down(why)
+            } else {
+                Attempt::Refused(why)
+            });
+        }
+        let mut sig = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(64 * 1024)
+            .read_to_end(&mut sig)
+            .map_err(|e| Attempt::Down(format!("signature {sig_url}: {}", describe_io(&e))))?;
+        crate::signed::verify(body.as_bytes(), &sig, signers).map_err(Attempt::Refused)
+    }
+
     /// Fetches `{url}.sig` and checks the file against the pinned signers.
     fn check_signed(
         &self,
@@ -132,38 +286,56 @@ impl<'a> HttpDirectory<'a> {
         body: &str,
         req: &Request,
         deadline: Instant,
-    ) -> Result<u64, String> {
-        let signers = self.signers()?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let sig_url = format!("{url}.sig");
-        let mut resp = agent
-            .get(&sig_url)
-            .config()
-            .timeout_global(Some(left))
-            .build()
-            .call()
-            .map_err(|e| format!("signature {sig_url}: {}", describe(&e)))?;
-        if resp.status().as_u16() != 200 {
-            return Err(format!(
-                "signature {sig_url}: HTTP {}",
-                resp.status().as_u16()
-            ));
-        }
-        let mut sig = Vec::new();
-        resp.body_mut()
-            .as_reader()
-            .take(64 * 1024)
-            .read_to_end(&mut sig)
-            .map_err(|e| format!("signature {sig_url}: {}", describe_io(&e)))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let h = crate::signed::check_file(body, &sig, signers, req.user, now)?;
+    ) -> Result<u64, Attempt<Fetch>> {
+        self.fetch_sig(agent, url, body, deadline)
+            .map_err(relabel)?;
+        let h = crate::signed::parse_header(body)
+            .and_then(|h| crate::signed::check_header(&h, req.user, now_secs() as i64).map(|()| h))
+            .map_err(Attempt::Refused)?;
         if let Some(floor) = &req.floor {
-            floor.admits(h.serial, body).map_err(|r| r.to_string())?;
+            floor
+                .admits(h.serial, body)
+                .map_err(|r| Attempt::Refused(r.to_string()))?;
         }
         Ok(h.serial)
+    }
+
+    /// Reads a 200 body: at most `max` bytes, UTF-8, no NUL, not HTML.
+    fn read_body(
+        resp: &mut ureq::http::Response<ureq::Body>,
+        max: u64,
+        what: &str,
+    ) -> Result<String, Attempt<Fetch>> {
+        if resp.body().content_length().is_some_and(|n| n > max) {
+            return Err(Attempt::Refused(format!(
+                "response larger than {what} {max}"
+            )));
+        }
+        let html = resp
+            .body()
+            .mime_type()
+            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
+        let mut bytes = Vec::new();
+        // Read one byte past the cap to tell "exactly max" from "more".
+        resp.body_mut()
+            .as_reader()
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Attempt::Down(format!("reading body: {}", describe_io(&e))))?;
+        if bytes.len() as u64 > max {
+            return Err(Attempt::Refused(format!(
+                "response larger than {what} {max}"
+            )));
+        }
+        if html {
+            return Err(Attempt::Refused("response is HTML, not a key list".into()));
+        }
+        let body = String::from_utf8(bytes)
+            .map_err(|_| Attempt::Refused("response is not UTF-8 text".into()))?;
+        if body.contains('\0') {
+            return Err(Attempt::Refused("response contains NUL bytes".into()));
+        }
+        Ok(body)
     }
 
     fn attempt(
@@ -173,79 +345,30 @@ impl<'a> HttpDirectory<'a> {
         req: &Request,
         budget: Duration,
         deadline: Instant,
-    ) -> Attempt {
-        let mut req_b = agent.get(url);
-        if let Some(etag) = req.etag {
-            req_b = req_b.header("If-None-Match", etag);
-        }
-        let result = req_b
-            .config()
-            .timeout_global(Some(budget))
-            .timeout_connect(Some(budget))
-            .build()
-            .call();
-        let mut resp = match result {
+    ) -> Attempt<Fetch> {
+        let mut resp = match self.get(agent, url, req.etag, false, budget) {
             Ok(r) => r,
-            Err(e) => return Attempt::Failed(describe(&e)),
+            Err(e) => return Attempt::Down(describe(&e)),
         };
         let status = resp.status().as_u16();
         match status {
             200 => {}
             304 => return Attempt::Done(Fetch::NotModified { url: url.into() }),
             404 => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
-            301 | 302 | 303 | 307 | 308 => {
-                let to = resp
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?");
-                return Attempt::Failed(format!("HTTP {status} redirect to {to} not followed"));
-            }
-            s => return Attempt::Failed(format!("HTTP {s}")),
+            s => return status_failure(s, &resp),
         }
-        let max = self.config.max_bytes;
-        if resp.body().content_length().is_some_and(|n| n > max) {
-            return Attempt::Failed(format!("response larger than max_bytes {max}"));
-        }
-        let html = resp
-            .body()
-            .mime_type()
-            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
-        let new_etag = resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut bytes = Vec::new();
-        // Read one byte past the cap to tell "exactly max" from "more".
-        let read = resp
-            .body_mut()
-            .as_reader()
-            .take(max + 1)
-            .read_to_end(&mut bytes);
-        if let Err(e) = read {
-            return Attempt::Failed(format!("reading body: {}", describe_io(&e)));
-        }
-        if bytes.len() as u64 > max {
-            return Attempt::Failed(format!("response larger than max_bytes {max}"));
-        }
-        if html {
-            return Attempt::Failed("response is HTML, not a key list".into());
-        }
-        let body = match String::from_utf8(bytes) {
+        let new_etag = etag_of(&resp);
+        let body = match Self::read_body(&mut resp, self.config.max_bytes, "max_bytes") {
             Ok(b) => b,
-            Err(_) => return Attempt::Failed("response is not UTF-8 text".into()),
+            Err(a) => return a,
         };
-        if body.contains('\0') {
-            return Attempt::Failed("response contains NUL bytes".into());
-        }
         if !plausible_key_list(&body) {
-            return Attempt::Failed("response has no valid key line (garbage?)".into());
+            return Attempt::Refused("response has no valid key line (garbage?)".into());
         }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
                 Ok(serial) => Some(serial),
-                Err(why) => return Attempt::Failed(why),
+                Err(a) => return a,
             }
         } else {
             None
@@ -257,41 +380,256 @@ impl<'a> HttpDirectory<'a> {
             serial,
         })
     }
-}
 
-enum Attempt {
-    Done(Fetch),
-    Failed(String),
-}
-
-impl Directory for HttpDirectory<'_> {
-    fn fetch(&self, req: &Request) -> Fetch {
+    /// Tries the mirrors in order within one `timeout` budget. Mirrors
+    /// recorded as down are skipped (no connection at all) until their retry
+    /// time; then one process probes. Skipped mirrors do not take a share of
+    /// the budget. `url_of` gives a mirror's URL (None: the mirror has none).
+    fn over_mirrors<T>(
+        &self,
+        url_of: &dyn Fn(&UrlTemplate) -> Option<String>,
+        attempt: &mut dyn FnMut(&ureq::Agent, &str, Duration, Instant) -> Attempt<T>,
+    ) -> Result<T, Failure> {
         let deadline = Instant::now() + self.config.timeout.0;
-        let agent = match self.agent() {
-            Ok(a) => a,
-            Err(error) => return Fetch::Misconfigured { error },
-        };
         if self.config.signed() {
-            if let Err(error) = self.signers() {
-                return Fetch::Misconfigured { error };
+            self.signers().map_err(Failure::Misconfigured)?;
+        }
+        let now_ms = now_millis();
+        let mut errors = Vec::new();
+        let mut plan = Vec::new();
+        for t in &self.config.urls {
+            let Some(url) = url_of(t) else { continue };
+            let gate = match &self.health {
+                Some(h) => h.gate(t.as_str(), now_ms),
+                None => Gate::Up,
+            };
+            match gate {
+                Gate::Skip(d) => {
+                    let why = d.describe(now_ms);
+                    errors.push(format!("{url}: skipped, {why}"));
+                    self.note_skip(t.as_str(), why);
+                }
+                g => plan.push((t, url, g)),
             }
         }
-        let urls = &self.config.urls;
-        let mut errors = Vec::new();
-        for (i, template) in urls.iter().enumerate() {
-            let url = template.expand(req.user);
+        if plan.is_empty() {
+            return Err(Failure::Unavailable(errors));
+        }
+        // Only now: all mirrors skipped costs no TLS set-up at all.
+        let agent = self.agent().map_err(Failure::Misconfigured)?;
+        let n = plan.len();
+        for (i, (t, url, gate)) in plan.into_iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left < Duration::from_millis(5) {
                 errors.push(format!("{url}: time budget exhausted"));
                 continue;
             }
-            let share = left / (urls.len() - i) as u32;
-            match self.attempt(agent, &url, req, share, deadline) {
-                Attempt::Done(f) => return f,
-                Attempt::Failed(why) => errors.push(format!("{url}: {why}")),
+            // A mirror whose retry time has come: one process probes it.
+            let _claim = match (&self.health, gate) {
+                (Some(h), Gate::Due(_)) => match h.claim(t.as_str(), now_millis()) {
+                    Claim::Probe(c) => Some(c),
+                    Claim::Recovered => None,
+                    Claim::Busy(d) => {
+                        let why = d.describe(now_millis());
+                        errors.push(format!("{url}: skipped, {why}"));
+                        self.note_skip(t.as_str(), why);
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let share = left / (n - i) as u32;
+            match attempt(agent, &url, share, deadline) {
+                Attempt::Done(v) => {
+                    if let Some(h) = &self.health {
+                        h.succeeded(t.as_str());
+                    }
+                    self.note(|e| e.answered = Some(url.clone()));
+                    return Ok(v);
+                }
+                Attempt::Refused(why) => {
+                    // It answered: it is up, whatever it said.
+                    if let Some(h) = &self.health {
+                        h.succeeded(t.as_str());
+                    }
+                    errors.push(format!("{url}: {why}"));
+                }
+                Attempt::Down(why) => {
+                    let mut msg = format!("{url}: {why}");
+                    if let Some(h) = &self.health {
+                        match h.failed(t.as_str(), &why, now_millis()) {
+                            Ok(d) => msg.push_str(&format!(
+                                " (skipped for the next {}s)",
+                                d.retry_at_ms.saturating_sub(now_millis()).div_ceil(1000)
+                            )),
+                            Err(e) => msg.push_str(&format!(" (health not recorded: {e})")),
+                        }
+                    }
+                    errors.push(msg);
+                }
             }
         }
-        Fetch::Unavailable { errors }
+        Err(Failure::Unavailable(errors))
+    }
+
+    fn user_fetch(&self, req: &Request, url_of: &dyn Fn(&UrlTemplate) -> Option<String>) -> Fetch {
+        let mut attempt = |agent: &ureq::Agent, url: &str, share, deadline| {
+            self.attempt(agent, url, req, share, deadline)
+        };
+        match self.over_mirrors(url_of, &mut attempt) {
+            Ok(f) => f,
+            Err(Failure::Unavailable(errors)) => Fetch::Unavailable { errors },
+            Err(Failure::Misconfigured(error)) => Fetch::Misconfigured { error },
+        }
+    }
+
+    /// `req.user`'s file at the `path` an index lists, relative to each
+    /// mirror's folder (mirrors with `{user}` outside the path: their own
+    /// URL for the user).
+    pub fn fetch_listed(&self, req: &Request, path: &str) -> Fetch {
+        let user = req.user;
+        self.user_fetch(req, &|t| {
+            Some(match t.folder() {
+                Some(f) => crate::index::join_url(f, path),
+                None => t.expand(user),
+            })
+        })
+    }
+
+    /// The index URLs, one per mirror that has one.
+    pub fn index_urls(&self) -> Vec<String> {
+        match &self.config.index {
+            Some(name) => self
+                .config
+                .urls
+                .iter()
+                .filter_map(|t| t.folder().map(|f| format!("{f}{name}")))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// One conditional GET for the index (and its signature only when it
+    /// changed). `floor`: the stored index's serial and hash; a signed index
+    /// below it is refused like a failed mirror.
+    pub fn fetch_index(&self, etag: Option<&str>, floor: Option<Floor>) -> IndexFetch {
+        let Some(name) = self.config.index.clone() else {
+            return IndexFetch::Missing { url: String::new() };
+        };
+        let signed = self.config.signed();
+        let mut attempt = |agent: &ureq::Agent, url: &str, share: Duration, deadline: Instant| {
+            self.attempt_index(agent, url, etag, floor, signed, share, deadline)
+        };
+        let url_of = |t: &UrlTemplate| t.folder().map(|f| format!("{f}{name}"));
+        match self.over_mirrors(&url_of, &mut attempt) {
+            Ok(f) => f,
+            Err(Failure::Unavailable(errors)) => IndexFetch::Unavailable { errors },
+            Err(Failure::Misconfigured(error)) => IndexFetch::Misconfigured { error },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_index(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        etag: Option<&str>,
+        floor: Option<Floor>,
+        signed: bool,
+        budget: Duration,
+        deadline: Instant,
+    ) -> Attempt<IndexFetch> {
+        let mut resp = match self.get(agent, url, etag, true, budget) {
+            Ok(r) => r,
+            Err(e) => return Attempt::Down(describe(&e)),
+        };
+        match resp.status().as_u16() {
+            200 => {}
+            304 => return Attempt::Done(IndexFetch::NotModified { url: url.into() }),
+            404 => return Attempt::Done(IndexFetch::Missing { url: url.into() }),
+            s => return status_failure(s, &resp),
+        }
+        let new_etag = etag_of(&resp);
+        let text = match Self::read_body(&mut resp, crate::index::MAX_BYTES, "the index limit") {
+            Ok(t) => t,
+            Err(a) => return relabel(a),
+        };
+        let header = match crate::index::Index::parse(&text) {
+            Ok(idx) => idx.header,
+            Err(e) => return Attempt::Refused(format!("index refused: {e}")),
+        };
+        if signed {
+            match self.fetch_sig(agent, url, &text, deadline).map_err(relabel) {
+                Ok(()) => {}
+                Err(Attempt::Refused(w)) => return Attempt::Refused(format!("index refused: {w}")),
+                Err(a) => return a,
+            }
+            let (Some(serial), Some(expires)) = (header.serial, header.expires) else {
+                return Attempt::Refused(
+                    "index refused: a signed index needs serial= and expires=".into(),
+                );
+            };
+            if expires <= now_secs() as i64 {
+                return Attempt::Refused(format!(
+                    "index refused: expired at {}",
+                    crate::signed::format_utc(expires)
+                ));
+            }
+            if let Some(f) = floor {
+                if let Err(r) = f.admits(serial, &text) {
+                    return Attempt::Refused(format!(
+                        "index refused: {}",
+                        r.to_string().replace("signed file", "index")
+                    ));
+                }
+            }
+        }
+        Attempt::Done(IndexFetch::New {
+            text,
+            etag: new_etag,
+            url: url.into(),
+            signed,
+        })
+    }
+}
+
+/// An attempt's failure, for another answer type.
+fn relabel<A, B>(a: Attempt<A>) -> Attempt<B> {
+    match a {
+        Attempt::Refused(w) => Attempt::Refused(w),
+        Attempt::Down(w) => Attempt::Down(w),
+        Attempt::Done(_) => Attempt::Refused("unexpected answer".into()),
+    }
+}
+
+fn etag_of(resp: &ureq::http::Response<ureq::Body>) -> Option<String> {
+    resp.headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A status other than 200/304/404: 5xx (and 429) mean the mirror is down
+/// (or overloaded); anything else is an answer keyward cannot use.
+fn status_failure<T>(status: u16, resp: &ureq::http::Response<ureq::Body>) -> Attempt<T> {
+    match status {
+        301 | 302 | 303 | 307 | 308 => {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            Attempt::Refused(format!("HTTP {status} redirect to {to} not followed"))
+        }
+        429 | 500..=599 => Attempt::Down(format!("HTTP {status}")),
+        s => Attempt::Refused(format!("HTTP {s}")),
+    }
+}
+
+impl Directory for HttpDirectory<'_> {
+    fn fetch(&self, req: &Request) -> Fetch {
+        let user = req.user;
+        self.user_fetch(req, &|t| Some(t.expand(user)))
     }
 }
 

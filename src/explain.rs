@@ -537,6 +537,7 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
         sources,
         warnings,
         age,
+        ..
     } = match gathered {
         Ok(g) => g,
         Err(Failure { reason, source }) => {

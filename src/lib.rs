@@ -12,6 +12,8 @@ pub mod directory;
 pub mod doctor;
 pub mod explain;
 pub mod files;
+pub mod health;
+pub mod index;
 pub mod keyline;
 pub mod lookup;
 pub mod os;

@@ -12,6 +12,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
+use crate::index::IndexCache;
 use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::policy::{self, Candidate, FpFilter, Verdict};
@@ -48,6 +49,8 @@ pub struct Gathered {
     pub warnings: Vec<String>,
     /// Age of the directory answer in seconds (None: no directory).
     pub age: Option<u64>,
+    /// The mirror URL that answered (None: no request was made).
+    pub mirror: Option<String>,
 }
 
 /// Why gathering failed (the login path then fails closed).
@@ -116,8 +119,9 @@ pub fn gather_for(
     }
 
     let mut age = None;
+    let mut mirror = None;
     if !config.directory.urls.is_empty() {
-        let (body, source, age_s) = through_cache(config, user, &mut warnings)?;
+        let (body, source, age_s) = through_cache(config, user, &mut warnings, &mut mirror)?;
         sources.push(source);
         age = Some(age_s);
         if let Some(body) = &body {
@@ -130,6 +134,7 @@ pub fn gather_for(
         sources,
         warnings,
         age,
+        mirror,
     })
 }
 
@@ -157,6 +162,7 @@ fn through_cache(
     config: &Config,
     user: &str,
     warnings: &mut Vec<String>,
+    mirror: &mut Option<String>,
 ) -> Result<(Option<String>, &'static str, u64), Failure> {
     let dir_failure = |reason: String| Failure {
         reason,
@@ -180,18 +186,38 @@ fn through_cache(
     } else {
         Mode::Unsigned
     };
-    let dir = HttpDirectory::new(&config.directory);
-    let t = state::login(
+    // Mirror health and the stored index are read only from here on: a
+    // fresh entry is answered by `state` before either is touched.
+    let dir = HttpDirectory::new(&config.directory).with_health(&config.cache.dir);
+    let now = now_secs();
+    let t = state::login_indexed(
         &cur,
-        now_secs(),
+        now,
         &Ttls::from_config(&config.cache),
         mode,
+        || {
+            IndexCache::new(&config.cache.dir).login_listing(
+                user,
+                now,
+                signed,
+                config.cache.ttl.0.as_secs(),
+                &dir.index_urls(),
+            )
+        },
         |etag, floor| dir.fetch(&Request { user, etag, floor }),
     );
     if let Err(e) = cache.apply(user, &t) {
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);
+    let events = dir.events();
+    if events.answered.is_some() {
+        // (When none answered, the failure or stale warning names them.)
+        for (m, why) in events.skipped {
+            warnings.push(format!("mirror {m} skipped: {why}"));
+        }
+    }
+    *mirror = events.answered;
     match t.answer {
         Answer::Serve {
             body,
@@ -243,6 +269,7 @@ pub fn run(
         sources,
         warnings,
         age,
+        mirror,
     } = match gather_for(config, user, acct.as_ref()) {
         Ok(g) => g,
         Err(Failure { reason, source }) => {
@@ -294,6 +321,9 @@ pub fn run(
     );
     if let Some(a) = age {
         record.push("age_s", a);
+    }
+    if let Some(m) = mirror {
+        record.push("mirror", m);
     }
     record.push("keys", valid);
     record.push("served", served);

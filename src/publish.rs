@@ -1,11 +1,14 @@
-//! `keyward publish`: build a complete, signed, static directory tree.
+//! `keyward publish`: build a complete, static directory tree.
 //!
 //! Input: a folder of per-user key files (`alice` or `alice.keys`). Each is
 //! checked with the same parser and policy as the login path; what passes is
-//! written as `OUT/<user>.keys` with a `#keyward` header and signed with
-//! `ssh-keygen -Y sign -n keyward` (OpenSSH's own tool: passphrases, agents
-//! and hardware keys work as admins already use them). Files for users no
-//! longer in the input are removed, so the tree is complete.
+//! written as `OUT/<user>.keys`. With a signer, each file gets a `#keyward`
+//! header and is signed with `ssh-keygen -Y sign -n keyward` (OpenSSH's own
+//! tool: passphrases, agents and hardware keys work as admins already use
+//! them). Files for users no longer in the input are removed, so the tree is
+//! complete. Last, the directory index (`OUT/keyward.index`, see `index`) is
+//! written, signed the same way, plus a gzip copy (`keyward.index.gz`) for
+//! servers that serve precompressed files (nginx `gzip_static`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,26 +22,32 @@ use crate::signed::{self, Header};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub user: String,
-    /// The serial signed into the file (never one published before).
-    pub serial: u64,
+    /// The serial signed into the file (never one published before); None
+    /// when publishing unsigned.
+    pub serial: Option<u64>,
     pub served: usize,
+    /// The index line's hash: of the file as written.
+    pub hash: crate::index::Digest,
     /// `line N: reason` for each dropped line.
     pub dropped: Vec<String>,
 }
 
-/// Builds the signed body for one user (pure).
+/// Builds the body for one user (pure); with a header, the signed form.
 pub fn build_body(
     user: &str,
     text: &str,
     policy: &PolicyConfig,
-    header: &Header,
+    header: Option<&Header>,
     now: i64,
 ) -> (String, Published) {
     let mut cands = Vec::new();
     candidates("input", text, &mut cands);
     let verdicts = policy::evaluate(policy, &cands, now);
-    let mut body = header.to_line();
-    body.push('\n');
+    let mut body = String::new();
+    if let Some(h) = header {
+        body.push_str(&h.to_line());
+        body.push('\n');
+    }
     let mut served = 0;
     let mut dropped = Vec::new();
     for (c, v) in cands.iter().zip(&verdicts) {
@@ -54,8 +63,9 @@ pub fn build_body(
     }
     let p = Published {
         user: user.to_owned(),
-        serial: header.serial,
+        serial: header.map(|h| h.serial),
         served,
+        hash: crate::index::digest(body.as_bytes()),
         dropped,
     };
     (body, p)
@@ -64,16 +74,34 @@ pub fn build_body(
 pub struct Options<'a> {
     pub src: &'a Path,
     pub out: &'a Path,
-    /// A private key, or a public key whose private half is in ssh-agent.
-    pub signer: &'a Path,
+    /// A private key, or a public key whose private half is in ssh-agent;
+    /// None: unsigned files (for hosts without `signers`).
+    pub signer: Option<&'a Path>,
+    /// The index file name (`[directory] index`); None: no index.
+    pub index: Option<&'a str>,
     pub serial: u64,
     pub expires: i64,
     pub policy: &'a PolicyConfig,
     pub max_username_len: usize,
 }
 
-/// Publishes every user in `src` into `out`.
-pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub users: Vec<Published>,
+    pub index: Option<IndexInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    pub path: PathBuf,
+    pub serial: u64,
+    pub bytes: u64,
+    pub gzip_bytes: u64,
+}
+
+/// Publishes every user in `src` into `out`, then the index.
+pub fn publish(o: &Options) -> Result<Publication, String> {
     let mut inputs: Vec<(String, PathBuf)> = Vec::new();
     let rd = std::fs::read_dir(o.src).map_err(|e| format!("{}: {e}", o.src.display()))?;
     for entry in rd {
@@ -92,6 +120,14 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
         inputs.push((user, path));
     }
     inputs.sort();
+    if let Some(name) = o.index {
+        // The index must never be taken for a user's file, nor overwritten.
+        if let Some((user, _)) = inputs.iter().find(|(u, _)| format!("{u}.keys") == name) {
+            return Err(format!(
+                "user {user}'s file would be the index {name}: choose another [directory] index"
+            ));
+        }
+    }
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -100,17 +136,94 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
     let mut results = Vec::new();
     for (user, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let header = Header {
+        let header = o.signer.map(|_| Header {
             user: user.clone(),
             serial: next_serial(o.serial, last_serial(o.out, user)),
             expires: o.expires,
-        };
-        let (body, published) = build_body(user, &text, o.policy, &header, now);
-        write_signed(o.out, user, &body, o.signer)?;
+        });
+        let (body, published) = build_body(user, &text, o.policy, header.as_ref(), now);
+        let name = format!("{user}.keys");
+        match o.signer {
+            Some(signer) => write_signed(o.out, &name, body.as_bytes(), signer)?,
+            None => {
+                write_plain(o.out, &name, body.as_bytes())?;
+                // A signature of an earlier signed run would not match.
+                let _ = std::fs::remove_file(o.out.join(format!("{name}.sig")));
+            }
+        }
         results.push(published);
     }
-    remove_stale(o.out, &inputs)?;
-    Ok(results)
+    let index = match o.index {
+        Some(name) => Some(write_index(o, name, &results)?),
+        None => None,
+    };
+    remove_stale(o.out, &inputs, o.index)?;
+    Ok(Publication {
+        users: results,
+        index,
+    })
+}
+
+/// The index text for what was published (pure).
+pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> String {
+    let paths: Vec<String> = results.iter().map(|r| format!("{}.keys", r.user)).collect();
+    let mut lines: Vec<crate::index::Line> = results
+        .iter()
+        .zip(&paths)
+        .map(|(r, path)| crate::index::Line {
+            user: &r.user,
+            serial: r.serial,
+            hash: r.hash,
+            path,
+        })
+        .collect();
+    let header = crate::index::Header {
+        serial: Some(serial),
+        expires,
+    };
+    crate::index::render(&header, &mut lines)
+}
+
+fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexInfo, String> {
+    let last = std::fs::read_to_string(o.out.join(name))
+        .ok()
+        .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok()?.serial);
+    let serial = next_serial(o.serial, last);
+    let expires = o.signer.map(|_| o.expires);
+    let text = build_index(results, serial, expires);
+    let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
+    // The compressed copy first: a server preferring it never serves one
+    // older than the plain file next to it for long.
+    write_plain(o.out, &format!("{name}.gz"), &gz)?;
+    match o.signer {
+        Some(signer) => write_signed(o.out, name, text.as_bytes(), signer)?,
+        None => {
+            write_plain(o.out, name, text.as_bytes())?;
+            let _ = std::fs::remove_file(o.out.join(format!("{name}.sig")));
+        }
+    }
+    Ok(IndexInfo {
+        path: o.out.join(name),
+        serial,
+        bytes: text.len() as u64,
+        gzip_bytes: gz.len() as u64,
+    })
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes)?;
+    enc.finish()
+}
+
+/// Writes `out/name` through a temporary file and a rename.
+fn write_plain(out: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let tmp = out.join(format!(".{name}.tmp"));
+    let path = out.join(name);
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A serial is never reused: hosts refuse a signed file whose serial is at
@@ -129,12 +242,12 @@ fn last_serial(out: &Path, user: &str) -> Option<u64> {
     signed::parse_header(&text).ok().map(|h| h.serial)
 }
 
-/// Writes `<user>.keys` and its `.sig` so neither is ever seen half-written:
+/// Writes `out/name` and its `.sig` so neither is ever seen half-written:
 /// both are produced under temporary names, then renamed (signature first,
 /// so a reader never gets a new body with no signature for it).
-fn write_signed(out: &Path, user: &str, body: &str, signer: &Path) -> Result<(), String> {
-    let tmp_body = out.join(format!(".{user}.keys.tmp"));
-    let tmp_sig = out.join(format!(".{user}.keys.tmp.sig"));
+fn write_signed(out: &Path, name: &str, body: &[u8], signer: &Path) -> Result<(), String> {
+    let tmp_body = out.join(format!(".{name}.tmp"));
+    let tmp_sig = out.join(format!(".{name}.tmp.sig"));
     std::fs::write(&tmp_body, body).map_err(|e| format!("{}: {e}", tmp_body.display()))?;
     let _ = std::fs::remove_file(&tmp_sig);
     let status = Command::new("ssh-keygen")
@@ -146,18 +259,28 @@ fn write_signed(out: &Path, user: &str, body: &str, signer: &Path) -> Result<(),
         .map_err(|e| format!("running ssh-keygen: {e}"))?;
     if !status.success() {
         let _ = std::fs::remove_file(&tmp_body);
-        return Err(format!("ssh-keygen -Y sign failed for {user} ({status})"));
+        return Err(format!("ssh-keygen -Y sign failed for {name} ({status})"));
     }
-    let final_body = out.join(format!("{user}.keys"));
-    std::fs::rename(&tmp_sig, out.join(format!("{user}.keys.sig")))
+    let final_body = out.join(name);
+    std::fs::rename(&tmp_sig, out.join(format!("{name}.sig")))
         .and_then(|_| std::fs::rename(&tmp_body, &final_body))
         .map_err(|e| format!("{}: {e}", final_body.display()))
 }
 
-fn remove_stale(out: &Path, inputs: &[(String, PathBuf)]) -> Result<(), String> {
+fn remove_stale(
+    out: &Path,
+    inputs: &[(String, PathBuf)],
+    index: Option<&str>,
+) -> Result<(), String> {
     let rd = std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if index.is_some_and(|i| {
+            name.strip_prefix(i)
+                .is_some_and(|r| ["", ".sig", ".gz"].contains(&r))
+        }) {
+            continue;
+        }
         let user = name
             .strip_suffix(".keys.sig")
             .or_else(|| name.strip_suffix(".keys"));
@@ -194,7 +317,7 @@ mod tests {
             expires: 2_000_000_000,
         };
         let text = format!("# laptop\n{ED} a\nssh-dss AAAA\n{ED} dup\n");
-        let (body, p) = build_body("alice", &text, &PolicyConfig::default(), &h, 0);
+        let (body, p) = build_body("alice", &text, &PolicyConfig::default(), Some(&h), 0);
         let mut lines = body.lines();
         assert_eq!(signed::parse_header(&body).unwrap(), h);
         lines.next();
@@ -202,5 +325,44 @@ mod tests {
         assert_eq!(lines.next(), None);
         assert_eq!(p.served, 1);
         assert_eq!(p.dropped.len(), 2, "{:?}", p.dropped);
+        assert_eq!(p.hash, crate::index::digest(body.as_bytes()));
+        // Unsigned: the same keys, no header.
+        let (plain, p) = build_body("alice", &text, &PolicyConfig::default(), None, 0);
+        assert_eq!(plain, format!("{ED} a\n"));
+        assert_eq!(p.serial, None);
+    }
+
+    #[test]
+    fn index_lists_every_published_user_with_its_version() {
+        let policy = PolicyConfig::default();
+        let mut results = Vec::new();
+        for (u, serial) in [("bob", None), ("alice", Some(7))] {
+            let h = serial.map(|s| Header {
+                user: u.into(),
+                serial: s,
+                expires: 2_000_000_000,
+            });
+            results.push(build_body(
+                u,
+                &format!("{ED} {u}\n"),
+                &policy,
+                h.as_ref(),
+                0,
+            ));
+        }
+        let published: Vec<Published> = results.iter().map(|(_, p)| p.clone()).collect();
+        let text = build_index(&published, 42, Some(2_000_000_000));
+        let idx = crate::index::Index::parse(&text).unwrap();
+        assert_eq!(idx.header.serial, Some(42));
+        assert_eq!(idx.lines.len(), 2);
+        let alice = idx.get("alice").unwrap();
+        assert_eq!((alice.serial, alice.path), (Some(7), "alice.keys"));
+        assert_eq!(alice.hash, crate::index::digest(results[1].0.as_bytes()));
+        assert_eq!(idx.get("bob").unwrap().serial, None);
+        let gz = gzip(text.as_bytes()).unwrap();
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, text);
     }
 }
