@@ -129,20 +129,24 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         }
     }
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = now_secs();
     let mut results = Vec::new();
     for (user, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = format!("{user}.keys");
+        let old = std::fs::read_to_string(o.out.join(&name)).ok();
+        // An unchanged file is left as it is (same bytes, same serial, same
+        // mtime and ETag): servers then have nothing to fetch for it.
+        if let Some(p) = keep(o, user, &text, old.as_deref(), now) {
+            results.push(p);
+            continue;
+        }
         let header = o.signer.map(|_| Header {
             user: user.clone(),
             serial: next_serial(o.serial, last_serial(o.out, user)),
             expires: o.expires,
         });
         let (body, published) = build_body(user, &text, o.policy, header.as_ref(), now);
-        let name = format!("{user}.keys");
         match o.signer {
             Some(signer) => write_signed(o.out, &name, body.as_bytes(), signer)?,
             None => {
@@ -162,6 +166,31 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         users: results,
         index,
     })
+}
+
+/// Whether a signed file (or index) expiring at `expires` is still good
+/// for long enough not to be re-signed: more than half of `--validity` left.
+fn fresh_enough(o: &Options, expires: i64, now: i64) -> bool {
+    expires - now > (o.expires - now) / 2
+}
+
+/// The published entry for `user` if the file already published (`old`) is
+/// exactly what this run would write with its header: nothing to do.
+fn keep(o: &Options, user: &str, text: &str, old: Option<&str>, now: i64) -> Option<Published> {
+    let old = old?;
+    let header = match o.signer {
+        Some(_) => {
+            let h = signed::parse_header(old).ok()?;
+            let sig = o.out.join(format!("{user}.keys.sig"));
+            if h.user != user || !fresh_enough(o, h.expires, now) || !sig.is_file() {
+                return None;
+            }
+            Some(h)
+        }
+        None => None,
+    };
+    let (body, p) = build_body(user, text, o.policy, header.as_ref(), now);
+    (body == old).then_some(p)
 }
 
 /// The index text for what was published (pure).
@@ -185,10 +214,35 @@ pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> 
 }
 
 fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexInfo, String> {
-    let last = std::fs::read_to_string(o.out.join(name))
-        .ok()
-        .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok()?.serial);
-    let serial = next_serial(o.serial, last);
+    let now = now_secs();
+    let old_text = std::fs::read_to_string(o.out.join(name)).ok();
+    let old = old_text
+        .as_deref()
+        .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok());
+    // Unchanged lines, and (signed) not near expiry: keep the index as it is,
+    // so every server's conditional request keeps answering 304.
+    if let (Some(t), Some(h)) = (&old_text, old) {
+        let signed_ok = match (o.signer, h.expires) {
+            (Some(_), Some(e)) => {
+                fresh_enough(o, e, now) && o.out.join(format!("{name}.sig")).is_file()
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if let (true, Some(serial)) = (signed_ok, h.serial) {
+            if build_index(results, serial, h.expires) == *t {
+                return Ok(IndexInfo {
+                    path: o.out.join(name),
+                    serial,
+                    bytes: t.len() as u64,
+                    gzip_bytes: std::fs::metadata(o.out.join(format!("{name}.gz")))
+                        .map(|m| m.len())
+                        .unwrap_or(0),
+                });
+            }
+        }
+    }
+    let serial = next_serial(o.serial, old.and_then(|h| h.serial));
     let expires = o.signer.map(|_| o.expires);
     let text = build_index(results, serial, expires);
     let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
@@ -208,6 +262,10 @@ fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexIn
         bytes: text.len() as u64,
         gzip_bytes: gz.len() as u64,
     })
+}
+
+fn now_secs() -> i64 {
+    crate::os::clock::now_secs() as i64
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -5,8 +5,10 @@
 mod support;
 
 mod doctor;
+mod index;
 mod keys_directory;
 mod keys_sshd;
+mod outage;
 mod packaging;
 mod pam;
 mod pam_stress;
