@@ -142,65 +142,177 @@ pub fn parse_facility(name: &str) -> Option<syslog::Facility> {
     })
 }
 
-/// Where records go: a syslog socket, or stderr when none can be reached
-/// (visible under `sshd -d`, and to an admin running keyward by hand).
+/// journald's native socket. When it exists and the configured socket is the
+/// default `/dev/log`, records go there with structured fields (journald
+/// still forwards them to rsyslog's auth.log/secure with the facility).
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+/// The default `[log] socket`.
+pub const DEFAULT_SOCKET: &str = "/dev/log";
+/// Identifies keyward's decision records in the journal
+/// (`journalctl MESSAGE_ID=…`); the decision itself is `KEYWARD_DECISION`.
+pub const MESSAGE_ID: &str = "8d3c5b0a6e2f4f1c9a7b2d4e6f8a0c1e";
+
+/// Where records go: journald (structured), a syslog socket, or stderr when
+/// neither can be reached (visible under `sshd -d`, and to an admin running
+/// keyward by hand).
 pub struct Sink {
-    logger: Option<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>,
+    out: Out,
+    facility: syslog::Facility,
     also_stderr: bool,
 }
 
+enum Out {
+    Journal(std::os::unix::net::UnixDatagram),
+    Syslog(Box<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>),
+    Nowhere,
+}
+
 impl Sink {
-    /// Connects to the syslog socket at `socket`. Never fails: without a
-    /// socket, records go to stderr.
+    /// Connects to the journal (see [`JOURNAL_SOCKET`]) or the syslog socket
+    /// at `socket`. Never fails: without a socket, records go to stderr.
     pub fn open(socket: &Path, facility: syslog::Facility) -> Self {
+        let journal = Path::new(JOURNAL_SOCKET);
+        let out = if socket == Path::new(DEFAULT_SOCKET) {
+            Self::journal(journal)
+        } else {
+            None
+        };
+        let out = out.unwrap_or_else(|| Self::syslog(socket, facility));
+        let also_stderr = matches!(out, Out::Nowhere);
+        Sink {
+            out,
+            facility,
+            also_stderr,
+        }
+    }
+
+    /// Sends to journald's native socket at `path` (tests point it at their
+    /// own socket; production uses [`JOURNAL_SOCKET`] through `open`).
+    pub fn open_journal(path: &Path, facility: syslog::Facility) -> Self {
+        let out = Self::journal(path).unwrap_or(Out::Nowhere);
+        let also_stderr = matches!(out, Out::Nowhere);
+        Sink {
+            out,
+            facility,
+            also_stderr,
+        }
+    }
+
+    fn journal(path: &Path) -> Option<Out> {
+        let sock = std::os::unix::net::UnixDatagram::unbound().ok()?;
+        sock.connect(path).ok()?;
+        Some(Out::Journal(sock))
+    }
+
+    fn syslog(socket: &Path, facility: syslog::Facility) -> Out {
         let formatter = syslog::Formatter3164 {
             facility,
             hostname: None,
             process: "keyward".into(),
             pid: std::process::id(),
         };
-        let logger = syslog::unix_custom(formatter, socket).ok();
-        let also_stderr = logger.is_none();
-        Sink {
-            logger,
-            also_stderr,
+        match syslog::unix_custom(formatter, socket) {
+            Ok(l) => Out::Syslog(Box::new(l)),
+            Err(_) => Out::Nowhere,
         }
     }
 
     /// A sink that only writes to stderr (used before the config is read).
     pub fn stderr() -> Self {
         Sink {
-            logger: None,
+            out: Out::Nowhere,
+            facility: syslog::Facility::LOG_AUTHPRIV,
             also_stderr: true,
         }
     }
 
     /// Also copy every record to stderr (interactive use).
     pub fn tee_stderr(&mut self, on: bool) {
-        self.also_stderr = on || self.logger.is_none();
+        self.also_stderr = on || matches!(self.out, Out::Nowhere);
     }
 
     pub fn send(&mut self, severity: Severity, record: &Record) {
         let line = record.to_string();
-        let mut sent = false;
-        if let Some(logger) = self.logger.as_mut() {
-            let r = match severity {
+        let sent = match &mut self.out {
+            Out::Journal(sock) => {
+                let msg = journal_message(&line, severity, self.facility, record);
+                sock.send(msg.as_bytes()).is_ok()
+            }
+            Out::Syslog(logger) => match severity {
                 Severity::Err => logger.err(&line),
                 Severity::Warning => logger.warning(&line),
                 Severity::Notice => logger.notice(&line),
                 Severity::Info => logger.info(&line),
-            };
-            sent = r.is_ok();
-        }
+            }
+            .is_ok(),
+            Out::Nowhere => false,
+        };
         if self.also_stderr || !sent {
             let _ = writeln!(std::io::stderr(), "keyward: {line}");
         }
     }
 }
 
+/// journald's native datagram: `FIELD=value` lines. Every value is the
+/// escaped form used in the syslog line, so none contains a newline (which
+/// the plain form cannot carry).
+pub fn journal_message(
+    line: &str,
+    severity: Severity,
+    facility: syslog::Facility,
+    record: &Record,
+) -> String {
+    let priority = match severity {
+        Severity::Err => 3,
+        Severity::Warning => 4,
+        Severity::Notice => 5,
+        Severity::Info => 6,
+    };
+    let mut m = String::with_capacity(line.len() + 256);
+    let _ = write!(
+        m,
+        "MESSAGE={line}\nPRIORITY={priority}\nSYSLOG_FACILITY={}\nSYSLOG_IDENTIFIER=keyward\nSYSLOG_PID={}\nMESSAGE_ID={MESSAGE_ID}\n",
+        facility as u32 >> 3,
+        std::process::id()
+    );
+    for (field, key) in [
+        ("KEYWARD_DECISION", "decision"),
+        ("KEYWARD_USER", "user"),
+        ("KEYWARD_FP", "fp"),
+    ] {
+        if let Some(v) = record.get(key) {
+            let _ = writeln!(m, "{field}={}", escape_value(v));
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_message_has_structured_fields_and_no_raw_newlines() {
+        let r = Record::new()
+            .with("decision", "match")
+            .with("user", "mal\nlory")
+            .with("fp", "SHA256:abc");
+        let m = journal_message(
+            &r.to_string(),
+            Severity::Info,
+            syslog::Facility::LOG_AUTHPRIV,
+            &r,
+        );
+        let lines: Vec<&str> = m.lines().collect();
+        assert!(lines.contains(&"PRIORITY=6"), "{m}");
+        assert!(lines.contains(&"SYSLOG_FACILITY=10"), "{m}");
+        assert!(lines.contains(&"SYSLOG_IDENTIFIER=keyward"), "{m}");
+        assert!(lines.contains(&"KEYWARD_DECISION=match"), "{m}");
+        assert!(lines.contains(&"KEYWARD_USER=mal\\x0alory"), "{m}");
+        assert!(lines.contains(&"KEYWARD_FP=SHA256:abc"), "{m}");
+        assert!(lines.iter().all(|l| l.contains('=')), "{m}");
+        assert!(lines.iter().any(|l| l.starts_with("MESSAGE_ID=")), "{m}");
+    }
 
     #[test]
     fn plain_values_are_bare() {

@@ -49,7 +49,7 @@ pub struct Gathered {
     pub warnings: Vec<String>,
     /// Age of the directory answer in seconds (None: no directory).
     pub age: Option<u64>,
-    /// The mirror URL that answered (None: no request was made).
+    /// The mirror that answered this lookup (None: cache, or no directory).
     pub mirror: Option<String>,
 }
 
@@ -118,13 +118,13 @@ pub fn gather_for(
         sources.push("files");
     }
 
-    let mut age = None;
-    let mut mirror = None;
+    let (mut age, mut mirror) = (None, None);
     if !config.directory.urls.is_empty() {
-        let (body, source, age_s) = through_cache(config, user, &mut warnings, &mut mirror)?;
-        sources.push(source);
-        age = Some(age_s);
-        if let Some(body) = &body {
+        let answer = through_cache(config, user, &mut warnings)?;
+        sources.push(answer.source);
+        age = Some(answer.age_s);
+        mirror = answer.mirror;
+        if let Some(body) = &answer.body {
             candidates("directory", body, &mut cands);
         }
     }
@@ -156,14 +156,23 @@ fn drop_to_owner(config: &Config) -> Result<(), Failure> {
     })
 }
 
-/// The directory's answer for `user` through the cache, as `state` rules:
-/// (body, source, age). The cache is updated as the transition says.
+/// What the directory (through the cache) said for a user.
+struct DirAnswer {
+    /// None: the user has no keys.
+    body: Option<String>,
+    source: &'static str,
+    age_s: u64,
+    /// The mirror that answered this lookup (None: from the cache).
+    mirror: Option<String>,
+}
+
+/// The directory's answer for `user` through the cache, as `state` rules.
+/// The cache is updated as the transition says.
 fn through_cache(
     config: &Config,
     user: &str,
     warnings: &mut Vec<String>,
-    mirror: &mut Option<String>,
-) -> Result<(Option<String>, &'static str, u64), Failure> {
+) -> Result<DirAnswer, Failure> {
     let dir_failure = |reason: String| Failure {
         reason,
         source: Some("directory"),
@@ -210,6 +219,8 @@ fn through_cache(
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);
+    // The mirror that gave this lookup's answer (None: the cache or the
+    // stored index answered, or no mirror did).
     let events = dir.events();
     if events.answered.is_some() {
         // (When none answered, the failure or stale warning names them.)
@@ -217,13 +228,18 @@ fn through_cache(
             warnings.push(format!("mirror {m} skipped: {why}"));
         }
     }
-    *mirror = events.answered;
+    let mirror = events.answered;
     match t.answer {
         Answer::Serve {
             body,
             source,
             age_s,
-        } => Ok((body, source, age_s)),
+        } => Ok(DirAnswer {
+            body,
+            source,
+            age_s,
+            mirror,
+        }),
         Answer::Fail(reason) => Err(dir_failure(reason)),
     }
 }
@@ -283,6 +299,7 @@ pub fn run(
     let filter = FpFilter::parse(fp);
     let mut text = String::new();
     let (mut valid, mut served, mut matched) = (0, 0, 0);
+    let mut key_type = None;
     let mut drops = Vec::new();
     for (c, v) in cands.iter().zip(&verdicts) {
         if c.parsed.is_ok() {
@@ -296,6 +313,9 @@ pub fn run(
                     text.push('\n');
                     served += 1;
                     matched += usize::from(asked);
+                    if asked && key_type.is_none() {
+                        key_type = Some(k.key.algorithm());
+                    }
                 }
             }
             (Verdict::Dropped(why), parsed) => {
@@ -322,8 +342,11 @@ pub fn run(
     if let Some(a) = age {
         record.push("age_s", a);
     }
-    if let Some(m) = mirror {
+    if let Some(m) = &mirror {
         record.push("mirror", m);
+    }
+    if let Some(t) = &key_type {
+        record.push("key_type", t.as_str());
     }
     record.push("keys", valid);
     record.push("served", served);
@@ -366,6 +389,10 @@ fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
     if let Some(fp) = fp {
         record.push("fp", fp);
     }
+    // The sshd process that ran us: it logs the matching "Accepted
+    // publickey for USER" line under this pid.
+    // SAFETY: getppid cannot fail.
+    record.push("ppid", unsafe { libc::getppid() });
 }
 
 fn finish(mut record: Record, decision: &str, started: Instant) -> Record {

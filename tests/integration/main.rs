@@ -6,6 +6,7 @@ mod support;
 
 mod doctor;
 mod index;
+mod journal;
 mod keys_directory;
 mod keys_sshd;
 mod outage;
