@@ -387,10 +387,11 @@ impl<'a> HttpDirectory<'a> {
     /// the budget. `url_of` gives a mirror's URL (None: the mirror has none).
     fn over_mirrors<T>(
         &self,
+        budget: Duration,
         url_of: &dyn Fn(&UrlTemplate) -> Option<String>,
         attempt: &mut dyn FnMut(&ureq::Agent, &str, Duration, Instant) -> Attempt<T>,
     ) -> Result<T, Failure> {
-        let deadline = Instant::now() + self.config.timeout.0;
+        let deadline = Instant::now() + budget;
         if self.config.signed() {
             self.signers().map_err(Failure::Misconfigured)?;
         }
@@ -476,7 +477,7 @@ impl<'a> HttpDirectory<'a> {
         let mut attempt = |agent: &ureq::Agent, url: &str, share, deadline| {
             self.attempt(agent, url, req, share, deadline)
         };
-        match self.over_mirrors(url_of, &mut attempt) {
+        match self.over_mirrors(self.config.timeout.0, url_of, &mut attempt) {
             Ok(f) => f,
             Err(Failure::Unavailable(errors)) => Fetch::Unavailable { errors },
             Err(Failure::Misconfigured(error)) => Fetch::Misconfigured { error },
@@ -521,7 +522,9 @@ impl<'a> HttpDirectory<'a> {
             self.attempt_index(agent, url, etag, floor, signed, share, deadline)
         };
         let url_of = |t: &UrlTemplate| t.folder().map(|f| format!("{f}{name}"));
-        match self.over_mirrors(&url_of, &mut attempt) {
+        // Sync is not a login: a large index on a slow link gets time.
+        let budget = self.config.timeout.0.max(INDEX_BUDGET);
+        match self.over_mirrors(budget, &url_of, &mut attempt) {
             Ok(f) => f,
             Err(Failure::Unavailable(errors)) => IndexFetch::Unavailable { errors },
             Err(Failure::Misconfigured(error)) => IndexFetch::Misconfigured { error },
@@ -592,6 +595,9 @@ impl<'a> HttpDirectory<'a> {
         })
     }
 }
+
+/// The least time the index fetch (all mirrors) gets.
+const INDEX_BUDGET: Duration = Duration::from_secs(30);
 
 /// An attempt's failure, for another answer type.
 fn relabel<A, B>(a: Attempt<A>) -> Attempt<B> {

@@ -181,23 +181,28 @@ pub struct ProbeClaim {
 pub struct Health {
     cache_dir: PathBuf,
     dir: PathBuf,
-    owners: Vec<u32>,
     interval: Duration,
 }
 
 impl Health {
+    /// No I/O, no system call: the login path builds one on every lookup,
+    /// and a cache hit must not pay for it.
     pub fn new(cache_dir: &Path, interval: Duration) -> Health {
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        let mut owners = vec![0];
-        if euid != 0 {
-            owners.push(euid);
-        }
         Health {
             cache_dir: cache_dir.to_owned(),
             dir: cache_dir.join(".health"),
-            owners,
             interval,
+        }
+    }
+
+    /// Owners a record may have: root and the account keyward runs as.
+    fn owners() -> Vec<u32> {
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if euid == 0 {
+            vec![0]
+        } else {
+            vec![0, euid]
         }
     }
 
@@ -210,7 +215,7 @@ impl Health {
     pub fn read(&self, template: &str) -> Option<Down> {
         let path = self.record_path(template);
         let file =
-            crate::safepath::open_checked(&path, &self.owners, Some(&self.cache_dir)).ok()?;
+            crate::safepath::open_checked(&path, &Self::owners(), Some(&self.cache_dir)).ok()?;
         let mut text = String::new();
         file.take(4096).read_to_string(&mut text).ok()?;
         Down::decode(&text).filter(|d| d.url == one_line(template))

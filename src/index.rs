@@ -381,7 +381,7 @@ impl Stored {
     }
 
     /// Parses the stored head; returns it and the offset of the text.
-    pub fn decode_head(bytes: &[u8]) -> Result<(Stored, usize, Header), Corrupt> {
+    pub fn decode_head(bytes: &[u8]) -> Result<(Stored, usize), Corrupt> {
         let sep = bytes
             .windows(2)
             .position(|w| w == b"\n\n")
@@ -422,7 +422,7 @@ impl Stored {
             sha256: sha.ok_or(Corrupt("index: no sha256"))?,
             length: length.ok_or(Corrupt("index: no length"))?,
         };
-        Ok((s, text_at, header))
+        Ok((s, text_at))
     }
 
     /// The index's rollback floor: its serial and text hash.
@@ -508,7 +508,7 @@ impl IndexCache {
         let mut bytes = Vec::new();
         f.take(MAX_BYTES + STORE_HEAD_MAX as u64)
             .read_to_end(&mut bytes)?;
-        let Ok((s, at, _)) = Stored::decode_head(&bytes) else {
+        let Ok((s, at)) = Stored::decode_head(&bytes) else {
             return Ok(None);
         };
         let text = &bytes[at..];
@@ -532,7 +532,7 @@ impl IndexCache {
         let mut head = vec![0u8; STORE_HEAD_MAX + MAX_LINE];
         let n = read_full_at(&f, &mut head, 0)?;
         head.truncate(n);
-        let Ok((s, at, _)) = Stored::decode_head(&head) else {
+        let Ok((s, at)) = Stored::decode_head(&head) else {
             return Ok(None);
         };
         // A truncated file would hide users: its length must be complete.
