@@ -743,6 +743,50 @@ mod tests {
     }
 
     #[test]
+    fn binary_search_agrees_with_a_linear_scan_on_random_names() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        const CH: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789._-";
+        let name = |rnd: &mut dyn FnMut(u64) -> u64| {
+            let len = 1 + rnd(40) as usize;
+            let mut s = String::from((b'a' + rnd(26) as u8) as char);
+            for _ in 1..len {
+                s.push(CH[rnd(CH.len() as u64) as usize] as char);
+            }
+            s
+        };
+        let mut names: Vec<String> = (0..6000).map(|_| name(&mut rnd)).collect();
+        names.sort();
+        names.dedup();
+        let (listed, absent): (Vec<_>, Vec<_>) =
+            names.iter().enumerate().partition(|(i, _)| i % 3 != 0);
+        let mut lines: Vec<Line> = listed.iter().map(|(_, u)| line(u, None, u)).collect();
+        let text = render(&Header::default(), &mut lines);
+        let bytes = text.as_bytes();
+        let start = (text.find('\n').unwrap() + 1) as u64;
+        let mut read = |off: u64, len: usize| -> io::Result<Vec<u8>> {
+            let off = off as usize;
+            Ok(bytes[off..(off + len).min(bytes.len())].to_vec())
+        };
+        for (_, u) in &listed {
+            let got = search(&mut read, start, bytes.len() as u64, u).unwrap();
+            assert!(got.is_some_and(|l| l.starts_with(&format!("{u} "))), "{u}");
+        }
+        for (_, u) in &absent {
+            assert_eq!(
+                search(&mut read, start, bytes.len() as u64, u).unwrap(),
+                None,
+                "{u}"
+            );
+        }
+    }
+
+    #[test]
     fn stored_index_round_trip_and_lookup_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let c = IndexCache::new(dir.path());
