@@ -22,6 +22,19 @@
 #   KEYWARD_FUZZ_SECONDS  seconds per fuzz target (default 10; 0 skips fuzzing)
 set -uo pipefail
 
+# What the build, the tests, fuzz.sh and package.sh need on a fresh Debian 12
+# (minbase: only Priority required). The package-guard step checks that this
+# covers every program, library and link-time file they use, and everything
+# scripts/demo.sh installs (the tests run the demo).
+packages=(gcc g++ libc6-dev libpam0g-dev ca-certificates   # build; g++: libFuzzer
+          openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper
+          sshpass procps iproute2 systemd lintian rpm hyperfine strace valgrind
+          openssl curl)
+if [ "${1:-}" = --print-packages ]; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
+
 cd "$(dirname "$0")/.." || exit 1
 export PATH="$HOME/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
@@ -34,8 +47,6 @@ command -v cargo >/dev/null ||
     die "cargo not found: install Rust >= 1.85 with rustup (https://rustup.rs), then run again"
 
 # --- 1. packages -------------------------------------------------------------
-packages=(openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper procps
-          libpam0g-dev sshpass lintian rpm hyperfine strace valgrind openssl curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -53,11 +64,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt_ok=1
-    apt-get update -qq || apt_ok=
+    apt-get -o DPkg::Lock::Timeout=120 update -qq || apt_ok=
     [ -n "$apt_ok" ] &&
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || apt_ok=
+        apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "${missing[@]}" \
+            >/dev/null || apt_ok=
     [ -n "$made_policy" ] && rm -f "$policy"
-    [ -n "$apt_ok" ] || die "apt-get failed to install: ${missing[*]}"
+    [ -n "$apt_ok" ] ||
+        die "apt-get could not install ${missing[*]} (errors above): fix apt (network, sources, dpkg --configure -a), then run again"
 else
     say "packages: all present"
 fi
@@ -95,6 +108,10 @@ filter=("${KEYWARD_TEST_FILTER:-}")
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings" cargo clippy --all-targets --quiet -- -D warnings
+# Fails fast, with the package to add, when a new dependency is not
+# installed by this script or by demo.sh (tests/integration/packages.rs).
+step "package guard (demo.sh and test.sh install what is used)" \
+    cargo test --quiet --test integration -- packages:: --test-threads=1
 step "cargo test --all-targets" cargo test --all-targets --no-fail-fast -- --test-threads="$threads" "${filter[@]}"
 fuzz_secs="${KEYWARD_FUZZ_SECONDS:-10}"
 if [ "$fuzz_secs" != 0 ] && [ "${#filter[@]}" = 0 ]; then

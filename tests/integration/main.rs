@@ -4,12 +4,14 @@
 
 mod support;
 
+mod demo;
 mod doctor;
 mod index;
 mod journal;
 mod keys_directory;
 mod keys_sshd;
 mod outage;
+mod packages;
 mod packaging;
 mod pam;
 mod pam_stress;
