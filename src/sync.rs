@@ -38,6 +38,8 @@ pub struct Summary {
     /// none), `off` (not configured), `unusable` (see `index_error`).
     pub index: Option<&'static str>,
     pub index_error: Option<String>,
+    /// The mirror that answered for the index.
+    pub mirror: Option<String>,
     /// HTTP requests sent (signatures included).
     pub requests: usize,
 }
@@ -62,6 +64,9 @@ impl Summary {
             .with("failed", self.failed.len());
         if let Some(i) = self.index {
             r.push("index", i);
+        }
+        if let Some(m) = &self.mirror {
+            r.push("mirror", m);
         }
         r.push("requests", self.requests);
         if let Some(why) = &self.index_error {
@@ -331,6 +336,7 @@ pub fn run(
                     );
                     s.index = Some(fresh.how);
                     s.index_error = fresh.warning;
+                    s.mirror = Some(fresh.stored.url.clone());
                     s
                 }
                 Err(e) => per_user(Some("unusable"), Some(e)),

@@ -236,6 +236,11 @@ fn sync_with_an_index_costs_one_request_plus_one_per_changed_user() {
     assert_eq!(new[0].status, 304, "{new:?}");
     assert!(new[0].if_none_match.is_some(), "conditional: {new:?}");
     assert_eq!(field(&rec, "index"), "304", "{rec}");
+    assert_eq!(
+        field(&rec, "mirror"),
+        w.nginx.url("/users/keyward.index"),
+        "{rec}"
+    );
     assert_eq!(field(&rec, "unchanged"), N.to_string(), "{rec}");
     assert!(
         fetched_at(&sample) > before,
