@@ -112,13 +112,21 @@ pub enum Gate {
     Skip(Down),
 }
 
-/// The decision for a mirror at `now_ms` (pure).
-pub fn gate(state: Option<Down>, now_ms: u64) -> Gate {
+/// The decision for a mirror at `now_ms` (pure). A retry time further
+/// out than `interval` can have put it (a clock that jumped back, a record
+/// written by hand) counts as due: the skip stays bounded.
+pub fn gate(state: Option<Down>, now_ms: u64, interval: Duration) -> Gate {
+    let longest = now_ms.saturating_add(max_wait(interval));
     match state {
         None => Gate::Up,
-        Some(d) if now_ms >= d.retry_at_ms => Gate::Due(d),
+        Some(d) if now_ms >= d.retry_at_ms || d.retry_at_ms > longest => Gate::Due(d),
         Some(d) => Gate::Skip(d),
     }
+}
+
+/// The longest wait `after_failure` gives, in ms.
+fn max_wait(interval: Duration) -> u64 {
+    (interval.as_millis() as f64 * 1.25) as u64 + 1
 }
 
 /// The record after a failure at `now_ms`; `r` in [0, 1) spreads the
@@ -223,7 +231,7 @@ impl Health {
 
     /// The decision for a mirror now.
     pub fn gate(&self, template: &str, now_ms: u64) -> Gate {
-        gate(self.read(template), now_ms)
+        gate(self.read(template), now_ms, self.interval)
     }
 
     /// Tries to become the one process that probes a mirror that is due.
@@ -249,7 +257,7 @@ impl Health {
         }
         // Re-read under the lock: a probe that finished between our first
         // read and the lock has moved the retry time (or cleared the record).
-        match gate(self.read(template), now_ms) {
+        match gate(self.read(template), now_ms, self.interval) {
             Gate::Up => Claim::Recovered,
             Gate::Skip(d) => Claim::Busy(d),
             Gate::Due(_) => Claim::Probe(ProbeClaim { _lock: lock }),
@@ -352,9 +360,16 @@ mod tests {
 
     #[test]
     fn gate_by_retry_time() {
-        assert_eq!(gate(None, T), Gate::Up);
-        assert_eq!(gate(Some(down(T + 1)), T), Gate::Skip(down(T + 1)));
-        assert_eq!(gate(Some(down(T)), T), Gate::Due(down(T)));
+        let i = Duration::from_secs(30);
+        assert_eq!(gate(None, T, i), Gate::Up);
+        assert_eq!(gate(Some(down(T + 1)), T, i), Gate::Skip(down(T + 1)));
+        assert_eq!(gate(Some(down(T)), T, i), Gate::Due(down(T)));
+        // Never skipped longer than the interval allows.
+        assert_eq!(gate(Some(down(T + 37_500)), T, i), Gate::Skip(down(T + 37_500)));
+        let far = down(T + 37_502);
+        assert_eq!(gate(Some(far.clone()), T, i), Gate::Due(far));
+        let forever = down(u64::MAX);
+        assert_eq!(gate(Some(forever.clone()), T, i), Gate::Due(forever));
     }
 
     #[test]
