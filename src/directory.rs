@@ -459,10 +459,14 @@ impl<'a> HttpDirectory<'a> {
                     let mut msg = format!("{url}: {why}");
                     if let Some(h) = &self.health {
                         match h.failed(t.as_str(), &why, now_millis()) {
-                            Ok(d) => msg.push_str(&format!(
-                                " (skipped for the next {}s)",
-                                d.retry_at_ms.saturating_sub(now_millis()).div_ceil(1000)
-                            )),
+                            Ok(d) => {
+                                let left = d.retry_at_ms.saturating_sub(now_millis());
+                                msg.push_str(&if left < 1000 {
+                                    format!(" (skipped for the next {left}ms)")
+                                } else {
+                                    format!(" (skipped for the next {}s)", left.div_ceil(1000))
+                                });
+                            }
                             Err(e) => msg.push_str(&format!(" (health not recorded: {e})")),
                         }
                     }

@@ -365,7 +365,10 @@ mod tests {
         assert_eq!(gate(Some(down(T + 1)), T, i), Gate::Skip(down(T + 1)));
         assert_eq!(gate(Some(down(T)), T, i), Gate::Due(down(T)));
         // Never skipped longer than the interval allows.
-        assert_eq!(gate(Some(down(T + 37_500)), T, i), Gate::Skip(down(T + 37_500)));
+        assert_eq!(
+            gate(Some(down(T + 37_500)), T, i),
+            Gate::Skip(down(T + 37_500))
+        );
         let far = down(T + 37_502);
         assert_eq!(gate(Some(far.clone()), T, i), Gate::Due(far));
         let forever = down(u64::MAX);
