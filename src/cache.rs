@@ -17,149 +17,17 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+pub use crate::entry::{Corrupt, Entry, Lookup, Status};
 use crate::safepath::{self, OpenError};
 use crate::state::{Floor, Store, Transition};
 use std::os::unix::fs::DirBuilderExt;
 
-const MAGIC: &str = "keyward-cache 1";
 /// Entries larger than this are corrupt whatever they say (max_bytes is capped
 /// at 16 MiB, plus header).
 const MAX_ENTRY: u64 = 17 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// The directory answered 200 with this body.
-    Keys,
-    /// The directory answered 404: the user has no keys.
-    NoKeys,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Unix time (seconds) of the last answer from the directory.
-    pub fetched_at: u64,
-    pub status: Status,
-    pub etag: Option<String>,
-    /// The mirror URL that answered.
-    pub url: String,
-    /// Serial of a signed directory file, when signatures are used.
-    pub serial: Option<u64>,
-    pub body: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("corrupt cache entry: {0}")]
-pub struct Corrupt(pub &'static str);
-
-/// Header values must not contain anything that breaks the line format.
-fn header_safe(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 1024 && !v.chars().any(|c| c.is_control())
-}
-
-impl Entry {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(self.body.len() + 256);
-        out.push_str(MAGIC);
-        out.push('\n');
-        out.push_str(&format!("fetched_at {}\n", self.fetched_at));
-        out.push_str(match self.status {
-            Status::Keys => "status 200\n",
-            Status::NoKeys => "status 404\n",
-        });
-        if let Some(etag) = self.etag.as_deref().filter(|e| header_safe(e)) {
-            out.push_str(&format!("etag {etag}\n"));
-        }
-        if header_safe(&self.url) {
-            out.push_str(&format!("url {}\n", self.url));
-        }
-        if let Some(serial) = self.serial {
-            out.push_str(&format!("serial {serial}\n"));
-        }
-        out.push_str(&format!("length {}\n", self.body.len()));
-        out.push_str(&format!(
-            "crc32 {:08x}
-
-",
-            crc32fast::hash(self.body.as_bytes())
-        ));
-        out.push_str(&self.body);
-        out.into_bytes()
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Entry, Corrupt> {
-        let sep = find(bytes, b"\n\n").ok_or(Corrupt("no header end"))?;
-        let header = std::str::from_utf8(&bytes[..sep]).map_err(|_| Corrupt("header not UTF-8"))?;
-        let body = &bytes[sep + 2..];
-        let mut lines = header.lines();
-        if lines.next() != Some(MAGIC) {
-            return Err(Corrupt("unknown format"));
-        }
-        let (mut fetched_at, mut status, mut etag, mut url, mut serial, mut length, mut sum) =
-            (None, None, None, String::new(), None, None, None);
-        for line in lines {
-            let (k, v) = line.split_once(' ').ok_or(Corrupt("bad header line"))?;
-            match k {
-                "fetched_at" => fetched_at = v.parse::<u64>().ok(),
-                "status" => {
-                    status = match v {
-                        "200" => Some(Status::Keys),
-                        "404" => Some(Status::NoKeys),
-                        _ => return Err(Corrupt("bad status")),
-                    }
-                }
-                // Same rule as encode: a value encode would not write is
-                // not trusted when read either.
-                "etag" => etag = header_safe(v).then(|| v.to_owned()),
-                "url" => {
-                    url = if header_safe(v) {
-                        v.to_owned()
-                    } else {
-                        String::new()
-                    }
-                }
-                "serial" => serial = Some(v.parse::<u64>().map_err(|_| Corrupt("bad serial"))?),
-                "length" => length = v.parse::<usize>().ok(),
-                "crc32" => sum = u32::from_str_radix(v, 16).ok(),
-                _ => {} // newer writers may add fields
-            }
-        }
-        let fetched_at = fetched_at.ok_or(Corrupt("no fetched_at"))?;
-        let status = status.ok_or(Corrupt("no status"))?;
-        if length != Some(body.len()) {
-            return Err(Corrupt("length mismatch (truncated?)"));
-        }
-        if sum != Some(crc32fast::hash(body)) {
-            return Err(Corrupt("checksum mismatch"));
-        }
-        let body = String::from_utf8(body.to_vec()).map_err(|_| Corrupt("body not UTF-8"))?;
-        Ok(Entry {
-            fetched_at,
-            status,
-            etag,
-            url,
-            serial,
-            body,
-        })
-    }
-
-    /// Seconds since the directory last answered; None if it claims to be
-    /// from the future (clock trouble or tampering: not trusted as fresh).
-    pub fn age(&self, now: u64) -> Option<u64> {
-        now.checked_sub(self.fetched_at)
-    }
-}
-
 // Freshness rules live in `state`; re-exported for the readers of entries.
 pub use crate::state::{Freshness, Ttls};
-
-/// Result of reading an entry.
-#[derive(Debug)]
-pub enum Lookup {
-    Missing,
-    /// Present but unusable; the reason is logged and the entry replaced.
-    Corrupt(Corrupt),
-    Found(Entry),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -179,8 +47,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(dir: &Path) -> Cache {
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = crate::privdrop::euid();
         let mut owners = vec![0];
         if euid != 0 {
             owners.push(euid);
@@ -370,10 +237,6 @@ fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Res
         File::open(dir).and_then(|d| d.sync_all())?;
     }
     Ok(())
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Command line: parse, load the configuration safely, dispatch.
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::{self, Record, Severity, Sink};
 use crate::config::{self, Config};
-use crate::safepath;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -104,29 +103,12 @@ fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// Largest configuration file read.
-const MAX_CONFIG: u64 = 1024 * 1024;
-
-/// Reads and validates the configuration. Like sshd with its own files,
-/// keyward refuses a config that root does not own or others could write.
-pub fn load_config(path: &Path) -> Result<Config, String> {
-    let file = safepath::open_checked(path, &[0], None).map_err(|e| format!("config: {e}"))?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("config {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_CONFIG {
-        return Err(format!("config {}: larger than 1 MiB", path.display()));
-    }
-    Config::parse(&text, path).map_err(|e| e.to_string())
-}
-
 fn sink_for(config: &Config) -> Sink {
     let facility =
         audit::parse_facility(&config.log.facility).unwrap_or(syslog::Facility::LOG_AUTHPRIV);
     let mut sink = Sink::open(&config.log.socket, facility);
     // An admin running keyward by hand sees the decision too.
-    sink.tee_stderr(unsafe { libc::isatty(2) } == 1);
+    sink.tee_stderr(std::io::stderr().is_terminal());
     sink
 }
 
@@ -149,7 +131,7 @@ pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
         .map(|a| OsString::from(a.to_string_lossy().into_owned()))
         .collect();
     if let Some(k) = fast_keys_args(&lossy) {
-        let config = load_config(&k.config).ok();
+        let config = Config::load(&k.config).ok();
         let reason = "an argument is not valid UTF-8".to_string();
         log_failure(
             config.as_ref(),
@@ -186,24 +168,11 @@ pub fn fast_keys_args(args: &[OsString]) -> Option<KeysArgs> {
         .skip(1)
         .map(|a| a.to_str())
         .collect::<Option<_>>()?;
-    let (config, rest) = match args.as_slice() {
-        ["--config", path, rest @ ..] => (*path, rest),
-        [first, rest @ ..] if first.starts_with("--config=") => (&first["--config=".len()..], rest),
-        rest => (config::DEFAULT_PATH, rest),
-    };
-    let (user, fingerprint) = match rest {
-        ["keys", user] => (*user, None),
-        ["keys", user, fp] => (*user, Some(*fp)),
-        _ => return None,
-    };
-    let plain = |v: &str| !v.is_empty() && !v.starts_with('-');
-    if !plain(config) || !plain(user) || !fingerprint.is_none_or(plain) {
-        return None;
-    }
+    let call = crate::sshd::keys_call(&args).ok()?;
     Some(KeysArgs {
-        config: PathBuf::from(config),
-        user: user.to_owned(),
-        fingerprint: fingerprint.map(str::to_owned),
+        config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
+        user: call.user.to_owned(),
+        fingerprint: call.fingerprint.map(str::to_owned),
     })
 }
 
@@ -214,10 +183,10 @@ pub fn run_keys(
     fingerprint: Option<&str>,
     started: Instant,
 ) -> i32 {
-    let config = match load_config(config_path) {
+    let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            log_failure(None, user, fingerprint, e, started);
+            log_failure(None, user, fingerprint, e.to_string(), started);
             return 1;
         }
     };
@@ -338,9 +307,9 @@ fn run_sync(
         );
         1
     };
-    let config = match load_config(config_path) {
+    let config = match Config::load(config_path) {
         Ok(c) => c,
-        Err(e) => return fail(&mut early, e),
+        Err(e) => return fail(&mut early, e.to_string()),
     };
     let mut sink = sink_for(&config);
     if let Some(u) = user {
@@ -360,19 +329,11 @@ fn run_sync(
         return 0;
     }
     // Same rule as the login path: never talk to the network as root.
-    let owner = if crate::privdrop::euid() == 0 {
-        match crate::privdrop::account(&config.cache.owner) {
-            Ok(a) => a,
-            Err(e) => return fail(&mut sink, format!("looking up [cache] owner: {e}")),
-        }
-    } else {
-        None
-    };
-    if let Err(e) = crate::privdrop::drop_privileges(owner.as_ref()) {
-        return fail(&mut sink, format!("dropping privileges: {e}"));
+    if let Err(e) = crate::privdrop::drop_to(&config.cache.owner) {
+        return fail(&mut sink, e);
     }
     std::thread::sleep(crate::sync::jitter(max_delay));
-    let tty = unsafe { libc::isatty(2) } == 1;
+    let tty = std::io::stderr().is_terminal();
     let progress = move |done: usize, total: usize| {
         if tty && (done == total || done % 25 == 0) {
             eprint!("\rsync: {done}/{total} users");
@@ -381,10 +342,19 @@ fn run_sync(
             }
         }
     };
-    let summary = match crate::sync::run(&config, user, jobs, &progress) {
-        Ok(s) => s,
-        Err(e) => return fail(&mut sink, e),
-    };
+    match crate::sync::run(&config, user, jobs, &progress) {
+        Ok(summary) => report_sync(&mut sink, &summary, tty, started),
+        Err(e) => fail(&mut sink, e),
+    }
+}
+
+/// The one record of a sync run (and, on a terminal, the failed users).
+fn report_sync(
+    sink: &mut Sink,
+    summary: &crate::sync::Summary,
+    tty: bool,
+    started: Instant,
+) -> i32 {
     let record = summary.record(started.elapsed());
     let failed = !summary.failed.is_empty();
     sink.tee_stderr(tty || failed);
@@ -408,11 +378,7 @@ fn run_sync(
 /// (an NFS home, a stuck socket), SIGALRM ends the process, which fails
 /// closed. The directory budget is enforced separately; this is the backstop.
 fn arm_watchdog(config: &Config) {
-    let secs = config.directory.timeout.0.as_secs() + 5;
-    // SAFETY: alarm only schedules SIGALRM, whose default action terminates.
-    unsafe {
-        libc::alarm(secs.min(u32::MAX as u64) as u32);
-    }
+    crate::os::process::arm_alarm(config.directory.timeout.0.as_secs() + 5);
 }
 
 fn run_publish(
@@ -426,7 +392,7 @@ fn run_publish(
     // The policy of the fleet's config when there is one here, else the
     // defaults: publish usually runs on a build host, not on a server.
     let (policy, index) = if config_path.exists() {
-        match load_config(config_path) {
+        match Config::load(config_path) {
             Ok(c) => (c.policy, c.directory.index),
             Err(e) => {
                 eprintln!("keyward publish: {e}");
@@ -443,10 +409,7 @@ fn run_publish(
             Some(crate::config::DEFAULT_INDEX.to_owned()),
         )
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::os::clock::now_secs();
     let opts = crate::publish::Options {
         src,
         out,

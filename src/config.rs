@@ -245,14 +245,24 @@ impl Default for LogConfig {
     }
 }
 
-/// A configuration error, with the line it is on when there is one.
+/// Largest configuration file read.
+const MAX_CONFIG: u64 = 1024 * 1024;
+
+/// A configuration error, with the line it is on when there is one. Later
+/// code branches on the variant (doctor: the file vs its text).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    /// The file is unsafe (owner, modes, symlink, not a regular file) or
+    /// cannot be opened.
+    #[error("config: {0}")]
+    Open(#[source] crate::safepath::OpenError),
+    #[error("config {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("config {path}: larger than 1 MiB")]
+    TooLarge { path: PathBuf },
     #[error("{path} line {line}: {message}")]
     Syntax {
         path: PathBuf,
@@ -263,7 +273,36 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+impl ConfigError {
+    /// Whether only the permission to open the file was missing (not root).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, ConfigError::Open(crate::safepath::OpenError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied)
+    }
+}
+
 impl Config {
+    /// Reads and validates the configuration file. Like sshd with its own
+    /// files, keyward refuses a config that root does not own or others
+    /// could write (the file and every parent directory).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read;
+        let file = crate::safepath::open_checked(path, &[0], None).map_err(ConfigError::Open)?;
+        let mut text = String::new();
+        file.take(MAX_CONFIG + 1)
+            .read_to_string(&mut text)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        if text.len() as u64 > MAX_CONFIG {
+            return Err(ConfigError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
+        Config::parse(&text, path)
+    }
+
     /// Parses configuration text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {

@@ -14,37 +14,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{DirectoryConfig, UrlTemplate};
+pub use crate::fetch::{FailKind, Fetch, MirrorError};
 use crate::health::{Claim, Gate, Health};
 use crate::keyline;
 use crate::os::clock::{now_millis, now_secs};
 use crate::state::Floor;
-
-/// What the directory said about one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetch {
-    Keys {
-        body: String,
-        etag: Option<String>,
-        url: String,
-        /// Serial of a verified signed file.
-        serial: Option<u64>,
-    },
-    NotModified {
-        url: String,
-    },
-    NoKeys {
-        url: String,
-    },
-    /// Every mirror failed; one reason per mirror tried.
-    Unavailable {
-        errors: Vec<String>,
-    },
-    /// keyward's own set-up cannot be trusted (an unsafe `ca_file`, unusable
-    /// signers): no answer may be served, not even a stale one.
-    Misconfigured {
-        error: String,
-    },
-}
 
 /// What the directory said about its index (`keyward sync`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +39,7 @@ pub enum IndexFetch {
         url: String,
     },
     Unavailable {
-        errors: Vec<String>,
+        errors: Vec<MirrorError>,
     },
     Misconfigured {
         error: String,
@@ -114,16 +88,38 @@ pub struct HttpDirectory<'a> {
 /// How one attempt at one mirror ended.
 enum Attempt<T> {
     Done(T),
-    /// The mirror answered, but not with something usable (oversize,
-    /// garbage, bad signature…): it is up, this answer is refused.
-    Refused(String),
-    /// Timeout, refused connection, TLS, 5xx: the mirror is down.
-    Down(String),
+    /// No usable answer. `down`: the mirror itself failed (timeout, refused
+    /// connection, TLS, 5xx) and is skipped for a while; otherwise it
+    /// answered, just not with something usable (oversize, garbage, a bad
+    /// signature), and stays up.
+    Failed {
+        kind: FailKind,
+        why: String,
+        down: bool,
+    },
+}
+
+impl<T> Attempt<T> {
+    fn down(kind: FailKind, why: impl Into<String>) -> Self {
+        Attempt::Failed {
+            kind,
+            why: why.into(),
+            down: true,
+        }
+    }
+
+    fn refused(kind: FailKind, why: impl Into<String>) -> Self {
+        Attempt::Failed {
+            kind,
+            why: why.into(),
+            down: false,
+        }
+    }
 }
 
 /// Every mirror failed, or keyward cannot fetch safely at all.
 enum Failure {
-    Unavailable(Vec<String>),
+    Unavailable(Vec<MirrorError>),
     Misconfigured(String),
 }
 
@@ -254,19 +250,22 @@ impl<'a> HttpDirectory<'a> {
         body: &str,
         deadline: Instant,
     ) -> Result<(), Attempt<()>> {
-        let signers = self.signers().map_err(Attempt::Refused)?;
+        let signers = self
+            .signers()
+            .map_err(|e| Attempt::refused(FailKind::Signature, e))?;
         let left = deadline.saturating_duration_since(Instant::now());
         let sig_url = format!("{url}.sig");
-        let mut resp = self
-            .get(agent, &sig_url, None, false, left)
-            .map_err(|e| Attempt::Down(format!("signature {sig_url}: {}", describe(&e))))?;
+        let mut resp = self.get(agent, &sig_url, None, false, left).map_err(|e| {
+            let (kind, why) = describe(&e);
+            Attempt::down(kind, format!("signature {sig_url}: {why}"))
+        })?;
         let status = resp.status().as_u16();
         if status != 200 {
             let why = format!("signature {sig_url}: HTTP {status}");
-            return Err(if status >= 500 {
-                Attempt::Down(why)
+            return Err(if server_failing(status) {
+                Attempt::down(FailKind::Signature, why)
             } else {
-                Attempt::Refused(why)
+                Attempt::refused(FailKind::Signature, why)
             });
         }
         let mut sig = Vec::new();
@@ -274,11 +273,16 @@ impl<'a> HttpDirectory<'a> {
             .as_reader()
             .take(64 * 1024)
             .read_to_end(&mut sig)
-            .map_err(|e| Attempt::Down(format!("signature {sig_url}: {}", describe_io(&e))))?;
-        crate::signed::verify(body.as_bytes(), &sig, signers).map_err(Attempt::Refused)
+            .map_err(|e| {
+                let (kind, why) = describe_io(&e);
+                Attempt::down(kind, format!("signature {sig_url}: {why}"))
+            })?;
+        crate::signed::verify(body.as_bytes(), &sig, signers)
+            .map_err(|e| Attempt::refused(FailKind::Signature, e))
     }
 
-    /// Fetches `{url}.sig` and checks the file against the pinned signers.
+    /// Fetches `{url}.sig` and checks the file against the pinned signers,
+    /// its header (user, expiry) and the rollback floor.
     fn check_signed(
         &self,
         agent: &ureq::Agent,
@@ -289,55 +293,19 @@ impl<'a> HttpDirectory<'a> {
     ) -> Result<u64, Attempt<Fetch>> {
         self.fetch_sig(agent, url, body, deadline)
             .map_err(relabel)?;
-        let h = crate::signed::parse_header(body)
-            .and_then(|h| crate::signed::check_header(&h, req.user, now_secs() as i64).map(|()| h))
-            .map_err(Attempt::Refused)?;
+        let bad = |why: String| Attempt::refused(FailKind::Signature, why);
+        let h = crate::signed::parse_header(body).map_err(bad)?;
+        crate::signed::check_header(&h, req.user, now_secs() as i64).map_err(bad)?;
         if let Some(floor) = &req.floor {
             floor
                 .admits(h.serial, body)
-                .map_err(|r| Attempt::Refused(r.to_string()))?;
+                .map_err(|r| bad(r.to_string()))?;
         }
         Ok(h.serial)
     }
 
-    /// Reads a 200 body: at most `max` bytes, UTF-8, no NUL, not HTML.
-    fn read_body(
-        resp: &mut ureq::http::Response<ureq::Body>,
-        max: u64,
-        what: &str,
-    ) -> Result<String, Attempt<Fetch>> {
-        if resp.body().content_length().is_some_and(|n| n > max) {
-            return Err(Attempt::Refused(format!(
-                "response larger than {what} {max}"
-            )));
-        }
-        let html = resp
-            .body()
-            .mime_type()
-            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
-        let mut bytes = Vec::new();
-        // Read one byte past the cap to tell "exactly max" from "more".
-        resp.body_mut()
-            .as_reader()
-            .take(max + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Attempt::Down(format!("reading body: {}", describe_io(&e))))?;
-        if bytes.len() as u64 > max {
-            return Err(Attempt::Refused(format!(
-                "response larger than {what} {max}"
-            )));
-        }
-        if html {
-            return Err(Attempt::Refused("response is HTML, not a key list".into()));
-        }
-        let body = String::from_utf8(bytes)
-            .map_err(|_| Attempt::Refused("response is not UTF-8 text".into()))?;
-        if body.contains('\0') {
-            return Err(Attempt::Refused("response contains NUL bytes".into()));
-        }
-        Ok(body)
-    }
-
+    /// One mirror: the request, its status, the body as a key list, and
+    /// in signed mode the signature.
     fn attempt(
         &self,
         agent: &ureq::Agent,
@@ -348,22 +316,27 @@ impl<'a> HttpDirectory<'a> {
     ) -> Attempt<Fetch> {
         let mut resp = match self.get(agent, url, req.etag, false, budget) {
             Ok(r) => r,
-            Err(e) => return Attempt::Down(describe(&e)),
+            Err(e) => {
+                let (kind, why) = describe(&e);
+                return Attempt::down(kind, why);
+            }
         };
-        let status = resp.status().as_u16();
-        match status {
+        match resp.status().as_u16() {
             200 => {}
             304 => return Attempt::Done(Fetch::NotModified { url: url.into() }),
             404 => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
             s => return status_failure(s, &resp),
         }
-        let new_etag = etag_of(&resp);
-        let body = match Self::read_body(&mut resp, self.config.max_bytes, "max_bytes") {
+        let etag = etag_of(&resp);
+        let body = match read_body(&mut resp, self.config.max_bytes, "max_bytes") {
             Ok(b) => b,
-            Err(a) => return a,
+            Err(a) => return relabel(a),
         };
         if !plausible_key_list(&body) {
-            return Attempt::Refused("response has no valid key line (garbage?)".into());
+            return Attempt::refused(
+                FailKind::Answer,
+                "response has no valid key line (garbage?)",
+            );
         }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
@@ -375,16 +348,16 @@ impl<'a> HttpDirectory<'a> {
         };
         Attempt::Done(Fetch::Keys {
             body,
-            etag: new_etag,
+            etag,
             url: url.into(),
             serial,
         })
     }
 
-    /// Tries the mirrors in order within one `timeout` budget. Mirrors
-    /// recorded as down are skipped (no connection at all) until their retry
-    /// time; then one process probes. Skipped mirrors do not take a share of
-    /// the budget. `url_of` gives a mirror's URL (None: the mirror has none).
+    /// Tries the mirrors in order within one `budget`. Mirrors recorded as
+    /// down are skipped (no connection at all) until their retry time; then
+    /// one process probes. Skipped mirrors do not take a share of the
+    /// budget. `url_of` gives a mirror's URL (None: the mirror has none).
     fn over_mirrors<T>(
         &self,
         budget: Duration,
@@ -405,11 +378,7 @@ impl<'a> HttpDirectory<'a> {
                 None => Gate::Up,
             };
             match gate {
-                Gate::Skip(d) => {
-                    let why = d.describe(now_ms);
-                    errors.push(format!("{url}: skipped, {why}"));
-                    self.note_skip(t.as_str(), why);
-                }
+                Gate::Skip(d) => errors.push(self.skipped(t, &url, &d, now_ms)),
                 g => plan.push((t, url, g)),
             }
         }
@@ -422,7 +391,8 @@ impl<'a> HttpDirectory<'a> {
         for (i, (t, url, gate)) in plan.into_iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left < Duration::from_millis(5) {
-                errors.push(format!("{url}: time budget exhausted"));
+                let why = "time budget exhausted";
+                errors.push(MirrorError::new(&url, FailKind::Network, why));
                 continue;
             }
             // A mirror whose retry time has come: one process probes it.
@@ -431,9 +401,7 @@ impl<'a> HttpDirectory<'a> {
                     Claim::Probe(c) => Some(c),
                     Claim::Recovered => None,
                     Claim::Busy(d) => {
-                        let why = d.describe(now_millis());
-                        errors.push(format!("{url}: skipped, {why}"));
-                        self.note_skip(t.as_str(), why);
+                        errors.push(self.skipped(t, &url, &d, now_millis()));
                         continue;
                     }
                 },
@@ -448,33 +416,53 @@ impl<'a> HttpDirectory<'a> {
                     self.note(|e| e.answered = Some(url.clone()));
                     return Ok(v);
                 }
-                Attempt::Refused(why) => {
+                Attempt::Failed {
+                    kind,
+                    why,
+                    down: false,
+                } => {
                     // It answered: it is up, whatever it said.
                     if let Some(h) = &self.health {
                         h.succeeded(t.as_str());
                     }
-                    errors.push(format!("{url}: {why}"));
+                    errors.push(MirrorError::new(&url, kind, why));
                 }
-                Attempt::Down(why) => {
-                    let mut msg = format!("{url}: {why}");
+                Attempt::Failed {
+                    kind,
+                    mut why,
+                    down: true,
+                } => {
                     if let Some(h) = &self.health {
-                        match h.failed(t.as_str(), &why, now_millis()) {
+                        match h.failed(t.as_str(), kind_name(kind), &why, now_millis()) {
                             Ok(d) => {
                                 let left = d.retry_at_ms.saturating_sub(now_millis());
-                                msg.push_str(&if left < 1000 {
+                                why.push_str(&if left < 1000 {
                                     format!(" (skipped for the next {left}ms)")
                                 } else {
                                     format!(" (skipped for the next {}s)", left.div_ceil(1000))
                                 });
                             }
-                            Err(e) => msg.push_str(&format!(" (health not recorded: {e})")),
+                            Err(e) => why.push_str(&format!(" (health not recorded: {e})")),
                         }
                     }
-                    errors.push(msg);
+                    errors.push(MirrorError::new(&url, kind, why));
                 }
             }
         }
         Err(Failure::Unavailable(errors))
+    }
+
+    /// A mirror skipped as down: logged, and told as its last failure.
+    fn skipped(
+        &self,
+        t: &UrlTemplate,
+        url: &str,
+        d: &crate::health::Down,
+        now_ms: u64,
+    ) -> MirrorError {
+        let why = d.describe(now_ms);
+        self.note_skip(t.as_str(), why.clone());
+        MirrorError::new(url, kind_of(&d.kind), format!("skipped, {why}"))
     }
 
     fn user_fetch(&self, req: &Request, url_of: &dyn Fn(&UrlTemplate) -> Option<String>) -> Fetch {
@@ -548,7 +536,10 @@ impl<'a> HttpDirectory<'a> {
     ) -> Attempt<IndexFetch> {
         let mut resp = match self.get(agent, url, etag, true, budget) {
             Ok(r) => r,
-            Err(e) => return Attempt::Down(describe(&e)),
+            Err(e) => {
+                let (kind, why) = describe(&e);
+                return Attempt::down(kind, why);
+            }
         };
         match resp.status().as_u16() {
             200 => {}
@@ -557,37 +548,37 @@ impl<'a> HttpDirectory<'a> {
             s => return status_failure(s, &resp),
         }
         let new_etag = etag_of(&resp);
-        let text = match Self::read_body(&mut resp, crate::index::MAX_BYTES, "the index limit") {
+        let text = match read_body(&mut resp, crate::index::MAX_BYTES, "the index limit") {
             Ok(t) => t,
             Err(a) => return relabel(a),
         };
+        let refused = |kind, why: String| Attempt::refused(kind, format!("index refused: {why}"));
         let header = match crate::index::Index::parse(&text) {
             Ok(idx) => idx.header,
-            Err(e) => return Attempt::Refused(format!("index refused: {e}")),
+            Err(e) => return refused(FailKind::Answer, e),
         };
         if signed {
-            match self.fetch_sig(agent, url, &text, deadline).map_err(relabel) {
+            match self.fetch_sig(agent, url, &text, deadline) {
                 Ok(()) => {}
-                Err(Attempt::Refused(w)) => return Attempt::Refused(format!("index refused: {w}")),
-                Err(a) => return a,
+                Err(Attempt::Failed {
+                    kind,
+                    why,
+                    down: false,
+                }) => return refused(kind, why),
+                Err(a) => return relabel(a),
             }
             let (Some(serial), Some(expires)) = (header.serial, header.expires) else {
-                return Attempt::Refused(
-                    "index refused: a signed index needs serial= and expires=".into(),
-                );
+                let why = "a signed index needs serial= and expires=".to_owned();
+                return refused(FailKind::Signature, why);
             };
             if expires <= now_secs() as i64 {
-                return Attempt::Refused(format!(
-                    "index refused: expired at {}",
-                    crate::signed::format_utc(expires)
-                ));
+                let why = format!("expired at {}", crate::signed::format_utc(expires));
+                return refused(FailKind::Signature, why);
             }
             if let Some(f) = floor {
                 if let Err(r) = f.admits(serial, &text) {
-                    return Attempt::Refused(format!(
-                        "index refused: {}",
-                        r.to_string().replace("signed file", "index")
-                    ));
+                    let why = r.to_string().replace("signed file", "index");
+                    return refused(FailKind::Signature, why);
                 }
             }
         }
@@ -603,12 +594,30 @@ impl<'a> HttpDirectory<'a> {
 /// The least time the index fetch (all mirrors) gets.
 const INDEX_BUDGET: Duration = Duration::from_secs(30);
 
+/// A failure kind as the health record keeps it.
+fn kind_name(k: FailKind) -> &'static str {
+    match k {
+        FailKind::Network => "network",
+        FailKind::Tls => "tls",
+        FailKind::Answer => "answer",
+        FailKind::Signature => "signature",
+    }
+}
+
+fn kind_of(name: &str) -> FailKind {
+    match name {
+        "tls" => FailKind::Tls,
+        "answer" => FailKind::Answer,
+        "signature" => FailKind::Signature,
+        _ => FailKind::Network,
+    }
+}
+
 /// An attempt's failure, for another answer type.
 fn relabel<A, B>(a: Attempt<A>) -> Attempt<B> {
     match a {
-        Attempt::Refused(w) => Attempt::Refused(w),
-        Attempt::Down(w) => Attempt::Down(w),
-        Attempt::Done(_) => Attempt::Refused("unexpected answer".into()),
+        Attempt::Failed { kind, why, down } => Attempt::Failed { kind, why, down },
+        Attempt::Done(_) => Attempt::refused(FailKind::Answer, "unexpected answer"),
     }
 }
 
@@ -619,8 +628,13 @@ fn etag_of(resp: &ureq::http::Response<ureq::Body>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A status other than 200/304/404: 5xx (and 429) mean the mirror is down
-/// (or overloaded); anything else is an answer keyward cannot use.
+/// 5xx, and 429 (overloaded): the server itself is failing.
+fn server_failing(status: u16) -> bool {
+    status == 429 || (500..=599).contains(&status)
+}
+
+/// A status other than 200/304/404: a failing server is down; anything
+/// else is an answer keyward cannot use (the mirror stays up).
 fn status_failure<T>(status: u16, resp: &ureq::http::Response<ureq::Body>) -> Attempt<T> {
     match status {
         301 | 302 | 303 | 307 | 308 => {
@@ -629,11 +643,56 @@ fn status_failure<T>(status: u16, resp: &ureq::http::Response<ureq::Body>) -> At
                 .get("location")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?");
-            Attempt::Refused(format!("HTTP {status} redirect to {to} not followed"))
+            Attempt::refused(
+                FailKind::Answer,
+                format!("HTTP {status} redirect to {to} not followed"),
+            )
         }
-        429 | 500..=599 => Attempt::Down(format!("HTTP {status}")),
-        s => Attempt::Refused(format!("HTTP {s}")),
+        s if server_failing(s) => Attempt::down(FailKind::Answer, format!("HTTP {s}")),
+        s => Attempt::refused(FailKind::Answer, format!("HTTP {s}")),
     }
+}
+
+/// Reads a 200 body: at most `max` bytes (`what` names the limit), not
+/// HTML, UTF-8 text without NUL.
+fn read_body(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    max: u64,
+    what: &str,
+) -> Result<String, Attempt<()>> {
+    let answer = |why: String| Err(Attempt::refused(FailKind::Answer, why));
+    let too_large = format!("response larger than {what} {max}");
+    if resp.body().content_length().is_some_and(|n| n > max) {
+        return answer(too_large);
+    }
+    let html = resp
+        .body()
+        .mime_type()
+        .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
+    let mut bytes = Vec::new();
+    // Read one byte past the cap to tell "exactly max" from "more".
+    let read = resp
+        .body_mut()
+        .as_reader()
+        .take(max + 1)
+        .read_to_end(&mut bytes);
+    if let Err(e) = read {
+        let (kind, why) = describe_io(&e);
+        return Err(Attempt::down(kind, format!("reading body: {why}")));
+    }
+    if bytes.len() as u64 > max {
+        return answer(too_large);
+    }
+    if html {
+        return answer("response is HTML, not a key list".into());
+    }
+    let Ok(body) = String::from_utf8(bytes) else {
+        return answer("response is not UTF-8 text".into());
+    };
+    if body.contains('\0') {
+        return answer("response contains NUL bytes".into());
+    }
+    Ok(body)
 }
 
 impl Directory for HttpDirectory<'_> {
@@ -683,21 +742,29 @@ pub fn plausible_key_list(body: &str) -> bool {
     content == 0
 }
 
-fn describe(e: &ureq::Error) -> String {
+fn describe(e: &ureq::Error) -> (FailKind, String) {
     match e {
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Timeout(t) => (FailKind::Network, format!("timed out ({t})")),
         ureq::Error::Io(io) => describe_io(io),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        other => other.to_string(),
+        ureq::Error::HostNotFound => (FailKind::Network, "host not found".into()),
+        ureq::Error::ConnectionFailed => (FailKind::Network, "connection failed".into()),
+        ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::Pem(_)
+        | ureq::Error::TlsRequired => (FailKind::Tls, e.to_string()),
+        other => (FailKind::Answer, other.to_string()),
     }
 }
 
-fn describe_io(e: &std::io::Error) -> String {
-    // TLS failures reach us as io errors wrapping the rustls error.
+fn describe_io(e: &std::io::Error) -> (FailKind, String) {
+    // TLS failures reach us as io errors (InvalidData) wrapping the rustls
+    // error; other io errors are the connection's.
     match e.get_ref() {
-        Some(inner) => format!("{}: {inner}", e.kind()),
-        None => e.to_string(),
+        Some(inner) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (FailKind::Tls, format!("{}: {inner}", e.kind()))
+        }
+        Some(inner) => (FailKind::Network, format!("{}: {inner}", e.kind())),
+        None => (FailKind::Network, e.to_string()),
     }
 }
 

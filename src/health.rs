@@ -35,6 +35,9 @@ pub struct Down {
     pub retry_at_ms: u64,
     /// Failures in a row (the first one and every failed probe).
     pub failures: u32,
+    /// What failed last (`network`, `tls`, `answer`…), so a skip is
+    /// reported as that kind of failure.
+    pub kind: String,
     /// The last failure, as logged.
     pub reason: String,
 }
@@ -50,11 +53,12 @@ fn one_line(s: &str) -> String {
 impl Down {
     pub fn encode(&self) -> String {
         format!(
-            "{MAGIC}\nurl {}\nsince_ms {}\nretry_at_ms {}\nfailures {}\nreason {}\n",
+            "{MAGIC}\nurl {}\nsince_ms {}\nretry_at_ms {}\nfailures {}\nkind {}\nreason {}\n",
             one_line(&self.url),
             self.since_ms,
             self.retry_at_ms,
             self.failures,
+            one_line(&self.kind),
             one_line(&self.reason)
         )
     }
@@ -66,8 +70,8 @@ impl Down {
         if lines.next() != Some(MAGIC) {
             return None;
         }
-        let (mut url, mut since, mut retry, mut failures, mut reason) =
-            (None, None, None, None, String::new());
+        let (mut url, mut since, mut retry, mut failures) = (None, None, None, None);
+        let (mut kind, mut reason) = (String::new(), String::new());
         for line in lines {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));
             match k {
@@ -75,6 +79,7 @@ impl Down {
                 "since_ms" => since = v.parse().ok(),
                 "retry_at_ms" => retry = v.parse().ok(),
                 "failures" => failures = v.parse().ok(),
+                "kind" => kind = v.to_owned(),
                 "reason" => reason = v.to_owned(),
                 _ => {}
             }
@@ -84,6 +89,7 @@ impl Down {
             since_ms: since?,
             retry_at_ms: retry?,
             failures: failures?,
+            kind,
             reason,
         })
     }
@@ -134,6 +140,7 @@ fn max_wait(interval: Duration) -> u64 {
 pub fn after_failure(
     prev: Option<&Down>,
     url: &str,
+    kind: &str,
     reason: &str,
     now_ms: u64,
     interval: Duration,
@@ -146,6 +153,7 @@ pub fn after_failure(
         since_ms: prev.map_or(now_ms, |p| p.since_ms.min(now_ms)),
         retry_at_ms: now_ms.saturating_add(wait.max(1)),
         failures: prev.map_or(1, |p| p.failures.saturating_add(1)),
+        kind: kind.to_owned(),
         reason: reason.to_owned(),
     }
 }
@@ -300,11 +308,18 @@ impl Health {
 
     /// Records a failure: the mirror is skipped until the returned record's
     /// retry time.
-    pub fn failed(&self, template: &str, reason: &str, now_ms: u64) -> io::Result<Down> {
+    pub fn failed(
+        &self,
+        template: &str,
+        kind: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> io::Result<Down> {
         let prev = self.read(template);
         let d = after_failure(
             prev.as_ref(),
             template,
+            kind,
             reason,
             now_ms,
             self.interval,
@@ -340,6 +355,7 @@ mod tests {
             since_ms: T - 5000,
             retry_at_ms,
             failures: 2,
+            kind: "network".into(),
             reason: "timed out".into(),
         }
     }
@@ -378,10 +394,18 @@ mod tests {
     #[test]
     fn failures_push_the_retry_out_by_a_jittered_interval() {
         let i = Duration::from_secs(30);
-        let first = after_failure(None, "u", "refused", T, i, 0.0);
+        let first = after_failure(None, "u", "network", "refused", T, i, 0.0);
         assert_eq!((first.since_ms, first.failures), (T, 1));
         assert_eq!(first.retry_at_ms, T + 22_500);
-        let again = after_failure(Some(&first), "u", "timed out", T + 30_000, i, 0.999_999);
+        let again = after_failure(
+            Some(&first),
+            "u",
+            "network",
+            "timed out",
+            T + 30_000,
+            i,
+            0.999_999,
+        );
         assert_eq!((again.since_ms, again.failures), (T, 2));
         assert!(
             again.retry_at_ms > T + 30_000 + 37_000 && again.retry_at_ms <= T + 30_000 + 37_500
@@ -399,7 +423,7 @@ mod tests {
         let h = Health::new(dir.path(), Duration::from_secs(30));
         let m = "http://m1/{user}.keys";
         assert_eq!(h.gate(m, T), Gate::Up);
-        let d = h.failed(m, "connection refused", T).unwrap();
+        let d = h.failed(m, "network", "connection refused", T).unwrap();
         assert!(matches!(h.gate(m, T + 1), Gate::Skip(ref s) if *s == d));
         assert_eq!(h.gate("http://m2/{user}", T + 1), Gate::Up, "per mirror");
         // Due: one claim wins, a second (another open file) is busy.
@@ -409,7 +433,7 @@ mod tests {
         assert!(matches!(h.claim(m, due), Claim::Busy(_)));
         // The probe fails: the record moves on, and a waiter that takes the
         // lock afterwards sees the new retry time and does not probe again.
-        let d2 = h.failed(m, "timed out", due).unwrap();
+        let d2 = h.failed(m, "network", "timed out", due).unwrap();
         drop(c1);
         assert!(d2.retry_at_ms > due);
         assert!(matches!(h.claim(m, due), Claim::Busy(ref b) if b.failures == 2));

@@ -15,7 +15,7 @@ use crate::files::{self, FileOutcome};
 use crate::index::IndexCache;
 use crate::keyline;
 use crate::os::clock::now_secs;
-use crate::policy::{self, Candidate, FpFilter, Verdict};
+use crate::policy::{self, Candidate, FpFilter, Judged};
 use crate::privdrop;
 use crate::state::{self, Answer, Current, Mode, Ttls};
 use crate::username;
@@ -47,10 +47,21 @@ pub struct Gathered {
     /// `files`, `cache`, `directory`, `stale`, in the order used.
     pub sources: Vec<&'static str>,
     pub warnings: Vec<String>,
+    /// Local files refused by the ownership/mode rules (or unreadable),
+    /// skipped like sshd skips them.
+    pub skipped: Vec<Skipped>,
     /// Age of the directory answer in seconds (None: no directory).
     pub age: Option<u64>,
     /// The mirror that answered this lookup (None: cache, or no directory).
     pub mirror: Option<String>,
+}
+
+/// A local file skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The configured path (templates expanded).
+    pub path: String,
+    pub why: String,
 }
 
 /// Why gathering failed (the login path then fails closed).
@@ -71,17 +82,7 @@ impl Failure {
 
 /// Reads local files (as the user), drops privileges, parses them, then
 /// resolves the directory through the cache. `user` must already be
-/// validated.
-pub fn gather(config: &Config, user: &str) -> Result<Gathered, Failure> {
-    let acct = if config.files.paths.is_empty() {
-        None
-    } else {
-        privdrop::account(user).map_err(|e| Failure::new(format!("looking up user: {e}")))?
-    };
-    gather_for(config, user, acct.as_ref())
-}
-
-/// `gather` with the user's account already looked up (None: unknown to NSS).
+/// validated; `acct` is its account (None: unknown to NSS).
 pub fn gather_for(
     config: &Config,
     user: &str,
@@ -89,6 +90,7 @@ pub fn gather_for(
 ) -> Result<Gathered, Failure> {
     let mut sources: Vec<&'static str> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
 
     // Local files first: they may need root. Only the raw text is kept until
@@ -103,14 +105,14 @@ pub fn gather_for(
                     match f.outcome {
                         FileOutcome::Read(text) => texts.push((f.path, text)),
                         FileOutcome::Missing => {}
-                        FileOutcome::Refused(why) => warnings.push(format!("file skipped: {why}")),
+                        FileOutcome::Refused(why) => skipped.push(Skipped { path: f.path, why }),
                     }
                 }
             }
             None => warnings.push("user unknown to NSS: no local files".into()),
         }
     }
-    drop_to_owner(config)?;
+    privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
     for (path, text) in &texts {
         candidates(path, text, &mut cands);
     }
@@ -133,26 +135,9 @@ pub fn gather_for(
         cands,
         sources,
         warnings,
+        skipped,
         age,
         mirror,
-    })
-}
-
-/// The permanent drop to the cache owner (when root), capabilities cleared.
-fn drop_to_owner(config: &Config) -> Result<(), Failure> {
-    let owner = if privdrop::euid() == 0 {
-        match privdrop::account(&config.cache.owner) {
-            Ok(a) => a,
-            Err(e) => return Err(Failure::new(format!("looking up [cache] owner: {e}"))),
-        }
-    } else {
-        None
-    };
-    privdrop::drop_privileges(owner.as_ref()).map_err(|e| {
-        Failure::new(format!(
-            "dropping privileges to {:?}: {e}",
-            config.cache.owner
-        ))
     })
 }
 
@@ -280,13 +265,7 @@ pub fn run(
         };
     }
 
-    let Gathered {
-        cands,
-        sources,
-        warnings,
-        age,
-        mirror,
-    } = match gather_for(config, user, acct.as_ref()) {
+    let g = match gather_for(config, user, acct.as_ref()) {
         Ok(g) => g,
         Err(Failure { reason, source }) => {
             if let Some(src) = source {
@@ -295,80 +274,18 @@ pub fn run(
             return fail(record, reason);
         }
     };
-    let verdicts = policy::evaluate(&config.policy, &cands, now_secs() as i64);
     let filter = FpFilter::parse(fp);
-    let mut text = String::new();
-    let (mut valid, mut served, mut matched) = (0, 0, 0);
-    let mut key_type = None;
-    let mut drops = Vec::new();
-    for (c, v) in cands.iter().zip(&verdicts) {
-        if c.parsed.is_ok() {
-            valid += 1;
-        }
-        match (v, &c.parsed) {
-            (Verdict::Served, Ok(k)) => {
-                let (printed, asked) = filter.check(k);
-                if printed {
-                    text.push_str(&k.to_line());
-                    text.push('\n');
-                    served += 1;
-                    matched += usize::from(asked);
-                    if asked && key_type.is_none() {
-                        key_type = Some(k.key.algorithm());
-                    }
-                }
-            }
-            (Verdict::Dropped(why), parsed) => {
-                // Only the `nomatch` reason needs to know which key it was.
-                let asked = matches!(&filter, FpFilter::Sha256(_))
-                    && parsed.as_ref().is_ok_and(|k| filter.check(k).1);
-                drops.push((asked, format!("{}:{} {why}", c.source, c.line_no)));
-            }
-            _ => {}
-        }
-    }
+    let (text, printed) = select(config, &g.cands, &filter);
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         return fail(record, format!("writing to stdout: {e}"));
     }
-
-    record.push(
-        "source",
-        if sources.is_empty() {
-            "none".into()
-        } else {
-            sources.join("+")
-        },
-    );
-    if let Some(a) = age {
-        record.push("age_s", a);
-    }
-    if let Some(m) = &mirror {
-        record.push("mirror", m);
-    }
-    if let Some(t) = &key_type {
-        record.push("key_type", t.as_str());
-    }
-    record.push("keys", valid);
-    record.push("served", served);
-    record.push("dropped", drops.len());
-    let decision = match &filter {
-        _ if cands.is_empty() => "nokeys",
-        FpFilter::All => "serve",
-        FpFilter::Sha256(_) if matched > 0 => "match",
-        FpFilter::Sha256(_) => {
-            let why = drops
-                .iter()
-                .find(|(asked, _)| *asked)
-                .map(|(_, d)| format!("key dropped by policy: {d}"))
-                .unwrap_or_else(|| "no authorized key has this fingerprint".into());
-            record.push("reason", why);
-            "nomatch"
-        }
-    };
-    if !drops.is_empty() {
-        let detail: Vec<&str> = drops.iter().take(5).map(|(_, d)| d.as_str()).collect();
-        record.push("drop", detail.join("; "));
-    }
+    let decision = record_answer(&mut record, &g, &filter, &printed);
+    let warnings: Vec<String> = g
+        .skipped
+        .iter()
+        .map(|s| format!("file skipped: {}", s.why))
+        .chain(g.warnings)
+        .collect();
     let severity = if warnings.is_empty() {
         Severity::Info
     } else {
@@ -382,6 +299,99 @@ pub fn run(
     }
 }
 
+/// What the answer to sshd held, for the record.
+#[derive(Default)]
+struct Printed {
+    /// Lines that parse as keys.
+    valid: usize,
+    served: usize,
+    /// Printed lines that are the key sshd asked about.
+    matched: usize,
+    /// Type of the key sshd asked about, when printed.
+    key_type: Option<ssh_key::Algorithm>,
+    /// (is it the key sshd asked about, `source:line reason`).
+    drops: Vec<(bool, String)>,
+}
+
+/// The lines to print: every key policy serves that the fingerprint filter
+/// lets through, re-serialised.
+fn select(config: &Config, cands: &[Candidate], filter: &FpFilter) -> (String, Printed) {
+    let mut text = String::new();
+    let mut p = Printed::default();
+    for (c, judged) in policy::judge(&config.policy, cands, now_secs() as i64) {
+        p.valid += usize::from(c.parsed.is_ok());
+        match judged {
+            Judged::Served(k) => {
+                let m = filter.check(k);
+                if m.printed {
+                    text.push_str(&k.to_line());
+                    text.push('\n');
+                    p.served += 1;
+                    p.matched += usize::from(m.asked);
+                    if m.asked && p.key_type.is_none() {
+                        p.key_type = Some(k.key.algorithm());
+                    }
+                }
+            }
+            Judged::Dropped(why) => {
+                // Only the `nomatch` reason needs to know which key it was.
+                let asked = matches!(filter, FpFilter::Sha256(_))
+                    && c.parsed.as_ref().is_ok_and(|k| filter.check(k).asked);
+                p.drops
+                    .push((asked, format!("{}:{} {why}", c.source, c.line_no)));
+            }
+        }
+    }
+    (text, p)
+}
+
+/// The answer's fields of the record; returns the decision.
+fn record_answer(
+    record: &mut Record,
+    g: &Gathered,
+    filter: &FpFilter,
+    p: &Printed,
+) -> &'static str {
+    let source = if g.sources.is_empty() {
+        "none".into()
+    } else {
+        g.sources.join("+")
+    };
+    record.push("source", source);
+    if let Some(a) = g.age {
+        record.push("age_s", a);
+    }
+    if let Some(m) = &g.mirror {
+        record.push("mirror", m);
+    }
+    if let Some(t) = &p.key_type {
+        record.push("key_type", t.as_str());
+    }
+    record.push("keys", p.valid);
+    record.push("served", p.served);
+    record.push("dropped", p.drops.len());
+    let decision = match filter {
+        _ if g.cands.is_empty() => "nokeys",
+        FpFilter::All => "serve",
+        FpFilter::Sha256(_) if p.matched > 0 => "match",
+        FpFilter::Sha256(_) => {
+            let why = p
+                .drops
+                .iter()
+                .find(|(asked, _)| *asked)
+                .map(|(_, d)| format!("key dropped by policy: {d}"))
+                .unwrap_or_else(|| "no authorized key has this fingerprint".into());
+            record.push("reason", why);
+            "nomatch"
+        }
+    };
+    if !p.drops.is_empty() {
+        let detail: Vec<&str> = p.drops.iter().take(5).map(|(_, d)| d.as_str()).collect();
+        record.push("drop", detail.join("; "));
+    }
+    decision
+}
+
 /// Starts a record; the decision (first field) is filled in by `finish`.
 fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
     record.push("decision", "");
@@ -391,8 +401,7 @@ fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
     }
     // The sshd process that ran us: it logs the matching "Accepted
     // publickey for USER" line under this pid.
-    // SAFETY: getppid cannot fail.
-    record.push("ppid", unsafe { libc::getppid() });
+    record.push("ppid", crate::os::process::parent_pid());
 }
 
 fn finish(mut record: Record, decision: &str, started: Instant) -> Record {

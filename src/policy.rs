@@ -23,6 +23,36 @@ pub enum Verdict {
     Dropped(DropReason),
 }
 
+/// A candidate line as policy judged it: the key to serve, or why not.
+#[derive(Debug, Clone)]
+pub enum Judged<'a> {
+    Served(&'a KeyLine),
+    Dropped(DropReason),
+}
+
+/// Every candidate with its judgement, in order: the one loop the login
+/// path, `publish` and `explain` walk.
+pub fn judge<'a>(
+    policy: &PolicyConfig,
+    candidates: &'a [Candidate],
+    now: i64,
+) -> Vec<(&'a Candidate, Judged<'a>)> {
+    let verdicts = evaluate(policy, candidates, now);
+    candidates
+        .iter()
+        .zip(verdicts)
+        .map(|(c, v)| {
+            let judged = match (v, &c.parsed) {
+                (Verdict::Served, Ok(k)) => Judged::Served(k),
+                (Verdict::Dropped(r), _) => Judged::Dropped(r),
+                // evaluate never serves an unparsed line; stay total anyway
+                (Verdict::Served, Err(e)) => Judged::Dropped(DropReason::Invalid(e.clone())),
+            };
+            (c, judged)
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DropReason {
     Invalid(LineError),
@@ -149,6 +179,15 @@ fn check_key(policy: &PolicyConfig, k: &KeyLine, now: i64) -> Option<DropReason>
     None
 }
 
+/// What the fingerprint filter makes of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FpMatch {
+    /// keyward prints the key to sshd.
+    pub printed: bool,
+    /// It is the key sshd asked about.
+    pub asked: bool,
+}
+
 /// The fingerprint argument sshd passes (`%f`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FpFilter {
@@ -170,12 +209,18 @@ impl FpFilter {
     /// about; the key is hashed at most once. cert-authority lines are always
     /// printed: for a certificate sshd passes the certified key's
     /// fingerprint, never the CA's.
-    pub fn check(&self, key: &KeyLine) -> (bool, bool) {
+    pub fn check(&self, key: &KeyLine) -> FpMatch {
         match self {
-            FpFilter::All => (true, false),
+            FpFilter::All => FpMatch {
+                printed: true,
+                asked: false,
+            },
             FpFilter::Sha256(fp) => {
                 let asked = key.fingerprint() == *fp;
-                (asked || key.cert_authority, asked)
+                FpMatch {
+                    printed: asked || key.cert_authority,
+                    asked,
+                }
             }
         }
     }
@@ -192,6 +237,11 @@ mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmr1xCVeMaP2E4uyd5i6dkLPKvWNCXFB0oWt4m6JS2W";
     // 1024-bit RSA (ssh-keygen -t rsa -b 1024)
     const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDFGiZoH5diyYw/TksqQJwa5ZzQQ9dQSzt/jBn1gCJNI3+nSgLJxK4soqUBD7DN1noMK7q8NJoGpBz+aFdJx/jZU/JvFAY9l81OxRF7XfgMWAOeA2CSJSWghLT04aTkwBq0jaq/CsovX1aN1J+APTQS4mr5bGkWdcfQIo21nqnz5Q==";
+
+    // min_rsa_bits and min_rsa_bits - 1 (ssh-keygen -t rsa -b 2048 / -b 2047):
+    // the boundary itself, which 1024-bit keys never reach.
+    const RSA2047: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAGX1qXk2zCxnxzz49oFbRJBJkelbg3w8qxHtD9pOqLV9F0BUpGfBJMaBveaMPQoO8xz70ThHowqBeVYJ2qpzTOeSseF/Whn2J0RHDFW0GHnjsKewEZ73H5QGiPBHrlBOHWN1xKdVB7/3i3xjCsSuJAuQBWXlfvKGeKKXkcJUJ09dpNNxmglysiZ2asTfiBRbN1GbpgQQAUQ/cz9ZQLER78cs47q17F/eKjitZM3DNlgZ40Fn26DwR26vIQ1Nh5b9K8DI+Xfe3u0Xg+alGSEHjyeezwDVUBDjhz8WqQkZExAjXWKy99k3VKRPJPTxzlT2TZkqEF3Kf8IUYoRV4VGZT/E=";
+    const RSA2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC6QWliYfxaRmxYI6F5cuB2k7fNcK+U68QgHiuAa+HQBtICEaXwdA83vL7Sa/YTSMHdhoRnLfBYTz5dhqJHmCJm2FZyBfndwzib0XbdRaDOoQXTQgH154tGembfqVOainGUl9se88lx5LCTU4U+NaM0bIaU74/50r9bVT+iePYUZao1E6JqBiakfJADsV9eV1up0epSwiwZAaCUM+XGo8GjQ65vYmMx3M7/9uci+quis4Z1n0HRq867FSMIcYPShqytTDaOMJug5OO80N2fIfUsyp+TqPniE3GdblZl/TEZ5BGeHs/0NKOB8OKkKI/CXhpnwlTM0hTE9QNDc8XIl5Ab";
 
     fn cands(lines: &[&str]) -> Vec<Candidate> {
         lines
@@ -240,6 +290,79 @@ mod tests {
             vec![
                 Verdict::Served,
                 Verdict::Dropped(DropReason::KeyType("ssh-ed25519".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn every_drop_reason_says_what_to_fix_and_has_its_tag() {
+        for (r, text, tag) in [
+            (
+                DropReason::Invalid(LineError::MissingKey),
+                "invalid line: no key after options",
+                "invalid",
+            ),
+            (
+                DropReason::KeyType("ssh-dss".into()),
+                "key type ssh-dss not in [policy] key_types",
+                "key-type",
+            ),
+            (
+                DropReason::RsaTooSmall {
+                    bits: 2047,
+                    min: 2048,
+                },
+                "RSA key of 2047 bits is below min_rsa_bits 2048",
+                "rsa-bits",
+            ),
+            (DropReason::Expired, "expiry-time has passed", "expired"),
+            (
+                DropReason::Duplicate { first: 0 },
+                "duplicate of key #1",
+                "duplicate",
+            ),
+            (
+                DropReason::OverMaxKeys { max: 100 },
+                "more than max_keys 100",
+                "max-keys",
+            ),
+        ] {
+            assert_eq!(r.to_string(), text);
+            assert_eq!(r.tag(), tag, "{text}");
+        }
+    }
+
+    #[test]
+    fn rsa_size_boundary_is_inclusive() {
+        let mut p = policy();
+        p.key_types = vec!["ssh-rsa".into()];
+        assert_eq!(p.min_rsa_bits, 2048, "the documented default");
+        let c = cands(&[RSA2047, RSA2048]);
+        assert_eq!(
+            evaluate(&p, &c, 0),
+            vec![
+                Verdict::Dropped(DropReason::RsaTooSmall {
+                    bits: 2047,
+                    min: 2048
+                }),
+                Verdict::Served,
+            ]
+        );
+        // min_rsa_bits is the smallest size served, not the first refused.
+        p.min_rsa_bits = 2047;
+        assert_eq!(evaluate(&p, &c, 0), vec![Verdict::Served, Verdict::Served]);
+        p.min_rsa_bits = 2049;
+        assert_eq!(
+            evaluate(&p, &c, 0),
+            vec![
+                Verdict::Dropped(DropReason::RsaTooSmall {
+                    bits: 2047,
+                    min: 2049
+                }),
+                Verdict::Dropped(DropReason::RsaTooSmall {
+                    bits: 2048,
+                    min: 2049
+                }),
             ]
         );
     }
@@ -312,14 +435,15 @@ mod tests {
             .unwrap()
             .unwrap();
         let f = FpFilter::parse(Some(&k1.fingerprint()));
-        assert_eq!(f.check(&k1), (true, true));
-        assert_eq!(f.check(&k2), (false, false));
-        assert_eq!(f.check(&ca), (true, false));
+        let pair = |m: FpMatch| (m.printed, m.asked);
+        assert_eq!(pair(f.check(&k1)), (true, true));
+        assert_eq!(pair(f.check(&k2)), (false, false));
+        assert_eq!(pair(f.check(&ca)), (true, false));
         assert_eq!(FpFilter::parse(Some("MD5:aa:bb")), FpFilter::All);
         assert_eq!(FpFilter::parse(None), FpFilter::All);
-        assert_eq!(FpFilter::All.check(&k2), (true, false));
+        assert_eq!(pair(FpFilter::All.check(&k2)), (true, false));
         let bogus = FpFilter::parse(Some("SHA256:not-a-fingerprint"));
-        assert_eq!(bogus.check(&k1), (false, false));
-        assert_eq!(bogus.check(&ca), (true, false));
+        assert_eq!(pair(bogus.check(&k1)), (false, false));
+        assert_eq!(pair(bogus.check(&ca)), (true, false));
     }
 }

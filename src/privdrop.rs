@@ -6,63 +6,10 @@
 //! before any network I/O. All of this runs before any thread exists, which
 //! uid and capability changes (per-thread in the kernel) require.
 
-use std::ffi::{CStr, CString};
 use std::io;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: String,
-    pub shell: String,
-}
-
-/// Looks `name` up through NSS; Ok(None) when it does not exist.
-pub fn account(name: &str) -> io::Result<Option<Account>> {
-    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: pwd and result are out-parameters; buf outlives their use.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if result.is_null() {
-            // getpwnam_r(3): 0, ENOENT, ESRCH, EBADF or EPERM mean "no such
-            // name"; anything else is a lookup failure.
-            return match rc {
-                0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => Ok(None),
-                _ => Err(io::Error::from_raw_os_error(rc)),
-            };
-        }
-        let s = |p: *const libc::c_char| {
-            if p.is_null() {
-                String::new()
-            } else {
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-            }
-        };
-        return Ok(Some(Account {
-            name: s(pwd.pw_name),
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-            home: s(pwd.pw_dir),
-            shell: s(pwd.pw_shell),
-        }));
-    }
-}
+/// Accounts come from the OS layer; re-exported for the callers here.
+pub use crate::os::nss::{account, Account};
 
 pub fn euid() -> u32 {
     // SAFETY: cannot fail.
@@ -101,6 +48,17 @@ pub fn as_user<T>(acct: &Account, f: impl FnOnce() -> T) -> Result<T, String> {
         }
     }
     Ok(out)
+}
+
+/// The permanent drop to the `[cache] owner` (when root), capabilities
+/// cleared: how every command leaves root before any network I/O.
+pub fn drop_to(owner: &str) -> Result<(), String> {
+    let acct = if euid() == 0 {
+        account(owner).map_err(|e| format!("looking up [cache] owner: {e}"))?
+    } else {
+        None
+    };
+    drop_privileges(acct.as_ref()).map_err(|e| format!("dropping privileges to {owner:?}: {e}"))
 }
 
 /// Permanently becomes `acct` (when root) and clears every capability.

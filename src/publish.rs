@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use crate::config::PolicyConfig;
 use crate::lookup::candidates;
-use crate::policy::{self, Verdict};
+use crate::policy::{self, Judged};
 use crate::signed::{self, Header};
 
 /// What publishing one user gave.
@@ -42,7 +42,6 @@ pub fn build_body(
 ) -> (String, Published) {
     let mut cands = Vec::new();
     candidates("input", text, &mut cands);
-    let verdicts = policy::evaluate(policy, &cands, now);
     let mut body = String::new();
     if let Some(h) = header {
         body.push_str(&h.to_line());
@@ -50,15 +49,14 @@ pub fn build_body(
     }
     let mut served = 0;
     let mut dropped = Vec::new();
-    for (c, v) in cands.iter().zip(&verdicts) {
-        match (v, &c.parsed) {
-            (Verdict::Served, Ok(k)) => {
+    for (c, judged) in policy::judge(policy, &cands, now) {
+        match judged {
+            Judged::Served(k) => {
                 body.push_str(&k.to_line());
                 body.push('\n');
                 served += 1;
             }
-            (Verdict::Dropped(why), _) => dropped.push(format!("line {}: {why}", c.line_no)),
-            _ => {}
+            Judged::Dropped(why) => dropped.push(format!("line {}: {why}", c.line_no)),
         }
     }
     let p = Published {

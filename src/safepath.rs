@@ -67,24 +67,92 @@ impl OpenError {
     }
 }
 
-/// The pure rule for one path component.
-pub fn check(path: &Path, kind: Kind, uid: u32, mode: u32, allowed: &[u32]) -> Result<(), Unsafe> {
+/// The rule for one path component: every problem it has (none: safe).
+/// A wrong file type is the only problem reported for it; otherwise the
+/// owner and the modes are both named.
+pub fn problems(kind: Kind, uid: u32, mode: u32, allowed: &[u32]) -> Vec<Problem> {
     let fmt = mode & libc::S_IFMT;
-    let problem = match kind {
-        Kind::File if fmt == libc::S_IFLNK => Some(Problem::Symlink),
-        Kind::File if fmt != libc::S_IFREG => Some(Problem::NotRegular),
-        Kind::Dir if fmt != libc::S_IFDIR => Some(Problem::NotDir),
-        _ if !allowed.contains(&uid) => Some(Problem::Owner { uid }),
-        _ if mode & 0o022 != 0 => Some(Problem::Writable { mode }),
-        _ => None,
-    };
-    match problem {
+    match kind {
+        Kind::File if fmt == libc::S_IFLNK => return vec![Problem::Symlink],
+        Kind::File if fmt != libc::S_IFREG => return vec![Problem::NotRegular],
+        Kind::Dir if fmt != libc::S_IFDIR => return vec![Problem::NotDir],
+        _ => {}
+    }
+    let mut out = Vec::new();
+    if !allowed.contains(&uid) {
+        out.push(Problem::Owner { uid });
+    }
+    if mode & 0o022 != 0 {
+        out.push(Problem::Writable { mode });
+    }
+    out
+}
+
+/// The rule for one path component, as an error naming the first problem.
+pub fn check(path: &Path, kind: Kind, uid: u32, mode: u32, allowed: &[u32]) -> Result<(), Unsafe> {
+    match problems(kind, uid, mode, allowed).into_iter().next() {
         Some(problem) => Err(Unsafe {
             path: path.to_owned(),
             problem,
         }),
         None => Ok(()),
     }
+}
+
+/// One path component as `lstat` saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub path: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    /// `st_mode`, file type bits included.
+    pub mode: u32,
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+
+    pub fn perm(&self) -> u32 {
+        self.mode & 0o7777
+    }
+}
+
+/// `path` (symlinks resolved, as sshd's realpath) and every parent up to
+/// `stop_at` (inclusive) or `/`, each as `lstat` sees it: the target first.
+pub fn stat_chain(path: &Path, stop_at: Option<&Path>) -> Result<Vec<Node>, OpenError> {
+    let io_err = |p: &Path| {
+        let path = p.to_owned();
+        move |source| OpenError::Io { path, source }
+    };
+    let target = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    let real = std::fs::canonicalize(target).map_err(io_err(path))?;
+    let stop = stop_at.and_then(|s| std::fs::canonicalize(s).ok());
+    let mut out = Vec::new();
+    let mut cur = Some(real.as_path());
+    while let Some(p) = cur {
+        let m = std::fs::symlink_metadata(p).map_err(io_err(p))?;
+        out.push(Node {
+            path: p.to_owned(),
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode(),
+        });
+        if stop.as_deref() == Some(p) {
+            break;
+        }
+        cur = p.parent();
+    }
+    Ok(out)
 }
 
 /// Opens `path` for reading after checking it and its parents.
@@ -126,27 +194,8 @@ pub fn open_checked(
 
 /// Checks `dir` and each of its parents up to `stop_at` or `/`.
 pub fn check_dirs(dir: &Path, allowed: &[u32], stop_at: Option<&Path>) -> Result<(), OpenError> {
-    let real = std::fs::canonicalize(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    })
-    .map_err(|source| OpenError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let stop = stop_at.and_then(|s| std::fs::canonicalize(s).ok());
-    let mut cur = Some(real.as_path());
-    while let Some(d) = cur {
-        let meta = std::fs::symlink_metadata(d).map_err(|source| OpenError::Io {
-            path: d.to_owned(),
-            source,
-        })?;
-        check(d, Kind::Dir, meta.uid(), meta.mode(), allowed)?;
-        if stop.as_deref() == Some(d) {
-            break;
-        }
-        cur = d.parent();
+    for n in stat_chain(dir, stop_at)? {
+        check(&n.path, Kind::Dir, n.uid, n.mode, allowed)?;
     }
     Ok(())
 }
@@ -190,6 +239,119 @@ mod tests {
                 .problem,
             Problem::NotDir
         );
+    }
+
+    #[test]
+    fn each_kind_gets_its_own_problem() {
+        let p = Path::new("/x");
+        assert!(check(p, Kind::Dir, 0, DIR | 0o755, &[0]).is_ok());
+        assert!(check(p, Kind::Dir, 7, DIR | 0o700, &[0, 7]).is_ok());
+        assert_eq!(
+            check(p, Kind::File, 0, libc::S_IFLNK | 0o777, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::Symlink
+        );
+        assert_eq!(
+            check(p, Kind::Dir, 0, libc::S_IFLNK | 0o777, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::NotDir
+        );
+        assert_eq!(
+            check(p, Kind::Dir, 5, DIR | 0o755, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::Owner { uid: 5 }
+        );
+    }
+
+    /// A private tree under a fresh 0700 temporary directory owned by us:
+    /// the checks stop at that directory, so they do not depend on /tmp.
+    struct Tree {
+        root: tempfile::TempDir,
+        me: u32,
+    }
+
+    impl Tree {
+        fn new() -> Tree {
+            Tree {
+                root: tempfile::tempdir().unwrap(),
+                me: unsafe { libc::geteuid() },
+            }
+        }
+
+        fn path(&self, rel: &str) -> std::path::PathBuf {
+            self.root.path().join(rel)
+        }
+
+        fn open(&self, rel: &str, stop: &str) -> Result<File, OpenError> {
+            open_checked(&self.path(rel), &[self.me], Some(&self.path(stop)))
+        }
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn open_checked_refuses_symlinks_fifos_and_unsafe_parents() {
+        let t = Tree::new();
+        std::fs::create_dir_all(t.path("a/b")).unwrap();
+        std::fs::write(t.path("a/b/keys"), "k").unwrap();
+        chmod(&t.path("a/b/keys"), 0o600);
+        assert!(t.open("a/b/keys", "").is_ok());
+
+        // A symlink to a good file is refused as a symlink (O_NOFOLLOW).
+        std::os::unix::fs::symlink(t.path("a/b/keys"), t.path("a/b/link")).unwrap();
+        let e = t.open("a/b/link", "").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::Unsafe(u) if u.problem == Problem::Symlink),
+            "{e}"
+        );
+        assert!(!e.is_not_found());
+
+        // A FIFO nobody writes to: refused at once (O_NONBLOCK), not waited on.
+        let fifo = std::ffi::CString::new(t.path("a/b/fifo").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = t.open("a/b/fifo", "").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::Unsafe(u) if u.problem == Problem::NotRegular),
+            "{e}"
+        );
+
+        // Missing: an I/O error that says so.
+        let e = t.open("a/b/none", "").unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+
+        // A group-writable directory between the file and stop_at.
+        chmod(&t.path("a"), 0o775);
+        let e = t.open("a/b/keys", "").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::Unsafe(u) if u.path == t.path("a").canonicalize().unwrap()),
+            "{e}"
+        );
+        assert!(!e.is_not_found());
+        // ... is not looked at when stop_at is below it.
+        assert!(t.open("a/b/keys", "a/b").is_ok());
+        assert!(check_dirs(&t.path("a/b"), &[t.me], Some(&t.path("a/b"))).is_ok());
+        assert!(check_dirs(&t.path("a/b"), &[t.me], Some(&t.path(""))).is_err());
+    }
+
+    #[test]
+    fn not_found_is_only_a_missing_file() {
+        let io = |kind| OpenError::Io {
+            path: "/x".into(),
+            source: io::Error::from(kind),
+        };
+        assert!(io(io::ErrorKind::NotFound).is_not_found());
+        assert!(!io(io::ErrorKind::PermissionDenied).is_not_found());
+        let unsafe_file = OpenError::Unsafe(Unsafe {
+            path: "/x".into(),
+            problem: Problem::NotRegular,
+        });
+        assert!(!unsafe_file.is_not_found());
     }
 
     #[test]

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use crate::cache::{Corrupt, Entry, Lookup, Status};
-use crate::directory::Fetch;
+use crate::entry::{Corrupt, Entry, Lookup, Status};
+use crate::fetch::Fetch;
 
 /// How long answers stay good (from `[cache]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,18 +335,14 @@ pub fn on_answer(
     mode: Mode,
     purpose: Purpose,
 ) -> Transition {
-    let warning = cur.corrupt.as_ref().map(|c| format!("{c}; refetching"));
-    let carried = a.floor.filter(|_| a.floor_behind);
-    let done = |store, floor, body: Option<String>, change, warning| Transition {
-        store,
-        floor,
-        answer: Answer::Serve {
-            body,
-            source: "directory",
-            age_s: 0,
-        },
-        change,
-        warning,
+    let ctx = Answered {
+        cur,
+        a,
+        now,
+        ttls,
+        purpose,
+        warning: cur.corrupt.as_ref().map(|c| format!("{c}; refetching")),
+        carried: a.floor.filter(|_| a.floor_behind),
     };
     match fetched {
         Fetch::Keys {
@@ -354,100 +350,145 @@ pub fn on_answer(
             etag,
             url,
             serial,
-        } => {
-            // The directory checks signatures and the floor before it
-            // answers; checked again here so no Directory can skip it.
-            let floor = match (mode, serial) {
-                (Mode::Unsigned, _) => None,
-                (Mode::Signed { .. }, None) => {
-                    return refused(cur, a, now, ttls, purpose, "unsigned answer in signed mode")
-                }
-                (Mode::Signed { .. }, Some(s)) => {
-                    if let Some(f) = &a.floor {
-                        if let Err(r) = f.admits(s, &body) {
-                            return refused(cur, a, now, ttls, purpose, &r.to_string());
-                        }
-                    }
-                    Some(Floor::of(s, &body))
-                }
-            };
-            let raised = match (floor, a.floor) {
-                (Some(new), Some(old)) if new.serial > old.serial => Some(new),
-                (Some(new), None) => Some(new),
-                _ => carried,
-            };
-            let same = cur
-                .entry
-                .as_ref()
-                .is_some_and(|o| o.status == Status::Keys && o.body == body);
-            let entry = Entry {
-                fetched_at: now,
-                status: Status::Keys,
-                etag,
-                url,
-                serial,
-                body,
-            };
-            let change = if same {
-                Change::Unchanged
-            } else {
-                Change::Updated
-            };
-            let served = Some(entry.body.clone());
-            done(Store::Write(entry), raised, served, change, warning)
+        } => ctx.keys(mode, body, etag, url, serial),
+        Fetch::NotModified { url } => ctx.not_modified(url),
+        Fetch::NoKeys { url } => ctx.no_keys(url),
+        Fetch::Unavailable { errors } => {
+            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            ctx.refused(&why.join("; "))
         }
-        Fetch::NotModified { url } => match &cur.entry {
-            Some(e) if e.status == Status::Keys && a.unusable.is_none() => {
+        Fetch::Misconfigured { error } => Transition {
+            store: Store::Nothing,
+            floor: ctx.carried,
+            answer: Answer::Fail(error.clone()),
+            change: Change::Failed(error),
+            warning: ctx.warning,
+        },
+    }
+}
+
+/// What an answer is judged against (see `on_answer`).
+struct Answered<'a> {
+    cur: &'a Current,
+    a: &'a Assessment,
+    now: u64,
+    ttls: &'a Ttls,
+    purpose: Purpose,
+    /// Set when the entry read was corrupt.
+    warning: Option<String>,
+    /// The floor to write when the entry's serial is above the stored one.
+    carried: Option<Floor>,
+}
+
+impl Answered<'_> {
+    /// A served answer from the directory.
+    fn done(
+        self,
+        store: Store,
+        floor: Option<Floor>,
+        body: Option<String>,
+        change: Change,
+    ) -> Transition {
+        Transition {
+            store,
+            floor,
+            answer: Answer::Serve {
+                body,
+                source: "directory",
+                age_s: 0,
+            },
+            change,
+            warning: self.warning,
+        }
+    }
+
+    fn refused(&self, why: &str) -> Transition {
+        refused(self.cur, self.a, self.now, self.ttls, self.purpose, why)
+    }
+
+    /// 200: a new entry (signature and floor checked again in signed mode).
+    fn keys(
+        self,
+        mode: Mode,
+        body: String,
+        etag: Option<String>,
+        url: String,
+        serial: Option<u64>,
+    ) -> Transition {
+        // The directory checks signatures and the floor before it answers;
+        // checked again here so no Directory can skip it.
+        let floor = match (mode, serial) {
+            (Mode::Unsigned, _) => None,
+            (Mode::Signed { .. }, None) => return self.refused("unsigned answer in signed mode"),
+            (Mode::Signed { .. }, Some(s)) => {
+                if let Some(Err(r)) = self.a.floor.as_ref().map(|f| f.admits(s, &body)) {
+                    return self.refused(&r.to_string());
+                }
+                Some(Floor::of(s, &body))
+            }
+        };
+        let raised = match (floor, self.a.floor) {
+            (Some(new), Some(old)) if new.serial > old.serial => Some(new),
+            (Some(new), None) => Some(new),
+            _ => self.carried,
+        };
+        let same = self
+            .cur
+            .entry
+            .as_ref()
+            .is_some_and(|o| o.status == Status::Keys && o.body == body);
+        let change = if same {
+            Change::Unchanged
+        } else {
+            Change::Updated
+        };
+        let entry = Entry {
+            fetched_at: self.now,
+            status: Status::Keys,
+            etag,
+            url,
+            serial,
+            body,
+        };
+        let served = Some(entry.body.clone());
+        self.done(Store::Write(entry), raised, served, change)
+    }
+
+    /// 304: the cached entry, refreshed, when it may still be used.
+    fn not_modified(self, url: String) -> Transition {
+        match &self.cur.entry {
+            Some(e) if e.status == Status::Keys && self.a.unusable.is_none() => {
                 let mut e = e.clone();
-                e.fetched_at = now;
+                e.fetched_at = self.now;
                 e.url = url;
                 let served = Some(e.body.clone());
-                done(
-                    Store::Refresh(e),
-                    carried,
-                    served,
-                    Change::Unchanged,
-                    warning,
-                )
+                let carried = self.carried;
+                self.done(Store::Refresh(e), carried, served, Change::Unchanged)
             }
-            _ => refused(
-                cur,
-                a,
-                now,
-                ttls,
-                purpose,
-                "directory answered 304 but no cached entry matches",
-            ),
-        },
-        Fetch::NoKeys { url } => {
-            // Authoritative "no keys", but unsigned: it may only take keys
-            // away. The floor is untouched (and carried out of the entry
-            // before the entry goes).
-            let store = match purpose {
-                Purpose::Login => Store::Write(Entry {
-                    fetched_at: now,
+            _ => self.refused("directory answered 304 but no cached entry matches"),
+        }
+    }
+
+    /// 404: authoritative "no keys", but unsigned: it may only take keys
+    /// away. The floor is untouched (and carried out of the entry before
+    /// the entry goes).
+    fn no_keys(self, url: String) -> Transition {
+        let (store, change) = match self.purpose {
+            Purpose::Login => (
+                Store::Write(Entry {
+                    fetched_at: self.now,
                     status: Status::NoKeys,
                     etag: None,
                     url,
                     serial: None,
                     body: String::new(),
                 }),
-                Purpose::Sync => Store::Remove,
-            };
-            let change = match purpose {
-                Purpose::Login => Change::Updated,
-                Purpose::Sync => Change::Removed,
-            };
-            done(store, carried, None, change, warning)
-        }
-        Fetch::Unavailable { errors } => refused(cur, a, now, ttls, purpose, &errors.join("; ")),
-        Fetch::Misconfigured { error } => Transition {
-            store: Store::Nothing,
-            floor: carried,
-            answer: Answer::Fail(error.clone()),
-            change: Change::Failed(error),
-            warning,
-        },
+                Change::Updated,
+            ),
+            Purpose::Sync => (Store::Remove, Change::Removed),
+        };
+        let carried = self.carried;
+        self.done(store, carried, None, change)
     }
 }
 
@@ -694,7 +735,11 @@ mod tests {
 
     fn down() -> Fetch {
         Fetch::Unavailable {
-            errors: vec!["m1: HTTP 500".into()],
+            errors: vec![crate::fetch::MirrorError::new(
+                "m1",
+                crate::fetch::FailKind::Answer,
+                "HTTP 500",
+            )],
         }
     }
 
@@ -970,6 +1015,114 @@ mod tests {
     fn unsigned_answer_in_signed_mode_is_refused() {
         let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys("k\n", None));
         assert!(failed(&t).contains("unsigned answer"));
+    }
+
+    #[test]
+    fn floor_max_keeps_the_higher_and_on_a_tie_the_first() {
+        let (a5, b5, c6) = (Floor::of(5, "a"), Floor::of(5, "b"), Floor::of(6, "c"));
+        assert_eq!(Floor::max(Some(a5), Some(c6)), Some(c6));
+        assert_eq!(Floor::max(Some(c6), Some(a5)), Some(c6));
+        // The stored floor wins a tie: an entry with the stored serial but
+        // another body must not replace the floor it is judged against.
+        assert_eq!(Floor::max(Some(a5), Some(b5)), Some(a5));
+        assert_eq!(Floor::max(None, Some(b5)), Some(b5));
+        assert_eq!(Floor::max(Some(a5), None), Some(a5));
+        assert_eq!(Floor::max(None, None), None);
+    }
+
+    #[test]
+    fn floor_text_needs_exactly_64_hex_digits() {
+        let f = Floor::of(9, "body");
+        let text = f.encode();
+        assert_eq!(Floor::decode(&text), Ok(f));
+        let hex = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sha256 "))
+            .unwrap()
+            .to_owned();
+        for bad in [
+            hex[..62].to_owned(),
+            format!("{hex}00"),
+            format!("{}zz", &hex[..62]),
+        ] {
+            assert!(Floor::decode(&text.replace(&hex, &bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_signed_no_keys_entry_is_served_and_makes_no_floor() {
+        // A 404 carries no signature: its entry neither needs a valid header
+        // nor gives a floor (a floor from its empty body would refuse the
+        // real file of the same serial later).
+        let neg = Entry {
+            status: Status::NoKeys,
+            serial: Some(7),
+            body: String::new(),
+            ..entry(10)
+        };
+        let a = assess(&cur(Some(neg), None), T, &ttls(), S);
+        assert_eq!(a.freshness, Some(Freshness::Fresh));
+        assert_eq!(a.unusable, None);
+        assert_eq!(a.floor, None);
+        assert!(!a.floor_behind);
+    }
+
+    #[test]
+    fn the_first_signed_file_sets_the_floor_and_a_repeat_changes_nothing() {
+        let body = signed_body("alice", 5, "k");
+        let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys(&body, Some(5)));
+        assert_eq!(served(&t).0, Some(body.as_str()));
+        assert_eq!(t.floor, Some(Floor::of(5, &body)));
+        // The same file again (a stale entry refetched): no floor to write.
+        let e = signed_entry(400, 5);
+        let f = Floor::of(5, &e.body);
+        let again = e.body.clone();
+        let t = login(&cur(Some(e), Some(f)), T, &ttls(), S, |_, _| {
+            keys(&again, Some(5))
+        });
+        assert_eq!(served(&t).0, Some(again.as_str()));
+        assert_eq!(t.floor, None);
+        // A higher serial raises it.
+        let body6 = signed_body("alice", 6, "k2");
+        let t = login(
+            &cur(Some(signed_entry(400, 5)), Some(f)),
+            T,
+            &ttls(),
+            S,
+            |_, _| keys(&body6, Some(6)),
+        );
+        assert_eq!(t.floor, Some(Floor::of(6, &body6)));
+    }
+
+    #[test]
+    fn a_304_never_revives_an_entry_that_may_not_be_served() {
+        let not_modified = |_: Option<&str>, _: Option<Floor>| Fetch::NotModified {
+            url: "http://m2/alice".into(),
+        };
+        // A signed file past its `expires`: refused, even if the directory
+        // says "not modified".
+        let h = Header {
+            user: "alice".into(),
+            serial: 5,
+            expires: T as i64 - 1,
+        };
+        let expired = Entry {
+            serial: Some(5),
+            body: format!("{}\nk\n", h.to_line()),
+            ..entry(400)
+        };
+        let t = login(&cur(Some(expired), None), T, &ttls(), S, not_modified);
+        assert!(failed(&t).contains("304"), "{:?}", t.answer);
+        assert_eq!(t.store, Store::Nothing);
+        // A stale "no keys" entry is not a key list a 304 could refresh:
+        // served as the stale answer it is, nothing stored.
+        let neg = Entry {
+            status: Status::NoKeys,
+            ..entry(100)
+        };
+        let t = login(&cur(Some(neg), None), T, &ttls(), U, not_modified);
+        assert_eq!(served(&t), (None, "stale"));
+        assert_eq!(t.store, Store::Nothing);
     }
 
     // --- The directory index (issue 12) -----------------------------------

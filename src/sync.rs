@@ -256,7 +256,10 @@ pub fn refresh_index(
                 why: None,
             });
         }
-        IndexFetch::Unavailable { errors } => return Err(unusable(errors.join("; "))),
+        IndexFetch::Unavailable { errors } => {
+            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            return Err(unusable(why.join("; ")));
+        }
         IndexFetch::Misconfigured { error } => return Err(unusable(error)),
     };
     // A signed index is used only within its own expiry (a frozen mirror

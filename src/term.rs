@@ -36,8 +36,8 @@ pub struct Style {
 impl Style {
     /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty.
     pub fn detect() -> Style {
-        // SAFETY: isatty only inspects the descriptor.
-        let tty = unsafe { libc::isatty(1) } == 1;
+        use std::io::IsTerminal;
+        let tty = std::io::stdout().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Style::decide(tty, no_color, std::env::var("TERM").ok().as_deref())
     }

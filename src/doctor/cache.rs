@@ -5,8 +5,14 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::Check;
-use crate::cache::{Cache, Entry, Freshness, Lookup, Ttls};
+use super::perms;
+use crate::cache::{Cache, CacheError, Entry, Freshness, Lookup, Ttls};
+use crate::config::Config;
+use crate::os::clock::now_secs;
+use crate::os::nss::Account;
+use crate::privdrop;
+use crate::report::Check;
+use crate::safepath::Problem;
 use crate::term::human_age;
 
 /// What the login path would do with one entry now.
@@ -20,8 +26,12 @@ pub enum State {
     /// signed header that expired.
     Expired(String),
     Corrupt(String),
-    /// The login path fails closed on it.
-    Unsafe(String),
+    /// The login path fails closed on it; the fix when the rule that
+    /// refused it names one.
+    Unsafe {
+        why: String,
+        fix: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,132 +88,159 @@ fn list(names: &[String]) -> String {
     s
 }
 
+/// `N entr(y|ies)`, with an adjective when given (`2 corrupt entries`).
+fn entries(n: usize, adjective: &str) -> String {
+    let word = if n == 1 { "entry" } else { "entries" };
+    if adjective.is_empty() {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {adjective} {word}")
+    }
+}
+
 /// The `cache.*` checks for a scan of `dir`.
 pub fn checks(scan: &Scan, dir: &Path, ttls: &Ttls) -> Vec<Check> {
-    let d = dir.display();
+    vec![
+        entries_check(scan, dir, ttls),
+        expired_check(scan, ttls),
+        corrupt_check(scan, dir),
+        tmp_check(scan, dir),
+    ]
+}
+
+/// `cache.entries`: how many, how fresh; a failure for entries the login
+/// path refuses (it fails closed for those users).
+fn entries_check(scan: &Scan, dir: &Path, ttls: &Ttls) -> Check {
     let count = |f: &dyn Fn(&State) -> bool| scan.items.iter().filter(|i| f(&i.state)).count();
-    let fresh = count(&|s| *s == State::Fresh);
-    let stale = count(&|s| *s == State::Stale);
-    let mut out = Vec::new();
-
-    let unsafe_: Vec<&Item> = scan
+    let unsafe_: Vec<(&str, &str, Option<&String>)> = scan
         .items
         .iter()
-        .filter(|i| matches!(i.state, State::Unsafe(_)))
+        .filter_map(|i| match &i.state {
+            State::Unsafe { why, fix } => Some((i.user.as_str(), why.as_str(), fix.as_ref())),
+            _ => None,
+        })
         .collect();
-    let summary = format!(
-        "{} entr{}: {fresh} fresh, {stale} stale (older than ttl {}: refreshed at the next login or sync)",
-        scan.items.len(),
-        if scan.items.len() == 1 { "y" } else { "ies" },
-        human_age(ttls.ttl.as_secs())
-    );
-    match unsafe_.first() {
-        Some(Item {
-            state: State::Unsafe(why),
-            ..
-        }) => {
-            let fix = why
-                .split("fix: ")
-                .nth(1)
-                .map(|f| f.trim_end_matches(')').to_owned())
-                .unwrap_or_else(|| {
-                    format!("chown the entries to the [cache] owner and chmod 0640 them (in {d})")
-                });
-            out.push(Check::fail(
-                "cache.entries",
-                format!(
-                    "{} unsafe entr{} ({}): keyward fails closed for these users: {why}",
-                    unsafe_.len(),
-                    if unsafe_.len() == 1 { "y" } else { "ies" },
-                    list(&unsafe_.iter().map(|i| i.user.clone()).collect::<Vec<_>>())
-                ),
-                fix,
-            ))
-        }
-        _ => out.push(Check::ok("cache.entries", summary)),
-    }
+    let Some((_, why, fix)) = unsafe_.first() else {
+        return Check::ok(
+            "cache.entries",
+            format!(
+                "{}: {} fresh, {} stale (older than ttl {}: refreshed at the next login or sync)",
+                entries(scan.items.len(), ""),
+                count(&|s| *s == State::Fresh),
+                count(&|s| *s == State::Stale),
+                human_age(ttls.ttl.as_secs())
+            ),
+        );
+    };
+    let users: Vec<String> = unsafe_.iter().map(|(u, _, _)| u.to_string()).collect();
+    let fix = fix.cloned().unwrap_or_else(|| {
+        format!(
+            "chown the entries to the [cache] owner and chmod 0640 them (in {})",
+            dir.display()
+        )
+    });
+    Check::fail(
+        "cache.entries",
+        format!(
+            "{} ({}): keyward fails closed for these users: {why}",
+            entries(unsafe_.len(), "unsafe"),
+            list(&users)
+        ),
+        fix,
+    )
+}
 
-    let expired: Vec<&Item> = scan
+/// `cache.expired`: entries never served again.
+fn expired_check(scan: &Scan, ttls: &Ttls) -> Check {
+    let names: Vec<String> = scan
         .items
         .iter()
-        .filter(|i| matches!(i.state, State::Expired(_)))
+        .filter_map(|i| match &i.state {
+            State::Expired(why) => Some(format!("{} ({why})", i.user)),
+            _ => None,
+        })
         .collect();
-    if expired.is_empty() {
-        out.push(Check::ok(
+    if names.is_empty() {
+        return Check::ok(
             "cache.expired",
             format!(
                 "no entry older than max_stale {}",
                 human_age(ttls.max_stale.as_secs())
             ),
-        ));
-    } else {
-        let names: Vec<String> = expired
-            .iter()
-            .map(|i| match &i.state {
-                State::Expired(why) => format!("{} ({why})", i.user),
-                _ => i.user.clone(),
-            })
-            .collect();
-        out.push(Check::warn(
-            "cache.expired",
-            format!(
-                "{} entr{} older than max_stale, never served again: {}; these users cannot log in while the directory is unreachable",
-                expired.len(),
-                if expired.len() == 1 { "y is" } else { "ies are" },
-                list(&names)
-            ),
-            "keyward sync (and check that keyward-sync.timer runs)",
-        ));
+        );
     }
+    Check::warn(
+        "cache.expired",
+        format!(
+            "{} entr{} older than max_stale, never served again: {}; these users cannot log in while the directory is unreachable",
+            names.len(),
+            if names.len() == 1 { "y is" } else { "ies are" },
+            list(&names)
+        ),
+        "keyward sync (and check that keyward-sync.timer runs)",
+    )
+}
 
-    let corrupt: Vec<String> = scan
+/// `cache.corrupt`: never served, refetched at the next login.
+fn corrupt_check(scan: &Scan, dir: &Path) -> Check {
+    let corrupt: Vec<(&str, String)> = scan
         .items
         .iter()
         .filter_map(|i| match &i.state {
-            State::Corrupt(why) => Some(format!("{} ({why})", i.user)),
+            State::Corrupt(why) => Some((i.user.as_str(), format!("{} ({why})", i.user))),
             _ => None,
         })
         .collect();
-    if corrupt.is_empty() {
-        out.push(Check::ok("cache.corrupt", "no corrupt entry"));
-    } else {
-        let first = scan
-            .items
-            .iter()
-            .find(|i| matches!(i.state, State::Corrupt(_)))
-            .map(|i| i.user.as_str())
-            .unwrap_or_default();
-        out.push(Check::warn(
-            "cache.corrupt",
-            format!(
-                "{} corrupt entr{} (never served; refetched at the next login): {}",
-                corrupt.len(),
-                if corrupt.len() == 1 { "y" } else { "ies" },
-                list(&corrupt)
-            ),
-            format!("keyward sync --user {first} (or rm {d}/{first}); check the disk"),
-        ));
-    }
+    let Some((first, _)) = corrupt.first() else {
+        return Check::ok("cache.corrupt", "no corrupt entry");
+    };
+    let names: Vec<String> = corrupt.iter().map(|(_, n)| n.clone()).collect();
+    let d = dir.display();
+    Check::warn(
+        "cache.corrupt",
+        format!(
+            "{} (never served; refetched at the next login): {}",
+            entries(corrupt.len(), "corrupt"),
+            list(&names)
+        ),
+        format!("keyward sync --user {first} (or rm {d}/{first}); check the disk"),
+    )
+}
 
+/// `cache.tmp`: temp files left by an interrupted write.
+fn tmp_check(scan: &Scan, dir: &Path) -> Check {
     if scan.leftovers.is_empty() {
-        out.push(Check::ok("cache.tmp", "no leftover temporary files"));
-    } else {
-        let names: Vec<String> = scan
-            .leftovers
-            .iter()
-            .map(|(n, age)| format!("{n} ({})", human_age(*age)))
-            .collect();
-        out.push(Check::warn(
-            "cache.tmp",
-            format!(
-                "{} leftover temporary file(s) from an interrupted write: {}",
-                scan.leftovers.len(),
-                list(&names)
-            ),
-            format!("rm -f {d}/.tmp-*"),
-        ));
+        return Check::ok("cache.tmp", "no leftover temporary files");
     }
-    out
+    let names: Vec<String> = scan
+        .leftovers
+        .iter()
+        .map(|(n, age)| format!("{n} ({})", human_age(*age)))
+        .collect();
+    Check::warn(
+        "cache.tmp",
+        format!(
+            "{} leftover temporary file(s) from an interrupted write: {}",
+            scan.leftovers.len(),
+            list(&names)
+        ),
+        format!("rm -f {}/.tmp-*", dir.display()),
+    )
+}
+
+/// An entry the login path refuses, with the fix for a mode problem.
+fn unsafe_state(e: &CacheError) -> State {
+    let fix = match e {
+        CacheError::Unsafe(u) => match u.problem {
+            Problem::Writable { mode } => Some(perms::chmod_fix(mode, &u.path)),
+            _ => None,
+        },
+        _ => None,
+    };
+    State::Unsafe {
+        why: e.to_string(),
+        fix,
+    }
 }
 
 /// Reads every entry of the cache in `dir` with the current credentials.
@@ -224,10 +261,7 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
     names.sort();
     for (name, mtime) in names {
         if name.starts_with(".tmp-") {
-            let age = mtime
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let age = mtime.map(crate::os::clock::secs_since).unwrap_or(0);
             if age > 60 {
                 out.leftovers.push((name, age));
             }
@@ -243,7 +277,7 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
             ),
             Ok(Lookup::Corrupt(c)) => (State::Corrupt(c.0.to_owned()), None),
             Ok(Lookup::Missing) => continue,
-            Err(e) => (State::Unsafe(e.to_string()), None),
+            Err(e) => (unsafe_state(&e), None),
         };
         out.items.push(Item {
             user: name,
@@ -254,10 +288,38 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
     Ok(out)
 }
 
+/// The `cache.*` entry checks, scanning as the `[cache] owner` when root
+/// (the login path never reads the cache as root either).
+pub fn entry_checks(config: &Config, acct: Option<&Account>, root: bool) -> Vec<Check> {
+    let ttls = Ttls::from_config(&config.cache);
+    let signed = config.directory.signed();
+    let dir = &config.cache.dir;
+    let scan = || scan(dir, &ttls, signed, now_secs());
+    let result = match acct {
+        Some(a) if root => privdrop::as_user(a, scan).and_then(|r| r),
+        _ if root => Err("[cache] owner unusable".into()),
+        _ => scan(),
+    };
+    let why = match result {
+        Ok(s) => return checks(&s, dir, &ttls),
+        Err(e) if root => format!("skipped: {e}"),
+        Err(e) => format!("skipped: needs root or the [cache] owner ({e})"),
+    };
+    [
+        "cache.entries",
+        "cache.expired",
+        "cache.corrupt",
+        "cache.tmp",
+    ]
+    .iter()
+    .map(|id| Check::skip(id, why.clone()))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
     use std::time::Duration;
 
     const T: u64 = 1_800_000_000;
@@ -356,7 +418,14 @@ mod tests {
             Some("rm -f /var/cache/keyward/.tmp-*")
         );
         let bad = Scan {
-            items: vec![Item { user: "eve".into(), state: State::Unsafe("unsafe cache: bad modes for /c/eve (mode 0666, group- and world-writable; fix: chmod go-w /c/eve)".into()), age: None }],
+            items: vec![Item {
+                user: "eve".into(),
+                state: State::Unsafe {
+                    why: "unsafe cache: bad modes for /c/eve (mode 0666, group- and world-writable; fix: chmod go-w /c/eve)".into(),
+                    fix: Some("chmod go-w /c/eve".into()),
+                },
+                age: None,
+            }],
             leftovers: vec![],
         };
         let c = checks(&bad, Path::new("/c"), &ttls());

@@ -3,9 +3,9 @@
 //! code (`HttpDirectory`), signatures included. The cache is never touched.
 //! Turning an answer into a check is pure.
 
-use super::Check;
 use crate::config::{DirectoryConfig, UrlTemplate};
-use crate::directory::{Directory, Fetch, HttpDirectory, Request};
+use crate::directory::{Directory, FailKind, Fetch, HttpDirectory, MirrorError, Request};
+use crate::report::Check;
 
 /// A user name no directory should know: 404 and 200 both prove the
 /// mirror answers.
@@ -15,42 +15,32 @@ fn is_https(t: &UrlTemplate) -> bool {
     t.as_str().to_ascii_lowercase().starts_with("https://")
 }
 
-/// The likely fix for a mirror error (ureq/rustls/HTTP text).
-pub fn fix_for(error: &str, ca_file: bool) -> String {
-    let e = error.to_ascii_lowercase();
-    if e.contains("signature") || e.contains("signed") || e.contains("header") {
+/// The fix for the kind of failure most worth fixing among `errors` (a
+/// signature before TLS before an odd answer before the network).
+pub fn fix_for(errors: &[MirrorError], ca_file: bool) -> String {
+    let has = |k: FailKind| errors.iter().any(|e| e.kind == k);
+    if has(FailKind::Signature) {
         "re-sign the directory files with a key listed in [directory] signers (keyward publish --signer KEY), or pin the key that signs them".into()
-    } else if e.contains("certificate")
-        || e.contains("tls")
-        || e.contains("handshake")
-        || e.contains("unknownissuer")
-    {
+    } else if has(FailKind::Tls) {
         if ca_file {
             "the server certificate does not chain to [directory] ca_file (or its name/date is wrong): fix the certificate or ca_file".into()
         } else {
             "the server certificate is not trusted (or its name/date is wrong): fix it, or set [directory] ca_file to your CA".into()
         }
-    } else if e.contains("http 4")
-        || e.contains("http 5")
-        || e.contains("redirect")
-        || e.contains("html")
-    {
+    } else if has(FailKind::Answer) {
         "fix the directory server (it answers, but not with a key list)".into()
     } else {
         "check the URL, DNS, routes/firewall and that the directory server is running".into()
     }
 }
 
-/// Mirror errors read `URL: why`; the check already names the URL.
-fn strip_urls(errors: &[String]) -> String {
-    errors
-        .iter()
-        .map(|e| match e.split_once(": ") {
-            Some((url, why)) if url.contains("://") => why,
-            _ => e.as_str(),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+/// keyward's own directory settings are unusable (ca_file, signers, proxy).
+const MISCONFIGURED_FIX: &str = "fix the [directory] setting named (ca_file, signers, signers_file or proxy): keyward refuses to fetch, and fails closed, until then";
+
+/// The failures without their URLs (the check already names the URL).
+fn details(errors: &[MirrorError]) -> String {
+    let d: Vec<&str> = errors.iter().map(|e| e.detail.as_str()).collect();
+    d.join("; ")
 }
 
 /// The `directory.mirror` check for the probe answer of one mirror.
@@ -60,11 +50,10 @@ pub fn mirror_check(t: &UrlTemplate, fetched: &Fetch, signed: bool, ca_file: boo
         Fetch::NoKeys { .. } => "HTTP 404 for a probe user",
         Fetch::Keys { .. } | Fetch::NotModified { .. } => "HTTP 200 for a probe user",
         Fetch::Unavailable { errors } => {
-            let why = strip_urls(errors);
             return Check::fail(
                 "directory.mirror",
-                format!("unreachable: {why}"),
-                fix_for(&why, ca_file),
+                format!("unreachable: {}", details(errors)),
+                fix_for(errors, ca_file),
             )
             .subject(url);
         }
@@ -72,7 +61,7 @@ pub fn mirror_check(t: &UrlTemplate, fetched: &Fetch, signed: bool, ca_file: boo
             return Check::fail(
                 "directory.mirror",
                 format!("keyward cannot fetch safely: {error}"),
-                fix_for(error, ca_file),
+                MISCONFIGURED_FIX,
             )
             .subject(url);
         }
@@ -130,22 +119,21 @@ pub fn user_check(
             format!("publish {user}'s keys to the directory"),
         ),
         Fetch::Unavailable { errors } => {
-            let why = strip_urls(errors);
-            let what = if why.contains("signature") || why.contains("signer") {
+            let what = if errors.iter().any(|e| e.kind == FailKind::Signature) {
                 "bad signature"
             } else {
                 "fetch failed"
             };
             Check::fail(
                 "directory.user",
-                format!("{user}: {what}: {why}"),
-                fix_for(&why, ca_file),
+                format!("{user}: {what}: {}", details(errors)),
+                fix_for(errors, ca_file),
             )
         }
         Fetch::Misconfigured { error } => Check::fail(
             "directory.user",
             format!("{user}: keyward cannot fetch safely: {error}"),
-            fix_for(error, ca_file),
+            MISCONFIGURED_FIX,
         ),
     }
     .subject(url)
@@ -207,7 +195,7 @@ pub fn checks(config: &DirectoryConfig, user: Option<&str>) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
 
     fn t(s: &str) -> UrlTemplate {
         UrlTemplate::parse(s).unwrap()
@@ -228,14 +216,22 @@ mod tests {
         );
         assert_eq!(mirror_check(&http, &nokeys, true, false).status, Status::Ok);
         let down = Fetch::Unavailable {
-            errors: vec!["http://127.0.0.1:9/keyward-doctor-probe.keys: connection failed".into()],
+            errors: vec![MirrorError::new(
+                "http://127.0.0.1:9/keyward-doctor-probe.keys",
+                FailKind::Network,
+                "connection failed",
+            )],
         };
         let c = mirror_check(&http, &down, false, false);
         assert_eq!(c.status, Status::Fail);
         assert!(c.found.contains("connection failed"));
         assert!(c.fix.unwrap().contains("server is running"));
         let tls = Fetch::Unavailable {
-            errors: vec!["u: InvalidData: invalid peer certificate: UnknownIssuer".into()],
+            errors: vec![MirrorError::new(
+                "u",
+                FailKind::Tls,
+                "InvalidData: invalid peer certificate: UnknownIssuer",
+            )],
         };
         assert!(mirror_check(&https, &tls, false, true)
             .fix
@@ -247,7 +243,11 @@ mod tests {
     fn user_files() {
         let http = t("http://127.0.0.1:8080/{user}.keys");
         let bad = Fetch::Unavailable {
-            errors: vec!["u: signed by SHA256:abc, which is not a configured signer".into()],
+            errors: vec![MirrorError::new(
+                "u",
+                FailKind::Signature,
+                "signed by SHA256:abc, which is not a configured signer",
+            )],
         };
         let c = user_check(&http, "alice", &bad, true, false);
         assert_eq!(c.status, Status::Fail);

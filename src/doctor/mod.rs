@@ -1,215 +1,41 @@
 //! `keyward doctor`: audit the whole set-up and say what is wrong and how to
 //! fix it. Every check is one line: status (ok / warn / fail / skip), what
-//! was found, and the exact fix. `--json` gives the same as stable JSON.
-//! Exit status 1 when any check fails.
+//! was found, and the exact fix ([`crate::report`]). `--json` gives the same
+//! as stable JSON. Exit status 1 when any check fails.
 //!
-//! The rules live in pure functions (sshd -T text, PAM file text, stat
-//! results, cache entries, systemctl output) with unit tests; the probes
-//! around them are thin. Runs as root or as anyone: what needs root is
-//! reported as "skipped: needs root". As root, every network request is made
-//! after dropping to the `[cache] owner`, like the login path.
+//! One file per area, one function per check id. The rules are pure
+//! functions (sshd -T text, PAM file text, stat results, cache entries,
+//! systemctl output) with unit tests; the probes around them are thin. Runs
+//! as root or as anyone: what needs root is reported as "skipped: needs
+//! root". As root, every network request is made after dropping to the
+//! `[cache] owner`, like the login path.
 
+pub mod auth;
+pub mod binary;
 pub mod cache;
+pub mod cachedir;
+pub mod config;
 pub mod directory;
 pub mod pam;
+pub mod pamfile;
 pub mod perms;
 pub mod sshd;
 pub mod systemd;
 
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::cache::Ttls;
 use crate::config::Config;
-use crate::privdrop::{self, Account};
-use crate::safepath::Kind;
-use crate::term::{Cell, Color, Style, Table};
+use crate::os::clock::now_secs;
+use crate::os::nss;
+use crate::privdrop;
+use crate::report::{self, Check, Report};
+use crate::sshd::Probe;
+use crate::term::Style;
 
 /// The PAM file sshd uses.
 pub const DEFAULT_PAM_FILE: &str = "/etc/pam.d/sshd";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    Warn,
-    Fail,
-    Skip,
-}
-
-impl Status {
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-        }
-    }
-
-    fn color(self) -> Color {
-        match self {
-            Status::Ok => Color::Green,
-            Status::Warn => Color::Yellow,
-            Status::Fail => Color::Red,
-            Status::Skip => Color::Dim,
-        }
-    }
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    /// Stable identifier, e.g. `sshd.command_tokens`.
-    pub id: String,
-    pub status: Status,
-    /// What the check is about when there are several (a URL, a file).
-    pub subject: Option<String>,
-    pub found: String,
-    /// The exact fix (None when nothing needs fixing).
-    pub fix: Option<String>,
-}
-
-impl Check {
-    pub fn ok(id: &str, found: impl Into<String>) -> Check {
-        Check {
-            id: id.into(),
-            status: Status::Ok,
-            subject: None,
-            found: found.into(),
-            fix: None,
-        }
-    }
-
-    pub fn warn(id: &str, found: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check {
-            status: Status::Warn,
-            fix: Some(fix.into()),
-            ..Check::ok(id, found)
-        }
-    }
-
-    pub fn fail(id: &str, found: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check {
-            status: Status::Fail,
-            fix: Some(fix.into()),
-            ..Check::ok(id, found)
-        }
-    }
-
-    /// A check that could not be made; `why` starts with "skipped: ".
-    pub fn skip(id: &str, why: impl Into<String>) -> Check {
-        Check {
-            status: Status::Skip,
-            ..Check::ok(id, why)
-        }
-    }
-
-    pub fn subject(mut self, s: impl Into<String>) -> Check {
-        self.subject = Some(s.into());
-        self
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
-    pub ok: usize,
-    pub warn: usize,
-    pub fail: usize,
-    pub skip: usize,
-}
-
-/// The whole report (the `--json` document).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Format version of this document.
-    pub format: u32,
-    pub keyward: &'static str,
-    pub config: String,
-    pub user: Option<String>,
-    /// Effective uid doctor started with.
-    pub uid: u32,
-    pub summary: Summary,
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    fn new(opts: &Options, uid: u32, checks: Vec<Check>) -> Report {
-        let mut summary = Summary::default();
-        for c in &checks {
-            match c.status {
-                Status::Ok => summary.ok += 1,
-                Status::Warn => summary.warn += 1,
-                Status::Fail => summary.fail += 1,
-                Status::Skip => summary.skip += 1,
-            }
-        }
-        Report {
-            format: 1,
-            keyward: env!("CARGO_PKG_VERSION"),
-            config: opts.config.display().to_string(),
-            user: opts.user.clone(),
-            uid,
-            summary,
-            checks,
-        }
-    }
-
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.summary.fail > 0)
-    }
-
-    /// The human report: one aligned line per check.
-    pub fn render(&self, style: &Style) -> String {
-        let who = if self.uid == 0 {
-            "root".to_string()
-        } else {
-            format!("uid {} (checks that need root are skipped)", self.uid)
-        };
-        let mut out = format!(
-            "keyward doctor {}: config {}{}, running as {who}\n\n",
-            self.keyward,
-            self.config,
-            self.user
-                .as_ref()
-                .map(|u| format!(", user {u}"))
-                .unwrap_or_default()
-        );
-        let mut t = Table::new().header(&["STATUS", "CHECK", "FOUND / FIX"]);
-        for c in &self.checks {
-            let mut text = String::new();
-            if let Some(s) = &c.subject {
-                text += &format!("{s}: ");
-            }
-            text += &c.found;
-            if let Some(fix) = &c.fix {
-                text += &format!("  -> fix: {fix}");
-            }
-            t.row(vec![
-                Cell::colored(c.status.label(), c.status.color()),
-                Cell::new(c.id.as_str()),
-                Cell::new(text),
-            ]);
-        }
-        out += &t.render(style);
-        let s = &self.summary;
-        let verdict = if s.fail > 0 {
-            style.paint(&format!("{} failing", s.fail), Color::Red)
-        } else {
-            style.paint("no failing check", Color::Green)
-        };
-        out += &format!(
-            "\n{verdict}: {} ok, {} warn, {} fail, {} skipped\n",
-            s.ok, s.warn, s.fail, s.skip
-        );
-        out
-    }
-}
 
 /// What `keyward doctor` was asked.
 #[derive(Debug, Clone)]
@@ -225,80 +51,169 @@ pub struct Options {
 /// Runs doctor and prints the report; returns the exit code.
 pub fn run(opts: &Options) -> i32 {
     let report = collect(opts);
-    let text = if opts.json {
-        let mut s = serde_json::to_string_pretty(&report)
-            .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
-        s.push('\n');
-        s
+    report::print(&if opts.json {
+        report::json(&report)
     } else {
         report.render(&Style::detect())
-    };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush());
+    });
     report.exit_code()
 }
 
-/// Output of a finished command.
-#[derive(Debug, Clone)]
-pub struct Output {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
+/// Every check, in report order.
+pub fn collect(opts: &Options) -> Report {
+    let uid = privdrop::euid();
+    let root = uid == 0;
+    let report = |checks| {
+        Report::new(
+            opts.config.display().to_string(),
+            opts.user.clone(),
+            uid,
+            checks,
+        )
+    };
+    if let Some(bad) = opts.user.as_deref().and_then(|u| user_name_check(u, None)) {
+        return report(vec![bad]);
+    }
+    let (config, mut checks) = config::checks(&opts.config);
+    if let (Some(c), Some(u)) = (&config, &opts.user) {
+        checks.extend(user_name_check(u, Some(c)));
+    }
+    let this_exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    let probe = crate::sshd::probe(opts.sshd_config.as_deref(), opts.user.as_deref());
+    let (bin, from) = binary::target(probe.result.as_ref().ok(), this_exe.as_deref());
+    checks.push(binary::check(&bin, from));
 
-/// Runs `cmd` (stdin /dev/null) and kills it after `timeout`.
-pub fn run_command(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(e) = se.as_mut() {
-            let _ = e.take(1 << 20).read_to_end(&mut v);
+    let acct = match &config {
+        Some(c) => {
+            let (a, cs) = cachedir::checks(c, &opts.config, root);
+            checks.extend(cs);
+            checks.extend(cache::entry_checks(c, a.as_ref(), root));
+            a
         }
-        v
-    });
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(o) = so.as_mut() {
-            let _ = o.take(4 << 20).read_to_end(&mut v);
-        }
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if start.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{:?} timed out", cmd.get_program()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(e.to_string()),
+        None => {
+            checks.push(Check::skip(
+                "cache.owner",
+                "skipped: the config did not load",
+            ));
+            None
         }
     };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
-    Ok(Output {
-        code: status.code(),
-        stdout,
-        stderr,
+
+    // sshd, with the PAM verdict it depends on; the PAM lines come after.
+    let use_pam = probe.result.as_ref().ok().and_then(|t| t.yes("usepam"));
+    let (pam_blocks, pam_list) = pam::checks(&opts.pam_file, use_pam);
+    let ctx = SshdContext {
+        opts,
+        config: config.as_ref(),
+        this_exe: this_exe.as_deref(),
+        pam_blocks,
+        root,
+    };
+    checks.extend(sshd_checks(&probe, &ctx));
+    checks.extend(pam_list);
+
+    checks.extend(opts.user.as_deref().map(user_account_check));
+    checks.extend(systemd_checks(config.as_ref()));
+    // Network last: as root, only after dropping to the cache owner.
+    checks.extend(
+        config
+            .map(|c| directory_checks(&c, acct.is_some(), opts.user.as_deref()))
+            .unwrap_or_default(),
+    );
+    report(checks)
+}
+
+/// `user.name`: a name keyward accepts (any name at all without a config,
+/// else one within `[policy] max_username_len`).
+fn user_name_check(user: &str, config: Option<&Config>) -> Option<Check> {
+    let max = config.map_or(256, |c| c.policy.max_username_len);
+    let e = crate::username::validate(user, max).err()?;
+    Some(match config {
+        None => Check::fail(
+            "user.name",
+            format!("{user:?} is not a valid user name: {e}"),
+            "pass a POSIX user name",
+        ),
+        Some(_) => Check::fail(
+            "user.name",
+            format!("{user:?}: {e}: keyward refuses it"),
+            "raise [policy] max_username_len, or rename the account",
+        ),
     })
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// What the sshd rules need besides `sshd -T`.
+struct SshdContext<'a> {
+    opts: &'a Options,
+    config: Option<&'a Config>,
+    this_exe: Option<&'a Path>,
+    pam_blocks: Option<bool>,
+    root: bool,
+}
+
+/// `sshd` (the probe itself) and, when it worked, every `sshd.*` rule.
+fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
+    let opts = ctx.opts;
+    let t = match &probe.result {
+        Ok(t) => t,
+        Err(e) if !ctx.root => {
+            return vec![Check::skip(
+                "sshd",
+                format!(
+                    "skipped: needs root (`{}` must read the host keys: {e})",
+                    probe.cmdline
+                ),
+            )]
+        }
+        Err(e) => {
+            let f = opts
+                .sshd_config
+                .as_ref()
+                .map(|p| format!(" -f {}", p.display()))
+                .unwrap_or_default();
+            return vec![Check::fail(
+                "sshd",
+                format!("`{}` failed: {e}", probe.cmdline),
+                format!("sshd -t{f} shows the error; fix it before anything else"),
+            )];
+        }
+    };
+    let version = probe
+        .version
+        .map(|v| format!("OpenSSH {v}"))
+        .unwrap_or_else(|| "OpenSSH (version unknown)".into());
+    let mut out = vec![Check::ok(
+        "sshd",
+        format!(
+            "{version}, effective configuration from `{}`",
+            probe.cmdline
+        ),
+    )];
+    let fix_file = opts
+        .sshd_config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/keyward.conf".into());
+    let pam_file = opts.pam_file.display().to_string();
+    let user_exists = |name: &str| nss::account(name).ok().map(|a| a.is_some());
+    let facts = sshd::Facts {
+        t,
+        version: probe.version,
+        fix_file: &fix_file,
+        this_exe: ctx.this_exe,
+        same_file: &same_file,
+        doctor_config: &opts.config,
+        keyward: ctx.config,
+        user_exists: &user_exists,
+        pam_blocks: ctx.pam_blocks,
+        pam_file: &pam_file,
+    };
+    out.extend(sshd::command_checks(&facts));
+    out.push(sshd::command_user_check(&facts));
+    out.extend(auth::auth_checks(&facts));
+    out
 }
 
 /// Whether two paths name the same file (same device and inode), or the
@@ -310,817 +225,58 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The groups `acct` is in (primary first), through NSS.
-pub fn groups_of(acct: &Account) -> Vec<u32> {
-    let Ok(name) = std::ffi::CString::new(acct.name.as_str()) else {
-        return vec![acct.gid];
-    };
-    let mut n: libc::c_int = 64;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        // SAFETY: groups has room for n entries; n is updated on return.
-        let rc =
-            unsafe { libc::getgrouplist(name.as_ptr(), acct.gid, groups.as_mut_ptr(), &mut n) };
-        if rc >= 0 {
-            groups.truncate(n.max(0) as usize);
-            return groups;
-        }
-        if n > 65536 {
-            return vec![acct.gid];
-        }
-        n = n.max(64) * 2;
+/// `user.account`: sshd runs the command only for users NSS knows.
+fn user_account_check(u: &str) -> Check {
+    match nss::account(u) {
+        Ok(Some(a)) => Check::ok(
+            "user.account",
+            format!("{u} is known to NSS (uid {}, home {}); `keyward explain {u}` shows every key and verdict", a.uid, a.home),
+        ),
+        Ok(None) => Check::fail(
+            "user.account",
+            format!("{u} is unknown to NSS: sshd never runs the AuthorizedKeysCommand for it"),
+            format!("create the account {u} (or fix NSS: getent passwd {u})"),
+        ),
+        Err(e) => Check::fail(
+            "user.account",
+            format!("looking up {u}: {e}"),
+            "check NSS (/etc/nsswitch.conf)",
+        ),
     }
 }
 
-fn user_exists(name: &str) -> Option<bool> {
-    privdrop::account(name).ok().map(|a| a.is_some())
+/// `systemd.*`: the sync timer runs often enough for the cache's ttl.
+fn systemd_checks(config: Option<&Config>) -> Vec<Check> {
+    if !systemd::running() {
+        return vec![Check::skip("systemd.timer", "skipped: systemd not running")];
+    }
+    let hour = Duration::from_secs(3600);
+    let max_age = config.map_or(hour, |c| (c.cache.ttl.0 * 2).max(hour));
+    systemd::checks(&systemd::probe(), now_secs(), max_age)
 }
 
-/// config.file and config.parse. Returns the config when its text parses
-/// (even if its modes are wrong: the rest of the checks are still useful).
-fn config_checks(path: &Path) -> (Option<Config>, Vec<Check>) {
-    let mut out = Vec::new();
-    let p = path.display();
-    let chain = match perms::stat_chain(path) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(Check::fail(
-                "config.file",
-                format!("cannot use the config: {e}"),
-                format!(
-                    "create {p} (the package installs a documented default) or pass --config PATH"
-                ),
-            ));
-            out.push(Check::skip("config.parse", "skipped: no config file"));
-            return (None, out);
-        }
-    };
-    let mode_ok = match perms::check_chain(&chain, Kind::File, &[0], "root") {
-        Some(f) => {
-            out.push(Check::fail(
-                "config.file",
-                format!("{}: keyward refuses to run", f.found),
-                f.fix,
-            ));
-            false
-        }
-        None => {
-            out.push(Check::ok(
-                "config.file",
-                format!("{p}: root-owned, not group/world-writable, parents too"),
-            ));
-            true
-        }
-    };
-    let describe = |c: &Config| {
-        format!(
-            "parses: {} mirror(s), {} [files] path(s), cache {} owned by {}{}",
-            c.directory.urls.len(),
-            c.files.paths.len(),
-            c.cache.dir.display(),
-            c.cache.owner,
-            if c.directory.signed() {
-                ", signatures required"
-            } else {
-                ""
-            }
-        )
-    };
-    match crate::cli::load_config(path) {
-        Ok(c) => {
-            out.push(Check::ok("config.parse", describe(&c)));
-            (Some(c), out)
-        }
-        Err(e) if mode_ok && e.starts_with("config: ") && !e.contains("Permission denied") => {
-            // The file itself (a symlink, not a regular file…), not its text.
-            out.retain(|c| c.id != "config.file");
-            out.push(Check::fail(
-                "config.file",
-                format!("{e}: keyward refuses to run"),
-                format!("make {p} a regular file owned by root, mode 0644"),
-            ));
-            out.push(Check::skip("config.parse", "skipped: see config.file"));
-            (None, out)
-        }
-        Err(e) if mode_ok => {
-            if e.contains("Permission denied") {
-                out.push(Check::skip(
-                    "config.parse",
-                    format!("skipped: needs root ({e})"),
-                ));
-            } else {
-                out.push(Check::fail(
-                    "config.parse",
-                    e,
-                    format!("fix the line named, then re-run keyward --config {p} doctor"),
-                ));
-            }
-            (None, out)
-        }
-        Err(_) => match std::fs::read_to_string(path) {
-            Ok(text) => match Config::parse(&text, path) {
-                Ok(c) => {
-                    out.push(Check::ok(
-                        "config.parse",
-                        format!("{} (but see config.file)", describe(&c)),
-                    ));
-                    (Some(c), out)
-                }
-                Err(e) => {
-                    out.push(Check::fail(
-                        "config.parse",
-                        e.to_string(),
-                        "fix the line named",
-                    ));
-                    (None, out)
-                }
-            },
-            Err(e) => {
-                out.push(Check::skip(
-                    "config.parse",
-                    format!("skipped: cannot read {p}: {e}"),
-                ));
-                (None, out)
-            }
-        },
+/// `directory.*`: every mirror (and the user's file), fetched as the cache
+/// owner, or as `nobody` when the owner is unusable: never as root.
+fn directory_checks(config: &Config, owner_usable: bool, user: Option<&str>) -> Vec<Check> {
+    if config.directory.urls.is_empty() {
+        return vec![Check::ok(
+            "directory.mirror",
+            "no [directory] urls: keys come from [files] only",
+        )];
     }
-}
-
-/// The name of `node`'s group when its only member (primary or
-/// supplementary) is the node's owner: Debian's sshd then accepts the
-/// group-writable component. None otherwise.
-fn group_of_owner_only(node: &perms::Node) -> Option<String> {
-    let owner = privdrop_name(node.uid)?;
-    let mut members = 0;
-    // SAFETY: getgrgid/getpwent return pointers into static storage, read
-    // before the next call; doctor has no other thread doing NSS lookups.
-    unsafe {
-        let gr = libc::getgrgid(node.gid);
-        if gr.is_null() {
-            return None;
-        }
-        let name = std::ffi::CStr::from_ptr((*gr).gr_name)
-            .to_string_lossy()
-            .into_owned();
-        let mut mem = (*gr).gr_mem;
-        while !mem.is_null() && !(*mem).is_null() {
-            if std::ffi::CStr::from_ptr(*mem).to_string_lossy() != owner {
-                return None;
-            }
-            members += 1;
-            mem = mem.add(1);
-        }
-        libc::setpwent();
-        let mut foreign = false;
-        loop {
-            let pw = libc::getpwent();
-            if pw.is_null() {
-                break;
-            }
-            if (*pw).pw_gid == node.gid {
-                if (*pw).pw_uid != node.uid {
-                    foreign = true;
-                    break;
-                }
-                members += 1;
-            }
-        }
-        libc::endpwent();
-        (!foreign && members > 0).then_some(name)
-    }
-}
-
-fn privdrop_name(uid: u32) -> Option<String> {
-    // SAFETY: as above.
-    unsafe {
-        let pw = libc::getpwuid(uid);
-        (!pw.is_null()).then(|| {
-            std::ffi::CStr::from_ptr((*pw).pw_name)
-                .to_string_lossy()
-                .into_owned()
-        })
-    }
-}
-
-/// binary: the AuthorizedKeysCommand program and every parent up to `/`
-/// root-owned and not group/world-writable (sshd's rule).
-fn binary_check(path: &Path, from: &str) -> Check {
-    let p = path.display().to_string();
-    let chain = match perms::stat_chain(path) {
-        Ok(c) => c,
-        Err(e) => {
-            return Check::fail(
-                "binary",
-                format!("{from}: {e}: sshd cannot run it"),
-                "install keyward there, or point AuthorizedKeysCommand at the installed binary (/usr/sbin/keyward)",
-            )
-            .subject(p)
-        }
-    };
-    if let Some(f) = perms::check_chain(&chain, Kind::File, &[0], "root") {
-        if let Some(i) = perms::group_write_only(&chain, &[0]) {
-            if let Some(group) = group_of_owner_only(&chain[i]) {
-                return Check::warn(
-                    "binary",
-                    format!(
-                        "{}: Debian's sshd tolerates it (group {group} has no member but the owner); upstream OpenSSH and RPM-based distributions refuse it (log: Unsafe AuthorizedKeysCommand \"{p}\")",
-                        f.found
-                    ),
-                    f.fix,
-                )
-                .subject(p);
-            }
-        }
-        return Check::fail(
-            "binary",
-            format!(
-                "{}: sshd refuses to run it (log: Unsafe AuthorizedKeysCommand \"{p}\")",
-                f.found
-            ),
-            f.fix,
-        )
-        .subject(p);
-    }
-    if chain[0].mode & 0o001 == 0 {
-        return Check::fail(
-            "binary",
-            format!("not executable by others (mode {:04o})", chain[0].perm()),
-            format!("chmod 0755 {p}"),
-        )
-        .subject(p);
-    }
-    Check::ok(
-        "binary",
-        format!("{from}: root-owned and not group/world-writable, every parent directory too"),
-    )
-    .subject(p)
-}
-
-/// cache.owner, cache.config_readable, cache.dir, cache.write.
-fn owner_and_dir_checks(
-    config: &Config,
-    config_path: &Path,
-    root: bool,
-) -> (Option<Account>, Vec<Check>) {
-    let mut out = Vec::new();
-    let owner = &config.cache.owner;
-    let dir = &config.cache.dir;
-    let d = dir.display();
-    let acct = match privdrop::account(owner) {
-        Ok(Some(a)) if a.uid == 0 => {
-            out.push(Check::fail(
-                "cache.owner",
-                format!("[cache] owner {owner} is root: keyward refuses to drop to root"),
-                "owner = \"keyward\" in [cache]",
-            ));
-            None
-        }
-        Ok(Some(a)) => {
-            out.push(Check::ok(
-                "cache.owner",
-                format!(
-                    "[cache] owner {owner} exists (uid {}, gid {})",
-                    a.uid, a.gid
-                ),
-            ));
-            Some(a)
-        }
-        Ok(None) => {
-            out.push(Check::fail(
-                "cache.owner",
-                format!("[cache] owner {owner} does not exist: keyward started as root cannot drop privileges and fails"),
-                format!("useradd --system --no-create-home --shell /usr/sbin/nologin {owner} (the package creates it)"),
-            ));
-            None
-        }
-        Err(e) => {
-            out.push(Check::fail(
-                "cache.owner",
-                format!("looking up [cache] owner {owner}: {e}"),
-                "check NSS (/etc/nsswitch.conf)",
-            ));
-            None
-        }
-    };
-
-    // Files the owner (and sshd's AuthorizedKeysCommandUser) must read.
-    match &acct {
-        Some(a) => {
-            let gids = groups_of(a);
-            let mut files = vec![config_path.to_owned()];
-            files.extend(config.directory.ca_file.clone());
-            files.extend(config.directory.signers_file.clone());
-            let mut problem = None;
-            for f in &files {
-                let r = perms::stat_chain(f).map_err(|e| perms::Finding {
-                    found: e,
-                    fix: format!("create {}", f.display()),
-                });
-                if let Err(e) = r.and_then(|chain| perms::readable_by(&chain, a.uid, &gids)) {
-                    problem = Some(e);
-                    break;
-                }
-            }
-            match problem {
-                Some(f) => out.push(Check::fail(
-                    "cache.config_readable",
-                    format!("{owner} {}: keyward running as {owner} fails", f.found),
-                    f.fix,
-                )),
-                None => out.push(Check::ok(
-                    "cache.config_readable",
-                    format!(
-                        "{owner} can read {}",
-                        files
-                            .iter()
-                            .map(|f| f.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )),
-            }
-        }
-        None => out.push(Check::skip(
-            "cache.config_readable",
-            format!("skipped: [cache] owner {owner} unusable"),
-        )),
-    }
-
-    let uid = acct.as_ref().map(|a| a.uid);
-    let chain = perms::stat_chain(dir);
-    let make = format!("install -d -o {owner} -g {owner} -m 0750 {d}");
-    match chain {
-        Err(e) => {
-            out.push(Check::fail(
-                "cache.dir",
-                format!("{e}: keyward cannot cache (and fails closed when the directory is down)"),
-                make.clone(),
-            ));
-        }
-        Ok(chain) => {
-            let top = &chain[0];
-            let mut owners = vec![0];
-            owners.extend(uid);
-            let finding = if !top.is_dir() {
-                Some((
-                    Status::Fail,
-                    format!("{d} is not a directory"),
-                    make.clone(),
-                ))
-            } else if top.mode & 0o022 != 0 {
-                let f = perms::check_chain(&chain[..1], Kind::Dir, &owners, owner)
-                    .map(|f| f.fix)
-                    .unwrap_or_else(|| perms::chmod_fix(top.mode, dir));
-                Some((
-                    Status::Fail,
-                    format!(
-                        "{d} is {} (mode {:04o}): keyward refuses the cache and fails closed",
-                        if top.mode & 0o002 != 0 {
-                            "world-writable"
-                        } else {
-                            "group-writable"
-                        },
-                        top.perm()
-                    ),
-                    f,
-                ))
-            } else if Some(top.uid) != uid && top.uid != 0 {
-                Some((
-                    Status::Fail,
-                    format!(
-                        "{d} is owned by uid {}, not {owner}: keyward refuses it and fails closed",
-                        top.uid
-                    ),
-                    format!("chown {owner}: {d}"),
-                ))
-            } else if top.uid == 0 && uid.is_some() {
-                Some((
-                    Status::Warn,
-                    format!("{d} is owned by root: keyward (running as {owner}) may not update it"),
-                    format!("chown {owner}: {d} && chmod 0750 {d}"),
-                ))
-            } else {
-                perms::check_chain(&chain[1..], Kind::Dir, &owners, "root")
-                    .map(|f| {
-                        (
-                            Status::Fail,
-                            format!("{}: keyward refuses the cache and fails closed", f.found),
-                            f.fix,
-                        )
-                    })
-                    .or_else(|| {
-                        (top.mode & 0o007 != 0).then(|| {
-                            (
-                                Status::Warn,
-                                format!(
-                                    "{d} (mode {:04o}) lets every local user see who has keys",
-                                    top.perm()
-                                ),
-                                format!("chmod 0750 {d}"),
-                            )
-                        })
-                    })
-            };
-            match finding {
-                Some((Status::Fail, found, fix)) => out.push(Check::fail("cache.dir", found, fix)),
-                Some((_, found, fix)) => out.push(Check::warn("cache.dir", found, fix)),
-                None => out.push(Check::ok(
-                    "cache.dir",
-                    format!(
-                        "{d}: owned by {owner}, mode {:04o}, parents safe",
-                        top.perm()
-                    ),
-                )),
-            }
-        }
-    }
-
-    // A real write as the owner (a temp file, removed at once).
-    let probe = || -> Result<(), String> {
-        tempfile::Builder::new()
-            .prefix(".doctor-probe-")
-            .tempfile_in(dir)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    };
-    let written = match &acct {
-        Some(a) if root => Some(privdrop::as_user(a, probe).and_then(|r| r)),
-        Some(a) if a.uid == privdrop::euid() => Some(probe()),
-        _ => None,
-    };
-    match written {
-        Some(Ok(())) => out.push(Check::ok(
-            "cache.write",
-            format!("{owner} can write in {d}"),
-        )),
-        Some(Err(e)) => out.push(Check::fail(
-            "cache.write",
-            format!("{owner} cannot create files in {d}: {e}"),
-            format!("chown {owner}: {d} && chmod 0750 {d}"),
-        )),
-        None if acct.is_none() => out.push(Check::skip(
-            "cache.write",
-            format!("skipped: [cache] owner {owner} unusable"),
-        )),
-        None => out.push(Check::skip(
-            "cache.write",
-            format!("skipped: needs root (or run as {owner})"),
-        )),
-    }
-    (acct, out)
-}
-
-fn cache_entry_checks(config: &Config, acct: Option<&Account>, root: bool) -> Vec<Check> {
-    let ttls = Ttls {
-        ttl: config.cache.ttl.0,
-        negative_ttl: config.cache.negative_ttl.0,
-        max_stale: config.cache.max_stale.0,
-    };
-    let signed = config.directory.signed();
-    let dir = &config.cache.dir;
-    let scan = || cache::scan(dir, &ttls, signed, now_secs());
-    let result = match acct {
-        Some(a) if root => privdrop::as_user(a, scan).and_then(|r| r),
-        _ if root => Err("[cache] owner unusable".into()),
-        _ => scan(),
-    };
-    match result {
-        Ok(s) => cache::checks(&s, dir, &ttls),
-        Err(e) => {
-            let why = if root {
-                format!("skipped: {e}")
-            } else {
-                format!("skipped: needs root or the [cache] owner ({e})")
-            };
-            [
-                "cache.entries",
-                "cache.expired",
-                "cache.corrupt",
-                "cache.tmp",
-            ]
-            .iter()
-            .map(|id| Check::skip(id, why.clone()))
-            .collect()
-        }
-    }
-}
-
-fn pam_checks(opts: &Options, use_pam: Option<bool>) -> (Option<bool>, Vec<Check>) {
-    let file = opts.pam_file.display().to_string();
-    let mut out = Vec::new();
-    let text = match std::fs::read_to_string(&opts.pam_file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            out.push(Check::skip(
-                "pam.stack",
-                format!("skipped: needs root ({file}: {e})"),
-            ));
-            return (None, out);
-        }
-        Err(e) => {
-            out.push(Check::fail(
-                "pam.stack",
-                format!("{file}: {e}"),
-                format!("create {file} with `auth requisite pam_keyward.so` before the password modules"),
-            ));
-            return (Some(false), out);
-        }
-    };
-    let label = opts
-        .pam_file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.clone());
-    let auth = pam::flatten("auth", &label, &text, &pam::load_include, 2);
-    let session = pam::flatten("session", &label, &text, &pam::load_include, 2);
-    let stack = pam::analyse_auth(&auth);
-    let mut stack_check = pam::stack_check(&file, &stack);
-    if use_pam == Some(false) && stack_check.status == Status::Fail {
-        // sshd does not use PAM: sshd.password already says what matters.
-        stack_check.status = Status::Warn;
-        stack_check.found = format!("(UsePAM no: sshd does not use it) {}", stack_check.found);
-    }
-    out.push(stack_check);
-    out.push(pam::session_check(&file, &session));
-    // The module itself: present, and as safe as sshd's own files.
-    let named: Vec<&pam::ModLine> = auth
-        .iter()
-        .chain(&session)
-        .filter(|m| pam::is_keyward(m))
-        .collect();
-    let module = named
-        .first()
-        .map(|m| m.module.clone())
-        .unwrap_or_else(|| "pam_keyward.so".into());
-    let dirs = pam::security_dirs();
-    let where_ = dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    match pam::find_module(&module, &dirs) {
-        Some(p) => match perms::stat_chain(&p).ok().and_then(|c| perms::check_chain(&c, Kind::File, &[0], "root")) {
-            Some(f) => out.push(Check::fail(
-                "pam.module",
-                format!("{}: sshd loads it as root", f.found),
-                f.fix,
-            )),
-            None => out.push(Check::ok("pam.module", format!("{} installed", p.display()))),
-        },
-        None if !named.is_empty() => out.push(Check::fail(
-            "pam.module",
-            format!("{module} is in {file} but not installed (looked in {where_}): PAM cannot load it, the stack errors and nothing is logged"),
-            "install the keyward package (pam_keyward.so, root 0644, in the security directory)",
-        )),
-        None => out.push(Check::warn(
-            "pam.module",
-            format!("pam_keyward.so is not installed (looked in {where_})"),
-            "install the keyward package",
-        )),
-    }
-    (Some(stack.blocks()), out)
-}
-
-/// Every check, in report order.
-pub fn collect(opts: &Options) -> Report {
-    let uid = privdrop::euid();
-    let root = uid == 0;
-    let mut checks = Vec::new();
-
-    if let Some(u) = &opts.user {
-        if let Err(e) = crate::username::validate(u, 256) {
-            checks.push(Check::fail(
-                "user.name",
-                format!("{u:?} is not a valid user name: {e}"),
-                "pass a POSIX user name",
-            ));
-            return Report::new(opts, uid, checks);
-        }
-    }
-    let (config, c) = config_checks(&opts.config);
-    checks.extend(c);
-    if let (Some(c), Some(u)) = (&config, &opts.user) {
-        if let Err(e) = crate::username::validate(u, c.policy.max_username_len) {
-            checks.push(Check::fail(
-                "user.name",
-                format!("{u:?}: {e}: keyward refuses it"),
-                "raise [policy] max_username_len, or rename the account",
-            ));
-        }
-    }
-
-    let this_exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| std::fs::canonicalize(p).ok());
-    let probe = sshd::probe(opts.sshd_config.as_deref(), opts.user.as_deref());
-    let akc_bin = probe
-        .result
-        .as_ref()
-        .ok()
-        .and_then(|t| t.set("authorizedkeyscommand"))
-        .and_then(|l| sshd::argv_split(l).ok())
-        .and_then(|a| a.into_iter().next())
-        .filter(|a| a.starts_with('/'));
-    match (&akc_bin, &this_exe) {
-        (Some(b), _) => checks.push(binary_check(Path::new(b), "the AuthorizedKeysCommand")),
-        (None, Some(exe)) => checks.push(binary_check(exe, "this keyward")),
-        (None, None) => checks.push(binary_check(
-            Path::new("/usr/sbin/keyward"),
-            "the packaged keyward",
-        )),
-    }
-
-    let mut acct = None;
-    match &config {
-        Some(c) => {
-            let (a, cs) = owner_and_dir_checks(c, &opts.config, root);
-            checks.extend(cs);
-            checks.extend(cache_entry_checks(c, a.as_ref(), root));
-            acct = a;
-        }
-        None => checks.push(Check::skip(
-            "cache.owner",
-            "skipped: the config did not load",
-        )),
-    }
-
-    // sshd, with the PAM verdict it depends on.
-    let use_pam = probe.result.as_ref().ok().and_then(|t| t.yes("usepam"));
-    let (pam_blocks, pam_list) = pam_checks(opts, use_pam);
-    let fix_file = opts
-        .sshd_config
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/keyward.conf".into());
-    let pam_file = opts.pam_file.display().to_string();
-    match &probe.result {
-        Ok(t) => {
-            checks.push(Check::ok(
-                "sshd",
-                format!(
-                    "{}, effective configuration from `{}`",
-                    probe
-                        .version
-                        .map(|v| format!("OpenSSH {v}"))
-                        .unwrap_or_else(|| "OpenSSH (version unknown)".into()),
-                    probe.cmdline
-                ),
-            ));
-            let same = |a: &Path, b: &Path| same_file(a, b);
-            let facts = sshd::Facts {
-                t,
-                version: probe.version,
-                fix_file: &fix_file,
-                this_exe: this_exe.as_deref(),
-                same_file: &same,
-                doctor_config: &opts.config,
-                keyward: config.as_ref(),
-                user_exists: &user_exists,
-                pam_blocks,
-                pam_file: &pam_file,
-            };
-            checks.extend(sshd::command_checks(&facts));
-            checks.push(sshd::command_user_check(&facts));
-            checks.extend(sshd::auth_checks(&facts));
-        }
-        Err(e) if !root => checks.push(Check::skip(
-            "sshd",
-            format!(
-                "skipped: needs root (`{}` must read the host keys: {e})",
-                probe.cmdline
-            ),
-        )),
-        Err(e) => checks.push(Check::fail(
-            "sshd",
-            format!("`{}` failed: {e}", probe.cmdline),
-            format!(
-                "sshd -t{} shows the error; fix it before anything else",
-                opts.sshd_config
-                    .as_ref()
-                    .map(|p| format!(" -f {}", p.display()))
-                    .unwrap_or_default()
-            ),
-        )),
-    }
-    checks.extend(pam_list);
-
-    if let Some(u) = &opts.user {
-        match privdrop::account(u) {
-            Ok(Some(a)) => checks.push(Check::ok(
-                "user.account",
-                format!("{u} is known to NSS (uid {}, home {}); `keyward explain {u}` shows every key and verdict", a.uid, a.home),
-            )),
-            Ok(None) => checks.push(Check::fail(
-                "user.account",
-                format!("{u} is unknown to NSS: sshd never runs the AuthorizedKeysCommand for it"),
-                format!("create the account {u} (or fix NSS: getent passwd {u})"),
-            )),
-            Err(e) => checks.push(Check::fail(
-                "user.account",
-                format!("looking up {u}: {e}"),
-                "check NSS (/etc/nsswitch.conf)",
-            )),
-        }
-    }
-
-    if systemd::running() {
-        let max_age = config
-            .as_ref()
-            .map(|c| (c.cache.ttl.0 * 2).max(Duration::from_secs(3600)))
-            .unwrap_or(Duration::from_secs(3600));
-        checks.extend(systemd::checks(&systemd::probe(), now_secs(), max_age));
-    } else {
-        checks.push(Check::skip("systemd.timer", "skipped: systemd not running"));
-    }
-
-    // Network last: as root, only after dropping to the cache owner.
-    if let Some(c) = &config {
-        if c.directory.urls.is_empty() {
-            checks.push(Check::ok(
-                "directory.mirror",
-                "no [directory] urls: keys come from [files] only",
-            ));
+    // The login path's drop; `nobody` when the owner itself is unusable.
+    let dropped = privdrop::drop_to(&config.cache.owner).or_else(|e| {
+        if owner_usable {
+            Err(e)
         } else {
-            let dropped = if root {
-                let target = match acct {
-                    Some(a) => Ok(Some(a)),
-                    None => privdrop::account("nobody").map_err(|e| e.to_string()),
-                };
-                target.and_then(|a| privdrop::drop_privileges(a.as_ref()))
-            } else {
-                Ok(())
-            };
-            match dropped {
-                Ok(()) => checks.extend(directory::checks(&c.directory, opts.user.as_deref())),
-                Err(e) => checks.push(Check::skip(
-                    "directory.mirror",
-                    format!("skipped: no network I/O as root, and dropping privileges failed: {e}"),
-                )),
-            }
+            privdrop::drop_to("nobody")
         }
-    }
-    Report::new(opts, uid, checks)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_counts_render_and_json() {
-        let opts = Options {
-            config: "/etc/keyward/keyward.toml".into(),
-            json: false,
-            user: None,
-            sshd_config: None,
-            pam_file: DEFAULT_PAM_FILE.into(),
-        };
-        let r = Report::new(
-            &opts,
-            0,
-            vec![
-                Check::ok("config.file", "fine"),
-                Check::fail(
-                    "binary",
-                    "bad ownership or modes for directory /usr/local (mode 0775, group-writable)",
-                    "chmod g-w /usr/local",
-                )
-                .subject("/usr/local/bin/keyward"),
-                Check::skip("systemd.timer", "skipped: systemd not running"),
-            ],
-        );
-        assert_eq!(r.exit_code(), 1);
-        assert_eq!(
-            r.summary,
-            Summary {
-                ok: 1,
-                warn: 0,
-                fail: 1,
-                skip: 1
-            }
-        );
-        let text = r.render(&Style::plain());
-        assert!(text.contains("fail    binary         /usr/local/bin/keyward: bad ownership or modes for directory /usr/local (mode 0775, group-writable)  -> fix: chmod g-w /usr/local"), "{text}");
-        assert!(text.contains("1 failing: 1 ok, 0 warn, 1 fail, 1 skipped"));
-        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["checks"][1]["status"], "fail");
-        assert_eq!(json["checks"][1]["fix"], "chmod g-w /usr/local");
-        assert_eq!(json["checks"][0]["fix"], serde_json::Value::Null);
-        assert_eq!(json["summary"]["fail"], 1);
-        assert_eq!(json["format"], 1);
-    }
-
-    #[test]
-    fn commands_run_with_a_timeout() {
-        let o = run_command(
-            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        assert_eq!(
-            (o.code, o.stdout.as_str(), o.stderr.as_str()),
-            (Some(3), "out\n", "err\n")
-        );
-        assert!(run_command(Command::new("sleep").arg("5"), Duration::from_millis(100)).is_err());
+    });
+    match dropped {
+        Ok(()) => directory::checks(&config.directory, user),
+        Err(e) => vec![Check::skip(
+            "directory.mirror",
+            format!("skipped: no network I/O as root, and dropping privileges failed: {e}"),
+        )],
     }
 }

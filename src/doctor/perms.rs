@@ -1,36 +1,12 @@
-//! Ownership and mode rules over a chain of path components (the file, then
-//! every parent up to `/`), worded like sshd's own messages and with the
-//! exact `chown`/`chmod` that fixes them. The rules are pure; `stat_chain`
-//! is the probe.
+//! sshd's safe_path() findings worded for the admin: over a chain of path
+//! components (the file, then every parent up to `/`), what exactly is
+//! wrong, in sshd's own words, with the `chown`/`chmod` that fixes it. The
+//! rule itself is [`safepath::problems`]; this module only words it.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::safepath::Kind;
-
-/// One path component as `stat` saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub path: PathBuf,
-    pub uid: u32,
-    pub gid: u32,
-    /// `st_mode`, file type bits included.
-    pub mode: u32,
-}
-
-impl Node {
-    pub fn is_dir(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFDIR
-    }
-
-    pub fn is_file(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFREG
-    }
-
-    pub fn perm(&self) -> u32 {
-        self.mode & 0o7777
-    }
-}
+pub use crate::safepath::Node;
+use crate::safepath::{self, Kind, Problem};
 
 /// A problem with its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,53 +44,53 @@ pub fn check_chain(
     owners: &[u32],
     owner_name: &str,
 ) -> Option<Finding> {
-    let first = nodes.first()?;
-    match kind {
-        Kind::File if !first.is_file() => {
-            return Some(Finding {
-                found: format!("{} is not a regular file", first.path.display()),
-                fix: format!("replace {} with a regular file", first.path.display()),
-            })
+    nodes.iter().enumerate().find_map(|(i, n)| {
+        let kind = if i == 0 { kind } else { Kind::Dir };
+        let problems = safepath::problems(kind, n.uid, n.mode, owners);
+        (!problems.is_empty()).then(|| finding(n, kind, &problems, owner_name))
+    })
+}
+
+/// The wording of one unsafe component's problems.
+fn finding(n: &Node, kind: Kind, problems: &[Problem], owner_name: &str) -> Finding {
+    let p = n.path.display();
+    let (mut details, mut fixes) = (Vec::new(), Vec::new());
+    for problem in problems {
+        match problem {
+            Problem::NotRegular | Problem::Symlink => {
+                return Finding {
+                    found: format!("{p} is not a regular file"),
+                    fix: format!("replace {p} with a regular file"),
+                }
+            }
+            Problem::NotDir => {
+                return Finding {
+                    found: format!("{p} is not a directory"),
+                    fix: format!("replace {p} with a directory"),
+                }
+            }
+            Problem::Owner { uid } => {
+                details.push(format!("owner uid {uid}"));
+                fixes.push(format!("chown {owner_name} {p}"));
+            }
+            Problem::Writable { mode } => {
+                details.push(format!("mode {:04o}, {}", n.perm(), writable_word(*mode)));
+                fixes.push(chmod_fix(*mode, &n.path));
+            }
         }
-        Kind::Dir if !first.is_dir() => {
-            return Some(Finding {
-                found: format!("{} is not a directory", first.path.display()),
-                fix: format!("replace {} with a directory", first.path.display()),
-            })
-        }
-        _ => {}
     }
-    for (i, n) in nodes.iter().enumerate() {
-        let what = if i == 0 && kind == Kind::File {
-            "file"
-        } else {
-            "directory"
-        };
-        let bad_owner = !owners.contains(&n.uid);
-        let bad_mode = n.mode & 0o022 != 0;
-        if !bad_owner && !bad_mode {
-            continue;
-        }
-        let p = n.path.display();
-        let mut details = Vec::new();
-        let mut fixes = Vec::new();
-        if bad_owner {
-            details.push(format!("owner uid {}", n.uid));
-            fixes.push(format!("chown {owner_name} {p}"));
-        }
-        if bad_mode {
-            details.push(format!("mode {:04o}, {}", n.perm(), writable_word(n.mode)));
-            fixes.push(chmod_fix(n.mode, &n.path));
-        }
-        return Some(Finding {
-            found: format!(
-                "bad ownership or modes for {what} {p} ({})",
-                details.join(", ")
-            ),
-            fix: fixes.join(" && "),
-        });
+    let what = if kind == Kind::File {
+        "file"
+    } else {
+        "directory"
+    };
+    Finding {
+        found: format!(
+            "bad ownership or modes for {what} {p} ({})",
+            details.join(", ")
+        ),
+        fix: fixes.join(" && "),
     }
-    None
 }
 
 /// When the first unsafe component in `nodes` is unsafe only because it is
@@ -122,11 +98,16 @@ pub fn check_chain(
 /// sshd tolerates that when the group has no member but the owner (its
 /// "harmless group-writability" patch); upstream OpenSSH never does.
 pub fn group_write_only(nodes: &[Node], owners: &[u32]) -> Option<usize> {
-    let i = nodes
+    // Owner and modes only: the file type is not what Debian relaxes.
+    let problems =
+        |n: &Node| safepath::problems(Kind::Dir, n.uid, n.perm() | libc::S_IFDIR, owners);
+    let (i, found) = nodes
         .iter()
-        .position(|n| !owners.contains(&n.uid) || n.mode & 0o022 != 0)?;
-    let n = &nodes[i];
-    (owners.contains(&n.uid) && n.mode & 0o002 == 0).then_some(i)
+        .map(problems)
+        .enumerate()
+        .find(|(_, p)| !p.is_empty())?;
+    let group_only = matches!(found.as_slice(), [Problem::Writable { mode }] if mode & 0o002 == 0);
+    group_only.then_some(i)
 }
 
 /// Whether a process with `uid` and groups `gids` can read the file
@@ -165,23 +146,10 @@ pub fn readable_by(nodes: &[Node], uid: u32, gids: &[u32]) -> Result<(), Finding
     Ok(())
 }
 
-/// Stats `path` (symlinks resolved, as sshd's realpath) and every parent up
-/// to `/`: the target first.
+/// `path` and every parent up to `/`, the target first (the error names
+/// the component that could not be read).
 pub fn stat_chain(path: &Path) -> Result<Vec<Node>, String> {
-    let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    let mut cur = Some(real.as_path());
-    while let Some(p) = cur {
-        let m = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        out.push(Node {
-            path: p.to_owned(),
-            uid: m.uid(),
-            gid: m.gid(),
-            mode: m.mode(),
-        });
-        cur = p.parent();
-    }
-    Ok(out)
+    safepath::stat_chain(path, None).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{run_command, Check};
+use crate::os::command::run_command;
+use crate::report::Check;
 use crate::term::human_age;
 
 pub const TIMER: &str = "keyward-sync.timer";
@@ -132,7 +133,7 @@ pub fn probe() -> State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::Status;
+    use crate::report::Status;
 
     #[test]
     fn show_output() {

@@ -19,3 +19,11 @@ pub fn now_millis() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// Whole seconds since `t` (a file's mtime); 0 for a time in the future.
+pub fn secs_since(t: SystemTime) -> u64 {
+    SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

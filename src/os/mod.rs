@@ -3,3 +3,6 @@
 //! commands above it share one behaviour.
 
 pub mod clock;
+pub mod command;
+pub mod nss;
+pub mod process;

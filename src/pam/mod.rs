@@ -33,6 +33,16 @@ use crate::audit::Severity;
 use args::{ArgError, Args};
 use decide::{Context, Ret, Stage, Verdict};
 
+// `entry` views the raw handle as `&Pam`. pamsm 0.5.5 declares `Pam`
+// `#[repr(transparent)]` over `*const c_void` (its own `pam_module!` takes it
+// by value in `extern "C"` signatures), but the field is private, so a later
+// version could change it: Cargo.toml pins `=0.5.5`, and this fails the build
+// if the layout ever differs.
+const _: () = assert!(
+    std::mem::size_of::<Pam>() == std::mem::size_of::<*const c_void>()
+        && std::mem::align_of::<Pam>() == std::mem::align_of::<*const c_void>()
+);
+
 /// `PAM_TTY` from `<security/_pam_types.h>` (pamsm has no getter).
 const PAM_TTY: c_int = 3;
 
@@ -209,7 +219,8 @@ unsafe fn entry(
     if pamh.is_null() {
         return code(fail);
     }
-    // SAFETY: `Pam` is `#[repr(transparent)]` over the `pam_handle_t *`.
+    // SAFETY: `Pam` is `#[repr(transparent)]` over the `pam_handle_t *`
+    // (pamsm pinned at =0.5.5; size and alignment asserted above).
     let pam: &Pam = &*(&pamh as *const *const c_void as *const Pam);
     code(guarded(
         fail,

@@ -457,6 +457,90 @@ fn doctor_names_pam_module_missing_from_the_stack() {
 }
 
 #[test]
+fn doctor_names_pam_lines_that_bypass_pam_keyward() {
+    let env = Env::new(|c| c.url(dead_url()));
+    let pam = env.pam_file.display().to_string();
+    let so = env.pam_so.display().to_string();
+    // a sufficient line, a jump, and the same in an @include'd file
+    let site = TestDir::new("doctor-pam-include");
+    let include = site.join("site-auth");
+    write_file(
+        &include,
+        "auth [success=1 default=ignore] pam_succeed_if.so user ingroup wheel\n",
+        0o644,
+    );
+    for (first, names, line) in [
+        (
+            "auth sufficient pam_listfile.so item=user sense=allow file=/etc/ssh/allowed onerr=fail".to_string(),
+            "`auth sufficient pam_listfile.so item=user sense=allow file=/etc/ssh/allowed onerr=fail` (pam-sshd:1)".to_string(),
+            1,
+        ),
+        (
+            "auth [success=1 default=ignore] pam_succeed_if.so user ingroup wheel".to_string(),
+            "`auth [success=1 default=ignore] pam_succeed_if.so user ingroup wheel` (pam-sshd:1)".to_string(),
+            1,
+        ),
+        (
+            format!("auth required pam_env.so\n@include {}", include.display()),
+            "(site-auth:1 via include at pam-sshd:2)".to_string(),
+            2,
+        ),
+    ] {
+        env.write_pam(&format!(
+            "{first}\nauth requisite {so}\n@include common-auth\nsession required {so} require_publickey\n"
+        ));
+        let d = env.doctor(&[]);
+        assert_eq!(d.out.code, Some(1), "{first}: {}", d.out);
+        d.expect("pam.stack", "fail");
+        let found = d.found("pam.stack");
+        assert!(found.contains(&names), "{first}: {found}");
+        assert!(found.contains("jump over pam_keyward"), "{found}");
+        assert!(
+            d.fix("pam.stack")
+                .starts_with(&format!("move `auth requisite pam_keyward.so` above line {line} of {pam}")),
+            "{}",
+            d.fix("pam.stack")
+        );
+    }
+    // required/requisite lines of the same modules do not bypass it
+    env.write_pam(&format!(
+        "auth requisite pam_succeed_if.so uid >= 1000\nauth required pam_listfile.so item=user sense=deny file=/etc/ssh/denied onerr=succeed\nauth requisite {so}\n@include common-auth\nsession required {so} require_publickey\n"
+    ));
+    env.doctor(&[]).expect("pam.stack", "ok");
+}
+
+#[test]
+fn doctor_names_pam_env_user_readenv_before_the_session_line() {
+    let env = Env::new(|c| c.url(dead_url()));
+    let pam = env.pam_file.display().to_string();
+    let so = env.pam_so.display().to_string();
+    // Debian's stock order with the session line appended at the end
+    env.write_pam(&format!(
+        "auth requisite {so}\n@include common-auth\n@include common-session\nsession required pam_env.so user_readenv=1 envfile=/etc/default/locale\nsession required {so} require_publickey\n"
+    ));
+    let d = env.doctor(&[]);
+    assert_eq!(d.out.code, Some(1), "{}", d.out);
+    d.expect("pam.session", "fail");
+    let found = d.found("pam.session");
+    assert!(
+        found.contains(
+            "`session required pam_env.so user_readenv=1 envfile=/etc/default/locale` (pam-sshd:4)"
+        ),
+        "{found}"
+    );
+    assert!(found.contains("SSH_AUTH_INFO_0"), "{found}");
+    assert_eq!(
+        d.fix("pam.session"),
+        format!("move `session required {so} require_publickey` above line 4 of {pam} (before any pam_env line)")
+    );
+    // the fix applied: pam_keyward's session line first
+    env.write_pam(&format!(
+        "auth requisite {so}\n@include common-auth\nsession required {so} require_publickey\n@include common-session\nsession required pam_env.so user_readenv=1 envfile=/etc/default/locale\n"
+    ));
+    env.doctor(&[]).expect("pam.session", "ok");
+}
+
+#[test]
 fn doctor_names_wrong_authorized_keys_command_user() {
     let env = Env::new(|c| c.url(dead_url()));
     env.write_sshd(&["AuthorizedKeysCommandUser nobody"]);
@@ -823,7 +907,8 @@ fn explain_gives_each_policy_verdict() {
     let g = SshKey::ed25519(keys.path(), "g");
     let leaked = fs::read_to_string(&g.path).unwrap();
     let body = format!(
-        "{a}\n{b}\n{r}\nexpiry-time=\"20000101\" {x}\nrestrict {a_again} second copy\nthis is not a key\n{e}\n{f}\n{g}\n{leaked}",
+        // a duplicate is a line identical in options and key (issue 11)
+        "restrict {a}\n{b}\n{r}\nexpiry-time=\"20000101\" {x}\nrestrict {a_again} second copy\nthis is not a key\n{e}\n{f}\n{g}\n{leaked}",
         a = a.public_line(),
         b = b.public_line(),
         r = r.public_line(),

@@ -1,0 +1,176 @@
+//! `keyward explain USER [--fingerprint FP]`: why can (or can't) USER log in
+//! with a key? Every key from every source with type, bits, fingerprint,
+//! comment, options, source and age, and the verdict of the login path's
+//! own code for each (`lookup::gather_for` for the sources, `policy::judge`
+//! for the verdicts), plus what sshd does with the user before it ever runs
+//! keyward (NSS, locked or expired account, shell, AllowUsers…).
+//!
+//! As root, the account checks run first: `gather_for` drops privileges to
+//! the `[cache] owner` for good, exactly as the login path does.
+
+pub mod account;
+pub mod keys;
+pub mod render;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::lookup::{self, Failure};
+use crate::os::nss;
+use crate::policy;
+use crate::privdrop;
+use crate::report::{self, Check};
+use crate::term::Style;
+
+pub use keys::{KeyInfo, KeyVerdict};
+pub use render::render;
+
+/// What `keyward explain` was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub user: String,
+    pub fingerprint: Option<String>,
+    pub json: bool,
+    /// `sshd -T -f PATH` for the sshd part (default: sshd's own config).
+    pub sshd_config: Option<PathBuf>,
+}
+
+/// The whole explanation (the `--json` document).
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub format: u32,
+    pub keyward: &'static str,
+    pub config: String,
+    pub user: String,
+    /// Effective uid explain started with.
+    pub uid: u32,
+    /// Account and sshd facts, as doctor checks (`account.*`, `sshd.*`,
+    /// `keyward.*`).
+    pub checks: Vec<Check>,
+    /// `cache`, `directory`, `stale`, `files` (what the login path used).
+    pub sources: Vec<String>,
+    pub keys: Vec<KeyInfo>,
+    pub warnings: Vec<String>,
+    /// Set when the login path would fail closed (sshd then rejects every key).
+    pub failure: Option<String>,
+    pub fingerprint: Option<String>,
+    /// One sentence: what happens.
+    pub verdict: String,
+}
+
+/// Runs explain and prints it; returns the exit code (0 when explained).
+pub fn run(opts: &Options) -> i32 {
+    let config = match Config::load(&opts.config) {
+        Ok(c) => c,
+        Err(e) => {
+            let e = e.to_string();
+            if opts.json {
+                let v = serde_json::json!({ "format": 1, "error": e });
+                println!("{v}");
+            } else {
+                eprintln!("keyward explain: {e}");
+                eprintln!("(keyward refuses to run without a valid config: every login with a key fails; `keyward doctor` says how to fix it)");
+            }
+            return 1;
+        }
+    };
+    let ex = explain(&config, opts);
+    report::print(&if opts.json {
+        report::json(&ex)
+    } else {
+        render(&ex, &Style::detect())
+    });
+    0
+}
+
+impl Explanation {
+    fn new(opts: &Options) -> Explanation {
+        Explanation {
+            format: 1,
+            keyward: env!("CARGO_PKG_VERSION"),
+            config: opts.config.display().to_string(),
+            user: opts.user.clone(),
+            uid: privdrop::euid(),
+            checks: Vec::new(),
+            sources: Vec::new(),
+            keys: Vec::new(),
+            warnings: Vec::new(),
+            failure: None,
+            fingerprint: opts.fingerprint.clone(),
+            verdict: String::new(),
+        }
+    }
+}
+
+/// Builds the explanation. As root this drops privileges (via `gather_for`).
+pub fn explain(config: &Config, opts: &Options) -> Explanation {
+    let user = opts.user.as_str();
+    let mut ex = Explanation::new(opts);
+    if let Err(e) = crate::username::validate(user, config.policy.max_username_len) {
+        ex.checks.push(Check::fail(
+            "keyward.name",
+            format!("{user:?} is not a valid user name for keyward: {e}"),
+            "rename the account, or raise [policy] max_username_len",
+        ));
+        ex.failure = Some(format!("invalid user name: {e}"));
+        ex.verdict = format!("keyward fails closed for {user:?}: sshd rejects every key");
+        return ex;
+    }
+    // Everything that needs root, before gather_for drops privileges.
+    let acct = nss::account(user).ok().flatten();
+    let root = ex.uid == 0;
+    ex.checks = account::checks(user, acct.as_ref(), opts.sshd_config.as_deref(), root);
+    // The login path's own rule, uid-0 accounts included.
+    if let Some(why) = policy::denied(&config.policy, user, acct.as_ref().map(|a| a.uid)) {
+        ex.checks.push(Check::fail(
+            "keyward.deny",
+            format!("{user}: {why}: keyward answers with no keys, without looking at any source"),
+            "remove the account (or root, for a uid-0 account) from [policy] deny_users if keys should work",
+        ));
+        ex.verdict =
+            format!("denied: keyward prints no key for {user} (deny_users), so no key login");
+        return ex;
+    }
+    let ages = acct
+        .as_ref()
+        .map(|a| keys::file_ages(config, a))
+        .unwrap_or_default();
+    let stand_in = stand_in(config, ex.uid);
+    if stand_in {
+        ex.warnings.push(format!(
+            "running as uid {}: the login path runs as root or as the [cache] owner {}; what this uid cannot read shows up as a failure here",
+            ex.uid, config.cache.owner
+        ));
+    }
+    match lookup::gather_for(config, user, acct.as_ref()) {
+        Ok(g) => keys::fill(&mut ex, config, g, &ages, opts.fingerprint.as_deref()),
+        Err(Failure { reason, source }) => {
+            ex.failure = Some(match source {
+                Some(s) => format!("{s}: {reason}"),
+                None => reason,
+            });
+            ex.verdict = if stand_in {
+                format!(
+                    "cannot tell as uid {}: run `keyward explain {user}` as root",
+                    ex.uid
+                )
+            } else {
+                format!("keyward fails closed for {user} (prints nothing, exits non-zero): sshd rejects every key")
+            };
+        }
+    }
+    ex
+}
+
+/// Whether this uid is neither root nor the cache owner: what it cannot
+/// read says little about the login path.
+fn stand_in(config: &Config, uid: u32) -> bool {
+    let owner_uid = nss::account(&config.cache.owner)
+        .ok()
+        .flatten()
+        .map(|a| a.uid);
+    uid != 0 && owner_uid != Some(uid)
+}
