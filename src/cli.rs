@@ -422,35 +422,8 @@ fn run_publish(
     };
     match crate::publish::publish(&opts) {
         Ok(p) => {
-            let results = &p.users;
-            let dropped: usize = results.iter().map(|r| r.dropped.len()).sum();
-            for r in results {
-                println!("{}: {} key(s) published", r.user, r.served);
-                for d in &r.dropped {
-                    println!("  dropped {d}");
-                }
-            }
-            let signed = match results.iter().filter_map(|r| r.serial).max() {
-                Some(serial) => format!(
-                    "serial up to {serial}, expires {}",
-                    crate::signed::format_utc(opts.expires)
-                ),
-                None if signer.is_some() => "signed".into(),
-                None => "unsigned".into(),
-            };
-            println!(
-                "published {} user(s) to {} ({signed}); {dropped} line(s) dropped",
-                results.len(),
-                out.display(),
-            );
-            if let Some(i) = &p.index {
-                println!(
-                    "index {} (serial {}): {} bytes, {} gzip-compressed",
-                    i.path.display(),
-                    i.serial,
-                    i.bytes,
-                    i.gzip_bytes
-                );
+            for line in p.report(&opts) {
+                println!("{line}");
             }
             0
         }

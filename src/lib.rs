@@ -27,6 +27,7 @@ pub mod cache;
 pub mod directory;
 pub mod files;
 pub mod health;
+pub mod indexcache;
 
 // The operating system: accounts, clock, processes, privileges, safe paths.
 pub mod os;

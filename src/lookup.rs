@@ -12,7 +12,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
-use crate::index::IndexCache;
+use crate::indexcache::IndexCache;
 use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::policy::{self, Candidate, FpFilter, Judged};

@@ -98,6 +98,41 @@ pub struct IndexInfo {
     pub gzip_bytes: u64,
 }
 
+impl Publication {
+    /// What `keyward publish` prints: each user, dropped lines, a summary.
+    pub fn report(&self, o: &Options) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.users {
+            out.push(format!("{}: {} key(s) published", r.user, r.served));
+            out.extend(r.dropped.iter().map(|d| format!("  dropped {d}")));
+        }
+        let dropped: usize = self.users.iter().map(|r| r.dropped.len()).sum();
+        let signed = match self.users.iter().filter_map(|r| r.serial).max() {
+            Some(serial) => format!(
+                "serial up to {serial}, expires {}",
+                signed::format_utc(o.expires)
+            ),
+            None if o.signer.is_some() => "signed".into(),
+            None => "unsigned".into(),
+        };
+        out.push(format!(
+            "published {} user(s) to {} ({signed}); {dropped} line(s) dropped",
+            self.users.len(),
+            o.out.display(),
+        ));
+        if let Some(i) = &self.index {
+            out.push(format!(
+                "index {} (serial {}): {} bytes, {} gzip-compressed",
+                i.path.display(),
+                i.serial,
+                i.bytes,
+                i.gzip_bytes
+            ));
+        }
+        out
+    }
+}
+
 /// Publishes every user in `src` into `out`, then the index.
 pub fn publish(o: &Options) -> Result<Publication, String> {
     let mut inputs: Vec<(String, PathBuf)> = Vec::new();

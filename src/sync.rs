@@ -21,7 +21,8 @@ use crate::audit::Record;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
-use crate::index::{Index, IndexCache, Stored};
+use crate::index::Index;
+use crate::indexcache::{IndexCache, Stored};
 use crate::os::clock::now_secs;
 use crate::state::{self, Current, Listing, Mode, Ttls};
 
