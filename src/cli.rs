@@ -359,7 +359,9 @@ fn report_sync(
     let failed = !summary.failed.is_empty();
     sink.tee_stderr(tty || failed);
     sink.send(
-        if failed {
+        // An unusable index (a bad signature, a rollback) is worth a look
+        // even when every user was then synced on its own.
+        if failed || summary.index_error.is_some() {
             Severity::Warning
         } else {
             Severity::Info
