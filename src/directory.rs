@@ -14,6 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{DirectoryConfig, UrlTemplate};
+use crate::entry::Kind;
 pub use crate::fetch::{FailKind, Fetch, MirrorError};
 use crate::health::Health;
 use crate::keyline;
@@ -61,6 +62,9 @@ pub struct HttpDirectory<'a> {
     events: Mutex<Events>,
     /// HTTP requests sent (signatures included).
     requests: AtomicUsize,
+    /// Which file this directory serves, and its URL templates.
+    kind: Kind,
+    urls: Result<std::borrow::Cow<'a, [UrlTemplate]>, String>,
 }
 
 /// How one attempt at one mirror ended.
@@ -112,6 +116,21 @@ impl<'a> HttpDirectory<'a> {
             health: None,
             events: Mutex::new(Events::default()),
             requests: AtomicUsize::new(0),
+            kind: Kind::Keys,
+            urls: Ok(std::borrow::Cow::Borrowed(&config.urls)),
+        }
+    }
+
+    /// The same directory, serving `kind` files (`[directory]
+    /// principals_urls`, or the keys URLs with `.principals`).
+    pub fn for_kind(self, kind: Kind) -> Self {
+        if kind == self.kind {
+            return self;
+        }
+        HttpDirectory {
+            kind,
+            urls: self.config.templates(kind).map(std::borrow::Cow::Owned),
+            ..self
         }
     }
 
@@ -273,7 +292,7 @@ impl<'a> HttpDirectory<'a> {
             .map_err(relabel)?;
         let bad = |why: String| Attempt::refused(FailKind::Signature, why);
         let h = crate::signed::parse_header(body).map_err(bad)?;
-        crate::signed::check_header(&h, req.user, now_secs() as i64).map_err(bad)?;
+        crate::signed::check_header(&h, req.user, self.kind, now_secs() as i64).map_err(bad)?;
         if let Some(floor) = &req.floor {
             floor
                 .admits(h.serial, body)
@@ -310,11 +329,16 @@ impl<'a> HttpDirectory<'a> {
             Ok(b) => b,
             Err(a) => return relabel(a),
         };
-        if !plausible_key_list(&body) {
-            return Attempt::refused(
-                FailKind::Answer,
-                "response has no valid key line (garbage?)",
-            );
+        match self.kind {
+            Kind::Keys if !plausible_key_list(&body) => {
+                let why = "response has no valid key line (garbage?)";
+                return Attempt::refused(FailKind::Answer, why);
+            }
+            Kind::Principals if !crate::principals::plausible(&body) => {
+                let why = "response has no valid principals line (garbage?)";
+                return Attempt::refused(FailKind::Answer, why);
+            }
+            _ => {}
         }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {

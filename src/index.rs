@@ -33,8 +33,9 @@ pub const PREFIX: &str = "#keyward-index";
 /// Largest index accepted (after decompression): ~50 bytes a user, so well
 /// over a million users.
 pub const MAX_BYTES: u64 = 128 * 1024 * 1024;
-/// Longest line accepted (keeps the binary search's reads bounded).
-pub const MAX_LINE: usize = 1024;
+/// Longest line accepted (keeps the binary search's reads bounded): room
+/// for the longest user name keyward accepts, twice (name and path).
+pub const MAX_LINE: usize = 4096;
 
 /// 64 bits of SHA-256: enough to tell a changed file from its predecessor.
 pub type Digest = [u8; 8];
@@ -145,7 +146,7 @@ impl Line<'_> {
         let [user, serial, hash, path] = f[..] else {
             return Err(format!("index line {raw:?} does not have 4 fields"));
         };
-        crate::username::validate(user, 256)
+        crate::username::validate(user, crate::username::MAX_LEN_LIMIT)
             .map_err(|e| format!("index line for {user:?}: {e}"))?;
         let serial = match serial {
             "-" => None,
@@ -170,7 +171,7 @@ impl Line<'_> {
 /// URL would read differently. Each segment is percent-encoded when used.
 pub fn check_path(p: &str) -> Result<(), String> {
     let ok = !p.is_empty()
-        && p.len() <= 512
+        && p.len() <= 2048
         && p.split('/').all(|seg| {
             !seg.is_empty()
                 && seg != "."

@@ -1,19 +1,25 @@
 //! `keyward publish`: build a complete, static directory tree.
 //!
-//! Input: a folder of per-user key files (`alice` or `alice.keys`). Each is
-//! checked with the same parser and policy as the login path; what passes is
-//! written as `OUT/<user>.keys`. With a signer, each file gets a `#keyward`
-//! header and is signed with `ssh-keygen -Y sign -n keyward` (OpenSSH's own
-//! tool: passphrases, agents and hardware keys work as admins already use
-//! them). Files for users no longer in the input are removed, so the tree is
-//! complete. Last, the directory index (`OUT/keyward.index`, see `index`) is
-//! written, signed the same way, plus a gzip copy (`keyward.index.gz`) for
-//! servers that serve precompressed files (nginx `gzip_static`).
+//! Input: a folder of per-user key files (`alice` or `alice.keys`) and
+//! principals files (`deploy.principals`: the certificate principals the
+//! account accepts). Each is checked with the same parser and policy as the
+//! login path; what passes is written as `OUT/<user>.keys` or
+//! `OUT/<user>.principals` with a `#keyward` header (`kind=principals` for
+//! the latter) and signed with `ssh-keygen -Y sign -n keyward` (OpenSSH's
+//! own tool: passphrases, agents and hardware keys work as admins already
+//! use them); without a signer the same files are written unsigned, with no
+//! header. Files for users no longer in the input are removed, so the tree
+//! is complete, and a file whose content would not change is left alone.
+//! Last, the directory index (`OUT/keyward.index`, see `index`) lists every
+//! user's keys file, signed the same way, plus a gzip copy
+//! (`keyward.index.gz`) for servers that serve precompressed files (nginx
+//! `gzip_static`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::PolicyConfig;
+use crate::entry::Kind;
 use crate::lookup::candidates;
 use crate::policy::{self, Judged};
 use crate::signed::{self, Header};
@@ -22,6 +28,7 @@ use crate::signed::{self, Header};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub user: String,
+    pub kind: Kind,
     /// The serial signed into the file (never one published before); None
     /// when publishing unsigned.
     pub serial: Option<u64>,
@@ -30,6 +37,14 @@ pub struct Published {
     pub hash: crate::index::Digest,
     /// `line N: reason` for each dropped line.
     pub dropped: Vec<String>,
+}
+
+/// Starts a body: the signed header line, when signing.
+fn head(header: Option<&Header>) -> String {
+    match header {
+        Some(h) => format!("{}\n", h.to_line()),
+        None => String::new(),
+    }
 }
 
 /// Builds the body for one user (pure); with a header, the signed form.
@@ -42,11 +57,7 @@ pub fn build_body(
 ) -> (String, Published) {
     let mut cands = Vec::new();
     candidates("input", text, &mut cands);
-    let mut body = String::new();
-    if let Some(h) = header {
-        body.push_str(&h.to_line());
-        body.push('\n');
-    }
+    let mut body = head(header);
     let mut served = 0;
     let mut dropped = Vec::new();
     for (c, judged) in policy::judge(policy, &cands, now) {
@@ -61,6 +72,42 @@ pub fn build_body(
     }
     let p = Published {
         user: user.to_owned(),
+        kind: Kind::Keys,
+        serial: header.map(|h| h.serial),
+        served,
+        hash: crate::index::digest(body.as_bytes()),
+        dropped,
+    };
+    (body, p)
+}
+
+/// Builds the principals body for one user (pure): the lines
+/// `keyward principals` would serve, options verbatim.
+pub fn build_principals_body(
+    user: &str,
+    text: &str,
+    policy: &PolicyConfig,
+    header: Option<&Header>,
+    now: i64,
+) -> (String, Published) {
+    let cands = crate::principals::candidates(text);
+    let verdicts = crate::principals::evaluate(policy, &cands, now);
+    let mut body = head(header);
+    let (mut served, mut dropped) = (0, Vec::new());
+    for (c, v) in cands.iter().zip(&verdicts) {
+        match (v, &c.parsed) {
+            (None, Ok(l)) => {
+                body.push_str(&l.to_line());
+                body.push('\n');
+                served += 1;
+            }
+            (Some(d), _) => dropped.push(format!("line {}: {d}", c.line_no)),
+            _ => {}
+        }
+    }
+    let p = Published {
+        user: user.to_owned(),
+        kind: Kind::Principals,
         serial: header.map(|h| h.serial),
         served,
         hash: crate::index::digest(body.as_bytes()),
@@ -83,6 +130,18 @@ pub struct Options<'a> {
     pub max_username_len: usize,
 }
 
+/// The user and kind of an input file name (`alice`, `alice.keys`,
+/// `deploy.principals`); None for files that are not input.
+fn input_name(name: &str) -> Option<(&str, Kind)> {
+    if name.starts_with('.') || name.ends_with(".sig") {
+        return None;
+    }
+    Some(match name.strip_suffix(".principals") {
+        Some(user) => (user, Kind::Principals),
+        None => (name.strip_suffix(".keys").unwrap_or(name), Kind::Keys),
+    })
+}
+
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
@@ -103,7 +162,11 @@ impl Publication {
     pub fn report(&self, o: &Options) -> Vec<String> {
         let mut out = Vec::new();
         for r in &self.users {
-            out.push(format!("{}: {} key(s) published", r.user, r.served));
+            let what = match r.kind {
+                Kind::Keys => "key(s)",
+                Kind::Principals => "principal(s)",
+            };
+            out.push(format!("{}: {} {what} published", r.user, r.served));
             out.extend(r.dropped.iter().map(|d| format!("  dropped {d}")));
         }
         let dropped: usize = self.users.iter().map(|r| r.dropped.len()).sum();
@@ -135,7 +198,7 @@ impl Publication {
 
 /// Publishes every user in `src` into `out`, then the index.
 pub fn publish(o: &Options) -> Result<Publication, String> {
-    let mut inputs: Vec<(String, PathBuf)> = Vec::new();
+    let mut inputs: Vec<(String, Kind, PathBuf)> = Vec::new();
     let rd = std::fs::read_dir(o.src).map_err(|e| format!("{}: {e}", o.src.display()))?;
     for entry in rd {
         let entry = entry.map_err(|e| format!("{}: {e}", o.src.display()))?;
@@ -144,42 +207,50 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.ends_with(".sig") {
+        let Some((user, kind)) = input_name(&name) else {
             continue;
-        }
-        let user = name.strip_suffix(".keys").unwrap_or(&name).to_owned();
-        crate::username::validate(&user, o.max_username_len)
+        };
+        crate::username::validate(user, o.max_username_len)
             .map_err(|e| format!("{}: not a valid user name: {e}", path.display()))?;
-        inputs.push((user, path));
+        if inputs.iter().any(|(u, k, _)| u == user && *k == kind) {
+            return Err(format!(
+                "{}: {user} has two {} files (`{user}` and `{user}.keys`)",
+                o.src.display(),
+                kind.as_str()
+            ));
+        }
+        inputs.push((user.to_owned(), kind, path));
     }
-    inputs.sort();
+    inputs.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
     if let Some(name) = o.index {
         // The index must never be taken for a user's file, nor overwritten.
-        if let Some((user, _)) = inputs.iter().find(|(u, _)| format!("{u}.keys") == name) {
+        if let Some((user, kind, _)) = inputs.iter().find(|(u, k, _)| out_name(u, *k) == name) {
             return Err(format!(
-                "user {user}'s file would be the index {name}: choose another [directory] index"
+                "{user}'s {} file would be the index {name}: choose another [directory] index",
+                kind.as_str()
             ));
         }
     }
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    let now = now_secs();
+    let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
-    for (user, path) in &inputs {
+    for (user, kind, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let name = format!("{user}.keys");
+        let name = out_name(user, *kind);
         let old = std::fs::read_to_string(o.out.join(&name)).ok();
         // An unchanged file is left as it is (same bytes, same serial, same
         // mtime and ETag): servers then have nothing to fetch for it.
-        if let Some(p) = keep(o, user, &text, old.as_deref(), now) {
+        if let Some(p) = keep(o, user, *kind, &text, old.as_deref(), now) {
             results.push(p);
             continue;
         }
         let header = o.signer.map(|_| Header {
             user: user.clone(),
-            serial: next_serial(o.serial, last_serial(o.out, user)),
+            kind: *kind,
+            serial: next_serial(o.serial, last_serial(o.out, user, *kind)),
             expires: o.expires,
         });
-        let (body, published) = build_body(user, &text, o.policy, header.as_ref(), now);
+        let (body, published) = build(o, user, *kind, &text, header.as_ref(), now);
         match o.signer {
             Some(signer) => write_signed(o.out, &name, body.as_bytes(), signer)?,
             None => {
@@ -201,6 +272,21 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     })
 }
 
+/// The body of one input file, of its kind.
+fn build(
+    o: &Options,
+    user: &str,
+    kind: Kind,
+    text: &str,
+    header: Option<&Header>,
+    now: i64,
+) -> (String, Published) {
+    match kind {
+        Kind::Keys => build_body(user, text, o.policy, header, now),
+        Kind::Principals => build_principals_body(user, text, o.policy, header, now),
+    }
+}
+
 /// Whether a signed file (or index) expiring at `expires` is still good
 /// for long enough not to be re-signed: more than half of `--validity` left.
 fn fresh_enough(o: &Options, expires: i64, now: i64) -> bool {
@@ -209,27 +295,45 @@ fn fresh_enough(o: &Options, expires: i64, now: i64) -> bool {
 
 /// The published entry for `user` if the file already published (`old`) is
 /// exactly what this run would write with its header: nothing to do.
-fn keep(o: &Options, user: &str, text: &str, old: Option<&str>, now: i64) -> Option<Published> {
+fn keep(
+    o: &Options,
+    user: &str,
+    kind: Kind,
+    text: &str,
+    old: Option<&str>,
+    now: i64,
+) -> Option<Published> {
     let old = old?;
     let header = match o.signer {
         Some(_) => {
             let h = signed::parse_header(old).ok()?;
-            let sig = o.out.join(format!("{user}.keys.sig"));
-            if h.user != user || !fresh_enough(o, h.expires, now) || !sig.is_file() {
+            let sig = o.out.join(format!("{}.sig", out_name(user, kind)));
+            if h.user != user
+                || h.kind != kind
+                || !fresh_enough(o, h.expires, now)
+                || !sig.is_file()
+            {
                 return None;
             }
             Some(h)
         }
         None => None,
     };
-    let (body, p) = build_body(user, text, o.policy, header.as_ref(), now);
+    let (body, p) = build(o, user, kind, text, header.as_ref(), now);
     (body == old).then_some(p)
+}
+
+/// `alice.keys`, `deploy.principals`: the names the URL templates ask for.
+fn out_name(user: &str, kind: Kind) -> String {
+    format!("{user}.{}", kind.as_str())
 }
 
 /// The index text for what was published (pure).
 pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> String {
-    let paths: Vec<String> = results.iter().map(|r| format!("{}.keys", r.user)).collect();
-    let mut lines: Vec<crate::index::Line> = results
+    // Keys files only: principals files are asked for on their own.
+    let keys: Vec<&Published> = results.iter().filter(|r| r.kind == Kind::Keys).collect();
+    let paths: Vec<String> = keys.iter().map(|r| out_name(&r.user, Kind::Keys)).collect();
+    let mut lines: Vec<crate::index::Line> = keys
         .iter()
         .zip(&paths)
         .map(|(r, path)| crate::index::Line {
@@ -328,12 +432,12 @@ pub fn next_serial(requested: u64, last: Option<u64>) -> u64 {
 }
 
 /// The serial of the file already published for `user`, if any.
-fn last_serial(out: &Path, user: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(out.join(format!("{user}.keys"))).ok()?;
+fn last_serial(out: &Path, user: &str, kind: Kind) -> Option<u64> {
+    let text = std::fs::read_to_string(out.join(out_name(user, kind))).ok()?;
     signed::parse_header(&text).ok().map(|h| h.serial)
 }
 
-/// Writes `out/name` and its `.sig` so neither is ever seen half-written:
+/// Writes `<name>` and its `.sig` so neither is ever seen half-written:
 /// both are produced under temporary names, then renamed (signature first,
 /// so a reader never gets a new body with no signature for it).
 fn write_signed(out: &Path, name: &str, body: &[u8], signer: &Path) -> Result<(), String> {
@@ -360,23 +464,26 @@ fn write_signed(out: &Path, name: &str, body: &[u8], signer: &Path) -> Result<()
 
 fn remove_stale(
     out: &Path,
-    inputs: &[(String, PathBuf)],
+    inputs: &[(String, Kind, PathBuf)],
     index: Option<&str>,
 ) -> Result<(), String> {
     let rd = std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if index.is_some_and(|i| {
+        let of_index = |i: &str| {
             name.strip_prefix(i)
                 .is_some_and(|r| ["", ".sig", ".gz"].contains(&r))
-        }) {
+        };
+        if index.is_some_and(of_index) {
             continue;
         }
-        let user = name
-            .strip_suffix(".keys.sig")
-            .or_else(|| name.strip_suffix(".keys"));
-        if let Some(user) = user {
-            if !inputs.iter().any(|(u, _)| u == user) {
+        let base = name.strip_suffix(".sig").unwrap_or(&name);
+        let published = [Kind::Keys, Kind::Principals].into_iter().find_map(|k| {
+            let user = base.strip_suffix(&format!(".{}", k.as_str()))?;
+            Some((user, k))
+        });
+        if let Some((user, kind)) = published {
+            if !inputs.iter().any(|(u, k, _)| u == user && *k == kind) {
                 std::fs::remove_file(entry.path()).map_err(|e| format!("{name}: {e}"))?;
             }
         }
@@ -404,6 +511,7 @@ mod tests {
     fn body_has_header_and_only_policy_clean_keys() {
         let h = Header {
             user: "alice".into(),
+            kind: crate::entry::Kind::Keys,
             serial: 3,
             expires: 2_000_000_000,
         };
@@ -424,12 +532,13 @@ mod tests {
     }
 
     #[test]
-    fn index_lists_every_published_user_with_its_version() {
+    fn index_lists_every_published_keys_file_with_its_version() {
         let policy = PolicyConfig::default();
         let mut results = Vec::new();
         for (u, serial) in [("bob", None), ("alice", Some(7))] {
             let h = serial.map(|s| Header {
                 user: u.into(),
+                kind: Kind::Keys,
                 serial: s,
                 expires: 2_000_000_000,
             });
@@ -441,7 +550,9 @@ mod tests {
                 0,
             ));
         }
-        let published: Vec<Published> = results.iter().map(|(_, p)| p.clone()).collect();
+        let mut published: Vec<Published> = results.iter().map(|(_, p)| p.clone()).collect();
+        // A principals file is not in the index.
+        published.push(build_principals_body("carol", "team\n", &policy, None, 0).1);
         let text = build_index(&published, 42, Some(2_000_000_000));
         let idx = crate::index::Index::parse(&text).unwrap();
         assert_eq!(idx.header.serial, Some(42));
@@ -450,10 +561,53 @@ mod tests {
         assert_eq!((alice.serial, alice.path), (Some(7), "alice.keys"));
         assert_eq!(alice.hash, crate::index::digest(results[1].0.as_bytes()));
         assert_eq!(idx.get("bob").unwrap().serial, None);
+        assert!(idx.get("carol").is_none());
         let gz = gzip(text.as_bytes()).unwrap();
         let mut back = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
             .unwrap();
         assert_eq!(back, text);
+    }
+
+    #[test]
+    fn input_names() {
+        assert_eq!(input_name("alice"), Some(("alice", Kind::Keys)));
+        assert_eq!(input_name("alice.keys"), Some(("alice", Kind::Keys)));
+        assert_eq!(
+            input_name("deploy.principals"),
+            Some(("deploy", Kind::Principals))
+        );
+        assert_eq!(
+            input_name("a@corp.example.com.keys"),
+            Some(("a@corp.example.com", Kind::Keys))
+        );
+        assert_eq!(input_name("alice.keys.sig"), None);
+        assert_eq!(input_name(".alice.keys.tmp"), None);
+    }
+
+    #[test]
+    fn principals_body_has_its_kind_and_verbatim_options() {
+        let h = Header {
+            user: "deploy".into(),
+            kind: Kind::Principals,
+            serial: 9,
+            expires: 2_000_000_000,
+        };
+        let text = "# web\nfrom=\"10.0.0.0/8\",command=\"echo \\\"a b\\\"\"  team-web\nteam-web extra\nalice\n";
+        let (body, p) =
+            build_principals_body("deploy", text, &PolicyConfig::default(), Some(&h), 0);
+        let mut lines = body.lines();
+        assert_eq!(signed::parse_header(&body).unwrap(), h);
+        lines.next();
+        assert_eq!(
+            lines.next(),
+            Some("from=\"10.0.0.0/8\",command=\"echo \\\"a b\\\"\" team-web")
+        );
+        assert_eq!(lines.next(), Some("alice"));
+        assert_eq!(lines.next(), None);
+        assert_eq!(
+            (p.served, p.dropped.len(), p.kind),
+            (2, 1, Kind::Principals)
+        );
     }
 }

@@ -11,14 +11,15 @@
 //! second), and what each answer does to an entry is `state`'s rule, the
 //! same one the login path follows: a 404 (or a user the index no longer
 //! lists) removes the entry but never the rollback floor; a transient error
-//! touches nothing.
+//! touches nothing. Principals entries (`<dir>/.principals`) are refreshed
+//! the same way, per user (the index lists keys files only).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::audit::Record;
-use crate::cache::Cache;
+use crate::cache::{Cache, Kind};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
 use crate::index::Index;
@@ -43,6 +44,8 @@ pub struct Summary {
     pub mirror: Option<String>,
     /// HTTP requests sent (signatures included).
     pub requests: usize,
+    /// How many of `users` were principals entries.
+    pub principals: usize,
 }
 
 impl Summary {
@@ -70,6 +73,9 @@ impl Summary {
             r.push("mirror", m);
         }
         r.push("requests", self.requests);
+        if self.principals > 0 {
+            r.push("principals", self.principals);
+        }
         if let Some(why) = &self.index_error {
             r.push("index_error", why);
         }
@@ -117,7 +123,10 @@ pub fn sync_users(
                 let Some(user) = users.get(i) else { break };
                 let change = sync_one(cache, dir, indexed, ttls, signed, user);
                 if let Ok(mut sum) = summary.lock() {
-                    sum.add(user, change);
+                    match cache.kind() {
+                        Kind::Keys => sum.add(user, change),
+                        Kind::Principals => sum.add(&format!("{user} (principals)"), change),
+                    }
                 }
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, users.len());
             });
@@ -146,11 +155,7 @@ fn sync_one(
         Ok(c) => c,
         Err(e) => return Change::Failed(e.to_string()),
     };
-    let mode = if signed {
-        Mode::Signed { user }
-    } else {
-        Mode::Unsigned
-    };
+    let mode = Mode::of(signed, user, cache.kind());
     let now = now_secs();
     let t = match indexed {
         Some(ix) => {
@@ -348,7 +353,28 @@ pub fn run(
             Err(no) => per_user(Some(no.how), no.why),
         }
     };
-    summary.requests = dir.requests();
+    // Principals: the accounts whose list is cached (`--user`: only if it
+    // is), so a host without certificate logins asks for nothing more.
+    let pcache = Cache::for_kind(&config.cache.dir, Kind::Principals);
+    let mut pusers = pcache.users().map_err(|e| e.to_string())?;
+    if let Some(u) = only {
+        pusers.retain(|p| p == u);
+    }
+    let mut requests = dir.requests();
+    if !pusers.is_empty() {
+        let pdir = HttpDirectory::pooled(&config.directory)
+            .for_kind(Kind::Principals)
+            .with_health(&config.cache.dir);
+        let p = sync_users(&pcache, &pdir, None, &ttls, signed, &pusers, jobs, progress);
+        summary.users += p.users;
+        summary.principals += p.users;
+        summary.updated += p.updated;
+        summary.unchanged += p.unchanged;
+        summary.removed += p.removed;
+        summary.failed.extend(p.failed);
+        requests += pdir.requests();
+    }
+    summary.requests = requests;
     Ok(summary)
 }
 

@@ -25,10 +25,14 @@ impl HttpDirectory<'_> {
         if self.config.signed() {
             self.signers().map_err(Failure::Misconfigured)?;
         }
+        let urls = self
+            .urls
+            .as_ref()
+            .map_err(|e| Failure::Misconfigured(e.clone()))?;
         let now_ms = now_millis();
         let mut errors = Vec::new();
         let mut plan = Vec::new();
-        for t in &self.config.urls {
+        for t in urls.iter() {
             let Some(url) = url_of(t) else { continue };
             let gate = match &self.health {
                 Some(h) => h.gate(t.as_str(), now_ms),

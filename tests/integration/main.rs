@@ -6,6 +6,7 @@ mod support;
 
 mod demo;
 mod doctor;
+mod identities;
 mod index;
 mod journal;
 mod keys_directory;
@@ -15,6 +16,7 @@ mod packages;
 mod packaging;
 mod pam;
 mod pam_stress;
+mod principals;
 mod robust;
 mod signed;
 mod sync;
