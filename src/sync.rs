@@ -353,29 +353,43 @@ pub fn run(
             Err(no) => per_user(Some(no.how), no.why),
         }
     };
-    // Principals: the accounts whose list is cached (`--user`: only if it
-    // is), so a host without certificate logins asks for nothing more.
+    summary.requests = dir.requests();
+    sync_principals(config, only, jobs, progress, &mut summary)?;
+    Ok(summary)
+}
+
+/// Principals: the accounts whose list is cached (`--user`: only if it is),
+/// so a host without certificate logins asks for nothing more. Per user:
+/// the index lists keys files only.
+fn sync_principals(
+    config: &Config,
+    only: Option<&str>,
+    jobs: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    summary: &mut Summary,
+) -> Result<(), String> {
     let pcache = Cache::for_kind(&config.cache.dir, Kind::Principals);
     let mut pusers = pcache.users().map_err(|e| e.to_string())?;
     if let Some(u) = only {
         pusers.retain(|p| p == u);
     }
-    let mut requests = dir.requests();
-    if !pusers.is_empty() {
-        let pdir = HttpDirectory::pooled(&config.directory)
-            .for_kind(Kind::Principals)
-            .with_health(&config.cache.dir);
-        let p = sync_users(&pcache, &pdir, None, &ttls, signed, &pusers, jobs, progress);
-        summary.users += p.users;
-        summary.principals += p.users;
-        summary.updated += p.updated;
-        summary.unchanged += p.unchanged;
-        summary.removed += p.removed;
-        summary.failed.extend(p.failed);
-        requests += pdir.requests();
+    if pusers.is_empty() {
+        return Ok(());
     }
-    summary.requests = requests;
-    Ok(summary)
+    let pdir = HttpDirectory::pooled(&config.directory)
+        .for_kind(Kind::Principals)
+        .with_health(&config.cache.dir);
+    let ttls = Ttls::from_config(&config.cache);
+    let signed = config.directory.signed();
+    let p = sync_users(&pcache, &pdir, None, &ttls, signed, &pusers, jobs, progress);
+    summary.users += p.users;
+    summary.principals += p.users;
+    summary.updated += p.updated;
+    summary.unchanged += p.unchanged;
+    summary.removed += p.removed;
+    summary.failed.extend(p.failed);
+    summary.requests += pdir.requests();
+    Ok(())
 }
 
 #[cfg(test)]
