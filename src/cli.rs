@@ -65,9 +65,10 @@ pub enum Command {
         src: PathBuf,
         /// Output folder to serve (nginx root, object storage, CDN origin).
         out: PathBuf,
-        /// Signing key: a private key, or a public key whose private half is in ssh-agent.
+        /// Signing key: a private key, or a public key whose private half is in
+        /// ssh-agent. Without it the files (and the index) are not signed.
         #[arg(long, value_name = "KEY")]
-        signer: PathBuf,
+        signer: Option<PathBuf>,
         /// How long the signed files stay valid (the `expires` in each header).
         #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_delay)]
         validity: std::time::Duration,
@@ -335,7 +336,7 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             signer,
             validity,
             serial,
-        } => run_publish(&cli.config, &src, &out, &signer, validity, serial),
+        } => run_publish(&cli.config, &src, &out, signer.as_deref(), validity, serial),
         Command::Doctor {
             json,
             user,
@@ -443,7 +444,9 @@ fn report_sync(
     let failed = !summary.failed.is_empty();
     sink.tee_stderr(tty || failed);
     sink.send(
-        if failed {
+        // An unusable index (a bad signature, a rollback) is worth a look
+        // even when every user was then synced on its own.
+        if failed || summary.index_error.is_some() {
             Severity::Warning
         } else {
             Severity::Info
@@ -469,15 +472,15 @@ fn run_publish(
     config_path: &Path,
     src: &Path,
     out: &Path,
-    signer: &Path,
+    signer: Option<&Path>,
     validity: std::time::Duration,
     serial: Option<u64>,
 ) -> i32 {
     // The policy of the fleet's config when there is one here, else the
     // defaults: publish usually runs on a build host, not on a server.
-    let policy = if config_path.exists() {
+    let (policy, index) = if config_path.exists() {
         match Config::load(config_path) {
-            Ok(c) => c.policy,
+            Ok(c) => (c.policy, c.directory.index),
             Err(e) => {
                 eprintln!("keyward publish: {e}");
                 return 1;
@@ -488,42 +491,27 @@ fn run_publish(
             "keyward publish: {} not found, using the default policy",
             config_path.display()
         );
-        crate::config::PolicyConfig::default()
+        (
+            crate::config::PolicyConfig::default(),
+            Some(crate::config::DEFAULT_INDEX.to_owned()),
+        )
     };
     let now = crate::os::clock::now_secs();
     let opts = crate::publish::Options {
         src,
         out,
         signer,
+        index: index.as_deref(),
         serial: serial.unwrap_or(now),
         expires: (now + validity.as_secs()) as i64,
         policy: &policy,
         max_username_len: policy.max_username_len,
     };
     match crate::publish::publish(&opts) {
-        Ok(results) => {
-            let dropped: usize = results.iter().map(|r| r.dropped.len()).sum();
-            for r in &results {
-                let what = match r.kind {
-                    crate::entry::Kind::Keys => "key(s)",
-                    crate::entry::Kind::Principals => "principal(s)",
-                };
-                println!("{}: {} {what} published", r.user, r.served);
-                for d in &r.dropped {
-                    println!("  dropped {d}");
-                }
+        Ok(p) => {
+            for line in p.report(&opts) {
+                println!("{line}");
             }
-            let serial = results
-                .iter()
-                .map(|r| r.serial)
-                .max()
-                .unwrap_or(opts.serial);
-            println!(
-                "published {} user(s) to {} (serial up to {serial}, expires {}); {dropped} line(s) dropped",
-                results.len(),
-                out.display(),
-                crate::signed::format_utc(opts.expires)
-            );
             0
         }
         Err(e) => {

@@ -50,6 +50,50 @@ pub struct DirectoryConfig {
     pub signers: Vec<SignerKey>,
     /// More signer keys, one per line (root-owned, like the config).
     pub signers_file: Option<PathBuf>,
+    /// The directory index (`keyward publish` writes it): a file name in the
+    /// folder the `{user}` path lives in, or `false` for none.
+    #[serde(deserialize_with = "index_name")]
+    pub index: Option<String>,
+    /// How long a mirror that failed is skipped (jittered), serving stale.
+    pub retry_interval: ConfDuration,
+}
+
+/// The index file name when `[directory] index` is not set.
+pub const DEFAULT_INDEX: &str = "keyward.index";
+
+/// `index = "name"` or `index = false` (`true`: the default name).
+fn index_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        On(bool),
+        Name(String),
+    }
+    match V::deserialize(d)? {
+        V::On(false) => Ok(None),
+        V::On(true) => Ok(Some(DEFAULT_INDEX.into())),
+        V::Name(n) => check_index_name(&n)
+            .map(|()| Some(n))
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// One path segment of unreserved URL characters: the name is appended to
+/// each mirror's folder as is.
+fn check_index_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 255
+        && n != "."
+        && n != ".."
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "index {n:?} must be a file name of letters, digits, '.', '_', '-', '~' (or false)"
+        ))
+    }
 }
 
 /// A signer public key (`ssh-ed25519 AAAA… comment`).
@@ -184,6 +228,8 @@ impl Default for DirectoryConfig {
             proxy: None,
             signers: Vec::new(),
             signers_file: None,
+            index: Some(DEFAULT_INDEX.into()),
+            retry_interval: ConfDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -393,6 +439,18 @@ impl UrlTemplate {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The folder the `{user}` path lives in, with its trailing `/`
+    /// (`https://k/users/{user}.keys` → `https://k/users/`); None when
+    /// `{user}` is in the query or fragment, where no folder is implied.
+    pub fn folder(&self) -> Option<&str> {
+        let at = self.0.find("{user}")?;
+        let head = &self.0[..at];
+        if head.contains(['?', '#']) {
+            return None;
+        }
+        head.rfind('/').map(|i| &self.0[..=i])
     }
 }
 
@@ -607,6 +665,48 @@ mod tests {
         assert!(err.contains("line 3"), "{err}");
         assert!(parse(&format!("{MIN}signers = [\"restrict {ed}\"]\n")).is_err());
         assert!(!parse(MIN).unwrap().directory.signed());
+    }
+
+    #[test]
+    fn index_and_retry_interval() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.directory.index.as_deref(), Some("keyward.index"));
+        assert_eq!(c.directory.retry_interval.0, Duration::from_secs(30));
+        let c = parse(&format!("{MIN}index = false\nretry_interval = \"5s\"\n")).unwrap();
+        assert_eq!(c.directory.index, None);
+        assert_eq!(c.directory.retry_interval.0, Duration::from_secs(5));
+        let c = parse(&format!("{MIN}index = \"all.idx\"\n")).unwrap();
+        assert_eq!(c.directory.index.as_deref(), Some("all.idx"));
+        assert_eq!(
+            parse(&format!("{MIN}index = true\n"))
+                .unwrap()
+                .directory
+                .index
+                .as_deref(),
+            Some("keyward.index")
+        );
+        for bad in ["\"\"", "\"a/b\"", "\"..\"", "\"a b\"", "\"{user}\"", "3"] {
+            let err = parse(&format!("{MIN}index = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("line 3"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_template_folder() {
+        let f = |s: &str| UrlTemplate::parse(s).unwrap().folder().map(str::to_owned);
+        assert_eq!(
+            f("https://k/users/{user}.keys").as_deref(),
+            Some("https://k/users/")
+        );
+        assert_eq!(f("https://k/{user}").as_deref(), Some("https://k/"));
+        assert_eq!(
+            f("https://k/a/{user}/keys").as_deref(),
+            Some("https://k/a/")
+        );
+        assert_eq!(f("https://k/keys?user={user}"), None);
+        assert_eq!(f("https://k/keys#{user}"), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod principals;
 pub mod config;
 pub mod entry;
 pub mod fetch;
+pub mod index;
 pub mod keyline;
 pub mod policy;
 pub mod signed;
@@ -26,6 +27,8 @@ pub mod audit;
 pub mod cache;
 pub mod directory;
 pub mod files;
+pub mod health;
+pub mod indexcache;
 
 // The operating system: accounts, clock, processes, privileges, safe paths.
 pub mod os;
