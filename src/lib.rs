@@ -15,6 +15,7 @@ pub mod explain;
 pub mod fetch;
 pub mod files;
 pub mod keyline;
+pub mod layers;
 pub mod lookup;
 pub mod os;
 pub mod pam;
