@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod checkconfig;
 pub mod cli;
 pub mod config;
 pub mod directory;
@@ -17,6 +18,7 @@ pub mod files;
 pub mod keyline;
 pub mod layers;
 pub mod lookup;
+pub mod metrics;
 pub mod os;
 pub mod pam;
 pub mod policy;

@@ -1,7 +1,8 @@
 //! `keyward doctor`: audit the whole set-up and say what is wrong and how to
 //! fix it. Every check is one line: status (ok / warn / fail / skip), what
 //! was found, and the exact fix ([`crate::report`]). `--json` gives the same
-//! as stable JSON. Exit status 1 when any check fails.
+//! as stable JSON. Exit status (Nagios convention): 0 every check ok or
+//! skipped, 1 a warning, 2 a failure.
 //!
 //! One file per area, one function per check id. The rules are pure
 //! functions (sshd -T text, PAM file text, stat results, cache entries,
