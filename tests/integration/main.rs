@@ -4,6 +4,7 @@
 
 mod support;
 
+mod config_layers;
 mod demo;
 mod doctor;
 mod journal;
