@@ -387,3 +387,17 @@ fn no_drop_in_directory_is_one_failed_lstat() {
     assert_eq!(calls.len(), 1, "{calls:#?}");
     assert!(calls[0].contains("ENOENT"), "{calls:#?}");
 }
+
+/// With a configuration keyward refuses: doctor fails (2), explain cannot
+/// tell (2), check-config says where (1).
+#[test]
+fn broken_configuration_exit_codes() {
+    let w = World::new();
+    w.drop_in("50-site.toml", "[cache]\nttl = 5\n");
+    let out = w.kw.run(&["doctor"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    let out = w.kw.run(&["explain", "root"]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("50-site.toml line 2"), "{out}");
+    assert_eq!(w.check(&[]).code, Some(1));
+}

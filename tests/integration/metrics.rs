@@ -198,8 +198,9 @@ fn metrics_after_real_syncs_as_the_collector_reads_them() {
     assert_eq!(m.get("node_textfile_scrape_error"), Some(&0.0), "{m:#?}");
     // the collector read our file (1.5 labels it with the full path)
     assert!(
-        m.keys().any(|k| k.starts_with("node_textfile_mtime_seconds{file=")
-            && k.ends_with("keyward.prom\"}")),
+        m.keys()
+            .any(|k| k.starts_with("node_textfile_mtime_seconds{file=")
+                && k.ends_with("keyward.prom\"}")),
         "{m:#?}"
     );
     assert_eq!(
