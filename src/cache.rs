@@ -47,8 +47,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(dir: &Path) -> Cache {
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = crate::privdrop::euid();
         let mut owners = vec![0];
         if euid != 0 {
             owners.push(euid);

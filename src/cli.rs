@@ -477,11 +477,7 @@ pub fn sync_exit_code(users: usize, failed: usize) -> i32 {
 /// (an NFS home, a stuck socket), SIGALRM ends the process, which fails
 /// closed. The directory budget is enforced separately; this is the backstop.
 fn arm_watchdog(config: &Config) {
-    let secs = config.directory.timeout.0.as_secs() + 5;
-    // SAFETY: alarm only schedules SIGALRM, whose default action terminates.
-    unsafe {
-        libc::alarm(secs.min(u32::MAX as u64) as u32);
-    }
+    crate::os::process::arm_alarm(config.directory.timeout.0.as_secs() + 5);
 }
 
 fn run_publish(

@@ -2,33 +2,45 @@
 //!
 //! This library is both the `pam_keyward.so` PAM module (cdylib) and the code
 //! the `keyward` binary runs. Pure logic (parsing, policy, decisions) lives in
-//! modules without I/O so it is unit-tested without a network.
+//! modules without I/O so it is unit-tested without a network. The flow and
+//! where each rule lives: ARCHITECTURE.md.
 
-pub mod audit;
-pub mod cache;
-pub mod checkconfig;
+// The command line and the login path (`keyward keys`).
 pub mod cli;
-pub mod config;
-pub mod directory;
-pub mod doctor;
-pub mod entry;
-pub mod explain;
-pub mod fetch;
-pub mod files;
-pub mod keyline;
-pub mod layers;
 pub mod lookup;
-pub mod metrics;
-pub mod os;
-pub mod pam;
+
+// Pure rules.
+pub mod config;
+pub mod layers;
+pub mod entry;
+pub mod fetch;
+pub mod keyline;
 pub mod policy;
-pub mod privdrop;
-pub mod publish;
-pub mod report;
-pub mod safepath;
 pub mod signed;
 pub mod sshd;
 pub mod state;
+pub mod username;
+
+// Sources and sinks.
+pub mod audit;
+pub mod cache;
+pub mod directory;
+pub mod files;
+
+// The operating system: accounts, clock, processes, privileges, safe paths.
+pub mod os;
+pub mod privdrop;
+pub mod safepath;
+
+// The other commands and their output.
+pub mod checkconfig;
+pub mod doctor;
+pub mod explain;
+pub mod metrics;
+pub mod publish;
+pub mod report;
 pub mod sync;
 pub mod term;
-pub mod username;
+
+// pam_keyward.so.
+pub mod pam;

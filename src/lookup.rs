@@ -382,8 +382,7 @@ fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
     }
     // The sshd process that ran us: it logs the matching "Accepted
     // publickey for USER" line under this pid.
-    // SAFETY: getppid cannot fail.
-    record.push("ppid", unsafe { libc::getppid() });
+    record.push("ppid", crate::os::process::parent_pid());
 }
 
 fn finish(mut record: Record, decision: &str, started: Instant) -> Record {

@@ -5,3 +5,4 @@
 pub mod clock;
 pub mod command;
 pub mod nss;
+pub mod process;
