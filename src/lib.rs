@@ -11,10 +11,10 @@ pub mod lookup;
 
 // Pure rules.
 pub mod config;
-pub mod layers;
 pub mod entry;
 pub mod fetch;
 pub mod keyline;
+pub mod layers;
 pub mod policy;
 pub mod signed;
 pub mod sshd;

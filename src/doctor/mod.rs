@@ -20,6 +20,7 @@ pub mod directory;
 pub mod pam;
 pub mod pamfile;
 pub mod perms;
+pub mod selinux;
 pub mod sshd;
 pub mod systemd;
 
@@ -117,6 +118,7 @@ pub fn collect(opts: &Options) -> Report {
 
     checks.extend(opts.user.as_deref().map(user_account_check));
     checks.extend(systemd_checks(config.as_ref()));
+    checks.extend(selinux_checks(config.as_ref(), &opts.config, &bin));
     // Network last: as root, only after dropping to the cache owner.
     checks.extend(
         config
@@ -254,6 +256,16 @@ fn systemd_checks(config: Option<&Config>) -> Vec<Check> {
     let hour = Duration::from_secs(3600);
     let max_age = config.map_or(hour, |c| (c.cache.ttl.0 * 2).max(hour));
     systemd::checks(&systemd::probe(), now_secs(), max_age)
+}
+
+/// `selinux.*`: the labels of the cache, the binary sshd runs and the
+/// config, and the boolean a networked AuthorizedKeysCommand needs.
+fn selinux_checks(config: Option<&Config>, config_path: &Path, bin: &Path) -> Vec<Check> {
+    let cache = config.map(|c| c.cache.dir.clone());
+    let mut paths: Vec<&Path> = cache.iter().map(|p| p.as_path()).collect();
+    paths.extend([bin, config_path]);
+    let networked = config.is_some_and(|c| !c.directory.urls.is_empty());
+    selinux::checks(&selinux::probe(&paths, networked))
 }
 
 /// `directory.*`: every mirror (and the user's file), fetched as the cache
