@@ -198,7 +198,7 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
         .sshd_config
         .as_ref()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/keyward.conf".into());
+        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/40-keyward.conf".into());
     let pam_file = opts.pam_file.display().to_string();
     let user_exists = |name: &str| nss::account(name).ok().map(|a| a.is_some());
     let facts = sshd::Facts {
