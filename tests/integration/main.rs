@@ -13,6 +13,7 @@ mod keys_sshd;
 mod metrics;
 mod packages;
 mod packaging;
+mod packaging_systemd;
 mod pam;
 mod pam_stress;
 mod robust;

@@ -26,13 +26,13 @@ const PAM_SO_DEB: &str = "/usr/lib/x86_64-linux-gnu/security/pam_keyward.so";
 /// justified for every build live in packaging/lintian-overrides.)
 const KEPT_LINTIAN_WARNINGS: &[(&str, &str)] = &[];
 
-struct Packages {
-    deb: PathBuf,
-    rpm: PathBuf,
+pub(crate) struct Packages {
+    pub deb: PathBuf,
+    pub rpm: PathBuf,
 }
 
 /// Builds both packages once per process (scripts/package.sh).
-fn packages() -> &'static Packages {
+pub(crate) fn packages() -> &'static Packages {
     static BUILT: OnceLock<Result<Packages, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         // A clean environment: the variables cargo sets for a test run would
