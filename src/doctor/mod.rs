@@ -22,6 +22,7 @@ pub mod pamfile;
 pub mod perms;
 pub mod selinux;
 pub mod sshd;
+pub mod sshdfiles;
 pub mod systemd;
 
 use std::os::unix::fs::MetadataExt;
@@ -201,6 +202,12 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
         .unwrap_or_else(|| "/etc/ssh/sshd_config.d/40-keyward.conf".into());
     let pam_file = opts.pam_file.display().to_string();
     let user_exists = |name: &str| nss::account(name).ok().map(|a| a.is_some());
+    let settings = sshdfiles::first_settings(
+        opts.sshd_config
+            .as_deref()
+            .unwrap_or(Path::new("/etc/ssh/sshd_config")),
+    );
+    let set_at = |kw: &str| settings.get(kw).map(|s| s.to_string());
     let facts = sshd::Facts {
         t,
         version: probe.version,
@@ -212,6 +219,7 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
         user_exists: &user_exists,
         pam_blocks: ctx.pam_blocks,
         pam_file: &pam_file,
+        set_at: &set_at,
     };
     out.extend(sshd::command_checks(&facts));
     out.push(sshd::command_user_check(&facts));
