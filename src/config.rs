@@ -305,7 +305,11 @@ impl Config {
     /// `.d` directory this costs one failed `lstat` more than one file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let sources = crate::layers::read(path)?;
-        crate::layers::merge(&sources, path).map(|l| l.config)
+        match sources.as_slice() {
+            // No drop-in: exactly the one-file parse.
+            [only] => Config::parse(&only.text, path),
+            _ => crate::layers::merge(&sources, path).map(|l| l.config),
+        }
     }
 
     /// Parses the text of one file; `path` is only used in messages.
