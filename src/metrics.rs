@@ -164,7 +164,8 @@ pub fn scan(cache: &Cache, signed: bool) -> Result<CacheStats, String> {
 }
 
 /// Temp file next to `path` (a name the collector ignores: not `*.prom`),
-/// mode 0644 for the collector's user, fsync, rename over `path`.
+/// mode 0644 whatever the umask (the collector's user must read it), fsync,
+/// rename over `path`.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -175,6 +176,10 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         .suffix(".tmp")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)?;
+    // The unit's UMask=0027 would leave 0640: the collector runs as another
+    // user, so set the mode on the descriptor.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

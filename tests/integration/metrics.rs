@@ -177,7 +177,17 @@ fn metrics_after_real_syncs_as_the_collector_reads_them() {
     w.warm("bob", &b);
     w.nginx.put_keys("bob", &format!("{b}\n{}\n", w.key("b2")));
     let before = now();
-    let out = w.kw.run(&["sync"]);
+    // with the unit's UMask=0027: the file must still be readable by the
+    // collector's user
+    let out = run(
+        Command::new("sh")
+            .args(["-c", "umask 027 && exec \"$0\" \"$@\""])
+            .arg(&w.kw.bin)
+            .arg("--config")
+            .arg(&w.kw.config)
+            .arg("sync"),
+        Duration::from_secs(60),
+    );
     let after = now();
     assert_eq!(out.code, Some(0), "{out}");
     let md = fs::metadata(&w.prom).unwrap();

@@ -113,7 +113,10 @@ impl Container {
                 .next()
                 .and_then(|l| l.trim().parse().ok())
                 .unwrap_or(0);
+            // the forked child execs systemd once the container is set up
             init != 0
+                && fs::read_to_string(format!("/proc/{init}/comm"))
+                    .is_ok_and(|c| c.trim() == "systemd")
         });
         let c = Container {
             nspawn,
@@ -121,7 +124,12 @@ impl Container {
             _files: files,
         };
         assert!(c.init != 0, "no PID 1 under systemd-nspawn {pid}");
-        let up = c.sh("systemctl is-system-running --wait");
+        // "offline" or no bus at all until the manager answers
+        let mut up = c.sh("systemctl is-system-running --wait");
+        wait_until(Duration::from_secs(90), || {
+            up = c.sh("systemctl is-system-running --wait");
+            matches!(up.stdout.trim(), "running" | "degraded")
+        });
         assert!(
             matches!(up.stdout.trim(), "running" | "degraded"),
             "container did not boot: {up}\n{}",
