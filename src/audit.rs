@@ -374,4 +374,54 @@ mod tests {
         ));
         assert!(parse_facility("kern").is_none());
     }
+
+    #[test]
+    fn every_documented_facility_maps_to_its_own() {
+        use syslog::Facility::*;
+        let all = [
+            ("auth", LOG_AUTH),
+            ("authpriv", LOG_AUTHPRIV),
+            ("daemon", LOG_DAEMON),
+            ("user", LOG_USER),
+            ("local0", LOG_LOCAL0),
+            ("local1", LOG_LOCAL1),
+            ("local2", LOG_LOCAL2),
+            ("local3", LOG_LOCAL3),
+            ("local4", LOG_LOCAL4),
+            ("local5", LOG_LOCAL5),
+            ("local6", LOG_LOCAL6),
+            ("local7", LOG_LOCAL7),
+        ];
+        for (name, want) in all {
+            let got = parse_facility(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(got as u32, want as u32, "{name}");
+        }
+        for bad in ["", "AUTH", "authpriv ", "local8", "kern", "mail"] {
+            assert!(parse_facility(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn set_first_replaces_only_the_first_field_of_that_name() {
+        let mut r = Record::new().with("a", 1).with("b", 2).with("a", 3);
+        r.set_first("a", 9);
+        assert_eq!(r.to_string(), "a=9 b=2 a=3");
+        r.set_first("b", "x y");
+        assert_eq!(r.to_string(), "a=9 b=\"x y\" a=3");
+        r.set_first("c", 4);
+        assert_eq!(r.to_string(), "a=9 b=\"x y\" a=3 c=4");
+    }
+
+    #[test]
+    fn values_are_cut_only_beyond_max_value() {
+        let exact = "a".repeat(MAX_VALUE);
+        assert_eq!(escape_value(&exact), exact);
+        let over = "a".repeat(MAX_VALUE + 1);
+        let cut = escape_value(&over);
+        assert!(cut.contains("[1 more characters]"), "{cut}");
+        assert!(cut.starts_with(&format!("\"{exact}…")), "{cut}");
+        // Characters, not bytes: a multi-byte value of MAX_VALUE characters stays whole.
+        let wide = "é".repeat(MAX_VALUE);
+        assert_eq!(escape_value(&wide), wide);
+    }
 }

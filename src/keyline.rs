@@ -418,6 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn only_a_backslash_before_a_quote_escapes_it() {
+        // sshd's sshkey_advance_past_options: `\"` skips both characters,
+        // any other backslash is an ordinary character; so in
+        // `"a\\" b"` the second backslash escapes the quote and the
+        // value goes on to the last quote.
+        let opts = r#"command="a\\" b""#;
+        let line = format!("{opts} {ED}");
+        let (o, rest) = split_options(&line).unwrap();
+        assert_eq!(o, opts);
+        assert_eq!(rest, ED);
+        assert_eq!(
+            parse_options(o).unwrap(),
+            vec![("command".into(), Some(r#"a\" b"#.into()))]
+        );
+        let k = parse_line(&line).unwrap().unwrap();
+        assert_eq!(k.to_line(), line);
+    }
+
+    #[test]
     fn tabs_and_runs_of_spaces() {
         let spaced = ED.replacen(' ', "   ", 1);
         let k = parse_line(&format!("restrict\t\t{spaced}"))
@@ -522,6 +541,84 @@ mod tests {
     }
 
     #[test]
+    fn civil_days_across_months_leap_years_and_centuries() {
+        // Python's datetime.date(y, m, d) - date(1970, 1, 1).
+        for ((y, m, d), days) in [
+            ((1970, 1, 1), 0),
+            ((1970, 3, 1), 59),
+            ((1969, 12, 31), -1),
+            ((2000, 2, 28), 11015),
+            ((2000, 2, 29), 11016),
+            ((2000, 3, 1), 11017),
+            ((1900, 2, 28), -25509),
+            ((1900, 3, 1), -25508),
+            ((2100, 2, 28), 47540),
+            ((2100, 3, 1), 47541),
+            ((2024, 12, 31), 20088),
+            ((1600, 3, 1), -135080),
+            ((2038, 1, 19), 24855),
+            ((2400, 2, 29), 157113),
+            ((1, 1, 1), -719162),
+            ((9999, 12, 31), 2932896),
+        ] {
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        let t = parse_expiry("20241231235959Z").unwrap();
+        assert_eq!(t.epoch(), Some(20088 * 86400 + 86399));
+    }
+
+    #[test]
+    fn local_expiry_is_the_same_wall_clock_time_within_a_day() {
+        // mktime(3) in the machine's zone: whatever it is, the instant is
+        // within 26 hours of the same fields read as UTC.
+        for s in ["20300102", "203006151230", "20301231235959", "19991231"] {
+            let local = parse_expiry(s).unwrap().epoch().unwrap();
+            let utc = parse_expiry(&format!("{s}Z")).unwrap().epoch().unwrap();
+            assert!((local - utc).abs() <= 26 * 3600, "{s}: {local} vs {utc}");
+        }
+        let a = parse_expiry("203006151230").unwrap().epoch().unwrap();
+        let b = parse_expiry("20300615123001").unwrap().epoch().unwrap();
+        assert_eq!(b - a, 1);
+    }
+
+    #[test]
+    fn expiry_field_ranges() {
+        for ok in [
+            "20240229",
+            "202401012359",
+            "20240101235959",
+            "20240101235960",
+            "20241231z",
+            "00010101",
+        ] {
+            assert!(parse_expiry(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "20240001",
+            "20241301",
+            "20240100",
+            "20240132",
+            "202401012400",
+            "202401012360",
+            "20240101235961",
+            "2024010112",
+            "2024010112345",
+            "Z",
+            "",
+            "2024010Z",
+            "+2024010",
+            "20240101 ",
+        ] {
+            assert!(parse_expiry(bad).is_none(), "{bad}");
+        }
+        let t = parse_expiry("20240102030405Z").unwrap();
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second, t.utc),
+            (2024, 1, 2, 3, 4, 5, true)
+        );
+    }
+
+    #[test]
     fn mpint_bit_lengths() {
         assert_eq!(mpint_bits(&[0x00, 0x80, 0, 0]), 24);
         assert_eq!(mpint_bits(&[0x01]), 1);
@@ -565,6 +662,204 @@ mod props {
             .join(",")
     }
 
+    // One real key of every type keyward parses (ssh-keygen; the two
+    // security-key types assembled from their wire format, as no token is
+    // at hand: ssh-keygen -lf reads both).
+    const RSA: &str =
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC6QWliYfxaRmxYI6F5cuB2k7fNcK+U68QgHiuAa+HQBtICEaXwdA83vL7Sa/YTSMHdhoRnLfBYTz5dhqJHmCJm2FZyBfndwzib0XbdRaDOoQXTQgH154tGembfqVOainGUl9se88lx5LCTU4U+NaM0bIaU74/50r9bVT+iePYUZao1E6JqBiakfJADsV9eV1up0epSwiwZAaCUM+XGo8GjQ65vYmMx3M7/9uci+quis4Z1n0HRq867FSMIcYPShqytTDaOMJug5OO80N2fIfUsyp+TqPniE3GdblZl/TEZ5BGeHs/0NKOB8OKkKI/CXhpnwlTM0hTE9QNDc8XIl5Ab";
+    const P256: &str =
+        "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHJZDIdteAr6bv0nJ5AZHf1o1yVZ6EszrXG3agxOfPYgOgK352kcYrsuu6RxsP5cCvunnUo/CD9dLRMZh2POMVw=";
+    const P384: &str =
+        "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBJeQqbfnrKxr5B7n6/EjbGKHHRHs2J8oge5PGC6Blc8F7n9ENM81Co7elRrkqT6IbkYrpd/GtnfTlu4g43x0OqLisz2r9PjfcBu6nAR8HkA0X4bgDzHURzwgiK3V5E3k+g==";
+    const P521: &str =
+        "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAEnfsmn5dvy+rNCkONLx6rqZh8a2rkmMcOoobobLvYn4U/+H26Jk+XPEd2JpAfMwigtPAGv//wSqxq0N9Y55oS8owDhOItVmTIHxiS+tZOiFqaUXzqImETMHqNxE37Cg4aZ6Y1CEWCsWmAhxvXiA4qYE8pLL1A3ejex0sGALxh3Hsou+A==";
+    const DSA: &str =
+        "ssh-dss AAAAB3NzaC1kc3MAAACBAPTMIOZasXGU1H2TM/EEYzPFthgisWRk7TboboUiv8BPoGp1g12kbS1Rg3YQ86lJVowa+DOncV8jLcagGFn5Wef19shamONgWPnf3ogwk1PMLj/9n+nLQNdKDFo2eBVMeN+DTpa6+zFzeTaTt2lgssbgO+8cMk8CMCyoI9dbpFw9AAAAFQDGKdLjei9vkt2IcdDeD1ALRcTLMwAAAIAwCUKQ7446oDr2ZkzUJBzWekbBQJTbBbL4eAiSGCkLk9XOElFxcAbqDSu5Rm4OVhU01bIHZTQwLU90eycri0Q39AgSMp/pmD1SPoMVK1lUjI/mTTHIjzQ4awy5Iyl0qD5yGrJc8wFJo0Qj5fZsZRJVN1uvewzyJMshXEtI6H5D3AAAAIAu+a/AksvvtXiKolZS6f2HQNDJNnTb/d1dtQ3hbZIilRYKbDYYtKZUk2OB3dU3hw5qNjc5Gd+qUtfpCvC0oLe5NooTtfvGK35faV6yxJmtvyECsSbapjNbhkXL/dM/3ELXM/oFV5jSOnKQG3bWGXXkJI1JtbFYA/W6Pv5/SenRJg==";
+    const SK_ED: &str =
+        "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIBnvgyovQVkIKCqLwdTDs1Plsp0LY4qKz1AdLGpF+Wl5AAAABHNzaDo=";
+    const SK_EC: &str =
+        "sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBHJZDIdteAr6bv0nJ5AZHf1o1yVZ6EszrXG3agxOfPYgOgK352kcYrsuu6RxsP5cCvunnUo/CD9dLRMZh2POMVwAAAAEc3NoOg==";
+
+    #[test]
+    fn bits_of_every_key_type() {
+        for (key, bits) in [
+            (ED, 256),
+            (RSA, 2048),
+            (P256, 256),
+            (P384, 384),
+            (P521, 521),
+            (DSA, 1024),
+            (SK_ED, 256),
+            (SK_EC, 256),
+        ] {
+            let k = parse_line(key).unwrap().unwrap();
+            assert_eq!(k.bits(), bits, "{key}");
+            assert_eq!(key_bits(&k.key), bits, "{key}");
+            assert_eq!(k.to_line(), key);
+            assert!(k.fingerprint().starts_with("SHA256:"), "{key}");
+        }
+    }
+
+    /// A generated line and what it was made of.
+    #[derive(Debug, Clone)]
+    struct Made {
+        line: String,
+        /// The options as rendered ("" when none).
+        options: String,
+        /// `TYPE BASE64` of the key used.
+        key: &'static str,
+        /// The comment as written (may hold a control character).
+        comment: String,
+        /// A CR was appended (a CRLF file).
+        cr: bool,
+        /// One random edit applied after building (then anything may happen).
+        damaged: bool,
+    }
+
+    fn blanks(min: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("[ \t]{{{min},3}}")).unwrap()
+    }
+
+    /// Comments: printable text of any script (with `#`, quotes, commas),
+    /// sometimes with one control character that must get the line refused.
+    fn comment() -> impl Strategy<Value = String> {
+        let control = prop::sample::select(vec![
+            '\0', '\n', '\r', '\x0b', '\x1b', '\x7f', '\u{85}', '\u{9b}',
+        ]);
+        prop_oneof![
+            3 => Just(String::new()),
+            6 => "\\PC{1,24}",
+            2 => ("\\PC{0,12}", control, "\\PC{0,12}")
+                .prop_map(|(a, c, b)| format!("{a}{c}{b}")),
+        ]
+    }
+
+    fn made() -> impl Strategy<Value = Made> {
+        let keys = vec![ED, RSA, P256, P384, P521, DSA, SK_ED, SK_EC];
+        (
+            blanks(0),
+            prop::collection::vec(option(), 0..4),
+            (blanks(1), blanks(1), blanks(1)),
+            prop::sample::select(keys),
+            comment(),
+            prop::bool::weighted(0.15),
+            prop::option::weighted(0.15, (any::<prop::sample::Index>(), any::<char>())),
+        )
+            .prop_map(|(lead, opts, (s1, s2, s3), key, comment, cr, damage)| {
+                let options = render(&opts);
+                let (kind, b64) = key.split_once(' ').unwrap();
+                let mut line = lead;
+                if !options.is_empty() {
+                    line += &options;
+                    line += &s1;
+                }
+                line += kind;
+                line += &s2;
+                line += b64;
+                if !comment.is_empty() {
+                    line += &s3;
+                    line += &comment;
+                }
+                if cr {
+                    line.push('\r');
+                }
+                if let Some((at, c)) = damage {
+                    let chars: Vec<char> = line.chars().collect();
+                    let i = at.index(chars.len() + 1);
+                    line = chars[..i]
+                        .iter()
+                        .chain([c].iter())
+                        .chain(&chars[i..])
+                        .collect();
+                }
+                Made {
+                    line,
+                    options,
+                    key,
+                    comment,
+                    cr,
+                    damaged: damage.is_some(),
+                }
+            })
+    }
+
+    /// Real key lines with random options, blanks, comments and CR endings
+    /// (and, in 15 % of the cases, one random character inserted anywhere):
+    /// every well-formed line parses to its own options, key and comment, any
+    /// line with a control character is refused, and whatever parses prints
+    /// as one clean line that parses back to the same key line. Counts how
+    /// many cases reached the assertions on a parsed line, so the test cannot
+    /// pass by never parsing anything.
+    #[test]
+    fn never_panics_and_output_is_one_line() {
+        use proptest::test_runner::{Config, TestRunner};
+        use std::cell::Cell;
+        const CASES: u32 = 512;
+        let (parsed, refused, damaged_parsed) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u32));
+        let mut runner = TestRunner::new(Config {
+            cases: CASES,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&made(), |m| {
+            let body = m.line.strip_suffix('\r').unwrap_or(&m.line);
+            let control = body.chars().any(|c| c.is_control() && c != '\t');
+            let got = parse_line(&m.line);
+            if control {
+                prop_assert_eq!(got.clone().err(), Some(LineError::ControlChar), "{:?}", m);
+            }
+            if !m.damaged && !control {
+                let k = got
+                    .clone()
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {m:?}")))?;
+                let k = k.ok_or_else(|| TestCaseError::fail(format!("no key: {m:?}")))?;
+                prop_assert_eq!(&k.options, &m.options);
+                let want = PublicKey::from_openssh(m.key).unwrap();
+                prop_assert_eq!(k.key.key_data(), want.key_data());
+                // One trailing CR is a CRLF ending, wherever it came from.
+                let comment = match m.cr {
+                    true => m.comment.as_str(),
+                    false => m.comment.strip_suffix('\r').unwrap_or(&m.comment),
+                };
+                prop_assert_eq!(k.key.comment(), comment.trim_matches([' ', '\t']));
+            }
+            if let Ok(Some(k)) = got {
+                parsed.set(parsed.get() + 1);
+                damaged_parsed.set(damaged_parsed.get() + u32::from(m.damaged));
+                let out = k.to_line();
+                // Tabs may stay (inside quoted options): sshd reads them as such.
+                prop_assert!(
+                    !out.chars().any(|c| c.is_control() && c != '\t'),
+                    "{:?} -> {:?}",
+                    m,
+                    out
+                );
+                let again = parse_line(&out)
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {out:?}")))?
+                    .ok_or_else(|| TestCaseError::fail(format!("no key: {out:?}")))?;
+                prop_assert_eq!(&again.options, &k.options);
+                prop_assert_eq!(again.key.key_data(), k.key.key_data());
+                prop_assert_eq!(again.key.comment(), k.key.comment());
+                prop_assert_eq!(again.to_line(), out);
+            } else {
+                refused.set(refused.get() + 1);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        let (parsed, refused) = (parsed.get(), refused.get());
+        eprintln!(
+            "keyline: {parsed} of {CASES} cases parsed and reached the one-line assertions \
+             ({} of them damaged), {refused} refused",
+            damaged_parsed.get()
+        );
+        // Control characters (2 in 11 comments) and damage (15 %) refuse at
+        // most about a third; the rest must reach the assertions.
+        assert!(parsed >= CASES / 2, "only {parsed} of {CASES} cases parsed");
+    }
+
     proptest! {
         #[test]
         fn splitter_finds_the_key_after_any_options(opts in prop::collection::vec(option(), 1..5), comment in "[ -~]{0,20}") {
@@ -587,14 +882,6 @@ mod props {
             prop_assert_eq!(&again.options, &k.options);
             prop_assert_eq!(again.key.key_data(), k.key.key_data());
             prop_assert_eq!(again.to_line(), k.to_line());
-        }
-
-        #[test]
-        fn never_panics_and_output_is_one_line(s in "\\PC{0,200}") {
-            if let Ok(Some(k)) = parse_line(&s) {
-                let out = k.to_line();
-                prop_assert!(!out.contains('\n') && !out.contains('\0'));
-            }
         }
 
         #[test]

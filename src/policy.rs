@@ -238,6 +238,11 @@ mod tests {
     // 1024-bit RSA (ssh-keygen -t rsa -b 1024)
     const RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDFGiZoH5diyYw/TksqQJwa5ZzQQ9dQSzt/jBn1gCJNI3+nSgLJxK4soqUBD7DN1noMK7q8NJoGpBz+aFdJx/jZU/JvFAY9l81OxRF7XfgMWAOeA2CSJSWghLT04aTkwBq0jaq/CsovX1aN1J+APTQS4mr5bGkWdcfQIo21nqnz5Q==";
 
+    // min_rsa_bits and min_rsa_bits - 1 (ssh-keygen -t rsa -b 2048 / -b 2047):
+    // the boundary itself, which 1024-bit keys never reach.
+    const RSA2047: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAGX1qXk2zCxnxzz49oFbRJBJkelbg3w8qxHtD9pOqLV9F0BUpGfBJMaBveaMPQoO8xz70ThHowqBeVYJ2qpzTOeSseF/Whn2J0RHDFW0GHnjsKewEZ73H5QGiPBHrlBOHWN1xKdVB7/3i3xjCsSuJAuQBWXlfvKGeKKXkcJUJ09dpNNxmglysiZ2asTfiBRbN1GbpgQQAUQ/cz9ZQLER78cs47q17F/eKjitZM3DNlgZ40Fn26DwR26vIQ1Nh5b9K8DI+Xfe3u0Xg+alGSEHjyeezwDVUBDjhz8WqQkZExAjXWKy99k3VKRPJPTxzlT2TZkqEF3Kf8IUYoRV4VGZT/E=";
+    const RSA2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC6QWliYfxaRmxYI6F5cuB2k7fNcK+U68QgHiuAa+HQBtICEaXwdA83vL7Sa/YTSMHdhoRnLfBYTz5dhqJHmCJm2FZyBfndwzib0XbdRaDOoQXTQgH154tGembfqVOainGUl9se88lx5LCTU4U+NaM0bIaU74/50r9bVT+iePYUZao1E6JqBiakfJADsV9eV1up0epSwiwZAaCUM+XGo8GjQ65vYmMx3M7/9uci+quis4Z1n0HRq867FSMIcYPShqytTDaOMJug5OO80N2fIfUsyp+TqPniE3GdblZl/TEZ5BGeHs/0NKOB8OKkKI/CXhpnwlTM0hTE9QNDc8XIl5Ab";
+
     fn cands(lines: &[&str]) -> Vec<Candidate> {
         lines
             .iter()
@@ -285,6 +290,79 @@ mod tests {
             vec![
                 Verdict::Served,
                 Verdict::Dropped(DropReason::KeyType("ssh-ed25519".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn every_drop_reason_says_what_to_fix_and_has_its_tag() {
+        for (r, text, tag) in [
+            (
+                DropReason::Invalid(LineError::MissingKey),
+                "invalid line: no key after options",
+                "invalid",
+            ),
+            (
+                DropReason::KeyType("ssh-dss".into()),
+                "key type ssh-dss not in [policy] key_types",
+                "key-type",
+            ),
+            (
+                DropReason::RsaTooSmall {
+                    bits: 2047,
+                    min: 2048,
+                },
+                "RSA key of 2047 bits is below min_rsa_bits 2048",
+                "rsa-bits",
+            ),
+            (DropReason::Expired, "expiry-time has passed", "expired"),
+            (
+                DropReason::Duplicate { first: 0 },
+                "duplicate of key #1",
+                "duplicate",
+            ),
+            (
+                DropReason::OverMaxKeys { max: 100 },
+                "more than max_keys 100",
+                "max-keys",
+            ),
+        ] {
+            assert_eq!(r.to_string(), text);
+            assert_eq!(r.tag(), tag, "{text}");
+        }
+    }
+
+    #[test]
+    fn rsa_size_boundary_is_inclusive() {
+        let mut p = policy();
+        p.key_types = vec!["ssh-rsa".into()];
+        assert_eq!(p.min_rsa_bits, 2048, "the documented default");
+        let c = cands(&[RSA2047, RSA2048]);
+        assert_eq!(
+            evaluate(&p, &c, 0),
+            vec![
+                Verdict::Dropped(DropReason::RsaTooSmall {
+                    bits: 2047,
+                    min: 2048
+                }),
+                Verdict::Served,
+            ]
+        );
+        // min_rsa_bits is the smallest size served, not the first refused.
+        p.min_rsa_bits = 2047;
+        assert_eq!(evaluate(&p, &c, 0), vec![Verdict::Served, Verdict::Served]);
+        p.min_rsa_bits = 2049;
+        assert_eq!(
+            evaluate(&p, &c, 0),
+            vec![
+                Verdict::Dropped(DropReason::RsaTooSmall {
+                    bits: 2047,
+                    min: 2049
+                }),
+                Verdict::Dropped(DropReason::RsaTooSmall {
+                    bits: 2048,
+                    min: 2049
+                }),
             ]
         );
     }

@@ -242,6 +242,119 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_gets_its_own_problem() {
+        let p = Path::new("/x");
+        assert!(check(p, Kind::Dir, 0, DIR | 0o755, &[0]).is_ok());
+        assert!(check(p, Kind::Dir, 7, DIR | 0o700, &[0, 7]).is_ok());
+        assert_eq!(
+            check(p, Kind::File, 0, libc::S_IFLNK | 0o777, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::Symlink
+        );
+        assert_eq!(
+            check(p, Kind::Dir, 0, libc::S_IFLNK | 0o777, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::NotDir
+        );
+        assert_eq!(
+            check(p, Kind::Dir, 5, DIR | 0o755, &[0])
+                .unwrap_err()
+                .problem,
+            Problem::Owner { uid: 5 }
+        );
+    }
+
+    /// A private tree under a fresh 0700 temporary directory owned by us:
+    /// the checks stop at that directory, so they do not depend on /tmp.
+    struct Tree {
+        root: tempfile::TempDir,
+        me: u32,
+    }
+
+    impl Tree {
+        fn new() -> Tree {
+            Tree {
+                root: tempfile::tempdir().unwrap(),
+                me: unsafe { libc::geteuid() },
+            }
+        }
+
+        fn path(&self, rel: &str) -> std::path::PathBuf {
+            self.root.path().join(rel)
+        }
+
+        fn open(&self, rel: &str, stop: &str) -> Result<File, OpenError> {
+            open_checked(&self.path(rel), &[self.me], Some(&self.path(stop)))
+        }
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn open_checked_refuses_symlinks_fifos_and_unsafe_parents() {
+        let t = Tree::new();
+        std::fs::create_dir_all(t.path("a/b")).unwrap();
+        std::fs::write(t.path("a/b/keys"), "k").unwrap();
+        chmod(&t.path("a/b/keys"), 0o600);
+        assert!(t.open("a/b/keys", "").is_ok());
+
+        // A symlink to a good file is refused as a symlink (O_NOFOLLOW).
+        std::os::unix::fs::symlink(t.path("a/b/keys"), t.path("a/b/link")).unwrap();
+        let e = t.open("a/b/link", "").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::Unsafe(u) if u.problem == Problem::Symlink),
+            "{e}"
+        );
+        assert!(!e.is_not_found());
+
+        // A FIFO nobody writes to: refused at once (O_NONBLOCK), not waited on.
+        let fifo = std::ffi::CString::new(t.path("a/b/fifo").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = t.open("a/b/fifo", "").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::Unsafe(u) if u.problem == Problem::NotRegular),
+            "{e}"
+        );
+
+        // Missing: an I/O error that says so.
+        let e = t.open("a/b/none", "").unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+
+        // A group-writable directory between the file and stop_at.
+        chmod(&t.path("a"), 0o775);
+        let e = t.open("a/b/keys", "").unwrap_err();
+        assert!(
+            matches!(&e, OpenError::Unsafe(u) if u.path == t.path("a").canonicalize().unwrap()),
+            "{e}"
+        );
+        assert!(!e.is_not_found());
+        // ... is not looked at when stop_at is below it.
+        assert!(t.open("a/b/keys", "a/b").is_ok());
+        assert!(check_dirs(&t.path("a/b"), &[t.me], Some(&t.path("a/b"))).is_ok());
+        assert!(check_dirs(&t.path("a/b"), &[t.me], Some(&t.path(""))).is_err());
+    }
+
+    #[test]
+    fn not_found_is_only_a_missing_file() {
+        let io = |kind| OpenError::Io {
+            path: "/x".into(),
+            source: io::Error::from(kind),
+        };
+        assert!(io(io::ErrorKind::NotFound).is_not_found());
+        assert!(!io(io::ErrorKind::PermissionDenied).is_not_found());
+        let unsafe_file = OpenError::Unsafe(Unsafe {
+            path: "/x".into(),
+            problem: Problem::NotRegular,
+        });
+        assert!(!unsafe_file.is_not_found());
+    }
+
+    #[test]
     fn messages_name_file_mode_and_fix() {
         let e = check(
             Path::new("/var/cache/keyward/alice"),

@@ -242,6 +242,106 @@ mod tests {
         }
     }
 
+    // `ssh-keygen -Y sign -f signer -n keyward` (and `-n file`) over "hello\n".
+    const SIGNER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEuN5jeku28miWD/dsgOlgRMzx0WmOXKdjCBqGn1/Whc signer";
+    const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWSsRefCqjWZhyz7BRzqrg3BmBiJqp/8FK8vqpIWfsB other";
+    const SIG_KEYWARD: &str = "-----BEGIN SSH SIGNATURE-----
+U1NIU0lHAAAAAQAAADMAAAALc3NoLWVkMjU1MTkAAAAgS43mN6S7byaJYP92yA6WBEzPHR
+aY5cp2MIGoafX9aFwAAAAHa2V5d2FyZAAAAAAAAAAGc2hhNTEyAAAAUwAAAAtzc2gtZWQy
+NTUxOQAAAEACwKenf5fSY2hMB8iqRtugV4xgSVuMOkSU2tBzNf2Ha5C7awKrLatYNbEaF7
+MAY4v5ZiRdhZ73CqHZzpjdE1YJ
+-----END SSH SIGNATURE-----\n";
+    const SIG_FILE_NS: &str = "-----BEGIN SSH SIGNATURE-----
+U1NIU0lHAAAAAQAAADMAAAALc3NoLWVkMjU1MTkAAAAgS43mN6S7byaJYP92yA6WBEzPHR
+aY5cp2MIGoafX9aFwAAAAEZmlsZQAAAAAAAAAGc2hhNTEyAAAAUwAAAAtzc2gtZWQyNTUx
+OQAAAECcSxlsVQX6kI3fbTFt9oCnLSFbGjFD1dXI+7gtnf8wreySOkc7ZQXrgRLn5SDl0x
+kBU7UXi8c5XLbNcdxx3IsD
+-----END SSH SIGNATURE-----\n";
+
+    #[test]
+    fn only_a_pinned_signer_in_the_keyward_namespace_verifies() {
+        let signer = PublicKey::from_openssh(SIGNER).unwrap();
+        let other = PublicKey::from_openssh(OTHER).unwrap();
+        let body = b"hello\n";
+        let sig = SIG_KEYWARD.as_bytes();
+        assert_eq!(verify(body, sig, &[signer.clone()]), Ok(()));
+        // Found among several pinned keys, whatever the order.
+        assert_eq!(verify(body, sig, &[other.clone(), signer.clone()]), Ok(()));
+        let e = verify(body, sig, &[other.clone()]).unwrap_err();
+        assert!(e.contains("not a configured signer"), "{e}");
+        assert!(e.contains(&signer.fingerprint(ssh_key::HashAlg::Sha256).to_string()));
+        assert!(verify(body, sig, &[]).is_err());
+        let e = verify(b"hello!\n", sig, &[signer.clone()]).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        // A signature made for another purpose (ssh-keygen's "file") is not one.
+        let e = verify(body, SIG_FILE_NS.as_bytes(), &[signer]).unwrap_err();
+        assert!(e.contains("namespace \"file\""), "{e}");
+    }
+
+    #[test]
+    fn utc_every_field_and_separator_is_checked() {
+        assert_eq!(parse_utc("2030-01-01T00:00:00Z"), Some(1893456000));
+        for (i, c) in [
+            (4, '-'),
+            (7, '-'),
+            (10, 'T'),
+            (13, ':'),
+            (16, ':'),
+            (19, 'Z'),
+        ] {
+            let mut s: Vec<char> = "2030-01-01T00:00:00Z".chars().collect();
+            assert_eq!(s[i], c);
+            s[i] = '0';
+            let s: String = s.into_iter().collect();
+            assert!(parse_utc(&s).is_none(), "{s}");
+        }
+        for ok in [
+            "2030-12-31T23:59:59Z",
+            "2030-01-31T00:00:00Z",
+            "2016-12-31T23:59:60Z",
+        ] {
+            assert!(parse_utc(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "2030-00-01T00:00:00Z",
+            "2030-13-01T00:00:00Z",
+            "2030-01-00T00:00:00Z",
+            "2030-01-32T00:00:00Z",
+            "2030-01-01T24:00:00Z",
+            "2030-01-01T00:60:00Z",
+            "2030-01-01T00:00:61Z",
+            "2030-01-01T0a:00:00Z",
+            "2030-01-01T00:00:00Z ",
+        ] {
+            assert!(parse_utc(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn utc_formatting_across_leap_days_centuries_and_the_epoch() {
+        // Python: datetime(1970, 1, 1) + timedelta(seconds=t).
+        for (t, s) in [
+            (-1, "1969-12-31T23:59:59Z"),
+            (-86400, "1969-12-31T00:00:00Z"),
+            (-62135596800, "0001-01-01T00:00:00Z"),
+            (68256000, "1972-03-01T00:00:00Z"),
+            (951782399, "2000-02-28T23:59:59Z"),
+            (951782400, "2000-02-29T00:00:00Z"),
+            (951868800, "2000-03-01T00:00:00Z"),
+            (4107542399, "2100-02-28T23:59:59Z"),
+            (4107542400, "2100-03-01T00:00:00Z"),
+            (1709251199, "2024-02-29T23:59:59Z"),
+            (1709251200, "2024-03-01T00:00:00Z"),
+            (946684799, "1999-12-31T23:59:59Z"),
+            (253402300799, "9999-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(format_utc(t), s, "{t}");
+            assert_eq!(parse_utc(s), Some(t), "{s}");
+        }
+    }
+
     #[test]
     fn garbage_signature_refused() {
         assert!(verify(b"x", b"not a signature", &[])

@@ -930,4 +930,112 @@ mod tests {
         let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys("k\n", None));
         assert!(failed(&t).contains("unsigned answer"));
     }
+
+    #[test]
+    fn floor_max_keeps_the_higher_and_on_a_tie_the_first() {
+        let (a5, b5, c6) = (Floor::of(5, "a"), Floor::of(5, "b"), Floor::of(6, "c"));
+        assert_eq!(Floor::max(Some(a5), Some(c6)), Some(c6));
+        assert_eq!(Floor::max(Some(c6), Some(a5)), Some(c6));
+        // The stored floor wins a tie: an entry with the stored serial but
+        // another body must not replace the floor it is judged against.
+        assert_eq!(Floor::max(Some(a5), Some(b5)), Some(a5));
+        assert_eq!(Floor::max(None, Some(b5)), Some(b5));
+        assert_eq!(Floor::max(Some(a5), None), Some(a5));
+        assert_eq!(Floor::max(None, None), None);
+    }
+
+    #[test]
+    fn floor_text_needs_exactly_64_hex_digits() {
+        let f = Floor::of(9, "body");
+        let text = f.encode();
+        assert_eq!(Floor::decode(&text), Ok(f));
+        let hex = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sha256 "))
+            .unwrap()
+            .to_owned();
+        for bad in [
+            hex[..62].to_owned(),
+            format!("{hex}00"),
+            format!("{}zz", &hex[..62]),
+        ] {
+            assert!(Floor::decode(&text.replace(&hex, &bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_signed_no_keys_entry_is_served_and_makes_no_floor() {
+        // A 404 carries no signature: its entry neither needs a valid header
+        // nor gives a floor (a floor from its empty body would refuse the
+        // real file of the same serial later).
+        let neg = Entry {
+            status: Status::NoKeys,
+            serial: Some(7),
+            body: String::new(),
+            ..entry(10)
+        };
+        let a = assess(&cur(Some(neg), None), T, &ttls(), S);
+        assert_eq!(a.freshness, Some(Freshness::Fresh));
+        assert_eq!(a.unusable, None);
+        assert_eq!(a.floor, None);
+        assert!(!a.floor_behind);
+    }
+
+    #[test]
+    fn the_first_signed_file_sets_the_floor_and_a_repeat_changes_nothing() {
+        let body = signed_body("alice", 5, "k");
+        let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys(&body, Some(5)));
+        assert_eq!(served(&t).0, Some(body.as_str()));
+        assert_eq!(t.floor, Some(Floor::of(5, &body)));
+        // The same file again (a stale entry refetched): no floor to write.
+        let e = signed_entry(400, 5);
+        let f = Floor::of(5, &e.body);
+        let again = e.body.clone();
+        let t = login(&cur(Some(e), Some(f)), T, &ttls(), S, |_, _| {
+            keys(&again, Some(5))
+        });
+        assert_eq!(served(&t).0, Some(again.as_str()));
+        assert_eq!(t.floor, None);
+        // A higher serial raises it.
+        let body6 = signed_body("alice", 6, "k2");
+        let t = login(
+            &cur(Some(signed_entry(400, 5)), Some(f)),
+            T,
+            &ttls(),
+            S,
+            |_, _| keys(&body6, Some(6)),
+        );
+        assert_eq!(t.floor, Some(Floor::of(6, &body6)));
+    }
+
+    #[test]
+    fn a_304_never_revives_an_entry_that_may_not_be_served() {
+        let not_modified = |_: Option<&str>, _: Option<Floor>| Fetch::NotModified {
+            url: "http://m2/alice".into(),
+        };
+        // A signed file past its `expires`: refused, even if the directory
+        // says "not modified".
+        let h = Header {
+            user: "alice".into(),
+            serial: 5,
+            expires: T as i64 - 1,
+        };
+        let expired = Entry {
+            serial: Some(5),
+            body: format!("{}\nk\n", h.to_line()),
+            ..entry(400)
+        };
+        let t = login(&cur(Some(expired), None), T, &ttls(), S, not_modified);
+        assert!(failed(&t).contains("304"), "{:?}", t.answer);
+        assert_eq!(t.store, Store::Nothing);
+        // A stale "no keys" entry is not a key list a 304 could refresh:
+        // served as the stale answer it is, nothing stored.
+        let neg = Entry {
+            status: Status::NoKeys,
+            ..entry(100)
+        };
+        let t = login(&cur(Some(neg), None), T, &ttls(), U, not_modified);
+        assert_eq!(served(&t), (None, "stale"));
+        assert_eq!(t.store, Store::Nothing);
+    }
 }

@@ -298,4 +298,53 @@ mod tests {
         let arg = format!("allow_user={}", list.join(","));
         assert!(p(&[&arg]).unwrap_err().reason.contains("more than"));
     }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        // Exactly at every bound is still accepted.
+        assert!(p(&vec!["debug"; MAX_ARGS]).is_ok());
+        let name = "a".repeat(MAX_NAME_LEN);
+        let a = p(&[&format!("allow_user={name}")]).unwrap();
+        assert_eq!(a.allow_users, [name]);
+        let list: Vec<String> = (0..MAX_NAMES).map(|i| format!("u{i}")).collect();
+        let a = p(&[&format!("allow_group={}", list.join(","))]).unwrap();
+        assert_eq!(a.allow_groups.len(), MAX_NAMES);
+        // MAX_ARG_LEN bytes exactly: within the bound (then refused only
+        // because the one name in it is too long for a name).
+        let arg = format!(
+            "allow_user={}",
+            "a".repeat(MAX_ARG_LEN - "allow_user=".len())
+        );
+        assert_eq!(arg.len(), MAX_ARG_LEN);
+        let e = p(&[&arg]).unwrap_err();
+        assert!(e.reason.contains("name longer"), "{e}");
+        assert_eq!(e.arg, arg);
+    }
+
+    #[test]
+    fn canonical_lists_every_flag_in_a_fixed_order() {
+        let a = p(&["debug", "missing_ok", "require_publickey", "audit_only"]).unwrap();
+        assert_eq!(
+            a.canonical(),
+            "audit_only require_publickey missing_ok debug"
+        );
+        assert_eq!(p(&["missing_ok"]).unwrap().canonical(), "missing_ok");
+        assert_eq!(Args::default().canonical(), "");
+        assert!(p(&["allow_group=g"]).unwrap().has_exemptions());
+        assert!(!p(&["audit_only"]).unwrap().has_exemptions());
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let e = p(&["debug", "nullok"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("argument 2 \"nullok\": unknown argument"),
+            "{e}"
+        );
+        let many = vec!["debug"; MAX_ARGS + 1];
+        let e = p(&many).unwrap_err();
+        assert_eq!(e.to_string(), e.reason);
+        assert!(e.reason.starts_with("65 arguments"), "{e}");
+    }
 }

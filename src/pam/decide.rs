@@ -243,6 +243,13 @@ pub fn authenticate(args: &Args, ctx: &Context, db: &dyn Accounts) -> Verdict {
         (None, false) => ("block", Ret::AuthErr),
     };
     let mut rec = ctx.record(decision);
+    if decision == "block" {
+        // The line must say why on its own: an admin reads it in auth.log.
+        rec.push(
+            "reason",
+            "password and keyboard-interactive logins are refused (keys only); user not exempt by allow_user/allow_group",
+        );
+    }
     if args.audit_only {
         rec.push("mode", "audit_only");
     }
@@ -434,7 +441,9 @@ mod tests {
         assert_eq!(v.ret, Ret::AuthErr);
         assert_eq!(
             line(&v),
-            "decision=block user=alice rhost=192.0.2.7 service=sshd tty=ssh"
+            "decision=block user=alice rhost=192.0.2.7 service=sshd tty=ssh \
+             reason=\"password and keyboard-interactive logins are refused (keys only); \
+             user not exempt by allow_user/allow_group\""
         );
         assert_eq!(v.log.as_ref().unwrap().0, Severity::Notice);
     }

@@ -206,15 +206,22 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
 
 #[test]
 fn demo_says_what_to_do_when_not_root() {
-    // As an ordinary user, before touching anything: one line, exit 1.
+    // As an ordinary user, before touching anything: one line, exit 1. A
+    // copy the user can read (the checkout may be under root's 0700 home).
     let user = TestUser::new();
+    let dir = TestDir::new("demo-notroot");
+    let script = dir.write(
+        "demo.sh",
+        std::fs::read(Path::new(REPO).join("scripts/demo.sh")).unwrap(),
+        0o755,
+    );
     let out = run(
         Command::new("setpriv")
             .arg(format!("--reuid={}", user.name))
             .arg(format!("--regid={}", user.name))
             .arg("--clear-groups")
             .arg("bash")
-            .arg(Path::new(REPO).join("scripts/demo.sh")),
+            .arg(&script),
         Duration::from_secs(30),
     );
     assert_eq!(out.code, Some(1), "{out}");

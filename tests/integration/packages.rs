@@ -45,8 +45,15 @@ const LIB_DIRS: &[&str] = &[
 /// Test helpers that run a program named by their first argument. A new
 /// helper with a `program: &str` parameter must be added here (checked).
 const WRAPPERS: &[&str] = &["Command::new", "must_out", "cmd_out", "account_cmd", "have"];
-/// Programs test.sh (and the fuzz.sh/package.sh it runs) call directly.
-const TEST_SH_COMMANDS: &[&str] = &["ssh-keygen", "pgrep", "gzip", "dpkg-query"];
+/// Programs the scripts that the test run uses call directly: test.sh
+/// itself, and package.sh (the packaging tests run it).
+const SCRIPT_COMMANDS: &[(&str, &str)] = &[
+    ("ssh-keygen", "scripts/test.sh"),
+    ("pgrep", "scripts/test.sh"),
+    ("dpkg-query", "scripts/test.sh"),
+    ("gzip", "scripts/package.sh"),
+    ("python3", "scripts/package.sh"),
+];
 
 #[derive(Default)]
 struct Pkg {
@@ -509,8 +516,8 @@ fn test_sh_packages_cover_build_tests_and_demo() {
     let closure = dpkg.closure(&packages);
     let mut uses = build_uses();
     uses.push(program("c++", "the fuzz targets build libFuzzer (C++)"));
-    for c in TEST_SH_COMMANDS {
-        uses.push(program(c, "scripts/test.sh runs it"));
+    for (c, script) in SCRIPT_COMMANDS {
+        uses.push(program(c, &format!("{script} runs it")));
     }
     uses.extend(test_uses());
     // The tests run the demo: it must not have to install anything then.

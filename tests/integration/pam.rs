@@ -4,11 +4,14 @@
 //!   directory (`PAM_WRAPPER_SERVICE_DIR`) and names the module by absolute
 //!   path; the machine's /etc/pam.d is never read or changed.
 //!   `PAM_WRAPPER_USE_SYSLOG=1` sends the module's pam_syslog(3) lines to the
-//!   real syslog(3), i.e. /dev/log, which the shared [`DevLog`] fixture
-//!   serves with a private rsyslog.
+//!   real syslog(3), i.e. /dev/log: pamtester runs in its own mount
+//!   namespace where /dev/log is a private rsyslog's socket
+//!   ([`PrivateDevLog`]), so every log assertion runs on every machine and
+//!   the machine's own /dev/log is never touched.
 //! - A real sshd (UsePAM, password and keyboard-interactive on) started in a
 //!   private mount namespace where a test stack is bind-mounted over
-//!   /etc/pam.d/sshd, with keyward as its AuthorizedKeysCommand.
+//!   /etc/pam.d/sshd and /dev/log is the test's private rsyslog, with
+//!   keyward as its AuthorizedKeysCommand.
 //!
 //! The stacks used with pamtester tell PAM_IGNORE apart from PAM_SUCCESS:
 //! `auth [ignore=1 success=bad default=die] pam_keyward.so …` followed by
@@ -54,8 +57,9 @@ fn install_module(dir: &TestDir) -> PathBuf {
 }
 
 /// Serialises the PAM tests of concurrent test processes (an flock held
-/// while any PAM test of this process runs), so that one process at a time
-/// owns the shared `/dev/log` fixture and can read what the module logged.
+/// while any PAM test of this process runs): libpam_wrapper's runtime
+/// directories race between concurrent pamtesters (see pam_stress.rs), and
+/// these tests do not retry.
 static SERIAL: Mutex<(usize, Option<File>)> = Mutex::new((0, None));
 const SERIAL_LOCK: &str = "/run/keyward-tests-pam.lock";
 
@@ -86,49 +90,33 @@ impl Drop for SerialGuard {
     }
 }
 
-/// The `/dev/log` fixture for PAM tests (a local helper around the shared
-/// [`DevLog`]): where `/dev/log` belongs to another keyward test process
-/// the test fails loudly instead of silently checking nothing; only the
-/// machine's own syslog makes the log checks skip (with a note).
+/// The log of one PAM test: a private rsyslog that pamtester and sshd see
+/// as /dev/log in their mount namespace (so the log checks always run, and
+/// each test reads only its own records), plus the PAM tests' lock.
 struct PamLog {
-    // Field order = drop order: /dev/log goes before the lock is released.
-    log: DevLog,
+    log: PrivateDevLog,
     _serial: SerialGuard,
 }
 
 impl PamLog {
     fn acquire() -> PamLog {
         let serial = SerialGuard::acquire();
-        let log = DevLog::acquire();
-        if !log.readable() {
-            let owner = std::fs::read_to_string("/run/keyward-tests-devlog.pid").ok();
-            match owner {
-                Some(pid) => panic!(
-                    "/dev/log is held by another keyward test process (pid {}): \
-                     run the PAM tests alone",
-                    pid.trim()
-                ),
-                None => {
-                    eprintln!("note: /dev/log is the machine's own syslog; PAM log checks skipped")
-                }
-            }
-        }
         PamLog {
-            log,
+            log: PrivateDevLog::start(),
             _serial: serial,
         }
     }
 }
 
 impl Deref for PamLog {
-    type Target = DevLog;
-    fn deref(&self) -> &DevLog {
+    type Target = PrivateDevLog;
+    fn deref(&self) -> &PrivateDevLog {
         &self.log
     }
 }
 
 /// Messages pam_keyward wrote about `user`, in order.
-fn pam_lines(log: &DevLog, user: &str) -> Vec<LogLine> {
+fn pam_lines(log: &PrivateDevLog, user: &str) -> Vec<LogLine> {
     log.lines()
         .into_iter()
         .filter(|l| l.msg.starts_with("pam_keyward(") && l.field("user").as_deref() == Some(user))
@@ -136,7 +124,7 @@ fn pam_lines(log: &DevLog, user: &str) -> Vec<LogLine> {
 }
 
 /// Waits for the first pam_keyward line about `user` with `decision`.
-fn wait_decision(log: &DevLog, user: &str, decision: &str) -> Option<LogLine> {
+fn wait_decision(log: &PrivateDevLog, user: &str, decision: &str) -> Option<LogLine> {
     log.wait_for(LOG_WAIT, |l| {
         l.msg.starts_with("pam_keyward(")
             && l.field("user").as_deref() == Some(user)
@@ -144,11 +132,8 @@ fn wait_decision(log: &DevLog, user: &str, decision: &str) -> Option<LogLine> {
     })
 }
 
-fn dump(log: &DevLog) -> String {
-    match log.out() {
-        Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
-        None => "(/dev/log is not ours: nothing to show)".into(),
-    }
+fn dump(log: &PrivateDevLog) -> String {
+    log.text()
 }
 
 // ---------------------------------------------------------------------------
@@ -161,15 +146,22 @@ struct PamService {
     dir: TestDir,
     name: String,
     module: PathBuf,
+    /// Namespace set-up giving pamtester the test's private /dev/log.
+    prelude: String,
 }
 
 impl PamService {
-    fn new() -> PamService {
+    fn new(log: &PrivateDevLog) -> PamService {
         let dir = TestDir::new("pamsvc");
         let module = install_module(&dir);
         let name = unique_name("kwpam");
         dir.subdir("svc");
-        PamService { dir, name, module }
+        PamService {
+            dir,
+            name,
+            module,
+            prelude: log.prelude(),
+        }
     }
 
     /// Writes the service file (raw bytes: arguments may be non-UTF-8).
@@ -189,8 +181,8 @@ impl PamService {
     /// The standard test stack: every stage runs pam_keyward with `args`;
     /// pam_keyward's PAM_IGNORE (auth) and failures are observable as
     /// described in the file comment.
-    fn with_args(args: &[u8]) -> PamService {
-        let s = PamService::new();
+    fn with_args(log: &PrivateDevLog, args: &[u8]) -> PamService {
+        let s = PamService::new(log);
         let a = |stage: &str, control: &str| {
             let mut l = format!("{stage} {control} {{MOD}} ").into_bytes();
             l.extend_from_slice(args);
@@ -211,9 +203,15 @@ impl PamService {
     }
 
     /// `pamtester -v -I rhost=… -I tty=pts/7 [-E VAR=VALUE…] SVC USER OPS…`
+    /// in a mount namespace whose /dev/log is the test's private rsyslog.
     fn run(&self, user: &str, env: &[(&str, &str)], ops: &[&str]) -> Out {
-        let mut c = Command::new("pamtester");
-        c.env("LD_PRELOAD", "libpam_wrapper.so")
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!("{}exec \"$@\"\n", self.prelude))
+            .arg("sh")
+            // Only pamtester gets the preload (libpam_wrapper sets itself up
+            // in every process it is loaded into).
+            .args(["env", "LD_PRELOAD=libpam_wrapper.so", "pamtester"])
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", self.dir.join("svc"))
             .env("PAM_WRAPPER_USE_SYSLOG", "1")
@@ -265,16 +263,12 @@ fn assert_auth_record(l: &LogLine, svc: &PamService, user: &str) {
 fn pamtester_blocks_every_password_attempt() {
     let log = PamLog::acquire();
     let user = TestUser::with_password("correct horse");
-    let svc = PamService::with_args(b"");
+    let svc = PamService::with_args(&log, b"");
     let out = svc.authenticate(&user.name);
     assert_refused(&out, AUTH_ERR);
     // An account NSS does not know is blocked the same way.
     let out = svc.authenticate("kw-no-such-user");
     assert_refused(&out, AUTH_ERR);
-
-    if !log.readable() {
-        return;
-    }
     let l = wait_decision(&log, &user.name, "block")
         .unwrap_or_else(|| panic!("no decision=block line:\n{}", dump(&log)));
     assert_auth_record(&l, &svc, &user.name);
@@ -288,7 +282,7 @@ fn pamtester_exempts_users_by_name() {
     let glass = TestUser::new();
     let other = TestUser::new();
     let args = format!("allow_user=kw-nobody,{}", glass.name);
-    let svc = PamService::with_args(args.as_bytes());
+    let svc = PamService::with_args(&log, args.as_bytes());
 
     let out = svc.authenticate(&glass.name);
     assert!(out.success(), "exempt user must get PAM_IGNORE: {out}");
@@ -297,10 +291,6 @@ fn pamtester_exempts_users_by_name() {
     // setcred after an exempt login must not fail.
     let out = svc.run(&glass.name, &[], &["authenticate", "setcred"]);
     assert!(out.success(), "{out}");
-
-    if !log.readable() {
-        return;
-    }
     let l = wait_decision(&log, &glass.name, "exempt")
         .unwrap_or_else(|| panic!("no decision=exempt line:\n{}", dump(&log)));
     assert_auth_record(&l, &svc, &glass.name);
@@ -318,18 +308,14 @@ fn pamtester_exempts_supplementary_group_members() {
     let primary = must(Command::new("id").args(["-gn", &member.name]));
     assert_ne!(primary.stdout.trim(), group.name);
 
-    let svc = PamService::with_args(format!("allow_group={}", group.name).as_bytes());
+    let svc = PamService::with_args(&log, format!("allow_group={}", group.name).as_bytes());
     let out = svc.authenticate(&member.name);
     assert!(out.success(), "group member must get PAM_IGNORE: {out}");
     assert_refused(&svc.authenticate(&outsider.name), AUTH_ERR);
 
     // A group that does not exist exempts nobody, and says so.
-    let typo = PamService::with_args(format!("allow_group={}x", group.name).as_bytes());
+    let typo = PamService::with_args(&log, format!("allow_group={}x", group.name).as_bytes());
     assert_refused(&typo.authenticate(&member.name), AUTH_ERR);
-
-    if !log.readable() {
-        return;
-    }
     let l = wait_decision(&log, &member.name, "exempt")
         .unwrap_or_else(|| panic!("no decision=exempt line:\n{}", dump(&log)));
     assert_auth_record(&l, &svc, &member.name);
@@ -356,14 +342,13 @@ fn pamtester_audit_only_blocks_nothing() {
     let log = PamLog::acquire();
     let user = TestUser::new();
     let glass = TestUser::new();
-    let svc = PamService::with_args(format!("audit_only allow_user={}", glass.name).as_bytes());
+    let svc = PamService::with_args(
+        &log,
+        format!("audit_only allow_user={}", glass.name).as_bytes(),
+    );
     let out = svc.authenticate(&user.name);
     assert!(out.success(), "audit_only must return PAM_IGNORE: {out}");
     assert!(svc.authenticate(&glass.name).success());
-
-    if !log.readable() {
-        return;
-    }
     let l = wait_decision(&log, &user.name, "would-block")
         .unwrap_or_else(|| panic!("no decision=would-block line:\n{}", dump(&log)));
     assert_auth_record(&l, &svc, &user.name);
@@ -390,14 +375,11 @@ fn pamtester_bad_arguments_fail_closed() {
         ),
     ];
     for (args, shown, why) in cases {
-        let svc = PamService::with_args(args);
+        let svc = PamService::with_args(&log, args);
         // authenticate, account and session all fail closed ...
         assert_refused(&svc.authenticate(&user.name), SERVICE_ERR);
         assert_refused(&svc.run(&user.name, &[], &["acct_mgmt"]), SERVICE_ERR);
         assert_refused(&svc.run(&user.name, &[], &["open_session"]), SERVICE_ERR);
-        if !log.readable() {
-            continue;
-        }
         let l = log
             .wait_for(LOG_WAIT, |l| {
                 l.msg
@@ -431,7 +413,7 @@ fn pamtester_session_requires_a_publickey() {
     let cert_material: Vec<&str> = cert_line.split_whitespace().take(2).collect();
     let cert_material = cert_material.join(" ");
 
-    let svc = PamService::with_args(b"require_publickey");
+    let svc = PamService::with_args(&log, b"require_publickey");
     let info = |v: &str| vec![("SSH_AUTH_INFO_0", v.to_owned())];
     let session = |svc: &PamService, v: Option<&str>| {
         let env: Vec<(&str, String)> = v.map(info).unwrap_or_default();
@@ -453,14 +435,10 @@ fn pamtester_session_requires_a_publickey() {
     }
     assert_refused(&session(&svc, None), PERM_DENIED);
     // missing_ok: a service without SSH_AUTH_INFO_0 is let through ...
-    let lax = PamService::with_args(b"require_publickey missing_ok");
+    let lax = PamService::with_args(&log, b"require_publickey missing_ok");
     assert!(session(&lax, None).success());
     // ... but not one that says it used a password.
     assert_refused(&session(&lax, Some("password\n")), PERM_DENIED);
-
-    if !log.readable() {
-        return;
-    }
     let fp = key.fingerprint();
     let l = log
         .wait_for(LOG_WAIT, |l| {
@@ -521,8 +499,9 @@ fn pamtester_session_requires_a_publickey() {
 
 #[test]
 fn pamtester_other_callbacks_never_fail() {
+    let log = PamLog::acquire();
     let user = TestUser::new();
-    let svc = PamService::with_args(b"allow_group=kw-no-such-group debug");
+    let svc = PamService::with_args(&log, b"allow_group=kw-no-such-group debug");
     let out = svc.run(
         &user.name,
         &[("SSH_AUTH_INFO_0", "password\n")],
@@ -537,7 +516,7 @@ fn pamtester_other_callbacks_never_fail() {
     // open_session without require_publickey only logs.
     assert!(out.success(), "{out}");
     // setcred never fails, even with arguments that fail everything else.
-    let bad = PamService::with_args(b"no-such-argument");
+    let bad = PamService::with_args(&log, b"no-such-argument");
     let out = bad.run(&user.name, &[], &["setcred"]);
     assert!(out.success(), "setcred must not fail: {out}");
 }
@@ -552,10 +531,17 @@ const GLASS_PW: &str = "Pw-for-breakglass-2";
 /// Starts an sshd with `stack` bind-mounted over /etc/pam.d/sshd, password
 /// and keyboard-interactive authentication on, and (optionally) keyward as
 /// its AuthorizedKeysCommand.
-fn pam_sshd(dir: &TestDir, name: &str, stack: &str, akc: Option<&str>) -> Sshd {
+fn pam_sshd(
+    log: &PrivateDevLog,
+    dir: &TestDir,
+    name: &str,
+    stack: &str,
+    akc: Option<&str>,
+) -> Sshd {
     let stack_file = dir.write(format!("pam.d/{name}"), stack, 0o644);
     let mut b = Sshd::builder()
         .pam_stack(&stack_file)
+        .dev_log(log)
         .set("PasswordAuthentication", "yes")
         .set("KbdInteractiveAuthentication", "yes");
     if let Some(cmd) = akc {
@@ -597,7 +583,7 @@ fn sshd_refuses_passwords_allows_keys_and_breakglass() {
     let plain = "auth required pam_unix.so\naccount required pam_unix.so\n\
                  session required pam_unix.so\n";
     {
-        let sshd = pam_sshd(&dir, "plain", plain, None);
+        let sshd = pam_sshd(&log, &dir, "plain", plain, None);
         for method in ["password", "keyboard-interactive"] {
             let r = password_login(&sshd, &user, PW, method);
             assert!(
@@ -616,7 +602,7 @@ fn sshd_refuses_passwords_allows_keys_and_breakglass() {
          session  required  pam_unix.so\n",
         g = group.name
     );
-    let sshd = pam_sshd(&dir, "keyward", &stack, Some(&akc));
+    let sshd = pam_sshd(&log, &dir, "keyward", &stack, Some(&akc));
     let debug = |what: &str| {
         format!(
             "{what}\n--- /dev/log ---\n{}--- keyward log ---\n{}--- sshd log ---\n{}",
@@ -668,10 +654,6 @@ fn sshd_refuses_passwords_allows_keys_and_breakglass() {
         })
         .unwrap_or_else(|| panic!("{}", debug("no keyward decision=match line")));
     assert_eq!(kl.field("fp"), Some(key.fingerprint()), "{}", kl.raw);
-
-    if !log.readable() {
-        return;
-    }
     // Two refusals (password, keyboard-interactive), from sshd's auth stack.
     let blocks = log.wait_for_n_lines(2, |l| {
         l.program == "sshd"
@@ -752,7 +734,7 @@ fn sshd_session_line_refuses_password_sessions() {
          session  required  pam_unix.so\n",
         m = module.display()
     );
-    let sshd = pam_sshd(&dir, "session-only", &stack, None);
+    let sshd = pam_sshd(&log, &dir, "session-only", &stack, None);
     for method in ["password", "keyboard-interactive"] {
         let r = password_login(&sshd, &user, PW, method);
         assert!(!r.ok, "{method} session must be refused: {r}");
@@ -767,9 +749,6 @@ fn sshd_session_line_refuses_password_sessions() {
             "{needle}\n{}",
             sshd.log_text()
         );
-    }
-    if !log.readable() {
-        return;
     }
     let refused = log.wait_for_n_lines(2, |l| {
         l.field("user").as_deref() == Some(user.name.as_str())
@@ -806,7 +785,7 @@ fn sshd_audit_only_logs_and_lets_passwords_through() {
          session  required  pam_unix.so\n",
         m = module.display()
     );
-    let sshd = pam_sshd(&dir, "audit", &stack, None);
+    let sshd = pam_sshd(&log, &dir, "audit", &stack, None);
     for method in ["password", "keyboard-interactive"] {
         let r = password_login(&sshd, &user, PW, method);
         assert!(
@@ -814,9 +793,6 @@ fn sshd_audit_only_logs_and_lets_passwords_through() {
             "audit_only must let {method} through: {r}\n{}",
             sshd.log_text()
         );
-    }
-    if !log.readable() {
-        return;
     }
     let would = log.wait_for_n_lines(2, |l| {
         l.field("user").as_deref() == Some(user.name.as_str())
@@ -839,13 +815,13 @@ fn sshd_audit_only_logs_and_lets_passwords_through() {
         .all(|l| l.field("mode").as_deref() == Some("audit_only")));
 }
 
-/// Waiting for several lines on the /dev/log fixture (a local helper: the
-/// shared `DevLog` only waits for one).
+/// Waiting for several lines on the private /dev/log (a local helper: the
+/// shared log only waits for one).
 trait WaitLines {
     fn wait_for_n_lines(&self, n: usize, pred: impl FnMut(&LogLine) -> bool) -> Vec<LogLine>;
 }
 
-impl WaitLines for DevLog {
+impl WaitLines for PrivateDevLog {
     fn wait_for_n_lines(&self, n: usize, mut pred: impl FnMut(&LogLine) -> bool) -> Vec<LogLine> {
         let mut found = Vec::new();
         wait_until(LOG_WAIT, || {

@@ -7,8 +7,10 @@
 //! names are unique per process and per call.
 //!
 //! Nothing here touches the machine's own sshd, PAM or syslog configuration.
-//! The one shared resource is `/dev/log` (see [`rsyslog::DevLog`]), which is
-//! only created when the machine has none, and removed again by the last user.
+//! `/dev/log` is never touched by the PAM tests: they give pamtester and sshd
+//! a private one in their mount namespace ([`devlog::PrivateDevLog`]). The
+//! older shared fixture [`rsyslog::DevLog`] only creates `/dev/log` when the
+//! machine has none, and removes it again with its last user.
 //!
 //! Layout:
 //! - this file: unique directories, ports, names, running commands with a
@@ -16,6 +18,10 @@
 //! - [`nginx`]: a private nginx serving a directory (the key directory);
 //! - [`fault`]: misbehaving HTTP servers (black hole, slow drip, truncated);
 //! - [`rsyslog`]: a private rsyslogd and the shared `/dev/log` fixture;
+//! - [`devlog`]: a private `/dev/log` inside a mount namespace (for code
+//!   that can only use syslog(3), e.g. PAM modules), the machine's untouched;
+//! - [`skip`]: tests that cannot run their real check say so (and fail
+//!   under CI);
 //! - [`sshkeys`]: key generation, fingerprints, user certificates;
 //! - [`keyward`]: installing the binary where sshd accepts it, its config,
 //!   running `keyward keys`;
@@ -25,21 +31,27 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod cachefiles;
+pub mod checks;
+pub mod devlog;
 pub mod fault;
 pub mod keysenv;
 pub mod keyward;
 pub mod nginx;
 pub mod rsyslog;
+pub mod skip;
 pub mod sshd;
 pub mod sshkeys;
 
 mod selftest;
 
+pub use devlog::{dev_log_identity, PrivateDevLog};
 pub use fault::FaultServer;
 pub use keysenv::{fake_user, materials, KeysEnv, Lookup};
 pub use keyward::{Keyward, KwConfig};
 pub use nginx::Nginx;
 pub use rsyslog::{DevLog, Rsyslog};
+pub use skip::skip;
 pub use sshd::{ssh_key_login, ssh_password_login, SshOut, Sshd};
 pub use sshkeys::{KeyType, SshKey};
 

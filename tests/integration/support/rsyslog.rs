@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{lock, wait_until, TestDir};
@@ -380,6 +380,20 @@ impl DevLog {
         st.users += 1;
         DevLog {
             out: st.rsyslog.as_ref().map(|r| r.out.clone()),
+        }
+    }
+
+    /// Keeps [`DevLog`] from creating or removing `/dev/log` while the guard
+    /// lives (waits for current users to finish first), so a test can prove
+    /// that something else leaves the machine's `/dev/log` alone.
+    pub fn hold_idle() -> MutexGuard<'static, impl Sized> {
+        loop {
+            let st = lock(&DEV_LOG_STATE);
+            if st.users == 0 {
+                return st;
+            }
+            drop(st);
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

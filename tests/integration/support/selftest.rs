@@ -230,3 +230,97 @@ fn support_sshd_uses_a_private_pam_stack() {
         }
     }
 }
+
+#[test]
+fn support_private_dev_log_is_private_and_leaves_the_machine_alone() {
+    let _idle = DevLog::hold_idle();
+    let before = crate::support::dev_log_identity();
+    let a = PrivateDevLog::start();
+    let b = PrivateDevLog::start();
+    let tag = unique_name("nsdevlog");
+    // logger(1) writes to /dev/log, like syslog(3) in a PAM module.
+    let out = run(
+        a.command("logger")
+            .args(["-p", "authpriv.notice", "-t", "kwt-nsdevlog"])
+            .arg(&tag),
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{out}");
+    let l = a
+        .wait_for(Duration::from_secs(10), |l| l.msg.contains(&tag))
+        .unwrap_or_else(|| panic!("not in the private log: {}", a.text()));
+    assert_eq!(
+        (l.facility.as_str(), l.severity.as_str()),
+        ("authpriv", "notice")
+    );
+    let out = run(
+        b.command("sh")
+            .args(["-c", "test -S /dev/log && logger -t kwt-nsdevlog other"]),
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{out}");
+    assert!(b
+        .wait_for(Duration::from_secs(10), |l| l.msg.contains("other"))
+        .is_some());
+    // Each namespace saw only its own socket.
+    assert!(!b.text().contains(&tag), "{}", b.text());
+    assert!(a.lines().iter().all(|l| l.msg != "other"), "{}", a.text());
+    assert_eq!(
+        crate::support::dev_log_identity(),
+        before,
+        "the machine's /dev/log changed while namespaces used a private one"
+    );
+    drop((a, b));
+    assert_eq!(crate::support::dev_log_identity(), before);
+}
+
+/// Run only by `support_skip_fails_under_ci_and_is_recorded_elsewhere`.
+#[test]
+#[ignore = "a probe started by support_skip_fails_under_ci_and_is_recorded_elsewhere"]
+fn support_skip_probe() {
+    let tag = std::env::var("KWT_SKIP_PROBE_TAG").unwrap_or_default();
+    skip("support_skip_probe", &format!("probe {tag}"));
+}
+
+#[test]
+fn support_skip_fails_under_ci_and_is_recorded_elsewhere() {
+    let exe = std::env::current_exe().unwrap();
+    // The probe's records stay out of the real list scripts/test.sh reports.
+    let records = TestDir::new("skip-records");
+    let probe = |ci: Option<&str>, tag: &str| {
+        let mut c = Command::new(&exe);
+        c.args([
+            "--exact",
+            "support::selftest::support_skip_probe",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("KWT_SKIP_PROBE_TAG", tag)
+        .env("KEYWARD_TEST_SKIP_DIR", records.path())
+        .env_remove("CI");
+        if let Some(v) = ci {
+            c.env("CI", v);
+        }
+        run(&mut c, Duration::from_secs(60))
+    };
+    let recorded = |tag: &str| {
+        std::fs::read_dir(records.path())
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(tag)))
+            })
+            .unwrap_or(false)
+    };
+    let tag = unique_name("ci");
+    let out = probe(Some("true"), &tag);
+    assert!(!out.success(), "a skip must fail under CI=true: {out}");
+    assert!(out.stdout.contains("1 failed"), "{out}");
+    assert!(!recorded(&tag));
+    let tag = unique_name("local");
+    let out = probe(None, &tag);
+    assert!(out.success(), "{out}");
+    assert!(out.stderr.contains("SKIPPED support_skip_probe"), "{out}");
+    assert!(recorded(&tag), "no record in {}", records.path().display());
+    let tag = unique_name("cifalse");
+    assert!(probe(Some("false"), &tag).success());
+}

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::devlog::PrivateDevLog;
 use super::{free_port, prepare_sshd_host, run, wait_port, wait_until, Out, TestDir};
 
 /// Builder for [`Sshd`]. Later `set` calls replace defaults; `line`s are
@@ -21,6 +22,8 @@ pub struct SshdBuilder {
     matches: Vec<String>,
     /// (file, target) bind mounts of a private mount namespace.
     binds: Vec<(PathBuf, String)>,
+    /// Shell set-up run first in that namespace (e.g. a private /dev/log).
+    preludes: Vec<String>,
 }
 
 impl Default for SshdBuilder {
@@ -45,6 +48,7 @@ impl Default for SshdBuilder {
             lines: Vec::new(),
             matches: Vec::new(),
             binds: Vec::new(),
+            preludes: Vec::new(),
         }
     }
 }
@@ -95,6 +99,14 @@ impl SshdBuilder {
     /// over `target`; the rest of the machine keeps seeing its own file.
     pub fn bind(mut self, file: &Path, target: &str) -> Self {
         self.binds.push((file.to_owned(), target.to_owned()));
+        self
+    }
+
+    /// Start sshd in a private mount namespace where `/dev/log` is the
+    /// private rsyslog of `log` (what the PAM modules in sshd log through
+    /// syslog(3) lands there; the machine's /dev/log is left alone).
+    pub fn dev_log(mut self, log: &PrivateDevLog) -> Self {
+        self.preludes.push(log.prelude());
         self
     }
 
@@ -171,7 +183,7 @@ impl SshdBuilder {
 
     /// Runs sshd (it daemonises once it listens); the result of the parent.
     fn spawn(&self, conf: &Path, log: &Path) -> Out {
-        if self.binds.is_empty() {
+        if self.binds.is_empty() && self.preludes.is_empty() {
             return run(
                 Command::new("/usr/sbin/sshd")
                     .arg("-f")
@@ -186,9 +198,13 @@ impl SshdBuilder {
             .iter()
             .map(|(file, target)| format!("mount --bind '{}' '{target}'", file.display()))
             .collect();
-        let script = format!(
-            "{} && exec /usr/sbin/sshd -f '{}' -E '{}'",
-            mounts.join(" && "),
+        let mut script = self.preludes.concat();
+        for m in mounts {
+            script += &m;
+            script += " &&\n";
+        }
+        script += &format!(
+            "exec /usr/sbin/sshd -f '{}' -E '{}'",
             conf.display(),
             log.display()
         );
