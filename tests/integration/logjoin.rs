@@ -21,9 +21,8 @@ fn ppid_is_the_sshd_that_logged_accepted_publickey() {
     let nginx = Nginx::start();
     let log = PrivateDevLog::start();
     // keyward logs to the same private rsyslog, through its own socket.
-    let kw = Keyward::with_config(
-        &KwConfig::new(&cache, Some(&log.log.socket)).url(nginx.users_url()),
-    );
+    let kw =
+        Keyward::with_config(&KwConfig::new(&cache, Some(&log.log.socket)).url(nginx.users_url()));
     let user = TestUser::with_password("kwt-Pw-1");
     let key = SshKey::ed25519(dir.path(), "login");
     let other = SshKey::ed25519(dir.path(), "other");
@@ -48,12 +47,15 @@ fn ppid_is_the_sshd_that_logged_accepted_publickey() {
         );
     }
     let want = format!("Accepted publickey for {} ", user.name);
-    let accepted = log
-        .log
-        .wait_for_n(2, Duration::from_secs(10), |l| {
-            l.program == "sshd" && l.msg.starts_with(&want)
-        });
-    assert_eq!(accepted.len(), 2, "two logins logged by sshd:\n{}", log.text());
+    let accepted = log.log.wait_for_n(2, Duration::from_secs(10), |l| {
+        l.program == "sshd" && l.msg.starts_with(&want)
+    });
+    assert_eq!(
+        accepted.len(),
+        2,
+        "two logins logged by sshd:\n{}",
+        log.text()
+    );
     let fp = key.fingerprint();
     for a in &accepted {
         assert!(a.msg.ends_with(&fp), "{}", a.raw);
@@ -64,11 +66,17 @@ fn ppid_is_the_sshd_that_logged_accepted_publickey() {
             .into_iter()
             .filter(|l| l.program == "keyward" && l.field("ppid").as_deref() == Some(&a.pid))
             .collect();
-        assert!(!ours.is_empty(), "no keyward record with ppid={}:\n{}", a.pid, log.text());
         assert!(
-            ours.iter().any(|l| l.field("decision").as_deref() == Some("match")
-                && l.field("fp").as_deref() == Some(fp.as_str())
-                && l.field("user").as_deref() == Some(user.name.as_str())),
+            !ours.is_empty(),
+            "no keyward record with ppid={}:\n{}",
+            a.pid,
+            log.text()
+        );
+        assert!(
+            ours.iter()
+                .any(|l| l.field("decision").as_deref() == Some("match")
+                    && l.field("fp").as_deref() == Some(fp.as_str())
+                    && l.field("user").as_deref() == Some(user.name.as_str())),
             "ppid={}: {:#?}",
             a.pid,
             ours.iter().map(|l| &l.raw).collect::<Vec<_>>()

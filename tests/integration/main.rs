@@ -10,6 +10,7 @@ mod doctor;
 mod journal;
 mod keys_directory;
 mod keys_sshd;
+mod logjoin;
 mod metrics;
 mod packages;
 mod packaging;
