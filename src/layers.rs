@@ -290,7 +290,7 @@ fn ranges(
     key: Option<std::ops::Range<usize>>,
 ) -> Vec<std::ops::Range<usize>> {
     let value = |v: Option<std::ops::Range<usize>>| match (key.clone(), v) {
-        (Some(k), Some(v)) => vec![k.start.min(v.start)..k.end.max(v.end)],
+        (Some(k), Some(v)) => std::iter::once(k.start.min(v.start)..k.end.max(v.end)).collect(),
         (k, v) => k.into_iter().chain(v).collect(),
     };
     match item {

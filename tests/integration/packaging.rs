@@ -187,7 +187,8 @@ fn packaged_config_documents_defaults_and_fails_closed() {
         .lines()
         .filter(|l| {
             let t = l.trim();
-            !t.is_empty() && !t.starts_with('#') && !(t.starts_with('[') && t.ends_with(']'))
+            let header = t.starts_with('[') && t.ends_with(']');
+            !(t.is_empty() || t.starts_with('#') || header)
         })
         .collect();
     assert!(
