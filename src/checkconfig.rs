@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::config::layers::{self, Origin};
 use crate::config::{Config, ConfigError};
-use crate::layers::{self, Origin};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,10 @@
 //! `max_stael` must not silently fall back to a default on a login path. The
 //! one exception is a file that says it was written for a newer keyward
 //! (`min_version`): there, keys this version does not know are ignored (see
-//! [`crate::layers`]), so a config pushed before the package cannot lock a
+//! [`crate::config::layers`]), so a config pushed before the package cannot lock a
 //! fleet out.
+
+pub mod layers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +31,7 @@ pub struct Config {
     /// `min_version` is newer than this keyward is read leniently: keys this
     /// version does not know are ignored instead of refused. Per file: the
     /// merged value means nothing.
-    pub min_version: Option<crate::layers::Version>,
+    pub min_version: Option<crate::config::layers::Version>,
     pub directory: DirectoryConfig,
     pub cache: CacheConfig,
     pub files: FilesConfig,
@@ -50,7 +52,7 @@ pub struct SyncConfig {
 /// `min_version` rule, which must know what this version understands;
 /// the unit test `every_section_has_its_keys` keeps it complete.
 pub fn section_keys(section: &str) -> Option<&'static [&'static str]> {
-    use crate::layers::fields_of;
+    use crate::config::layers::fields_of;
     Some(match section {
         "directory" => fields_of::<DirectoryConfig>(),
         "cache" => fields_of::<CacheConfig>(),
@@ -304,17 +306,17 @@ impl Config {
     /// could write (each file, the `.d` directory, every parent). Without a
     /// `.d` directory this costs one failed `lstat` more than one file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let sources = crate::layers::read(path)?;
+        let sources = crate::config::layers::read(path)?;
         match sources.as_slice() {
             // No drop-in: exactly the one-file parse.
             [only] => Config::parse(&only.text, path),
-            _ => crate::layers::merge(&sources, path).map(|l| l.config),
+            _ => crate::config::layers::merge(&sources, path).map(|l| l.config),
         }
     }
 
     /// Parses the text of one file; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let relaxed = crate::layers::relax(text, path)?;
+        let relaxed = crate::config::layers::relax(text, path)?;
         let config = Config::parse_strict(&relaxed.text, path)?;
         config.validate(path)?;
         Ok(config)

@@ -14,7 +14,6 @@ pub mod config;
 pub mod entry;
 pub mod fetch;
 pub mod keyline;
-pub mod layers;
 pub mod policy;
 pub mod signed;
 pub mod sshd;

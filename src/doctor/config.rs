@@ -47,7 +47,9 @@ pub fn checks(path: &Path) -> (Option<Config>, Vec<Check>) {
         let (config, parse) = parse_anyway(path);
         return (config, vec![file, parse]);
     }
-    match crate::layers::read(path).and_then(|s| crate::layers::merge(&s, path).map(|l| (s, l))) {
+    match crate::config::layers::read(path)
+        .and_then(|s| crate::config::layers::merge(&s, path).map(|l| (s, l)))
+    {
         Ok((sources, l)) => {
             let parse = Check::ok("config.parse", describe(&l.config));
             let layers = layers_check(&sources, &l.ignored);
@@ -119,10 +121,10 @@ fn parse_anyway(path: &Path) -> (Option<Config>, Check) {
 /// each one sets (the last one wins); a warning for keys ignored under a
 /// newer `min_version`.
 pub fn layers_check(
-    sources: &[crate::layers::Source],
-    ignored: &[crate::layers::Ignored],
+    sources: &[crate::config::layers::Source],
+    ignored: &[crate::config::layers::Ignored],
 ) -> Check {
-    let origins = crate::layers::origins(sources);
+    let origins = crate::config::layers::origins(sources);
     let per_file: Vec<String> = sources
         .iter()
         .map(|s| {
@@ -163,7 +165,7 @@ pub fn layers_check(
         "config.layers",
         format!(
             "{found}; ignored, unknown to keyward {}: {}",
-            crate::layers::Version::current(),
+            crate::config::layers::Version::current(),
             what.join(", ")
         ),
         "upgrade keyward to the min_version these files ask for (or remove the keys); `keyward check-config` lists them",

@@ -257,8 +257,8 @@ fn setting_of(tag: &str) -> Option<&'static str> {
 /// Names the file (and line) that set each value explain's verdicts
 /// depend on: the config files, every value's origin, and for a key
 /// dropped by a policy value, where that value comes from.
-pub fn attribute(ex: &mut Explanation, sources: &[crate::layers::Source]) {
-    let origins = crate::layers::origins(sources);
+pub fn attribute(ex: &mut Explanation, sources: &[crate::config::layers::Source]) {
+    let origins = crate::config::layers::origins(sources);
     ex.config_files = sources
         .iter()
         .map(|s| s.path.display().to_string())

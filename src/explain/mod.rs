@@ -78,8 +78,8 @@ pub const EXIT_CANNOT_TELL: i32 = 2;
 /// in with a key, 1 when not, 2 when explain cannot tell (no usable config,
 /// or not enough privileges to see what the login path sees).
 pub fn run(opts: &Options) -> i32 {
-    let loaded = crate::layers::read(&opts.config)
-        .and_then(|s| crate::layers::merge(&s, &opts.config).map(|l| (s, l)));
+    let loaded = crate::config::layers::read(&opts.config)
+        .and_then(|s| crate::config::layers::merge(&s, &opts.config).map(|l| (s, l)));
     let (sources, config) = match loaded {
         Ok((s, l)) => (s, l.config),
         Err(e) => {
