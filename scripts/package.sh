@@ -8,7 +8,8 @@
 # the PAM module goes to that architecture's directory in both packages.
 # --print-layout: print the architecture-dependent layout and exit.
 #
-# 1. installs cargo-deb 3.8.0 and cargo-generate-rpm 0.21.1 (cargo install --locked) if missing;
+# 1. installs cargo-deb 3.8.0 (cargo install --locked) if missing; the .rpm
+#    needs rpmbuild (Debian's `rpm` package);
 # 2. cargo build --release (the binary and the pam_keyward.so cdylib) in its
 #    own target directory, target/package/ (CARGO_TARGET_DIR overrides it),
 #    so that a concurrent `cargo build --release` in target/ can never
@@ -17,9 +18,11 @@
 #    and strips the copies (the pam_sm_* symbols stay: they are dynamic),
 #    then generates the gzipped man pages and the bash/zsh/fish completions
 #    (with the staged `keyward completions SHELL`) next to them;
-# 4. cargo deb --no-build and cargo generate-rpm, with the layout declared in
-#    Cargo.toml ([package.metadata.deb] / [package.metadata.generate-rpm];
-#    their `target/release/` paths mean the target directory in use).
+# 4. cargo deb --no-build, with the layout declared in Cargo.toml
+#    ([package.metadata.deb]; its `target/release/` paths mean the target
+#    directory in use), and rpmbuild with packaging/rpm/keyward.spec (which
+#    owns every directory it creates: cargo-generate-rpm cannot), for the
+#    target's RPM architecture.
 #
 # Prints the paths of both packages on its last two lines:
 #   deb: /…/target/package/debian/keyward_<version>-1_amd64.deb
@@ -68,7 +71,7 @@ target_args=()
 
 # The versions the [package.metadata.*] sections were written and checked
 # with (an already installed version is used as it is).
-for spec in deb@3.8.0 generate-rpm@0.21.1; do
+for spec in deb@3.8.0; do
     tool=${spec%@*}
     if ! cargo "$tool" --version >/dev/null 2>&1 && ! cargo "$tool" --help >/dev/null 2>&1; then
         log "installing cargo-$spec"
@@ -76,6 +79,7 @@ for spec in deb@3.8.0 generate-rpm@0.21.1; do
     fi
 done
 command -v gzip >/dev/null || die "gzip is missing"
+command -v rpmbuild >/dev/null || die "rpmbuild is missing (apt-get install rpm)"
 
 meta=$(cargo metadata --format-version 1 --no-deps)
 read -r version target_dir < <(python3 -c '
@@ -127,12 +131,17 @@ mkdir -p "$target_dir/debian"
 deb=$(cargo deb --no-build "${target_args[@]}" --output "$target_dir/debian/" | tail -n 1)
 [ -f "$deb" ] || die "cargo deb did not report a package (got: $deb)"
 
-log "cargo generate-rpm"
+log "rpmbuild"
+top="$target_dir/rpmbuild"
+rm -rf "$top"
 mkdir -p "$target_dir/generate-rpm"
 rpm="$target_dir/generate-rpm/keyward-$version-1.$rpm_arch.rpm"
 rm -f "$rpm"
-cargo generate-rpm "${target_args[@]}" --output "$rpm" >&2
-[ -f "$rpm" ] || die "cargo generate-rpm did not write $rpm"
+rpmbuild -bb --quiet --target "$rpm_arch" \
+    --define "_topdir $top" --define "stage $stage" --define "repo $PWD" \
+    --define "kw_version $version" packaging/rpm/keyward.spec >&2
+mv "$top/RPMS/$rpm_arch/keyward-$version-1.$rpm_arch.rpm" "$rpm"
+[ -f "$rpm" ] || die "rpmbuild did not write $rpm"
 
 echo "deb: $deb"
 echo "rpm: $rpm"

@@ -458,8 +458,31 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         assert_eq!(m, mode, "{path}");
         assert_eq!((user.as_str(), group.as_str()), ("root", "root"), "{path}");
     }
+    // Issue 13: the RPM owns every directory it creates (%dir), the cache
+    // with its owner and mode.
+    for (dir, mode, owner) in [
+        ("/etc/keyward", "drwxr-xr-x", "root"),
+        ("/etc/keyward/keyward.toml.d", "drwxr-xr-x", "root"),
+        ("/var/cache/keyward", "drwxr-x---", "keyward"),
+        ("/usr/share/keyward", "drwxr-xr-x", "root"),
+        ("/usr/share/keyward/sshd_config.d", "drwxr-xr-x", "root"),
+        ("/usr/share/keyward/pam.d", "drwxr-xr-x", "root"),
+        ("/usr/share/doc/keyward", "drwxr-xr-x", "root"),
+    ] {
+        let (_, m, user, group) = files
+            .get(dir)
+            .unwrap_or_else(|| panic!("the .rpm does not own {dir}: {files:#?}"));
+        assert_eq!(
+            (m.as_str(), user.as_str(), group.as_str()),
+            (mode, owner, owner),
+            "{dir}"
+        );
+    }
+    assert!(
+        !files.keys().any(|f| f.contains(".build-id")),
+        "no build-id links: {files:#?}"
+    );
     for (path, (_, mode, _, _)) in &files {
-        // cargo-generate-rpm gives 0664 to an asset without a mode.
         assert!(!others_can_write(mode), "{path} is {mode}");
         assert!(
             !path.starts_with("/etc/ssh") && !path.starts_with("/etc/pam.d"),
