@@ -301,3 +301,63 @@ fn sync_exit_codes_for_configuration_states() {
     let out = w.kw.run(&["sync", "--user", "../etc"]);
     assert_eq!(out.code, Some(2), "{out}");
 }
+
+/// Signs `body` for the directory (`ssh-keygen -Y sign -n keyward`).
+fn sign(dir: &Path, signer: &SshKey, body: &str) -> Vec<u8> {
+    let file = dir.join(format!("tosign-{}", crate::support::unique()));
+    crate::support::write_file(&file, body, 0o644);
+    must(
+        Command::new("ssh-keygen")
+            .args(["-q", "-Y", "sign", "-n", "keyward", "-f"])
+            .arg(&signer.path)
+            .arg(&file),
+    );
+    fs::read(format!("{}.sig", file.display())).unwrap()
+}
+
+/// The earliest `expires` of the signed lists in the cache is a gauge: the
+/// date a login is refused even while the directory is up but stale.
+#[test]
+fn signed_earliest_expiry_metric() {
+    let w = World::new();
+    let signer = SshKey::ed25519(w.dir.path(), "signer");
+    let text = fs::read_to_string(&w.kw.config).unwrap().replacen(
+        "[directory]\n",
+        &format!(
+            "[directory]\nsigners = [{}]\n",
+            crate::support::keyward::toml_str(&signer.public_line())
+        ),
+        1,
+    );
+    w.kw.write_config(&text);
+    let t = now() as u64;
+    let (soon, later) = (t + 2 * 86400, t + 9 * 86400);
+    for (user, expires) in [("alice", later), ("bob", soon)] {
+        let utc = must(Command::new("date").args([
+            "-u",
+            "-d",
+            &format!("@{expires}"),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ]))
+        .stdout;
+        let body = format!(
+            "#keyward user={user} serial={t} expires={}\n{}\n",
+            utc.trim(),
+            w.key(user)
+        );
+        let sig = sign(w.dir.path(), &signer, &body);
+        w.nginx.put_keys(user, &body);
+        w.nginx.put(&format!("users/{user}.keys.sig"), sig);
+        let out = w.kw.keys_as_keyward(user, None);
+        assert!(out.success() && !out.stdout.is_empty(), "{out}");
+    }
+    let out = w.kw.run(&["sync"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let exporter = Exporter::start(&w.textfiles);
+    let m = exporter.scrape();
+    assert_eq!(
+        m.get("keyward_signed_earliest_expiry_timestamp_seconds"),
+        Some(&(soon as f64)),
+        "{m:#?}"
+    );
+}
