@@ -211,6 +211,14 @@ fn packaged_config_documents_defaults_and_fails_closed() {
     assert!(settings.len() >= 18, "documented settings: {settings:?}");
     for (i, (line, _)) in settings.iter().enumerate() {
         let one = uncomment_setting(&with_urls, *line);
+        // a placeholder ("ssh-ed25519 AAAA...") is an example, not a value
+        if with_urls
+            .lines()
+            .nth(*line)
+            .is_some_and(|l| l.contains("..."))
+        {
+            continue;
+        }
         let conf = dir.write(format!("one-{i}.toml"), &one, 0o644);
         let out = run(
             Command::new(crate::support::keyward::KEYWARD_BIN)
@@ -219,8 +227,18 @@ fn packaged_config_documents_defaults_and_fails_closed() {
                 .arg("check-config"),
             Duration::from_secs(30),
         );
-        // exit 0, or only warnings about paths that do not exist here
-        assert_eq!(out.code, Some(0), "setting on line {}: {out}", line + 1);
+        // exit 0 (warnings allowed); an example path (ca_file, signers_file)
+        // that does not exist on this machine is the only error allowed
+        let missing = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains(": error: "))
+            .all(|l| l.contains("No such file or directory"));
+        assert!(
+            out.code == Some(0) || (out.code == Some(1) && missing),
+            "setting on line {}: {out}",
+            line + 1
+        );
     }
     // With urls set (the commented example), the same file is valid.
     let conf2 = dir.write("keyward2.toml", with_urls, 0o644);
