@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod keys;
+pub mod principals;
 pub mod render;
 
 use std::path::PathBuf;
@@ -67,6 +68,10 @@ pub struct Explanation {
     /// Whether USER can log in with a key (with `--fingerprint`: that key);
     /// the exit status says the same (0 yes, 1 no, 2 cannot tell).
     pub can_log_in: Option<bool>,
+    /// Certificate logins: which principals may log in as the account
+    /// (None: sshd accepts no certificate, or it is not known and keyward
+    /// holds no list for the account).
+    pub principals: Option<principals::PrincipalsInfo>,
 }
 
 /// Exit statuses of `keyward explain`.
@@ -126,6 +131,7 @@ impl Explanation {
             config_files: Vec::new(),
             settings: Default::default(),
             can_log_in: None,
+            principals: None,
         }
     }
 }
@@ -138,7 +144,7 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
         ex.checks.push(Check::fail(
             "keyward.name",
             format!("{user:?} is not a valid user name for keyward: {e}"),
-            "rename the account, or raise [policy] max_username_len",
+            crate::username::fix(&e),
         ));
         ex.failure = Some(format!("invalid user name: {e}"));
         ex.verdict = format!("keyward fails closed for {user:?}: sshd rejects every key");
@@ -148,7 +154,8 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
     // Everything that needs root, before gather_for drops privileges.
     let acct = nss::account(user).ok().flatten();
     let root = ex.uid == 0;
-    ex.checks = account::checks(user, acct.as_ref(), opts.sshd_config.as_deref(), root);
+    let (checks, sshd_t) = account::checks(user, acct.as_ref(), opts.sshd_config.as_deref(), root);
+    ex.checks = checks;
     // The login path's own rule, uid-0 accounts included.
     if let Some(why) = policy::denied(&config.policy, user, acct.as_ref().map(|a| a.uid)) {
         ex.checks.push(Check::fail(
@@ -189,6 +196,13 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
             };
         }
     }
+    // Certificates: after the keys, with the same (dropped) credentials.
+    let asked = principals::asked(sshd_t.as_ref());
+    if principals::wanted(&asked, config, user) {
+        ex.principals = Some(principals::explain(config, user, &asked));
+    } else if let principals::Asked::Other(_) | principals::Asked::AccountName(Some(_)) = asked {
+        ex.principals = Some(principals::not_asked(user, &asked));
+    }
     ex.can_log_in = can_log_in(&ex, stand_in);
     ex
 }
@@ -207,7 +221,12 @@ pub fn can_log_in(ex: &Explanation, stand_in: bool) -> Option<bool> {
         None => ex.keys.iter().any(|k| k.verdict == KeyVerdict::Served),
         Some(_) => ex.keys.iter().any(|k| k.printed == Some(true)),
     };
-    Some(ok)
+    // A certificate whose principal keyward accepts also logs in.
+    let by_certificate = ex.fingerprint.is_none()
+        && ex.principals.as_ref().is_some_and(|p| {
+            p.failure.is_none() && p.lines.iter().any(|l| l.verdict == "accepted")
+        });
+    Some(ok || by_certificate)
 }
 
 /// Whether this uid is neither root nor the cache owner: what it cannot
