@@ -460,7 +460,7 @@ impl Directory for HttpDirectory<'_> {
 /// Reads the extra trust anchors with the rules of the config file itself
 /// (root-owned, not group/world-writable, every parent too, no symlink
 /// tricks): whoever can write it can impersonate the directory.
-fn load_ca_file(ca: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+pub fn load_ca_file(ca: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     let mut pem = Vec::new();
     crate::safepath::open_checked(ca, &[0], None)
         .map_err(|e| format!("ca_file {}: {e}", ca.display()))?

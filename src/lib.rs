@@ -36,8 +36,10 @@ pub mod privdrop;
 pub mod safepath;
 
 // The other commands and their output.
+pub mod checkconfig;
 pub mod doctor;
 pub mod explain;
+pub mod metrics;
 pub mod publish;
 pub mod report;
 pub mod sync;
