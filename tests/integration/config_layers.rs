@@ -286,13 +286,13 @@ fn version_skew_rule() {
     w.nginx.put_keys("alice", &format!("{}\n", w.key));
     w.drop_in("50-site.toml", &w.urls_here());
     assert!(w.kw.keys_as_keyward("alice", None).success());
-    let next = "[directory]\nretry_interval = \"30s\"\n\n[principals]\nurls = []\n\n[cache]\nttl = \"1m\"\n";
+    let next = "[directory]\nshard_count = 4\n\n[principals]\nurls = []\n\n[cache]\nttl = \"1m\"\n";
     // Pushed without min_version: an unknown key, so fail closed (and
     // check-config names it before it is deployed).
     let f = w.drop_in("60-next.toml", next);
     let out = w.kw.keys_as_keyward("alice", None);
     assert_eq!(out.code, Some(1), "{out}");
-    assert!(out.stderr.contains("retry_interval"), "{out}");
+    assert!(out.stderr.contains("shard_count"), "{out}");
     let out = w.check(&[]);
     assert_eq!(out.code, Some(1), "{out}");
     assert!(
@@ -305,7 +305,7 @@ fn version_skew_rule() {
     assert!(out.success() && out.stdout.contains(&w.key), "{out}");
     let out = w.check(&[]);
     assert_eq!(out.code, Some(0), "{out}");
-    for (line, key) in [(3, "directory.retry_interval"), (5, "principals")] {
+    for (line, key) in [(3, "directory.shard_count"), (5, "principals")] {
         assert!(
             out.stderr.contains(&format!(
                 "{}:{line}: warning: {key} is not known",
@@ -345,7 +345,7 @@ fn version_skew_rule() {
         .unwrap_or_else(|| panic!("{v}"));
     assert_eq!(layers["status"], "warn", "{layers}");
     assert!(
-        layers["found"].as_str().unwrap().contains("retry_interval"),
+        layers["found"].as_str().unwrap().contains("shard_count"),
         "{layers}"
     );
 }
