@@ -5,14 +5,16 @@
 //! modules without I/O so it is unit-tested without a network. The flow and
 //! where each rule lives: ARCHITECTURE.md.
 
-// The command line and the login path (`keyward keys`).
+// The command line and the login paths (`keyward keys`, `keyward principals`).
 pub mod cli;
 pub mod lookup;
+pub mod principals;
 
 // Pure rules.
 pub mod config;
 pub mod entry;
 pub mod fetch;
+pub mod index;
 pub mod keyline;
 pub mod policy;
 pub mod signed;
@@ -25,6 +27,8 @@ pub mod audit;
 pub mod cache;
 pub mod directory;
 pub mod files;
+pub mod health;
+pub mod indexcache;
 
 // The operating system: accounts, clock, processes, privileges, safe paths.
 pub mod os;
@@ -32,8 +36,10 @@ pub mod privdrop;
 pub mod safepath;
 
 // The other commands and their output.
+pub mod checkconfig;
 pub mod doctor;
 pub mod explain;
+pub mod metrics;
 pub mod publish;
 pub mod report;
 pub mod sync;

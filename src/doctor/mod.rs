@@ -1,7 +1,8 @@
 //! `keyward doctor`: audit the whole set-up and say what is wrong and how to
 //! fix it. Every check is one line: status (ok / warn / fail / skip), what
 //! was found, and the exact fix ([`crate::report`]). `--json` gives the same
-//! as stable JSON. Exit status 1 when any check fails.
+//! as stable JSON. Exit status (Nagios convention): 0 every check ok or
+//! skipped, 1 a warning, 2 a failure.
 //!
 //! One file per area, one function per check id. The rules are pure
 //! functions (sshd -T text, PAM file text, stat results, cache entries,
@@ -19,7 +20,10 @@ pub mod directory;
 pub mod pam;
 pub mod pamfile;
 pub mod perms;
+pub mod principals;
+pub mod selinux;
 pub mod sshd;
+pub mod sshdfiles;
 pub mod systemd;
 
 use std::os::unix::fs::MetadataExt;
@@ -116,6 +120,7 @@ pub fn collect(opts: &Options) -> Report {
 
     checks.extend(opts.user.as_deref().map(user_account_check));
     checks.extend(systemd_checks(config.as_ref()));
+    checks.extend(selinux_checks(config.as_ref(), &opts.config, &bin));
     // Network last: as root, only after dropping to the cache owner.
     checks.extend(
         config
@@ -128,18 +133,20 @@ pub fn collect(opts: &Options) -> Report {
 /// `user.name`: a name keyward accepts (any name at all without a config,
 /// else one within `[policy] max_username_len`).
 fn user_name_check(user: &str, config: Option<&Config>) -> Option<Check> {
-    let max = config.map_or(256, |c| c.policy.max_username_len);
+    let max = config.map_or(crate::username::MAX_LEN_LIMIT, |c| {
+        c.policy.max_username_len
+    });
     let e = crate::username::validate(user, max).err()?;
     Some(match config {
         None => Check::fail(
             "user.name",
             format!("{user:?} is not a valid user name: {e}"),
-            "pass a POSIX user name",
+            "pass the name as NSS has it (keyward refuses '/', control characters, \".\", \"..\" and a leading '-')",
         ),
         Some(_) => Check::fail(
             "user.name",
             format!("{user:?}: {e}: keyward refuses it"),
-            "raise [policy] max_username_len, or rename the account",
+            crate::username::fix(&e),
         ),
     })
 }
@@ -195,9 +202,15 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
         .sshd_config
         .as_ref()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/keyward.conf".into());
+        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/40-keyward.conf".into());
     let pam_file = opts.pam_file.display().to_string();
     let user_exists = |name: &str| nss::account(name).ok().map(|a| a.is_some());
+    let settings = sshdfiles::first_settings(
+        opts.sshd_config
+            .as_deref()
+            .unwrap_or(Path::new("/etc/ssh/sshd_config")),
+    );
+    let set_at = |kw: &str| settings.get(kw).map(|s| s.to_string());
     let facts = sshd::Facts {
         t,
         version: probe.version,
@@ -209,9 +222,21 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
         user_exists: &user_exists,
         pam_blocks: ctx.pam_blocks,
         pam_file: &pam_file,
+        set_at: &set_at,
     };
     out.extend(sshd::command_checks(&facts));
     out.push(sshd::command_user_check(&facts));
+    // Certificate logins: the files sshd read tell where a line is ignored.
+    let main_config = opts
+        .sshd_config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/ssh/sshd_config"));
+    let (directives, _) = crate::sshd::read_sshd_config(&main_config);
+    let wiring = principals::Wiring {
+        directives: &directives,
+        ca_keys: &principals::count_ca_keys,
+    };
+    out.extend(principals::checks(&facts, &wiring));
     out.extend(auth::auth_checks(&facts));
     out
 }
@@ -253,6 +278,16 @@ fn systemd_checks(config: Option<&Config>) -> Vec<Check> {
     let hour = Duration::from_secs(3600);
     let max_age = config.map_or(hour, |c| (c.cache.ttl.0 * 2).max(hour));
     systemd::checks(&systemd::probe(), now_secs(), max_age)
+}
+
+/// `selinux.*`: the labels of the cache, the binary sshd runs and the
+/// config, and the boolean a networked AuthorizedKeysCommand needs.
+fn selinux_checks(config: Option<&Config>, config_path: &Path, bin: &Path) -> Vec<Check> {
+    let cache = config.map(|c| c.cache.dir.clone());
+    let mut paths: Vec<&Path> = cache.iter().map(|p| p.as_path()).collect();
+    paths.extend([bin, config_path]);
+    let networked = config.is_some_and(|c| !c.directory.urls.is_empty());
+    selinux::checks(&selinux::probe(&paths, networked))
 }
 
 /// `directory.*`: every mirror (and the user's file), fetched as the cache
