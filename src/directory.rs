@@ -311,19 +311,12 @@ impl<'a> HttpDirectory<'a> {
         budget: Duration,
         deadline: Instant,
     ) -> Attempt<Fetch> {
-        let mut resp = match self.get(agent, url, req.etag, false, budget) {
-            Ok(r) => r,
-            Err(e) => {
-                let (kind, why) = describe(&e);
-                return Attempt::down(kind, why);
-            }
+        let mut resp = match self.open(agent, url, req.etag, false, budget) {
+            Opened::Body(r) => r,
+            Opened::NotModified => return Attempt::Done(Fetch::NotModified { url: url.into() }),
+            Opened::NotFound => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
+            Opened::Failed(a) => return relabel(a),
         };
-        match resp.status().as_u16() {
-            200 => {}
-            304 => return Attempt::Done(Fetch::NotModified { url: url.into() }),
-            404 => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
-            s => return status_failure(s, &resp),
-        }
         let etag = etag_of(&resp);
         let body = match read_body(&mut resp, self.config.max_bytes, "max_bytes") {
             Ok(b) => b,
@@ -369,6 +362,41 @@ impl<'a> HttpDirectory<'a> {
 }
 
 /// An attempt's failure, for another answer type.
+/// A mirror's answer by status, the rule every fetch (keys, principals,
+/// index) shares: 200 is a body to read, 304 and 404 are answers, anything
+/// else (or no answer) is the mirror failing.
+enum Opened {
+    Body(ureq::http::Response<ureq::Body>),
+    NotModified,
+    NotFound,
+    Failed(Attempt<()>),
+}
+
+impl HttpDirectory<'_> {
+    fn open(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        etag: Option<&str>,
+        gzip: bool,
+        budget: Duration,
+    ) -> Opened {
+        let resp = match self.get(agent, url, etag, gzip, budget) {
+            Ok(r) => r,
+            Err(e) => {
+                let (kind, why) = describe(&e);
+                return Opened::Failed(Attempt::down(kind, why));
+            }
+        };
+        match resp.status().as_u16() {
+            200 => Opened::Body(resp),
+            304 => Opened::NotModified,
+            404 => Opened::NotFound,
+            s => Opened::Failed(status_failure(s, &resp)),
+        }
+    }
+}
+
 fn relabel<A, B>(a: Attempt<A>) -> Attempt<B> {
     match a {
         Attempt::Failed { kind, why, down } => Attempt::Failed { kind, why, down },

@@ -4,9 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{
-    describe, etag_of, read_body, relabel, status_failure, Attempt, Failure, HttpDirectory, Request,
-};
+use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened, Request};
 use crate::config::UrlTemplate;
 use crate::fetch::{FailKind, Fetch, MirrorError};
 use crate::os::clock::now_secs;
@@ -97,19 +95,14 @@ impl HttpDirectory<'_> {
         budget: Duration,
         deadline: Instant,
     ) -> Attempt<IndexFetch> {
-        let mut resp = match self.get(agent, url, etag, true, budget) {
-            Ok(r) => r,
-            Err(e) => {
-                let (kind, why) = describe(&e);
-                return Attempt::down(kind, why);
+        let mut resp = match self.open(agent, url, etag, true, budget) {
+            Opened::Body(r) => r,
+            Opened::NotModified => {
+                return Attempt::Done(IndexFetch::NotModified { url: url.into() })
             }
+            Opened::NotFound => return Attempt::Done(IndexFetch::Missing { url: url.into() }),
+            Opened::Failed(a) => return relabel(a),
         };
-        match resp.status().as_u16() {
-            200 => {}
-            304 => return Attempt::Done(IndexFetch::NotModified { url: url.into() }),
-            404 => return Attempt::Done(IndexFetch::Missing { url: url.into() }),
-            s => return status_failure(s, &resp),
-        }
         let new_etag = etag_of(&resp);
         let text = match read_body(&mut resp, crate::index::MAX_BYTES, "the index limit") {
             Ok(t) => t,
