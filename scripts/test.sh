@@ -6,7 +6,8 @@
 # 1. installs what the tests need with apt (only the packages that are
 #    missing; no daemon is started: a temporary policy-rc.d forbids it);
 # 2. prepares sshd host keys (ssh-keygen -A) and /run/sshd;
-# 3. cargo fmt --check, cargo clippy --all-targets -D warnings,
+# 3. removes what an interrupted earlier run left (test users, groups, dirs);
+# 4. cargo fmt --check, cargo clippy --all-targets -D warnings,
 #    cargo test --all-targets, and a short smoke run of every fuzz target
 #    (scripts/fuzz.sh; long runs: bash scripts/fuzz.sh 1800).
 #
@@ -88,7 +89,37 @@ ssh-keygen -A >/dev/null
 mkdir -p /run/sshd
 chmod 755 /run/sshd
 
-# --- 3. checks ------------------------------------------------------------------
+# --- 3. what an interrupted earlier run left ---------------------------------------
+# A run that was killed (reboot, Ctrl-C, OOM) cannot drop its test users,
+# groups and directories. They are named after the test process that made
+# them (kwt<n>x<pid>, kwg<n>x<pid>, /var/lib/keyward-tests/<name>-<pid>-<n>):
+# those of processes that are gone are removed here, and named, so that the
+# final leftover check only judges this run.
+dead_pid() { [ -n "$1" ] && ! kill -0 "$1" 2>/dev/null; }
+clean_stale() {
+    local account group dir pid
+    while IFS=: read -r account _; do
+        dead_pid "${account##*x}" || continue
+        echo "removing test user of an interrupted run: $account"
+        pkill -KILL -u "$account" 2>/dev/null || true
+        userdel -r -f "$account" >/dev/null 2>&1 || echo "  userdel $account failed" >&2
+    done < <(getent passwd | grep -E '^kwt[0-9]+x[0-9]+:' || true)
+    while IFS=: read -r group _; do
+        dead_pid "${group##*x}" || continue
+        echo "removing test group of an interrupted run: $group"
+        groupdel "$group" >/dev/null 2>&1 || echo "  groupdel $group failed" >&2
+    done < <(getent group | grep -E '^kw[gt][0-9]+x[0-9]+:' || true)
+    for dir in /var/lib/keyward-tests/*-[0-9]*-[0-9]*; do
+        [ -d "$dir" ] || continue
+        pid=$(sed -E 's/.*-([0-9]+)-[0-9]+$/\1/' <<<"$dir")
+        dead_pid "$pid" || continue
+        pkill -KILL -f "$dir/" 2>/dev/null || true
+        rm -rf --one-file-system "$dir"
+    done
+}
+clean_stale
+
+# --- 4. checks ------------------------------------------------------------------
 failed=()
 step() {
     local name=$1
