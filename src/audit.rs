@@ -76,7 +76,12 @@ pub const MAX_VALUE: usize = 1024;
 
 /// Escapes one value for a `key=value` line, cutting it at [`MAX_VALUE`].
 pub fn escape_value(value: &str) -> String {
-    let count = value.chars().count();
+    // No more bytes than the limit: no more characters either.
+    let count = if value.len() <= MAX_VALUE {
+        0
+    } else {
+        value.chars().count()
+    };
     if count > MAX_VALUE {
         let cut: String = value.chars().take(MAX_VALUE).collect();
         return escape_value_full(&format!("{cut}…[{} more characters]", count - MAX_VALUE));
@@ -85,6 +90,15 @@ pub fn escape_value(value: &str) -> String {
 }
 
 fn escape_value_full(value: &str) -> String {
+    // Most values (names, fingerprints, numbers) are printable ASCII that
+    // needs neither quotes nor escapes: copied as they are.
+    if !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'))
+    {
+        return value.to_owned();
+    }
     let needs_quotes = value.is_empty()
         || value
             .chars()
