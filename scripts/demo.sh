@@ -618,7 +618,7 @@ EOF
 grep -E 'pam_keyward' "$work/pam.d/sshd" | grep -v '^#' | sed 's/^/          /'
 cat <<EOF
         (on a server: just pam_keyward.so, which the package installs; the auth line above
-        @include common-auth, the session line anywhere in the session part)
+        @include common-auth, the session line before any pam_env line)
       keyward's own settings — here $work/bin/keyward.toml; on a server /etc/keyward/keyward.toml:
 EOF
 grep -E '^(urls|dir|socket) ' "$work/bin/keyward.toml" | sed 's/^/          /'

@@ -9,6 +9,8 @@
 #   bash scripts/mutants.sh --diff main     # only code changed since main
 #   bash scripts/mutants.sh --file src/policy.rs   # one file of the list
 #   bash scripts/mutants.sh --doc           # also write the table into docs/ROBUSTNESS.md
+#   bash scripts/mutants.sh --iterate       # re-test only what the last run did not catch
+#   bash scripts/mutants.sh --summary       # only redo the table from the last results
 #   bash scripts/mutants.sh -- --jobs 2     # anything else for cargo-mutants
 #
 # It is a separate command, not part of scripts/test.sh or CI: the whole
@@ -35,7 +37,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 die() { printf 'mutants.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # The security-relevant pure code (issue 18): key-line parsing, policy, safe
-# paths, user names, signed headers, the cache-state rules, audit escaping,
+# paths, user names, signed headers, the cache-state rules (and the cache
+# entry's encoding with its length and checksum), audit escaping,
 # the PAM decision/argument/auth-info code. Paths that do not exist (yet, or
 # any more) are skipped, so the list survives files moving.
 files=(
@@ -44,7 +47,7 @@ files=(
     src/safepath.rs src/os/safepath.rs
     src/username.rs
     src/signed.rs
-    src/state.rs
+    src/state.rs src/entry.rs
     src/audit.rs
     src/pam/decide.rs
     src/pam/args.rs
@@ -56,6 +59,8 @@ exclude_re=('Sink::')
 
 diff_ref=
 doc=
+summary_only=
+iterate=()
 only=()
 extra=()
 while [ $# -gt 0 ]; do
@@ -63,58 +68,74 @@ while [ $# -gt 0 ]; do
         --diff) diff_ref=${2:?--diff needs a git revision}; shift 2 ;;
         --file) only+=("${2:?--file needs a path}"); shift 2 ;;
         --doc) doc=1; shift ;;
+        --summary) summary_only=1; shift ;;
+        --iterate) iterate=(--iterate); shift ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 
-command -v cargo >/dev/null || die "cargo not found"
-if ! cargo mutants --version >/dev/null 2>&1; then
-    echo "==> installing cargo-mutants (cargo install --locked cargo-mutants)"
-    cargo install --locked cargo-mutants || die "could not install cargo-mutants"
-fi
-
-[ "${#only[@]}" -gt 0 ] && files=("${only[@]}")
-args=()
-for f in "${files[@]}"; do
-    [ -f "$f" ] && args+=(--file "$f")
-done
-[ "${#args[@]}" -gt 0 ] || die "none of the files exist: ${files[*]}"
-for e in "${exclude_re[@]}"; do
-    args+=(--exclude-re "$e")
-done
-
 out=target/mutants
-mkdir -p "$out"
-if [ -n "$diff_ref" ]; then
-    git diff "$diff_ref" -- 'src/*.rs' >"$out/changes.diff" || die "git diff $diff_ref failed"
-    if [ ! -s "$out/changes.diff" ]; then
-        echo "mutants.sh: no change to src/ since $diff_ref: nothing to test"
-        exit 0
-    fi
-    args+=(--in-diff "$out/changes.diff")
-fi
-
-# Debug info costs build time and nothing here needs it. One target
-# directory kept between runs: cargo-mutants builds in a scratch copy of the
-# tree, and only keyward itself needs rebuilding there, not its dependencies.
-export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
-export CARGO_TARGET_DIR="${KEYWARD_MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
-started=$SECONDS
-echo "==> cargo mutants ${args[*]} ${extra[*]:-}"
-cargo mutants --no-shuffle -C --lib --timeout 60 --build-timeout 900 \
-    --output "$out" "${args[@]}" "${extra[@]}"
-rc=$?
-elapsed=$((SECONDS - started))
-# cargo-mutants: 0 all caught, 2 some missed, 3 some timed out, 4 baseline failed.
-case $rc in
-    0 | 2 | 3) ;;
-    *) die "cargo mutants failed (exit $rc): see $out/mutants.out/debug.log" ;;
-esac
-
 res="$out/mutants.out"
+[ "${#only[@]}" -gt 0 ] && files=("${only[@]}")
+started=$SECONDS
+if [ -z "$summary_only" ]; then
+    command -v cargo >/dev/null || die "cargo not found"
+    if ! cargo mutants --version >/dev/null 2>&1; then
+        echo "==> installing cargo-mutants (cargo install --locked cargo-mutants)"
+        cargo install --locked cargo-mutants || die "could not install cargo-mutants"
+    fi
+
+    args=()
+    for f in "${files[@]}"; do
+        [ -f "$f" ] && args+=(--file "$f")
+    done
+    [ "${#args[@]}" -gt 0 ] || die "none of the files exist: ${files[*]}"
+    for e in "${exclude_re[@]}"; do
+        args+=(--exclude-re "$e")
+    done
+
+    mkdir -p "$out"
+    if [ -n "$diff_ref" ]; then
+        git diff "$diff_ref" -- 'src/*.rs' >"$out/changes.diff" || die "git diff $diff_ref failed"
+        if [ ! -s "$out/changes.diff" ]; then
+            echo "mutants.sh: no change to src/ since $diff_ref: nothing to test"
+            exit 0
+        fi
+        args+=(--in-diff "$out/changes.diff")
+    fi
+
+    # Debug info costs build time and nothing here needs it. One target
+    # directory kept between runs: cargo-mutants builds in a scratch copy of the
+    # tree, and only keyward itself needs rebuilding there, not its dependencies.
+    export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
+    export CARGO_TARGET_DIR="${KEYWARD_MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
+    echo "==> cargo mutants ${args[*]} ${extra[*]:-}"
+    # --iterate re-tests what was not caught; what did not build last time
+    # is carried over so the table stays whole.
+    carried=
+    if [ "${#iterate[@]}" -gt 0 ] && [ -d "$res" ]; then
+        carried=$(cat "$res/unviable.txt" "$res/carried_unviable.txt" 2>/dev/null | sort -u)
+    fi
+    cargo mutants --no-shuffle -C --lib --timeout 60 --build-timeout 900 \
+        --output "$out" "${iterate[@]}" "${args[@]}" "${extra[@]}"
+    rc=$?
+    [ -n "$carried" ] && printf '%s\n' "$carried" >"$res/carried_unviable.txt"
+    # cargo-mutants: 0 all caught, 2 some missed, 3 some timed out, 4 baseline failed.
+    case $rc in
+        0 | 2 | 3) ;;
+        *) die "cargo mutants failed (exit $rc): see $out/mutants.out/debug.log" ;;
+    esac
+fi
+elapsed=$((SECONDS - started))
 touch "$res/caught.txt" "$res/missed.txt" "$res/timeout.txt" "$res/unviable.txt"
+# After --iterate, the mutants caught by earlier runs are listed in
+# previously_caught.txt (with the ones that did not build, carried apart).
+touch "$res/previously_caught.txt" "$res/carried_unviable.txt"
+grep -vxF -f "$res/carried_unviable.txt" "$res/previously_caught.txt" >"$res/all_caught.txt" || true
+cat "$res/caught.txt" >>"$res/all_caught.txt"
+cat "$res/unviable.txt" "$res/carried_unviable.txt" | sort -u | sed '/^$/d' >"$res/all_unviable.txt"
 
 # A survivor is explained when docs/ROBUSTNESS.md lists it (file and
 # description, without line:column, which move with every edit).
@@ -140,9 +161,9 @@ count() { grep -c "^$2:" "$1" 2>/dev/null || true; }
     total=(0 0 0 0 0 0)
     for f in "${files[@]}"; do
         [ -f "$f" ] || continue
-        c=$(count "$res/caught.txt" "$f")
+        c=$(count "$res/all_caught.txt" "$f")
         t=$(count "$res/timeout.txt" "$f")
-        u=$(count "$res/unviable.txt" "$f")
+        u=$(count "$res/all_unviable.txt" "$f")
         s=$(count "$res/missed.txt" "$f")
         e=$(printf '%s\n' "${explained[@]:-}" | grep -c "^$f:" || true)
         n=$((c + t + u + s))

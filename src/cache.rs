@@ -1,13 +1,26 @@
-//! The on-disk cache: one file per user, `<dir>/<user>`.
+//! The on-disk cache: one file per user and kind of directory file.
+//!
+//! Layout under `[cache] dir`:
+//!
+//! ```text
+//! <dir>/<name>                     keys entries
+//! <dir>/.floor/<name>              keys rollback floors
+//! <dir>/.principals/<name>         principals entries
+//! <dir>/.principals/.floor/<name>  principals rollback floors
+//! ```
+//!
+//! `<name>` is `username::file_name(user)`: injective, never starting with
+//! `.`, nothing a filesystem could fold. Names starting with `.` are
+//! keyward's own (temp files, floors, the principals directory).
 //!
 //! An entry is a small text header and the raw directory body. The header
 //! carries the body's length and CRC-32, so a truncated or corrupted entry
 //! is detected and treated as missing, never served. (The checksum guards
 //! against torn writes and bit rot; against people, the file's ownership and
 //! mode do, as for sshd's own files. CRC-32 costs a fraction of SHA-256 on
-//! every login.) Entries are replaced
-//! atomically (temp file, fsync, rename, fsync of the directory); temp files
-//! start with `.`, which no valid user name does.
+//! every login.) It also names the user, so an entry is never served for
+//! another user even under a hashed file name. Entries are replaced
+//! atomically (temp file, fsync, rename, fsync of the directory).
 //!
 //! Encoding, decoding and freshness are pure; `Cache` does the I/O. One file
 //! per user in one directory keeps a lookup O(1) (one open by name; ext4 and
@@ -17,9 +30,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-pub use crate::entry::{Corrupt, Entry, Lookup, Status};
+pub use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::safepath::{self, OpenError};
 use crate::state::{Floor, Store, Transition};
+use crate::username::FileName;
 use std::os::unix::fs::DirBuilderExt;
 
 /// Entries larger than this are corrupt whatever they say (max_bytes is capped
@@ -44,22 +58,46 @@ pub enum CacheError {
 }
 
 pub struct Cache {
+    /// Where this kind's entries live (`[cache] dir`, or its `.principals`).
     dir: PathBuf,
+    /// `[cache] dir` itself.
+    base: PathBuf,
+    kind: Kind,
     /// Owners a cache file may have: root and the account keyward runs as.
     owners: Vec<u32>,
 }
 
+/// The subdirectory of principals entries; a dot name, so it is never a
+/// user's entry.
+const PRINCIPALS_DIR: &str = ".principals";
+
 impl Cache {
+    /// The keys cache in `dir`.
     pub fn new(dir: &Path) -> Cache {
+        Cache::for_kind(dir, Kind::Keys)
+    }
+
+    /// The cache of `kind` entries under `[cache] dir` = `dir`.
+    pub fn for_kind(dir: &Path, kind: Kind) -> Cache {
         let euid = crate::privdrop::euid();
         let mut owners = vec![0];
         if euid != 0 {
             owners.push(euid);
         }
         Cache {
-            dir: dir.to_owned(),
+            dir: match kind {
+                Kind::Keys => dir.to_owned(),
+                Kind::Principals => dir.join(PRINCIPALS_DIR),
+            },
+            base: dir.to_owned(),
+            kind,
             owners,
         }
+    }
+
+    /// Which directory file this cache holds.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     pub fn dir(&self) -> &Path {
@@ -68,7 +106,7 @@ impl Cache {
 
     /// The entry path for an already validated user name.
     pub fn path(&self, user: &str) -> PathBuf {
-        self.dir.join(user)
+        self.dir.join(&*crate::username::file_name(user))
     }
 
     /// Reads `user`'s entry after sshd-style ownership/mode checks of the
@@ -99,17 +137,37 @@ impl Cache {
         if bytes.len() as u64 > MAX_ENTRY {
             return Ok(Lookup::Corrupt(Corrupt("entry too large")));
         }
-        Ok(match Entry::decode(&bytes) {
-            Ok(e) => Lookup::Found(e),
+        Ok(match Entry::decode_for(&bytes) {
+            Ok((e, owner)) if owner_matches(owner.as_deref(), user, &path) => Lookup::Found(e),
+            Ok(_) => Lookup::Corrupt(Corrupt("entry names another user")),
             Err(c) => Lookup::Corrupt(c),
         })
     }
 
     fn check_dir(&self) -> Result<(), CacheError> {
-        safepath::check_dirs(&self.dir, &self.owners, None).map_err(|e| match e {
+        let err = |e| match e {
             OpenError::Unsafe(u) => CacheError::Unsafe(u),
             OpenError::Io { path, source } => CacheError::Io { path, source },
-        })
+        };
+        match safepath::check_dirs(&self.dir, &self.owners, None) {
+            // No principals entry was ever written: `[cache] dir` must
+            // still be safe.
+            Err(e) if e.is_not_found() && self.dir != self.base => {
+                safepath::check_dirs(&self.base, &self.owners, None).map_err(err)
+            }
+            r => r.map_err(err),
+        }
+    }
+
+    /// Creates this kind's subdirectory (0750) when it is missing.
+    fn ensure_dir(&self) -> io::Result<()> {
+        if self.dir == self.base {
+            return Ok(());
+        }
+        match std::fs::DirBuilder::new().mode(0o750).create(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Atomically replaces `user`'s entry: readers see the old entry or the
@@ -127,26 +185,47 @@ impl Cache {
     }
 
     fn replace(&self, user: &str, entry: &Entry, durable: bool) -> Result<(), CacheError> {
-        atomic_write(&self.dir, &self.path(user), &entry.encode(), durable).map_err(|source| {
-            CacheError::Io {
+        self.ensure_dir()
+            .and_then(|_| {
+                atomic_write(
+                    &self.dir,
+                    &self.path(user),
+                    &entry.encode_for(Some(user)),
+                    durable,
+                )
+            })
+            .map_err(|source| CacheError::Io {
                 path: self.dir.clone(),
                 source,
-            }
-        })
+            })
     }
 
-    /// The rollback floor lives in `.floor/<user>`: apart from the entry so
+    /// The rollback floor lives in `.floor/<name>`: apart from the entry so
     /// that removing an entry (sync after a 404, an admin's `rm`) never
-    /// removes it. Names starting with `.` are never user names.
+    /// removes it.
     fn floor_path(&self, user: &str) -> PathBuf {
-        self.dir.join(".floor").join(user)
+        self.dir
+            .join(".floor")
+            .join(&*crate::username::file_name(user))
     }
 
     /// Reads `user`'s floor with the same ownership rules as an entry. A
     /// corrupt floor is an error (fail closed): forgetting it would reopen
-    /// the rollback it guards against.
+    /// the rollback it guards against. A keys floor written before names
+    /// were encoded (`Alice`, now `%41lice`) is still found.
     pub fn read_floor(&self, user: &str) -> Result<Option<Floor>, CacheError> {
-        let path = self.floor_path(user);
+        let legacy = crate::username::legacy_file_name(user)
+            .filter(|_| self.dir == self.base)
+            .map(|old| self.dir.join(".floor").join(old));
+        for path in std::iter::once(self.floor_path(user)).chain(legacy) {
+            if let Some(f) = self.read_floor_at(path)? {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_floor_at(&self, path: PathBuf) -> Result<Option<Floor>, CacheError> {
         let file = match safepath::open_checked(&path, &self.owners, None) {
             Ok(f) => f,
             Err(e) if e.is_not_found() => return Ok(None),
@@ -172,6 +251,7 @@ impl Cache {
             path: dir.clone(),
             source,
         };
+        self.ensure_dir().map_err(io)?;
         match std::fs::DirBuilder::new().mode(0o750).create(&dir) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io(e)),
             _ => {}
@@ -213,17 +293,54 @@ impl Cache {
     }
 
     /// User names with an entry (skips temp files and anything else odd).
+    /// A hashed file name gives its user from the entry's header.
     pub fn users(&self) -> Result<Vec<String>, CacheError> {
-        let rd = std::fs::read_dir(&self.dir).map_err(|source| CacheError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        let rd = match std::fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.dir != self.base => {
+                return Ok(Vec::new())
+            }
+            rd => rd.map_err(|source| CacheError::Io {
+                path: self.dir.clone(),
+                source,
+            })?,
+        };
         let mut users: Vec<String> = rd
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| crate::username::validate(n, 256).is_ok())
+            .filter_map(|n| match crate::username::parse_file_name(&n) {
+                FileName::User(u) => Some(u),
+                FileName::Hashed => self.header_user(&n),
+                FileName::Other => None,
+            })
             .collect();
         users.sort();
         Ok(users)
+    }
+
+    /// The user a hashed entry's header names, if it is the one that name
+    /// belongs to.
+    fn header_user(&self, name: &str) -> Option<String> {
+        let mut bytes = Vec::new();
+        let path = self.dir.join(name);
+        safepath::open_checked(&path, &self.owners, None)
+            .ok()?
+            .take(MAX_ENTRY)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let user = Entry::decode_for(&bytes).ok()?.1?;
+        (crate::username::file_name(&user) == name).then_some(user)
+    }
+}
+
+/// Whether an entry whose header names `owner` may be served for `user`
+/// from `path`. Entries from before the header named its user are trusted
+/// only under an unhashed name (which alone identifies the user).
+fn owner_matches(owner: Option<&str>, user: &str, path: &Path) -> bool {
+    match owner {
+        Some(o) => o == user,
+        None => !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("%sha256-")),
     }
 }
 
@@ -299,6 +416,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache {
             dir: dir.path().to_owned(),
+            base: dir.path().to_owned(),
+            kind: Kind::Keys,
             owners: vec![unsafe { libc::geteuid() }, 0],
         };
         cache.write("alice", &entry()).unwrap();
@@ -319,5 +438,64 @@ mod tests {
         cache.remove("alice").unwrap();
         cache.remove("alice").unwrap();
         assert!(cache.users().unwrap().is_empty());
+    }
+
+    #[test]
+    fn entries_name_their_user() {
+        let e = entry();
+        let (d, user) = Entry::decode_for(&e.encode_for(Some("Alice@corp"))).unwrap();
+        assert_eq!((d, user.as_deref()), (e.clone(), Some("Alice@corp")));
+        assert_eq!(Entry::decode_for(&e.encode()).unwrap().1, None);
+        let plain = Path::new("/c/alice");
+        let hashed = Path::new("/c/%sha256-00");
+        assert!(owner_matches(Some("alice"), "alice", plain));
+        assert!(!owner_matches(Some("bob"), "alice", plain));
+        assert!(owner_matches(None, "alice", plain), "entries from before");
+        assert!(!owner_matches(None, "alice", hashed));
+        assert!(owner_matches(Some("alice"), "alice", hashed));
+    }
+
+    #[test]
+    fn kinds_and_odd_names_have_their_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Cache::for_kind(dir.path(), Kind::Keys);
+        let princ = Cache::for_kind(dir.path(), Kind::Principals);
+        let long = "L".repeat(100);
+        let users = [
+            "alice",
+            "Alice",
+            "alice@corp.example.com",
+            "host$",
+            ".x",
+            &long,
+        ];
+        for u in users {
+            let mut e = entry();
+            e.body = format!("keys of {u}\n");
+            keys.write(u, &e).unwrap();
+            e.body = format!("principals of {u}\n");
+            princ.write(u, &e).unwrap();
+            princ.write_floor(u, &Floor::of(1, u)).unwrap();
+        }
+        // (The hashed name's user comes from its header, which is read only
+        // under safe parents: not under /tmp.)
+        let mut want: Vec<String> = users[..5].iter().map(|u| u.to_string()).collect();
+        want.sort();
+        assert_eq!(keys.users().unwrap(), want);
+        assert_eq!(princ.users().unwrap(), want);
+        for u in users {
+            let (k, p) = (keys.path(u), princ.path(u));
+            assert_ne!(k, p);
+            let k = Entry::decode(&std::fs::read(k).unwrap()).unwrap();
+            assert_eq!(k.body, format!("keys of {u}\n"));
+            let p = Entry::decode(&std::fs::read(p).unwrap()).unwrap();
+            assert_eq!(p.body, format!("principals of {u}\n"));
+        }
+        assert!(dir.path().join(".principals/.floor/%41lice").is_file());
+        assert!(!dir.path().join(".floor").exists(), "keys floors apart");
+        // A principals cache that was never written has no users.
+        let empty = tempfile::tempdir().unwrap();
+        let none = Cache::for_kind(empty.path(), Kind::Principals);
+        assert!(none.users().unwrap().is_empty());
     }
 }

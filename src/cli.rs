@@ -34,6 +34,19 @@ pub enum Command {
         /// Only print the key with this fingerprint (%f), plus every cert-authority line.
         fingerprint: Option<String>,
     },
+    /// Print the certificate principals USER accepts (sshd:
+    /// `AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u fp=%f ca=%F id=%i serial=%s`).
+    Principals {
+        /// The account sshd asks about (%u).
+        user: String,
+        /// Certificate details for the log: fp=%f ca=%F id=%i serial=%s type=%t.
+        #[arg(
+            value_name = "NAME=VALUE",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        cert: Vec<String>,
+    },
     /// Refresh the cache of users already cached (conditional GET); used by the systemd timer.
     Sync {
         /// Only this user (cached or not).
@@ -123,12 +136,24 @@ pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
             started,
         );
     }
+    if let Some(p) = crate::principals::fast_args(&args) {
+        return run_principals(&p.config, &p.user, &p.rest, started);
+    }
     // A login-path call with bytes that are not UTF-8 would die in clap with
     // nothing in syslog (sshd discards stderr): fail closed with its record.
     let lossy: Vec<OsString> = args
         .iter()
         .map(|a| OsString::from(a.to_string_lossy().into_owned()))
         .collect();
+    if let Some(p) = crate::principals::fast_args(&lossy) {
+        let reason = "the user or config argument is not valid UTF-8".to_string();
+        return run_principals_failed(
+            Config::load(&p.config).ok().as_ref(),
+            &p.user,
+            reason,
+            started,
+        );
+    }
     if let Some(k) = fast_keys_args(&lossy) {
         let config = Config::load(&k.config).ok();
         let reason = "an argument is not valid UTF-8".to_string();
@@ -140,6 +165,10 @@ pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
             started,
         );
         return 1;
+    }
+    if let Some(k) = dash_user_keys_args(&args) {
+        // Refused by the login path's own user-name check, with its log line.
+        return run_keys(&k.config, &k.user, k.fingerprint.as_deref(), started);
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -175,6 +204,22 @@ pub fn fast_keys_args(args: &[OsString]) -> Option<KeysArgs> {
     })
 }
 
+/// `keys USER [FP]` where USER starts with `-` (see
+/// `sshd::keys_call_with_dash_user`).
+fn dash_user_keys_args(args: &[OsString]) -> Option<KeysArgs> {
+    let args: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_str())
+        .collect::<Option<_>>()?;
+    let call = crate::sshd::keys_call_with_dash_user(&args)?;
+    Some(KeysArgs {
+        config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
+        user: call.user.to_owned(),
+        fingerprint: call.fingerprint.map(str::to_owned),
+    })
+}
+
 /// `keyward keys`: the login path, with its one audit record.
 pub fn run_keys(
     config_path: &Path,
@@ -199,6 +244,45 @@ pub fn run_keys(
     }
     sink.send(outcome.severity, &outcome.record);
     outcome.exit
+}
+
+/// `keyward principals`: sshd's AuthorizedPrincipalsCommand, with its one
+/// audit record (see `principals`).
+pub fn run_principals(config_path: &Path, user: &str, cert: &[String], started: Instant) -> i32 {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return run_principals_failed(None, user, e.to_string(), started),
+    };
+    let info = match crate::principals::CertInfo::parse(cert) {
+        Ok(i) => i,
+        Err(e) => return run_principals_failed(Some(&config), user, e, started),
+    };
+    arm_watchdog(&config);
+    let mut sink = sink_for(&config);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let outcome = crate::lookup::run_principals(&config, user, &info, started, &mut out);
+    if outcome.exit != 0 {
+        sink.tee_stderr(true);
+    }
+    sink.send(outcome.severity, &outcome.record);
+    outcome.exit
+}
+
+fn run_principals_failed(
+    config: Option<&Config>,
+    user: &str,
+    reason: String,
+    started: Instant,
+) -> i32 {
+    let mut sink = match config {
+        Some(c) => sink_for(c),
+        None => Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV),
+    };
+    sink.tee_stderr(true);
+    let o = crate::lookup::principals_failed(user, reason, started);
+    sink.send(o.severity, &o.record);
+    o.exit
 }
 
 /// The one record of a `keys` call that failed before the login path ran.
@@ -233,6 +317,7 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
         Command::Keys { user, fingerprint } => {
             run_keys(&cli.config, &user, fingerprint.as_deref(), started)
         }
+        Command::Principals { user, cert } => run_principals(&cli.config, &user, &cert, started),
         Command::Sync {
             user,
             jobs,
@@ -419,7 +504,11 @@ fn run_publish(
         Ok(results) => {
             let dropped: usize = results.iter().map(|r| r.dropped.len()).sum();
             for r in &results {
-                println!("{}: {} key(s) published", r.user, r.served);
+                let what = match r.kind {
+                    crate::entry::Kind::Keys => "key(s)",
+                    crate::entry::Kind::Principals => "principal(s)",
+                };
+                println!("{}: {} {what} published", r.user, r.served);
                 for d in &r.dropped {
                     println!("  dropped {d}");
                 }

@@ -32,6 +32,9 @@ pub struct Config {
 pub struct DirectoryConfig {
     /// URL templates with `{user}`, tried in order.
     pub urls: Vec<UrlTemplate>,
+    /// URL templates of the principals files (`keyward principals`); when
+    /// empty, each of `urls` with its `.keys` suffix replaced by `.principals`.
+    pub principals_urls: Vec<UrlTemplate>,
     /// Total budget for one lookup, all mirrors together.
     pub timeout: ConfDuration,
     /// Larger responses are refused.
@@ -75,6 +78,28 @@ pub fn parse_signer(s: &str) -> Result<ssh_key::PublicKey, String> {
 }
 
 impl DirectoryConfig {
+    /// The URL templates of one kind of directory file, in mirror order.
+    pub fn templates(&self, kind: crate::entry::Kind) -> Result<Vec<UrlTemplate>, String> {
+        use crate::entry::Kind;
+        match kind {
+            Kind::Keys => Ok(self.urls.clone()),
+            Kind::Principals if !self.principals_urls.is_empty() => {
+                Ok(self.principals_urls.clone())
+            }
+            Kind::Principals => self
+                .urls
+                .iter()
+                .map(|t| match t.as_str().strip_suffix(".keys") {
+                    Some(stem) => UrlTemplate::parse(&format!("{stem}.principals")),
+                    None => Err(format!(
+                        "cannot derive a principals URL from {:?} (it does not end in .keys): set [directory] principals_urls",
+                        t.as_str()
+                    )),
+                })
+                .collect(),
+        }
+    }
+
     /// Whether directory files must be signed.
     pub fn signed(&self) -> bool {
         !self.signers.is_empty() || self.signers_file.is_some()
@@ -152,6 +177,7 @@ impl Default for DirectoryConfig {
     fn default() -> Self {
         DirectoryConfig {
             urls: Vec::new(),
+            principals_urls: Vec::new(),
             timeout: ConfDuration(Duration::from_secs(2)),
             max_bytes: 256 * 1024,
             ca_file: None,
@@ -185,7 +211,7 @@ impl Default for PolicyConfig {
             min_rsa_bits: 2048,
             deny_users: vec!["root".into()],
             max_keys: 100,
-            max_username_len: 32,
+            max_username_len: crate::username::DEFAULT_MAX_LEN,
         }
     }
 }
@@ -285,8 +311,11 @@ impl Config {
         if self.cache.max_stale.0 < self.cache.ttl.0 {
             return Err("[cache] max_stale must not be shorter than ttl".into());
         }
-        if self.policy.max_username_len == 0 || self.policy.max_username_len > 256 {
-            return Err("[policy] max_username_len must be between 1 and 256".into());
+        let limit = crate::username::MAX_LEN_LIMIT;
+        if self.policy.max_username_len == 0 || self.policy.max_username_len > limit {
+            return Err(format!(
+                "[policy] max_username_len must be between 1 and {limit}"
+            ));
         }
         if !self.cache.dir.is_absolute() {
             return Err("[cache] dir must be an absolute path".into());
@@ -355,8 +384,9 @@ impl UrlTemplate {
         Ok(UrlTemplate(s.to_owned()))
     }
 
-    /// The URL for `user`, percent-encoded. Validated user names only contain
-    /// unreserved characters, but encoding keeps this safe on its own.
+    /// The URL for `user`, percent-encoded: everything but RFC 3986's
+    /// unreserved characters (`alice@corp` becomes `alice%40corp`), so a
+    /// name can never add a path segment, a query or a fragment.
     pub fn expand(&self, user: &str) -> String {
         self.0.replace("{user}", &percent_encode(user))
     }
@@ -493,6 +523,7 @@ mod tests {
         assert_eq!(c.policy.min_rsa_bits, 2048);
         assert_eq!(c.policy.deny_users, vec!["root"]);
         assert_eq!(c.policy.max_keys, 100);
+        assert_eq!(c.policy.max_username_len, 255);
         assert!(!c.policy.key_types.contains(&"ssh-dss".to_string()));
         assert_eq!(c.log.facility, "authpriv");
         assert_eq!(c.log.socket, Path::new("/dev/log"));
@@ -576,6 +607,43 @@ mod tests {
         assert!(err.contains("line 3"), "{err}");
         assert!(parse(&format!("{MIN}signers = [\"restrict {ed}\"]\n")).is_err());
         assert!(!parse(MIN).unwrap().directory.signed());
+    }
+
+    #[test]
+    fn principals_templates() {
+        use crate::entry::Kind;
+        let two = "[directory]\nurls = [\"https://a/u/{user}.keys\", \"https://b/{user}.keys\"]\n";
+        let c = parse(two).unwrap();
+        let t: Vec<String> = c
+            .directory
+            .templates(Kind::Principals)
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            t,
+            [
+                "https://a/u/{user}.principals",
+                "https://b/{user}.principals"
+            ]
+        );
+        assert_eq!(c.directory.templates(Kind::Keys).unwrap(), c.directory.urls);
+        let odd = parse("[directory]\nurls = [\"https://a/{user}\"]\n").unwrap();
+        let err = odd.directory.templates(Kind::Principals).unwrap_err();
+        assert!(err.contains("principals_urls"), "{err}");
+        let set = parse(
+            "[directory]\nurls = [\"https://a/{user}\"]\nprincipals_urls = [\"https://p/{user}.p\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            set.directory.templates(Kind::Principals).unwrap()[0].as_str(),
+            "https://p/{user}.p"
+        );
+        assert!(parse(
+            "[directory]\nurls = [\"https://a/{user}\"]\nprincipals_urls = [\"https://p/x\"]\n"
+        )
+        .is_err());
     }
 
     #[test]

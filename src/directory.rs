@@ -11,7 +11,8 @@ use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::config::DirectoryConfig;
+use crate::config::{DirectoryConfig, UrlTemplate};
+use crate::entry::Kind;
 pub use crate::fetch::{FailKind, Fetch, MirrorError};
 use crate::keyline;
 use crate::state::Floor;
@@ -39,6 +40,9 @@ pub struct HttpDirectory<'a> {
     pooled: bool,
     /// Pinned signers, loaded on first use when signatures are required.
     signers: OnceLock<Result<Vec<ssh_key::PublicKey>, String>>,
+    /// Which file this directory serves, and its URL templates.
+    kind: Kind,
+    urls: Result<std::borrow::Cow<'a, [UrlTemplate]>, String>,
 }
 
 impl<'a> HttpDirectory<'a> {
@@ -49,6 +53,21 @@ impl<'a> HttpDirectory<'a> {
             agent: OnceLock::new(),
             pooled: false,
             signers: OnceLock::new(),
+            kind: Kind::Keys,
+            urls: Ok(std::borrow::Cow::Borrowed(&config.urls)),
+        }
+    }
+
+    /// The same directory, serving `kind` files (`[directory]
+    /// principals_urls`, or the keys URLs with `.principals`).
+    pub fn for_kind(self, kind: Kind) -> Self {
+        if kind == self.kind {
+            return self;
+        }
+        HttpDirectory {
+            kind,
+            urls: self.config.templates(kind).map(std::borrow::Cow::Owned),
+            ..self
         }
     }
 
@@ -135,7 +154,8 @@ impl<'a> HttpDirectory<'a> {
             })?;
         let now = crate::os::clock::now_secs() as i64;
         let bad = |why: String| (FailKind::Signature, why);
-        let h = crate::signed::check_file(body, &sig, signers, req.user, now).map_err(bad)?;
+        let h = crate::signed::check_file(body, &sig, signers, req.user, self.kind, now)
+            .map_err(bad)?;
         if let Some(floor) = &req.floor {
             floor
                 .admits(h.serial, body)
@@ -179,7 +199,7 @@ impl<'a> HttpDirectory<'a> {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = match read_key_list(&mut resp, self.config.max_bytes) {
+        let body = match read_key_list(&mut resp, self.config.max_bytes, self.kind) {
             Ok(b) => b,
             Err((kind, why)) => return Attempt::Failed(kind, why),
         };
@@ -224,6 +244,7 @@ fn status_outcome(resp: &ureq::http::Response<ureq::Body>, url: &str) -> Option<
 fn read_key_list(
     resp: &mut ureq::http::Response<ureq::Body>,
     max: u64,
+    kind: Kind,
 ) -> Result<String, (FailKind, String)> {
     let answer = |why: &str| Err((FailKind::Answer, why.to_owned()));
     let too_large = format!("response larger than max_bytes {max}");
@@ -257,10 +278,15 @@ fn read_key_list(
     if body.contains('\0') {
         return answer("response contains NUL bytes");
     }
-    if !plausible_key_list(&body) {
-        return answer("response has no valid key line (garbage?)");
+    match kind {
+        Kind::Keys if !plausible_key_list(&body) => {
+            answer("response has no valid key line (garbage?)")
+        }
+        Kind::Principals if !crate::principals::plausible(&body) => {
+            answer("response has no valid principals line (garbage?)")
+        }
+        _ => Ok(body),
     }
-    Ok(body)
 }
 
 enum Attempt {
@@ -280,7 +306,14 @@ impl Directory for HttpDirectory<'_> {
                 return Fetch::Misconfigured { error };
             }
         }
-        let urls = &self.config.urls;
+        let urls = match &self.urls {
+            Ok(u) => u,
+            Err(error) => {
+                return Fetch::Misconfigured {
+                    error: error.clone(),
+                }
+            }
+        };
         let mut errors = Vec::new();
         for (i, template) in urls.iter().enumerate() {
             let url = template.expand(req.user);

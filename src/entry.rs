@@ -5,6 +5,25 @@
 
 const MAGIC: &str = "keyward-cache 1";
 
+/// Which directory file an entry caches: the user's authorized keys, or
+/// the certificate principals the account accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    #[default]
+    Keys,
+    Principals,
+}
+
+impl Kind {
+    /// As in log lines, URLs (`.keys`, `.principals`) and signed headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Keys => "keys",
+            Kind::Principals => "principals",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// The directory answered 200 with this body.
@@ -37,9 +56,18 @@ fn header_safe(v: &str) -> bool {
 
 impl Entry {
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_for(None)
+    }
+
+    /// Encodes the entry with a `user` header line (what `Cache` writes: an
+    /// entry names its user, so it is never served for another one).
+    pub fn encode_for(&self, user: Option<&str>) -> Vec<u8> {
         let mut out = String::with_capacity(self.body.len() + 256);
         out.push_str(MAGIC);
         out.push('\n');
+        if let Some(u) = user.filter(|u| header_safe(u)) {
+            out.push_str(&format!("user {u}\n"));
+        }
         out.push_str(&format!("fetched_at {}\n", self.fetched_at));
         out.push_str(match self.status {
             Status::Keys => "status 200\n",
@@ -66,6 +94,12 @@ impl Entry {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Entry, Corrupt> {
+        Entry::decode_for(bytes).map(|(e, _)| e)
+    }
+
+    /// Decodes an entry and the user its header names (None in entries
+    /// written before the header had one).
+    pub fn decode_for(bytes: &[u8]) -> Result<(Entry, Option<String>), Corrupt> {
         let sep = find(bytes, b"\n\n").ok_or(Corrupt("no header end"))?;
         let header = std::str::from_utf8(&bytes[..sep]).map_err(|_| Corrupt("header not UTF-8"))?;
         let body = &bytes[sep + 2..];
@@ -75,6 +109,7 @@ impl Entry {
         }
         let (mut fetched_at, mut status, mut etag, mut url, mut serial, mut length, mut sum) =
             (None, None, None, String::new(), None, None, None);
+        let mut user = None;
         for line in lines {
             let (k, v) = line.split_once(' ').ok_or(Corrupt("bad header line"))?;
             match k {
@@ -96,6 +131,7 @@ impl Entry {
                         String::new()
                     }
                 }
+                "user" => user = Some(v.to_owned()),
                 "serial" => serial = Some(v.parse::<u64>().map_err(|_| Corrupt("bad serial"))?),
                 "length" => length = v.parse::<usize>().ok(),
                 "crc32" => sum = u32::from_str_radix(v, 16).ok(),
@@ -111,14 +147,15 @@ impl Entry {
             return Err(Corrupt("checksum mismatch"));
         }
         let body = String::from_utf8(body.to_vec()).map_err(|_| Corrupt("body not UTF-8"))?;
-        Ok(Entry {
+        let entry = Entry {
             fetched_at,
             status,
             etag,
             url,
             serial,
             body,
-        })
+        };
+        Ok((entry, user))
     }
 
     /// Seconds since the directory last answered; None if it claims to be

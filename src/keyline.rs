@@ -582,6 +582,28 @@ mod tests {
     }
 
     #[test]
+    fn local_expiry_round_trips_through_localtime() {
+        // Whatever the machine's zone (and its DST rules), the local wall
+        // clock of an instant names that instant again; 1 is the instant a
+        // "t != -1" check must not be confused with.
+        for t in [1i64, 1_000_000_000, 1_893_456_000, 1_909_000_000] {
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            let tt: libc::time_t = t;
+            assert!(!unsafe { libc::localtime_r(&tt, &mut tm) }.is_null());
+            let e = ExpiryTime {
+                year: tm.tm_year + 1900,
+                month: (tm.tm_mon + 1) as u32,
+                day: tm.tm_mday as u32,
+                hour: tm.tm_hour as u32,
+                minute: tm.tm_min as u32,
+                second: tm.tm_sec as u32,
+                utc: false,
+            };
+            assert_eq!(e.epoch(), Some(t), "{e:?}");
+        }
+    }
+
+    #[test]
     fn expiry_field_ranges() {
         for ok in [
             "20240229",

@@ -5,9 +5,10 @@
 //! modules without I/O so it is unit-tested without a network. The flow and
 //! where each rule lives: ARCHITECTURE.md.
 
-// The command line and the login path (`keyward keys`).
+// The command line and the login paths (`keyward keys`, `keyward principals`).
 pub mod cli;
 pub mod lookup;
+pub mod principals;
 
 // Pure rules.
 pub mod config;

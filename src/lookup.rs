@@ -8,13 +8,14 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::audit::{Record, Severity};
-use crate::cache::Cache;
+use crate::cache::{Cache, Kind};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
 use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::policy::{self, Candidate, FpFilter, Judged};
+use crate::principals;
 use crate::privdrop;
 use crate::state::{self, Answer, Current, Mode, Store, Ttls};
 use crate::username;
@@ -71,7 +72,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(reason: String) -> Failure {
+    pub fn new(reason: String) -> Failure {
         Failure {
             reason,
             source: None,
@@ -121,7 +122,7 @@ pub fn gather_for(
 
     let (mut age, mut mirror) = (None, None);
     if !config.directory.urls.is_empty() {
-        let answer = through_cache(config, user, &mut warnings)?;
+        let answer = through_cache(config, user, Kind::Keys, &mut warnings)?;
         sources.push(answer.source);
         age = Some(answer.age_s);
         mirror = answer.mirror;
@@ -141,27 +142,29 @@ pub fn gather_for(
 }
 
 /// What the directory (through the cache) said for a user.
-struct DirAnswer {
-    /// None: the user has no keys.
-    body: Option<String>,
-    source: &'static str,
-    age_s: u64,
+pub struct DirAnswer {
+    /// None: the user has no keys (principals).
+    pub body: Option<String>,
+    pub source: &'static str,
+    pub age_s: u64,
     /// The mirror that answered this lookup (None: from the cache).
-    mirror: Option<String>,
+    pub mirror: Option<String>,
 }
 
-/// The directory's answer for `user` through the cache, as `state` rules.
-/// The cache is updated as the transition says.
-fn through_cache(
+/// The directory's `kind` file for `user` through the cache, as `state`
+/// rules. The cache is updated as the transition says. `keys` and
+/// `principals` both come here.
+pub fn through_cache(
     config: &Config,
     user: &str,
+    kind: Kind,
     warnings: &mut Vec<String>,
 ) -> Result<DirAnswer, Failure> {
     let dir_failure = |reason: String| Failure {
         reason,
         source: Some("directory"),
     };
-    let cache = Cache::new(&config.cache.dir);
+    let cache = Cache::for_kind(&config.cache.dir, kind);
     let signed = config.directory.signed();
     let lookup = cache.read(user).map_err(|e| Failure::new(e.to_string()))?;
     // The floor matters only when signatures are required; unsigned lookups
@@ -174,12 +177,8 @@ fn through_cache(
         None
     };
     let cur = Current::new(lookup, floor);
-    let mode = if signed {
-        Mode::Signed { user }
-    } else {
-        Mode::Unsigned
-    };
-    let dir = HttpDirectory::new(&config.directory);
+    let mode = Mode::of(signed, user, kind);
+    let dir = HttpDirectory::new(&config.directory).for_kind(kind);
     let t = state::login(
         &cur,
         now_secs(),
@@ -390,6 +389,173 @@ fn finish(mut record: Record, decision: &str, started: Instant) -> Record {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     record.push("ms", format!("{ms:.1}"));
     record
+}
+
+// ---------------------------------------------------------------------------
+// `keyward principals USER [NAME=VALUE…]`: sshd's AuthorizedPrincipalsCommand
+// (the line syntax and policy: `principals`).
+
+/// An account's principals file, judged: what `run_principals` prints and
+/// `explain` shows.
+pub struct PrincipalsGathered {
+    pub cands: Vec<principals::Candidate>,
+    /// One per candidate; None: served.
+    pub verdicts: Vec<Option<principals::Dropped>>,
+    /// None: no directory is configured (no principals at all).
+    pub answer: Option<DirAnswer>,
+    pub warnings: Vec<String>,
+}
+
+/// Drops privileges (when root), then resolves `user`'s principals through
+/// the cache with the `state` rules and judges every line. `user` must be
+/// validated and not denied.
+pub fn gather_principals(config: &Config, user: &str) -> Result<PrincipalsGathered, Failure> {
+    privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
+    let mut warnings = Vec::new();
+    if config.directory.urls.is_empty() && config.directory.principals_urls.is_empty() {
+        return Ok(PrincipalsGathered {
+            cands: Vec::new(),
+            verdicts: Vec::new(),
+            answer: None,
+            warnings,
+        });
+    }
+    let answer = through_cache(config, user, Kind::Principals, &mut warnings)?;
+    let cands = answer
+        .body
+        .as_deref()
+        .map(principals::candidates)
+        .unwrap_or_default();
+    let verdicts = principals::evaluate(&config.policy, &cands, now_secs() as i64);
+    Ok(PrincipalsGathered {
+        cands,
+        verdicts,
+        answer: Some(answer),
+        warnings,
+    })
+}
+
+/// `keyward principals`: writes the served lines to `out` and returns the
+/// one decision to log (the keys path's rules: name, uid-0/deny, fail
+/// closed, one record).
+pub fn run_principals(
+    config: &Config,
+    user: &str,
+    info: &principals::CertInfo,
+    started: Instant,
+    out: &mut dyn Write,
+) -> Outcome {
+    let mut record = Record::new();
+    record.push("decision", "");
+    record.push("kind", "principals");
+    record.push("user", user);
+    info.record(&mut record);
+    // The sshd process that ran us (it logs the "Accepted publickey" line).
+    record.push("ppid", crate::os::process::parent_pid());
+    let fail = |mut record: Record, source: Option<&str>, reason: String| {
+        if let Some(s) = source {
+            record.push("source", s);
+        }
+        record.push("reason", reason);
+        Outcome {
+            exit: 1,
+            severity: Severity::Err,
+            record: finish(record, "fail", started),
+        }
+    };
+    if let Err(e) = username::validate(user, config.policy.max_username_len) {
+        return fail(record, None, format!("invalid user name: {e}"));
+    }
+    let acct = match privdrop::account(user) {
+        Ok(a) => a,
+        Err(e) => return fail(record, None, format!("looking up user: {e}")),
+    };
+    let decided = |mut record: Record, severity, decision, reason: &str| {
+        record.push("reason", reason);
+        Outcome {
+            exit: 0,
+            severity,
+            record: finish(record, decision, started),
+        }
+    };
+    if let Some(why) = policy::denied(&config.policy, user, acct.map(|a| a.uid)) {
+        return decided(record, Severity::Notice, "deny", &why);
+    }
+    let g = match gather_principals(config, user) {
+        Ok(g) => g,
+        Err(Failure { reason, source }) => return fail(record, source, reason),
+    };
+    let Some(answer) = &g.answer else {
+        record.push("source", "none");
+        let why = "no [directory] configured: no principals";
+        return decided(record, Severity::Info, "noprincipals", why);
+    };
+    let mut text = String::new();
+    for (c, v) in g.cands.iter().zip(&g.verdicts) {
+        if let (None, Ok(l)) = (v, &c.parsed) {
+            text.push_str(&l.to_line());
+            text.push('\n');
+        }
+    }
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        return fail(record, None, format!("writing to stdout: {e}"));
+    }
+    let (severity, decision) = principals_answer(&mut record, &g, answer);
+    Outcome {
+        exit: 0,
+        severity,
+        record: finish(record, decision, started),
+    }
+}
+
+/// The answer fields of a principals record, the severity and decision.
+fn principals_answer(
+    record: &mut Record,
+    g: &PrincipalsGathered,
+    answer: &DirAnswer,
+) -> (Severity, &'static str) {
+    record.push("source", answer.source);
+    record.push("age_s", answer.age_s);
+    if let Some(m) = &answer.mirror {
+        record.push("mirror", m);
+    }
+    let valid = g.cands.iter().filter(|c| c.parsed.is_ok()).count();
+    let drops: Vec<String> = g
+        .cands
+        .iter()
+        .zip(&g.verdicts)
+        .filter_map(|(c, v)| Some(format!("directory:{} {}", c.line_no, v.as_ref()?)))
+        .collect();
+    let served = g.verdicts.iter().filter(|v| v.is_none()).count();
+    record.push("principals", valid);
+    record.push("served", served);
+    record.push("dropped", drops.len());
+    if !drops.is_empty() {
+        let detail: Vec<&str> = drops.iter().take(5).map(String::as_str).collect();
+        record.push("drop", detail.join("; "));
+    }
+    let severity = if g.warnings.is_empty() {
+        Severity::Info
+    } else {
+        record.push("warning", g.warnings.join("; "));
+        Severity::Warning
+    };
+    (severity, if served > 0 { "serve" } else { "noprincipals" })
+}
+
+/// The record of a `principals` call that failed before `run_principals`
+/// (config, arguments).
+pub fn principals_failed(user: &str, reason: String, started: Instant) -> Outcome {
+    let record = Record::new()
+        .with("decision", "")
+        .with("kind", "principals")
+        .with("user", user)
+        .with("reason", reason);
+    Outcome {
+        exit: 1,
+        severity: Severity::Err,
+        record: finish(record, "fail", started),
+    }
 }
 
 #[cfg(test)]

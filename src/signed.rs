@@ -7,14 +7,20 @@
 //!
 //! ```text
 //! #keyward user=alice serial=1795430000 expires=2026-12-01T00:00:00Z
+//! #keyward user=deploy kind=principals serial=1795430000 expires=2026-12-01T00:00:00Z
 //! ```
 //!
-//! `user` stops a valid file being replayed for another user, `expires`
+//! `user` stops a valid file being replayed for another user, `kind` a
+//! principals file being served as a key list or the other way round (a
+//! keys file has no `kind`, so hosts older than principals support refuse a
+//! principals file as an unknown header field), `expires`
 //! stops an old file (or a frozen mirror answering 304) being served forever,
 //! and `serial` (never lower than the cached one) stops a rollback. The
 //! header is an authorized_keys comment, so sshd and other tools ignore it.
 
 use ssh_key::{PublicKey, SshSig};
+
+use crate::entry::Kind;
 
 /// The SSHSIG namespace keyward signatures use.
 pub const NAMESPACE: &str = "keyward";
@@ -23,6 +29,7 @@ const PREFIX: &str = "#keyward ";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub user: String,
+    pub kind: Kind,
     pub serial: u64,
     /// Unix time after which the file is refused.
     pub expires: i64,
@@ -30,8 +37,12 @@ pub struct Header {
 
 impl Header {
     pub fn to_line(&self) -> String {
+        let kind = match self.kind {
+            Kind::Keys => "",
+            Kind::Principals => " kind=principals",
+        };
         format!(
-            "{PREFIX}user={} serial={} expires={}",
+            "{PREFIX}user={}{kind} serial={} expires={}",
             self.user,
             self.serial,
             format_utc(self.expires)
@@ -45,13 +56,19 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
     let rest = first
         .strip_prefix(PREFIX)
         .ok_or("signed file does not start with a #keyward header")?;
-    let (mut user, mut serial, mut expires) = (None, None, None);
+    let (mut user, mut serial, mut expires, mut kind) = (None, None, None, None);
     for field in rest.split(' ').filter(|f| !f.is_empty()) {
         let (k, v) = field
             .split_once('=')
             .ok_or_else(|| format!("bad header field {field:?}"))?;
         let dup = match k {
             "user" => user.replace(v.to_owned()).is_some(),
+            "kind" => kind
+                .replace(match v {
+                    "principals" => Kind::Principals,
+                    _ => return Err(format!("bad kind {v:?}")),
+                })
+                .is_some(),
             "serial" => serial
                 .replace(v.parse::<u64>().map_err(|_| format!("bad serial {v:?}"))?)
                 .is_some(),
@@ -66,18 +83,26 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
     }
     Ok(Header {
         user: user.ok_or("header has no user=")?,
+        kind: kind.unwrap_or(Kind::Keys),
         serial: serial.ok_or("header has no serial=")?,
         expires: expires.ok_or("header has no expires=")?,
     })
 }
 
-/// Checks a parsed header against the request: right user, not expired.
-/// (The rollback floor is `state::Floor`'s rule.)
-pub fn check_header(h: &Header, user: &str, now: i64) -> Result<(), String> {
+/// Checks a parsed header against the request: right user and kind, not
+/// expired. (The rollback floor is `state::Floor`'s rule.)
+pub fn check_header(h: &Header, user: &str, kind: Kind, now: i64) -> Result<(), String> {
     if h.user != user {
         return Err(format!(
             "signed file is for user {:?}, not {user:?}",
             h.user
+        ));
+    }
+    if h.kind != kind {
+        return Err(format!(
+            "signed file is a {} file, not a {} file",
+            h.kind.as_str(),
+            kind.as_str()
         ));
     }
     if h.expires <= now {
@@ -114,11 +139,12 @@ pub fn check_file(
     sig_pem: &[u8],
     signers: &[PublicKey],
     user: &str,
+    kind: Kind,
     now: i64,
 ) -> Result<Header, String> {
     verify(body.as_bytes(), sig_pem, signers)?;
     let h = parse_header(body)?;
-    check_header(&h, user, now)?;
+    check_header(&h, user, kind, now)?;
     Ok(h)
 }
 
@@ -197,19 +223,36 @@ mod tests {
             h,
             Header {
                 user: "alice".into(),
+                kind: Kind::Keys,
                 serial: 5,
                 expires: 1893456000
             }
         );
         assert_eq!(parse_header(&format!("{}\n", h.to_line())).unwrap(), h);
         let now = 1893456000 - 10;
-        assert!(check_header(&h, "alice", now).is_ok());
-        assert!(check_header(&h, "bob", now)
+        let k = Kind::Keys;
+        assert!(check_header(&h, "alice", k, now).is_ok());
+        assert!(check_header(&h, "bob", k, now)
             .unwrap_err()
             .contains("not \"bob\""));
-        assert!(check_header(&h, "alice", 1893456000)
+        assert!(check_header(&h, "alice", k, 1893456000)
             .unwrap_err()
             .contains("expired"));
+        // A keys file is never a principals file, nor the reverse.
+        let err = check_header(&h, "alice", Kind::Principals, now).unwrap_err();
+        assert!(err.contains("a keys file, not a principals file"), "{err}");
+        let p = Header {
+            user: "deploy@corp".into(),
+            kind: Kind::Principals,
+            ..h
+        };
+        assert_eq!(
+            p.to_line(),
+            "#keyward user=deploy@corp kind=principals serial=5 expires=2030-01-01T00:00:00Z"
+        );
+        assert_eq!(parse_header(&p.to_line()).unwrap(), p);
+        assert!(check_header(&p, "deploy@corp", k, now).is_err());
+        assert!(check_header(&p, "deploy@corp", Kind::Principals, now).is_ok());
         // The rollback rule is state::Floor's (tested there).
     }
 
@@ -224,6 +267,8 @@ mod tests {
             "#keyward user=a user=b serial=1 expires=2030-01-01T00:00:00Z",
             "#keyward user=a serial=1 expires=2030-01-01T00:00:00Z extra=1",
             "#keyward user=a serial=1 expires=tomorrow",
+            "#keyward user=a kind=keys serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a kind=principals kind=principals serial=1 expires=2030-01-01T00:00:00Z",
         ] {
             assert!(parse_header(b).is_err(), "{b:?}");
         }
@@ -253,14 +298,14 @@ kBU7UXi8c5XLbNcdxx3IsD
         let other = PublicKey::from_openssh(OTHER).unwrap();
         let body = b"hello\n";
         let sig = SIG_KEYWARD.as_bytes();
-        assert_eq!(verify(body, sig, &[signer.clone()]), Ok(()));
+        assert_eq!(verify(body, sig, std::slice::from_ref(&signer)), Ok(()));
         // Found among several pinned keys, whatever the order.
         assert_eq!(verify(body, sig, &[other.clone(), signer.clone()]), Ok(()));
-        let e = verify(body, sig, &[other.clone()]).unwrap_err();
+        let e = verify(body, sig, std::slice::from_ref(&other)).unwrap_err();
         assert!(e.contains("not a configured signer"), "{e}");
         assert!(e.contains(&signer.fingerprint(ssh_key::HashAlg::Sha256).to_string()));
         assert!(verify(body, sig, &[]).is_err());
-        let e = verify(b"hello!\n", sig, &[signer.clone()]).unwrap_err();
+        let e = verify(b"hello!\n", sig, std::slice::from_ref(&signer)).unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
         // A signature made for another purpose (ssh-keygen's "file") is not one.
         let e = verify(body, SIG_FILE_NS.as_bytes(), &[signer]).unwrap_err();

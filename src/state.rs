@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::entry::{Corrupt, Entry, Lookup, Status};
+use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::fetch::Fetch;
 
 /// How long answers stay good (from `[cache]`).
@@ -153,11 +153,22 @@ fn parse_hex32(v: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Whether signatures are required, and for which user.
+/// Whether signatures are required, and for which user and kind of file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode<'a> {
     Unsigned,
-    Signed { user: &'a str },
+    Signed { user: &'a str, kind: Kind },
+}
+
+impl<'a> Mode<'a> {
+    /// The mode of a lookup: signed when `[directory]` requires signatures.
+    pub fn of(signed: bool, user: &'a str, kind: Kind) -> Mode<'a> {
+        if signed {
+            Mode::Signed { user, kind }
+        } else {
+            Mode::Unsigned
+        }
+    }
 }
 
 /// Everything known about a user before asking the directory.
@@ -211,8 +222,8 @@ pub fn assess(cur: &Current, now: u64, ttls: &Ttls, mode: Mode) -> Assessment {
     let floor = Floor::max(cur.floor, entry_floor);
     let floor_behind = floor.is_some() && floor != cur.floor;
     let unusable = cur.entry.as_ref().and_then(|e| match mode {
-        Mode::Signed { user } if e.status == Status::Keys => {
-            signed_usable(e, user, now, floor.as_ref()).err()
+        Mode::Signed { user, kind } if e.status == Status::Keys => {
+            signed_usable(e, user, kind, now, floor.as_ref()).err()
         }
         _ => None,
     });
@@ -229,13 +240,19 @@ pub fn assess(cur: &Current, now: u64, ttls: &Ttls, mode: Mode) -> Assessment {
 }
 
 /// A cached signed file stays usable only while its header is valid for this
-/// user, not expired, and not below the floor.
-pub fn signed_usable(e: &Entry, user: &str, now: u64, floor: Option<&Floor>) -> Result<(), String> {
+/// user and kind, not expired, and not below the floor.
+pub fn signed_usable(
+    e: &Entry,
+    user: &str,
+    kind: Kind,
+    now: u64,
+    floor: Option<&Floor>,
+) -> Result<(), String> {
     let Some(serial) = e.serial else {
         return Err("cached entry was not signed".into());
     };
     let h = crate::signed::parse_header(&e.body)?;
-    crate::signed::check_header(&h, user, now as i64)?;
+    crate::signed::check_header(&h, user, kind, now as i64)?;
     if h.serial != serial {
         return Err("cached entry's serial does not match its header".into());
     }
@@ -592,7 +609,10 @@ mod tests {
 
     const T: u64 = 1_700_000_000;
     const U: Mode = Mode::Unsigned;
-    const S: Mode = Mode::Signed { user: "alice" };
+    const S: Mode = Mode::Signed {
+        user: "alice",
+        kind: Kind::Keys,
+    };
 
     fn ttls() -> Ttls {
         Ttls {
@@ -616,6 +636,7 @@ mod tests {
     fn signed_body(user: &str, serial: u64, key: &str) -> String {
         let h = Header {
             user: user.into(),
+            kind: Kind::Keys,
             serial,
             expires: T as i64 + 86400,
         };
@@ -819,6 +840,7 @@ mod tests {
             "{}\nk\n",
             Header {
                 user: "alice".into(),
+                kind: Kind::Keys,
                 serial: 7,
                 expires: T as i64 - 1
             }
@@ -833,7 +855,10 @@ mod tests {
 
         let t = login(&cur(Some(entry(10)), None), T, &ttls(), S, |_, _| down());
         assert!(failed(&t).contains("not signed"));
-        let bob = Mode::Signed { user: "bob" };
+        let bob = Mode::Signed {
+            user: "bob",
+            kind: Kind::Keys,
+        };
         let t = login(&cur(Some(ok), None), T, &ttls(), bob, |_, _| down());
         assert!(failed(&t).contains("not \"bob\""));
     }
@@ -923,6 +948,21 @@ mod tests {
             down()
         });
         assert!(failed(&t).contains("rollback"), "{t:?}");
+    }
+
+    #[test]
+    fn a_keys_file_is_never_served_as_principals() {
+        // Same user, valid signature and serial: only the kind differs.
+        let e = signed_entry(10, 7);
+        let p = Mode::Signed {
+            user: "alice",
+            kind: Kind::Principals,
+        };
+        let t = login(&cur(Some(e), None), T, &ttls(), p, |etag, _| {
+            assert_eq!(etag, None, "an unusable entry is not revalidated by 304");
+            down()
+        });
+        assert!(failed(&t).contains("not a principals file"), "{t:?}");
     }
 
     #[test]
@@ -1017,6 +1057,7 @@ mod tests {
         // says "not modified".
         let h = Header {
             user: "alice".into(),
+            kind: Kind::Keys,
             serial: 5,
             expires: T as i64 - 1,
         };

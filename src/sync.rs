@@ -5,13 +5,14 @@
 //! directory in the same second). What each answer does to an entry is
 //! `state`'s rule, the same one the login path follows: a 404 removes the
 //! entry but never the rollback floor; a transient error touches nothing.
+//! Principals entries (`<dir>/.principals`) are refreshed the same way.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::audit::Record;
-use crate::cache::Cache;
+use crate::cache::{Cache, Kind};
 use crate::config::Config;
 use crate::directory::{Directory, Request};
 use crate::os::clock::now_secs;
@@ -26,6 +27,8 @@ pub struct Summary {
     pub unchanged: usize,
     pub removed: usize,
     pub failed: Vec<(String, String)>,
+    /// How many of `users` were principals entries.
+    pub principals: usize,
 }
 
 impl Summary {
@@ -46,6 +49,9 @@ impl Summary {
             .with("unchanged", self.unchanged)
             .with("removed", self.removed)
             .with("failed", self.failed.len());
+        if self.principals > 0 {
+            r.push("principals", self.principals);
+        }
         if let Some((user, why)) = self.failed.first() {
             r.push("reason", format!("{user}: {why}"));
         }
@@ -76,7 +82,10 @@ pub fn sync_users(
                 let Some(user) = users.get(i) else { break };
                 let change = sync_one(cache, dir, ttls, signed, user);
                 if let Ok(mut sum) = summary.lock() {
-                    sum.add(user, change);
+                    match cache.kind() {
+                        Kind::Keys => sum.add(user, change),
+                        Kind::Principals => sum.add(&format!("{user} (principals)"), change),
+                    }
                 }
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, users.len());
             });
@@ -98,11 +107,7 @@ fn sync_one(cache: &Cache, dir: &dyn Directory, ttls: &Ttls, signed: bool, user:
         Ok(c) => c,
         Err(e) => return Change::Failed(e.to_string()),
     };
-    let mode = if signed {
-        Mode::Signed { user }
-    } else {
-        Mode::Unsigned
-    };
+    let mode = Mode::of(signed, user, cache.kind());
     let t = state::sync(&cur, now_secs(), ttls, mode, |etag, floor| {
         dir.fetch(&Request { user, etag, floor })
     });
@@ -144,9 +149,26 @@ pub fn run(
     let dir = crate::directory::HttpDirectory::pooled(&config.directory);
     let ttls = Ttls::from_config(&config.cache);
     let signed = config.directory.signed();
-    Ok(sync_users(
-        &cache, &dir, &ttls, signed, &users, jobs, progress,
-    ))
+    let mut summary = sync_users(&cache, &dir, &ttls, signed, &users, jobs, progress);
+    // Principals: the accounts whose list is cached (`--user`: only if it
+    // is), so a host without certificate logins asks for nothing more.
+    let pcache = Cache::for_kind(&config.cache.dir, Kind::Principals);
+    let mut pusers = pcache.users().map_err(|e| e.to_string())?;
+    if let Some(u) = only {
+        pusers.retain(|p| p == u);
+    }
+    if !pusers.is_empty() {
+        let pdir =
+            crate::directory::HttpDirectory::pooled(&config.directory).for_kind(Kind::Principals);
+        let p = sync_users(&pcache, &pdir, &ttls, signed, &pusers, jobs, progress);
+        summary.users += p.users;
+        summary.principals += p.users;
+        summary.updated += p.updated;
+        summary.unchanged += p.unchanged;
+        summary.removed += p.removed;
+        summary.failed.extend(p.failed);
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -60,13 +60,18 @@ fn keys_file_check(f: &Facts) -> Check {
     }
 }
 
-/// `sshd.trusted_ca`, only when TrustedUserCAKeys is set.
+/// `sshd.trusted_ca`, only when TrustedUserCAKeys is set and keyward does
+/// not decide the principals (when it does, `super::principals` checks the
+/// file).
 fn trusted_ca_check(f: &Facts) -> Option<Check> {
     let v = f.t.set("trustedusercakeys")?;
+    if super::principals::keyward_asked(f.t) {
+        return None;
+    }
     Some(Check::warn(
         "sshd.trusted_ca",
-        format!("TrustedUserCAKeys {v}: certificates signed by these CAs are accepted without keyward"),
-        format!("serve the CA as a cert-authority line from the key directory instead, or remove TrustedUserCAKeys from {}", f.fix_file),
+        format!("TrustedUserCAKeys {v}: certificates signed by these CAs are accepted without keyward (any certificate naming the account)"),
+        format!("let keyward decide which principals log in (`AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u fp=%f ca=%F id=%i serial=%s` and `AuthorizedPrincipalsCommandUser keyward`, before AuthorizedKeysCommand), serve the CA as a cert-authority line from the key directory instead, or remove TrustedUserCAKeys from {}", f.fix_file),
     ))
 }
 

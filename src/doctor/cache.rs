@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::perms;
-use crate::cache::{Cache, CacheError, Entry, Freshness, Lookup, Ttls};
+use crate::cache::{Cache, CacheError, Entry, Freshness, Kind, Lookup, Ttls};
 use crate::config::Config;
 use crate::os::clock::now_secs;
 use crate::os::nss::Account;
@@ -51,6 +51,12 @@ pub struct Scan {
 /// The state of `e` at `now`; `signed` is Some(user) when signatures are
 /// required (a cached signed entry is usable only while its header is).
 pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State {
+    classify_kind(e, now, ttls, signed, Kind::Keys)
+}
+
+/// [`classify`] for an entry of `kind` (a principals list's signed header
+/// must say so).
+pub fn classify_kind(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>, kind: Kind) -> State {
     // The login path's own judgement (state::assess), floor included where
     // the entry carries one.
     let cur = crate::state::Current {
@@ -59,7 +65,7 @@ pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State
         floor: None,
     };
     let mode = match signed {
-        Some(user) => crate::state::Mode::Signed { user },
+        Some(user) => crate::state::Mode::Signed { user, kind },
         None => crate::state::Mode::Unsigned,
     };
     let a = crate::state::assess(&cur, now, ttls, mode);
@@ -243,47 +249,59 @@ fn unsafe_state(e: &CacheError) -> State {
     }
 }
 
-/// Reads every entry of the cache in `dir` with the current credentials.
+/// Reads every entry of the cache in `dir` (keys, then principals lists,
+/// named `USER (principals)`) with the current credentials.
 pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, String> {
-    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let cache = Cache::new(dir);
     let mut out = Scan::default();
-    let mut names: Vec<(String, Option<SystemTime>)> = rd
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let m = e.metadata().ok();
-            Some((
-                e.file_name().into_string().ok()?,
-                m.and_then(|m| m.modified().ok()),
-            ))
-        })
-        .collect();
-    names.sort();
-    for (name, mtime) in names {
-        if name.starts_with(".tmp-") {
-            let age = mtime.map(crate::os::clock::secs_since).unwrap_or(0);
-            if age > 60 {
-                out.leftovers.push((name, age));
+    for kind in [Kind::Keys, Kind::Principals] {
+        let cache = Cache::for_kind(dir, kind);
+        let here = cache.dir();
+        let rd = match std::fs::read_dir(here) {
+            Err(e) if kind == Kind::Principals && e.kind() == std::io::ErrorKind::NotFound => {
+                continue
             }
-            continue;
-        }
-        if crate::username::validate(&name, 256).is_err() {
-            continue;
-        }
-        let (state, age) = match cache.read(&name) {
-            Ok(Lookup::Found(e)) => (
-                classify(&e, now, ttls, signed.then_some(name.as_str())),
-                e.age(now),
-            ),
-            Ok(Lookup::Corrupt(c)) => (State::Corrupt(c.0.to_owned()), None),
-            Ok(Lookup::Missing) => continue,
-            Err(e) => (unsafe_state(&e), None),
+            rd => rd.map_err(|e| format!("{}: {e}", here.display()))?,
         };
-        out.items.push(Item {
-            user: name,
-            state,
-            age,
-        });
+        let mut leftovers: Vec<(String, u64)> = rd
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().into_string().ok()?;
+                let mtime = e.metadata().ok().and_then(|m| m.modified().ok());
+                Some((name, mtime))
+            })
+            .filter(|(n, _)| n.starts_with(".tmp-"))
+            .map(|(n, mtime): (String, Option<SystemTime>)| {
+                let name = match kind {
+                    Kind::Keys => n,
+                    Kind::Principals => format!(".principals/{n}"),
+                };
+                (name, mtime.map(crate::os::clock::secs_since).unwrap_or(0))
+            })
+            .filter(|(_, age)| *age > 60)
+            .collect();
+        leftovers.sort();
+        out.leftovers.extend(leftovers);
+        // The cache's own reading of its file names (encoded, hashed).
+        let users = cache.users().map_err(|e| e.to_string())?;
+        for user in users {
+            let (state, age) = match cache.read(&user) {
+                Ok(Lookup::Found(e)) => (
+                    classify_kind(&e, now, ttls, signed.then_some(user.as_str()), kind),
+                    e.age(now),
+                ),
+                Ok(Lookup::Corrupt(c)) => (State::Corrupt(c.0.to_owned()), None),
+                Ok(Lookup::Missing) => continue,
+                Err(e) => (unsafe_state(&e), None),
+            };
+            out.items.push(Item {
+                user: match kind {
+                    Kind::Keys => user,
+                    Kind::Principals => format!("{user} (principals)"),
+                },
+                state,
+                age,
+            });
+        }
     }
     Ok(out)
 }
@@ -362,6 +380,7 @@ mod tests {
         );
         let h = crate::signed::Header {
             user: "alice".into(),
+            kind: crate::entry::Kind::Keys,
             serial: 3,
             expires: T as i64 - 1,
         };

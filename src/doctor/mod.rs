@@ -19,6 +19,7 @@ pub mod directory;
 pub mod pam;
 pub mod pamfile;
 pub mod perms;
+pub mod principals;
 pub mod sshd;
 pub mod systemd;
 
@@ -128,18 +129,20 @@ pub fn collect(opts: &Options) -> Report {
 /// `user.name`: a name keyward accepts (any name at all without a config,
 /// else one within `[policy] max_username_len`).
 fn user_name_check(user: &str, config: Option<&Config>) -> Option<Check> {
-    let max = config.map_or(256, |c| c.policy.max_username_len);
+    let max = config.map_or(crate::username::MAX_LEN_LIMIT, |c| {
+        c.policy.max_username_len
+    });
     let e = crate::username::validate(user, max).err()?;
     Some(match config {
         None => Check::fail(
             "user.name",
             format!("{user:?} is not a valid user name: {e}"),
-            "pass a POSIX user name",
+            "pass the name as NSS has it (keyward refuses '/', control characters, \".\", \"..\" and a leading '-')",
         ),
         Some(_) => Check::fail(
             "user.name",
             format!("{user:?}: {e}: keyward refuses it"),
-            "raise [policy] max_username_len, or rename the account",
+            crate::username::fix(&e),
         ),
     })
 }
@@ -212,6 +215,17 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
     };
     out.extend(sshd::command_checks(&facts));
     out.push(sshd::command_user_check(&facts));
+    // Certificate logins: the files sshd read tell where a line is ignored.
+    let main_config = opts
+        .sshd_config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/ssh/sshd_config"));
+    let (directives, _) = crate::sshd::read_sshd_config(&main_config);
+    let wiring = principals::Wiring {
+        directives: &directives,
+        ca_keys: &principals::count_ca_keys,
+    };
+    out.extend(principals::checks(&facts, &wiring));
     out.extend(auth::auth_checks(&facts));
     out
 }

@@ -11,19 +11,21 @@ use crate::os::nss::{self, Account};
 use crate::report::Check;
 use crate::sshd::{self, Probe, SshdT};
 
-/// `account.*` and `sshd.runs` for `user`, in report order.
+/// `account.*` and `sshd.runs` for `user`, in report order, and the
+/// effective sshd configuration for the user when `sshd -T` ran (root).
 pub fn checks(
     user: &str,
     acct: Option<&Account>,
     sshd_config: Option<&Path>,
     root: bool,
-) -> Vec<Check> {
+) -> (Vec<Check>, Option<SshdT>) {
     let Some(a) = acct else {
-        return vec![Check::fail(
+        let unknown = Check::fail(
             "account.nss",
             format!("{user} is unknown to NSS: sshd never runs the AuthorizedKeysCommand for it, no key can work"),
             format!("create the account (useradd) or fix NSS: getent passwd {user}"),
-        )];
+        );
+        return (vec![unknown], None);
     };
     let mut out = vec![Check::ok(
         "account.nss",
@@ -39,7 +41,7 @@ pub fn checks(
     out.extend(shadow);
     out.push(shell_probe(a));
     out.push(runs_probe(probe.as_ref(), user, a, locked));
-    out
+    (out, probe.and_then(|p| p.result.ok()))
 }
 
 /// `account.password` and `account.expiry` from the shadow entry, and

@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod keys;
+pub mod principals;
 pub mod render;
 
 use std::path::PathBuf;
@@ -59,6 +60,10 @@ pub struct Explanation {
     pub fingerprint: Option<String>,
     /// One sentence: what happens.
     pub verdict: String,
+    /// Certificate logins: which principals may log in as the account
+    /// (None: sshd accepts no certificate, or it is not known and keyward
+    /// holds no list for the account).
+    pub principals: Option<principals::PrincipalsInfo>,
 }
 
 /// Runs explain and prints it; returns the exit code (0 when explained).
@@ -101,6 +106,7 @@ impl Explanation {
             failure: None,
             fingerprint: opts.fingerprint.clone(),
             verdict: String::new(),
+            principals: None,
         }
     }
 }
@@ -113,7 +119,7 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
         ex.checks.push(Check::fail(
             "keyward.name",
             format!("{user:?} is not a valid user name for keyward: {e}"),
-            "rename the account, or raise [policy] max_username_len",
+            crate::username::fix(&e),
         ));
         ex.failure = Some(format!("invalid user name: {e}"));
         ex.verdict = format!("keyward fails closed for {user:?}: sshd rejects every key");
@@ -122,7 +128,8 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
     // Everything that needs root, before gather_for drops privileges.
     let acct = nss::account(user).ok().flatten();
     let root = ex.uid == 0;
-    ex.checks = account::checks(user, acct.as_ref(), opts.sshd_config.as_deref(), root);
+    let (checks, sshd_t) = account::checks(user, acct.as_ref(), opts.sshd_config.as_deref(), root);
+    ex.checks = checks;
     // The login path's own rule, uid-0 accounts included.
     if let Some(why) = policy::denied(&config.policy, user, acct.as_ref().map(|a| a.uid)) {
         ex.checks.push(Check::fail(
@@ -161,6 +168,13 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
                 format!("keyward fails closed for {user} (prints nothing, exits non-zero): sshd rejects every key")
             };
         }
+    }
+    // Certificates: after the keys, with the same (dropped) credentials.
+    let asked = principals::asked(sshd_t.as_ref());
+    if principals::wanted(&asked, config, user) {
+        ex.principals = Some(principals::explain(config, user, &asked));
+    } else if let principals::Asked::Other(_) | principals::Asked::AccountName(Some(_)) = asked {
+        ex.principals = Some(principals::not_asked(user, &asked));
     }
     ex
 }

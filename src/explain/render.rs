@@ -4,6 +4,7 @@
 //! sanitised by the table (`term`).
 
 use super::keys::{KeyInfo, KeyVerdict};
+use super::principals::PrincipalsInfo;
 use super::Explanation;
 use crate::report;
 use crate::term::{human_age, sanitize, Cell, Color, Style, Table};
@@ -41,6 +42,79 @@ pub fn render(ex: &Explanation, style: &Style) -> String {
         out += &keys_section(ex, style);
     }
     out += &format!("{} {}\n", style.paint("Verdict:", Color::Bold), ex.verdict);
+    if let Some(p) = &ex.principals {
+        out += &principals_section(p, style);
+    }
+    out
+}
+
+/// Certificate logins: how sshd decides, each principals line and its
+/// verdict, and the certificate verdict.
+fn principals_section(p: &PrincipalsInfo, style: &Style) -> String {
+    let from = match (&p.source, p.age_s) {
+        (Some(s), Some(a)) => format!(" (source: {s}, {})", human_age(a)),
+        (Some(s), None) => format!(" (source: {s})"),
+        _ => String::new(),
+    };
+    let mut out = format!(
+        "\n{}\n  {}\n",
+        style.paint(&format!("Certificates{from}"), Color::Bold),
+        sanitize(&p.sshd)
+    );
+    for w in &p.warnings {
+        out += &format!(
+            "  {} {}\n",
+            style.paint("warning:", Color::Yellow),
+            sanitize(w)
+        );
+    }
+    if let Some(f) = &p.failure {
+        out += &format!(
+            "  {} {}\n",
+            style.paint("keyward fails:", Color::Red),
+            sanitize(f)
+        );
+    }
+    if !p.lines.is_empty() {
+        out.push('\n');
+        let mut t = Table::new()
+            .header(&["#", "VERDICT", "PRINCIPAL", "SOURCE", "OPTIONS"])
+            .indent(2);
+        for l in &p.lines {
+            let verdict = match l.reason_tag {
+                Some(tag) => format!("{}: {tag}", l.verdict),
+                None => l.verdict.to_string(),
+            };
+            let color = if l.verdict == "accepted" {
+                Color::Green
+            } else {
+                Color::Yellow
+            };
+            t.row(vec![
+                Cell::new(l.n.to_string()),
+                Cell::colored(verdict, color),
+                Cell::new(dash(l.principal.as_ref())),
+                Cell::new(format!("directory:{}", l.line)),
+                Cell::new(dash(l.options.as_ref())),
+            ]);
+        }
+        out += &t.render(style);
+        let reasons: Vec<String> = p
+            .lines
+            .iter()
+            .filter_map(|l| Some(sanitize(&format!("  #{}: {}", l.n, l.reason.as_ref()?))))
+            .collect();
+        if !reasons.is_empty() {
+            out.push('\n');
+            out += &reasons.join("\n");
+            out.push('\n');
+        }
+    }
+    out += &format!(
+        "{} {}\n",
+        style.paint("Certificates:", Color::Bold),
+        sanitize(&p.verdict)
+    );
     out
 }
 

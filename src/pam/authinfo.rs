@@ -335,6 +335,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_value_of_exactly_64_kib_is_still_read() {
+        // The documented bound is 64 KiB (65,536 bytes), inclusive.
+        let key = format!("publickey {ED}\n");
+        let full = format!("{key}{}", "\n".repeat(65_536 - key.len()));
+        assert_eq!(full.len(), 65_536);
+        let info = AuthInfo::parse(&full);
+        assert_eq!(info.truncated, None);
+        assert!(info.has_publickey());
+        let over = format!("{full}\n");
+        let info = AuthInfo::parse(&over);
+        assert!(info.truncated.is_some());
+        assert!(!info.has_publickey());
+    }
+
+    #[test]
     fn never_panics_on_odd_input() {
         for v in [
             "/",

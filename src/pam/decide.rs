@@ -243,6 +243,13 @@ pub fn authenticate(args: &Args, ctx: &Context, db: &dyn Accounts) -> Verdict {
         (None, false) => ("block", Ret::AuthErr),
     };
     let mut rec = ctx.record(decision);
+    if decision == "block" {
+        // The line must say why on its own: an admin reads it in auth.log.
+        rec.push(
+            "reason",
+            "password and keyboard-interactive logins are refused (keys only); user not exempt by allow_user/allow_group",
+        );
+    }
     if args.audit_only {
         rec.push("mode", "audit_only");
     }
@@ -434,7 +441,9 @@ mod tests {
         assert_eq!(v.ret, Ret::AuthErr);
         assert_eq!(
             line(&v),
-            "decision=block user=alice rhost=192.0.2.7 service=sshd tty=ssh"
+            "decision=block user=alice rhost=192.0.2.7 service=sshd tty=ssh \
+             reason=\"password and keyboard-interactive logins are refused (keys only); \
+             user not exempt by allow_user/allow_group\""
         );
         assert_eq!(v.log.as_ref().unwrap().0, Severity::Notice);
     }
@@ -731,5 +740,39 @@ mod tests {
         }
         assert_eq!(passive(Stage::CloseSession).ret, Ret::Success);
         assert!(passive(Stage::Account).log.is_none());
+    }
+
+    #[test]
+    fn stage_names_are_the_pam_function_names() {
+        for (stage, name) in [
+            (Stage::Authenticate, "auth"),
+            (Stage::Setcred, "setcred"),
+            (Stage::Account, "account"),
+            (Stage::OpenSession, "open_session"),
+            (Stage::CloseSession, "close_session"),
+            (Stage::Chauthtok, "chauthtok"),
+        ] {
+            assert_eq!(stage.name(), name);
+        }
+    }
+
+    #[test]
+    fn a_whole_line_argument_error_names_no_argument() {
+        let e = ArgError {
+            position: 0,
+            arg: String::new(),
+            reason: "65 arguments, at most 64 allowed".into(),
+        };
+        let v = bad_args(&e, &ctx("alice"), Stage::Authenticate);
+        assert_eq!(v.ret, Ret::ServiceErr);
+        let l = line(&v);
+        assert!(
+            l.contains("reason=\"bad module argument: 65 arguments"),
+            "{l}"
+        );
+        assert!(!l.contains("arg=") && !l.contains("position="), "{l}");
+        let e = ArgError { position: 2, ..e };
+        let l = line(&bad_args(&e, &ctx("alice"), Stage::Account));
+        assert!(l.contains("position=2"), "{l}");
     }
 }

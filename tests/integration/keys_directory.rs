@@ -751,10 +751,21 @@ fn keys_usage_errors_exit_2_and_bad_names_fail_closed() {
         assert_eq!(out.code, Some(1), "user {bad:?}: {out}");
         assert_eq!(out.stdout, "", "user {bad:?}: {out}");
     }
-    // a name that looks like an option: a usage error unless after `--`,
-    // and refused either way
-    let out = env.kw.run(&["keys", "-rf"]);
-    assert_eq!(out.code, Some(2), "{out}");
+    // A name that looks like an option is still a login-path call (sshd
+    // passes %u as it is): refused by the user-name check, with its log line.
+    let r = env.keys("-rf", None);
+    assert_eq!(r.out.code, Some(1), "{r}");
+    assert_eq!(r.out.stdout, "", "{r}");
+    assert_eq!(r.decision(), "fail", "{r}");
+    assert!(
+        r.field("reason")
+            .unwrap_or_default()
+            .contains("invalid user name"),
+        "{r}"
+    );
+    // Help and version keep their meaning.
+    let out = env.kw.run(&["keys", "--help"]);
+    assert_eq!(out.code, Some(0), "{out}");
     let out = env.kw.run(&["keys", "--", "-rf"]);
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(out.stdout, "", "{out}");

@@ -6,6 +6,7 @@ mod support;
 
 mod demo;
 mod doctor;
+mod identities;
 mod journal;
 mod keys_directory;
 mod keys_sshd;
@@ -13,6 +14,7 @@ mod packages;
 mod packaging;
 mod pam;
 mod pam_stress;
+mod principals;
 mod robust;
 mod signed;
 mod sync;
