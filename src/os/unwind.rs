@@ -149,8 +149,8 @@ mod tests {
             return;
         };
         // Code in this test binary, in libc, and an address in no object.
-        let here = same_unwind_tables_as_glibc as usize;
-        let in_libc = libc::getpid as usize;
+        let here = same_unwind_tables_as_glibc as *const () as usize;
+        let in_libc = libc::getpid as *const () as usize;
         for pc in [here, in_libc] {
             let (mut ours, mut theirs) = (empty(), empty());
             let p = pc as *mut c_void;
