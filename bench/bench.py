@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """keyward benchmark suite: every comparison side by side, in one run.
 
-    sudo python3 bench/bench.py [--quick] [--only fresh] [--scale-max N] [--out docs/BENCHMARKS.md]
-    sudo python3 bench/bench.py --write-order   # regenerate bench/login-path.order
+    sudo python3 bench/bench.py [--quick] [--scale-max N] [--out docs/BENCHMARKS.md]
+    sudo python3 bench/bench.py --only fresh      # just the cached-lookup rows (prints them)
+    sudo python3 bench/bench.py --only fleet      # just the index/outage rows (prints them)
+    sudo python3 bench/bench.py --write-order     # regenerate bench/login-path.order
 
 Machines here are noisy, so each result is a ratio against a baseline measured
 in the same run (hyperfine, interleaved warm-up, medians). Nothing here is a
@@ -49,6 +51,8 @@ HUBAKC_VERSION = "0.1.5"
 HUBAKC_CONFIG = Path("/etc/hubakc/config.toml")
 # The functions a lookup runs, linked first (see build.rs).
 ORDER_FILE = REPO / "bench" / "login-path.order"
+# The live syslog socket of this run (Rsyslog), where configs log by default.
+LOG_SOCKET = None
 
 
 def sh(cmd, **kw):
@@ -176,6 +180,8 @@ class Rsyslog:
         self.dir = ROOT / "rsyslog"
         mkdir(self.dir / "work")
         self.socket = self.dir / "log.sock"
+        global LOG_SOCKET
+        LOG_SOCKET = self.socket
         self.out = self.dir / "messages"
         self.pidfile = self.dir / "rsyslogd.pid"
         conf = self.dir / "rsyslog.conf"
@@ -376,7 +382,10 @@ def fingerprint(pub):
     return out(["ssh-keygen", "-lf", str(pub)]).split()[1]
 
 
-def write_config(path, urls, cache, socket, extra_dir="", ttl="1h"):
+def write_config(path, urls, cache, extra_dir="", ttl="1h", max_stale="3d", socket=None):
+    """A keyward config; it logs to `socket`, by default this run's live
+    syslog socket (LOG_SOCKET)."""
+    socket = socket or LOG_SOCKET or ROOT / "no-syslog.sock"
     url_list = ", ".join(f'"{u}"' for u in urls)
     path.write_text(f"""[directory]
 urls = [{url_list}]
@@ -385,20 +394,183 @@ timeout = "2s"
 [cache]
 dir = "{cache}"
 ttl = "{ttl}"
-max_stale = "3d"
+max_stale = "{max_stale}"
 [log]
 socket = "{socket}"
 """)
     os.chmod(path, 0o644)
 
 
+def kv(text, key):
+    """A key=value field of the last keyward record in text."""
+    for line in reversed(text.splitlines()):
+        for part in line.split():
+            if part.startswith(key + "="):
+                return part.split("=", 1)[1]
+    return None
+
+
+def cache_entry(body, url, fetched_at):
+    """A keyward cache entry (the format of src/cache.rs)."""
+    import zlib
+    b = body.encode()
+    head = (f"keyward-cache 1\nfetched_at {fetched_at}\nstatus 200\nurl {url}\n"
+            f"length {len(b)}\ncrc32 {zlib.crc32(b) & 0xffffffff:08x}\n\n")
+    return head.encode() + b
+
+
+def fleet_bench(results, pub, quick):
+    """Issue 12: sync requests/time for 10k users with and without an index,
+    the index size for 100k users, and a login during an outage."""
+    fdir = ROOT / "fleet"
+    src = fdir / "src"
+    www = fdir / "www"
+    cache = fdir / "cache"
+    for d in (src, www / "users"):
+        mkdir(d)
+    mkdir(cache, 0o750, "keyward")
+    n = 10_000
+    names = [f"f{i:05d}" for i in range(n)]
+    for u in names:
+        (src / f"{u}.keys").write_text(f"{pub} {u}-v1\n")
+    nocfg = ["--config", "/nonexistent"]
+
+    def publish(srcdir, out):
+        r = sh([str(BIN)] + nocfg + ["publish", str(srcdir), str(out)], capture_output=True, text=True)
+        sh(["chmod", "-R", "a+rX", str(out)])
+        return r.stdout
+
+    publish(src, www / "users")
+    nx = Nginx(www)
+    url = nx.url("/users/{user}.keys")
+    now = int(time.time())
+    for u in names:
+        body = (www / "users" / f"{u}.keys").read_text()
+        p = cache / u
+        p.write_bytes(cache_entry(body, url.replace("{user}", u), now))
+        shutil.chown(p, "keyward", "keyward")
+        os.chmod(p, 0o640)
+    per_user = fdir / "per-user.toml"
+    with_index = fdir / "index.toml"
+    write_config(per_user, [url], cache, extra_dir="index = false")
+    write_config(with_index, [url], cache)
+
+    def sync(conf):
+        t0 = time.time()
+        r = sh(AS_KEYWARD + [str(BIN), "--config", str(conf), "sync", "--jobs", "16"], cwd="/",
+               capture_output=True, text=True, check=False)
+        dt = time.time() - t0
+        return dict(seconds=dt, requests=int(kv(r.stderr, "requests") or -1), index=kv(r.stderr, "index"),
+                    updated=kv(r.stderr, "updated"), failed=kv(r.stderr, "failed"))
+
+    def change(k, tag):
+        for u in names[:: n // k][:k]:
+            (src / f"{u}.keys").write_text(f"{pub} {u}-{tag}\n")
+        publish(src, www / "users")
+
+    sync(per_user)  # the entries get their ETags (200 with the same body)
+    rows = {}
+    rows["per_user_unchanged"] = sync(per_user)
+    change(n // 100, "v2")
+    rows["per_user_1pct"] = sync(per_user)
+    rows["index_first"] = sync(with_index)
+    rows["index_unchanged"] = sync(with_index)
+    change(n // 100, "v3")
+    rows["index_1pct"] = sync(with_index)
+    nx.stop()
+    results["fleet_sync"] = dict(users=n, **rows)
+    print("fleet sync:", results["fleet_sync"], flush=True)
+
+    # Index size for 100,000 users (unsigned publish; a signed index adds the
+    # serial column and the expires header).
+    big = fdir / "src100k"
+    mkdir(big)
+    for i in range(100_000):
+        (big / f"u{i:06d}.keys").write_text(f"{pub} u{i:06d}@example\n")
+    t0 = time.time()
+    publish(big, fdir / "www100k")
+    took = time.time() - t0
+    idx = fdir / "www100k" / "keyward.index"
+    results["fleet_index"] = dict(users=100_000, bytes=idx.stat().st_size,
+                                  gzip_bytes=(fdir / "www100k" / "keyward.index.gz").stat().st_size,
+                                  publish_seconds=took)
+    print("fleet index:", results["fleet_index"], flush=True)
+
+    # A login during an outage: a black-holed mirror (accepts, never answers).
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(1024)
+    hurl = f"http://127.0.0.1:{hole.getsockname()[1]}/users/{{user}}.keys"
+    ocache = fdir / "ocache"
+    mkdir(ocache, 0o750, "keyward")
+    user = names[0]
+    body = (www / "users" / f"{user}.keys").read_text()
+    p = ocache / user
+    p.write_bytes(cache_entry(body, hurl.replace("{user}", user), int(time.time()) - 60))
+    shutil.chown(p, "keyward", "keyward")
+    os.chmod(p, 0o640)
+    hit_conf, skip_conf, old_conf = fdir / "hit.toml", fdir / "skip.toml", fdir / "old.toml"
+    write_config(hit_conf, [hurl], ocache, ttl="1h")
+    write_config(skip_conf, [hurl], ocache, extra_dir='retry_interval = "1h"', ttl="1s")
+    write_config(old_conf, [hurl], ocache, extra_dir='retry_interval = "1ms"', ttl="1s")
+    cmd = lambda conf: [str(BIN), "--config", str(conf), "keys", user]  # noqa: E731
+
+    def timed(conf):
+        t0 = time.time()
+        sh(AS_KEYWARD + cmd(conf), cwd="/", capture_output=True, check=False)
+        return (time.time() - t0) * 1000
+
+    # A mirror retried at every lookup (retry_interval 1ms): what each of
+    # sshd's two calls per login cost before mirror health.
+    probing = [timed(old_conf), timed(old_conf)]
+    # With health: the first call waits the budget and records the mirror
+    # down for an hour; every later call skips it.
+    first = timed(skip_conf)
+    runs = 40 if quick else 200
+    hit, skip = hyperfine([" ".join(cmd(hit_conf)), " ".join(cmd(skip_conf))], runs, as_keyward=True, name="outage")
+    hole.close()
+    results["fleet_outage"] = dict(first_ms=first, probing_ms=probing, hit_ms=hit, skip_ms=skip, extra_ms=skip - hit)
+    if min(probing + [first]) < 1500:
+        print("warning: a call that should wait the 2s budget did not: is the black hole up?", flush=True)
+    print("fleet outage:", results["fleet_outage"], flush=True)
+    shutil.rmtree(fdir, ignore_errors=True)
+
+
+def fleet_rows(r):
+    rows = []
+    if "fleet_sync" in r:
+        y = r["fleet_sync"]
+        for key, label in [("per_user_unchanged", "no index, nothing changed"),
+                           ("per_user_1pct", "no index, 1% changed"),
+                           ("index_first", "index, first sync (index 200)"),
+                           ("index_unchanged", "index, nothing changed (304)"),
+                           ("index_1pct", "index, 1% changed")]:
+            x = y[key]
+            rows.append((f"7. `sync` of {y['users']:,} cached users: {label}",
+                         f"{x['requests']:,} requests, {x['seconds']:.2f} s", "", "(reported)", ""))
+    if "fleet_index" in r:
+        x = r["fleet_index"]
+        rows.append((f"8. index size for {x['users']:,} users (unsigned)",
+                     f"{x['bytes'] / 1e6:.2f} MB, {x['gzip_bytes'] / 1e6:.2f} MB gzip", "", "one small file", ""))
+    if "fleet_outage" in r:
+        x = r["fleet_outage"]
+        rows.append(("9. `keys` during an outage (black hole, timeout 2s): first call / each call before / skipped",
+                     f"{x['first_ms']:.0f} ms / {max(x['probing_ms']):.0f} ms / {x['skip_ms']:.3f} ms vs hit {x['hit_ms']:.3f} ms",
+                     f"+{x['extra_ms']:.3f} ms", "hit + a few ms", verdict_ok(x["extra_ms"] <= 5)))
+    return rows
+
+
+def verdict_ok(ok):
+    return "met" if ok else "**not met**"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke run)")
     ap.add_argument("--scale-max", type=int, default=1_000_000)
-    ap.add_argument("--only", choices=["fresh"], help="only this comparison; prints it, rewrites nothing")
     ap.add_argument("--write-order", action="store_true", help="regenerate bench/login-path.order (callgrind) and stop")
     ap.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
+    ap.add_argument("--only", choices=["fresh", "fleet"], help="run only these rows and print them (no report written)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (it starts private nginx/sshd and switches users)")
@@ -436,14 +608,27 @@ def main():
     mkdir(cache, 0o750, "keyward")
     syslog = Rsyslog()
     conf = ROOT / "keyward.toml"
-    write_config(conf, [url], cache, syslog.socket)
+    write_config(conf, [url], cache)
     # The configuration of earlier results: a socket nobody listens on (the
     # record then goes to stderr, which hyperfine discards).
     dead_conf = ROOT / "dead-socket.toml"
-    write_config(dead_conf, [url], cache, ROOT / "no-syslog.sock")
+    write_config(dead_conf, [url], cache, socket=ROOT / "no-syslog.sock")
     kw = [str(BIN), "--config", str(conf)]
     results = {}
     sshds = []
+    if args.only == "fleet":
+        try:
+            fleet_bench(results, pub, args.quick)
+        finally:
+            nginx.stop()
+            syslog.stop()
+            if created_user:
+                sh(["userdel", "-r", user], check=False, stderr=subprocess.DEVNULL)
+        for row in fleet_rows(results):
+            print(" | ".join(row))
+        print(json.dumps(results, indent=2))
+        shutil.rmtree(ROOT, ignore_errors=True)
+        return
     hubakc_conf = HubakcConfig(user, pub + "\n")
     try:
         # 1. fresh cache entry: keyward (live syslog), hubakc's cache hit and
@@ -520,8 +705,7 @@ def main():
         sh(["chmod", "-R", "a+rX", str(swww)])
         snginx = Nginx(swww)
         sconf = ROOT / "signed.toml"
-        write_config(sconf, [snginx.url("/users/{user}.keys")], cache, syslog.socket,
-                     extra_dir=f'signers = ["{signer_pub}"]')
+        write_config(sconf, [snginx.url("/users/{user}.keys")], cache, extra_dir=f'signers = ["{signer_pub}"]')
         skw = [str(BIN), "--config", str(sconf)]
         ks, ku = hyperfine([" ".join(skw + ["keys", user]), " ".join(kw + ["keys", user])], runs,
                            as_keyward=True, prepare=f"rm -f {entry}", name="signed")
@@ -563,7 +747,7 @@ def main():
             print(f"scale {n}: laid out in {time.time() - t0:.1f}s", flush=True)
             snx = Nginx(sdir / "www")
             sc = sdir / "keyward.toml"
-            write_config(sc, [snx.url("/users/{user}.keys")], scache, syslog.socket)
+            write_config(sc, [snx.url("/users/{user}.keys")], scache)
             probe = f"u{n // 2:07d}"
             scmd = [str(BIN), "--config", str(sc), "keys", probe]
             sh(AS_KEYWARD + scmd, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -586,6 +770,7 @@ def main():
             snx.stop()
             shutil.rmtree(sdir)
         results["scale"] = scale
+        fleet_bench(results, pub, args.quick)
     finally:
         for s in sshds:
             s.stop()
@@ -638,6 +823,7 @@ def report(r, out_path, args):
     if "sync" in r:
         y = r["sync"]
         rows.append(("5. `sync` of 10,000 cached users, all 304", f"{y['seconds']:.2f} s, {y['rps']:.0f} users/s (16 jobs)", "", "(reported)", ""))
+    rows += fleet_rows(r)
     lines = [
         "## Results",
         "",

@@ -58,6 +58,22 @@ pub enum Command {
         /// Wait a random time up to this long before starting (e.g. "30s").
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_delay)]
         max_delay: std::time::Duration,
+        /// Write node-exporter metrics to this `*.prom` file (atomically);
+        /// overrides `[sync] metrics_file`.
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
+    },
+    /// Check the configuration (files, drop-ins, signers, ca_file, URL
+    /// templates) without network or log line; print each problem with its
+    /// file and line; exit 0 when keyward would run with it, 1 otherwise.
+    CheckConfig {
+        /// Also read FILE as the last drop-in (e.g. Ansible's
+        /// `validate: keyward check-config --drop-in %s`).
+        #[arg(long, value_name = "FILE")]
+        drop_in: Option<PathBuf>,
+        /// Print nothing when the configuration is valid.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Build a signed static directory tree from a folder of per-user key files.
     Publish {
@@ -65,9 +81,10 @@ pub enum Command {
         src: PathBuf,
         /// Output folder to serve (nginx root, object storage, CDN origin).
         out: PathBuf,
-        /// Signing key: a private key, or a public key whose private half is in ssh-agent.
+        /// Signing key: a private key, or a public key whose private half is in
+        /// ssh-agent. Without it the files (and the index) are not signed.
         #[arg(long, value_name = "KEY")]
-        signer: PathBuf,
+        signer: Option<PathBuf>,
         /// How long the signed files stay valid (the `expires` in each header).
         #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_delay)]
         validity: std::time::Duration,
@@ -77,8 +94,9 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions { shell: clap_complete::Shell },
-    /// Audit the set-up (config, binary, cache, sshd -T, PAM, directory, timer):
-    /// one line per check with the fix; exit 1 when a check fails.
+    /// Audit the set-up (config, binary, cache, sshd -T, PAM, directory, timer,
+    /// SELinux): one line per check with the fix; exit 0 all ok, 1 warnings,
+    /// 2 failures (the Nagios convention).
     Doctor {
         /// Machine-readable output (stable JSON).
         #[arg(long)]
@@ -95,7 +113,8 @@ pub enum Command {
         pam_file: PathBuf,
     },
     /// Explain why USER can or cannot log in with a key: every key from every
-    /// source with its verdict, and what sshd does with the user.
+    /// source with its verdict, and what sshd does with the user; exit 0 when
+    /// USER can log in, 1 when not, 2 when it cannot tell.
     Explain {
         /// The user to explain.
         user: String,
@@ -328,20 +347,27 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             user,
             jobs,
             max_delay,
+            metrics_file,
         } => run_sync(
             &cli.config,
-            user.as_deref(),
-            jobs.into(),
-            max_delay,
+            &SyncArgs {
+                user: user.as_deref(),
+                jobs: jobs.into(),
+                max_delay,
+                metrics_file: metrics_file.as_deref(),
+            },
             started,
         ),
+        Command::CheckConfig { drop_in, quiet } => {
+            crate::checkconfig::run(&cli.config, drop_in.as_deref(), quiet)
+        }
         Command::Publish {
             src,
             out,
             signer,
             validity,
             serial,
-        } => run_publish(&cli.config, &src, &out, &signer, validity, serial),
+        } => run_publish(&cli.config, &src, &out, signer.as_deref(), validity, serial),
         Command::Doctor {
             json,
             user,
@@ -379,13 +405,22 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
     }
 }
 
-fn run_sync(
-    config_path: &Path,
-    user: Option<&str>,
+/// `keyward sync`'s options.
+struct SyncArgs<'a> {
+    user: Option<&'a str>,
     jobs: usize,
     max_delay: std::time::Duration,
-    started: Instant,
-) -> i32 {
+    metrics_file: Option<&'a Path>,
+}
+
+/// Exit codes of `keyward sync`: every user refreshed (or nothing to do),
+/// some users failed, nothing could be synced (config, cache, privileges,
+/// or every user failed).
+pub const SYNC_OK: i32 = 0;
+pub const SYNC_SOME_FAILED: i32 = 1;
+pub const SYNC_FAILED: i32 = 2;
+
+fn run_sync(config_path: &Path, args: &SyncArgs, started: Instant) -> i32 {
     let mut early = Sink::stderr();
     let fail = |sink: &mut Sink, why: String| {
         sink.tee_stderr(true);
@@ -395,14 +430,27 @@ fn run_sync(
                 .with("decision", "sync-fail")
                 .with("reason", why),
         );
-        1
+        SYNC_FAILED
     };
     let config = match Config::load(config_path) {
         Ok(c) => c,
+        // The packaged state: nothing configured yet, so nothing to refresh
+        // (systemd < 243 ignores the unit's ExecCondition and gets here).
+        Err(e @ config::ConfigError::NoKeySource { .. }) => {
+            let mut sink = Sink::stderr();
+            sink.send(
+                Severity::Info,
+                &Record::new()
+                    .with("decision", "sync")
+                    .with("users", 0)
+                    .with("reason", format!("nothing to sync: {e}")),
+            );
+            return SYNC_OK;
+        }
         Err(e) => return fail(&mut early, e.to_string()),
     };
     let mut sink = sink_for(&config);
-    if let Some(u) = user {
+    if let Some(u) = args.user {
         if let Err(e) = crate::username::validate(u, config.policy.max_username_len) {
             return fail(&mut sink, format!("invalid user name {u:?}: {e}"));
         }
@@ -416,13 +464,13 @@ fn run_sync(
                 .with("users", 0)
                 .with("reason", "no [directory] urls configured: nothing to sync"),
         );
-        return 0;
+        return SYNC_OK;
     }
     // Same rule as the login path: never talk to the network as root.
     if let Err(e) = crate::privdrop::drop_to(&config.cache.owner) {
         return fail(&mut sink, e);
     }
-    std::thread::sleep(crate::sync::jitter(max_delay));
+    std::thread::sleep(crate::sync::jitter(args.max_delay));
     let tty = std::io::stderr().is_terminal();
     let progress = move |done: usize, total: usize| {
         if tty && (done == total || done % 25 == 0) {
@@ -432,13 +480,57 @@ fn run_sync(
             }
         }
     };
-    match crate::sync::run(&config, user, jobs, &progress) {
-        Ok(summary) => report_sync(&mut sink, &summary, tty, started),
+    let metrics = args.metrics_file.or(config.sync.metrics_file.as_deref());
+    match crate::sync::run(&config, args.user, args.jobs, &progress) {
+        Ok(summary) => {
+            let code = report_sync(&mut sink, &summary, tty, started);
+            if let Some(path) = metrics {
+                if let Err(e) = write_metrics(&config, path, &summary, code, started) {
+                    sink.tee_stderr(true);
+                    sink.send(
+                        Severity::Warning,
+                        &Record::new()
+                            .with("decision", "metrics-fail")
+                            .with("reason", format!("{}: {e}", path.display())),
+                    );
+                }
+            }
+            code
+        }
         Err(e) => fail(&mut sink, e),
     }
 }
 
-/// The one record of a sync run (and, on a terminal, the failed users).
+/// The metrics textfile after a sync run.
+fn write_metrics(
+    config: &Config,
+    path: &Path,
+    summary: &crate::sync::Summary,
+    code: i32,
+    started: Instant,
+) -> Result<(), String> {
+    let cache = crate::cache::Cache::new(&config.cache.dir);
+    let stats = crate::metrics::scan(&cache, config.directory.signed())?;
+    let m = crate::metrics::Metrics {
+        version: env!("CARGO_PKG_VERSION"),
+        now: crate::os::clock::now_secs(),
+        success: code == SYNC_OK,
+        previous_success: std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| crate::metrics::previous_success(&t)),
+        updated: summary.updated,
+        unchanged: summary.unchanged,
+        removed: summary.removed,
+        failed: summary.failed.len(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        max_stale_secs: config.cache.max_stale.0.as_secs(),
+        cache: stats,
+    };
+    crate::metrics::write_atomic(path, &m.render()).map_err(|e| e.to_string())
+}
+
+/// The one record of a sync run (and, on a terminal, the failed users);
+/// returns the exit code.
 fn report_sync(
     sink: &mut Sink,
     summary: &crate::sync::Summary,
@@ -449,7 +541,9 @@ fn report_sync(
     let failed = !summary.failed.is_empty();
     sink.tee_stderr(tty || failed);
     sink.send(
-        if failed {
+        // An unusable index (a bad signature, a rollback) is worth a look
+        // even when every user was then synced on its own.
+        if failed || summary.index_error.is_some() {
             Severity::Warning
         } else {
             Severity::Info
@@ -461,7 +555,16 @@ fn report_sync(
             eprintln!("  failed: {u}: {why}");
         }
     }
-    i32::from(failed)
+    sync_exit_code(summary.users, summary.failed.len())
+}
+
+/// 0: nothing failed; 2: users were due and every one failed; else 1.
+pub fn sync_exit_code(users: usize, failed: usize) -> i32 {
+    match failed {
+        0 => SYNC_OK,
+        f if f >= users => SYNC_FAILED,
+        _ => SYNC_SOME_FAILED,
+    }
 }
 
 /// sshd gives the command no timeout but LoginGraceTime: if anything hangs
@@ -475,15 +578,15 @@ fn run_publish(
     config_path: &Path,
     src: &Path,
     out: &Path,
-    signer: &Path,
+    signer: Option<&Path>,
     validity: std::time::Duration,
     serial: Option<u64>,
 ) -> i32 {
     // The policy of the fleet's config when there is one here, else the
     // defaults: publish usually runs on a build host, not on a server.
-    let policy = if config_path.exists() {
+    let (policy, index) = if config_path.exists() {
         match Config::load(config_path) {
-            Ok(c) => c.policy,
+            Ok(c) => (c.policy, c.directory.index),
             Err(e) => {
                 eprintln!("keyward publish: {e}");
                 return 1;
@@ -494,42 +597,27 @@ fn run_publish(
             "keyward publish: {} not found, using the default policy",
             config_path.display()
         );
-        crate::config::PolicyConfig::default()
+        (
+            crate::config::PolicyConfig::default(),
+            Some(crate::config::DEFAULT_INDEX.to_owned()),
+        )
     };
     let now = crate::os::clock::now_secs();
     let opts = crate::publish::Options {
         src,
         out,
         signer,
+        index: index.as_deref(),
         serial: serial.unwrap_or(now),
         expires: (now + validity.as_secs()) as i64,
         policy: &policy,
         max_username_len: policy.max_username_len,
     };
     match crate::publish::publish(&opts) {
-        Ok(results) => {
-            let dropped: usize = results.iter().map(|r| r.dropped.len()).sum();
-            for r in &results {
-                let what = match r.kind {
-                    crate::entry::Kind::Keys => "key(s)",
-                    crate::entry::Kind::Principals => "principal(s)",
-                };
-                println!("{}: {} {what} published", r.user, r.served);
-                for d in &r.dropped {
-                    println!("  dropped {d}");
-                }
+        Ok(p) => {
+            for line in p.report(&opts) {
+                println!("{line}");
             }
-            let serial = results
-                .iter()
-                .map(|r| r.serial)
-                .max()
-                .unwrap_or(opts.serial);
-            println!(
-                "published {} user(s) to {} (serial up to {serial}, expires {}); {dropped} line(s) dropped",
-                results.len(),
-                out.display(),
-                crate::signed::format_utc(opts.expires)
-            );
             0
         }
         Err(e) => {
@@ -542,6 +630,15 @@ fn run_publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_exit_codes() {
+        assert_eq!(sync_exit_code(0, 0), 0);
+        assert_eq!(sync_exit_code(5, 0), 0);
+        assert_eq!(sync_exit_code(5, 1), 1);
+        assert_eq!(sync_exit_code(5, 5), 2);
+        assert_eq!(sync_exit_code(1, 1), 2);
+    }
 
     fn fast(args: &[&str]) -> Option<KeysArgs> {
         let v: Vec<OsString> = std::iter::once("keyward")

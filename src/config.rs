@@ -1,8 +1,15 @@
-//! `/etc/keyward/keyward.toml` → a validated [`Config`].
+//! `/etc/keyward/keyward.toml` (then `keyward.toml.d/*.toml`) → a validated
+//! [`Config`].
 //!
 //! Every value is checked while it is deserialised, so an error names the line
 //! it is on (toml reports the span). Unknown keys are rejected: a typo such as
-//! `max_stael` must not silently fall back to a default on a login path.
+//! `max_stael` must not silently fall back to a default on a login path. The
+//! one exception is a file that says it was written for a newer keyward
+//! (`min_version`): there, keys this version does not know are ignored (see
+//! [`crate::config::layers`]), so a config pushed before the package cannot lock a
+//! fleet out.
+
+pub mod layers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,11 +27,41 @@ pub const KNOWN_KEY_TYPES: &[&str] = crate::keyline::KEY_TYPES;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The oldest keyward a file was written for (`"0.2.0"`). A file whose
+    /// `min_version` is newer than this keyward is read leniently: keys this
+    /// version does not know are ignored instead of refused. Per file: the
+    /// merged value means nothing.
+    pub min_version: Option<crate::config::layers::Version>,
     pub directory: DirectoryConfig,
     pub cache: CacheConfig,
     pub files: FilesConfig,
     pub policy: PolicyConfig,
     pub log: LogConfig,
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`: what `keyward sync` (the timer) does besides refreshing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// A node-exporter textfile (`*.prom`) written atomically after each sync.
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// The keys a section accepts (None: no such section). Used for the
+/// `min_version` rule, which must know what this version understands;
+/// the unit test `every_section_has_its_keys` keeps it complete.
+pub fn section_keys(section: &str) -> Option<&'static [&'static str]> {
+    use crate::config::layers::fields_of;
+    Some(match section {
+        "directory" => fields_of::<DirectoryConfig>(),
+        "cache" => fields_of::<CacheConfig>(),
+        "files" => fields_of::<FilesConfig>(),
+        "policy" => fields_of::<PolicyConfig>(),
+        "log" => fields_of::<LogConfig>(),
+        "sync" => fields_of::<SyncConfig>(),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +87,50 @@ pub struct DirectoryConfig {
     pub signers: Vec<SignerKey>,
     /// More signer keys, one per line (root-owned, like the config).
     pub signers_file: Option<PathBuf>,
+    /// The directory index (`keyward publish` writes it): a file name in the
+    /// folder the `{user}` path lives in, or `false` for none.
+    #[serde(deserialize_with = "index_name")]
+    pub index: Option<String>,
+    /// How long a mirror that failed is skipped (jittered), serving stale.
+    pub retry_interval: ConfDuration,
+}
+
+/// The index file name when `[directory] index` is not set.
+pub const DEFAULT_INDEX: &str = "keyward.index";
+
+/// `index = "name"` or `index = false` (`true`: the default name).
+fn index_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        On(bool),
+        Name(String),
+    }
+    match V::deserialize(d)? {
+        V::On(false) => Ok(None),
+        V::On(true) => Ok(Some(DEFAULT_INDEX.into())),
+        V::Name(n) => check_index_name(&n)
+            .map(|()| Some(n))
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// One path segment of unreserved URL characters: the name is appended to
+/// each mirror's folder as is.
+fn check_index_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 255
+        && n != "."
+        && n != ".."
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "index {n:?} must be a file name of letters, digits, '.', '_', '-', '~' (or false)"
+        ))
+    }
 }
 
 /// A signer public key (`ssh-ed25519 AAAA… comment`).
@@ -184,6 +265,8 @@ impl Default for DirectoryConfig {
             proxy: None,
             signers: Vec::new(),
             signers_file: None,
+            index: Some(DEFAULT_INDEX.into()),
+            retry_interval: ConfDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -225,8 +308,8 @@ impl Default for LogConfig {
     }
 }
 
-/// Largest configuration file read.
-const MAX_CONFIG: u64 = 1024 * 1024;
+/// Largest configuration file read (each file).
+pub(crate) const MAX_CONFIG: u64 = 1024 * 1024;
 
 /// A configuration error, with the line it is on when there is one. Later
 /// code branches on the variant (doctor: the file vs its text).
@@ -249,8 +332,35 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
+    /// A rule between values (`keys`: the `section.key`s involved, to
+    /// name the files that set them).
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        path: PathBuf,
+        message: String,
+        keys: Vec<&'static str>,
+    },
+    /// Neither `[directory] urls` nor `[files] paths`: the packaged state
+    /// until an admin configures keyward (the login path fails closed,
+    /// `sync` has nothing to do).
+    #[error("{path}: no key source: set [directory] urls and/or [files] paths")]
+    NoKeySource { path: PathBuf },
+}
+
+/// A rule between values that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+    pub keys: Vec<&'static str>,
+}
+
+impl Invalid {
+    fn new(message: impl Into<String>, keys: &[&'static str]) -> Invalid {
+        Invalid {
+            message: message.into(),
+            keys: keys.to_vec(),
+        }
+    }
 }
 
 impl ConfigError {
@@ -262,66 +372,90 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Reads and validates the configuration file. Like sshd with its own
-    /// files, keyward refuses a config that root does not own or others
-    /// could write (the file and every parent directory).
+    /// Reads and validates the configuration: the file, then the drop-ins in
+    /// `PATH.d/*.toml` in lexical order (later values win). Like sshd with
+    /// its own files, keyward refuses a file that root does not own or others
+    /// could write (each file, the `.d` directory, every parent). Without a
+    /// `.d` directory this costs one failed `lstat` more than one file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        use std::io::Read;
-        let file = crate::safepath::open_checked(path, &[0], None).map_err(ConfigError::Open)?;
-        let mut text = String::new();
-        file.take(MAX_CONFIG + 1)
-            .read_to_string(&mut text)
-            .map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-        if text.len() as u64 > MAX_CONFIG {
-            return Err(ConfigError::TooLarge {
-                path: path.to_owned(),
-            });
+        let sources = crate::config::layers::read(path)?;
+        match sources.as_slice() {
+            // No drop-in: exactly the one-file parse.
+            [only] => Config::parse(&only.text, path),
+            _ => crate::config::layers::merge(&sources, path).map(|l| l.config),
         }
-        Config::parse(&text, path)
     }
 
-    /// Parses configuration text; `path` is only used in messages.
+    /// Parses the text of one file; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(0);
-            ConfigError::Syntax {
-                path: path.to_owned(),
-                line,
-                message: e.message().trim().replace('\n', " "),
-            }
-        })?;
-        config.check().map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
+        let relaxed = crate::config::layers::relax(text, path)?;
+        let config = Config::parse_strict(&relaxed.text, path)?;
+        config.validate(path)?;
         Ok(config)
     }
 
-    /// Cross-field rules that no single value can check.
-    fn check(&self) -> Result<(), String> {
+    /// The typed parse of one file's text, without the cross-field rules.
+    pub(crate) fn parse_strict(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
+            message: e.message().trim().replace('\n', " "),
+        })
+    }
+
+    /// The cross-field rules, as a [`ConfigError`] naming `path`.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         if self.directory.urls.is_empty() && self.files.paths.is_empty() {
-            return Err("no key source: set [directory] urls and/or [files] paths".into());
+            return Err(ConfigError::NoKeySource {
+                path: path.to_owned(),
+            });
         }
+        self.check().map_err(|i| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: i.message,
+            keys: i.keys,
+        })
+    }
+
+    /// Cross-field rules that no single value can check.
+    fn check(&self) -> Result<(), Invalid> {
         if self.cache.max_stale.0 < self.cache.ttl.0 {
-            return Err("[cache] max_stale must not be shorter than ttl".into());
+            return Err(Invalid::new(
+                "[cache] max_stale must not be shorter than ttl",
+                &["cache.max_stale", "cache.ttl"],
+            ));
         }
         let limit = crate::username::MAX_LEN_LIMIT;
         if self.policy.max_username_len == 0 || self.policy.max_username_len > limit {
-            return Err(format!(
-                "[policy] max_username_len must be between 1 and {limit}"
+            return Err(Invalid::new(
+                format!("[policy] max_username_len must be between 1 and {limit}"),
+                &["policy.max_username_len"],
             ));
         }
         if !self.cache.dir.is_absolute() {
-            return Err("[cache] dir must be an absolute path".into());
+            return Err(Invalid::new(
+                "[cache] dir must be an absolute path",
+                &["cache.dir"],
+            ));
+        }
+        if let Some(m) = &self.sync.metrics_file {
+            if !m.is_absolute() || m.extension().is_none_or(|e| e != "prom") {
+                return Err(Invalid::new(
+                    format!(
+                        "[sync] metrics_file {:?} must be an absolute path ending in .prom (the textfile collector reads only *.prom)",
+                        m.display().to_string()
+                    ),
+                    &["sync.metrics_file"],
+                ));
+            }
         }
         Ok(())
     }
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
 }
 
 /// A duration written like `500ms`, `2s`, `5m`, `3d`.
@@ -393,6 +527,18 @@ impl UrlTemplate {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The folder the `{user}` path lives in, with its trailing `/`
+    /// (`https://k/users/{user}.keys` → `https://k/users/`); None when
+    /// `{user}` is in the query or fragment, where no folder is implied.
+    pub fn folder(&self) -> Option<&str> {
+        let at = self.0.find("{user}")?;
+        let head = &self.0[..at];
+        if head.contains(['?', '#']) {
+            return None;
+        }
+        head.rfind('/').map(|i| &self.0[..=i])
     }
 }
 
@@ -607,6 +753,48 @@ mod tests {
         assert!(err.contains("line 3"), "{err}");
         assert!(parse(&format!("{MIN}signers = [\"restrict {ed}\"]\n")).is_err());
         assert!(!parse(MIN).unwrap().directory.signed());
+    }
+
+    #[test]
+    fn index_and_retry_interval() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.directory.index.as_deref(), Some("keyward.index"));
+        assert_eq!(c.directory.retry_interval.0, Duration::from_secs(30));
+        let c = parse(&format!("{MIN}index = false\nretry_interval = \"5s\"\n")).unwrap();
+        assert_eq!(c.directory.index, None);
+        assert_eq!(c.directory.retry_interval.0, Duration::from_secs(5));
+        let c = parse(&format!("{MIN}index = \"all.idx\"\n")).unwrap();
+        assert_eq!(c.directory.index.as_deref(), Some("all.idx"));
+        assert_eq!(
+            parse(&format!("{MIN}index = true\n"))
+                .unwrap()
+                .directory
+                .index
+                .as_deref(),
+            Some("keyward.index")
+        );
+        for bad in ["\"\"", "\"a/b\"", "\"..\"", "\"a b\"", "\"{user}\"", "3"] {
+            let err = parse(&format!("{MIN}index = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("line 3"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_template_folder() {
+        let f = |s: &str| UrlTemplate::parse(s).unwrap().folder().map(str::to_owned);
+        assert_eq!(
+            f("https://k/users/{user}.keys").as_deref(),
+            Some("https://k/users/")
+        );
+        assert_eq!(f("https://k/{user}").as_deref(), Some("https://k/"));
+        assert_eq!(
+            f("https://k/a/{user}/keys").as_deref(),
+            Some("https://k/a/")
+        );
+        assert_eq!(f("https://k/keys?user={user}"), None);
+        assert_eq!(f("https://k/keys#{user}"), None);
     }
 
     #[test]

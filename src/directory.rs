@@ -8,14 +8,22 @@
 //! garbage, TLS failure, timeout) makes the mirror unavailable.
 
 use std::io::Read;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{DirectoryConfig, UrlTemplate};
 use crate::entry::Kind;
 pub use crate::fetch::{FailKind, Fetch, MirrorError};
+use crate::health::Health;
 use crate::keyline;
+use crate::os::clock::now_secs;
 use crate::state::Floor;
+
+mod indexfetch;
+mod mirrors;
+pub use indexfetch::IndexFetch;
 
 /// One lookup: the user, the cached ETag and the rollback floor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,6 +40,15 @@ pub trait Directory {
     fn fetch(&self, req: &Request) -> Fetch;
 }
 
+/// What happened to the mirrors, for the log line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Events {
+    /// The URL that gave the last answer.
+    pub answered: Option<String>,
+    /// Mirrors skipped as down: (template, why), one entry per mirror.
+    pub skipped: Vec<(String, String)>,
+}
+
 pub struct HttpDirectory<'a> {
     config: &'a DirectoryConfig,
     /// Built on first use only: a fresh cache answer never sets up TLS.
@@ -40,9 +57,52 @@ pub struct HttpDirectory<'a> {
     pooled: bool,
     /// Pinned signers, loaded on first use when signatures are required.
     signers: OnceLock<Result<Vec<ssh_key::PublicKey>, String>>,
+    /// Mirror health records (None: every mirror is always tried).
+    health: Option<Health>,
+    events: Mutex<Events>,
+    /// HTTP requests sent (signatures included).
+    requests: AtomicUsize,
     /// Which file this directory serves, and its URL templates.
     kind: Kind,
     urls: Result<std::borrow::Cow<'a, [UrlTemplate]>, String>,
+}
+
+/// How one attempt at one mirror ended.
+enum Attempt<T> {
+    Done(T),
+    /// No usable answer. `down`: the mirror itself failed (timeout, refused
+    /// connection, TLS, 5xx) and is skipped for a while; otherwise it
+    /// answered, just not with something usable (oversize, garbage, a bad
+    /// signature), and stays up.
+    Failed {
+        kind: FailKind,
+        why: String,
+        down: bool,
+    },
+}
+
+impl<T> Attempt<T> {
+    fn down(kind: FailKind, why: impl Into<String>) -> Self {
+        Attempt::Failed {
+            kind,
+            why: why.into(),
+            down: true,
+        }
+    }
+
+    fn refused(kind: FailKind, why: impl Into<String>) -> Self {
+        Attempt::Failed {
+            kind,
+            why: why.into(),
+            down: false,
+        }
+    }
+}
+
+/// Every mirror failed, or keyward cannot fetch safely at all.
+enum Failure {
+    Unavailable(Vec<MirrorError>),
+    Misconfigured(String),
 }
 
 impl<'a> HttpDirectory<'a> {
@@ -53,6 +113,9 @@ impl<'a> HttpDirectory<'a> {
             agent: OnceLock::new(),
             pooled: false,
             signers: OnceLock::new(),
+            health: None,
+            events: Mutex::new(Events::default()),
+            requests: AtomicUsize::new(0),
             kind: Kind::Keys,
             urls: Ok(std::borrow::Cow::Borrowed(&config.urls)),
         }
@@ -77,6 +140,39 @@ impl<'a> HttpDirectory<'a> {
             pooled: true,
             ..Self::new(config)
         }
+    }
+
+    /// Records mirror failures in `cache_dir` and skips a mirror that failed
+    /// for `[directory] retry_interval` (the login path and sync; doctor
+    /// probes every mirror regardless).
+    pub fn with_health(mut self, cache_dir: &Path) -> Self {
+        self.health = Some(Health::new(cache_dir, self.config.retry_interval.0));
+        self
+    }
+
+    /// What happened so far (which mirror answered, which were skipped).
+    pub fn events(&self) -> Events {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// HTTP requests sent so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn note(&self, f: impl FnOnce(&mut Events)) {
+        if let Ok(mut e) = self.events.lock() {
+            f(&mut e);
+        }
+    }
+
+    fn note_skip(&self, template: &str, why: String) {
+        self.note(
+            |e| match e.skipped.iter_mut().find(|(t, _)| t == template) {
+                Some(s) => s.1 = why,
+                None => e.skipped.push((template.to_owned(), why)),
+            },
+        );
     }
 
     /// Errors here are keyward's own set-up, not the directory's.
@@ -104,6 +200,8 @@ impl<'a> HttpDirectory<'a> {
             .proxy(proxy)
             .tls_config(tls.build())
             .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+            // Only the index asks for gzip (per request): key files are tiny.
+            .accept_encoding(ureq::config::AutoHeaderValue::None)
             .max_idle_connections(if self.pooled { 64 } else { 0 })
             .max_idle_connections_per_host(if self.pooled { 16 } else { 0 })
             .build();
@@ -117,31 +215,55 @@ impl<'a> HttpDirectory<'a> {
             .map_err(Clone::clone)
     }
 
-    /// Fetches `{url}.sig` and checks the file against the pinned signers.
-    fn check_signed(
+    fn get(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        etag: Option<&str>,
+        gzip: bool,
+        budget: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut req = agent.get(url);
+        if let Some(etag) = etag {
+            req = req.header("If-None-Match", etag);
+        }
+        if gzip {
+            req = req.header("Accept-Encoding", "gzip");
+        }
+        req.config()
+            .timeout_global(Some(budget))
+            .timeout_connect(Some(budget))
+            .build()
+            .call()
+    }
+
+    /// Fetches `{url}.sig` and checks `body` against the pinned signers:
+    /// the SSHSIG part only; the caller checks what the body says.
+    fn fetch_sig(
         &self,
         agent: &ureq::Agent,
         url: &str,
         body: &str,
-        req: &Request,
         deadline: Instant,
-    ) -> Result<u64, (FailKind, String)> {
-        let signers = self.signers().map_err(|e| (FailKind::Signature, e))?;
+    ) -> Result<(), Attempt<()>> {
+        let signers = self
+            .signers()
+            .map_err(|e| Attempt::refused(FailKind::Signature, e))?;
         let left = deadline.saturating_duration_since(Instant::now());
         let sig_url = format!("{url}.sig");
-        let mut resp = agent
-            .get(&sig_url)
-            .config()
-            .timeout_global(Some(left))
-            .build()
-            .call()
-            .map_err(|e| {
-                let (kind, why) = describe(&e);
-                (kind, format!("signature {sig_url}: {why}"))
-            })?;
-        if resp.status().as_u16() != 200 {
-            let why = format!("signature {sig_url}: HTTP {}", resp.status().as_u16());
-            return Err((FailKind::Signature, why));
+        let mut resp = self.get(agent, &sig_url, None, false, left).map_err(|e| {
+            let (kind, why) = describe(&e);
+            Attempt::down(kind, format!("signature {sig_url}: {why}"))
+        })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let why = format!("signature {sig_url}: HTTP {status}");
+            return Err(if server_failing(status) {
+                Attempt::down(FailKind::Signature, why)
+            } else {
+                Attempt::refused(FailKind::Signature, why)
+            });
         }
         let mut sig = Vec::new();
         resp.body_mut()
@@ -150,12 +272,27 @@ impl<'a> HttpDirectory<'a> {
             .read_to_end(&mut sig)
             .map_err(|e| {
                 let (kind, why) = describe_io(&e);
-                (kind, format!("signature {sig_url}: {why}"))
+                Attempt::down(kind, format!("signature {sig_url}: {why}"))
             })?;
-        let now = crate::os::clock::now_secs() as i64;
-        let bad = |why: String| (FailKind::Signature, why);
-        let h = crate::signed::check_file(body, &sig, signers, req.user, self.kind, now)
-            .map_err(bad)?;
+        crate::signed::verify(body.as_bytes(), &sig, signers)
+            .map_err(|e| Attempt::refused(FailKind::Signature, e))
+    }
+
+    /// Fetches `{url}.sig` and checks the file against the pinned signers,
+    /// its header (user, expiry) and the rollback floor.
+    fn check_signed(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        body: &str,
+        req: &Request,
+        deadline: Instant,
+    ) -> Result<u64, Attempt<Fetch>> {
+        self.fetch_sig(agent, url, body, deadline)
+            .map_err(relabel)?;
+        let bad = |why: String| Attempt::refused(FailKind::Signature, why);
+        let h = crate::signed::parse_header(body).map_err(bad)?;
+        crate::signed::check_header(&h, req.user, self.kind, now_secs() as i64).map_err(bad)?;
         if let Some(floor) = &req.floor {
             floor
                 .admits(h.serial, body)
@@ -173,40 +310,40 @@ impl<'a> HttpDirectory<'a> {
         req: &Request,
         budget: Duration,
         deadline: Instant,
-    ) -> Attempt {
-        let mut get = agent.get(url);
-        if let Some(etag) = req.etag {
-            get = get.header("If-None-Match", etag);
-        }
-        let result = get
-            .config()
-            .timeout_global(Some(budget))
-            .timeout_connect(Some(budget))
-            .build()
-            .call();
-        let mut resp = match result {
+    ) -> Attempt<Fetch> {
+        let mut resp = match self.get(agent, url, req.etag, false, budget) {
             Ok(r) => r,
             Err(e) => {
                 let (kind, why) = describe(&e);
-                return Attempt::Failed(kind, why);
+                return Attempt::down(kind, why);
             }
         };
-        if let Some(other) = status_outcome(&resp, url) {
-            return other;
+        match resp.status().as_u16() {
+            200 => {}
+            304 => return Attempt::Done(Fetch::NotModified { url: url.into() }),
+            404 => return Attempt::Done(Fetch::NoKeys { url: url.into() }),
+            s => return status_failure(s, &resp),
         }
-        let etag = resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = match read_key_list(&mut resp, self.config.max_bytes, self.kind) {
+        let etag = etag_of(&resp);
+        let body = match read_body(&mut resp, self.config.max_bytes, "max_bytes") {
             Ok(b) => b,
-            Err((kind, why)) => return Attempt::Failed(kind, why),
+            Err(a) => return relabel(a),
         };
+        match self.kind {
+            Kind::Keys if !plausible_key_list(&body) => {
+                let why = "response has no valid key line (garbage?)";
+                return Attempt::refused(FailKind::Answer, why);
+            }
+            Kind::Principals if !crate::principals::plausible(&body) => {
+                let why = "response has no valid principals line (garbage?)";
+                return Attempt::refused(FailKind::Answer, why);
+            }
+            _ => {}
+        }
         let serial = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
                 Ok(serial) => Some(serial),
-                Err((kind, why)) => return Attempt::Failed(kind, why),
+                Err(a) => return a,
             }
         } else {
             None
@@ -218,38 +355,70 @@ impl<'a> HttpDirectory<'a> {
             serial,
         })
     }
+
+    fn user_fetch(&self, req: &Request, url_of: &dyn Fn(&UrlTemplate) -> Option<String>) -> Fetch {
+        let mut attempt = |agent: &ureq::Agent, url: &str, share, deadline| {
+            self.attempt(agent, url, req, share, deadline)
+        };
+        match self.over_mirrors(self.config.timeout.0, url_of, &mut attempt) {
+            Ok(f) => f,
+            Err(Failure::Unavailable(errors)) => Fetch::Unavailable { errors },
+            Err(Failure::Misconfigured(error)) => Fetch::Misconfigured { error },
+        }
+    }
 }
 
-/// Every status but 200: 304 and 404 are answers, the rest failures.
-fn status_outcome(resp: &ureq::http::Response<ureq::Body>, url: &str) -> Option<Attempt> {
-    let answer = |why: String| Some(Attempt::Failed(FailKind::Answer, why));
-    match resp.status().as_u16() {
-        200 => None,
-        304 => Some(Attempt::Done(Fetch::NotModified { url: url.into() })),
-        404 => Some(Attempt::Done(Fetch::NoKeys { url: url.into() })),
-        status @ (301 | 302 | 303 | 307 | 308) => {
+/// An attempt's failure, for another answer type.
+fn relabel<A, B>(a: Attempt<A>) -> Attempt<B> {
+    match a {
+        Attempt::Failed { kind, why, down } => Attempt::Failed { kind, why, down },
+        Attempt::Done(_) => Attempt::refused(FailKind::Answer, "unexpected answer"),
+    }
+}
+
+fn etag_of(resp: &ureq::http::Response<ureq::Body>) -> Option<String> {
+    resp.headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// 5xx, and 429 (overloaded): the server itself is failing.
+fn server_failing(status: u16) -> bool {
+    status == 429 || (500..=599).contains(&status)
+}
+
+/// A status other than 200/304/404: a failing server is down; anything
+/// else is an answer keyward cannot use (the mirror stays up).
+fn status_failure<T>(status: u16, resp: &ureq::http::Response<ureq::Body>) -> Attempt<T> {
+    match status {
+        301 | 302 | 303 | 307 | 308 => {
             let to = resp
                 .headers()
                 .get("location")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?");
-            answer(format!("HTTP {status} redirect to {to} not followed"))
+            Attempt::refused(
+                FailKind::Answer,
+                format!("HTTP {status} redirect to {to} not followed"),
+            )
         }
-        s => answer(format!("HTTP {s}")),
+        s if server_failing(s) => Attempt::down(FailKind::Answer, format!("HTTP {s}")),
+        s => Attempt::refused(FailKind::Answer, format!("HTTP {s}")),
     }
 }
 
-/// A 200 body that can be a key list: within `max` bytes, not HTML, UTF-8
-/// text without NUL, with a key line (or only comments).
-fn read_key_list(
+/// Reads a 200 body: at most `max` bytes (`what` names the limit), not
+/// HTML, UTF-8 text without NUL.
+fn read_body(
     resp: &mut ureq::http::Response<ureq::Body>,
     max: u64,
-    kind: Kind,
-) -> Result<String, (FailKind, String)> {
-    let answer = |why: &str| Err((FailKind::Answer, why.to_owned()));
-    let too_large = format!("response larger than max_bytes {max}");
+    what: &str,
+) -> Result<String, Attempt<()>> {
+    let answer = |why: String| Err(Attempt::refused(FailKind::Answer, why));
+    let too_large = format!("response larger than {what} {max}");
     if resp.body().content_length().is_some_and(|n| n > max) {
-        return answer(&too_large);
+        return answer(too_large);
     }
     let html = resp
         .body()
@@ -264,79 +433,34 @@ fn read_key_list(
         .read_to_end(&mut bytes);
     if let Err(e) = read {
         let (kind, why) = describe_io(&e);
-        return Err((kind, format!("reading body: {why}")));
+        return Err(Attempt::down(kind, format!("reading body: {why}")));
     }
     if bytes.len() as u64 > max {
-        return answer(&too_large);
+        return answer(too_large);
     }
     if html {
-        return answer("response is HTML, not a key list");
+        return answer("response is HTML, not a key list".into());
     }
     let Ok(body) = String::from_utf8(bytes) else {
-        return answer("response is not UTF-8 text");
+        return answer("response is not UTF-8 text".into());
     };
     if body.contains('\0') {
-        return answer("response contains NUL bytes");
+        return answer("response contains NUL bytes".into());
     }
-    match kind {
-        Kind::Keys if !plausible_key_list(&body) => {
-            answer("response has no valid key line (garbage?)")
-        }
-        Kind::Principals if !crate::principals::plausible(&body) => {
-            answer("response has no valid principals line (garbage?)")
-        }
-        _ => Ok(body),
-    }
-}
-
-enum Attempt {
-    Done(Fetch),
-    Failed(FailKind, String),
+    Ok(body)
 }
 
 impl Directory for HttpDirectory<'_> {
     fn fetch(&self, req: &Request) -> Fetch {
-        let deadline = Instant::now() + self.config.timeout.0;
-        let agent = match self.agent() {
-            Ok(a) => a,
-            Err(error) => return Fetch::Misconfigured { error },
-        };
-        if self.config.signed() {
-            if let Err(error) = self.signers() {
-                return Fetch::Misconfigured { error };
-            }
-        }
-        let urls = match &self.urls {
-            Ok(u) => u,
-            Err(error) => {
-                return Fetch::Misconfigured {
-                    error: error.clone(),
-                }
-            }
-        };
-        let mut errors = Vec::new();
-        for (i, template) in urls.iter().enumerate() {
-            let url = template.expand(req.user);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < Duration::from_millis(5) {
-                let why = "time budget exhausted";
-                errors.push(MirrorError::new(&url, FailKind::Network, why));
-                continue;
-            }
-            let share = left / (urls.len() - i) as u32;
-            match self.attempt(agent, &url, req, share, deadline) {
-                Attempt::Done(f) => return f,
-                Attempt::Failed(kind, why) => errors.push(MirrorError::new(&url, kind, why)),
-            }
-        }
-        Fetch::Unavailable { errors }
+        let user = req.user;
+        self.user_fetch(req, &|t| Some(t.expand(user)))
     }
 }
 
 /// Reads the extra trust anchors with the rules of the config file itself
 /// (root-owned, not group/world-writable, every parent too, no symlink
 /// tricks): whoever can write it can impersonate the directory.
-fn load_ca_file(ca: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+pub fn load_ca_file(ca: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     let mut pem = Vec::new();
     crate::safepath::open_checked(ca, &[0], None)
         .map_err(|e| format!("ca_file {}: {e}", ca.display()))?

@@ -14,6 +14,7 @@ pub mod principals;
 pub mod config;
 pub mod entry;
 pub mod fetch;
+pub mod index;
 pub mod keyline;
 pub mod policy;
 pub mod signed;
@@ -26,6 +27,8 @@ pub mod audit;
 pub mod cache;
 pub mod directory;
 pub mod files;
+pub mod health;
+pub mod indexcache;
 
 // The operating system: accounts, clock, processes, privileges, safe paths.
 pub mod os;
@@ -33,8 +36,10 @@ pub mod privdrop;
 pub mod safepath;
 
 // The other commands and their output.
+pub mod checkconfig;
 pub mod doctor;
 pub mod explain;
+pub mod metrics;
 pub mod publish;
 pub mod report;
 pub mod sync;

@@ -12,12 +12,13 @@ use crate::cache::{Cache, Kind};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
+use crate::indexcache::IndexCache;
 use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::policy::{self, Candidate, FpFilter, Judged};
 use crate::principals;
 use crate::privdrop;
-use crate::state::{self, Answer, Current, Mode, Store, Ttls};
+use crate::state::{self, Answer, Current, Mode, Ttls};
 use crate::username;
 
 /// What one invocation decided.
@@ -178,22 +179,44 @@ pub fn through_cache(
     };
     let cur = Current::new(lookup, floor);
     let mode = Mode::of(signed, user, kind);
-    let dir = HttpDirectory::new(&config.directory).for_kind(kind);
-    let t = state::login(
+    // Mirror health and the stored index are read only from here on: a
+    // fresh entry is answered by `state` before either is touched.
+    let dir = HttpDirectory::new(&config.directory)
+        .for_kind(kind)
+        .with_health(&config.cache.dir);
+    let now = now_secs();
+    let t = state::login_indexed(
         &cur,
-        now_secs(),
+        now,
         &Ttls::from_config(&config.cache),
         mode,
+        // The index lists keys files only.
+        || match kind {
+            Kind::Keys => IndexCache::new(&config.cache.dir).login_listing(
+                user,
+                now,
+                signed,
+                config.cache.ttl.0.as_secs(),
+                &dir.index_urls(),
+            ),
+            Kind::Principals => None,
+        },
         |etag, floor| dir.fetch(&Request { user, etag, floor }),
     );
     if let Err(e) = cache.apply(user, &t) {
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);
-    let mirror = match &t.store {
-        Store::Write(e) | Store::Refresh(e) => Some(e.url.clone()),
-        Store::Nothing | Store::Remove => None,
-    };
+    // The mirror that gave this lookup's answer (None: the cache or the
+    // stored index answered, or no mirror did).
+    let events = dir.events();
+    if events.answered.is_some() {
+        // (When none answered, the failure or stale warning names them.)
+        for (m, why) in events.skipped {
+            warnings.push(format!("mirror {m} skipped: {why}"));
+        }
+    }
+    let mirror = events.answered;
     match t.answer {
         Answer::Serve {
             body,

@@ -1,4 +1,4 @@
-//! `keyward publish`: build a complete, signed, static directory tree.
+//! `keyward publish`: build a complete, static directory tree.
 //!
 //! Input: a folder of per-user key files (`alice` or `alice.keys`) and
 //! principals files (`deploy.principals`: the certificate principals the
@@ -7,8 +7,13 @@
 //! `OUT/<user>.principals` with a `#keyward` header (`kind=principals` for
 //! the latter) and signed with `ssh-keygen -Y sign -n keyward` (OpenSSH's
 //! own tool: passphrases, agents and hardware keys work as admins already
-//! use them). Files for users no longer in the input are removed, so the
-//! tree is complete.
+//! use them); without a signer the same files are written unsigned, with no
+//! header. Files for users no longer in the input are removed, so the tree
+//! is complete, and a file whose content would not change is left alone.
+//! Last, the directory index (`OUT/keyward.index`, see `index`) lists every
+//! user's keys file, signed the same way, plus a gzip copy
+//! (`keyward.index.gz`) for servers that serve precompressed files (nginx
+//! `gzip_static`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,25 +29,35 @@ use crate::signed::{self, Header};
 pub struct Published {
     pub user: String,
     pub kind: Kind,
-    /// The serial signed into the file (never one published before).
-    pub serial: u64,
+    /// The serial signed into the file (never one published before); None
+    /// when publishing unsigned.
+    pub serial: Option<u64>,
     pub served: usize,
+    /// The index line's hash: of the file as written.
+    pub hash: crate::index::Digest,
     /// `line N: reason` for each dropped line.
     pub dropped: Vec<String>,
 }
 
-/// Builds the signed body for one user (pure).
+/// Starts a body: the signed header line, when signing.
+fn head(header: Option<&Header>) -> String {
+    match header {
+        Some(h) => format!("{}\n", h.to_line()),
+        None => String::new(),
+    }
+}
+
+/// Builds the body for one user (pure); with a header, the signed form.
 pub fn build_body(
     user: &str,
     text: &str,
     policy: &PolicyConfig,
-    header: &Header,
+    header: Option<&Header>,
     now: i64,
 ) -> (String, Published) {
     let mut cands = Vec::new();
     candidates("input", text, &mut cands);
-    let mut body = header.to_line();
-    body.push('\n');
+    let mut body = head(header);
     let mut served = 0;
     let mut dropped = Vec::new();
     for (c, judged) in policy::judge(policy, &cands, now) {
@@ -58,26 +73,26 @@ pub fn build_body(
     let p = Published {
         user: user.to_owned(),
         kind: Kind::Keys,
-        serial: header.serial,
+        serial: header.map(|h| h.serial),
         served,
+        hash: crate::index::digest(body.as_bytes()),
         dropped,
     };
     (body, p)
 }
 
-/// Builds the signed principals body for one user (pure): the lines
+/// Builds the principals body for one user (pure): the lines
 /// `keyward principals` would serve, options verbatim.
 pub fn build_principals_body(
     user: &str,
     text: &str,
     policy: &PolicyConfig,
-    header: &Header,
+    header: Option<&Header>,
     now: i64,
 ) -> (String, Published) {
     let cands = crate::principals::candidates(text);
     let verdicts = crate::principals::evaluate(policy, &cands, now);
-    let mut body = header.to_line();
-    body.push('\n');
+    let mut body = head(header);
     let (mut served, mut dropped) = (0, Vec::new());
     for (c, v) in cands.iter().zip(&verdicts) {
         match (v, &c.parsed) {
@@ -93,8 +108,9 @@ pub fn build_principals_body(
     let p = Published {
         user: user.to_owned(),
         kind: Kind::Principals,
-        serial: header.serial,
+        serial: header.map(|h| h.serial),
         served,
+        hash: crate::index::digest(body.as_bytes()),
         dropped,
     };
     (body, p)
@@ -103,8 +119,11 @@ pub fn build_principals_body(
 pub struct Options<'a> {
     pub src: &'a Path,
     pub out: &'a Path,
-    /// A private key, or a public key whose private half is in ssh-agent.
-    pub signer: &'a Path,
+    /// A private key, or a public key whose private half is in ssh-agent;
+    /// None: unsigned files (for hosts without `signers`).
+    pub signer: Option<&'a Path>,
+    /// The index file name (`[directory] index`); None: no index.
+    pub index: Option<&'a str>,
     pub serial: u64,
     pub expires: i64,
     pub policy: &'a PolicyConfig,
@@ -123,8 +142,62 @@ fn input_name(name: &str) -> Option<(&str, Kind)> {
     })
 }
 
-/// Publishes every user in `src` into `out`.
-pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub users: Vec<Published>,
+    pub index: Option<IndexInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    pub path: PathBuf,
+    pub serial: u64,
+    pub bytes: u64,
+    pub gzip_bytes: u64,
+}
+
+impl Publication {
+    /// What `keyward publish` prints: each user, dropped lines, a summary.
+    pub fn report(&self, o: &Options) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.users {
+            let what = match r.kind {
+                Kind::Keys => "key(s)",
+                Kind::Principals => "principal(s)",
+            };
+            out.push(format!("{}: {} {what} published", r.user, r.served));
+            out.extend(r.dropped.iter().map(|d| format!("  dropped {d}")));
+        }
+        let dropped: usize = self.users.iter().map(|r| r.dropped.len()).sum();
+        let signed = match self.users.iter().filter_map(|r| r.serial).max() {
+            Some(serial) => format!(
+                "serial up to {serial}, expires {}",
+                signed::format_utc(o.expires)
+            ),
+            None if o.signer.is_some() => "signed".into(),
+            None => "unsigned".into(),
+        };
+        out.push(format!(
+            "published {} user(s) to {} ({signed}); {dropped} line(s) dropped",
+            self.users.len(),
+            o.out.display(),
+        ));
+        if let Some(i) = &self.index {
+            out.push(format!(
+                "index {} (serial {}): {} bytes, {} gzip-compressed",
+                i.path.display(),
+                i.serial,
+                i.bytes,
+                i.gzip_bytes
+            ));
+        }
+        out
+    }
+}
+
+/// Publishes every user in `src` into `out`, then the index.
+pub fn publish(o: &Options) -> Result<Publication, String> {
     let mut inputs: Vec<(String, Kind, PathBuf)> = Vec::new();
     let rd = std::fs::read_dir(o.src).map_err(|e| format!("{}: {e}", o.src.display()))?;
     for entry in rd {
@@ -149,31 +222,203 @@ pub fn publish(o: &Options) -> Result<Vec<Published>, String> {
         inputs.push((user.to_owned(), kind, path));
     }
     inputs.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+    if let Some(name) = o.index {
+        // The index must never be taken for a user's file, nor overwritten.
+        if let Some((user, kind, _)) = inputs.iter().find(|(u, k, _)| out_name(u, *k) == name) {
+            return Err(format!(
+                "{user}'s {} file would be the index {name}: choose another [directory] index",
+                kind.as_str()
+            ));
+        }
+    }
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
     for (user, kind, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let header = Header {
+        let name = out_name(user, *kind);
+        let old = std::fs::read_to_string(o.out.join(&name)).ok();
+        // An unchanged file is left as it is (same bytes, same serial, same
+        // mtime and ETag): servers then have nothing to fetch for it.
+        if let Some(p) = keep(o, user, *kind, &text, old.as_deref(), now) {
+            results.push(p);
+            continue;
+        }
+        let header = o.signer.map(|_| Header {
             user: user.clone(),
             kind: *kind,
             serial: next_serial(o.serial, last_serial(o.out, user, *kind)),
             expires: o.expires,
-        };
-        let (body, published) = match kind {
-            Kind::Keys => build_body(user, &text, o.policy, &header, now),
-            Kind::Principals => build_principals_body(user, &text, o.policy, &header, now),
-        };
-        write_signed(o.out, &out_name(user, *kind), &body, o.signer)?;
+        });
+        let (body, published) = build(o, user, *kind, &text, header.as_ref(), now);
+        match o.signer {
+            Some(signer) => write_signed(o.out, &name, body.as_bytes(), signer)?,
+            None => {
+                write_plain(o.out, &name, body.as_bytes())?;
+                // A signature of an earlier signed run would not match.
+                let _ = std::fs::remove_file(o.out.join(format!("{name}.sig")));
+            }
+        }
         results.push(published);
     }
-    remove_stale(o.out, &inputs)?;
-    Ok(results)
+    let index = match o.index {
+        Some(name) => Some(write_index(o, name, &results)?),
+        None => None,
+    };
+    remove_stale(o.out, &inputs, o.index)?;
+    Ok(Publication {
+        users: results,
+        index,
+    })
+}
+
+/// The body of one input file, of its kind.
+fn build(
+    o: &Options,
+    user: &str,
+    kind: Kind,
+    text: &str,
+    header: Option<&Header>,
+    now: i64,
+) -> (String, Published) {
+    match kind {
+        Kind::Keys => build_body(user, text, o.policy, header, now),
+        Kind::Principals => build_principals_body(user, text, o.policy, header, now),
+    }
+}
+
+/// Whether a signed file (or index) expiring at `expires` is still good
+/// for long enough not to be re-signed: more than half of `--validity` left.
+fn fresh_enough(o: &Options, expires: i64, now: i64) -> bool {
+    expires - now > (o.expires - now) / 2
+}
+
+/// The published entry for `user` if the file already published (`old`) is
+/// exactly what this run would write with its header: nothing to do.
+fn keep(
+    o: &Options,
+    user: &str,
+    kind: Kind,
+    text: &str,
+    old: Option<&str>,
+    now: i64,
+) -> Option<Published> {
+    let old = old?;
+    let header = match o.signer {
+        Some(_) => {
+            let h = signed::parse_header(old).ok()?;
+            let sig = o.out.join(format!("{}.sig", out_name(user, kind)));
+            if h.user != user
+                || h.kind != kind
+                || !fresh_enough(o, h.expires, now)
+                || !sig.is_file()
+            {
+                return None;
+            }
+            Some(h)
+        }
+        None => None,
+    };
+    let (body, p) = build(o, user, kind, text, header.as_ref(), now);
+    (body == old).then_some(p)
 }
 
 /// `alice.keys`, `deploy.principals`: the names the URL templates ask for.
 fn out_name(user: &str, kind: Kind) -> String {
     format!("{user}.{}", kind.as_str())
+}
+
+/// The index text for what was published (pure).
+pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> String {
+    // Keys files only: principals files are asked for on their own.
+    let keys: Vec<&Published> = results.iter().filter(|r| r.kind == Kind::Keys).collect();
+    let paths: Vec<String> = keys.iter().map(|r| out_name(&r.user, Kind::Keys)).collect();
+    let mut lines: Vec<crate::index::Line> = keys
+        .iter()
+        .zip(&paths)
+        .map(|(r, path)| crate::index::Line {
+            user: &r.user,
+            serial: r.serial,
+            hash: r.hash,
+            path,
+        })
+        .collect();
+    let header = crate::index::Header {
+        serial: Some(serial),
+        expires,
+    };
+    crate::index::render(&header, &mut lines)
+}
+
+fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexInfo, String> {
+    let now = now_secs();
+    let old_text = std::fs::read_to_string(o.out.join(name)).ok();
+    let old = old_text
+        .as_deref()
+        .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok());
+    // Unchanged lines, and (signed) not near expiry: keep the index as it is,
+    // so every server's conditional request keeps answering 304.
+    if let (Some(t), Some(h)) = (&old_text, old) {
+        let signed_ok = match (o.signer, h.expires) {
+            (Some(_), Some(e)) => {
+                fresh_enough(o, e, now) && o.out.join(format!("{name}.sig")).is_file()
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if let (true, Some(serial)) = (signed_ok, h.serial) {
+            if build_index(results, serial, h.expires) == *t {
+                return Ok(IndexInfo {
+                    path: o.out.join(name),
+                    serial,
+                    bytes: t.len() as u64,
+                    gzip_bytes: std::fs::metadata(o.out.join(format!("{name}.gz")))
+                        .map(|m| m.len())
+                        .unwrap_or(0),
+                });
+            }
+        }
+    }
+    let serial = next_serial(o.serial, old.and_then(|h| h.serial));
+    let expires = o.signer.map(|_| o.expires);
+    let text = build_index(results, serial, expires);
+    let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
+    // The compressed copy first: a server preferring it never serves one
+    // older than the plain file next to it for long.
+    write_plain(o.out, &format!("{name}.gz"), &gz)?;
+    match o.signer {
+        Some(signer) => write_signed(o.out, name, text.as_bytes(), signer)?,
+        None => {
+            write_plain(o.out, name, text.as_bytes())?;
+            let _ = std::fs::remove_file(o.out.join(format!("{name}.sig")));
+        }
+    }
+    Ok(IndexInfo {
+        path: o.out.join(name),
+        serial,
+        bytes: text.len() as u64,
+        gzip_bytes: gz.len() as u64,
+    })
+}
+
+fn now_secs() -> i64 {
+    crate::os::clock::now_secs() as i64
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes)?;
+    enc.finish()
+}
+
+/// Writes `out/name` through a temporary file and a rename.
+fn write_plain(out: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let tmp = out.join(format!(".{name}.tmp"));
+    let path = out.join(name);
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A serial is never reused: hosts refuse a signed file whose serial is at
@@ -195,7 +440,7 @@ fn last_serial(out: &Path, user: &str, kind: Kind) -> Option<u64> {
 /// Writes `<name>` and its `.sig` so neither is ever seen half-written:
 /// both are produced under temporary names, then renamed (signature first,
 /// so a reader never gets a new body with no signature for it).
-fn write_signed(out: &Path, name: &str, body: &str, signer: &Path) -> Result<(), String> {
+fn write_signed(out: &Path, name: &str, body: &[u8], signer: &Path) -> Result<(), String> {
     let tmp_body = out.join(format!(".{name}.tmp"));
     let tmp_sig = out.join(format!(".{name}.tmp.sig"));
     std::fs::write(&tmp_body, body).map_err(|e| format!("{}: {e}", tmp_body.display()))?;
@@ -217,10 +462,21 @@ fn write_signed(out: &Path, name: &str, body: &str, signer: &Path) -> Result<(),
         .map_err(|e| format!("{}: {e}", final_body.display()))
 }
 
-fn remove_stale(out: &Path, inputs: &[(String, Kind, PathBuf)]) -> Result<(), String> {
+fn remove_stale(
+    out: &Path,
+    inputs: &[(String, Kind, PathBuf)],
+    index: Option<&str>,
+) -> Result<(), String> {
     let rd = std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        let of_index = |i: &str| {
+            name.strip_prefix(i)
+                .is_some_and(|r| ["", ".sig", ".gz"].contains(&r))
+        };
+        if index.is_some_and(of_index) {
+            continue;
+        }
         let base = name.strip_suffix(".sig").unwrap_or(&name);
         let published = [Kind::Keys, Kind::Principals].into_iter().find_map(|k| {
             let user = base.strip_suffix(&format!(".{}", k.as_str()))?;
@@ -260,7 +516,7 @@ mod tests {
             expires: 2_000_000_000,
         };
         let text = format!("# laptop\n{ED} a\nssh-dss AAAA\n{ED} dup\n");
-        let (body, p) = build_body("alice", &text, &PolicyConfig::default(), &h, 0);
+        let (body, p) = build_body("alice", &text, &PolicyConfig::default(), Some(&h), 0);
         let mut lines = body.lines();
         assert_eq!(signed::parse_header(&body).unwrap(), h);
         lines.next();
@@ -268,6 +524,49 @@ mod tests {
         assert_eq!(lines.next(), None);
         assert_eq!(p.served, 1);
         assert_eq!(p.dropped.len(), 2, "{:?}", p.dropped);
+        assert_eq!(p.hash, crate::index::digest(body.as_bytes()));
+        // Unsigned: the same keys, no header.
+        let (plain, p) = build_body("alice", &text, &PolicyConfig::default(), None, 0);
+        assert_eq!(plain, format!("{ED} a\n"));
+        assert_eq!(p.serial, None);
+    }
+
+    #[test]
+    fn index_lists_every_published_keys_file_with_its_version() {
+        let policy = PolicyConfig::default();
+        let mut results = Vec::new();
+        for (u, serial) in [("bob", None), ("alice", Some(7))] {
+            let h = serial.map(|s| Header {
+                user: u.into(),
+                kind: Kind::Keys,
+                serial: s,
+                expires: 2_000_000_000,
+            });
+            results.push(build_body(
+                u,
+                &format!("{ED} {u}\n"),
+                &policy,
+                h.as_ref(),
+                0,
+            ));
+        }
+        let mut published: Vec<Published> = results.iter().map(|(_, p)| p.clone()).collect();
+        // A principals file is not in the index.
+        published.push(build_principals_body("carol", "team\n", &policy, None, 0).1);
+        let text = build_index(&published, 42, Some(2_000_000_000));
+        let idx = crate::index::Index::parse(&text).unwrap();
+        assert_eq!(idx.header.serial, Some(42));
+        assert_eq!(idx.lines.len(), 2);
+        let alice = idx.get("alice").unwrap();
+        assert_eq!((alice.serial, alice.path), (Some(7), "alice.keys"));
+        assert_eq!(alice.hash, crate::index::digest(results[1].0.as_bytes()));
+        assert_eq!(idx.get("bob").unwrap().serial, None);
+        assert!(idx.get("carol").is_none());
+        let gz = gzip(text.as_bytes()).unwrap();
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, text);
     }
 
     #[test]
@@ -295,7 +594,8 @@ mod tests {
             expires: 2_000_000_000,
         };
         let text = "# web\nfrom=\"10.0.0.0/8\",command=\"echo \\\"a b\\\"\"  team-web\nteam-web extra\nalice\n";
-        let (body, p) = build_principals_body("deploy", text, &PolicyConfig::default(), &h, 0);
+        let (body, p) =
+            build_principals_body("deploy", text, &PolicyConfig::default(), Some(&h), 0);
         let mut lines = body.lines();
         assert_eq!(signed::parse_header(&body).unwrap(), h);
         lines.next();

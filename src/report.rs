@@ -155,8 +155,15 @@ impl Report {
         }
     }
 
+    /// The Nagios convention (doctor): 0 all ok, 1 warnings, 2 failures.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.summary.fail > 0)
+        if self.summary.fail > 0 {
+            2
+        } else if self.summary.warn > 0 {
+            1
+        } else {
+            0
+        }
     }
 
     /// The human report: one aligned line per check, then the summary.
@@ -239,7 +246,7 @@ mod tests {
                 Check::skip("systemd.timer", "skipped: systemd not running"),
             ],
         );
-        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.exit_code(), 2);
         assert_eq!(
             r.summary,
             Summary {

@@ -17,6 +17,9 @@ use std::time::Duration;
 use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::fetch::Fetch;
 
+mod indexed;
+pub use indexed::{is_listed_version, login_indexed, sync_indexed, Listing};
+
 /// How long answers stay good (from `[cache]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ttls {
@@ -573,12 +576,7 @@ pub fn login(
     mode: Mode,
     fetch: impl FnOnce(Option<&str>, Option<Floor>) -> Fetch,
 ) -> Transition {
-    let a = assess(cur, now, ttls, mode);
-    if let Some(t) = serve_cached(cur, &a, now) {
-        return t;
-    }
-    let fetched = fetch(etag(cur, &a), a.floor);
-    on_answer(cur, &a, fetched, now, ttls, mode, Purpose::Login)
+    login_indexed(cur, now, ttls, mode, || None, fetch)
 }
 
 /// Sync: always asks (conditionally), never serves.
@@ -1078,5 +1076,246 @@ mod tests {
         let t = login(&cur(Some(neg), None), T, &ttls(), U, not_modified);
         assert_eq!(served(&t), (None, "stale"));
         assert_eq!(t.store, Store::Nothing);
+    }
+
+    // --- The directory index (issue 12) -----------------------------------
+
+    fn listed(e: &Entry) -> Listing {
+        Listing::Listed {
+            serial: e.serial,
+            hash: crate::index::digest(e.body.as_bytes()),
+        }
+    }
+
+    fn absent() -> Listing {
+        Listing::Absent {
+            index: "http://d/keyward.index".into(),
+        }
+    }
+
+    #[test]
+    fn index_confirms_the_listed_version_without_a_request() {
+        let e = entry(400);
+        let t = sync_indexed(
+            &cur(Some(e.clone()), None),
+            T,
+            &ttls(),
+            U,
+            &listed(&e),
+            never,
+        );
+        assert_eq!(t.change, Change::Unchanged);
+        match t.store {
+            Store::Refresh(r) => {
+                assert_eq!(r.fetched_at, T, "the age is refreshed");
+                assert_eq!((r.body, r.url), (e.body, e.url), "nothing else changes");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Even past max_stale: the index is a fresh word from the directory.
+        let old = entry(7200);
+        let t = sync_indexed(
+            &cur(Some(old.clone()), None),
+            T,
+            &ttls(),
+            U,
+            &listed(&old),
+            never,
+        );
+        assert!(matches!(t.store, Store::Refresh(_)));
+    }
+
+    #[test]
+    fn index_listing_another_version_fetches_it() {
+        let e = entry(10);
+        let other = Listing::Listed {
+            serial: None,
+            hash: crate::index::digest(b"new\n"),
+        };
+        let t = sync_indexed(&cur(Some(e), None), T, &ttls(), U, &other, |etag, _| {
+            assert_eq!(etag, Some("\"e1\""));
+            keys("new\n", None)
+        });
+        assert_eq!(t.change, Change::Updated);
+        assert!(matches!(&t.store, Store::Write(w) if w.body == "new\n"));
+        // A remembered 404 for a user the index now lists: fetched.
+        let neg = Entry {
+            status: Status::NoKeys,
+            body: String::new(),
+            ..entry(10)
+        };
+        let fetched = std::cell::Cell::new(false);
+        sync_indexed(
+            &cur(Some(neg.clone()), None),
+            T,
+            &ttls(),
+            U,
+            &listed(&neg),
+            |_, _| {
+                fetched.set(true);
+                keys("k\n", None)
+            },
+        );
+        assert!(fetched.get());
+    }
+
+    #[test]
+    fn index_absence_removes_like_a_404() {
+        let t = sync_indexed(&cur(Some(entry(10)), None), T, &ttls(), U, &absent(), never);
+        assert_eq!((t.store, t.change), (Store::Remove, Change::Removed));
+        assert_eq!(t.floor, None);
+    }
+
+    #[test]
+    fn signed_index_absence_removes_the_entry_but_never_the_floor() {
+        let e = signed_entry(10, 200);
+        // Floor only in the entry (older caches): carried out before removal.
+        let t = sync_indexed(&cur(Some(e.clone()), None), T, &ttls(), S, &absent(), never);
+        assert_eq!(t.store, Store::Remove);
+        assert_eq!(t.floor, Some(Floor::of(200, &e.body)));
+        // Stored floor: nothing lower is ever written.
+        let stored = Floor::of(200, &e.body);
+        let t = sync_indexed(&cur(Some(e), Some(stored)), T, &ttls(), S, &absent(), never);
+        assert_eq!((t.store, t.floor), (Store::Remove, None));
+        // And the older, validly signed file is still refused afterwards.
+        let old = signed_body("alice", 100, "revoked");
+        let t = login(&cur(None, Some(stored)), T, &ttls(), S, |_, _| {
+            keys(&old, Some(100))
+        });
+        assert!(failed(&t).contains("rollback refused"), "{t:?}");
+    }
+
+    #[test]
+    fn signed_index_refreshes_only_a_usable_entry_of_the_listed_serial() {
+        let e = signed_entry(400, 7);
+        let t = sync_indexed(
+            &cur(Some(e.clone()), None),
+            T,
+            &ttls(),
+            S,
+            &listed(&e),
+            never,
+        );
+        assert!(matches!(t.store, Store::Refresh(_)));
+        // Same body hash, other serial: fetched.
+        let other = Listing::Listed {
+            serial: Some(8),
+            hash: crate::index::digest(e.body.as_bytes()),
+        };
+        let asked = std::cell::Cell::new(false);
+        sync_indexed(
+            &cur(Some(e.clone()), None),
+            T,
+            &ttls(),
+            S,
+            &other,
+            |_, _| {
+                asked.set(true);
+                down()
+            },
+        );
+        assert!(asked.get());
+        // Expired signed entry: never refreshed, even if listed.
+        let mut expired = e.clone();
+        expired.body = format!(
+            "{}\nk\n",
+            Header {
+                user: "alice".into(),
+                kind: Kind::Keys,
+                serial: 7,
+                expires: T as i64 - 1
+            }
+            .to_line()
+        );
+        let t = sync_indexed(
+            &cur(Some(expired.clone()), None),
+            T,
+            &ttls(),
+            S,
+            &listed(&expired),
+            |etag, _| {
+                assert_eq!(etag, None);
+                down()
+            },
+        );
+        assert_eq!(t.store, Store::Nothing);
+        assert!(matches!(t.change, Change::Failed(_)));
+        // Below the floor (a cache restored from a backup): not refreshed.
+        let floor = Floor::of(9, "newer");
+        let t = sync_indexed(
+            &cur(Some(e.clone()), Some(floor)),
+            T,
+            &ttls(),
+            S,
+            &listed(&e),
+            |_, f| {
+                assert_eq!(f, Some(floor));
+                down()
+            },
+        );
+        assert_eq!(t.store, Store::Nothing);
+        // An unsigned entry in signed mode is never the listed version.
+        let plain = entry(10);
+        assert!(!is_listed_version(&plain, &listed(&plain), S));
+        assert!(is_listed_version(&plain, &listed(&plain), U));
+    }
+
+    #[test]
+    fn login_uses_the_index_only_for_a_user_it_does_not_list() {
+        let no_index = || -> Option<Listing> { panic!("a cache hit must not read the index") };
+        let t = login_indexed(&cur(Some(entry(10)), None), T, &ttls(), U, no_index, never);
+        assert_eq!(served(&t), (Some("old\n"), "cache"));
+
+        let t = login_indexed(&cur(None, None), T, &ttls(), U, || Some(absent()), never);
+        assert_eq!(served(&t), (None, "index"));
+        assert!(matches!(&t.store, Store::Write(e) if e.status == Status::NoKeys));
+        // A stale entry of a user the index dropped: keys taken away.
+        let t = login_indexed(
+            &cur(Some(entry(400)), None),
+            T,
+            &ttls(),
+            U,
+            || Some(absent()),
+            never,
+        );
+        assert_eq!(served(&t), (None, "index"));
+
+        // Listed, or no fresh index: the directory is asked as before.
+        let e = entry(400);
+        let l = listed(&e);
+        let t = login_indexed(
+            &cur(Some(e), None),
+            T,
+            &ttls(),
+            U,
+            || Some(l),
+            |etag, _| {
+                assert_eq!(etag, Some("\"e1\""));
+                Fetch::NotModified { url: "u".into() }
+            },
+        );
+        assert_eq!(served(&t).1, "directory");
+        let t = login_indexed(
+            &cur(None, None),
+            T,
+            &ttls(),
+            U,
+            || None,
+            |_, _| keys("k\n", None),
+        );
+        assert_eq!(served(&t), (Some("k\n"), "directory"));
+
+        // Signed: the deny keeps the floor the entry carried.
+        let se = signed_entry(400, 200);
+        let t = login_indexed(
+            &cur(Some(se.clone()), None),
+            T,
+            &ttls(),
+            S,
+            || Some(absent()),
+            never,
+        );
+        assert_eq!(served(&t), (None, "index"));
+        assert_eq!(t.floor, Some(Floor::of(200, &se.body)));
     }
 }

@@ -1,11 +1,18 @@
 //! `keyward sync`: refresh the cache of users already cached.
 //!
-//! Conditional GETs (the cached ETag), a bounded number of worker threads,
-//! an optional random delay before starting (so a fleet does not hit the
-//! directory in the same second). What each answer does to an entry is
-//! `state`'s rule, the same one the login path follows: a 404 removes the
-//! entry but never the rollback floor; a transient error touches nothing.
-//! Principals entries (`<dir>/.principals`) are refreshed the same way.
+//! With a directory index (`index`), one conditional GET tells whether
+//! anything changed: a 304 (or an unchanged line) refreshes a user's entry
+//! without a request, and only users whose line changed are fetched, so a
+//! sync costs 1 request when nothing changed and 1 + k when k users did.
+//! Without an index (the directory answers 404 for it), or when the index
+//! cannot be used, every cached user gets a conditional GET (the cached
+//! ETag), as before. Either way, bounded worker threads, an optional random
+//! delay before starting (so a fleet does not hit the directory in the same
+//! second), and what each answer does to an entry is `state`'s rule, the
+//! same one the login path follows: a 404 (or a user the index no longer
+//! lists) removes the entry but never the rollback floor; a transient error
+//! touches nothing. Principals entries (`<dir>/.principals`) are refreshed
+//! the same way, per user (the index lists keys files only).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -14,9 +21,11 @@ use std::time::Duration;
 use crate::audit::Record;
 use crate::cache::{Cache, Kind};
 use crate::config::Config;
-use crate::directory::{Directory, Request};
+use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
+use crate::index::Index;
+use crate::indexcache::{IndexCache, Stored};
 use crate::os::clock::now_secs;
-use crate::state::{self, Current, Mode, Ttls};
+use crate::state::{self, Current, Listing, Mode, Ttls};
 
 pub use crate::state::Change;
 
@@ -27,6 +36,14 @@ pub struct Summary {
     pub unchanged: usize,
     pub removed: usize,
     pub failed: Vec<(String, String)>,
+    /// How the index was used: `304`, `200`, `none` (the directory has
+    /// none), `off` (not configured), `unusable` (see `index_error`).
+    pub index: Option<&'static str>,
+    pub index_error: Option<String>,
+    /// The mirror that answered for the index.
+    pub mirror: Option<String>,
+    /// HTTP requests sent (signatures included).
+    pub requests: usize,
     /// How many of `users` were principals entries.
     pub principals: usize,
 }
@@ -49,8 +66,18 @@ impl Summary {
             .with("unchanged", self.unchanged)
             .with("removed", self.removed)
             .with("failed", self.failed.len());
+        if let Some(i) = self.index {
+            r.push("index", i);
+        }
+        if let Some(m) = &self.mirror {
+            r.push("mirror", m);
+        }
+        r.push("requests", self.requests);
         if self.principals > 0 {
             r.push("principals", self.principals);
+        }
+        if let Some(why) = &self.index_error {
+            r.push("index_error", why);
         }
         if let Some((user, why)) = self.failed.first() {
             r.push("reason", format!("{user}: {why}"));
@@ -59,10 +86,24 @@ impl Summary {
     }
 }
 
+/// Fetches a user's file at the path an index lists.
+pub type ListedFetch<'a> = &'a (dyn Fn(&Request, &str) -> crate::directory::Fetch + Sync);
+
+/// A usable index for this run: its line for each user decides.
+pub struct Indexed<'a> {
+    pub index: &'a Index<'a>,
+    /// The stored index's URL (a removed user's entry records it).
+    pub url: &'a str,
+    pub listed: ListedFetch<'a>,
+}
+
 /// Refreshes `users` with `jobs` threads; `progress` is called after each.
+/// With `indexed`, the index decides who is fetched (`state::sync_indexed`).
+#[allow(clippy::too_many_arguments)]
 pub fn sync_users(
     cache: &Cache,
     dir: &(dyn Directory + Sync),
+    indexed: Option<&Indexed>,
     ttls: &Ttls,
     signed: bool,
     users: &[String],
@@ -80,7 +121,7 @@ pub fn sync_users(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(user) = users.get(i) else { break };
-                let change = sync_one(cache, dir, ttls, signed, user);
+                let change = sync_one(cache, dir, indexed, ttls, signed, user);
                 if let Ok(mut sum) = summary.lock() {
                     match cache.kind() {
                         Kind::Keys => sum.add(user, change),
@@ -94,7 +135,14 @@ pub fn sync_users(
     summary.into_inner().unwrap_or_default()
 }
 
-fn sync_one(cache: &Cache, dir: &dyn Directory, ttls: &Ttls, signed: bool, user: &str) -> Change {
+fn sync_one(
+    cache: &Cache,
+    dir: &dyn Directory,
+    indexed: Option<&Indexed>,
+    ttls: &Ttls,
+    signed: bool,
+    user: &str,
+) -> Change {
     let read = cache.read(user).and_then(|lookup| {
         let floor = if signed {
             cache.read_floor(user)?
@@ -108,13 +156,127 @@ fn sync_one(cache: &Cache, dir: &dyn Directory, ttls: &Ttls, signed: bool, user:
         Err(e) => return Change::Failed(e.to_string()),
     };
     let mode = Mode::of(signed, user, cache.kind());
-    let t = state::sync(&cur, now_secs(), ttls, mode, |etag, floor| {
-        dir.fetch(&Request { user, etag, floor })
-    });
+    let now = now_secs();
+    let t = match indexed {
+        Some(ix) => {
+            let line = ix.index.get(user);
+            let listing = match line {
+                None => Listing::Absent {
+                    index: ix.url.to_owned(),
+                },
+                Some(l) => Listing::Listed {
+                    serial: l.serial,
+                    hash: l.hash,
+                },
+            };
+            state::sync_indexed(&cur, now, ttls, mode, &listing, |etag, floor| {
+                let req = Request { user, etag, floor };
+                match line {
+                    Some(l) => (ix.listed)(&req, l.path),
+                    None => dir.fetch(&req),
+                }
+            })
+        }
+        None => state::sync(&cur, now, ttls, mode, |etag, floor| {
+            dir.fetch(&Request { user, etag, floor })
+        }),
+    };
     match cache.apply(user, &t) {
         Ok(()) => t.change,
         Err(e) => Change::Failed(e.to_string()),
     }
+}
+
+/// The index this run uses.
+pub struct FreshIndex {
+    pub stored: Stored,
+    pub text: String,
+    /// `304` or `200`.
+    pub how: &'static str,
+    /// The index is usable, but storing it failed.
+    pub warning: Option<String>,
+}
+
+/// Why this run asks for every user on its own.
+pub struct NoIndex {
+    /// `none` (the directory has none) or `unusable`.
+    pub how: &'static str,
+    pub why: Option<String>,
+}
+
+fn unusable(why: impl Into<String>) -> NoIndex {
+    NoIndex {
+        how: "unusable",
+        why: Some(why.into()),
+    }
+}
+
+/// The index for this run: one conditional GET (and the signature only
+/// when it changed).
+pub fn refresh_index(
+    dir: &HttpDirectory,
+    store: &IndexCache,
+    signed: bool,
+    now: u64,
+) -> Result<FreshIndex, NoIndex> {
+    let stored = match store.read() {
+        Ok(s) => s,
+        Err(e) => return Err(unusable(format!("stored index: {e}"))),
+    };
+    // In signed mode an unsigned copy gives neither an ETag nor a floor.
+    let trusted = stored.as_ref().filter(|(s, _)| !signed || s.signed);
+    let etag = trusted.and_then(|(s, _)| s.etag.clone());
+    let floor = trusted.filter(|_| signed).and_then(|(s, _)| s.floor());
+    let mut warning = None;
+    let (s, text, how) = match dir.fetch_index(etag.as_deref(), floor) {
+        IndexFetch::NotModified { url } => {
+            let Some((mut s, text)) = trusted.cloned() else {
+                return Err(unusable(
+                    "the directory answered 304 but no index is stored",
+                ));
+            };
+            s.fetched_at = now;
+            s.url = url;
+            if let Err(e) = store.write(&s, &text, false) {
+                warning = Some(format!("stored index not refreshed: {e}"));
+            }
+            (s, text, "304")
+        }
+        IndexFetch::New {
+            text,
+            etag,
+            url,
+            signed: sgn,
+        } => {
+            let s = Stored::new(now, etag, url, sgn, &text).map_err(unusable)?;
+            if let Err(e) = store.write(&s, &text, true) {
+                warning = Some(format!("index not stored: {e}"));
+            }
+            (s, text, "200")
+        }
+        IndexFetch::Missing { .. } => {
+            // Nobody maintains an index here (any more): never answer from it.
+            let _ = store.remove();
+            return Err(NoIndex {
+                how: "none",
+                why: None,
+            });
+        }
+        IndexFetch::Unavailable { errors } => {
+            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            return Err(unusable(why.join("; ")));
+        }
+        IndexFetch::Misconfigured { error } => return Err(unusable(error)),
+    };
+    // A signed index is used only within its own expiry (a frozen mirror
+    // answering 304 cannot keep it alive).
+    s.usable(now, signed, None).map_err(unusable)?;
+    Ok(FreshIndex {
+        stored: s,
+        text,
+        how,
+        warning,
+    })
 }
 
 /// A random delay in [0, max): spreads a fleet's timers further.
@@ -146,29 +308,88 @@ pub fn run(
         Some(u) => vec![u.to_owned()],
         None => cache.users().map_err(|e| e.to_string())?,
     };
-    let dir = crate::directory::HttpDirectory::pooled(&config.directory);
+    let dir = HttpDirectory::pooled(&config.directory).with_health(&config.cache.dir);
     let ttls = Ttls::from_config(&config.cache);
     let signed = config.directory.signed();
-    let mut summary = sync_users(&cache, &dir, &ttls, signed, &users, jobs, progress);
-    // Principals: the accounts whose list is cached (`--user`: only if it
-    // is), so a host without certificate logins asks for nothing more.
+    let per_user = |index, index_error| {
+        let mut s = sync_users(&cache, &dir, None, &ttls, signed, &users, jobs, progress);
+        s.index = index;
+        s.index_error = index_error;
+        s
+    };
+    // `--user` asks for that user only; nothing cached, nothing to ask.
+    let mut summary = if only.is_some() || users.is_empty() {
+        per_user(None, None)
+    } else if config.directory.index.is_none() || dir.index_urls().is_empty() {
+        per_user(Some("off"), None)
+    } else {
+        let store = IndexCache::new(&config.cache.dir);
+        match refresh_index(&dir, &store, signed, now_secs()) {
+            Ok(fresh) => match Index::parse(&fresh.text) {
+                Ok(index) => {
+                    let listed = |req: &Request, path: &str| dir.fetch_listed(req, path);
+                    let ix = Indexed {
+                        index: &index,
+                        url: &fresh.stored.url,
+                        listed: &listed,
+                    };
+                    let mut s = sync_users(
+                        &cache,
+                        &dir,
+                        Some(&ix),
+                        &ttls,
+                        signed,
+                        &users,
+                        jobs,
+                        progress,
+                    );
+                    s.index = Some(fresh.how);
+                    s.index_error = fresh.warning;
+                    s.mirror = Some(fresh.stored.url.clone());
+                    s
+                }
+                Err(e) => per_user(Some("unusable"), Some(e)),
+            },
+            Err(no) => per_user(Some(no.how), no.why),
+        }
+    };
+    summary.requests = dir.requests();
+    sync_principals(config, only, jobs, progress, &mut summary)?;
+    Ok(summary)
+}
+
+/// Principals: the accounts whose list is cached (`--user`: only if it is),
+/// so a host without certificate logins asks for nothing more. Per user:
+/// the index lists keys files only.
+fn sync_principals(
+    config: &Config,
+    only: Option<&str>,
+    jobs: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    summary: &mut Summary,
+) -> Result<(), String> {
     let pcache = Cache::for_kind(&config.cache.dir, Kind::Principals);
     let mut pusers = pcache.users().map_err(|e| e.to_string())?;
     if let Some(u) = only {
         pusers.retain(|p| p == u);
     }
-    if !pusers.is_empty() {
-        let pdir =
-            crate::directory::HttpDirectory::pooled(&config.directory).for_kind(Kind::Principals);
-        let p = sync_users(&pcache, &pdir, &ttls, signed, &pusers, jobs, progress);
-        summary.users += p.users;
-        summary.principals += p.users;
-        summary.updated += p.updated;
-        summary.unchanged += p.unchanged;
-        summary.removed += p.removed;
-        summary.failed.extend(p.failed);
+    if pusers.is_empty() {
+        return Ok(());
     }
-    Ok(summary)
+    let pdir = HttpDirectory::pooled(&config.directory)
+        .for_kind(Kind::Principals)
+        .with_health(&config.cache.dir);
+    let ttls = Ttls::from_config(&config.cache);
+    let signed = config.directory.signed();
+    let p = sync_users(&pcache, &pdir, None, &ttls, signed, &pusers, jobs, progress);
+    summary.users += p.users;
+    summary.principals += p.users;
+    summary.updated += p.updated;
+    summary.unchanged += p.unchanged;
+    summary.removed += p.removed;
+    summary.failed.extend(p.failed);
+    summary.requests += pdir.requests();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,6 +23,26 @@ pub fn auth_checks(f: &Facts) -> Vec<Check> {
     .collect()
 }
 
+/// Where the value sshd uses was set, for a finding: ` (set in FILE line
+/// N)`, or nothing when no file sets it (the built-in default).
+fn set_in(f: &Facts, keyword: &str) -> String {
+    (f.set_at)(keyword)
+        .map(|at| format!(" (set in {at})"))
+        .unwrap_or_default()
+}
+
+/// The fix for `keyword`: change it where sshd reads it first; a line in
+/// `fix_file` only helps when that file is read before.
+fn fix_at(f: &Facts, keyword: &str, good: &str) -> String {
+    match (f.set_at)(keyword) {
+        Some(at) if !at.starts_with(&format!("{} ", f.fix_file)) => format!(
+            "{good} at {at}, or in a file sshd reads before it (sshd keeps the first value: a later {} does not override it)",
+            f.fix_file
+        ),
+        _ => format!("{good} in {}", f.fix_file),
+    }
+}
+
 fn use_pam(f: &Facts) -> bool {
     f.t.yes("usepam").unwrap_or(false)
 }
@@ -95,8 +115,8 @@ fn password_check(f: &Facts) -> Check {
         ),
         Some(true) => Check::fail(
             "sshd.password",
-            format!("PasswordAuthentication yes and {}: passwords are accepted", pam_note(f)),
-            format!("PasswordAuthentication no in {} (or UsePAM yes with `auth requisite pam_keyward.so` first in {})", f.fix_file, f.pam_file),
+            format!("PasswordAuthentication yes{} and {}: passwords are accepted", set_in(f, "passwordauthentication"), pam_note(f)),
+            format!("{} (or UsePAM yes with `auth requisite pam_keyward.so` first in {})", fix_at(f, "passwordauthentication", "PasswordAuthentication no"), f.pam_file),
         ),
         _ => Check::ok("sshd.password", "PasswordAuthentication no"),
     }
@@ -111,8 +131,8 @@ fn kbdint_check(f: &Facts) -> Check {
         ),
         Some(true) if use_pam(f) => Check::fail(
             "sshd.kbdint",
-            format!("KbdInteractiveAuthentication yes and {}: PAM password prompts are accepted", pam_note(f)),
-            format!("KbdInteractiveAuthentication no in {} (or `auth requisite pam_keyward.so` first in {})", f.fix_file, f.pam_file),
+            format!("KbdInteractiveAuthentication yes{} and {}: PAM password prompts are accepted", set_in(f, "kbdinteractiveauthentication"), pam_note(f)),
+            format!("{} (or `auth requisite pam_keyward.so` first in {})", fix_at(f, "kbdinteractiveauthentication", "KbdInteractiveAuthentication no"), f.pam_file),
         ),
         Some(true) => Check::warn(
             "sshd.kbdint",
@@ -185,6 +205,45 @@ mod tests {
         );
         let auth = with(&t, Some(&cfg), Some(true), auth_checks);
         assert!(auth.iter().all(|c| c.status == Status::Ok), "{auth:?}");
+    }
+
+    #[test]
+    fn names_the_file_that_sets_the_value() {
+        let t = replace("passwordauthentication", "yes");
+        let cloud = |kw: &str| {
+            (kw == "passwordauthentication")
+                .then(|| "/etc/ssh/sshd_config.d/50-cloud-init.conf line 1".to_string())
+        };
+        let c = with(&t, None, Some(false), |f| {
+            let f = Facts {
+                set_at: &cloud,
+                ..*f
+            };
+            password_check(&f)
+        });
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.found
+                .contains("(set in /etc/ssh/sshd_config.d/50-cloud-init.conf line 1)"),
+            "{c:?}"
+        );
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.starts_with("PasswordAuthentication no at /etc/ssh/sshd_config.d/50-cloud-init.conf line 1, or in a file sshd reads before it"),
+            "{fix}"
+        );
+        // set in the file doctor would fix anyway: the plain fix
+        let ours = |_: &str| Some("/etc/ssh/sshd_config.d/keyward.conf line 3".to_string());
+        let c = with(&t, None, Some(false), |f| {
+            password_check(&Facts {
+                set_at: &ours,
+                ..*f
+            })
+        });
+        assert!(c
+            .fix
+            .unwrap()
+            .starts_with("PasswordAuthentication no in /etc/ssh/sshd_config.d/keyward.conf"));
     }
 
     #[test]

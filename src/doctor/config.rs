@@ -47,22 +47,35 @@ pub fn checks(path: &Path) -> (Option<Config>, Vec<Check>) {
         let (config, parse) = parse_anyway(path);
         return (config, vec![file, parse]);
     }
-    match Config::load(path) {
-        Ok(c) => {
-            let parse = Check::ok("config.parse", describe(&c));
-            (Some(c), vec![file, parse])
+    match crate::config::layers::read(path)
+        .and_then(|s| crate::config::layers::merge(&s, path).map(|l| (s, l)))
+    {
+        Ok((sources, l)) => {
+            let parse = Check::ok("config.parse", describe(&l.config));
+            let layers = layers_check(&sources, &l.ignored);
+            (Some(l.config), vec![file, parse, layers])
         }
         Err(e) if e.is_permission_denied() => {
             let skip = Check::skip("config.parse", format!("skipped: needs root ({e})"));
             (None, vec![file, skip])
         }
-        // The file itself (a symlink, not a regular file…), not its text.
+        // The file itself (a symlink, not a regular file…), not its text;
+        // or a drop-in (or the .d directory), named.
         Err(e @ ConfigError::Open(_)) => {
-            let file = Check::fail(
-                "config.file",
-                format!("{e}: keyward refuses to run"),
-                format!("make {p} a regular file owned by root, mode 0644"),
-            );
+            let bad = match &e {
+                ConfigError::Open(crate::safepath::OpenError::Unsafe(u)) => u.path.clone(),
+                ConfigError::Open(crate::safepath::OpenError::Io { path, .. }) => path.clone(),
+                _ => path.to_owned(),
+            };
+            let fix = if bad == path {
+                format!("make {p} a regular file owned by root, mode 0644")
+            } else {
+                format!(
+                    "make {} owned by root and not group/world-writable (chown root:root, chmod go-w), a regular file or, for the .d directory, a real directory",
+                    bad.display()
+                )
+            };
+            let file = Check::fail("config.file", format!("{e}: keyward refuses to run"), fix);
             (
                 None,
                 vec![
@@ -102,6 +115,61 @@ fn parse_anyway(path: &Path) -> (Option<Config>, Check) {
             Check::fail("config.parse", e.to_string(), "fix the line named"),
         ),
     }
+}
+
+/// `config.layers`: which files make the configuration and which values
+/// each one sets (the last one wins); a warning for keys ignored under a
+/// newer `min_version`.
+pub fn layers_check(
+    sources: &[crate::config::layers::Source],
+    ignored: &[crate::config::layers::Ignored],
+) -> Check {
+    let origins = crate::config::layers::origins(sources);
+    let per_file: Vec<String> = sources
+        .iter()
+        .map(|s| {
+            let keys: Vec<&str> = origins
+                .iter()
+                .filter(|(_, o)| o.path == s.path)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let keys = if keys.is_empty() {
+                "nothing in effect".to_string()
+            } else {
+                keys.join(", ")
+            };
+            format!("{} ({keys})", s.path.display())
+        })
+        .collect();
+    let found = format!(
+        "{} file(s), later values win: {}",
+        sources.len(),
+        per_file.join("; ")
+    );
+    if ignored.is_empty() {
+        return Check::ok("config.layers", found);
+    }
+    let what: Vec<String> = ignored
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{} {} (min_version {})",
+                i.path.display(),
+                i.line,
+                i.key,
+                i.min_version
+            )
+        })
+        .collect();
+    Check::warn(
+        "config.layers",
+        format!(
+            "{found}; ignored, unknown to keyward {}: {}",
+            crate::config::layers::Version::current(),
+            what.join(", ")
+        ),
+        "upgrade keyward to the min_version these files ask for (or remove the keys); `keyward check-config` lists them",
+    )
 }
 
 fn describe(c: &Config) -> String {

@@ -1,7 +1,8 @@
 //! `keyward doctor`: audit the whole set-up and say what is wrong and how to
 //! fix it. Every check is one line: status (ok / warn / fail / skip), what
 //! was found, and the exact fix ([`crate::report`]). `--json` gives the same
-//! as stable JSON. Exit status 1 when any check fails.
+//! as stable JSON. Exit status (Nagios convention): 0 every check ok or
+//! skipped, 1 a warning, 2 a failure.
 //!
 //! One file per area, one function per check id. The rules are pure
 //! functions (sshd -T text, PAM file text, stat results, cache entries,
@@ -20,7 +21,9 @@ pub mod pam;
 pub mod pamfile;
 pub mod perms;
 pub mod principals;
+pub mod selinux;
 pub mod sshd;
+pub mod sshdfiles;
 pub mod systemd;
 
 use std::os::unix::fs::MetadataExt;
@@ -117,6 +120,7 @@ pub fn collect(opts: &Options) -> Report {
 
     checks.extend(opts.user.as_deref().map(user_account_check));
     checks.extend(systemd_checks(config.as_ref()));
+    checks.extend(selinux_checks(config.as_ref(), &opts.config, &bin));
     // Network last: as root, only after dropping to the cache owner.
     checks.extend(
         config
@@ -198,9 +202,15 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
         .sshd_config
         .as_ref()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/keyward.conf".into());
+        .unwrap_or_else(|| "/etc/ssh/sshd_config.d/40-keyward.conf".into());
     let pam_file = opts.pam_file.display().to_string();
     let user_exists = |name: &str| nss::account(name).ok().map(|a| a.is_some());
+    let settings = sshdfiles::first_settings(
+        opts.sshd_config
+            .as_deref()
+            .unwrap_or(Path::new("/etc/ssh/sshd_config")),
+    );
+    let set_at = |kw: &str| settings.get(kw).map(|s| s.to_string());
     let facts = sshd::Facts {
         t,
         version: probe.version,
@@ -212,6 +222,7 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
         user_exists: &user_exists,
         pam_blocks: ctx.pam_blocks,
         pam_file: &pam_file,
+        set_at: &set_at,
     };
     out.extend(sshd::command_checks(&facts));
     out.push(sshd::command_user_check(&facts));
@@ -267,6 +278,16 @@ fn systemd_checks(config: Option<&Config>) -> Vec<Check> {
     let hour = Duration::from_secs(3600);
     let max_age = config.map_or(hour, |c| (c.cache.ttl.0 * 2).max(hour));
     systemd::checks(&systemd::probe(), now_secs(), max_age)
+}
+
+/// `selinux.*`: the labels of the cache, the binary sshd runs and the
+/// config, and the boolean a networked AuthorizedKeysCommand needs.
+fn selinux_checks(config: Option<&Config>, config_path: &Path, bin: &Path) -> Vec<Check> {
+    let cache = config.map(|c| c.cache.dir.clone());
+    let mut paths: Vec<&Path> = cache.iter().map(|p| p.as_path()).collect();
+    paths.extend([bin, config_path]);
+    let networked = config.is_some_and(|c| !c.directory.urls.is_empty());
+    selinux::checks(&selinux::probe(&paths, networked))
 }
 
 /// `directory.*`: every mirror (and the user's file), fetched as the cache

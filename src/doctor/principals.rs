@@ -356,6 +356,7 @@ mod tests {
             user_exists: &|u: &str| Some(u == "keyward" || u == "root"),
             pam_blocks: None,
             pam_file: "/etc/pam.d/sshd",
+            set_at: &|_| None,
         }
     }
 

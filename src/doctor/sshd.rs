@@ -27,6 +27,9 @@ pub struct Facts<'a> {
     pub pam_blocks: Option<bool>,
     /// Name of the PAM file, for messages.
     pub pam_file: &'a str,
+    /// Where sshd's files set a keyword (lower case): `FILE line N` of the
+    /// value sshd uses (the first one read).
+    pub set_at: &'a dyn Fn(&str) -> Option<String>,
 }
 
 fn example_command(argv0: &str, config: Option<&str>) -> String {
@@ -371,6 +374,7 @@ pub(super) mod fixtures {
             user_exists: &exists,
             pam_blocks: pam,
             pam_file: "/etc/pam.d/sshd",
+            set_at: &|_| None,
         };
         f(&facts)
     }
@@ -434,6 +438,7 @@ mod tests {
             user_exists: &exists,
             pam_blocks: None,
             pam_file: "p",
+            set_at: &|_| None,
         };
         assert_eq!(
             status_of(&command_checks(&f), "sshd.command_tokens"),

@@ -244,6 +244,47 @@ fn asked_key(ex: &Explanation, f: &str) -> String {
     }
 }
 
+/// The configuration key behind a drop reason.
+fn setting_of(tag: &str) -> Option<&'static str> {
+    Some(match tag {
+        "key-type" => "policy.key_types",
+        "rsa-bits" => "policy.min_rsa_bits",
+        "max-keys" => "policy.max_keys",
+        _ => return None,
+    })
+}
+
+/// Names the file (and line) that set each value explain's verdicts
+/// depend on: the config files, every value's origin, and for a key
+/// dropped by a policy value, where that value comes from.
+pub fn attribute(ex: &mut Explanation, sources: &[crate::config::layers::Source]) {
+    let origins = crate::config::layers::origins(sources);
+    ex.config_files = sources
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    ex.settings = origins
+        .iter()
+        .map(|(k, o)| (k.clone(), o.to_string()))
+        .collect();
+    let at = |key: &str| match origins.get(key) {
+        Some(o) => format!("{key} set at {o}"),
+        None => format!("{key} is the built-in default"),
+    };
+    for k in &mut ex.keys {
+        if let (Some(tag), Some(reason)) = (k.reason_tag.as_deref(), k.reason.as_mut()) {
+            if let Some(key) = setting_of(tag) {
+                *reason = format!("{reason} ({})", at(key));
+            }
+        }
+    }
+    for c in &mut ex.checks {
+        if c.id == "keyward.deny" {
+            c.found = format!("{} ({})", c.found, at("policy.deny_users"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,16 +60,33 @@ pub struct Explanation {
     pub fingerprint: Option<String>,
     /// One sentence: what happens.
     pub verdict: String,
+    /// The configuration files read, in the order applied.
+    pub config_files: Vec<String>,
+    /// `section.key` → `FILE:LINE` for every value a file sets (what is not
+    /// listed is the built-in default).
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Whether USER can log in with a key (with `--fingerprint`: that key);
+    /// the exit status says the same (0 yes, 1 no, 2 cannot tell).
+    pub can_log_in: Option<bool>,
     /// Certificate logins: which principals may log in as the account
     /// (None: sshd accepts no certificate, or it is not known and keyward
     /// holds no list for the account).
     pub principals: Option<principals::PrincipalsInfo>,
 }
 
-/// Runs explain and prints it; returns the exit code (0 when explained).
+/// Exit statuses of `keyward explain`.
+pub const EXIT_CAN_LOG_IN: i32 = 0;
+pub const EXIT_CANNOT_LOG_IN: i32 = 1;
+pub const EXIT_CANNOT_TELL: i32 = 2;
+
+/// Runs explain and prints it; returns the exit code: 0 when USER can log
+/// in with a key, 1 when not, 2 when explain cannot tell (no usable config,
+/// or not enough privileges to see what the login path sees).
 pub fn run(opts: &Options) -> i32 {
-    let config = match Config::load(&opts.config) {
-        Ok(c) => c,
+    let loaded = crate::config::layers::read(&opts.config)
+        .and_then(|s| crate::config::layers::merge(&s, &opts.config).map(|l| (s, l)));
+    let (sources, config) = match loaded {
+        Ok((s, l)) => (s, l.config),
         Err(e) => {
             let e = e.to_string();
             if opts.json {
@@ -79,16 +96,21 @@ pub fn run(opts: &Options) -> i32 {
                 eprintln!("keyward explain: {e}");
                 eprintln!("(keyward refuses to run without a valid config: every login with a key fails; `keyward doctor` says how to fix it)");
             }
-            return 1;
+            return EXIT_CANNOT_TELL;
         }
     };
-    let ex = explain(&config, opts);
+    let mut ex = explain(&config, opts);
+    keys::attribute(&mut ex, &sources);
     report::print(&if opts.json {
         report::json(&ex)
     } else {
         render(&ex, &Style::detect())
     });
-    0
+    match ex.can_log_in {
+        Some(true) => EXIT_CAN_LOG_IN,
+        Some(false) => EXIT_CANNOT_LOG_IN,
+        None => EXIT_CANNOT_TELL,
+    }
 }
 
 impl Explanation {
@@ -106,6 +128,9 @@ impl Explanation {
             failure: None,
             fingerprint: opts.fingerprint.clone(),
             verdict: String::new(),
+            config_files: Vec::new(),
+            settings: Default::default(),
+            can_log_in: None,
             principals: None,
         }
     }
@@ -123,6 +148,7 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
         ));
         ex.failure = Some(format!("invalid user name: {e}"));
         ex.verdict = format!("keyward fails closed for {user:?}: sshd rejects every key");
+        ex.can_log_in = Some(false);
         return ex;
     }
     // Everything that needs root, before gather_for drops privileges.
@@ -139,6 +165,7 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
         ));
         ex.verdict =
             format!("denied: keyward prints no key for {user} (deny_users), so no key login");
+        ex.can_log_in = Some(false);
         return ex;
     }
     let ages = acct
@@ -176,7 +203,30 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
     } else if let principals::Asked::Other(_) | principals::Asked::AccountName(Some(_)) = asked {
         ex.principals = Some(principals::not_asked(user, &asked));
     }
+    ex.can_log_in = can_log_in(&ex, stand_in);
     ex
+}
+
+/// Whether a key login works: nothing fails closed, no check refuses the
+/// login, and a key is served (with `--fingerprint`: printed for it).
+/// None when a stand-in uid could not see what the login path sees.
+pub fn can_log_in(ex: &Explanation, stand_in: bool) -> Option<bool> {
+    if ex.failure.is_some() {
+        return if stand_in { None } else { Some(false) };
+    }
+    if ex.checks.iter().any(|c| c.status == report::Status::Fail) {
+        return Some(false);
+    }
+    let ok = match &ex.fingerprint {
+        None => ex.keys.iter().any(|k| k.verdict == KeyVerdict::Served),
+        Some(_) => ex.keys.iter().any(|k| k.printed == Some(true)),
+    };
+    // A certificate whose principal keyward accepts also logs in.
+    let by_certificate = ex.fingerprint.is_none()
+        && ex.principals.as_ref().is_some_and(|p| {
+            p.failure.is_none() && p.lines.iter().any(|l| l.verdict == "accepted")
+        });
+    Some(ok || by_certificate)
 }
 
 /// Whether this uid is neither root nor the cache owner: what it cannot

@@ -11,10 +11,15 @@ use crate::term::{human_age, sanitize, Cell, Color, Style, Table};
 
 /// The whole human report.
 pub fn render(ex: &Explanation, style: &Style) -> String {
+    let drop_ins = ex.config_files.len().saturating_sub(1);
     let mut out = format!(
-        "keyward explain {}: config {}{}\n\n",
+        "keyward explain {}: config {}{}{}\n\n",
         ex.user,
         ex.config,
+        match drop_ins {
+            0 => String::new(),
+            n => format!(" + {n} drop-in(s): {}", ex.config_files[1..].join(", ")),
+        },
         ex.fingerprint
             .as_ref()
             .map(|f| format!(", fingerprint {f}"))

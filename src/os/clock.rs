@@ -12,6 +12,14 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Unix time in milliseconds (mirror health: retry intervals below a second).
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Whole seconds since `t` (a file's mtime); 0 for a time in the future.
 pub fn secs_since(t: SystemTime) -> u64 {
     SystemTime::now()

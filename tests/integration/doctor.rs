@@ -209,9 +209,16 @@ impl Env {
         let mut a = args.to_vec();
         a.push("--json");
         let out = self.explain(&a);
-        assert_eq!(out.code, Some(0), "{out}");
         let v: Value =
             serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+        // Issue 13: explain exits 0 when the user can log in, 1 when not,
+        // 2 when it cannot tell; the JSON says which.
+        let want = match v["can_log_in"].as_bool() {
+            Some(true) => 0,
+            Some(false) => 1,
+            None => 2,
+        };
+        assert_eq!(out.code, Some(want), "{out}");
         (out, v)
     }
 }
@@ -220,13 +227,31 @@ impl Env {
 // doctor
 // ---------------------------------------------------------------------------
 
+/// The exit status doctor's summary calls for: 2 failures, 1 warnings, 0.
+fn nagios(json: &Value) -> i32 {
+    if json["summary"]["fail"].as_u64() > Some(0) {
+        2
+    } else if json["summary"]["warn"].as_u64() > Some(0) {
+        1
+    } else {
+        0
+    }
+}
+
 #[test]
 fn doctor_healthy_setup_passes() {
     let nginx = Nginx::start();
     let env = Env::new(|c| c.url(nginx.users_url()));
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(0), "failing: {:?}\n{}", d.failing(), d.out);
-    assert_eq!(d.json["summary"]["fail"], 0);
+    // Issue 13: doctor exits 0 ok, 1 warnings, 2 failures (Nagios).
+    assert_eq!(
+        d.json["summary"]["fail"],
+        0,
+        "failing: {:?}\n{}",
+        d.failing(),
+        d.out
+    );
+    assert_eq!(d.out.code, Some(nagios(&d.json)), "{}", d.out);
     assert_eq!(d.json["format"], 1);
     for id in [
         "config.file",
@@ -284,7 +309,7 @@ fn doctor_healthy_setup_passes() {
     let mut human = vec!["doctor"];
     human.extend(args);
     let out = env.kw.run(&human);
-    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.code, d.out.code, "human and JSON runs agree: {out}");
     assert!(
         !out.stdout.contains('\x1b'),
         "no colour when not a TTY: {out}"
@@ -309,7 +334,7 @@ fn doctor_names_group_writable_binary_directory() {
     must(Command::new("chgrp").arg(&group.name).arg(&env.kw.dir));
     chmod(&env.kw.dir, 0o775);
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1), "{}", d.out);
+    assert_eq!(d.out.code, Some(2), "{}", d.out);
     let b = d.expect("binary", "fail");
     assert_eq!(b["subject"], env.kw.bin.display().to_string());
     let found = b["found"].as_str().unwrap();
@@ -362,7 +387,7 @@ fn doctor_names_percent_c_on_sshd_92() {
     let cmd = format!("{} %C", env.kw.authorized_keys_command());
     env.write_sshd(&[&format!("AuthorizedKeysCommand {cmd}")]);
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1));
+    assert_eq!(d.out.code, Some(2));
     let sshd_v = must(Command::new("ssh").arg("-V")).stderr;
     if sshd_v.contains("OpenSSH_9.2") {
         let c = d.expect("sshd.command_tokens", "fail");
@@ -399,7 +424,7 @@ fn doctor_names_password_authentication_unless_pam_blocks_it() {
     // without it: passwords are accepted
     env.write_pam("@include common-auth\n@include common-account\n@include common-session\n");
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1));
+    assert_eq!(d.out.code, Some(2));
     d.expect("sshd.password", "fail");
     assert!(d.found("sshd.password").contains("passwords are accepted"));
     assert!(d.fix("sshd.password").starts_with(&format!(
@@ -424,7 +449,7 @@ fn doctor_names_pam_module_missing_from_the_stack() {
         "# PAM configuration for the Secure Shell service\n\n# Standard Un*x authentication.\n@include common-auth\naccount    required     pam_nologin.so\n@include common-account\n@include common-session\n",
     );
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1));
+    assert_eq!(d.out.code, Some(2));
     let pam = env.pam_file.display().to_string();
     d.expect("pam.stack", "fail");
     assert!(d
@@ -490,7 +515,7 @@ fn doctor_names_pam_lines_that_bypass_pam_keyward() {
             "{first}\nauth requisite {so}\n@include common-auth\nsession required {so} require_publickey\n"
         ));
         let d = env.doctor(&[]);
-        assert_eq!(d.out.code, Some(1), "{first}: {}", d.out);
+        assert_eq!(d.out.code, Some(2), "{first}: {}", d.out);
         d.expect("pam.stack", "fail");
         let found = d.found("pam.stack");
         assert!(found.contains(&names), "{first}: {found}");
@@ -519,7 +544,7 @@ fn doctor_names_pam_env_user_readenv_before_the_session_line() {
         "auth requisite {so}\n@include common-auth\n@include common-session\nsession required pam_env.so user_readenv=1 envfile=/etc/default/locale\nsession required {so} require_publickey\n"
     ));
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1), "{}", d.out);
+    assert_eq!(d.out.code, Some(2), "{}", d.out);
     d.expect("pam.session", "fail");
     let found = d.found("pam.session");
     assert!(
@@ -545,7 +570,7 @@ fn doctor_names_wrong_authorized_keys_command_user() {
     let env = Env::new(|c| c.url(dead_url()));
     env.write_sshd(&["AuthorizedKeysCommandUser nobody"]);
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1));
+    assert_eq!(d.out.code, Some(2));
     d.expect("sshd.command_user", "fail");
     assert!(d
         .found("sshd.command_user")
@@ -577,7 +602,7 @@ fn doctor_names_unreachable_mirror() {
     let dead = dead_url();
     let env = Env::new(|c| c.url(dead.clone()).url(nginx.users_url()));
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1));
+    assert_eq!(d.out.code, Some(2));
     let mirrors = d.checks("directory.mirror");
     assert_eq!(mirrors.len(), 2, "{}", d.out);
     assert_eq!(mirrors[0]["subject"], dead.as_str());
@@ -662,7 +687,7 @@ fn doctor_names_untrusted_tls_certificate() {
     let url = format!("https://127.0.0.1:{}/users/{{user}}.keys", tls.port);
     let env = Env::new(|c| c.url(url.clone()));
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1));
+    assert_eq!(d.out.code, Some(2));
     let c = d.expect("directory.mirror", "fail");
     let found = c["found"].as_str().unwrap().to_ascii_lowercase();
     assert!(found.contains("certificate"), "{found}");
@@ -719,7 +744,7 @@ fn doctor_names_bad_signature() {
         sign(keys.path(), &other, &body),
     );
     let d = env.doctor(&["--user", &user]);
-    assert_eq!(d.out.code, Some(1), "{}", d.out);
+    assert_eq!(d.out.code, Some(2), "{}", d.out);
     d.expect("directory.signers", "ok");
     // the mirror itself is fine (404 for the probe user)
     d.expect("directory.mirror", "ok");
@@ -795,8 +820,8 @@ fn doctor_names_stale_cache() {
     let d = env.doctor(&[]);
     assert_eq!(
         d.out.code,
-        Some(0),
-        "warnings only: {:?}\n{}",
+        Some(1),
+        "warnings only (issue 13: exit 1): {:?}\n{}",
         d.failing(),
         d.out
     );
@@ -829,7 +854,7 @@ fn doctor_names_stale_cache() {
     // an unsafe entry makes the login path fail closed: a failure
     chmod(&env.cache.join(&fresh), 0o666);
     let d = env.doctor(&[]);
-    assert_eq!(d.out.code, Some(1));
+    assert_eq!(d.out.code, Some(2));
     d.expect("cache.entries", "fail");
     assert!(d.found("cache.entries").contains(&fresh));
     assert_eq!(
@@ -855,7 +880,8 @@ fn doctor_as_unprivileged_user_says_what_it_skipped() {
     assert!(d.found("cache.write").contains("needs root"));
     d.expect("cache.entries", "skip");
     d.expect("pam.stack", "ok");
-    assert_eq!(d.out.code, Some(0), "{:?}", d.failing());
+    assert_eq!(d.json["summary"]["fail"], 0, "{:?}", d.failing());
+    assert_eq!(d.out.code, Some(nagios(&d.json)), "{:?}", d.failing());
 }
 
 #[test]
@@ -961,12 +987,15 @@ fn explain_gives_each_policy_verdict() {
         .unwrap()
         .contains("looks like a PRIVATE key")));
     assert!(v["verdict"].as_str().unwrap().starts_with("3 of "), "{out}");
+    // served, but the account is unknown to NSS: sshd never asks (exit 1)
+    assert_eq!(v["can_log_in"], false, "{out}");
+    assert_eq!(out.code, Some(1));
     // explain uses the login path: the answer is now cached
     assert!(env.cache.join(&user).exists());
 
     // Nothing of the pasted private key is ever printed, JSON or human.
     let human = env.explain(&[&user]);
-    assert_eq!(human.code, Some(0), "{human}");
+    assert_eq!(human.code, out.code, "human and JSON runs agree: {human}");
     for line in leaked.lines().filter(|l| !l.starts_with("-----")) {
         assert!(!out.stdout.contains(line), "private key material in JSON");
         assert!(
@@ -1057,6 +1086,9 @@ fn explain_names_unsafe_file_and_real_account() {
     let (out, v) = env.explain_json(&[&user.name]);
     let served = key_by_fp(&v, &good.fingerprint())[0];
     assert_eq!(served["verdict"], "served", "{out}");
+    // a real account with a served key: explain exits 0 (issue 13)
+    assert_eq!(v["can_log_in"], true, "{out}");
+    assert_eq!(out.code, Some(0));
     assert_eq!(served["via"], "files");
     assert_eq!(served["source"], safe_file.display().to_string());
     assert!(served["age_s"].as_u64().is_some(), "{out}");
@@ -1119,6 +1151,8 @@ fn explain_names_denied_user() {
         v["verdict"].as_str().unwrap().starts_with("denied"),
         "{out}"
     );
+    assert_eq!(v["can_log_in"], false, "denied: exit 1");
+    assert_eq!(out.code, Some(1));
     // like the login path: no source is consulted for a denied user
     assert_eq!(nginx.count(&user), 0);
 }

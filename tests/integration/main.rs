@@ -4,14 +4,20 @@
 
 mod support;
 
+mod config_layers;
 mod demo;
 mod doctor;
 mod identities;
+mod index;
 mod journal;
 mod keys_directory;
 mod keys_sshd;
+mod logjoin;
+mod metrics;
+mod outage;
 mod packages;
 mod packaging;
+mod packaging_systemd;
 mod pam;
 mod pam_stress;
 mod principals;

@@ -26,13 +26,13 @@ const PAM_SO_DEB: &str = "/usr/lib/x86_64-linux-gnu/security/pam_keyward.so";
 /// justified for every build live in packaging/lintian-overrides.)
 const KEPT_LINTIAN_WARNINGS: &[(&str, &str)] = &[];
 
-struct Packages {
-    deb: PathBuf,
-    rpm: PathBuf,
+pub(crate) struct Packages {
+    pub deb: PathBuf,
+    pub rpm: PathBuf,
 }
 
 /// Builds both packages once per process (scripts/package.sh).
-fn packages() -> &'static Packages {
+pub(crate) fn packages() -> &'static Packages {
     static BUILT: OnceLock<Result<Packages, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         // A clean environment: the variables cargo sets for a test run would
@@ -176,10 +176,25 @@ fn sync_unit_exposure_is_at_most_2() {
 
 #[test]
 fn packaged_config_documents_defaults_and_fails_closed() {
-    // The packaged file parses (every key is a real one with a valid
-    // value) and, with no key source, keyward refuses to answer.
+    // Issue 13 changed this contract: the packaged file sets nothing (every
+    // default is a commented "#key = value" line, as in sshd_config), so
+    // configuration management never has to edit the conffile. Each
+    // commented setting must still be a real key with a valid value: each
+    // one, uncommented alone, parses.
     let dir = TestDir::new("pkgconf");
     let text = fs::read_to_string(Path::new(REPO).join("packaging/keyward.toml")).unwrap();
+    let active: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let t = l.trim();
+            let header = t.starts_with('[') && t.ends_with(']');
+            !(t.is_empty() || t.starts_with('#') || header)
+        })
+        .collect();
+    assert!(
+        active.is_empty(),
+        "the packaged config sets values: {active:?}"
+    );
     let conf = dir.write("keyward.toml", &text, 0o644);
     let out = run(
         Command::new(crate::support::keyward::KEYWARD_BIN)
@@ -191,8 +206,41 @@ fn packaged_config_documents_defaults_and_fails_closed() {
     assert_eq!(out.code, Some(1), "{out}");
     assert!(out.stdout.is_empty(), "{out}");
     assert!(out.stderr.contains("no key source"), "{out}");
-    // With urls set (the commented example), the same file is valid.
     let with_urls = uncomment_urls(&text, "http://127.0.0.1:9/users/{user}.keys");
+    let settings = commented_settings(&with_urls);
+    assert!(settings.len() >= 18, "documented settings: {settings:?}");
+    for (i, (line, _)) in settings.iter().enumerate() {
+        let one = uncomment_setting(&with_urls, *line);
+        // a placeholder ("ssh-ed25519 AAAA...") is an example, not a value
+        if with_urls
+            .lines()
+            .nth(*line)
+            .is_some_and(|l| l.contains("..."))
+        {
+            continue;
+        }
+        let conf = dir.write(format!("one-{i}.toml"), &one, 0o644);
+        let out = run(
+            Command::new(crate::support::keyward::KEYWARD_BIN)
+                .arg("--config")
+                .arg(&conf)
+                .arg("check-config"),
+            Duration::from_secs(30),
+        );
+        // exit 0 (warnings allowed); an example path (ca_file, signers_file)
+        // that does not exist on this machine is the only error allowed
+        let missing = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains(": error: "))
+            .all(|l| l.contains("No such file or directory"));
+        assert!(
+            out.code == Some(0) || (out.code == Some(1) && missing),
+            "setting on line {}: {out}",
+            line + 1
+        );
+    }
+    // With urls set (the commented example), the same file is valid.
     let conf2 = dir.write("keyward2.toml", with_urls, 0o644);
     let out = run(
         Command::new(crate::support::keyward::KEYWARD_BIN)
@@ -206,6 +254,50 @@ fn packaged_config_documents_defaults_and_fails_closed() {
         "root is in deny_users, answered with no key: {out}"
     );
     assert!(out.stdout.is_empty());
+}
+
+/// The commented `#key = value` settings: (index of the first line, lines).
+fn commented_settings(text: &str) -> Vec<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        let is_setting = l.starts_with('#')
+            && l[1..].split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            });
+        if is_setting {
+            let mut n = 1;
+            if l.contains('[') && !l.contains(']') {
+                while i + n < lines.len() && !lines[i + n - 1].contains(']') {
+                    n += 1;
+                }
+            }
+            out.push((i, n));
+            i += n;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `text` with the commented setting starting at line `at` made active.
+fn uncomment_setting(text: &str, at: usize) -> String {
+    let settings = commented_settings(text);
+    let (_, n) = settings.iter().find(|(i, _)| *i == at).unwrap();
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i >= at && i < at + n {
+                l.strip_prefix('#').unwrap_or(l).to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Turns the packaged `#urls = [...]` example into a real `urls` line.
@@ -267,10 +359,12 @@ fn packages_build_pass_lintian_and_rpm_checks() {
             "-rw-r--r--",
         ),
         (
-            "/usr/share/keyward/sshd_config.d/keyward.conf",
+            "/usr/share/keyward/sshd_config.d/40-keyward.conf",
             "-rw-r--r--",
         ),
         ("/usr/share/keyward/pam.d/sshd-keyward", "-rw-r--r--"),
+        ("/etc/keyward/keyward.toml.d/README", "-rw-r--r--"),
+        ("/etc/keyward/keyward.toml.d/", "drwxr-xr-x"),
         ("/usr/share/doc/keyward/copyright", "-rw-r--r--"),
         ("/usr/share/doc/keyward/changelog.Debian.gz", "-rw-r--r--"),
     ];
@@ -289,8 +383,13 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         );
         assert!(!path.starts_with("/usr/share/pam-configs"), "{path}");
     }
+    // Issue 13: the drop-in directory's README is a conffile too (it makes
+    // dpkg own the directory).
     let conffiles = must_out("dpkg-deb", &["-I", p.deb.to_str().unwrap(), "conffiles"]);
-    assert_eq!(conffiles.trim(), "/etc/keyward/keyward.toml");
+    assert_eq!(
+        conffiles.trim(),
+        "/etc/keyward/keyward.toml\n/etc/keyward/keyward.toml.d/README"
+    );
     let control = must_out("dpkg-deb", &["-f", p.deb.to_str().unwrap()]);
     for field in [
         "Section: admin",
@@ -360,10 +459,15 @@ fn packages_build_pass_lintian_and_rpm_checks() {
             "-rw-r--r--",
         ),
         (
-            "/usr/share/keyward/sshd_config.d/keyward.conf",
+            "/usr/share/keyward/sshd_config.d/40-keyward.conf",
             "-rw-r--r--",
         ),
         ("/usr/share/keyward/pam.d/sshd-keyward", "-rw-r--r--"),
+        ("/etc/keyward/keyward.toml.d/README", "-rw-r--r--"),
+        (
+            "/usr/lib/systemd/system-preset/80-keyward.preset",
+            "-rw-r--r--",
+        ),
     ];
     for (path, mode) in expect_rpm {
         let (_, m, user, group) = files
@@ -372,8 +476,31 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         assert_eq!(m, mode, "{path}");
         assert_eq!((user.as_str(), group.as_str()), ("root", "root"), "{path}");
     }
+    // Issue 13: the RPM owns every directory it creates (%dir), the cache
+    // with its owner and mode.
+    for (dir, mode, owner) in [
+        ("/etc/keyward", "drwxr-xr-x", "root"),
+        ("/etc/keyward/keyward.toml.d", "drwxr-xr-x", "root"),
+        ("/var/cache/keyward", "drwxr-x---", "keyward"),
+        ("/usr/share/keyward", "drwxr-xr-x", "root"),
+        ("/usr/share/keyward/sshd_config.d", "drwxr-xr-x", "root"),
+        ("/usr/share/keyward/pam.d", "drwxr-xr-x", "root"),
+        ("/usr/share/doc/keyward", "drwxr-xr-x", "root"),
+    ] {
+        let (_, m, user, group) = files
+            .get(dir)
+            .unwrap_or_else(|| panic!("the .rpm does not own {dir}: {files:#?}"));
+        assert_eq!(
+            (m.as_str(), user.as_str(), group.as_str()),
+            (mode, owner, owner),
+            "{dir}"
+        );
+    }
+    assert!(
+        !files.keys().any(|f| f.contains(".build-id")),
+        "no build-id links: {files:#?}"
+    );
     for (path, (_, mode, _, _)) in &files {
-        // cargo-generate-rpm gives 0664 to an asset without a mode.
         assert!(!others_can_write(mode), "{path} is {mode}");
         assert!(
             !path.starts_with("/etc/ssh") && !path.starts_with("/etc/pam.d"),
@@ -398,7 +525,17 @@ fn packages_build_pass_lintian_and_rpm_checks() {
     );
     assert_eq!(
         must_out("rpm", &["-qpc", rpm_path]).trim(),
-        "/etc/keyward/keyward.toml"
+        "/etc/keyward/keyward.toml\n/etc/keyward/keyward.toml.d/README"
+    );
+    // The timer is enabled by a shipped preset (%post runs `systemctl preset`).
+    let preset =
+        fs::read_to_string(Path::new(REPO).join("packaging/systemd-preset/80-keyward.preset"))
+            .unwrap();
+    assert!(
+        preset
+            .lines()
+            .any(|l| l.trim() == "enable keyward-sync.timer"),
+        "{preset}"
     );
     let scripts = must_out("rpm", &["-qp", "--scripts", rpm_path]);
     for needle in [
@@ -564,6 +701,10 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     assert_eq!(mode_owner(PAM_SO_DEB), (0o644, 0, 0));
     assert_eq!(mode_owner("/etc/keyward/keyward.toml"), (0o644, 0, 0));
     assert_eq!(mode_owner("/etc/keyward"), (0o755, 0, 0));
+    // The drop-in directory belongs to the package (issue 13).
+    assert_eq!(mode_owner("/etc/keyward/keyward.toml.d"), (0o755, 0, 0));
+    let owner = must_out("dpkg", &["-S", "/etc/keyward/keyward.toml.d"]);
+    assert!(owner.starts_with("keyward:"), "{owner}");
     for unit in ["keyward-sync.service", "keyward-sync.timer"] {
         assert_eq!(
             mode_owner(&format!("/lib/systemd/system/{unit}")),
@@ -601,7 +742,7 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
 
     // --- sshd accepts the example snippet as shipped.
     let sshd = Sshd::builder()
-        .line("Include /usr/share/keyward/sshd_config.d/keyward.conf")
+        .line("Include /usr/share/keyward/sshd_config.d/40-keyward.conf")
         .start();
     let effective = must_out("/usr/sbin/sshd", &["-T", "-f", sshd.conf.to_str().unwrap()]);
     assert!(
@@ -621,16 +762,26 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     let key = SshKey::ed25519(keys_dir.path(), "login");
     nginx.put_keys(&user.name, &format!("{}\n", key.public_line()));
     let packaged = fs::read_to_string("/etc/keyward/keyward.toml").unwrap();
-    let configured = uncomment_urls(&packaged, &nginx.users_url()).replace(
-        "socket = \"/dev/log\"",
-        &format!("socket = \"{}\"", syslog.socket.display()),
-    );
+    let configured = uncomment_urls(&packaged, &nginx.users_url());
     fs::write("/etc/keyward/keyward.toml", &configured).unwrap();
     fs::set_permissions(
         "/etc/keyward/keyward.toml",
         fs::Permissions::from_mode(0o644),
     )
     .unwrap();
+    // The log socket comes from a drop-in (what configuration management
+    // would own): the sync record below reaches it only if it is read.
+    let drop_in = "/etc/keyward/keyward.toml.d/50-test.toml";
+    crate::support::write_file(
+        Path::new(drop_in),
+        format!("[log]\nsocket = \"{}\"\n", syslog.socket.display()),
+        0o644,
+    );
+    let out = cmd_out("/usr/sbin/keyward", &["check-config"]);
+    assert!(
+        out.success(),
+        "check-config of the installed configuration: {out}"
+    );
 
     let as_keyward = |args: &[&str]| -> Out {
         let mut c = Command::new("runuser");
@@ -683,6 +834,12 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     );
     assert!(Path::new(&entry).exists(), "the cache survives an upgrade");
     assert_eq!(mode_owner("/var/cache/keyward"), (0o750, uid, gid));
+    assert!(
+        Path::new(drop_in).exists(),
+        "an upgrade keeps the admin's drop-in"
+    );
+    // The admin's own drop-in is the admin's to remove (dpkg keeps it).
+    fs::remove_file(drop_in).unwrap();
 
     // --- remove: program gone, conffile kept.
     let out = cmd_out("dpkg", &["-r", "keyward"]);
@@ -917,4 +1074,65 @@ fn sync_system_calls_pass_the_unit_filter() {
          {outside:?}, in ~@privileged/@resources {refused:?}"
     );
     eprintln!("keyward sync used {} system calls, all allowed", used.len());
+}
+
+/// The PAM module's directory comes from the target architecture in both
+/// packages (no aarch64 toolchain here: package.sh's layout for each target,
+/// and no architecture written into the package metadata).
+#[test]
+fn pam_module_path_follows_the_target_architecture() {
+    for (triple, deb_arch, deb_pam, rpm_arch) in [
+        (
+            "x86_64-unknown-linux-gnu",
+            "amd64",
+            "/usr/lib/x86_64-linux-gnu/security/pam_keyward.so",
+            "x86_64",
+        ),
+        (
+            "aarch64-unknown-linux-gnu",
+            "arm64",
+            "/usr/lib/aarch64-linux-gnu/security/pam_keyward.so",
+            "aarch64",
+        ),
+    ] {
+        let out = cmd_out(
+            "bash",
+            &[
+                &format!("{REPO}/scripts/package.sh"),
+                "--target",
+                triple,
+                "--print-layout",
+            ],
+        );
+        assert!(out.success(), "{out}");
+        for line in [
+            format!("deb-arch: {deb_arch}"),
+            format!("deb-pam: {deb_pam}"),
+            format!("rpm-arch: {rpm_arch}"),
+            "rpm-pam: /usr/lib64/security/pam_keyward.so".to_string(),
+        ] {
+            assert!(
+                out.stdout.lines().any(|l| l == line),
+                "{triple}: {line}: {out}"
+            );
+        }
+    }
+    let out = cmd_out(
+        "bash",
+        &[
+            &format!("{REPO}/scripts/package.sh"),
+            "--target",
+            "i686-unknown-linux-gnu",
+            "--print-layout",
+        ],
+    );
+    assert!(
+        !out.success() && out.stderr.contains("unsupported target"),
+        "{out}"
+    );
+    let manifest = fs::read_to_string(Path::new(REPO).join("Cargo.toml")).unwrap();
+    assert!(
+        !manifest.contains("x86_64-linux-gnu\""),
+        "a hard-coded multiarch path in Cargo.toml"
+    );
 }

@@ -167,6 +167,10 @@ pub struct KwConfig {
     pub max_bytes: Option<u64>,
     pub ca_file: Option<PathBuf>,
     pub proxy: Option<String>,
+    /// `[directory] retry_interval` (mirror health).
+    pub retry_interval: Option<String>,
+    /// `[directory] index`, as a raw TOML value (`false`, `"name"`).
+    pub index: Option<String>,
     pub cache_dir: PathBuf,
     pub ttl: Option<String>,
     pub max_stale: Option<String>,
@@ -194,6 +198,8 @@ impl KwConfig {
             max_bytes: None,
             ca_file: None,
             proxy: None,
+            retry_interval: None,
+            index: None,
             cache_dir: cache_dir.to_owned(),
             ttl: None,
             max_stale: None,
@@ -218,6 +224,17 @@ impl KwConfig {
 
     pub fn timeout(mut self, d: &str) -> Self {
         self.timeout = Some(d.into());
+        self
+    }
+
+    pub fn retry_interval(mut self, d: &str) -> Self {
+        self.retry_interval = Some(d.into());
+        self
+    }
+
+    /// `index = <raw TOML>`, e.g. `"false"` or `"\"all.idx\""`.
+    pub fn index(mut self, raw: &str) -> Self {
+        self.index = Some(raw.into());
         self
     }
 
@@ -265,6 +282,12 @@ impl KwConfig {
         }
         if let Some(v) = &self.proxy {
             t += &format!("proxy = {}\n", toml_str(v));
+        }
+        if let Some(v) = &self.retry_interval {
+            t += &format!("retry_interval = {}\n", toml_str(v));
+        }
+        if let Some(v) = &self.index {
+            t += &format!("index = {v}\n");
         }
         t += "\n[cache]\n";
         t += &format!(

@@ -24,6 +24,9 @@ pub struct SshdBuilder {
     binds: Vec<(PathBuf, String)>,
     /// Shell set-up run first in that namespace (e.g. a private /dev/log).
     preludes: Vec<String>,
+    /// No `-E`: sshd logs through syslog(3), with its pid (use with
+    /// [`SshdBuilder::dev_log`]).
+    syslog_only: bool,
 }
 
 impl Default for SshdBuilder {
@@ -49,6 +52,7 @@ impl Default for SshdBuilder {
             matches: Vec::new(),
             binds: Vec::new(),
             preludes: Vec::new(),
+            syslog_only: false,
         }
     }
 }
@@ -107,6 +111,14 @@ impl SshdBuilder {
     /// syslog(3) lands there; the machine's /dev/log is left alone).
     pub fn dev_log(mut self, log: &PrivateDevLog) -> Self {
         self.preludes.push(log.prelude());
+        self
+    }
+
+    /// sshd logs through syslog(3) (its pid in every line) instead of to
+    /// its `-E` file; with [`SshdBuilder::dev_log`] the lines land in that
+    /// private rsyslog, and [`Sshd::log_text`] stays empty.
+    pub fn syslog_only(mut self) -> Self {
+        self.syslog_only = true;
         self
     }
 
@@ -203,11 +215,10 @@ impl SshdBuilder {
             script += &m;
             script += " &&\n";
         }
-        script += &format!(
-            "exec /usr/sbin/sshd -f '{}' -E '{}'",
-            conf.display(),
-            log.display()
-        );
+        script += &format!("exec /usr/sbin/sshd -f '{}'", conf.display());
+        if !self.syslog_only {
+            script += &format!(" -E '{}'", log.display());
+        }
         run(
             Command::new("unshare")
                 .args(["-m", "--propagation", "private", "sh", "-c"])

@@ -1,0 +1,158 @@
+//! The directory index over HTTP (`keyward sync`): one conditional GET,
+//! the signature only when the index changed, and a user's file at the
+//! path its index line gives.
+
+use std::time::{Duration, Instant};
+
+use super::{
+    describe, etag_of, read_body, relabel, status_failure, Attempt, Failure, HttpDirectory, Request,
+};
+use crate::config::UrlTemplate;
+use crate::fetch::{FailKind, Fetch, MirrorError};
+use crate::os::clock::now_secs;
+use crate::state::Floor;
+
+/// What the directory said about its index (`keyward sync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexFetch {
+    /// A new index, checked (`Index::parse`) and, in signed mode, verified
+    /// and above the index's rollback floor.
+    New {
+        text: String,
+        etag: Option<String>,
+        url: String,
+        signed: bool,
+    },
+    NotModified {
+        url: String,
+    },
+    /// 404: this directory publishes no index (per-user requests, as before).
+    Missing {
+        url: String,
+    },
+    Unavailable {
+        errors: Vec<MirrorError>,
+    },
+    Misconfigured {
+        error: String,
+    },
+}
+
+impl HttpDirectory<'_> {
+    /// `req.user`'s file at the `path` an index lists, relative to each
+    /// mirror's folder (mirrors with `{user}` outside the path: their own
+    /// URL for the user).
+    pub fn fetch_listed(&self, req: &Request, path: &str) -> Fetch {
+        let user = req.user;
+        self.user_fetch(req, &|t| {
+            Some(match t.folder() {
+                Some(f) => crate::index::join_url(f, path),
+                None => t.expand(user),
+            })
+        })
+    }
+
+    /// The index URLs, one per mirror that has one.
+    pub fn index_urls(&self) -> Vec<String> {
+        match &self.config.index {
+            Some(name) => self
+                .config
+                .urls
+                .iter()
+                .filter_map(|t| t.folder().map(|f| format!("{f}{name}")))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// One conditional GET for the index (and its signature only when it
+    /// changed). `floor`: the stored index's serial and hash; a signed index
+    /// below it is refused like a failed mirror.
+    pub fn fetch_index(&self, etag: Option<&str>, floor: Option<Floor>) -> IndexFetch {
+        let Some(name) = self.config.index.clone() else {
+            return IndexFetch::Missing { url: String::new() };
+        };
+        let signed = self.config.signed();
+        let mut attempt = |agent: &ureq::Agent, url: &str, share: Duration, deadline: Instant| {
+            self.attempt_index(agent, url, etag, floor, signed, share, deadline)
+        };
+        let url_of = |t: &UrlTemplate| t.folder().map(|f| format!("{f}{name}"));
+        // Sync is not a login: a large index on a slow link gets time.
+        let budget = self.config.timeout.0.max(INDEX_BUDGET);
+        match self.over_mirrors(budget, &url_of, &mut attempt) {
+            Ok(f) => f,
+            Err(Failure::Unavailable(errors)) => IndexFetch::Unavailable { errors },
+            Err(Failure::Misconfigured(error)) => IndexFetch::Misconfigured { error },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_index(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        etag: Option<&str>,
+        floor: Option<Floor>,
+        signed: bool,
+        budget: Duration,
+        deadline: Instant,
+    ) -> Attempt<IndexFetch> {
+        let mut resp = match self.get(agent, url, etag, true, budget) {
+            Ok(r) => r,
+            Err(e) => {
+                let (kind, why) = describe(&e);
+                return Attempt::down(kind, why);
+            }
+        };
+        match resp.status().as_u16() {
+            200 => {}
+            304 => return Attempt::Done(IndexFetch::NotModified { url: url.into() }),
+            404 => return Attempt::Done(IndexFetch::Missing { url: url.into() }),
+            s => return status_failure(s, &resp),
+        }
+        let new_etag = etag_of(&resp);
+        let text = match read_body(&mut resp, crate::index::MAX_BYTES, "the index limit") {
+            Ok(t) => t,
+            Err(a) => return relabel(a),
+        };
+        let refused = |kind, why: String| Attempt::refused(kind, format!("index refused: {why}"));
+        let header = match crate::index::Index::parse(&text) {
+            Ok(idx) => idx.header,
+            Err(e) => return refused(FailKind::Answer, e),
+        };
+        if signed {
+            match self.fetch_sig(agent, url, &text, deadline) {
+                Ok(()) => {}
+                Err(Attempt::Failed {
+                    kind,
+                    why,
+                    down: false,
+                }) => return refused(kind, why),
+                Err(a) => return relabel(a),
+            }
+            let (Some(serial), Some(expires)) = (header.serial, header.expires) else {
+                let why = "a signed index needs serial= and expires=".to_owned();
+                return refused(FailKind::Signature, why);
+            };
+            if expires <= now_secs() as i64 {
+                let why = format!("expired at {}", crate::signed::format_utc(expires));
+                return refused(FailKind::Signature, why);
+            }
+            if let Some(f) = floor {
+                if let Err(r) = f.admits(serial, &text) {
+                    let why = r.to_string().replace("signed file", "index");
+                    return refused(FailKind::Signature, why);
+                }
+            }
+        }
+        Attempt::Done(IndexFetch::New {
+            text,
+            etag: new_etag,
+            url: url.into(),
+            signed,
+        })
+    }
+}
+
+/// The least time the index fetch (all mirrors) gets.
+const INDEX_BUDGET: Duration = Duration::from_secs(30);

@@ -1,0 +1,257 @@
+//! `keyward sync --metrics-file PATH` (or `[sync] metrics_file`): a
+//! Prometheus node-exporter textfile, replaced atomically after each run so
+//! the collector never reads half a file.
+//!
+//! What monitoring needs to see a lockout coming: when the last sync fully
+//! succeeded, what the last run did per user, and the age of the oldest
+//! cached key list (it is served only until `max_stale` after its fetch
+//! while the directory is unreachable), plus the earliest `expires` of a
+//! signed list. Rendering is pure; [`scan`] and [`write_atomic`] do the I/O.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cache::{Cache, Lookup, Status};
+
+/// What the cache holds, for the gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Entries that decode (keys and "no keys" alike).
+    pub entries: usize,
+    /// `fetched_at` of the oldest entry with keys (a "no keys" entry locks
+    /// nobody out).
+    pub oldest_fetch: Option<u64>,
+    /// Earliest `expires` in the header of a signed entry with keys.
+    pub earliest_expiry: Option<i64>,
+}
+
+/// Everything one textfile says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    pub version: &'static str,
+    /// When this run ended (Unix seconds).
+    pub now: u64,
+    /// Whether every user of this run was refreshed.
+    pub success: bool,
+    /// `keyward_sync_last_success_timestamp_seconds` of the previous file.
+    pub previous_success: Option<u64>,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    pub failed: usize,
+    pub duration_ms: u64,
+    pub max_stale_secs: u64,
+    pub cache: CacheStats,
+}
+
+const LAST_SUCCESS: &str = "keyward_sync_last_success_timestamp_seconds";
+
+impl Metrics {
+    /// The textfile (exposition format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
+            if samples.is_empty() {
+                return;
+            }
+            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
+            for (labels, value) in samples {
+                out += &format!("{name}{labels} {value}\n");
+            }
+        };
+        let one = |v: String| vec![(String::new(), v)];
+        gauge(
+            "keyward_build_info",
+            "The keyward that wrote this file.",
+            &[(format!("{{version=\"{}\"}}", self.version), "1".into())],
+        );
+        let last = if self.success {
+            Some(self.now)
+        } else {
+            self.previous_success
+        };
+        gauge(
+            LAST_SUCCESS,
+            "When a sync last refreshed every user without a failure.",
+            &last.map(|t| one(t.to_string())).unwrap_or_default(),
+        );
+        gauge(
+            "keyward_sync_timestamp_seconds",
+            "When the last sync run ended, whatever its result.",
+            &one(self.now.to_string()),
+        );
+        gauge(
+            "keyward_sync_duration_seconds",
+            "How long the last sync run took.",
+            &one(format!("{:.3}", self.duration_ms as f64 / 1000.0)),
+        );
+        gauge(
+            "keyward_sync_users",
+            "Users of the last sync run, by result.",
+            &[
+                ("updated", self.updated),
+                ("unchanged", self.unchanged),
+                ("removed", self.removed),
+                ("failed", self.failed),
+            ]
+            .map(|(r, n)| (format!("{{result=\"{r}\"}}"), n.to_string())),
+        );
+        gauge(
+            "keyward_cache_entries",
+            "Cache entries (users with keys or a remembered \"no keys\").",
+            &one(self.cache.entries.to_string()),
+        );
+        gauge(
+            "keyward_cache_oldest_fetch_timestamp_seconds",
+            "Fetch time of the oldest cached key list: it is refused max_stale after this while the directory is unreachable.",
+            &self.cache.oldest_fetch.map(|t| one(t.to_string())).unwrap_or_default(),
+        );
+        gauge(
+            "keyward_cache_max_stale_seconds",
+            "The configured [cache] max_stale.",
+            &one(self.max_stale_secs.to_string()),
+        );
+        gauge(
+            "keyward_signed_earliest_expiry_timestamp_seconds",
+            "Earliest expires= of a cached signed key list: refused after this.",
+            &self
+                .cache
+                .earliest_expiry
+                .map(|t| one(t.to_string()))
+                .unwrap_or_default(),
+        );
+        out
+    }
+}
+
+/// The last-success timestamp of an earlier textfile, so that a failed run
+/// keeps reporting when the last good one was.
+pub fn previous_success(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(LAST_SUCCESS)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
+
+/// Reads every entry of the cache (as the cache owner, like sync itself).
+/// `signed`: whether headers carry an `expires` worth reporting.
+pub fn scan(cache: &Cache, signed: bool) -> Result<CacheStats, String> {
+    let mut stats = CacheStats::default();
+    for user in cache.users().map_err(|e| e.to_string())? {
+        let Ok(Lookup::Found(e)) = cache.read(&user) else {
+            continue;
+        };
+        stats.entries += 1;
+        if e.status != Status::Keys {
+            continue;
+        }
+        stats.oldest_fetch = Some(
+            stats
+                .oldest_fetch
+                .map_or(e.fetched_at, |o| o.min(e.fetched_at)),
+        );
+        if signed {
+            if let Ok(h) = crate::signed::parse_header(&e.body) {
+                stats.earliest_expiry = Some(
+                    stats
+                        .earliest_expiry
+                        .map_or(h.expires, |o| o.min(h.expires)),
+                );
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Temp file next to `path` (a name the collector ignores: not `*.prom`),
+/// mode 0644 whatever the umask (the collector's user must read it), fsync,
+/// rename over `path`.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".keyward-metrics-")
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)?;
+    // The unit's UMask=0027 would leave 0640: the collector runs as another
+    // user, so set the mode on the descriptor.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Metrics {
+        Metrics {
+            version: "1.2.3",
+            now: 1_700_000_000,
+            success: true,
+            previous_success: Some(1_600_000_000),
+            updated: 2,
+            unchanged: 5,
+            removed: 1,
+            failed: 0,
+            duration_ms: 1250,
+            max_stale_secs: 259_200,
+            cache: CacheStats {
+                entries: 7,
+                oldest_fetch: Some(1_699_990_000),
+                earliest_expiry: None,
+            },
+        }
+    }
+
+    #[test]
+    fn renders_the_exposition_format() {
+        let text = sample().render();
+        for line in [
+            "# TYPE keyward_build_info gauge",
+            "keyward_build_info{version=\"1.2.3\"} 1",
+            "keyward_sync_last_success_timestamp_seconds 1700000000",
+            "keyward_sync_users{result=\"updated\"} 2",
+            "keyward_sync_users{result=\"unchanged\"} 5",
+            "keyward_sync_users{result=\"removed\"} 1",
+            "keyward_sync_users{result=\"failed\"} 0",
+            "keyward_sync_duration_seconds 1.250",
+            "keyward_cache_entries 7",
+            "keyward_cache_oldest_fetch_timestamp_seconds 1699990000",
+            "keyward_cache_max_stale_seconds 259200",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        // no samples, no metric (absent() is what alerts test for)
+        assert!(!text.contains("keyward_signed_earliest_expiry"), "{text}");
+        // every sample line is `name[{labels}] number`, each TYPE once
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, v) = l.rsplit_once(' ').unwrap();
+            assert!(v.parse::<f64>().is_ok(), "{l}");
+        }
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_last_success() {
+        let m = Metrics {
+            success: false,
+            failed: 3,
+            ..sample()
+        };
+        let text = m.render();
+        assert_eq!(previous_success(&text), Some(1_600_000_000));
+        let never = Metrics {
+            previous_success: None,
+            ..m
+        };
+        assert_eq!(previous_success(&never.render()), None);
+        assert_eq!(previous_success(&sample().render()), Some(1_700_000_000));
+        assert_eq!(previous_success("garbage\n"), None);
+    }
+}

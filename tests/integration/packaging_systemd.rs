@@ -1,0 +1,292 @@
+//! The .deb under a real systemd (issue 13): a Debian 12 tree made once with
+//! debootstrap (cached in /var/lib/keyward-tests-systemd/bookworm), booted
+//! with `systemd-nspawn --volatile=overlay` (the tree stays read-only, every
+//! change lives in a tmpfs and is gone when the container stops; never left
+//! running). It shares the host's network: the host's nginx on 127.0.0.1 is
+//! its key directory, and its own sshd listens on a private 127.0.0.1 port
+//! (a bind-mounted sshd_config.d drop-in, in place before boot).
+//!
+//! Checked: dpkg enables and starts the timer; the service is skipped
+//! (ExecCondition) until a key source is configured; then a sync under the
+//! unit's sandbox writes the metrics textfile and logs to journald with
+//! keyward's native fields; and a key login through the container's sshd,
+//! which logs through syslog (journald), shows that keyward's `ppid=` is the
+//! pid of the sshd process that logged "Accepted publickey".
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{free_port, must, run, wait_port, wait_until, Nginx, Out, SshKey, TestDir};
+
+const BASE: &str = "/var/lib/keyward-tests-systemd/bookworm";
+
+/// The Debian mirror the host's apt uses.
+fn mirror() -> String {
+    let out = run(
+        Command::new("sh").args([
+            "-c",
+            "grep -rhs '^URIs:' /etc/apt/sources.list.d; grep -hs '^deb ' /etc/apt/sources.list",
+        ]),
+        Duration::from_secs(10),
+    );
+    out.stdout
+        .lines()
+        .flat_map(|l| l.split_whitespace())
+        .find(|w| w.starts_with("http") && w.contains("debian") && !w.contains("security"))
+        .unwrap_or("http://deb.debian.org/debian")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The cached Debian 12 tree with systemd and sshd (made once, ~1 min).
+fn base() -> &'static Path {
+    let base = Path::new(BASE);
+    if base.join("usr/lib/systemd/systemd").exists() && base.join("usr/sbin/sshd").exists() {
+        return base;
+    }
+    for tool in ["/usr/sbin/debootstrap", "/usr/bin/systemd-nspawn"] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} missing: apt-get install -y debootstrap systemd-container"
+        );
+    }
+    let tmp = format!("{BASE}.tmp-{}", std::process::id());
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(Path::new(BASE).parent().unwrap()).unwrap();
+    let out = run(
+        Command::new("debootstrap").args([
+            "--variant=minbase",
+            "--include=systemd,systemd-sysv,dbus,openssh-server,adduser,libpam-runtime",
+            "bookworm",
+            &tmp,
+            &mirror(),
+        ]),
+        Duration::from_secs(1200),
+    );
+    assert!(out.success(), "debootstrap: {out}");
+    // Another test process may have finished first: either tree is fine.
+    if fs::rename(&tmp, BASE).is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    base
+}
+
+/// A booted container; stopped (its systemd-nspawn killed) on drop.
+struct Container {
+    nspawn: Child,
+    /// The container's PID 1, as the host sees it.
+    init: u32,
+    _files: TestDir,
+}
+
+impl Container {
+    fn boot(files: TestDir) -> Container {
+        let name = format!("kwt-{}", std::process::id());
+        let nspawn = Command::new("systemd-nspawn")
+            .args(["-q", "--boot", "--register=no", "--keep-unit"])
+            .arg(format!("--machine={name}"))
+            .arg("-D")
+            .arg(base())
+            .arg("--volatile=overlay")
+            .arg(format!("--bind-ro={}:/mnt/kw", files.path().display()))
+            .arg(format!(
+                "--bind-ro={}:/etc/ssh/sshd_config.d/00-kwt.conf",
+                files.join("00-kwt.conf").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("systemd-nspawn");
+        let pid = nspawn.id();
+        let mut init = 0;
+        wait_until(Duration::from_secs(30), || {
+            let out = run(
+                Command::new("pgrep").args(["-P", &pid.to_string()]),
+                Duration::from_secs(5),
+            );
+            init = out
+                .stdout
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0);
+            // the forked child execs systemd once the container is set up
+            init != 0
+                && fs::read_to_string(format!("/proc/{init}/comm"))
+                    .is_ok_and(|c| c.trim() == "systemd")
+        });
+        let c = Container {
+            nspawn,
+            init,
+            _files: files,
+        };
+        assert!(c.init != 0, "no PID 1 under systemd-nspawn {pid}");
+        // "offline" or no bus at all until the manager answers
+        let mut up = c.sh("systemctl is-system-running --wait");
+        wait_until(Duration::from_secs(90), || {
+            up = c.sh("systemctl is-system-running --wait");
+            matches!(up.stdout.trim(), "running" | "degraded")
+        });
+        assert!(
+            matches!(up.stdout.trim(), "running" | "degraded"),
+            "container did not boot: {up}\n{}",
+            c.sh("systemctl --failed --no-pager").stdout
+        );
+        c
+    }
+
+    /// Runs a shell command inside (all namespaces of PID 1).
+    fn sh(&self, script: &str) -> Out {
+        run(
+            Command::new("nsenter").args(["-t", &self.init.to_string(), "-a", "sh", "-c", script]),
+            Duration::from_secs(180),
+        )
+    }
+
+    fn must(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.success(), "in the container: {script}: {out}");
+        out.stdout
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}
+
+#[test]
+fn deb_under_a_booted_systemd() {
+    let p = crate::packaging::packages();
+    let nginx = Nginx::start();
+    let files = TestDir::new("nspawn");
+    let ssh_port = free_port();
+    files.write(
+        "00-kwt.conf",
+        format!("Port {ssh_port}\nListenAddress 127.0.0.1\n"),
+        0o644,
+    );
+    fs::copy(&p.deb, files.join("keyward.deb")).unwrap();
+    let key = SshKey::ed25519(files.path(), "login");
+    let c = Container::boot(files);
+
+    // --- install: the timer is enabled and running, the service skipped.
+    c.must("DEBIAN_FRONTEND=noninteractive dpkg -i /mnt/kw/keyward.deb");
+    assert_eq!(
+        c.must("systemctl is-enabled keyward-sync.timer").trim(),
+        "enabled"
+    );
+    assert_eq!(
+        c.must("systemctl is-active keyward-sync.timer").trim(),
+        "active"
+    );
+    c.sh("systemctl start keyward-sync.service");
+    let show = c.must("systemctl show -p Result keyward-sync.service");
+    assert_eq!(
+        show.trim(),
+        "Result=exec-condition",
+        "skipped until configured"
+    );
+
+    // --- configure through a drop-in, warm the cache as the login path.
+    let user = "kwtalice";
+    nginx.put_keys(user, &format!("{}\n", key.public_line()));
+    c.must(&format!(
+        "set -e
+useradd -m -s /bin/sh {user} && usermod -p '*' {user}
+install -d -o root -g keyward -m 0775 /var/lib/prometheus/node-exporter
+printf '[directory]\\nurls = [\"{url}\"]\\n[sync]\\nmetrics_file = \"/var/lib/prometheus/node-exporter/keyward.prom\"\\n' \
+  > /etc/keyward/keyward.toml.d/50-site.toml
+keyward check-config
+runuser -u keyward -- keyward keys {user} >/dev/null",
+        url = nginx.users_url()
+    ));
+
+    // --- a sync under the unit's sandbox: metrics and journald.
+    c.must("systemctl start keyward-sync.service");
+    let show = c.must("systemctl show -p Result,ExecMainStatus keyward-sync.service");
+    assert!(
+        show.contains("Result=success") && show.contains("ExecMainStatus=0"),
+        "{show}"
+    );
+    let prom = c.must("cat /var/lib/prometheus/node-exporter/keyward.prom");
+    assert!(
+        prom.contains("keyward_sync_users{result=\"unchanged\"} 1"),
+        "{prom}"
+    );
+    assert!(prom.contains("keyward_cache_entries 1"), "{prom}");
+    let owner = c.must("stat -c '%U %a' /var/lib/prometheus/node-exporter/keyward.prom");
+    assert_eq!(owner.trim(), "keyward 644");
+    let journal = c.must("journalctl -q -u keyward-sync.service -t keyward -o cat --no-pager");
+    assert!(
+        journal.lines().any(|l| l.starts_with("decision=sync ")),
+        "{journal}"
+    );
+    let native = c.must("journalctl -q KEYWARD_DECISION=sync -o cat --no-pager");
+    assert!(!native.trim().is_empty(), "journald native fields");
+    let exposure = c.must("systemd-analyze security keyward-sync.service --no-pager | tail -1");
+    assert!(exposure.contains("Overall exposure level"), "{exposure}");
+
+    // --- a key login through the container's sshd: ppid= is the sshd pid
+    // that logged "Accepted publickey" (sshd logs through syslog here).
+    c.must(
+        "cp /usr/share/keyward/sshd_config.d/40-keyward.conf /etc/ssh/sshd_config.d/ \
+         && sshd -t && systemctl reload ssh",
+    );
+    assert!(
+        wait_port(ssh_port, Duration::from_secs(20)),
+        "container sshd"
+    );
+    let login = must(Command::new("ssh").args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-i",
+        key.path.to_str().unwrap(),
+        "-p",
+        &ssh_port.to_string(),
+        &format!("{user}@127.0.0.1"),
+        "echo kwt-login-ok",
+    ]));
+    assert!(login.stdout.contains("kwt-login-ok"), "{login}");
+    let mut accepted = String::new();
+    wait_until(Duration::from_secs(10), || {
+        accepted = c
+            .sh("journalctl -q -t sshd -o json --no-pager --grep 'Accepted publickey for kwtalice'")
+            .stdout;
+        !accepted.trim().is_empty()
+    });
+    let line: serde_json::Value =
+        serde_json::from_str(accepted.lines().last().expect("an Accepted publickey line")).unwrap();
+    let sshd_pid = line["_PID"].as_str().unwrap().to_owned();
+    let msg = line["MESSAGE"].as_str().unwrap();
+    let fp = msg.rsplit(' ').next().unwrap();
+    assert_eq!(fp, key.fingerprint(), "{msg}");
+    let records = c.must(&format!(
+        "journalctl -q -t keyward -o cat --no-pager KEYWARD_USER={user} KEYWARD_DECISION=match"
+    ));
+    let matching: Vec<&str> = records
+        .lines()
+        .filter(|l| l.contains(&format!("fp={fp}")))
+        .collect();
+    assert!(!matching.is_empty(), "{records}");
+    for r in &matching {
+        assert!(
+            r.contains(&format!(" ppid={sshd_pid} ")) || r.ends_with(&format!(" ppid={sshd_pid}")),
+            "keyward's ppid is the sshd that accepted the key ({sshd_pid}): {r}"
+        );
+    }
+    drop(c);
+}
