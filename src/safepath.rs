@@ -377,6 +377,25 @@ mod tests {
     }
 
     #[test]
+    fn node_kinds_and_permission_bits() {
+        let node = |mode| Node {
+            path: "/x".into(),
+            uid: 0,
+            gid: 0,
+            mode,
+        };
+        let f = node(REG | 0o4755);
+        assert!(f.is_file() && !f.is_dir());
+        assert_eq!(f.perm(), 0o4755);
+        let d = node(DIR | 0o755);
+        assert!(d.is_dir() && !d.is_file());
+        for other in [libc::S_IFLNK, libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFCHR] {
+            let n = node(other | 0o644);
+            assert!(!n.is_file() && !n.is_dir(), "{other:o}");
+        }
+    }
+
+    #[test]
     fn not_found_is_only_a_missing_file() {
         let io = |kind| OpenError::Io {
             path: "/x".into(),
