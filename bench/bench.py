@@ -52,7 +52,7 @@ HUBAKC_CONFIG = Path("/etc/hubakc/config.toml")
 # The functions a lookup runs, linked first (see build.rs).
 ORDER_FILE = REPO / "bench" / "login-path.order"
 # hyperfine runs of the fresh-cache comparison (rotated order; medians).
-FRESH_ROUNDS = 5
+FRESH_ROUNDS = 10
 # The live syslog socket of this run (Rsyslog), where configs log by default.
 LOG_SOCKET = None
 
