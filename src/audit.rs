@@ -7,6 +7,7 @@
 
 use std::fmt::{self, Display, Write as _};
 use std::io::Write;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 
 /// Severity of a record, mapped onto syslog priorities.
@@ -69,13 +70,26 @@ impl Display for Record {
     }
 }
 
+/// A duration in milliseconds with one decimal (`ms=0.6`), by integer
+/// arithmetic: float formatting would put ~10 KiB of formatting code on the
+/// login path's pages for one field.
+pub fn millis(d: std::time::Duration) -> String {
+    let tenths = (d.as_micros() + 50) / 100;
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
 /// Longest value written (characters). syslog daemons cut messages at a few
 /// KiB (rsyslog: 8 KiB); one hostile value must not push `reason=` out.
 pub const MAX_VALUE: usize = 1024;
 
 /// Escapes one value for a `key=value` line, cutting it at [`MAX_VALUE`].
 pub fn escape_value(value: &str) -> String {
-    let count = value.chars().count();
+    // No more bytes than the limit: no more characters either.
+    let count = if value.len() <= MAX_VALUE {
+        0
+    } else {
+        value.chars().count()
+    };
     if count > MAX_VALUE {
         let cut: String = value.chars().take(MAX_VALUE).collect();
         return escape_value_full(&format!("{cut}…[{} more characters]", count - MAX_VALUE));
@@ -84,6 +98,15 @@ pub fn escape_value(value: &str) -> String {
 }
 
 fn escape_value_full(value: &str) -> String {
+    // Most values (names, fingerprints, numbers) are printable ASCII that
+    // needs neither quotes nor escapes: copied as they are.
+    if !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'))
+    {
+        return value.to_owned();
+    }
     let needs_quotes = value.is_empty()
         || value
             .chars()
@@ -161,9 +184,17 @@ pub struct Sink {
     also_stderr: bool,
 }
 
+/// A socket connected once; each record is one `send`. The syslog datagram
+/// is built here (RFC 3164, [`syslog_message`]): the syslog crate's
+/// formatter parses a time format description on every message and pulls
+/// the `time` crate's formatting into the login path.
 enum Out {
-    Journal(std::os::unix::net::UnixDatagram),
-    Syslog(Box<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>),
+    Journal(UnixDatagram),
+    Syslog(UnixDatagram),
+    /// A syslog socket of type SOCK_STREAM (connect gave EPROTOTYPE), as
+    /// some syslog-ng set-ups use: each message ends with a NUL, as
+    /// syslog(3) frames it.
+    SyslogStream(UnixStream),
     Nowhere,
 }
 
@@ -177,7 +208,7 @@ impl Sink {
         } else {
             None
         };
-        let out = out.unwrap_or_else(|| Self::syslog(socket, facility));
+        let out = out.unwrap_or_else(|| Self::syslog(socket));
         let also_stderr = matches!(out, Out::Nowhere);
         Sink {
             out,
@@ -199,20 +230,20 @@ impl Sink {
     }
 
     fn journal(path: &Path) -> Option<Out> {
-        let sock = std::os::unix::net::UnixDatagram::unbound().ok()?;
+        let sock = UnixDatagram::unbound().ok()?;
         sock.connect(path).ok()?;
         Some(Out::Journal(sock))
     }
 
-    fn syslog(socket: &Path, facility: syslog::Facility) -> Out {
-        let formatter = syslog::Formatter3164 {
-            facility,
-            hostname: None,
-            process: "keyward".into(),
-            pid: std::process::id(),
+    fn syslog(socket: &Path) -> Out {
+        let Ok(sock) = UnixDatagram::unbound() else {
+            return Out::Nowhere;
         };
-        match syslog::unix_custom(formatter, socket) {
-            Ok(l) => Out::Syslog(Box::new(l)),
+        match sock.connect(socket) {
+            Ok(()) => Out::Syslog(sock),
+            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => UnixStream::connect(socket)
+                .map(Out::SyslogStream)
+                .unwrap_or(Out::Nowhere),
             Err(_) => Out::Nowhere,
         }
     }
@@ -238,19 +269,71 @@ impl Sink {
                 let msg = journal_message(&line, severity, self.facility, record);
                 sock.send(msg.as_bytes()).is_ok()
             }
-            Out::Syslog(logger) => match severity {
-                Severity::Err => logger.err(&line),
-                Severity::Warning => logger.warning(&line),
-                Severity::Notice => logger.notice(&line),
-                Severity::Info => logger.info(&line),
+            Out::Syslog(sock) => {
+                let msg = syslog_message(&line, severity, self.facility, now_unix(), process_id());
+                sock.send(msg.as_bytes()).is_ok()
             }
-            .is_ok(),
+            Out::SyslogStream(sock) => {
+                let mut msg =
+                    syslog_message(&line, severity, self.facility, now_unix(), process_id());
+                msg.push('\0');
+                sock.write_all(msg.as_bytes()).is_ok()
+            }
             Out::Nowhere => false,
         };
         if self.also_stderr || !sent {
             let _ = writeln!(std::io::stderr(), "keyward: {line}");
         }
     }
+}
+
+fn now_unix() -> i64 {
+    crate::os::clock::now_secs() as i64
+}
+
+fn process_id() -> u32 {
+    std::process::id()
+}
+
+/// syslog's numeric severity.
+fn severity_code(severity: Severity) -> u32 {
+    match severity {
+        Severity::Err => 3,
+        Severity::Warning => 4,
+        Severity::Notice => 5,
+        Severity::Info => 6,
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// One RFC 3164 datagram: `<PRI>Mmm dd hh:mm:ss keyward[PID]: LINE`, what
+/// syslog(3) sends (no hostname: the local daemon adds its own). The time is
+/// UTC, as the syslog crate wrote it before; rsyslog's imuxsock and
+/// journald's /dev/log use their own receive time by default but parse this
+/// header, so it stays well-formed.
+pub fn syslog_message(
+    line: &str,
+    severity: Severity,
+    facility: syslog::Facility,
+    unix_secs: i64,
+    pid: u32,
+) -> String {
+    let t = crate::os::clock::utc_fields(unix_secs);
+    let mut m = String::with_capacity(line.len() + 48);
+    let _ = write!(
+        m,
+        "<{}>{} {:>2} {:02}:{:02}:{:02} keyward[{pid}]: {line}",
+        facility as u32 | severity_code(severity),
+        MONTHS[(t.month - 1) as usize],
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+    );
+    m
 }
 
 /// journald's native datagram: `FIELD=value` lines. Every value is the
@@ -262,12 +345,7 @@ pub fn journal_message(
     facility: syslog::Facility,
     record: &Record,
 ) -> String {
-    let priority = match severity {
-        Severity::Err => 3,
-        Severity::Warning => 4,
-        Severity::Notice => 5,
-        Severity::Info => 6,
-    };
+    let priority = severity_code(severity);
     let mut m = String::with_capacity(line.len() + 256);
     let _ = write!(
         m,
@@ -312,6 +390,39 @@ mod tests {
         assert!(lines.contains(&"KEYWARD_FP=SHA256:abc"), "{m}");
         assert!(lines.iter().all(|l| l.contains('=')), "{m}");
         assert!(lines.iter().any(|l| l.starts_with("MESSAGE_ID=")), "{m}");
+    }
+
+    #[test]
+    fn syslog_datagram_is_rfc3164() {
+        let m = syslog_message(
+            "decision=match user=alice",
+            Severity::Info,
+            syslog::Facility::LOG_AUTHPRIV,
+            1_795_784_010,
+            4242,
+        );
+        assert_eq!(
+            m,
+            "<86>Nov 27 12:53:30 keyward[4242]: decision=match user=alice"
+        );
+        // A day below 10 is padded with a space, as syslog(3) writes it.
+        let m = syslog_message(
+            "x",
+            Severity::Err,
+            syslog::Facility::LOG_AUTH,
+            1_793_923_200,
+            1,
+        );
+        assert_eq!(m, "<35>Nov  6 00:00:00 keyward[1]: x");
+    }
+
+    #[test]
+    fn millis_has_one_decimal() {
+        use std::time::Duration;
+        assert_eq!(millis(Duration::from_micros(0)), "0.0");
+        assert_eq!(millis(Duration::from_micros(649)), "0.6");
+        assert_eq!(millis(Duration::from_micros(650)), "0.7");
+        assert_eq!(millis(Duration::from_micros(1_234_949)), "1234.9");
     }
 
     #[test]

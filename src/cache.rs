@@ -39,6 +39,10 @@ use std::os::unix::fs::DirBuilderExt;
 /// Entries larger than this are corrupt whatever they say (max_bytes is capped
 /// at 16 MiB, plus header).
 const MAX_ENTRY: u64 = 17 * 1024 * 1024;
+/// Initial read buffer for an entry (most are a few hundred bytes; a
+/// larger one grows). Small, because every heap page first touched is a
+/// page fault.
+const ENTRY_READ_HINT: usize = 2 * 1024;
 
 // Freshness rules live in `state`; re-exported for the readers of entries.
 pub use crate::state::{Freshness, Ttls};
@@ -120,7 +124,9 @@ impl Cache {
             Err(OpenError::Unsafe(u)) => return Err(CacheError::Unsafe(u)),
             Err(OpenError::Io { path, source }) => return Err(CacheError::Io { path, source }),
         };
-        let mut bytes = Vec::new();
+        // Room for a typical entry up front: one read(2) fills it and one
+        // sees the end, where an empty Vec grows through five small reads.
+        let mut bytes = Vec::with_capacity(ENTRY_READ_HINT);
         (&mut file)
             .take(MAX_ENTRY + 1)
             .read_to_end(&mut bytes)

@@ -155,6 +155,15 @@ pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
             started,
         );
     }
+    main_other(args, started)
+}
+
+/// Everything but the `keys` call sshd makes for every login. Never inlined
+/// into `main`: its code (clap and every other command) stays off the pages
+/// a key lookup runs.
+#[cold]
+#[inline(never)]
+fn main_other(args: Vec<OsString>, started: Instant) -> i32 {
     if let Some(p) = crate::principals::fast_args(&args) {
         return run_principals(&p.config, &p.user, &p.rest, started);
     }
@@ -323,10 +332,7 @@ fn log_failure(
         r.push("fp", fp);
     }
     r.push("reason", reason);
-    r.push(
-        "ms",
-        format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
-    );
+    r.push("ms", audit::millis(started.elapsed()));
     sink.send(Severity::Err, &r);
 }
 

@@ -5,6 +5,13 @@
 
 const MAGIC: &str = "keyward-cache 1";
 
+/// CRC-32/ISO-HDLC (zlib's `crc32`, what entries have always carried), from
+/// a compile-time table: no CPU feature detection on the login path.
+fn crc32(bytes: &[u8]) -> u32 {
+    const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    CRC.checksum(bytes)
+}
+
 /// Which directory file an entry caches: the user's authorized keys, or
 /// the certificate principals the account accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,7 +94,7 @@ impl Entry {
             "crc32 {:08x}
 
 ",
-            crc32fast::hash(self.body.as_bytes())
+            crc32(self.body.as_bytes())
         ));
         out.push_str(&self.body);
         out.into_bytes()
@@ -143,7 +150,7 @@ impl Entry {
         if length != Some(body.len()) {
             return Err(Corrupt("length mismatch (truncated?)"));
         }
-        if sum != Some(crc32fast::hash(body)) {
+        if sum != Some(crc32(body)) {
             return Err(Corrupt("checksum mismatch"));
         }
         let body = String::from_utf8(body.to_vec()).map_err(|_| Corrupt("body not UTF-8"))?;
@@ -176,4 +183,17 @@ pub enum Lookup {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_zlibs_crc32() {
+        // The CRC-32/ISO-HDLC check value: entries written by earlier
+        // versions (and by zlib.crc32) keep verifying.
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
 }

@@ -409,8 +409,7 @@ fn record_head(record: &mut Record, user: &str, fp: Option<&str>) {
 
 fn finish(mut record: Record, decision: &str, started: Instant) -> Record {
     record.set_first("decision", decision);
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    record.push("ms", format!("{ms:.1}"));
+    record.push("ms", crate::audit::millis(started.elapsed()));
     record
 }
 

@@ -86,9 +86,13 @@ pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
         }
         verify_ids(acct.uid, acct.gid)?;
     }
-    for set in [caps::CapSet::Permitted, caps::CapSet::Inheritable] {
-        if caps::read(None, set).map(|c| !c.is_empty()).unwrap_or(true) {
-            caps::clear(None, set).map_err(|e| format!("clearing {set:?}: {e}"))?;
+    // Usually nothing is held (sshd starts us as the unprivileged user):
+    // one capget(2) says so, where caps::read builds a set per set.
+    if holds_capabilities() {
+        for set in [caps::CapSet::Permitted, caps::CapSet::Inheritable] {
+            if caps::read(None, set).map(|c| !c.is_empty()).unwrap_or(true) {
+                caps::clear(None, set).map_err(|e| format!("clearing {set:?}: {e}"))?;
+            }
         }
     }
     let _ = caps::clear(None, caps::CapSet::Ambient);
@@ -96,6 +100,32 @@ pub fn drop_privileges(acct: Option<&Account>) -> Result<(), String> {
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
         "PR_SET_NO_NEW_PRIVS",
     )
+}
+
+/// Whether the permitted or the inheritable set holds any capability (or
+/// capget fails, which counts as holding): one capget(2), version 3.
+fn holds_capabilities() -> bool {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget with a v3 header and the two data words v3 fills.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    rc != 0 || data.iter().any(|d| d.permitted != 0 || d.inheritable != 0)
 }
 
 /// All three uids and gids (real, effective, saved) must be the target's:
@@ -127,6 +157,15 @@ fn verify_ids(uid: u32, gid: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_capget_agrees_with_caps() {
+        let held = |set| !caps::read(None, set).unwrap().is_empty();
+        assert_eq!(
+            holds_capabilities(),
+            held(caps::CapSet::Permitted) || held(caps::CapSet::Inheritable)
+        );
+    }
 
     #[test]
     fn root_account_exists() {

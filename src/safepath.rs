@@ -126,6 +126,43 @@ impl Node {
 /// `path` (symlinks resolved, as sshd's realpath) and every parent up to
 /// `stop_at` (inclusive) or `/`, each as `lstat` sees it: the target first.
 pub fn stat_chain(path: &Path, stop_at: Option<&Path>) -> Result<Vec<Node>, OpenError> {
+    if stop_at.is_none() {
+        if let Some(nodes) = literal_chain(path) {
+            return Ok(nodes);
+        }
+    }
+    resolved_chain(path, stop_at)
+}
+
+/// The chain of an absolute path without `..` in which no component is a
+/// symlink: such a path is its own realpath, so the lstat of each component
+/// (needed anyway) replaces realpath's readlink of each (a login checks two
+/// such chains). None (resolve it) on a symlink or any error.
+fn literal_chain(path: &Path) -> Option<Vec<Node>> {
+    use std::path::Component;
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return None;
+    }
+    let path: PathBuf = path.components().collect();
+    let mut out = Vec::new();
+    let mut cur = Some(path.as_path());
+    while let Some(p) = cur {
+        let m = std::fs::symlink_metadata(p).ok()?;
+        if m.file_type().is_symlink() {
+            return None;
+        }
+        out.push(Node {
+            path: p.to_owned(),
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode(),
+        });
+        cur = p.parent();
+    }
+    Some(out)
+}
+
+fn resolved_chain(path: &Path, stop_at: Option<&Path>) -> Result<Vec<Node>, OpenError> {
     let io_err = |p: &Path| {
         let path = p.to_owned();
         move |source| OpenError::Io { path, source }
@@ -371,6 +408,34 @@ mod tests {
             problem: Problem::NotRegular,
         });
         assert!(!unsafe_file.is_not_found());
+    }
+
+    #[test]
+    fn the_literal_walk_is_the_resolved_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let real = base.join("real");
+        std::fs::create_dir(&real).unwrap();
+        let file = real.join("f");
+        std::fs::write(&file, "x").unwrap();
+        let want = resolved_chain(&file, None).unwrap();
+        assert_eq!(want[0].path, file);
+        assert_eq!(want.last().unwrap().path, Path::new("/"));
+        // No symlink: the walk answers, with what realpath would give.
+        assert_eq!(literal_chain(&file), Some(want.clone()));
+        let odd = PathBuf::from(format!("{}//./f", real.display()));
+        assert_eq!(stat_chain(&odd, None).unwrap(), want);
+        // A symlinked directory or `..`: resolved as before.
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(literal_chain(&link.join("f")), None);
+        assert_eq!(stat_chain(&link.join("f"), None).unwrap(), want);
+        let up = real.join("..").join("real").join("f");
+        assert_eq!(literal_chain(&up), None);
+        assert_eq!(stat_chain(&up, None).unwrap(), want);
+        // A missing file is the same error either way.
+        let gone = real.join("missing");
+        assert!(stat_chain(&gone, None).unwrap_err().is_not_found());
     }
 
     #[test]

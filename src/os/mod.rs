@@ -6,3 +6,5 @@ pub mod clock;
 pub mod command;
 pub mod nss;
 pub mod process;
+#[cfg(target_os = "linux")]
+pub mod unwind;

@@ -70,7 +70,10 @@ unsafe fn text(p: *const c_char) -> String {
 fn reentrant<T>(
     mut call: impl FnMut(&mut [c_char]) -> (c_int, Option<T>),
 ) -> io::Result<Option<T>> {
-    let mut buf = vec![0 as c_char; 4096];
+    // glibc's own getpwnam starts at 1 KiB (NSS_BUFLEN_PASSWD): enough for
+    // a passwd line, and no more fresh heap pages than needed (each is a
+    // page fault on the login path).
+    let mut buf = vec![0 as c_char; 1024];
     loop {
         let (rc, found) = call(&mut buf);
         if rc == libc::ERANGE && buf.len() < MAX_BUF {

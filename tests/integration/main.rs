@@ -4,6 +4,7 @@
 
 mod support;
 
+mod binary;
 mod config_layers;
 mod demo;
 mod doctor;
