@@ -31,7 +31,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
-use crate::safepath::{self, OpenError};
+use crate::os::safepath::{self, OpenError};
 use crate::state::{Floor, Store, Transition};
 use crate::username::FileName;
 use std::os::unix::fs::DirBuilderExt;
@@ -79,7 +79,7 @@ impl Cache {
 
     /// The cache of `kind` entries under `[cache] dir` = `dir`.
     pub fn for_kind(dir: &Path, kind: Kind) -> Cache {
-        let euid = crate::privdrop::euid();
+        let euid = crate::os::privdrop::euid();
         let mut owners = vec![0];
         if euid != 0 {
             owners.push(euid);

@@ -78,12 +78,12 @@ fn problem_of(e: &ConfigError) -> Problem {
             line,
             message,
         } => Problem::error(Some(path), *line, message.clone()),
-        ConfigError::Open(crate::safepath::OpenError::Unsafe(u)) => Problem::error(
+        ConfigError::Open(crate::os::safepath::OpenError::Unsafe(u)) => Problem::error(
             Some(&u.path),
             0,
             format!("keyward refuses this file: {u}"),
         ),
-        ConfigError::Open(crate::safepath::OpenError::Io { path, source }) => {
+        ConfigError::Open(crate::os::safepath::OpenError::Io { path, source }) => {
             Problem::error(Some(path), 0, source.to_string())
         }
         ConfigError::Read { path, source } => Problem::error(Some(path), 0, source.to_string()),

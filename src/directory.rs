@@ -490,7 +490,7 @@ impl Directory for HttpDirectory<'_> {
 /// tricks): whoever can write it can impersonate the directory.
 pub fn load_ca_file(ca: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     let mut pem = Vec::new();
-    crate::safepath::open_checked(ca, &[0], None)
+    crate::os::safepath::open_checked(ca, &[0], None)
         .map_err(|e| format!("ca_file {}: {e}", ca.display()))?
         .take(1 << 20)
         .read_to_end(&mut pem)

@@ -8,8 +8,8 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::config::expand_file_template;
-use crate::privdrop::{self, Account};
-use crate::safepath;
+use crate::os::privdrop::{self, Account};
+use crate::os::safepath;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {

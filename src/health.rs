@@ -230,8 +230,8 @@ impl Health {
     /// as "up": at worst the mirror is tried once more.
     pub fn read(&self, template: &str) -> Option<Down> {
         let path = self.record_path(template);
-        let file =
-            crate::safepath::open_checked(&path, &Self::owners(), Some(&self.cache_dir)).ok()?;
+        let file = crate::os::safepath::open_checked(&path, &Self::owners(), Some(&self.cache_dir))
+            .ok()?;
         let mut text = String::new();
         file.take(4096).read_to_string(&mut text).ok()?;
         Down::decode(&text).filter(|d| d.url == one_line(template))

@@ -185,7 +185,7 @@ impl IndexCache {
     }
 
     fn open(&self) -> io::Result<Option<File>> {
-        match crate::safepath::open_checked(&self.path, &self.owners, Some(&self.cache_dir)) {
+        match crate::os::safepath::open_checked(&self.path, &self.owners, Some(&self.cache_dir)) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(io::Error::other(e.to_string())),

@@ -32,8 +32,6 @@ pub mod indexcache;
 
 // The operating system: accounts, clock, processes, privileges, safe paths.
 pub mod os;
-pub mod privdrop;
-pub mod safepath;
 
 // The other commands and their output.
 pub mod checkconfig;

@@ -15,9 +15,9 @@ use crate::files::{self, FileOutcome};
 use crate::indexcache::IndexCache;
 use crate::keyline;
 use crate::os::clock::now_secs;
+use crate::os::privdrop;
 use crate::policy::{self, Candidate, FpFilter, Judged};
 use crate::principals;
-use crate::privdrop;
 use crate::state::{self, Answer, Current, Mode, Ttls};
 use crate::username;
 

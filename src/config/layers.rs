@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{line_of, section_keys, Config, ConfigError, MAX_CONFIG};
-use crate::safepath::{self, Kind, OpenError, Problem, Unsafe};
+use crate::os::safepath::{self, Kind, OpenError, Problem, Unsafe};
 
 /// One file of the configuration, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]

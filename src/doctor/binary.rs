@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::perms::{self, Node};
 use crate::os::nss::{self, Account, Group};
+use crate::os::safepath::Kind;
 use crate::report::Check;
-use crate::safepath::Kind;
 use crate::sshd::{argv_split, SshdT};
 
 /// The program to check, and how the report names it: the one sshd runs,

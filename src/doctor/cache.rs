@@ -10,9 +10,9 @@ use crate::cache::{Cache, CacheError, Entry, Freshness, Kind, Lookup, Ttls};
 use crate::config::Config;
 use crate::os::clock::now_secs;
 use crate::os::nss::Account;
-use crate::privdrop;
+use crate::os::privdrop;
+use crate::os::safepath::Problem;
 use crate::report::Check;
-use crate::safepath::Problem;
 use crate::term::human_age;
 
 /// What the login path would do with one entry now.

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use super::perms::{self, Finding, Node};
 use crate::config::Config;
 use crate::os::nss::{self, Account};
-use crate::privdrop;
+use crate::os::privdrop;
+use crate::os::safepath::Kind;
 use crate::report::{Check, Status};
-use crate::safepath::Kind;
 
 /// The four checks in report order, and the owner's account when usable.
 pub fn checks(config: &Config, config_path: &Path, root: bool) -> (Option<Account>, Vec<Check>) {

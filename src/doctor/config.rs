@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::perms;
 use crate::config::{Config, ConfigError};
+use crate::os::safepath::Kind;
 use crate::report::{Check, Status};
-use crate::safepath::Kind;
 
 /// Both checks; the config when its text parses (even if keyward refuses
 /// the file: the rest of the report is still useful).
@@ -63,8 +63,8 @@ pub fn checks(path: &Path) -> (Option<Config>, Vec<Check>) {
         // or a drop-in (or the .d directory), named.
         Err(e @ ConfigError::Open(_)) => {
             let bad = match &e {
-                ConfigError::Open(crate::safepath::OpenError::Unsafe(u)) => u.path.clone(),
-                ConfigError::Open(crate::safepath::OpenError::Io { path, .. }) => path.clone(),
+                ConfigError::Open(crate::os::safepath::OpenError::Unsafe(u)) => u.path.clone(),
+                ConfigError::Open(crate::os::safepath::OpenError::Io { path, .. }) => path.clone(),
                 _ => path.to_owned(),
             };
             let fix = if bad == path {

@@ -33,7 +33,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::os::clock::now_secs;
 use crate::os::nss;
-use crate::privdrop;
+use crate::os::privdrop;
 use crate::report::{self, Check, Report};
 use crate::sshd::Probe;
 use crate::term::Style;

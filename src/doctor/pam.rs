@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::pamfile::{flatten, load_include, ModLine};
 use super::perms;
+use crate::os::safepath::Kind;
 use crate::report::{Check, Status};
-use crate::safepath::Kind;
 
 /// Auth modules that never accept a password by themselves: they may come
 /// before pam_keyward without letting a password in.

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-pub use crate::safepath::Node;
-use crate::safepath::{self, Kind, Problem};
+pub use crate::os::safepath::Node;
+use crate::os::safepath::{self, Kind, Problem};
 
 /// A problem with its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]

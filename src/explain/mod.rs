@@ -20,8 +20,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::lookup::{self, Failure};
 use crate::os::nss;
+use crate::os::privdrop;
 use crate::policy;
-use crate::privdrop;
 use crate::report::{self, Check};
 use crate::term::Style;
 

@@ -5,6 +5,8 @@
 pub mod clock;
 pub mod command;
 pub mod nss;
+pub mod privdrop;
 pub mod process;
+pub mod safepath;
 #[cfg(target_os = "linux")]
 pub mod unwind;
