@@ -703,7 +703,7 @@ def main():
         mkdir(akdir)
         (akdir / user).write_text(pub + "\n")
         os.chmod(akdir / user, 0o644)
-        a = Sshd(f"AuthorizedKeysFile none\nAuthorizedKeysCommand {BIN} --config {conf} keys %u %f\nAuthorizedKeysCommandUser keyward")
+        a = Sshd(f"AuthorizedKeysFile none\nAuthorizedKeysCommand {BIN} --config {conf} keys %u %f %U\nAuthorizedKeysCommandUser keyward")
         b = Sshd(f"AuthorizedKeysFile {akdir}/%u")
         sshds += [a, b]
         ssh = "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR -i {k} -p {p} {u}@127.0.0.1 true"

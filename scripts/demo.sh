@@ -9,7 +9,7 @@
 # on 127.0.0.1 only:
 #   a key directory served by a private nginx,
 #   a private rsyslog (so you can read every decision),
-#   a private sshd whose AuthorizedKeysCommand is keyward (`keys %u %f`) and
+#   a private sshd whose AuthorizedKeysCommand is keyward (`keys %u %f %U`) and
 #   whose PAM stack has pam_keyward.so, running in a private mount namespace
 #   where the demo's stack is bind-mounted over /etc/pam.d/sshd and /dev/log
 #   leads to the demo's rsyslog (the rest of the machine sees neither),
@@ -465,7 +465,7 @@ ListenAddress 127.0.0.1
 PidFile $work/sshd/sshd.pid
 HostKey /etc/ssh/ssh_host_ed25519_key
 AuthorizedKeysFile none
-AuthorizedKeysCommand $work/bin/keyward --config $work/bin/keyward.toml keys %u %f
+AuthorizedKeysCommand $work/bin/keyward --config $work/bin/keyward.toml keys %u %f %U
 AuthorizedKeysCommandUser keyward
 UsePAM yes
 PasswordAuthentication yes

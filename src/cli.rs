@@ -32,12 +32,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Print USER's authorized keys (sshd: `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f`).
+    /// Print USER's authorized keys (sshd: `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U`).
     Keys {
         /// The user sshd asks about (%u).
         user: String,
         /// Only print the key with this fingerprint (%f), plus every cert-authority line.
         fingerprint: Option<String>,
+        /// The account's numeric uid as sshd resolved it (%U): the uid-0 rule then needs no NSS lookup.
+        uid: Option<String>,
     },
     /// Print the certificate principals USER accepts (sshd:
     /// `AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u fp=%f ca=%F id=%i serial=%s`).
@@ -153,12 +155,7 @@ fn sink_for(config: &Config) -> Sink {
 /// anything else, including every error and `--help`, goes through clap.
 pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
     if let Some(fast) = fast_keys_args(&args) {
-        return run_keys(
-            &fast.config,
-            &fast.user,
-            fast.fingerprint.as_deref(),
-            started,
-        );
+        return run_keys(&fast, started);
     }
     main_other(args, started)
 }
@@ -201,7 +198,7 @@ fn main_other(args: Vec<OsString>, started: Instant) -> i32 {
     }
     if let Some(k) = dash_user_keys_args(&args) {
         // Refused by the login path's own user-name check, with its log line.
-        return run_keys(&k.config, &k.user, k.fingerprint.as_deref(), started);
+        return run_keys(&k, started);
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -213,12 +210,24 @@ fn main_other(args: Vec<OsString>, started: Instant) -> i32 {
     run(cli, started)
 }
 
-/// Arguments of `keyward [--config PATH] keys USER [FP]`.
+/// Arguments of `keyward [--config PATH] keys USER [FP [UID]]`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct KeysArgs {
     pub config: PathBuf,
     pub user: String,
     pub fingerprint: Option<String>,
+    pub uid: Option<String>,
+}
+
+impl KeysArgs {
+    fn from_call(call: crate::sshd::KeysCall) -> KeysArgs {
+        KeysArgs {
+            config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
+            user: call.user.to_owned(),
+            fingerprint: call.fingerprint.map(str::to_owned),
+            uid: call.uid.map(str::to_owned),
+        }
+    }
 }
 
 /// Recognises only the forms sshd runs (`[--config P|--config=P] keys USER
@@ -229,12 +238,7 @@ pub fn fast_keys_args(args: &[OsString]) -> Option<KeysArgs> {
         .skip(1)
         .map(|a| a.to_str())
         .collect::<Option<_>>()?;
-    let call = crate::sshd::keys_call(&args).ok()?;
-    Some(KeysArgs {
-        config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
-        user: call.user.to_owned(),
-        fingerprint: call.fingerprint.map(str::to_owned),
-    })
+    crate::sshd::keys_call(&args).ok().map(KeysArgs::from_call)
 }
 
 /// `keys USER [FP]` where USER starts with `-` (see
@@ -245,22 +249,13 @@ fn dash_user_keys_args(args: &[OsString]) -> Option<KeysArgs> {
         .skip(1)
         .map(|a| a.to_str())
         .collect::<Option<_>>()?;
-    let call = crate::sshd::keys_call_with_dash_user(&args)?;
-    Some(KeysArgs {
-        config: PathBuf::from(call.config.unwrap_or(config::DEFAULT_PATH)),
-        user: call.user.to_owned(),
-        fingerprint: call.fingerprint.map(str::to_owned),
-    })
+    crate::sshd::keys_call_with_dash_user(&args).map(KeysArgs::from_call)
 }
 
 /// `keyward keys`: the login path, with its one audit record.
-pub fn run_keys(
-    config_path: &Path,
-    user: &str,
-    fingerprint: Option<&str>,
-    started: Instant,
-) -> i32 {
-    let config = match Config::load(config_path) {
+pub fn run_keys(args: &KeysArgs, started: Instant) -> i32 {
+    let (user, fingerprint) = (args.user.as_str(), args.fingerprint.as_deref());
+    let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             log_failure(None, user, fingerprint, e.to_string(), started);
@@ -271,7 +266,8 @@ pub fn run_keys(
     let mut sink = sink_for(&config);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let outcome = crate::lookup::run(&config, user, fingerprint, started, &mut out);
+    let uid = args.uid.as_deref();
+    let outcome = crate::lookup::run(&config, user, fingerprint, uid, started, &mut out);
     if outcome.exit != 0 {
         sink.tee_stderr(true);
     }
@@ -344,9 +340,19 @@ fn log_failure(
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli, started: Instant) -> i32 {
     match cli.command {
-        Command::Keys { user, fingerprint } => {
-            run_keys(&cli.config, &user, fingerprint.as_deref(), started)
-        }
+        Command::Keys {
+            user,
+            fingerprint,
+            uid,
+        } => run_keys(
+            &KeysArgs {
+                config: cli.config,
+                user,
+                fingerprint,
+                uid,
+            },
+            started,
+        ),
         Command::Principals { user, cert } => run_principals(&cli.config, &user, &cert, started),
         Command::Sync {
             user,
@@ -453,10 +459,14 @@ mod tests {
         );
         let k = fast(&["--config=/x.toml", "keys", "bob"]).unwrap();
         assert_eq!(k.config, Path::new("/x.toml"));
+        // sshd's %u %f %U
+        let k = fast(&["keys", "bob", "SHA256:abc", "1001"]).unwrap();
+        assert_eq!(k.uid.as_deref(), Some("1001"));
         // everything else is clap's: options, flags, errors, other commands
         for a in [
             &["keys"][..],
-            &["keys", "a", "b", "c"],
+            &["keys", "a", "b", "c", "d"],
+            &["keys", "a", "b", "-1"],
             &["keys", "-rf"],
             &["keys", "--", "-rf"],
             &["keys", "alice", "--config", "/x"],

@@ -1,4 +1,4 @@
-//! The login path: `keyward keys USER [FP]`.
+//! The login path: `keyward keys USER [FP [UID]]`.
 //!
 //! sources (local files, directory through the cache) → parse → policy →
 //! fingerprint filter → stdout, and exactly one audit record. The cache/
@@ -232,16 +232,53 @@ pub fn through_cache(
     }
 }
 
-/// Runs the login path and writes the answer to `out`.
+/// Whether the login path must ask NSS about the account: for the home
+/// directory when local files are read, and for the uid when a deny rule
+/// needs it and sshd did not pass it (`%U`). sshd resolved the account
+/// before it ran us, so its uid is the one sshd is about to log in as.
+pub fn needs_nss(config: &Config, uid_from_sshd: Option<u32>) -> bool {
+    !config.files.paths.is_empty() || (uid_from_sshd.is_none() && policy::needs_uid(&config.policy))
+}
+
+/// The account facts the deny rules and the local files use: NSS's account
+/// (None: not asked, or unknown) and the uid the rules judge.
+fn account_facts(
+    config: &Config,
+    user: &str,
+    uid_arg: Option<&str>,
+) -> Result<(Option<privdrop::Account>, Option<u32>), String> {
+    let given = uid_arg.map(crate::sshd::uid_arg).transpose()?;
+    if !needs_nss(config, given) {
+        return Ok((None, given));
+    }
+    let acct = privdrop::account(user).map_err(|e| format!("looking up user: {e}"))?;
+    match (&acct, given) {
+        (Some(a), Some(g)) if a.uid != g => Err(format!(
+            "sshd passed uid {g} but NSS now says uid {} for the account",
+            a.uid
+        )),
+        _ => {
+            let uid = given.or(acct.as_ref().map(|a| a.uid));
+            Ok((acct, uid))
+        }
+    }
+}
+
+/// Runs the login path and writes the answer to `out`. `uid_arg` is sshd's
+/// `%U` when the AuthorizedKeysCommand passes it.
 pub fn run(
     config: &Config,
     user: &str,
     fp: Option<&str>,
+    uid_arg: Option<&str>,
     started: Instant,
     out: &mut dyn Write,
 ) -> Outcome {
     let mut record = Record::new();
     record_head(&mut record, user, fp);
+    if let Some(uid) = uid_arg {
+        record.push("uid", uid);
+    }
     let fail = |mut record: Record, reason: String| {
         record.push("reason", reason);
         Outcome {
@@ -254,12 +291,12 @@ pub fn run(
     if let Err(e) = username::validate(user, config.policy.max_username_len) {
         return fail(record, format!("invalid user name: {e}"));
     }
-    // One NSS lookup serves the uid-0 rule and the local files.
-    let acct = match privdrop::account(user) {
-        Ok(a) => a,
-        Err(e) => return fail(record, format!("looking up user: {e}")),
+    // At most one NSS lookup serves the uid-0 rule and the local files.
+    let (acct, uid) = match account_facts(config, user, uid_arg) {
+        Ok(f) => f,
+        Err(e) => return fail(record, e),
     };
-    if let Some(why) = policy::denied(&config.policy, user, acct.as_ref().map(|a| a.uid)) {
+    if let Some(why) = policy::denied(&config.policy, user, uid) {
         record.push("reason", why);
         return Outcome {
             exit: 0,
@@ -593,5 +630,48 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].line_no, 3);
         assert!(c[0].parsed.is_err());
+    }
+
+    #[test]
+    fn nss_is_asked_only_for_what_a_rule_or_a_file_needs() {
+        let mut config = Config::default();
+        // default: root denied, so the uid matters; %U answers it
+        assert!(needs_nss(&config, None));
+        assert!(!needs_nss(&config, Some(1000)));
+        assert!(!needs_nss(&config, Some(0)));
+        // local files need the home directory whatever sshd passed
+        config.files.paths = vec!["%h/.ssh/authorized_keys".into()];
+        assert!(needs_nss(&config, Some(1000)));
+        // nobody denied by uid: no lookup for the rules
+        config.files.paths.clear();
+        config.policy.deny_users = vec!["alice".into()];
+        assert!(!needs_nss(&config, None));
+    }
+
+    #[test]
+    fn uid_from_sshd_feeds_the_uid_0_rule_without_nss() {
+        let config = Config::default();
+        // a user NSS does not know: only sshd's uid can say it is root
+        let user = "kwnosuchuser-uid0";
+        let (acct, uid) = account_facts(&config, user, Some("0")).unwrap();
+        assert!(acct.is_none());
+        assert_eq!(uid, Some(0));
+        assert!(policy::denied(&config.policy, user, uid).is_some());
+        assert!(account_facts(&config, user, Some("%U")).is_err());
+        assert!(account_facts(&config, user, Some("-1")).is_err());
+    }
+
+    #[test]
+    fn uid_from_sshd_must_match_nss_when_both_are_asked() {
+        let mut config = Config::default();
+        config.files.paths = vec!["%h/.ssh/authorized_keys".into()];
+        // root is uid 0 on every machine
+        let (acct, uid) = account_facts(&config, "root", Some("0")).unwrap();
+        assert_eq!((acct.map(|a| a.uid), uid), (Some(0), Some(0)));
+        let e = account_facts(&config, "root", Some("1234")).unwrap_err();
+        assert!(
+            e.contains("sshd passed uid 1234 but NSS now says uid 0"),
+            "{e}"
+        );
     }
 }

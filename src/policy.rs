@@ -116,6 +116,12 @@ pub fn denied(policy: &PolicyConfig, user: &str, uid: Option<u32>) -> Option<Str
     None
 }
 
+/// Whether [`denied`] needs the account's uid: only the uid-0 rule does,
+/// and only when root is denied.
+pub fn needs_uid(policy: &PolicyConfig) -> bool {
+    policy.deny_users.iter().any(|d| d == "root")
+}
+
 /// Verdicts for `candidates` (same order). `now` is Unix time in seconds.
 pub fn evaluate(policy: &PolicyConfig, candidates: &[Candidate], now: i64) -> Vec<Verdict> {
     let mut verdicts = Vec::with_capacity(candidates.len());

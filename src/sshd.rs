@@ -164,14 +164,17 @@ pub fn token_supported(t: char, v: Option<Version>) -> Option<bool> {
     }
 }
 
-/// A `keys` call as sshd runs it: `[--config P | --config=P] keys USER [FP]`
-/// (the arguments after the program). The login path's fast path takes
-/// exactly these forms; doctor checks the AuthorizedKeysCommand against them.
+/// A `keys` call as sshd runs it: `[--config P | --config=P] keys USER [FP
+/// [UID]]` (the arguments after the program; sshd's `%u %f %U`). The login
+/// path's fast path takes exactly these forms; doctor checks the
+/// AuthorizedKeysCommand against them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysCall<'a> {
     pub config: Option<&'a str>,
     pub user: &'a str,
     pub fingerprint: Option<&'a str>,
+    /// sshd's `%U`: the account's numeric uid, as sshd resolved it.
+    pub uid: Option<&'a str>,
 }
 
 /// Why an argument list is not a `keys` call.
@@ -179,7 +182,7 @@ pub struct KeysCall<'a> {
 pub enum NotKeys<'a> {
     /// Another subcommand (or an option keyward does not have), or none.
     Subcommand(Option<&'a str>),
-    /// `keys` followed by this many arguments (it takes one or two).
+    /// `keys` followed by this many arguments (it takes one to three).
     Arity(usize),
     /// An empty value, or one starting with `-` (an option to clap).
     Option(&'a str),
@@ -194,14 +197,20 @@ pub fn keys_call<'a>(args: &[&'a str]) -> Result<KeysCall<'a>, NotKeys<'a>> {
         }
         rest => (None, rest),
     };
-    let (user, fingerprint) = match rest {
-        ["keys", user] => (*user, None),
-        ["keys", user, fp] => (*user, Some(*fp)),
+    let (user, fingerprint, uid) = match rest {
+        ["keys", user] => (*user, None, None),
+        ["keys", user, fp] => (*user, Some(*fp), None),
+        ["keys", user, fp, uid] => (*user, Some(*fp), Some(*uid)),
         ["keys", more @ ..] => return Err(NotKeys::Arity(more.len())),
         other => return Err(NotKeys::Subcommand(other.first().copied())),
     };
     let plain = |v: &str| !v.is_empty() && !v.starts_with('-');
-    for v in config.into_iter().chain([user]).chain(fingerprint) {
+    for v in config
+        .into_iter()
+        .chain([user])
+        .chain(fingerprint)
+        .chain(uid)
+    {
         if !plain(v) {
             return Err(NotKeys::Option(v));
         }
@@ -210,7 +219,20 @@ pub fn keys_call<'a>(args: &[&'a str]) -> Result<KeysCall<'a>, NotKeys<'a>> {
         config,
         user,
         fingerprint,
+        uid,
     })
+}
+
+/// The value sshd substitutes for `%U` (the uid as `%llu`): decimal digits
+/// only, no sign, no spaces, within `uid_t`.
+pub fn uid_arg(s: &str) -> Result<u32, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "the uid argument {s:?} is not a number (sshd passes %U as digits)"
+        ));
+    }
+    s.parse()
+        .map_err(|_| format!("the uid argument {s:?} is out of range"))
 }
 
 /// sshd passes `%u` as it is, so a hostile account name may start with `-`.
@@ -631,15 +653,27 @@ mod tests {
             Ok(KeysCall {
                 config: Some("/k.toml"),
                 user: "%u",
-                fingerprint: Some("%f")
+                fingerprint: Some("%f"),
+                uid: None,
             })
+        );
+        assert_eq!(
+            keys_call(&["keys", "%u", "%f", "%U"]).unwrap().uid,
+            Some("%U")
         );
         assert_eq!(
             keys_call(&["--config=/k", "keys", "%u"]).unwrap().config,
             Some("/k")
         );
         assert_eq!(keys_call(&["keys"]), Err(NotKeys::Arity(0)));
-        assert_eq!(keys_call(&["keys", "a", "b", "c"]), Err(NotKeys::Arity(3)));
+        assert_eq!(
+            keys_call(&["keys", "a", "b", "c", "d"]),
+            Err(NotKeys::Arity(4))
+        );
+        assert_eq!(
+            keys_call(&["keys", "a", "b", "-1"]),
+            Err(NotKeys::Option("-1"))
+        );
         assert_eq!(keys_call(&["%u"]), Err(NotKeys::Subcommand(Some("%u"))));
         assert_eq!(keys_call(&[]), Err(NotKeys::Subcommand(None)));
         assert_eq!(keys_call(&["keys", "-h"]), Err(NotKeys::Option("-h")));
@@ -649,7 +683,8 @@ mod tests {
             Some(KeysCall {
                 config: Some("/k"),
                 user: "-oops",
-                fingerprint: Some("SHA256:x")
+                fingerprint: Some("SHA256:x"),
+                uid: None,
             })
         );
         assert_eq!(keys_call_with_dash_user(&["keys", "--help"]), None);
@@ -664,6 +699,16 @@ mod tests {
             keys_call(&["--config=", "keys", "a"]),
             Err(NotKeys::Option(""))
         );
+    }
+
+    #[test]
+    fn uid_argument() {
+        assert_eq!(uid_arg("0"), Ok(0));
+        assert_eq!(uid_arg("1000"), Ok(1000));
+        assert_eq!(uid_arg("4294967295"), Ok(u32::MAX));
+        for bad in ["", "%U", "+1", "-1", " 1", "1 ", "0x10", "4294967296", "١"] {
+            assert!(uid_arg(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

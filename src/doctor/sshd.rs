@@ -35,9 +35,9 @@ pub struct Facts<'a> {
 fn example_command(argv0: &str, config: Option<&str>) -> String {
     match config {
         Some(c) if c != crate::config::DEFAULT_PATH => {
-            format!("AuthorizedKeysCommand {argv0} --config {c} keys %u %f")
+            format!("AuthorizedKeysCommand {argv0} --config {c} keys %u %f %U")
         }
-        _ => format!("AuthorizedKeysCommand {argv0} keys %u %f"),
+        _ => format!("AuthorizedKeysCommand {argv0} keys %u %f %U"),
     }
 }
 
@@ -47,14 +47,16 @@ struct Akc {
     argv0: String,
     /// The arguments after the program.
     args: Vec<String>,
-    /// `--config` and the fingerprint argument, when it is a `keys` call.
+    /// `--config`, the fingerprint and the uid argument, when it is a
+    /// `keys` call.
     config: Option<String>,
     fp: Option<String>,
+    uid: Option<String>,
     /// The line to write instead, with this program and config.
     good: String,
 }
 
-/// The AuthorizedKeysCommand rules: points at keyward `keys %u %f`, only
+/// The AuthorizedKeysCommand rules: points at keyward `keys %u %f [%U]`, only
 /// tokens this sshd knows, the same config as this doctor run.
 pub fn command_checks(f: &Facts) -> Vec<Check> {
     let akc = match read_command(f) {
@@ -67,6 +69,7 @@ pub fn command_checks(f: &Facts) -> Vec<Check> {
         None => vec![
             target_check(f, &akc),
             fp_check(f, &akc),
+            uid_check(f, &akc),
             tokens_check(f, &akc),
             config_check(f, &akc),
         ],
@@ -80,7 +83,7 @@ fn read_command(f: &Facts) -> Result<Akc, Check> {
     let Some(line) = f.t.set("authorizedkeyscommand") else {
         return fail(
             "AuthorizedKeysCommand is not set: sshd never asks keyward for keys".into(),
-            format!("add `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f` and `AuthorizedKeysCommandUser keyward` to {file}"),
+            format!("add `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U` and `AuthorizedKeysCommandUser keyward` to {file}"),
         );
     };
     let argv = match argv_split(line) {
@@ -96,7 +99,7 @@ fn read_command(f: &Facts) -> Result<Akc, Check> {
     if !argv0.starts_with('/') {
         return fail(
             format!("AuthorizedKeysCommand {argv0} is not an absolute path: sshd refuses to run it"),
-            format!("use the full path, e.g. `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f` in {file}"),
+            format!("use the full path, e.g. `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U` in {file}"),
         );
     }
     let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
@@ -105,6 +108,7 @@ fn read_command(f: &Facts) -> Result<Akc, Check> {
         line: line.to_owned(),
         config: call.as_ref().and_then(|c| c.config.map(str::to_owned)),
         fp: call.as_ref().and_then(|c| c.fingerprint.map(str::to_owned)),
+        uid: call.as_ref().and_then(|c| c.uid.map(str::to_owned)),
         good: example_command(&argv0, call.as_ref().and_then(|c| c.config)),
         args: args.iter().map(|a| a.to_string()).collect(),
         argv0,
@@ -135,7 +139,7 @@ fn call_check(f: &Facts, akc: &Akc) -> Option<Check> {
             return fail("AuthorizedKeysCommand passes nothing as the user: keyward needs %u".into())
         }
         Err(NotKeys::Arity(n)) => {
-            return fail(format!("AuthorizedKeysCommand passes {n} arguments after `keys`: keyward takes the user (%u) and the fingerprint (%f) and refuses more, so every login fails"))
+            return fail(format!("AuthorizedKeysCommand passes {n} arguments after `keys`: keyward takes the user (%u), the fingerprint (%f) and the uid (%U) and refuses more, so every login fails"))
         }
         Err(NotKeys::Option(v)) => {
             return fail(format!("AuthorizedKeysCommand passes {v:?}, which keyward reads as an option: every login fails"))
@@ -198,6 +202,26 @@ fn fp_check(f: &Facts, akc: &Akc) -> Check {
             "sshd.command_fp",
             format!("{o:?} passed where keyward expects the fingerprint %f: every key is printed for every attempt"),
             fix,
+        ),
+    }
+}
+
+/// `sshd.command_uid`: `%U` gives the uid-0 rule sshd's own uid, so a
+/// login needs no NSS lookup (unless local files need the home directory).
+fn uid_check(f: &Facts, akc: &Akc) -> Check {
+    match akc.uid.as_deref() {
+        Some("%U") => Check::ok(
+            "sshd.command_uid",
+            "%U passed: the uid-0 rule uses the uid sshd resolved (no NSS lookup per key)",
+        ),
+        None => Check::ok(
+            "sshd.command_uid",
+            format!("no %U: keyward asks NSS for the uid on every call (`{}` saves that lookup)", akc.good),
+        ),
+        Some(o) => Check::fail(
+            "sshd.command_uid",
+            format!("{o:?} passed where keyward expects the uid %U: keyward refuses a uid that is not a number, so every login fails"),
+            format!("{} in {}", akc.good, f.fix_file),
         ),
     }
 }
@@ -500,10 +524,10 @@ mod tests {
 
     #[test]
     fn arguments_keyward_would_refuse() {
-        // the same grammar as the login path's fast path: more than two
+        // the same grammar as the login path's fast path: more than three
         // arguments or an option-looking value fails every login
         for cmd in [
-            "/usr/sbin/keyward keys %u %f %C",
+            "/usr/sbin/keyward keys %u %f %U %C",
             "/usr/sbin/keyward keys -v %u",
             "/usr/sbin/keyward keys",
         ] {
@@ -512,6 +536,21 @@ mod tests {
             assert_eq!(status_of(&c, "sshd.command"), Status::Fail, "{cmd}: {c:?}");
             assert!(c.iter().any(|c| c.id == "sshd.command_tokens"), "{cmd}");
         }
+    }
+
+    #[test]
+    fn uid_argument_rules() {
+        let status = |cmd: &str| {
+            let t = replace("authorizedkeyscommand", cmd);
+            let c = with(&t, None, None, command_checks);
+            assert_eq!(status_of(&c, "sshd.command"), Status::Ok, "{cmd}: {c:?}");
+            status_of(&c, "sshd.command_uid")
+        };
+        assert_eq!(status("/usr/sbin/keyward keys %u %f %U"), Status::Ok);
+        assert_eq!(status("/usr/sbin/keyward keys %u %f"), Status::Ok);
+        // %u or %C where the uid goes: every login fails closed
+        assert_eq!(status("/usr/sbin/keyward keys %u %f %u"), Status::Fail);
+        assert_eq!(status("/usr/sbin/keyward keys %u %f %C"), Status::Fail);
     }
 
     #[test]

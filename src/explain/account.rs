@@ -230,7 +230,7 @@ pub fn sshd_runs_check(t: &SshdT, user: &str, groups: &[String], locked: bool) -
         return Check::fail(
             "sshd.runs",
             format!("no AuthorizedKeysCommand applies to {user}: sshd never asks keyward"),
-            "AuthorizedKeysCommand /usr/sbin/keyward keys %u %f (check Match blocks)",
+            "AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U (check Match blocks)",
         );
     };
     let Some(as_user) = t.set("authorizedkeyscommanduser") else {
@@ -244,7 +244,7 @@ pub fn sshd_runs_check(t: &SshdT, user: &str, groups: &[String], locked: bool) -
         return Check::warn(
             "sshd.runs",
             format!("sshd runs `{cmd}` for {user}, which does not look like keyward"),
-            "AuthorizedKeysCommand /usr/sbin/keyward keys %u %f",
+            "AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U",
         );
     }
     Check::ok(

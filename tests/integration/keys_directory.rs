@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -627,6 +628,88 @@ fn keys_second_root_account_is_denied_like_root() {
         "{r}"
     );
     assert_eq!(nginx.total(), 0, "{:?}", nginx.accesses());
+}
+
+/// sshd's `%U` (`keys %u %f %U`): with no local files the lookup asks NSS
+/// nothing (strace: no nsswitch.conf, no passwd), and the uid-0 rule judges
+/// the uid sshd passed. Without it, NSS is asked as before.
+#[test]
+fn keys_uid_from_sshd_skips_nss_and_still_denies_uid_0() {
+    let keys = Keys::new();
+    let a = keys.ed("a");
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).ttl("5m"));
+    let user = fake_user();
+    nginx.put_keys(&user, &body(&[&a]));
+    let fp = a.fingerprint();
+
+    let r = env.keys_with_uid(&user, &fp, "1000");
+    expect_keys(&r, &[&a]);
+    assert_eq!(r.field("uid").as_deref(), Some("1000"), "{r}");
+
+    // A name NSS does not know, which sshd says is uid 0: denied, unfetched.
+    let root_alias = fake_user();
+    nginx.put_keys(&root_alias, &body(&[&a]));
+    let r = env.keys_with_uid(&root_alias, &fp, "0");
+    assert_eq!(r.out.code, Some(0), "{r}");
+    assert_eq!(r.out.stdout, "", "{r}");
+    assert_eq!(r.decision(), "deny", "{r}");
+    assert!(
+        r.field("reason").unwrap_or_default().contains("uid 0"),
+        "{r}"
+    );
+    assert_eq!(nginx.count(&root_alias), 0, "{:?}", nginx.accesses());
+
+    // Not a number (e.g. %u where %U belongs): fail closed, say why.
+    let r = env.keys_with_uid(&user, &fp, &user);
+    assert_eq!(r.out.code, Some(1), "{r}");
+    assert_eq!(r.out.stdout, "", "{r}");
+    assert!(
+        r.field("reason")
+            .unwrap_or_default()
+            .contains("uid argument"),
+        "{r}"
+    );
+
+    // What the process opens, with and without the uid (cache hit both).
+    let opened = |args: &[&str]| {
+        let trace = env.path().join(format!("strace-{}", unique()));
+        let mut c = Command::new("strace");
+        c.args(["-f", "-qq", "-e", "trace=open,openat", "-o"])
+            .arg(&trace)
+            .arg("setpriv")
+            .args(["--reuid=keyward", "--regid=keyward", "--clear-groups"])
+            .arg(&env.kw.bin)
+            .arg("--config")
+            .arg(&env.kw.config)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .current_dir("/");
+        let out = run(&mut c, Duration::from_secs(60));
+        assert!(out.success(), "{out}");
+        assert!(out.stdout.contains(&a.public_material()), "{out}");
+        fs::read_to_string(&trace).unwrap()
+    };
+    let nss_files = ["/etc/nsswitch.conf", "/etc/passwd"];
+    let with_uid = opened(&["keys", &user, &fp, "1000"]);
+    let keyward_part = |t: &str| {
+        // setpriv itself looks "keyward" up; keyward's part starts at execve.
+        t.lines()
+            .skip_while(|l| !l.contains(env.kw.config.to_str().unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let with_uid = keyward_part(&with_uid);
+    assert!(!with_uid.is_empty(), "config never opened?");
+    for f in nss_files {
+        assert!(!with_uid.contains(f), "{f} opened with %U:\n{with_uid}");
+    }
+    let without = keyward_part(&opened(&["keys", &user, &fp]));
+    assert!(
+        nss_files.iter().any(|f| without.contains(f)),
+        "no NSS lookup without %U?\n{without}"
+    );
 }
 
 /// The drop to the cache owner refuses an owner whose gid is 0 (its files

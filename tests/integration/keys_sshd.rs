@@ -1,5 +1,5 @@
 //! End to end: a real sshd on a private port runs
-//! `AuthorizedKeysCommand <keyward> --config C keys %u %f` as the `keyward`
+//! `AuthorizedKeysCommand <keyward> --config C keys %u %f %U` as the `keyward`
 //! user, keyward answers from a real nginx key directory, logs to a private
 //! rsyslog, and the ssh client either gets in or does not.
 
@@ -165,6 +165,49 @@ fn sshd_ed25519_ecdsa_rsa_and_certificate_logins() {
 
     // one directory request: everything after the first lookup came from cache
     assert_eq!(s.nginx.count(&user.name), 1, "{:?}", s.nginx.accesses());
+}
+
+/// The shipped `keys %u %f %U`: sshd passes the uid it resolved, keyward
+/// logs it, and a second uid-0 account is denied on that uid (root is in the
+/// default deny_users) while a plain account logs in.
+#[test]
+fn sshd_passes_the_uid_and_a_second_root_account_is_denied() {
+    let s = Stack::new(|c| c.ttl("5m"));
+    let alice = TestUser::new();
+    let toor = TestUser::builder().uid0().create();
+    let a = s.key("a", KeyType::Ed25519);
+    let t = s.key("t", KeyType::Ed25519);
+    s.publish(&alice, &[a.public_line()]);
+    s.publish(&toor, &[t.public_line()]);
+
+    let (r, line) = s.attempt(&alice, &a);
+    assert!(r.ok, "{r}\n{}", s.debug());
+    assert_eq!(
+        line.field("uid"),
+        Some(alice.uid.to_string()),
+        "{}",
+        line.raw
+    );
+
+    let (r, line) = s.attempt(&toor, &t);
+    assert!(!r.ok, "a uid-0 account must be refused: {r}");
+    assert_eq!(
+        line.field("decision").as_deref(),
+        Some("deny"),
+        "{}",
+        line.raw
+    );
+    assert_eq!(line.field("uid").as_deref(), Some("0"), "{}", line.raw);
+    assert!(
+        line.field("reason").unwrap_or_default().contains("uid 0"),
+        "{}",
+        line.raw
+    );
+    assert_eq!(
+        s.nginx.count(&toor.name),
+        0,
+        "no fetch for a denied account"
+    );
 }
 
 #[test]

@@ -141,6 +141,14 @@ impl KeysEnv {
         self.logged(user, out, before)
     }
 
+    /// `keyward keys USER FP UID` as the `keyward` user: the call sshd makes
+    /// with the shipped `keys %u %f %U`.
+    pub fn keys_with_uid(&self, user: &str, fp: &str, uid: &str) -> Lookup {
+        let before = self.lines_for(user).len();
+        let out = self.kw.run_as("keyward", &["keys", user, fp, uid]);
+        self.logged(user, out, before)
+    }
+
     /// The same, run as the `keyward` user (as sshd would).
     pub fn keys_as_keyward(&self, user: &str, fp: Option<&str>) -> Lookup {
         let before = self.lines_for(user).len();

@@ -62,10 +62,11 @@ impl Keyward {
         fs::rename(&tmp, &self.config).unwrap();
     }
 
-    /// The sshd line value: `<bin> --config <C> keys %u %f`.
+    /// The sshd line value, as the packaged snippet has it:
+    /// `<bin> --config <C> keys %u %f %U`.
     pub fn authorized_keys_command(&self) -> String {
         format!(
-            "{} --config {} keys %u %f",
+            "{} --config {} keys %u %f %U",
             self.bin.display(),
             self.config.display()
         )
