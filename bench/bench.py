@@ -671,6 +671,9 @@ def main():
             raise SystemExit("hubakc did not answer from its cache")
         if args.write_order:
             hit = functions_run(kw + ["keys", user, fp, uid], "hit")
+            # Then what a hit without %U adds (the NSS lookup's callers):
+            # configurations written before the snippet had %U.
+            hit += [f for f in functions_run(kw + ["keys", user, fp], "hit-no-uid") if f not in hit]
             entry.unlink()
             write_order(hit, functions_run(kw + ["keys", user, fp, uid], "miss"))
             return
