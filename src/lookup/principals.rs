@@ -1,0 +1,179 @@
+//! `keyward principals USER [NAME=VALUE…]`: sshd's
+//! AuthorizedPrincipalsCommand, through the same cache, `state` rules and
+//! audit record as `keys` (the line syntax and policy: `crate::principals`).
+
+use std::io::Write;
+use std::time::Instant;
+
+use super::{finish, through_cache, DirAnswer, Failure, Outcome};
+use crate::audit::{Record, Severity};
+use crate::cache::Kind;
+use crate::config::Config;
+use crate::os::clock::now_secs;
+use crate::os::privdrop;
+use crate::policy;
+use crate::principals;
+use crate::username;
+
+/// An account's principals file, judged: what `run_principals` prints and
+/// `explain` shows.
+pub struct PrincipalsGathered {
+    pub cands: Vec<principals::Candidate>,
+    /// One per candidate; None: served.
+    pub verdicts: Vec<Option<principals::Dropped>>,
+    /// None: no directory is configured (no principals at all).
+    pub answer: Option<DirAnswer>,
+    pub warnings: Vec<String>,
+}
+
+/// Drops privileges (when root), then resolves `user`'s principals through
+/// the cache with the `state` rules and judges every line. `user` must be
+/// validated and not denied.
+pub fn gather_principals(config: &Config, user: &str) -> Result<PrincipalsGathered, Failure> {
+    privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
+    let mut warnings = Vec::new();
+    if config.directory.urls.is_empty() && config.directory.principals_urls.is_empty() {
+        return Ok(PrincipalsGathered {
+            cands: Vec::new(),
+            verdicts: Vec::new(),
+            answer: None,
+            warnings,
+        });
+    }
+    let answer = through_cache(config, user, Kind::Principals, &mut warnings)?;
+    let cands = answer
+        .body
+        .as_deref()
+        .map(principals::candidates)
+        .unwrap_or_default();
+    let verdicts = principals::evaluate(&config.policy, &cands, now_secs() as i64);
+    Ok(PrincipalsGathered {
+        cands,
+        verdicts,
+        answer: Some(answer),
+        warnings,
+    })
+}
+
+/// `keyward principals`: writes the served lines to `out` and returns the
+/// one decision to log (the keys path's rules: name, uid-0/deny, fail
+/// closed, one record).
+pub fn run_principals(
+    config: &Config,
+    user: &str,
+    info: &principals::CertInfo,
+    started: Instant,
+    out: &mut dyn Write,
+) -> Outcome {
+    let mut record = Record::new();
+    record.push("decision", "");
+    record.push("kind", "principals");
+    record.push("user", user);
+    info.record(&mut record);
+    // The sshd process that ran us (it logs the "Accepted publickey" line).
+    record.push("ppid", crate::os::process::parent_pid());
+    let fail = |mut record: Record, source: Option<&str>, reason: String| {
+        if let Some(s) = source {
+            record.push("source", s);
+        }
+        record.push("reason", reason);
+        Outcome {
+            exit: 1,
+            severity: Severity::Err,
+            record: finish(record, "fail", started),
+        }
+    };
+    if let Err(e) = username::validate(user, config.policy.max_username_len) {
+        return fail(record, None, format!("invalid user name: {e}"));
+    }
+    let acct = match privdrop::account(user) {
+        Ok(a) => a,
+        Err(e) => return fail(record, None, format!("looking up user: {e}")),
+    };
+    let decided = |mut record: Record, severity, decision, reason: &str| {
+        record.push("reason", reason);
+        Outcome {
+            exit: 0,
+            severity,
+            record: finish(record, decision, started),
+        }
+    };
+    if let Some(why) = policy::denied(&config.policy, user, acct.map(|a| a.uid)) {
+        return decided(record, Severity::Notice, "deny", &why);
+    }
+    let g = match gather_principals(config, user) {
+        Ok(g) => g,
+        Err(Failure { reason, source }) => return fail(record, source, reason),
+    };
+    let Some(answer) = &g.answer else {
+        record.push("source", "none");
+        let why = "no [directory] configured: no principals";
+        return decided(record, Severity::Info, "noprincipals", why);
+    };
+    let mut text = String::new();
+    for (c, v) in g.cands.iter().zip(&g.verdicts) {
+        if let (None, Ok(l)) = (v, &c.parsed) {
+            text.push_str(&l.to_line());
+            text.push('\n');
+        }
+    }
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        return fail(record, None, format!("writing to stdout: {e}"));
+    }
+    let (severity, decision) = principals_answer(&mut record, &g, answer);
+    Outcome {
+        exit: 0,
+        severity,
+        record: finish(record, decision, started),
+    }
+}
+
+/// The answer fields of a principals record, the severity and decision.
+fn principals_answer(
+    record: &mut Record,
+    g: &PrincipalsGathered,
+    answer: &DirAnswer,
+) -> (Severity, &'static str) {
+    record.push("source", answer.source);
+    record.push("age_s", answer.age_s);
+    if let Some(m) = &answer.mirror {
+        record.push("mirror", m);
+    }
+    let valid = g.cands.iter().filter(|c| c.parsed.is_ok()).count();
+    let drops: Vec<String> = g
+        .cands
+        .iter()
+        .zip(&g.verdicts)
+        .filter_map(|(c, v)| Some(format!("directory:{} {}", c.line_no, v.as_ref()?)))
+        .collect();
+    let served = g.verdicts.iter().filter(|v| v.is_none()).count();
+    record.push("principals", valid);
+    record.push("served", served);
+    record.push("dropped", drops.len());
+    if !drops.is_empty() {
+        let detail: Vec<&str> = drops.iter().take(5).map(String::as_str).collect();
+        record.push("drop", detail.join("; "));
+    }
+    let severity = if g.warnings.is_empty() {
+        Severity::Info
+    } else {
+        record.push("warning", g.warnings.join("; "));
+        Severity::Warning
+    };
+    (severity, if served > 0 { "serve" } else { "noprincipals" })
+}
+
+/// The record of a `principals` call that failed before `run_principals`
+/// (config, arguments).
+pub fn principals_failed(user: &str, reason: String, started: Instant) -> Outcome {
+    let record = Record::new()
+        .with("decision", "")
+        .with("kind", "principals")
+        .with("user", user)
+        .with("reason", reason);
+    Outcome {
+        exit: 1,
+        severity: Severity::Err,
+        record: finish(record, "fail", started),
+    }
+}
