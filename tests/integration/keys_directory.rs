@@ -824,11 +824,20 @@ fn keys_config_unknown_key_is_rejected_with_its_line() {
 #[test]
 fn keys_usage_errors_exit_2_and_bad_names_fail_closed() {
     let env = KeysEnv::new(|c| c.url(dead_url()));
-    for args in [&["keys"][..], &["keys", "a", "b", "c"], &["frobnicate"]] {
+    for args in [
+        &["keys"][..],
+        &["keys", "a", "b", "c", "d"],
+        &["frobnicate"],
+    ] {
         let out = env.kw.run(args);
         assert_eq!(out.code, Some(2), "{args:?}: {out}");
         assert_eq!(out.stdout, "", "{args:?}: {out}");
     }
+    // A third argument is sshd's %U: not a number fails closed, logged.
+    let out = env.kw.run(&["keys", "a", "b", "c"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stdout, "", "{out}");
+    assert!(out.stderr.contains("uid argument"), "{out}");
     for bad in ["../etc/passwd", "a b", "x\ny", ".hidden", &"a".repeat(40)] {
         let out = env.kw.keys(bad, None);
         assert_eq!(out.code, Some(1), "user {bad:?}: {out}");
