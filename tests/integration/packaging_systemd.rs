@@ -151,6 +151,18 @@ impl Container {
         assert!(out.success(), "in the container: {script}: {out}");
         out.stdout
     }
+
+    /// A journalctl query's output once `found` holds (journald files what
+    /// its sockets received a moment after the sender is done; under load
+    /// that moment grows), or the last output after 30 s.
+    fn journal(&self, query: &str, found: impl Fn(&str) -> bool) -> String {
+        let mut text = String::new();
+        wait_until(Duration::from_secs(30), || {
+            text = self.must(query);
+            found(&text)
+        });
+        text
+    }
 }
 
 impl Drop for Container {
@@ -222,12 +234,16 @@ runuser -u keyward -- keyward keys {user} >/dev/null",
     assert!(prom.contains("keyward_cache_entries 1"), "{prom}");
     let owner = c.must("stat -c '%U %a' /var/lib/prometheus/node-exporter/keyward.prom");
     assert_eq!(owner.trim(), "keyward 644");
-    let journal = c.must("journalctl -q -u keyward-sync.service -t keyward -o cat --no-pager");
-    assert!(
-        journal.lines().any(|l| l.starts_with("decision=sync ")),
-        "{journal}"
+    let sync_line = |t: &str| t.lines().any(|l| l.starts_with("decision=sync "));
+    let journal = c.journal(
+        "journalctl -q -u keyward-sync.service -t keyward -o cat --no-pager",
+        sync_line,
     );
-    let native = c.must("journalctl -q KEYWARD_DECISION=sync -o cat --no-pager");
+    assert!(sync_line(&journal), "{journal}");
+    let native = c.journal(
+        "journalctl -q KEYWARD_DECISION=sync -o cat --no-pager",
+        |t| !t.trim().is_empty(),
+    );
     assert!(!native.trim().is_empty(), "journald native fields");
     let exposure = c.must("systemd-analyze security keyward-sync.service --no-pager | tail -1");
     assert!(exposure.contains("Overall exposure level"), "{exposure}");
@@ -274,9 +290,12 @@ runuser -u keyward -- keyward keys {user} >/dev/null",
     let msg = line["MESSAGE"].as_str().unwrap();
     let fp = msg.rsplit(' ').next().unwrap();
     assert_eq!(fp, key.fingerprint(), "{msg}");
-    let records = c.must(&format!(
-        "journalctl -q -t keyward -o cat --no-pager KEYWARD_USER={user} KEYWARD_DECISION=match"
-    ));
+    let records = c.journal(
+        &format!(
+            "journalctl -q -t keyward -o cat --no-pager KEYWARD_USER={user} KEYWARD_DECISION=match"
+        ),
+        |t| t.contains(&format!("fp={fp}")),
+    );
     let matching: Vec<&str> = records
         .lines()
         .filter(|l| l.contains(&format!("fp={fp}")))
