@@ -417,6 +417,17 @@ mod tests {
     }
 
     #[test]
+    fn syslog_header_reads_this_process_and_the_clock() {
+        // The datagram's `keyward[PID]` and timestamp come from these two.
+        assert_eq!(process_id(), std::process::id());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now_unix() - now).abs() <= 5, "{} vs {now}", now_unix());
+    }
+
+    #[test]
     fn millis_has_one_decimal() {
         use std::time::Duration;
         assert_eq!(millis(Duration::from_micros(0)), "0.0");
@@ -441,6 +452,11 @@ mod tests {
         assert_eq!(escape_value("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert_eq!(escape_value("k=v"), "\"k=v\"");
         assert_eq!(escape_value("a\\b"), "\"a\\\\b\"");
+        // Values made only of the characters that need escaping take the
+        // escaping path too (the fast path copies only plain values).
+        assert_eq!(escape_value("="), "\"=\"");
+        assert_eq!(escape_value("\""), "\"\\\"\"");
+        assert_eq!(escape_value("\\"), "\"\\\\\"");
     }
 
     #[test]

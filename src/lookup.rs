@@ -469,6 +469,18 @@ mod tests {
     }
 
     #[test]
+    fn a_record_starts_with_its_decision_and_ends_with_its_time() {
+        let mut r = Record::new();
+        record_head(&mut r, "alice", Some("SHA256:x"));
+        let text = finish(r, "match", Instant::now()).to_string();
+        assert!(
+            text.starts_with("decision=match user=alice fp=SHA256:x ppid="),
+            "{text}"
+        );
+        assert!(text.contains(" ms="), "{text}");
+    }
+
+    #[test]
     fn nss_is_asked_only_for_what_a_rule_or_a_file_needs() {
         let mut config = Config::default();
         // default: root denied, so the uid matters; %U answers it
