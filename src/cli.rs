@@ -42,7 +42,7 @@ pub enum Command {
         uid: Option<String>,
     },
     /// Print the certificate principals USER accepts (sshd:
-    /// `AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u fp=%f ca=%F id=%i serial=%s`).
+    /// `AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u uid=%U fp=%f ca=%F id=%i serial=%s`).
     Principals {
         /// The account sshd asks about (%u).
         user: String,

@@ -268,6 +268,8 @@ pub fn evaluate(policy: &PolicyConfig, cands: &[Candidate], now: i64) -> Vec<Opt
 /// The arguments sshd passes after the user, for the audit record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CertInfo {
+    /// sshd's `%U` (the account's uid): the uid-0 rule then needs no NSS.
+    pub uid: Option<String>,
     pub fp: Option<String>,
     pub ca: Option<String>,
     pub id: Option<String>,
@@ -277,6 +279,7 @@ pub struct CertInfo {
 
 /// The names `NAME=VALUE` arguments may use, with the sshd token for each.
 pub const ARG_NAMES: &[(&str, &str)] = &[
+    ("uid", "%U"),
     ("fp", "%f"),
     ("ca", "%F"),
     ("id", "%i"),
@@ -293,6 +296,7 @@ impl CertInfo {
             let a = a.as_ref();
             let (name, value) = a.split_once('=').ok_or_else(|| bad_arg(a))?;
             let slot = match name {
+                "uid" => &mut info.uid,
                 "fp" => &mut info.fp,
                 "ca" => &mut info.ca,
                 "id" => &mut info.id,
@@ -308,6 +312,7 @@ impl CertInfo {
     /// Adds the certificate's fields to a log record.
     pub fn record(&self, r: &mut Record) {
         for (k, v) in [
+            ("uid", &self.uid),
             ("id", &self.id),
             ("serial", &self.serial),
             ("fp", &self.fp),
@@ -525,5 +530,11 @@ mod tests {
             .unwrap_err()
             .contains("fp=%f"));
         assert!(CertInfo::parse(&["key=1"]).is_err());
+        // sshd's %U, logged as uid=
+        let info = CertInfo::parse(&["uid=0", "id=x"]).unwrap();
+        assert_eq!(info.uid.as_deref(), Some("0"));
+        let mut r = Record::new();
+        info.record(&mut r);
+        assert_eq!(r.to_string(), "uid=0 id=x");
     }
 }

@@ -91,7 +91,7 @@ fn trusted_ca_check(f: &Facts) -> Option<Check> {
     Some(Check::warn(
         "sshd.trusted_ca",
         format!("TrustedUserCAKeys {v}: certificates signed by these CAs are accepted without keyward (any certificate naming the account)"),
-        format!("let keyward decide which principals log in (`AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u fp=%f ca=%F id=%i serial=%s` and `AuthorizedPrincipalsCommandUser keyward`, before AuthorizedKeysCommand), serve the CA as a cert-authority line from the key directory instead, or remove TrustedUserCAKeys from {}", f.fix_file),
+        format!("let keyward decide which principals log in (`AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u uid=%U fp=%f ca=%F id=%i serial=%s` and `AuthorizedPrincipalsCommandUser keyward`, before AuthorizedKeysCommand), serve the CA as a cert-authority line from the key directory instead, or remove TrustedUserCAKeys from {}", f.fix_file),
     ))
 }
 

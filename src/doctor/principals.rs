@@ -28,7 +28,7 @@ fn example(argv0: &str, config: Option<&str>) -> String {
         Some(c) if c != crate::config::DEFAULT_PATH => format!(" --config {c}"),
         _ => String::new(),
     };
-    format!("AuthorizedPrincipalsCommand {argv0}{config} principals %u fp=%f ca=%F id=%i serial=%s")
+    format!("AuthorizedPrincipalsCommand {argv0}{config} principals %u uid=%U fp=%f ca=%F id=%i serial=%s")
 }
 
 /// The AuthorizedPrincipalsCommand when it runs `keyward principals`.
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_keyward_principals_command_is_checked() {
-        let good = "authorizedprincipalscommand /usr/sbin/keyward principals %u fp=%f ca=%F id=%i serial=%s\nauthorizedprincipalscommanduser keyward\ntrustedusercakeys /etc/ssh/ca.pub\n";
+        let good = "authorizedprincipalscommand /usr/sbin/keyward principals %u uid=%U fp=%f ca=%F id=%i serial=%s\nauthorizedprincipalscommanduser keyward\ntrustedusercakeys /etc/ssh/ca.pub\n";
         let cs = run(good, V92, &[]);
         for c in &cs {
             assert_eq!(c.status, crate::report::Status::Ok, "{c:?}");

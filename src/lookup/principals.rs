@@ -86,9 +86,10 @@ pub fn run_principals(
     if let Err(e) = username::validate(user, config.policy.max_username_len) {
         return fail(record, None, format!("invalid user name: {e}"));
     }
-    let acct = match privdrop::account(user) {
-        Ok(a) => a,
-        Err(e) => return fail(record, None, format!("looking up user: {e}")),
+    // The keys path's rule: sshd's uid (`uid=%U`) when given, else NSS.
+    let (_, uid) = match super::account_facts(config, user, info.uid.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return fail(record, None, e),
     };
     let decided = |mut record: Record, severity, decision, reason: &str| {
         record.push("reason", reason);
@@ -98,7 +99,7 @@ pub fn run_principals(
             record: finish(record, decision, started),
         }
     };
-    if let Some(why) = policy::denied(&config.policy, user, acct.map(|a| a.uid)) {
+    if let Some(why) = policy::denied(&config.policy, user, uid) {
         return decided(record, Severity::Notice, "deny", &why);
     }
     let g = match gather_principals(config, user) {

@@ -17,7 +17,7 @@ use crate::support::*;
 fn principals_lines(kw: &Keyward) -> [String; 2] {
     [
         format!(
-            "AuthorizedPrincipalsCommand {} --config {} principals %u fp=%f ca=%F id=%i serial=%s",
+            "AuthorizedPrincipalsCommand {} --config {} principals %u uid=%U fp=%f ca=%F id=%i serial=%s",
             kw.bin.display(),
             kw.config.display()
         ),
@@ -123,6 +123,27 @@ impl Certs {
     }
 }
 
+/// `uid=%U`: a second uid-0 account is denied on the uid sshd passed (root
+/// is in the default deny_users), its principals never fetched.
+#[test]
+fn principals_second_root_account_is_denied_on_the_uid_sshd_passes() {
+    let s = Certs::new(|c| c.ttl("5m"));
+    let toor = TestUser::builder().uid0().create();
+    s.serve(&toor.name, "team-web\n");
+    let web = s.cert("web", "alice@laptop", &["team-web"]);
+    let r = s.login(&toor.name, &web, "id -un");
+    assert!(!r.ok, "a uid-0 account must be refused: {r}");
+    let l = s.last(&toor.name, 0);
+    assert_eq!(l.field("decision").as_deref(), Some("deny"), "{}", l.raw);
+    assert_eq!(l.field("uid").as_deref(), Some("0"), "{}", l.raw);
+    assert!(
+        l.field("reason").unwrap_or_default().contains("uid 0"),
+        "{}",
+        l.raw
+    );
+    assert_eq!(s.nginx.count(&toor.name), 0, "{:?}", s.nginx.accesses());
+}
+
 #[test]
 fn principals_certificate_logs_in_as_the_account_the_directory_names() {
     let s = Certs::new(|c| c.ttl("5m"));
@@ -138,6 +159,7 @@ fn principals_certificate_logs_in_as_the_account_the_directory_names() {
     let l = s.last(&deploy.name, 0);
     assert_eq!(l.field("decision").as_deref(), Some("serve"), "{}", l.raw);
     assert_eq!(l.field("id").as_deref(), Some("alice@laptop"), "{}", l.raw);
+    assert_eq!(l.field("uid"), Some(deploy.uid.to_string()), "{}", l.raw);
     assert_eq!(l.field("serial").as_deref(), Some("0"), "{}", l.raw);
     assert_eq!(l.field("ca"), Some(s.ca.fingerprint()), "{}", l.raw);
     assert_eq!(l.field("served").as_deref(), Some("3"), "{}", l.raw);
