@@ -96,6 +96,15 @@ chmod 755 /run/sshd
 # those of processes that are gone are removed here, and named, so that the
 # final leftover check only judges this run.
 dead_pid() { [ -n "$1" ] && ! kill -0 "$1" 2>/dev/null; }
+# "PID KEYWARD_TEST_PID=N" for each booted test container's PID 1
+# (tests/integration/packaging_systemd.rs sets it in the container).
+test_containers() {
+    local e
+    for e in /proc/[0-9]*/environ; do
+        { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -m1 -E '^KEYWARD_TEST_PID=[0-9]+$' |
+            sed "s|^|$(cut -d/ -f3 <<<"$e") |"
+    done
+}
 clean_stale() {
     local account group dir pid
     while IFS=: read -r account _; do
@@ -109,6 +118,11 @@ clean_stale() {
         echo "removing test group of an interrupted run: $group"
         groupdel "$group" >/dev/null 2>&1 || echo "  groupdel $group failed" >&2
     done < <(getent group | grep -E '^kw[gt][0-9]+x[0-9]+:' || true)
+    while read -r line; do
+        dead_pid "${line##*KEYWARD_TEST_PID=}" || continue
+        echo "stopping a booted test container of an interrupted run (PID 1 is ${line%% *})"
+        kill -KILL "${line%% *}" 2>/dev/null || true
+    done < <(test_containers)
     for dir in /var/lib/keyward-tests/*-[0-9]*-[0-9]*; do
         [ -d "$dir" ] || continue
         pid=$(sed -E 's/.*-([0-9]+)-[0-9]+$/\1/' <<<"$dir")
@@ -164,6 +178,13 @@ leftovers() {
             bad=1
         fi
     done < <(pgrep -af '/var/lib/keyward-tests/' || true)
+    while read -r line; do
+        pid=${line##*KEYWARD_TEST_PID=}
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "left running: booted test container (PID 1 is ${line%% *})"
+            bad=1
+        fi
+    done < <(test_containers)
     while IFS=: read -r account _; do
         pid=${account##*x}
         if ! kill -0 "$pid" 2>/dev/null; then

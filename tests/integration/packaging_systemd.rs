@@ -73,7 +73,7 @@ fn base() -> &'static Path {
     base
 }
 
-/// A booted container; stopped (its systemd-nspawn killed) on drop.
+/// A booted container; killed on drop (its PID 1, then systemd-nspawn).
 struct Container {
     nspawn: Child,
     /// The container's PID 1, as the host sees it.
@@ -87,6 +87,9 @@ impl Container {
         let nspawn = Command::new("systemd-nspawn")
             .args(["-q", "--boot", "--register=no", "--keep-unit"])
             .arg(format!("--machine={name}"))
+            // Names the test process in the container's PID 1 environment:
+            // test.sh's leftover check finds containers that outlive it.
+            .arg(format!("--setenv=KEYWARD_TEST_PID={}", std::process::id()))
             .arg("-D")
             .arg(base())
             .arg("--volatile=overlay")
@@ -167,8 +170,21 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = self.nspawn.kill();
-        let _ = self.nspawn.wait();
+        // Killing systemd-nspawn alone leaves the booted container running
+        // (its PID 1 is reparented to the host's): kill the container's
+        // PID 1, which ends every process in its PID namespace, then let
+        // nspawn tear down its mounts and exit.
+        if self.init != 0 {
+            // SAFETY: kill(2) with a pid this test found under its nspawn.
+            unsafe { libc::kill(self.init as libc::pid_t, libc::SIGKILL) };
+        }
+        let done = wait_until(Duration::from_secs(20), || {
+            matches!(self.nspawn.try_wait(), Ok(Some(_)))
+        });
+        if !done {
+            let _ = self.nspawn.kill();
+            let _ = self.nspawn.wait();
+        }
     }
 }
 
