@@ -265,6 +265,32 @@ fn account_facts(
     }
 }
 
+/// Whether an account may be asked about at all, the same for `keys` and
+/// `principals`: a name keyward accepts, the uid the rules judge (sshd's
+/// `%U`, else NSS), and the deny rules.
+enum Gate {
+    /// Go on, with NSS's account when it was asked (local files need it).
+    Admit(Option<privdrop::Account>),
+    /// Refused by policy: nothing is served, the call succeeds.
+    Deny(String),
+    /// Fail closed.
+    Fail(String),
+}
+
+fn gate(config: &Config, user: &str, uid_arg: Option<&str>) -> Gate {
+    if let Err(e) = username::validate(user, config.policy.max_username_len) {
+        return Gate::Fail(format!("invalid user name: {e}"));
+    }
+    // At most one NSS lookup serves the uid-0 rule and the local files.
+    match account_facts(config, user, uid_arg) {
+        Err(e) => Gate::Fail(e),
+        Ok((acct, uid)) => match policy::denied(&config.policy, user, uid) {
+            Some(why) => Gate::Deny(why),
+            None => Gate::Admit(acct),
+        },
+    }
+}
+
 /// Runs the login path and writes the answer to `out`. `uid_arg` is sshd's
 /// `%U` when the AuthorizedKeysCommand passes it.
 pub fn run(
@@ -289,22 +315,18 @@ pub fn run(
         }
     };
 
-    if let Err(e) = username::validate(user, config.policy.max_username_len) {
-        return fail(record, format!("invalid user name: {e}"));
-    }
-    // At most one NSS lookup serves the uid-0 rule and the local files.
-    let (acct, uid) = match account_facts(config, user, uid_arg) {
-        Ok(f) => f,
-        Err(e) => return fail(record, e),
+    let acct = match gate(config, user, uid_arg) {
+        Gate::Admit(acct) => acct,
+        Gate::Fail(why) => return fail(record, why),
+        Gate::Deny(why) => {
+            record.push("reason", why);
+            return Outcome {
+                exit: 0,
+                severity: Severity::Notice,
+                record: finish(record, "deny", started),
+            };
+        }
     };
-    if let Some(why) = policy::denied(&config.policy, user, uid) {
-        record.push("reason", why);
-        return Outcome {
-            exit: 0,
-            severity: Severity::Notice,
-            record: finish(record, "deny", started),
-        };
-    }
 
     let g = match gather_for(config, user, acct.as_ref()) {
         Ok(g) => g,

@@ -5,15 +5,13 @@
 use std::io::Write;
 use std::time::Instant;
 
-use super::{finish, through_cache, DirAnswer, Failure, Outcome};
+use super::{finish, gate, through_cache, DirAnswer, Failure, Gate, Outcome};
 use crate::audit::{Record, Severity};
 use crate::cache::Kind;
 use crate::config::Config;
 use crate::os::clock::now_secs;
 use crate::os::privdrop;
-use crate::policy;
 use crate::principals;
-use crate::username;
 
 /// An account's principals file, judged: what `run_principals` prints and
 /// `explain` shows.
@@ -83,14 +81,6 @@ pub fn run_principals(
             record: finish(record, "fail", started),
         }
     };
-    if let Err(e) = username::validate(user, config.policy.max_username_len) {
-        return fail(record, None, format!("invalid user name: {e}"));
-    }
-    // The keys path's rule: sshd's uid (`uid=%U`) when given, else NSS.
-    let (_, uid) = match super::account_facts(config, user, info.uid.as_deref()) {
-        Ok(f) => f,
-        Err(e) => return fail(record, None, e),
-    };
     let decided = |mut record: Record, severity, decision, reason: &str| {
         record.push("reason", reason);
         Outcome {
@@ -99,8 +89,11 @@ pub fn run_principals(
             record: finish(record, decision, started),
         }
     };
-    if let Some(why) = policy::denied(&config.policy, user, uid) {
-        return decided(record, Severity::Notice, "deny", &why);
+    // The keys path's gate: the name, sshd's uid (`uid=%U`) or NSS, deny.
+    match gate(config, user, info.uid.as_deref()) {
+        Gate::Admit(_) => {}
+        Gate::Fail(why) => return fail(record, None, why),
+        Gate::Deny(why) => return decided(record, Severity::Notice, "deny", &why),
     }
     let g = match gather_principals(config, user) {
         Ok(g) => g,
