@@ -90,46 +90,53 @@ mkdir -p /run/sshd
 chmod 755 /run/sshd
 
 # --- 3. what an interrupted earlier run left ---------------------------------------
-# A run that was killed (reboot, Ctrl-C, OOM) cannot drop its test users,
-# groups and directories. They are named after the test process that made
-# them (kwt<n>x<pid>, kwg<n>x<pid>, /var/lib/keyward-tests/<name>-<pid>-<n>):
-# those of processes that are gone are removed here, and named, so that the
-# final leftover check only judges this run.
+# Everything the tests make is named after the test process that made it:
+# users kwt<n>x<pid>, groups kwg<n>x<pid>, directories
+# /var/lib/keyward-tests/<name>-<pid>-<n> (and processes running from them),
+# booted containers with KEYWARD_TEST_PID=<pid> in their PID 1's environment
+# (tests/integration/packaging_systemd.rs). Only what belongs to a test
+# process that is gone is stale (other runs may be in progress). One list,
+# used twice: a run first removes what an interrupted run (reboot, Ctrl-C,
+# OOM) left, and finally fails if it left anything itself.
 dead_pid() { [ -n "$1" ] && ! kill -0 "$1" 2>/dev/null; }
-# "PID KEYWARD_TEST_PID=N" for each booted test container's PID 1
-# (tests/integration/packaging_systemd.rs sets it in the container).
-test_containers() {
-    local e
-    for e in /proc/[0-9]*/environ; do
-        { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -m1 -E '^KEYWARD_TEST_PID=[0-9]+$' |
-            sed "s|^|$(cut -d/ -f3 <<<"$e") |"
-    done
-}
-clean_stale() {
-    local account group dir pid
-    while IFS=: read -r account _; do
-        dead_pid "${account##*x}" || continue
-        echo "removing test user of an interrupted run: $account"
-        pkill -KILL -u "$account" 2>/dev/null || true
-        userdel -r -f "$account" >/dev/null 2>&1 || echo "  userdel $account failed" >&2
+# Prints "KIND WHAT" per stale item: user, group, container (its PID 1),
+# process ("PID CMD"), dir.
+stale_test_state() {
+    local name e line pid dir
+    while IFS=: read -r name _; do
+        dead_pid "${name##*x}" && echo "user $name"
     done < <(getent passwd | grep -E '^kwt[0-9]+x[0-9]+:' || true)
-    while IFS=: read -r group _; do
-        dead_pid "${group##*x}" || continue
-        echo "removing test group of an interrupted run: $group"
-        groupdel "$group" >/dev/null 2>&1 || echo "  groupdel $group failed" >&2
-    done < <(getent group | grep -E '^kw[gt][0-9]+x[0-9]+:' || true)
+    while IFS=: read -r name _; do
+        dead_pid "${name##*x}" && echo "group $name"
+    done < <(getent group | grep -E '^kwg[0-9]+x[0-9]+:' || true)
+    for e in /proc/[0-9]*/environ; do
+        line=$({ tr '\0' '\n' <"$e"; } 2>/dev/null | grep -m1 -E '^KEYWARD_TEST_PID=[0-9]+$') || continue
+        dead_pid "${line#*=}" && echo "container $(cut -d/ -f3 <<<"$e")"
+    done
     while read -r line; do
-        dead_pid "${line##*KEYWARD_TEST_PID=}" || continue
-        echo "stopping a booted test container of an interrupted run (PID 1 is ${line%% *})"
-        kill -KILL "${line%% *}" 2>/dev/null || true
-    done < <(test_containers)
+        pid=$(grep -oE '/var/lib/keyward-tests/[^/ ]+-[0-9]+-[0-9]+' <<<"$line" | head -1 |
+            sed -E 's/.*-([0-9]+)-[0-9]+$/\1/')
+        dead_pid "$pid" && echo "process $line"
+    done < <(pgrep -af '/var/lib/keyward-tests/' || true)
     for dir in /var/lib/keyward-tests/*-[0-9]*-[0-9]*; do
         [ -d "$dir" ] || continue
-        pid=$(sed -E 's/.*-([0-9]+)-[0-9]+$/\1/' <<<"$dir")
-        dead_pid "$pid" || continue
-        pkill -KILL -f "$dir/" 2>/dev/null || true
-        rm -rf --one-file-system "$dir"
+        dead_pid "$(sed -E 's/.*-([0-9]+)-[0-9]+$/\1/' <<<"$dir")" && echo "dir $dir"
     done
+    return 0
+}
+clean_stale() {
+    local kind what
+    while read -r kind what; do
+        echo "removing what an interrupted run left: $kind $what"
+        case $kind in
+            user) pkill -KILL -u "$what" 2>/dev/null
+                  userdel -r -f "$what" >/dev/null 2>&1 || echo "  userdel $what failed" >&2 ;;
+            group) groupdel "$what" >/dev/null 2>&1 || echo "  groupdel $what failed" >&2 ;;
+            container|process) kill -KILL "${what%% *}" 2>/dev/null ;;
+            dir) rm -rf --one-file-system "$what" ;;
+        esac
+    done < <(stale_test_state)
+    return 0
 }
 clean_stale
 
@@ -164,34 +171,18 @@ if [ "$fuzz_secs" != 0 ] && [ "${#filter[@]}" = 0 ]; then
     step "fuzz smoke (${fuzz_secs}s per target)" bash scripts/fuzz.sh "$fuzz_secs"
 fi
 
-# Nothing the tests started may outlive them. Test directories are named
-# <name>-<pid>-<n> and test users kwt<n>x<pid>, after the test process that
-# made them: only leftovers of test processes that are gone count (other
-# test runs may be in progress on a shared machine).
+# Nothing the tests started may outlive them: no process, container or user
+# of a test process that is gone (stale_test_state above). (Directories are
+# not judged here: the next run's clean-up removes them.)
 leftovers() {
-    local bad=0 line pid account
-    while read -r line; do
-        pid=$(grep -oE '/var/lib/keyward-tests/[^/ ]+-[0-9]+-[0-9]+' <<<"$line" | head -1 |
-            sed -E 's/.*-([0-9]+)-[0-9]+$/\1/')
-        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-            echo "left running: $line"
-            bad=1
-        fi
-    done < <(pgrep -af '/var/lib/keyward-tests/' || true)
-    while read -r line; do
-        pid=${line##*KEYWARD_TEST_PID=}
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "left running: booted test container (PID 1 is ${line%% *})"
-            bad=1
-        fi
-    done < <(test_containers)
-    while IFS=: read -r account _; do
-        pid=${account##*x}
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "test user left behind: $account"
-            bad=1
-        fi
-    done < <(getent passwd | grep -E '^kwt[0-9]+x[0-9]+:' || true)
+    local kind what bad=0
+    while read -r kind what; do
+        case $kind in
+            user) echo "test user left behind: $what"; bad=1 ;;
+            container) echo "left running: booted test container (PID 1 is $what)"; bad=1 ;;
+            process) echo "left running: $what"; bad=1 ;;
+        esac
+    done < <(stale_test_state)
     return "$bad"
 }
 step "no leftover daemons or users" leftovers
