@@ -47,6 +47,37 @@ fn head(header: Option<&Header>) -> String {
     }
 }
 
+/// A published file: the header, then every served line; the dropped
+/// ones (`Err`: why, with its line number) are only reported.
+fn assemble(
+    user: &str,
+    kind: Kind,
+    header: Option<&Header>,
+    lines: impl Iterator<Item = Result<String, String>>,
+) -> (String, Published) {
+    let mut body = head(header);
+    let (mut served, mut dropped) = (0, Vec::new());
+    for line in lines {
+        match line {
+            Ok(l) => {
+                body.push_str(&l);
+                body.push('\n');
+                served += 1;
+            }
+            Err(why) => dropped.push(why),
+        }
+    }
+    let p = Published {
+        user: user.to_owned(),
+        kind,
+        serial: header.map(|h| h.serial),
+        served,
+        hash: crate::index::digest(body.as_bytes()),
+        dropped,
+    };
+    (body, p)
+}
+
 /// Builds the body for one user (pure); with a header, the signed form.
 pub fn build_body(
     user: &str,
@@ -57,28 +88,13 @@ pub fn build_body(
 ) -> (String, Published) {
     let mut cands = Vec::new();
     candidates("input", text, &mut cands);
-    let mut body = head(header);
-    let mut served = 0;
-    let mut dropped = Vec::new();
-    for (c, judged) in policy::judge(policy, &cands, now) {
-        match judged {
-            Judged::Served(k) => {
-                body.push_str(&k.to_line());
-                body.push('\n');
-                served += 1;
-            }
-            Judged::Dropped(why) => dropped.push(format!("line {}: {why}", c.line_no)),
-        }
-    }
-    let p = Published {
-        user: user.to_owned(),
-        kind: Kind::Keys,
-        serial: header.map(|h| h.serial),
-        served,
-        hash: crate::index::digest(body.as_bytes()),
-        dropped,
-    };
-    (body, p)
+    let lines = policy::judge(policy, &cands, now)
+        .into_iter()
+        .map(|(c, judged)| match judged {
+            Judged::Served(k) => Ok(k.to_line()),
+            Judged::Dropped(why) => Err(format!("line {}: {why}", c.line_no)),
+        });
+    assemble(user, Kind::Keys, header, lines)
 }
 
 /// Builds the principals body for one user (pure): the lines
@@ -92,28 +108,16 @@ pub fn build_principals_body(
 ) -> (String, Published) {
     let cands = crate::principals::candidates(text);
     let verdicts = crate::principals::evaluate(policy, &cands, now);
-    let mut body = head(header);
-    let (mut served, mut dropped) = (0, Vec::new());
-    for (c, v) in cands.iter().zip(&verdicts) {
-        match (v, &c.parsed) {
-            (None, Ok(l)) => {
-                body.push_str(&l.to_line());
-                body.push('\n');
-                served += 1;
-            }
-            (Some(d), _) => dropped.push(format!("line {}: {d}", c.line_no)),
-            _ => {}
-        }
-    }
-    let p = Published {
-        user: user.to_owned(),
-        kind: Kind::Principals,
-        serial: header.map(|h| h.serial),
-        served,
-        hash: crate::index::digest(body.as_bytes()),
-        dropped,
-    };
-    (body, p)
+    let lines = cands
+        .iter()
+        .zip(&verdicts)
+        .filter_map(|(c, v)| match (v, &c.parsed) {
+            (None, Ok(l)) => Some(Ok(l.to_line())),
+            (Some(d), _) => Some(Err(format!("line {}: {d}", c.line_no))),
+            // A line that does not parse always has a verdict.
+            (None, Err(_)) => None,
+        });
+    assemble(user, Kind::Principals, header, lines)
 }
 
 pub struct Options<'a> {
