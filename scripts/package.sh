@@ -114,6 +114,7 @@ install -D -m 644 "$stage/libpam_keyward.so" "$stage/lib/$multiarch/security/pam
 # -n: no name/timestamp in the gzip header (reproducible, lintian wants it).
 gzip -9n -c packaging/keyward.8 >"$stage/keyward.8.gz"
 gzip -9n -c packaging/keyward.toml.5 >"$stage/keyward.toml.5.gz"
+gzip -9n -c packaging/pam_keyward.8 >"$stage/pam_keyward.8.gz"
 # Completions come from a binary that runs here (a cross build's may not).
 completer="$stage/keyward"
 [ -n "$target" ] && ! "$completer" --version >/dev/null 2>&1 && completer="cargo run --quiet --release --"

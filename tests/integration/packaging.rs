@@ -349,6 +349,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         ("/usr/lib/tmpfiles.d/keyward.conf", "-rw-r--r--"),
         ("/usr/share/man/man8/keyward.8.gz", "-rw-r--r--"),
         ("/usr/share/man/man5/keyward.toml.5.gz", "-rw-r--r--"),
+        ("/usr/share/man/man8/pam_keyward.8.gz", "-rw-r--r--"),
         (
             "/usr/share/bash-completion/completions/keyward",
             "-rw-r--r--",
@@ -449,6 +450,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         ("/usr/lib/tmpfiles.d/keyward.conf", "-rw-r--r--"),
         ("/usr/share/man/man8/keyward.8.gz", "-rw-r--r--"),
         ("/usr/share/man/man5/keyward.toml.5.gz", "-rw-r--r--"),
+        ("/usr/share/man/man8/pam_keyward.8.gz", "-rw-r--r--"),
         (
             "/usr/share/bash-completion/completions/keyward",
             "-rw-r--r--",
