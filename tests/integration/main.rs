@@ -7,6 +7,7 @@ mod support;
 mod binary;
 mod config_layers;
 mod demo;
+mod docs_examples;
 mod doctor;
 mod identities;
 mod index;
