@@ -15,6 +15,7 @@ pub mod auth;
 pub mod binary;
 pub mod cache;
 pub mod cachedir;
+pub mod command;
 pub mod config;
 pub mod directory;
 pub mod pam;

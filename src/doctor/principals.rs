@@ -8,10 +8,11 @@ use crate::entry::Kind;
 use crate::principals::CertInfo;
 use crate::report::Check;
 use crate::sshd::{
-    argv_split, order_trap, principals_call, principals_token_supported, tokens, Directive,
-    NotKeys, Version,
+    argv_split, order_trap, principals_call, principals_token_supported, Directive, NotKeys,
+    Version,
 };
 
+use super::command;
 use super::sshd::Facts;
 
 /// What the principals rules need besides `sshd -T`.
@@ -131,38 +132,21 @@ pub fn keyward_asked(t: &crate::sshd::SshdT) -> bool {
 
 /// Splits the command; Ok(None) when it is not keyward at all.
 fn read_command(f: &Facts, line: &str) -> Result<Option<Apc>, Check> {
+    const ID: &str = "sshd.principals";
+    const KW: &str = "AuthorizedPrincipalsCommand";
     let file = f.fix_file;
-    let argv = match argv_split(line) {
-        Ok(a) if !a.is_empty() => a,
-        _ => {
-            return Err(Check::fail(
-                "sshd.principals",
-                format!("AuthorizedPrincipalsCommand {line:?} cannot be split into arguments"),
-                format!("fix the quoting in {file}"),
-            ))
-        }
-    };
-    let argv0 = argv[0].clone();
-    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
-    let named_keyward = std::path::Path::new(&argv0)
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().contains("keyward"));
-    let call = principals_call(&args);
-    if !named_keyward && !matches!(call, Ok(_) | Err(NotKeys::Arity(_))) {
+    let c = command::split(ID, KW, line, file)?;
+    let call = principals_call(&c.args());
+    if !command::is_named_keyward(&c.argv0) && !matches!(call, Ok(_) | Err(NotKeys::Arity(_))) {
         return Ok(None);
     }
-    if !argv0.starts_with('/') {
-        return Err(Check::fail(
-            "sshd.principals",
-            format!("AuthorizedPrincipalsCommand {argv0} is not an absolute path: sshd refuses to run it"),
-            format!("{} in {file}", example("/usr/sbin/keyward", None)),
-        ));
-    }
+    let good = format!("{} in {file}", example("/usr/sbin/keyward", None));
+    command::absolute(ID, KW, &c, &good)?;
     Ok(Some(Apc {
-        line: line.to_owned(),
         config: call.ok().and_then(|c| c.config.map(str::to_owned)),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        argv0,
+        line: c.line,
+        args: c.args,
+        argv0: c.argv0,
     }))
 }
 
@@ -209,21 +193,7 @@ fn call_check(f: &Facts, a: &Apc) -> Check {
 
 /// `sshd.principals_tokens`: only tokens this sshd expands.
 fn tokens_check(f: &Facts, a: &Apc) -> Check {
-    let (mut bad, mut unsure) = (Vec::new(), Vec::new());
-    for arg in &a.args {
-        match tokens(arg) {
-            Ok(ts) => {
-                for t in ts {
-                    match principals_token_supported(t, f.version) {
-                        Some(true) => {}
-                        Some(false) => bad.push(format!("%{t}")),
-                        None => unsure.push(format!("%{t}")),
-                    }
-                }
-            }
-            Err(e) => bad.push(e),
-        }
-    }
+    let (bad, unsure) = command::unexpanded_tokens(&a.args, f.version, principals_token_supported);
     let fix = format!(
         "{} in {}",
         example(&a.argv0, a.config.as_deref()),
@@ -254,23 +224,21 @@ fn tokens_check(f: &Facts, a: &Apc) -> Check {
 /// `sshd.principals_user`: sshd refuses the command without its user.
 fn user_check(f: &Facts) -> Check {
     let file = f.fix_file;
-    match f.t.set("authorizedprincipalscommanduser") {
-        None => Check::fail(
-            "sshd.principals_user",
-            "AuthorizedPrincipalsCommandUser is not set: sshd refuses to run the command",
-            format!("add `AuthorizedPrincipalsCommandUser keyward` to {file}"),
-        ),
-        Some(u) if (f.user_exists)(u) == Some(false) => Check::fail(
-            "sshd.principals_user",
-            format!("AuthorizedPrincipalsCommandUser {u} does not exist"),
-            format!("set AuthorizedPrincipalsCommandUser keyward in {file}"),
-        ),
-        Some("root") => Check::warn(
+    let user = command::run_as(
+        "sshd.principals_user",
+        "AuthorizedPrincipalsCommandUser",
+        f.t,
+        f.user_exists,
+        file,
+    );
+    match user {
+        Err(c) => c,
+        Ok("root") => Check::warn(
             "sshd.principals_user",
             "AuthorizedPrincipalsCommandUser root: keyward drops to the [cache] owner anyway; the owner itself is enough",
             format!("set AuthorizedPrincipalsCommandUser keyward in {file}"),
         ),
-        Some(u) => Check::ok(
+        Ok(u) => Check::ok(
             "sshd.principals_user",
             format!("AuthorizedPrincipalsCommandUser {u}"),
         ),

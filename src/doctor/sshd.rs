@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use super::command;
 use crate::config::Config;
 use crate::report::Check;
-use crate::sshd::{argv_split, keys_call, token_supported, tokens, NotKeys, SshdT, Version};
+use crate::sshd::{keys_call, token_supported, NotKeys, SshdT, Version};
 
 /// Everything the sshd rules need besides `sshd -T` itself.
 pub struct Facts<'a> {
@@ -78,40 +79,33 @@ pub fn command_checks(f: &Facts) -> Vec<Check> {
 
 /// Splits the command; the `sshd.command` failure when sshd cannot run it.
 fn read_command(f: &Facts) -> Result<Akc, Check> {
+    const ID: &str = "sshd.command";
+    const KW: &str = "AuthorizedKeysCommand";
     let file = f.fix_file;
-    let fail = |found: String, fix: String| Err(Check::fail("sshd.command", found, fix));
     let Some(line) = f.t.set("authorizedkeyscommand") else {
-        return fail(
-            "AuthorizedKeysCommand is not set: sshd never asks keyward for keys".into(),
+        return Err(Check::fail(
+            ID,
+            "AuthorizedKeysCommand is not set: sshd never asks keyward for keys",
             format!("add `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U` and `AuthorizedKeysCommandUser keyward` to {file}"),
-        );
+        ));
     };
-    let argv = match argv_split(line) {
-        Ok(a) if !a.is_empty() => a,
-        _ => {
-            return fail(
-                format!("AuthorizedKeysCommand {line:?} cannot be split into arguments"),
-                format!("fix the quoting in {file}"),
-            )
-        }
-    };
-    let argv0 = argv[0].clone();
-    if !argv0.starts_with('/') {
-        return fail(
-            format!("AuthorizedKeysCommand {argv0} is not an absolute path: sshd refuses to run it"),
-            format!("use the full path, e.g. `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U` in {file}"),
-        );
-    }
-    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    let c = command::split(ID, KW, line, file)?;
+    command::absolute(
+        ID,
+        KW,
+        &c,
+        &format!("use the full path, e.g. `AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U` in {file}"),
+    )?;
+    let args = c.args();
     let call = keys_call(&args).ok();
     Ok(Akc {
-        line: line.to_owned(),
         config: call.as_ref().and_then(|c| c.config.map(str::to_owned)),
         fp: call.as_ref().and_then(|c| c.fingerprint.map(str::to_owned)),
         uid: call.as_ref().and_then(|c| c.uid.map(str::to_owned)),
-        good: example_command(&argv0, call.as_ref().and_then(|c| c.config)),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        argv0,
+        good: example_command(&c.argv0, call.as_ref().and_then(|c| c.config)),
+        line: c.line,
+        args: c.args,
+        argv0: c.argv0,
     })
 }
 
@@ -126,7 +120,7 @@ fn call_check(f: &Facts, akc: &Akc) -> Option<Check> {
     let user = match keys_call(&args) {
         Ok(c) => c.user,
         Err(NotKeys::Subcommand(_)) => {
-            let what = if is_named_keyward(&akc.argv0) {
+            let what = if command::is_named_keyward(&akc.argv0) {
                 ""
             } else {
                 " (not keyward at all?)"
@@ -157,18 +151,12 @@ fn call_check(f: &Facts, akc: &Akc) -> Option<Check> {
     }
 }
 
-fn is_named_keyward(argv0: &str) -> bool {
-    Path::new(argv0)
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().contains("keyward"))
-}
-
 /// `sshd.command`: the program is this keyward (or at least a keyward).
 fn target_check(f: &Facts, akc: &Akc) -> Check {
     let (argv0, file) = (&akc.argv0, f.fix_file);
     let is_this = f.this_exe.map(|exe| (f.same_file)(Path::new(argv0), exe));
     match is_this {
-        Some(false) if !is_named_keyward(argv0) => Check::fail(
+        Some(false) if !command::is_named_keyward(argv0) => Check::fail(
             "sshd.command",
             format!("AuthorizedKeysCommand runs {argv0}, which is not keyward"),
             format!("{} in {file}", akc.good),
@@ -229,22 +217,7 @@ fn uid_check(f: &Facts, akc: &Akc) -> Check {
 /// `sshd.command_tokens`: sshd expands `%` tokens in the arguments only,
 /// and an unknown one is fatal for every connection.
 fn tokens_check(f: &Facts, akc: &Akc) -> Check {
-    let mut bad = Vec::new();
-    let mut unsure = Vec::new();
-    for a in &akc.args {
-        match tokens(a) {
-            Ok(ts) => {
-                for t in ts {
-                    match token_supported(t, f.version) {
-                        Some(true) => {}
-                        Some(false) => bad.push(format!("%{t}")),
-                        None => unsure.push(format!("%{t}")),
-                    }
-                }
-            }
-            Err(e) => bad.push(e),
-        }
-    }
+    let (bad, unsure) = command::unexpanded_tokens(&akc.args, f.version, token_supported);
     let ver = f
         .version
         .map(|v| format!("OpenSSH {v}"))
@@ -306,20 +279,16 @@ fn config_check(f: &Facts, akc: &Akc) -> Check {
 /// read (they are read with the user's own uid).
 pub fn command_user_check(f: &Facts) -> Check {
     let file = f.fix_file;
-    let Some(user) = f.t.set("authorizedkeyscommanduser") else {
-        return Check::fail(
-            "sshd.command_user",
-            "AuthorizedKeysCommandUser is not set: sshd refuses to run the command",
-            format!("add `AuthorizedKeysCommandUser keyward` to {file}"),
-        );
+    let user = match command::run_as(
+        "sshd.command_user",
+        "AuthorizedKeysCommandUser",
+        f.t,
+        f.user_exists,
+        file,
+    ) {
+        Ok(u) => u,
+        Err(c) => return c,
     };
-    if (f.user_exists)(user) == Some(false) {
-        return Check::fail(
-            "sshd.command_user",
-            format!("AuthorizedKeysCommandUser {user} does not exist: sshd cannot run the command"),
-            format!("create the user (useradd --system --no-create-home --shell /usr/sbin/nologin {user}) or set AuthorizedKeysCommandUser keyward in {file}"),
-        );
-    }
     let Some(config) = f.keyward else {
         return Check::warn(
             "sshd.command_user",
