@@ -368,6 +368,9 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         ("/etc/keyward/keyward.toml.d/", "drwxr-xr-x"),
         ("/usr/share/doc/keyward/copyright", "-rw-r--r--"),
         ("/usr/share/doc/keyward/changelog.Debian.gz", "-rw-r--r--"),
+        // The README's links (docs/...) resolve in the installed copy.
+        ("/usr/share/doc/keyward/docs/GUIDE.md", "-rw-r--r--"),
+        ("/usr/share/doc/keyward/docs/TROUBLESHOOTING.md", "-rw-r--r--"),
     ];
     for (path, mode) in expect_deb {
         let (m, owner) = deb
@@ -488,6 +491,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         ("/usr/share/keyward/sshd_config.d", "drwxr-xr-x", "root"),
         ("/usr/share/keyward/pam.d", "drwxr-xr-x", "root"),
         ("/usr/share/doc/keyward", "drwxr-xr-x", "root"),
+        ("/usr/share/doc/keyward/docs", "drwxr-xr-x", "root"),
     ] {
         let (_, m, user, group) = files
             .get(dir)
