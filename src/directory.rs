@@ -456,7 +456,11 @@ fn read_body(
     if let Err(e) = read {
         let (kind, _, why) = describe_io(&e);
         // The answer had begun: whatever cut it off, this is no answer.
-        return Err(Attempt::failed((kind, Seen::NoAnswer, format!("reading body: {why}"))));
+        return Err(Attempt::failed((
+            kind,
+            Seen::NoAnswer,
+            format!("reading body: {why}"),
+        )));
     }
     if bytes.len() as u64 > max {
         return answer(too_large);
@@ -525,15 +529,27 @@ pub fn plausible_key_list(body: &str) -> bool {
 fn describe(e: &ureq::Error) -> (FailKind, Seen, String) {
     use ureq::Timeout as T;
     match e {
-        ureq::Error::Timeout(t @ (T::Resolve | T::Connect)) => {
-            (FailKind::Network, Seen::Unreachable, format!("timed out ({t})"))
-        }
-        ureq::Error::Timeout(t) => (FailKind::Network, Seen::NoAnswer, format!("timed out ({t})")),
+        ureq::Error::Timeout(t @ (T::Resolve | T::Connect)) => (
+            FailKind::Network,
+            Seen::Unreachable,
+            format!("timed out ({t})"),
+        ),
+        ureq::Error::Timeout(t) => (
+            FailKind::Network,
+            Seen::NoAnswer,
+            format!("timed out ({t})"),
+        ),
         ureq::Error::Io(io) => describe_io(io),
-        ureq::Error::HostNotFound => (FailKind::Network, Seen::Unreachable, "host not found".into()),
-        ureq::Error::ConnectionFailed => {
-            (FailKind::Network, Seen::Unreachable, "connection failed".into())
-        }
+        ureq::Error::HostNotFound => (
+            FailKind::Network,
+            Seen::Unreachable,
+            "host not found".into(),
+        ),
+        ureq::Error::ConnectionFailed => (
+            FailKind::Network,
+            Seen::Unreachable,
+            "connection failed".into(),
+        ),
         ureq::Error::Tls(_)
         | ureq::Error::Rustls(_)
         | ureq::Error::Pem(_)

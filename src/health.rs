@@ -659,45 +659,70 @@ mod tests {
         };
         // Each row: a sequence of (seen, user, ms since the previous event)
         // from no record, and the record after each step.
-        let table: &[(&str, &[(Seen, &str, u64, R)])] = &[
-            ("an HTTP status answer for one path never marks it down", &[
-                (Answered, "alice", 0, R::None),
-                (Answered, "alice", 10, R::None),
-                (Answered, "bob", 10, R::None),
-            ]),
-            ("unreachable: down at once, for any user", &[
-                (Unreachable, "alice", 0, R::Down(1)),
-                (Unreachable, "alice", 10, R::Down(2)),
-            ]),
-            ("one slow path, again and again: never down", &[
-                (NoAnswer, "alice", 0, R::Stalled("alice")),
-                (NoAnswer, "alice", 10, R::Stalled("alice")),
-                (NoAnswer, "alice", 10, R::Stalled("alice")),
-            ]),
-            ("no answer for two users in a row: down", &[
-                (NoAnswer, "alice", 0, R::Stalled("alice")),
-                (NoAnswer, "bob", 10, R::Down(1)),
-                (NoAnswer, "alice", 10, R::Down(2)),
-            ]),
-            ("an answer in between clears the stall", &[
-                (NoAnswer, "alice", 0, R::Stalled("alice")),
-                (Answered, "bob", 10, R::None),
-                (NoAnswer, "bob", 10, R::Stalled("bob")),
-            ]),
-            ("a stall older than the interval no longer counts", &[
-                (NoAnswer, "alice", 0, R::Stalled("alice")),
-                (NoAnswer, "bob", 30_000, R::Stalled("bob")),
-                (NoAnswer, "alice", 29_999, R::Down(1)),
-            ]),
-            ("a down mirror stays down on any failed probe, up on an answer", &[
-                (Unreachable, "alice", 0, R::Down(1)),
-                (NoAnswer, "alice", 40_000, R::Down(2)),
-                (Answered, "alice", 40_000, R::None),
-            ]),
-            ("unreachable after a stall: down", &[
-                (NoAnswer, "alice", 0, R::Stalled("alice")),
-                (Unreachable, "alice", 10, R::Down(1)),
-            ]),
+        type Steps<'a> = &'a [(Seen, &'a str, u64, R)];
+        let table: &[(&str, Steps)] = &[
+            (
+                "an HTTP status answer for one path never marks it down",
+                &[
+                    (Answered, "alice", 0, R::None),
+                    (Answered, "alice", 10, R::None),
+                    (Answered, "bob", 10, R::None),
+                ],
+            ),
+            (
+                "unreachable: down at once, for any user",
+                &[
+                    (Unreachable, "alice", 0, R::Down(1)),
+                    (Unreachable, "alice", 10, R::Down(2)),
+                ],
+            ),
+            (
+                "one slow path, again and again: never down",
+                &[
+                    (NoAnswer, "alice", 0, R::Stalled("alice")),
+                    (NoAnswer, "alice", 10, R::Stalled("alice")),
+                    (NoAnswer, "alice", 10, R::Stalled("alice")),
+                ],
+            ),
+            (
+                "no answer for two users in a row: down",
+                &[
+                    (NoAnswer, "alice", 0, R::Stalled("alice")),
+                    (NoAnswer, "bob", 10, R::Down(1)),
+                    (NoAnswer, "alice", 10, R::Down(2)),
+                ],
+            ),
+            (
+                "an answer in between clears the stall",
+                &[
+                    (NoAnswer, "alice", 0, R::Stalled("alice")),
+                    (Answered, "bob", 10, R::None),
+                    (NoAnswer, "bob", 10, R::Stalled("bob")),
+                ],
+            ),
+            (
+                "a stall older than the interval no longer counts",
+                &[
+                    (NoAnswer, "alice", 0, R::Stalled("alice")),
+                    (NoAnswer, "bob", 30_000, R::Stalled("bob")),
+                    (NoAnswer, "alice", 29_999, R::Down(1)),
+                ],
+            ),
+            (
+                "a down mirror stays down on any failed probe, up on an answer",
+                &[
+                    (Unreachable, "alice", 0, R::Down(1)),
+                    (NoAnswer, "alice", 40_000, R::Down(2)),
+                    (Answered, "alice", 40_000, R::None),
+                ],
+            ),
+            (
+                "unreachable after a stall: down",
+                &[
+                    (NoAnswer, "alice", 0, R::Stalled("alice")),
+                    (Unreachable, "alice", 10, R::Down(1)),
+                ],
+            ),
         ];
         for (name, steps) in table {
             let (mut rec, mut now) = (None, T);
@@ -737,8 +762,14 @@ mod tests {
             reason: "timed out",
         };
         let d = next(Some(&stall(T - 5)), url, &o, T, i, 0.0).and_then(Record::down);
-        assert_eq!(d.map(|d| (d.since_ms, d.retry_at_ms)), Some((T - 5, T + 22_500)));
-        assert!(matches!(next(Some(&stall(T + 5)), url, &o, T, i, 0.0), Some(Record::Stalled(_))));
+        assert_eq!(
+            d.map(|d| (d.since_ms, d.retry_at_ms)),
+            Some((T - 5, T + 22_500))
+        );
+        assert!(matches!(
+            next(Some(&stall(T + 5)), url, &o, T, i, 0.0),
+            Some(Record::Stalled(_))
+        ));
         // A stall is not down: the gate lets the mirror be tried.
         assert_eq!(gate(stall(T).down(), T, i), Gate::Up);
         assert_ne!(subject_id("alice"), subject_id("bob"));
@@ -818,7 +849,10 @@ mod tests {
         assert!(d2.retry_at_ms > due);
         assert!(matches!(h.claim(m, due), Claim::Busy(ref b) if b.failures == 2));
         // An answer clears the record.
-        assert_eq!(h.record(m, &outcome(Seen::Answered, &bob), due).unwrap(), None);
+        assert_eq!(
+            h.record(m, &outcome(Seen::Answered, &bob), due).unwrap(),
+            None
+        );
         assert_eq!(h.gate(m, due), Gate::Up);
         assert!(h.read_record(m).is_none());
         assert!(matches!(h.claim(m, due), Claim::Recovered));
