@@ -595,6 +595,40 @@ mod tests {
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
 
+    /// Which request failures say the mirror is unreachable (down at once)
+    /// and which only that no answer came (counted across users).
+    #[test]
+    fn what_a_failed_request_says_about_the_mirror() {
+        use std::io::{Error as IoError, ErrorKind as K};
+        use ureq::{Error as E, Timeout as T};
+        let seen = |e: E| describe(&e).1;
+        for e in [
+            E::Timeout(T::Resolve),
+            E::Timeout(T::Connect),
+            E::HostNotFound,
+            E::ConnectionFailed,
+            E::TlsRequired,
+            E::Io(IoError::from(K::ConnectionRefused)),
+            E::Io(IoError::from(K::NetworkUnreachable)),
+            E::Io(IoError::new(K::InvalidData, "bad certificate")),
+        ] {
+            let d = format!("{e:?}");
+            assert_eq!(seen(e), Seen::Unreachable, "{d}");
+        }
+        for e in [
+            E::Timeout(T::Global),
+            E::Timeout(T::RecvResponse),
+            E::Timeout(T::RecvBody),
+            E::Timeout(T::SendRequest),
+            E::Io(IoError::from(K::ConnectionReset)),
+            E::Io(IoError::from(K::UnexpectedEof)),
+            E::Io(IoError::from(K::TimedOut)),
+        ] {
+            let d = format!("{e:?}");
+            assert_eq!(seen(e), Seen::NoAnswer, "{d}");
+        }
+    }
+
     #[test]
     fn plausible_bodies() {
         assert!(plausible_key_list(""));
