@@ -5,7 +5,10 @@
 //! eat the whole budget, while a mirror that fails fast hands its share on.
 //! 404 is authoritative ("no keys"); 304 confirms the cached entry; anything
 //! else that is not a plausible key list (5xx, redirect, oversize, HTML,
-//! garbage, TLS failure, timeout) makes the mirror unavailable.
+//! garbage, TLS failure, timeout) is no answer from that mirror for this
+//! lookup. Each failure is also classified for mirror health
+//! ([`crate::health::Seen`]): only an unreachable or unanswering mirror can be
+//! marked down, never one path's bad answer.
 
 use std::io::Read;
 use std::path::Path;
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::config::{DirectoryConfig, UrlTemplate};
 use crate::entry::Kind;
 pub use crate::fetch::{FailKind, Fetch, MirrorError};
-use crate::health::Health;
+use crate::health::{Health, Seen};
 use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::state::Floor;
@@ -70,31 +73,29 @@ pub struct HttpDirectory<'a> {
 /// How one attempt at one mirror ended.
 enum Attempt<T> {
     Done(T),
-    /// No usable answer. `down`: the mirror itself failed (timeout, refused
-    /// connection, TLS, 5xx) and is skipped for a while; otherwise it
-    /// answered, just not with something usable (oversize, garbage, a bad
-    /// signature), and stays up.
+    /// No usable answer. `seen`: what it says about the mirror itself
+    /// (unreachable, no answer, or an answer that is only this path's
+    /// failure), for its health record.
     Failed {
         kind: FailKind,
         why: String,
-        down: bool,
+        seen: Seen,
     },
 }
 
 impl<T> Attempt<T> {
-    fn down(kind: FailKind, why: impl Into<String>) -> Self {
-        Attempt::Failed {
-            kind,
-            why: why.into(),
-            down: true,
-        }
+    /// No answer came (`seen` from [`describe`] or [`describe_io`]).
+    fn failed((kind, seen, why): (FailKind, Seen, String)) -> Self {
+        Attempt::Failed { kind, why, seen }
     }
 
+    /// The mirror answered, but not with something usable (a status,
+    /// oversize, garbage, a bad signature): this path's failure.
     fn refused(kind: FailKind, why: impl Into<String>) -> Self {
         Attempt::Failed {
             kind,
             why: why.into(),
-            down: false,
+            seen: Seen::Answered,
         }
     }
 }
@@ -231,9 +232,15 @@ impl<'a> HttpDirectory<'a> {
         if gzip {
             req = req.header("Accept-Encoding", "gzip");
         }
+        // The connection (DNS, TCP, TLS) gets at most 9/10 of the share, so
+        // a connect that hangs ends as a connect timeout (the mirror is
+        // unreachable) rather than as the overall one (no answer); a
+        // connection that late could not have carried the answer anyway.
+        let connect = budget.mul_f64(0.9);
         req.config()
             .timeout_global(Some(budget))
-            .timeout_connect(Some(budget))
+            .timeout_resolve(Some(connect))
+            .timeout_connect(Some(connect))
             .build()
             .call()
     }
@@ -253,17 +260,13 @@ impl<'a> HttpDirectory<'a> {
         let left = deadline.saturating_duration_since(Instant::now());
         let sig_url = format!("{url}.sig");
         let mut resp = self.get(agent, &sig_url, None, false, left).map_err(|e| {
-            let (kind, why) = describe(&e);
-            Attempt::down(kind, format!("signature {sig_url}: {why}"))
+            let (kind, seen, why) = describe(&e);
+            Attempt::failed((kind, seen, format!("signature {sig_url}: {why}")))
         })?;
         let status = resp.status().as_u16();
         if status != 200 {
             let why = format!("signature {sig_url}: HTTP {status}");
-            return Err(if server_failing(status) {
-                Attempt::down(FailKind::Signature, why)
-            } else {
-                Attempt::refused(FailKind::Signature, why)
-            });
+            return Err(Attempt::refused(FailKind::Signature, why));
         }
         let mut sig = Vec::new();
         resp.body_mut()
@@ -271,8 +274,8 @@ impl<'a> HttpDirectory<'a> {
             .take(64 * 1024)
             .read_to_end(&mut sig)
             .map_err(|e| {
-                let (kind, why) = describe_io(&e);
-                Attempt::down(kind, format!("signature {sig_url}: {why}"))
+                let (kind, seen, why) = describe_io(&e);
+                Attempt::failed((kind, seen, format!("signature {sig_url}: {why}")))
             })?;
         crate::signed::verify(body.as_bytes(), &sig, signers)
             .map_err(|e| Attempt::refused(FailKind::Signature, e))
@@ -353,7 +356,7 @@ impl<'a> HttpDirectory<'a> {
         let mut attempt = |agent: &ureq::Agent, url: &str, share, deadline| {
             self.attempt(agent, url, req, share, deadline)
         };
-        match self.over_mirrors(self.config.timeout.0, url_of, &mut attempt) {
+        match self.over_mirrors(self.config.timeout.0, req.user, url_of, &mut attempt) {
             Ok(f) => f,
             Err(Failure::Unavailable(errors)) => Fetch::Unavailable { errors },
             Err(Failure::Misconfigured(error)) => Fetch::Misconfigured { error },
@@ -383,10 +386,7 @@ impl HttpDirectory<'_> {
     ) -> Opened {
         let resp = match self.get(agent, url, etag, gzip, budget) {
             Ok(r) => r,
-            Err(e) => {
-                let (kind, why) = describe(&e);
-                return Opened::Failed(Attempt::down(kind, why));
-            }
+            Err(e) => return Opened::Failed(Attempt::failed(describe(&e))),
         };
         match resp.status().as_u16() {
             200 => Opened::Body(resp),
@@ -399,7 +399,7 @@ impl HttpDirectory<'_> {
 
 fn relabel<A, B>(a: Attempt<A>) -> Attempt<B> {
     match a {
-        Attempt::Failed { kind, why, down } => Attempt::Failed { kind, why, down },
+        Attempt::Failed { kind, why, seen } => Attempt::Failed { kind, why, seen },
         Attempt::Done(_) => Attempt::refused(FailKind::Answer, "unexpected answer"),
     }
 }
@@ -411,13 +411,8 @@ fn etag_of(resp: &ureq::http::Response<ureq::Body>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// 5xx, and 429 (overloaded): the server itself is failing.
-fn server_failing(status: u16) -> bool {
-    status == 429 || (500..=599).contains(&status)
-}
-
-/// A status other than 200/304/404: a failing server is down; anything
-/// else is an answer keyward cannot use (the mirror stays up).
+/// A status other than 200/304/404 (5xx and 429 included): an answer
+/// keyward cannot use for this path; the mirror stays up.
 fn status_failure<T>(status: u16, resp: &ureq::http::Response<ureq::Body>) -> Attempt<T> {
     match status {
         301 | 302 | 303 | 307 | 308 => {
@@ -431,7 +426,6 @@ fn status_failure<T>(status: u16, resp: &ureq::http::Response<ureq::Body>) -> At
                 format!("HTTP {status} redirect to {to} not followed"),
             )
         }
-        s if server_failing(s) => Attempt::down(FailKind::Answer, format!("HTTP {s}")),
         s => Attempt::refused(FailKind::Answer, format!("HTTP {s}")),
     }
 }
@@ -460,8 +454,13 @@ fn read_body(
         .take(max + 1)
         .read_to_end(&mut bytes);
     if let Err(e) = read {
-        let (kind, why) = describe_io(&e);
-        return Err(Attempt::down(kind, format!("reading body: {why}")));
+        let (kind, _, why) = describe_io(&e);
+        // The answer had begun: whatever cut it off, this is no answer.
+        return Err(Attempt::failed((
+            kind,
+            Seen::NoAnswer,
+            format!("reading body: {why}"),
+        )));
     }
     if bytes.len() as u64 > max {
         return answer(too_large);
@@ -525,29 +524,67 @@ pub fn plausible_key_list(body: &str) -> bool {
     content == 0
 }
 
-fn describe(e: &ureq::Error) -> (FailKind, String) {
+/// What a failed request says: its kind, what it says about the mirror
+/// (unreachable before any connection, or no answer after one), and why.
+fn describe(e: &ureq::Error) -> (FailKind, Seen, String) {
+    use ureq::Timeout as T;
     match e {
-        ureq::Error::Timeout(t) => (FailKind::Network, format!("timed out ({t})")),
+        ureq::Error::Timeout(t @ (T::Resolve | T::Connect)) => (
+            FailKind::Network,
+            Seen::Unreachable,
+            format!("timed out ({t})"),
+        ),
+        ureq::Error::Timeout(t) => (
+            FailKind::Network,
+            Seen::NoAnswer,
+            format!("timed out ({t})"),
+        ),
         ureq::Error::Io(io) => describe_io(io),
-        ureq::Error::HostNotFound => (FailKind::Network, "host not found".into()),
-        ureq::Error::ConnectionFailed => (FailKind::Network, "connection failed".into()),
+        ureq::Error::HostNotFound => (
+            FailKind::Network,
+            Seen::Unreachable,
+            "host not found".into(),
+        ),
+        ureq::Error::ConnectionFailed => (
+            FailKind::Network,
+            Seen::Unreachable,
+            "connection failed".into(),
+        ),
         ureq::Error::Tls(_)
         | ureq::Error::Rustls(_)
         | ureq::Error::Pem(_)
-        | ureq::Error::TlsRequired => (FailKind::Tls, e.to_string()),
-        other => (FailKind::Answer, other.to_string()),
+        | ureq::Error::TlsRequired => (FailKind::Tls, Seen::Unreachable, e.to_string()),
+        // Connected, but what came back was no HTTP answer.
+        other => (FailKind::Answer, Seen::NoAnswer, other.to_string()),
     }
 }
 
-fn describe_io(e: &std::io::Error) -> (FailKind, String) {
+fn describe_io(e: &std::io::Error) -> (FailKind, Seen, String) {
+    use std::io::ErrorKind as K;
     // TLS failures reach us as io errors (InvalidData) wrapping the rustls
-    // error; other io errors are the connection's.
+    // error; other io errors are the connection's: refused or unroutable
+    // before it exists, reset or cut off after.
+    let unreachable = matches!(
+        e.kind(),
+        K::ConnectionRefused
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::AddrNotAvailable
+    );
+    let seen = if unreachable {
+        Seen::Unreachable
+    } else {
+        Seen::NoAnswer
+    };
     match e.get_ref() {
-        Some(inner) if e.kind() == std::io::ErrorKind::InvalidData => {
-            (FailKind::Tls, format!("{}: {inner}", e.kind()))
-        }
-        Some(inner) => (FailKind::Network, format!("{}: {inner}", e.kind())),
-        None => (FailKind::Network, e.to_string()),
+        Some(inner) if e.kind() == K::InvalidData => (
+            FailKind::Tls,
+            Seen::Unreachable,
+            format!("{}: {inner}", e.kind()),
+        ),
+        Some(inner) => (FailKind::Network, seen, format!("{}: {inner}", e.kind())),
+        None => (FailKind::Network, seen, e.to_string()),
     }
 }
 
@@ -557,6 +594,40 @@ mod tests {
 
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+
+    /// Which request failures say the mirror is unreachable (down at once)
+    /// and which only that no answer came (counted across users).
+    #[test]
+    fn what_a_failed_request_says_about_the_mirror() {
+        use std::io::{Error as IoError, ErrorKind as K};
+        use ureq::{Error as E, Timeout as T};
+        let seen = |e: E| describe(&e).1;
+        for e in [
+            E::Timeout(T::Resolve),
+            E::Timeout(T::Connect),
+            E::HostNotFound,
+            E::ConnectionFailed,
+            E::TlsRequired,
+            E::Io(IoError::from(K::ConnectionRefused)),
+            E::Io(IoError::from(K::NetworkUnreachable)),
+            E::Io(IoError::new(K::InvalidData, "bad certificate")),
+        ] {
+            let d = format!("{e:?}");
+            assert_eq!(seen(e), Seen::Unreachable, "{d}");
+        }
+        for e in [
+            E::Timeout(T::Global),
+            E::Timeout(T::RecvResponse),
+            E::Timeout(T::RecvBody),
+            E::Timeout(T::SendRequest),
+            E::Io(IoError::from(K::ConnectionReset)),
+            E::Io(IoError::from(K::UnexpectedEof)),
+            E::Io(IoError::from(K::TimedOut)),
+        ] {
+            let d = format!("{e:?}");
+            assert_eq!(seen(e), Seen::NoAnswer, "{d}");
+        }
+    }
 
     #[test]
     fn plausible_bodies() {

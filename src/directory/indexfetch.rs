@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened, Request};
 use crate::config::UrlTemplate;
 use crate::fetch::{FailKind, Fetch, MirrorError};
+use crate::health::Seen;
 use crate::os::clock::now_secs;
 use crate::state::Floor;
 
@@ -77,7 +78,7 @@ impl HttpDirectory<'_> {
         let url_of = |t: &UrlTemplate| t.folder().map(|f| format!("{f}{name}"));
         // Sync is not a login: a large index on a slow link gets time.
         let budget = self.config.timeout.0.max(INDEX_BUDGET);
-        match self.over_mirrors(budget, &url_of, &mut attempt) {
+        match self.over_mirrors(budget, "", &url_of, &mut attempt) {
             Ok(f) => f,
             Err(Failure::Unavailable(errors)) => IndexFetch::Unavailable { errors },
             Err(Failure::Misconfigured(error)) => IndexFetch::Misconfigured { error },
@@ -119,7 +120,7 @@ impl HttpDirectory<'_> {
                 Err(Attempt::Failed {
                     kind,
                     why,
-                    down: false,
+                    seen: Seen::Answered,
                 }) => return refused(kind, why),
                 Err(a) => return relabel(a),
             }

@@ -1,23 +1,28 @@
-//! The mirror loop: mirrors in order within one budget, each failure
-//! recorded in the health records (`health`), a mirror recorded as down
-//! skipped until its retry time, then probed by one process.
+//! The mirror loop: mirrors in order within one budget, what each attempt
+//! says about its mirror recorded in the health records (`health`: only an
+//! unreachable or unanswering mirror goes down, never for one path's bad
+//! answer), a mirror recorded as down skipped until its retry time, then
+//! probed by one process.
 
 use std::time::{Duration, Instant};
 
 use super::{Attempt, Failure, HttpDirectory};
 use crate::config::UrlTemplate;
 use crate::fetch::{FailKind, MirrorError};
-use crate::health::{Claim, Gate};
+use crate::health::{Claim, Gate, Outcome, Record, Seen};
 use crate::os::clock::now_millis;
 
 impl HttpDirectory<'_> {
     /// Tries the mirrors in order within one `budget`. Mirrors recorded as
     /// down are skipped (no connection at all) until their retry time; then
     /// one process probes. Skipped mirrors do not take a share of the
-    /// budget. `url_of` gives a mirror's URL (None: the mirror has none).
+    /// budget. `user`: whom the lookup is for ("" for the index), so that
+    /// only failures across users mark a mirror down. `url_of` gives a
+    /// mirror's URL (None: the mirror has none).
     pub(super) fn over_mirrors<T>(
         &self,
         budget: Duration,
+        user: &str,
         url_of: &dyn Fn(&UrlTemplate) -> Option<String>,
         attempt: &mut dyn FnMut(&ureq::Agent, &str, Duration, Instant) -> Attempt<T>,
     ) -> Result<T, Failure> {
@@ -69,7 +74,7 @@ impl HttpDirectory<'_> {
                 _ => None,
             };
             let share = left / (n - i) as u32;
-            match self.settle(t, &url, attempt(agent, &url, share, deadline)) {
+            match self.settle(t, &url, user, attempt(agent, &url, share, deadline)) {
                 Ok(v) => return Ok(v),
                 Err(e) => errors.push(e),
             }
@@ -77,38 +82,52 @@ impl HttpDirectory<'_> {
         Err(Failure::Unavailable(errors))
     }
 
-    /// Records what one attempt says about its mirror: an answer (even an
-    /// unusable one) proves it up; a failure of the mirror itself marks it
-    /// down until a jittered retry time.
-    fn settle<T>(&self, t: &UrlTemplate, url: &str, outcome: Attempt<T>) -> Result<T, MirrorError> {
-        let (kind, mut why, down) = match outcome {
+    /// Records what one attempt says about its mirror (`health::next`):
+    /// an answer, even an unusable one, proves it up; an unreachable mirror
+    /// is down until a jittered retry time; no answer counts across users.
+    fn settle<T>(
+        &self,
+        t: &UrlTemplate,
+        url: &str,
+        user: &str,
+        outcome: Attempt<T>,
+    ) -> Result<T, MirrorError> {
+        let (kind, mut why, seen, result) = match outcome {
             Attempt::Done(v) => {
-                if let Some(h) = &self.health {
-                    h.succeeded(t.as_str());
-                }
                 self.note(|e| e.answered = Some(url.to_owned()));
-                return Ok(v);
+                (FailKind::Answer, String::new(), Seen::Answered, Some(v))
             }
-            Attempt::Failed { kind, why, down } => (kind, why, down),
+            Attempt::Failed { kind, why, seen } => (kind, why, seen, None),
         };
         if let Some(h) = &self.health {
-            if !down {
-                h.succeeded(t.as_str());
-            } else {
-                match h.failed(t.as_str(), kind_name(kind), &why, now_millis()) {
-                    Ok(d) => {
-                        let left = d.retry_at_ms.saturating_sub(now_millis());
-                        why.push_str(&if left < 1000 {
-                            format!(" (skipped for the next {left}ms)")
-                        } else {
-                            format!(" (skipped for the next {}s)", left.div_ceil(1000))
-                        });
-                    }
-                    Err(e) => why.push_str(&format!(" (health not recorded: {e})")),
+            let subject = crate::health::subject_id(user);
+            let o = Outcome {
+                seen,
+                subject: &subject,
+                kind: kind_name(kind),
+                reason: &why,
+            };
+            match h.record(t.as_str(), &o, now_millis()) {
+                Ok(Some(Record::Down(d))) => {
+                    let left = d.retry_at_ms.saturating_sub(now_millis());
+                    why.push_str(&if left < 1000 {
+                        format!(" (skipped for the next {left}ms)")
+                    } else {
+                        format!(" (skipped for the next {}s)", left.div_ceil(1000))
+                    });
                 }
+                Ok(Some(Record::Stalled(_))) => why.push_str(
+                    " (not marked down unless a lookup for another user gets no answer too)",
+                ),
+                Ok(None) => {}
+                Err(e) if result.is_none() => why.push_str(&format!(" (health not recorded: {e})")),
+                Err(_) => {}
             }
         }
-        Err(MirrorError::new(url, kind, why))
+        match result {
+            Some(v) => Ok(v),
+            None => Err(MirrorError::new(url, kind, why)),
+        }
     }
 
     /// A mirror skipped as down: logged, and told as its last failure.

@@ -16,6 +16,7 @@ mod keys_directory;
 mod keys_sshd;
 mod logjoin;
 mod metrics;
+mod mirror_health;
 mod outage;
 mod packages;
 mod packaging;

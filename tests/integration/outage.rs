@@ -1,11 +1,13 @@
-//! Logins during a directory outage (issue 12): a black-holed mirror costs
-//! the first lookup its budget; after that the mirror is skipped (no
+//! Logins during a directory outage (issue 12): a hung mirror costs the
+//! first lookups of two users their budget (no answer for one user alone
+//! may be that user's path); after that the mirror is skipped (no
 //! connection at all, counted by the server) and stale entries are served
 //! at once, until the retry interval passes; then one lookup probes it.
 //!
 //! The mirror is a switch on 127.0.0.1: a black hole (accepts, never
-//! answers) or a plain TCP relay to a real nginx, counting connections in
-//! each mode. Times are measured and printed, not asserted; the assertions
+//! answers: a hung server, not a refused or dropped connect, which marks
+//! the mirror down at once) or a plain TCP relay to a real nginx, counting
+//! connections in each mode. Times are measured and printed, not asserted; the assertions
 //! are the mechanism (connection counts, health records, log lines).
 
 use std::io::{Read, Write};
@@ -239,14 +241,20 @@ fn outage_logins_skip_a_black_holed_mirror_until_the_retry_interval() {
     env.reconfigure(|c| c.ttl("1s"));
     std::thread::sleep(Duration::from_millis(1100));
     switch.set_down(true);
+    // Another user's lookup gets no answer first: recorded, not down.
+    let other = keysenv::fake_user();
+    let r = env.keys_as_keyward(&other, None);
+    assert_eq!(r.decision(), "fail", "{r}");
+    assert_eq!(switch.hole(), 1);
+    assert!(health_record(&env.cache).is_some_and(|(_, t)| !t.contains("retry_at_ms")));
     let (r, lines) = login(&sshd, &env, &user, &key);
     assert!(r.ok, "stale entry keeps the user in: {r}");
     let first = r.out.elapsed;
     let first_ms = kw_ms(&lines);
     assert_eq!(
         switch.hole(),
-        1,
-        "the first lookup tries the mirror; the second skips it"
+        2,
+        "the first lookup tries the mirror (a second user: down); the second skips it"
     );
     let w0 = lines[0].field("warning").unwrap_or_default();
     let w1 = lines[1].field("warning").unwrap_or_default();
@@ -293,7 +301,7 @@ fn outage_logins_skip_a_black_holed_mirror_until_the_retry_interval() {
     );
     assert_eq!(
         switch.hole(),
-        1,
+        2,
         "no connection to the black hole while skipped"
     );
 
@@ -323,7 +331,7 @@ fn outage_logins_skip_a_black_holed_mirror_until_the_retry_interval() {
         health_record(&env.cache).is_none(),
         "a success clears the record"
     );
-    assert_eq!(switch.hole(), 1);
+    assert_eq!(switch.hole(), 2);
 
     eprintln!(
         "outage (timeout 2s, retry_interval 20s), ssh login wall time: \
@@ -365,6 +373,10 @@ fn a_recovering_mirror_gets_one_probe_not_a_stampede() {
     let r = env.keys_as_keyward(&user, None);
     assert_eq!(r.field("source").as_deref(), Some("stale"), "{r}");
     assert_eq!(switch.hole(), 1);
+    // No answer for a second user too: down.
+    let r = env.keys_as_keyward(&keysenv::fake_user(), None);
+    assert_eq!(r.decision(), "fail", "{r}");
+    assert_eq!(switch.hole(), 2);
     let (_, text) = health_record(&env.cache).unwrap();
     std::thread::sleep(Duration::from_millis(
         retry_at_ms(&text).saturating_sub(now_ms()) + 50,
@@ -383,7 +395,7 @@ fn a_recovering_mirror_gets_one_probe_not_a_stampede() {
             .collect();
         runs.into_iter().map(|t| t.join().unwrap()).collect()
     });
-    assert_eq!(switch.hole(), 2, "one probe for {N} concurrent lookups");
+    assert_eq!(switch.hole(), 3, "one probe for {N} concurrent lookups");
     let (_, text) = health_record(&env.cache).unwrap();
     assert!(
         text.contains("failures 2"),

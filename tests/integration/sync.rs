@@ -313,8 +313,8 @@ fn directory_down_or_failing_leaves_every_entry_intact() {
         !out.success(),
         "sync must fail when the directory fails: {out}"
     );
-    // The index request's 503 marks the mirror down (issue 12): the users
-    // are then skipped, not asked one by one.
+    // A 503 is an answer for that path: the mirror stays up and each
+    // user's request gets its own 503.
     assert!(failing.total() >= 1, "{:?}", failing.accesses());
     assert_eq!(snapshot(&w), before, "a 5xx never touches an entry");
 
