@@ -8,6 +8,7 @@ mod binary;
 mod config_layers;
 mod demo;
 mod doctor;
+mod guards;
 mod identities;
 mod index;
 mod journal;
