@@ -159,13 +159,21 @@ fn files_strict_modes_on_every_directory_as_sshd_judges_them() {
 
     check("safe layout", true, true, None);
 
+    // Debian's sshd accepts a group-writable directory whose group has the
+    // owner as its only member (its user private group); keyward does not
+    // (DESIGN.md). The group here has another member, so both refuse.
+    let chgrp = |p: &Path, gid: u32| std::os::unix::fs::chown(p, None, Some(gid)).unwrap();
+    chgrp(&ssh, other.gid);
     set_mode(&ssh, 0o770);
     check("group-writable ~/.ssh", false, true, Some(&ssh));
     set_mode(&ssh, 0o700);
+    chgrp(&ssh, user.gid);
 
+    chgrp(&user.home, other.gid);
     set_mode(&user.home, 0o770);
     check("group-writable home", false, true, Some(&user.home));
     set_mode(&user.home, 0o750);
+    chgrp(&user.home, user.gid);
 
     // Traversable, so the owner rule (not a permission error) refuses it.
     chown_to(&ssh, &other.name);
@@ -254,9 +262,10 @@ fn files_with_the_directory_down_fail_closed_through_sshd() {
         "the directory answers: the local key works: {r}\n{}",
         line.raw
     );
-    assert_eq!(
-        line.field("source").as_deref(),
-        Some("files+directory"),
+    // sshd's second run (the signed request) answers from the cache.
+    assert!(
+        line.field("source")
+            .is_some_and(|s| s == "files+directory" || s == "files+cache"),
         "{}",
         line.raw
     );
@@ -273,7 +282,7 @@ fn files_with_the_directory_down_fail_closed_through_sshd() {
 fn unsafe_drop_in_is_refused_by_the_login_path_and_by_sync() {
     let keys = TestDir::new("guard-dropin");
     let nginx = Nginx::start();
-    let env = KeysEnv::new(|c| c.url(dead_url()).timeout("1s").ttl("1s"));
+    let env = KeysEnv::new(|c| c.url(dead_url()).timeout("1s"));
     let sshd = sshd_for(&env.kw, "keyward");
     let user = TestUser::new();
     let key = SshKey::ed25519(keys.path(), "k");
@@ -303,21 +312,17 @@ fn unsafe_drop_in_is_refused_by_the_login_path_and_by_sync() {
         ),
     ] {
         unsafe_it();
-        sleep(Duration::from_millis(1100)); // past ttl: the lookup reads config and asks
-        let (r, line) = attempt(&sshd, &env.log, &user, &key);
+        let r = sshd.login(&user.name, &key.path, "id -un");
         assert!(!r.ok, "{what} drop-in: the login must fail: {r}");
-        assert_eq!(
-            line.field("decision").as_deref(),
-            Some("fail"),
-            "{what}: {}",
-            line.raw
-        );
+        // The refused config cannot say where to log: its record goes to
+        // the default socket and stderr. The lookup run by hand shows it.
+        let out = env.kw.keys_as_keyward(&user.name, Some(&key.fingerprint()));
+        assert_eq!(out.code, Some(1), "{what}: {out}");
+        assert_eq!(out.stdout, "", "{what}: {out}");
         assert!(
-            line.field("reason")
-                .unwrap_or_default()
-                .contains(&drop_in.display().to_string()),
-            "{what}: the reason names the drop-in: {}",
-            line.raw
+            out.stderr.contains("decision=fail")
+                && out.stderr.contains(&drop_in.display().to_string()),
+            "{what}: the record names the drop-in: {out}"
         );
         let out = env.kw.run(&["sync"]);
         assert_eq!(out.code, Some(2), "{what}: sync refuses to run: {out}");
@@ -415,10 +420,10 @@ fn a_404_at_login_keeps_the_rollback_floor_through_sshd() {
     sleep(Duration::from_millis(1100));
     let (r, line) = attempt(&sshd, &env.log, &user, &revoked);
     assert!(!r.ok, "a replayed older file after a 404: refused: {r}\n{}", line.raw);
+    assert_ne!(line.field("decision").as_deref(), Some("match"), "{}", line.raw);
     assert!(
-        line.field("reason")
-            .unwrap_or_default()
-            .contains("serial 100 is lower than the highest accepted serial 200"),
+        line.msg
+            .contains("serial 100 is lower than the highest accepted serial 200 (rollback refused)"),
         "the log names the rollback: {}",
         line.raw
     );
