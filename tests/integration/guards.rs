@@ -206,12 +206,7 @@ fn files_strict_modes_on_every_directory_as_sshd_judges_them() {
         Duration::from_secs(30),
     );
     assert!(out.success(), "usermod -m -d: {out}");
-    check(
-        "home under a world-writable directory",
-        true,
-        true,
-        None,
-    );
+    check("home under a world-writable directory", true, true, None);
 }
 
 // ---------------------------------------------------------------------------
@@ -244,7 +239,12 @@ fn files_with_the_directory_down_fail_closed_through_sshd() {
 
     let (r, line) = attempt(&sshd, &env.log, &user, &key);
     assert!(!r.ok, "directory down, no cache: fail closed: {r}");
-    assert_eq!(line.field("decision").as_deref(), Some("fail"), "{}", line.raw);
+    assert_eq!(
+        line.field("decision").as_deref(),
+        Some("fail"),
+        "{}",
+        line.raw
+    );
     assert!(line.field("reason").is_some(), "{}", line.raw);
     assert!(
         !env.entry(&user.name).exists(),
@@ -398,14 +398,23 @@ fn a_404_at_login_keeps_the_rollback_floor_through_sshd() {
     });
     let toml = env.config.to_toml().replacen(
         "[directory]\n",
-        &format!("[directory]\nsigners = [{}]\n", toml_str(&signer.public_line())),
+        &format!(
+            "[directory]\nsigners = [{}]\n",
+            toml_str(&signer.public_line())
+        ),
         1,
     );
     env.kw.write_config(&toml);
     let sshd = sshd_for(&env.kw, "keyward");
     let user = TestUser::new();
 
-    publish_signed(&nginx, keys.path(), &signer, &user.name, &signed_body(&user.name, 200, &current));
+    publish_signed(
+        &nginx,
+        keys.path(),
+        &signer,
+        &user.name,
+        &signed_body(&user.name, 200, &current),
+    );
     let (r, line) = attempt(&sshd, &env.log, &user, &current);
     assert!(r.ok, "serial 200: {r}\n{}", line.raw);
 
@@ -414,21 +423,48 @@ fn a_404_at_login_keeps_the_rollback_floor_through_sshd() {
     sleep(Duration::from_millis(1100));
     let (r, line) = attempt(&sshd, &env.log, &user, &current);
     assert!(!r.ok, "after a 404 the user has no keys: {r}");
-    assert_eq!(line.field("source").as_deref(), Some("directory"), "{}", line.raw);
+    assert_eq!(
+        line.field("source").as_deref(),
+        Some("directory"),
+        "{}",
+        line.raw
+    );
 
-    publish_signed(&nginx, keys.path(), &signer, &user.name, &signed_body(&user.name, 100, &revoked));
+    publish_signed(
+        &nginx,
+        keys.path(),
+        &signer,
+        &user.name,
+        &signed_body(&user.name, 100, &revoked),
+    );
     sleep(Duration::from_millis(1100));
     let (r, line) = attempt(&sshd, &env.log, &user, &revoked);
-    assert!(!r.ok, "a replayed older file after a 404: refused: {r}\n{}", line.raw);
-    assert_ne!(line.field("decision").as_deref(), Some("match"), "{}", line.raw);
     assert!(
-        line.msg
-            .contains("serial 100 is lower than the highest accepted serial 200 (rollback refused)"),
+        !r.ok,
+        "a replayed older file after a 404: refused: {r}\n{}",
+        line.raw
+    );
+    assert_ne!(
+        line.field("decision").as_deref(),
+        Some("match"),
+        "{}",
+        line.raw
+    );
+    assert!(
+        line.msg.contains(
+            "serial 100 is lower than the highest accepted serial 200 (rollback refused)"
+        ),
         "the log names the rollback: {}",
         line.raw
     );
 
-    publish_signed(&nginx, keys.path(), &signer, &user.name, &signed_body(&user.name, 201, &current));
+    publish_signed(
+        &nginx,
+        keys.path(),
+        &signer,
+        &user.name,
+        &signed_body(&user.name, 201, &current),
+    );
     sleep(Duration::from_millis(1100));
     let (r, line) = attempt(&sshd, &env.log, &user, &current);
     assert!(r.ok, "a newer signed file is accepted: {r}\n{}", line.raw);
@@ -531,8 +567,7 @@ fn quotes_and_backslashes_are_escaped_in_a_real_log_line() {
             l.program == "keyward" && l.raw.contains(&fake_prefix(&odd))
         })
         .unwrap_or_else(|| panic!("no line for {odd:?}: {out}\n{}", env.log.text()));
-    let fields =
-        strict_fields(&line.msg).unwrap_or_else(|| panic!("does not parse: {}", line.raw));
+    let fields = strict_fields(&line.msg).unwrap_or_else(|| panic!("does not parse: {}", line.raw));
     let users: Vec<&str> = fields
         .iter()
         .filter(|(k, _)| k == "user")
@@ -568,7 +603,12 @@ fn rsa_boundary_2047_refused_2048_served_through_sshd() {
 
     let (r, line) = attempt(&sshd, &env.log, &user, &small);
     assert!(!r.ok, "RSA 2047 below min_rsa_bits 2048: {r}");
-    assert_eq!(line.field("decision").as_deref(), Some("nomatch"), "{}", line.raw);
+    assert_eq!(
+        line.field("decision").as_deref(),
+        Some("nomatch"),
+        "{}",
+        line.raw
+    );
     assert!(
         line.field("reason")
             .unwrap_or_default()

@@ -101,7 +101,11 @@ fn a_stalled_log_socket_neither_fails_a_key_login_nor_loses_count() {
 
     // The lookup sshd makes, run directly: exit 0 with the key.
     let out = kw.keys_as_keyward(&user.name, Some(&key.fingerprint()));
-    assert_eq!(out.code, Some(0), "a stalled logger must not fail the lookup: {out}");
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a stalled logger must not fail the lookup: {out}"
+    );
     assert!(out.stdout.contains(&key.public_material()), "{out}");
     // The record went to stderr instead, and was counted.
     assert!(out.stderr.contains("decision=match"), "{out}");
@@ -114,9 +118,16 @@ fn a_stalled_log_socket_neither_fails_a_key_login_nor_loses_count() {
         .start();
     let before = lost(&cache);
     let r = sshd.login(&user.name, &key.path, "id -un");
-    assert!(r.ok, "key login with a stalled logger: {r}\n{}", sshd.log_text());
+    assert!(
+        r.ok,
+        "key login with a stalled logger: {r}\n{}",
+        sshd.log_text()
+    );
     assert_eq!(r.stdout().trim(), user.name, "{r}");
-    assert!(lost(&cache) > before, "sshd's lookups were lost and counted");
+    assert!(
+        lost(&cache) > before,
+        "sshd's lookups were lost and counted"
+    );
 
     // The daemon reads again: sync's own records get through, and the
     // metric reports every record lost so far.
@@ -165,7 +176,10 @@ fn metrics_step_neither_hangs_on_a_fifo_nor_follows_a_symlink() {
             &mut kw.command(&["sync", "--metrics-file", prom.to_str().unwrap()]),
             Duration::from_secs(30),
         );
-        assert!(!out.timed_out, "sync hung on a {what} at the textfile path: {out}");
+        assert!(
+            !out.timed_out,
+            "sync hung on a {what} at the textfile path: {out}"
+        );
         out
     };
 
@@ -176,7 +190,9 @@ fn metrics_step_neither_hangs_on_a_fifo_nor_follows_a_symlink() {
     assert_eq!(out.code, Some(0), "{out}");
     let md = fs::symlink_metadata(&prom).unwrap();
     assert!(md.file_type().is_file() && !md.file_type().is_fifo());
-    assert!(fs::read_to_string(&prom).unwrap().contains("keyward_sync_users"));
+    assert!(fs::read_to_string(&prom)
+        .unwrap()
+        .contains("keyward_sync_users"));
     assert!(
         out.stderr.contains("not a regular file"),
         "a warning names the problem: {out}"
@@ -186,7 +202,11 @@ fn metrics_step_neither_hangs_on_a_fifo_nor_follows_a_symlink() {
     // failed run (the directory is down) reports no last success, since
     // none is known, rather than the target's.
     let decoy = dir.join("decoy.prom");
-    fs::write(&decoy, "keyward_sync_last_success_timestamp_seconds 12345\n").unwrap();
+    fs::write(
+        &decoy,
+        "keyward_sync_last_success_timestamp_seconds 12345\n",
+    )
+    .unwrap();
     fs::set_permissions(&decoy, fs::Permissions::from_mode(0o644)).unwrap();
     fs::remove_file(&prom).unwrap();
     std::os::unix::fs::symlink(&decoy, &prom).unwrap();
