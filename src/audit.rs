@@ -254,11 +254,11 @@ impl Sink {
         };
         match sock.connect(socket) {
             Ok(()) if sock.set_nonblocking(true).is_ok() => Out::Syslog(sock),
-            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => UnixStream::connect(socket)
-                .ok()
-                .filter(|s| s.set_nonblocking(true).is_ok())
-                .map(Out::SyslogStream)
-                .unwrap_or(Out::Nowhere),
+            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                crate::os::unixsock::connect_stream(socket)
+                    .map(Out::SyslogStream)
+                    .unwrap_or(Out::Nowhere)
+            }
             _ => Out::Nowhere,
         }
     }

@@ -9,5 +9,6 @@ pub mod privdrop;
 pub mod process;
 pub mod safepath;
 pub mod tally;
+pub mod unixsock;
 #[cfg(target_os = "linux")]
 pub mod unwind;

@@ -12,6 +12,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::cachefiles::mkfifo;
@@ -227,4 +228,85 @@ fn metrics_step_neither_hangs_on_a_fifo_nor_follows_a_symlink() {
         "keyward_sync_last_success_timestamp_seconds 12345\n"
     );
     assert!(out.stderr.contains("symlink"), "{out}");
+}
+
+/// A stream syslog socket (as some syslog-ng set-ups use) whose daemon
+/// stopped accepting: the listen backlog is full, so a blocking connect
+/// would wait. Python's socket module plays the daemon (listen(0), the
+/// backlog filled by its own connections).
+struct StalledListener {
+    path: PathBuf,
+    child: std::process::Child,
+}
+
+impl StalledListener {
+    fn new(dir: &Path) -> StalledListener {
+        use std::io::BufRead;
+        let path = dir.join("stalled-stream.sock");
+        let script = r#"
+import os, socket, sys, time
+p = sys.argv[1]
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(p)
+os.chmod(p, 0o666)
+l.listen(0)
+held = []
+while True:
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.setblocking(False)
+    try:
+        c.connect(p)
+    except BlockingIOError:
+        break
+    held.append(c)
+print("full", len(held), flush=True)
+time.sleep(3600)
+"#;
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("full"), "the listener: {line:?}");
+        StalledListener { path, child }
+    }
+}
+
+impl Drop for StalledListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_stream_log_socket_with_a_full_backlog_does_not_fail_a_key_login() {
+    let dir = TestDir::new("stalled-stream");
+    let stalled = StalledListener::new(dir.path());
+    let cache = dir.join("cache");
+    ensure_system_user("keyward");
+    make_cache_dir(&cache, "keyward");
+    let nginx = Nginx::start();
+    let config = KwConfig::new(&cache, Some(&stalled.path))
+        .url(nginx.users_url())
+        .timeout("1s");
+    let kw = Keyward::with_config(&config);
+    let key = SshKey::ed25519(dir.path(), "k");
+    let user = fake_user();
+    nginx.put_keys(&user, &format!("{}\n", key.public_line()));
+    let out = kw.keys_as_keyward(&user, Some(&key.fingerprint()));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a stalled logger must not fail the lookup: {out}"
+    );
+    assert!(out.stdout.contains(&key.public_material()), "{out}");
+    assert!(out.stderr.contains("decision=match"), "{out}");
+    assert_eq!(lost(&cache), 1, "one record lost, one counted");
 }
