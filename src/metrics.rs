@@ -53,17 +53,8 @@ impl Metrics {
     /// The textfile (exposition format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut metric = |kind: &str, name: &str, help: &str, samples: &[(String, String)]| {
-            if samples.is_empty() {
-                return;
-            }
-            out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
-            for (labels, value) in samples {
-                out += &format!("{name}{labels} {value}\n");
-            }
-        };
         let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
-            metric("gauge", name, help, samples)
+            write_metric(&mut out, "gauge", name, help, samples)
         };
         let one = |v: String| vec![(String::new(), v)];
         gauge(
@@ -126,13 +117,32 @@ impl Metrics {
                 .map(|t| one(t.to_string()))
                 .unwrap_or_default(),
         );
-        metric(
+        write_metric(
+            &mut out,
             "counter",
             "keyward_log_records_lost_total",
             "Audit records no log socket took (a stalled or missing syslog/journald): they went to stderr only, which sshd discards.",
             &self.log_records_lost.map(|n| one(n.to_string())).unwrap_or_default(),
         );
         out
+    }
+}
+
+/// One metric: its HELP and TYPE lines and samples (`labels`, `value`);
+/// nothing without samples (absent() is what alerts test for).
+fn write_metric(
+    out: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    samples: &[(String, String)],
+) {
+    if samples.is_empty() {
+        return;
+    }
+    *out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    for (labels, value) in samples {
+        *out += &format!("{name}{labels} {value}\n");
     }
 }
 
