@@ -145,6 +145,7 @@ fn sink_for(config: &Config) -> Sink {
     let facility =
         audit::parse_facility(&config.log.facility).unwrap_or(syslog::Facility::LOG_AUTHPRIV);
     let mut sink = Sink::open(&config.log.socket, facility);
+    sink.count_losses_in(config.cache.dir.join(audit::LOST_RECORDS));
     // An admin running keyward by hand sees the decision too.
     sink.tee_stderr(std::io::stderr().is_terminal());
     sink

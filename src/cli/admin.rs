@@ -90,7 +90,7 @@ pub(super) fn run_sync(config_path: &Path, args: &SyncArgs, started: Instant) ->
         Ok(summary) => {
             let code = report_sync(&mut sink, &summary, tty, started);
             if let Some(path) = metrics {
-                if let Err(e) = write_metrics(&config, path, &summary, code, started) {
+                if let Err(e) = write_metrics(&config, path, &summary, code, started, &mut sink) {
                     sink.tee_stderr(true);
                     sink.send(
                         Severity::Warning,
@@ -113,16 +113,23 @@ fn write_metrics(
     summary: &crate::sync::Summary,
     code: i32,
     started: Instant,
+    sink: &mut Sink,
 ) -> Result<(), String> {
     let cache = crate::cache::Cache::new(&config.cache.dir);
     let stats = crate::metrics::scan(&cache, config.directory.signed())?;
+    let previous = crate::metrics::read_previous(path).unwrap_or_else(|e| {
+        warn(sink, "metrics-previous", path, &e);
+        None
+    });
+    let lost_path = config.cache.dir.join(crate::audit::LOST_RECORDS);
+    let log_records_lost = crate::os::tally::count(&lost_path)
+        .inspect_err(|e| warn(sink, "metrics-log-lost", &lost_path, &e.to_string()))
+        .ok();
     let m = crate::metrics::Metrics {
         version: env!("CARGO_PKG_VERSION"),
         now: crate::os::clock::now_secs(),
         success: code == SYNC_OK,
-        previous_success: std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| crate::metrics::previous_success(&t)),
+        previous_success: previous.and_then(|t| crate::metrics::previous_success(&t)),
         updated: summary.updated,
         unchanged: summary.unchanged,
         removed: summary.removed,
@@ -130,8 +137,20 @@ fn write_metrics(
         duration_ms: started.elapsed().as_millis() as u64,
         max_stale_secs: config.cache.max_stale.0.as_secs(),
         cache: stats,
+        log_records_lost,
     };
     crate::metrics::write_atomic(path, &m.render()).map_err(|e| e.to_string())
+}
+
+/// A warning record about a file the metrics step met (also on stderr).
+fn warn(sink: &mut Sink, decision: &str, path: &Path, why: &str) {
+    sink.tee_stderr(true);
+    sink.send(
+        Severity::Warning,
+        &Record::new()
+            .with("decision", decision.to_owned())
+            .with("reason", format!("{}: {why}", path.display())),
+    );
 }
 
 /// The one record of a sync run (and, on a terminal, the failed users);

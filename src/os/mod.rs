@@ -8,5 +8,7 @@ pub mod nss;
 pub mod privdrop;
 pub mod process;
 pub mod safepath;
+pub mod tally;
+pub mod unixsock;
 #[cfg(target_os = "linux")]
 pub mod unwind;
