@@ -13,6 +13,14 @@
 //!   Everything this version knows is still validated strictly, and a file
 //!   without `min_version` (or with an older one) keeps the strict rule, so
 //!   a typo is still an error (`keyward check-config` shows both).
+//! - A near-miss stays an error even under `min_version`: an unknown key
+//!   within [`near_miss`]'s edit distance of a key its table knows (or an
+//!   unknown section close to a known one) is refused, naming the key it
+//!   resembles. `signer_file` for `signers_file` must not switch
+//!   signatures off.
+//! - While a key is ignored, every decision record carries a short
+//!   `config_warning` ([`warning`]): nobody reads check-config on a
+//!   login, but the log is read.
 //! - Line numbers survive: ignored keys are blanked in place (spaces, the
 //!   newlines kept) and the rest goes through the same typed parse.
 //!
@@ -197,11 +205,119 @@ pub struct Ignored {
     pub min_version: Version,
 }
 
+/// An unknown key that looks like a misspelling of a known one: an error
+/// even in a file for a newer keyward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearMiss {
+    pub path: PathBuf,
+    pub line: usize,
+    /// `section.key` as written (or `section`).
+    pub key: String,
+    /// The known `section.key` (or `section`) it resembles.
+    pub known: String,
+}
+
+impl NearMiss {
+    pub fn error(&self) -> ConfigError {
+        ConfigError::Syntax {
+            path: self.path.clone(),
+            line: self.line,
+            message: format!(
+                "unknown key {} looks like a misspelling of {}: a file with a newer min_version may carry keys this keyward does not know, but not near-misses of known ones (fix the spelling)",
+                self.key, self.known
+            ),
+        }
+    }
+}
+
 /// One file's text as this version reads it.
 #[derive(Debug, Clone)]
 pub struct Relaxed<'a> {
     pub text: Cow<'a, str>,
     pub ignored: Vec<Ignored>,
+    /// Unknown keys refused as misspellings (each is an error).
+    pub near_misses: Vec<NearMiss>,
+}
+
+impl Relaxed<'_> {
+    /// The first near-miss as the error (the login path's rule).
+    pub fn checked(self) -> Result<Self, ConfigError> {
+        match self.near_misses.first() {
+            Some(n) => Err(n.error()),
+            None => Ok(self),
+        }
+    }
+}
+
+/// Whether `unknown` looks like a misspelling of `known`: equal but for
+/// case and `-`/`_`, or within a Damerau-Levenshtein distance (optimal
+/// string alignment) of 2, or of 1 when `known` has 5 characters or
+/// fewer (`ttl`, `urls`, `dir`: two edits would reach unrelated words).
+pub fn near_miss(unknown: &str, known: &str) -> bool {
+    let norm = |s: &str| -> Vec<u8> {
+        s.bytes()
+            .map(|b| match b.to_ascii_lowercase() {
+                b'-' => b'_',
+                b => b,
+            })
+            .collect()
+    };
+    let (a, b) = (norm(unknown), norm(known));
+    let limit = if b.len() <= 5 { 1 } else { 2 };
+    a.len().abs_diff(b.len()) <= limit && osa_distance(&a, &b) <= limit
+}
+
+/// Edit distance with adjacent transpositions (optimal string alignment).
+fn osa_distance(a: &[u8], b: &[u8]) -> usize {
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for i in 0..=a.len() {
+        d[i * w] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+        }
+    }
+    d[a.len() * w + b.len()]
+}
+
+/// The known name `unknown` resembles, if any.
+fn resembles<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
+    known.iter().copied().find(|k| near_miss(unknown, k))
+}
+
+/// The `config_warning` of a decision record while keys are ignored:
+/// short (at most three keys named), one line.
+pub fn warning(ignored: &[Ignored]) -> Option<String> {
+    if ignored.is_empty() {
+        return None;
+    }
+    let mut versions: Vec<String> = ignored.iter().map(|i| i.min_version.to_string()).collect();
+    versions.dedup();
+    let keys: Vec<&str> = ignored.iter().take(3).map(|i| i.key.as_str()).collect();
+    let more = ignored.len().saturating_sub(keys.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "ignored unknown key{} {}{more} (min_version {})",
+        if ignored.len() == 1 { "" } else { "s" },
+        keys.join(", "),
+        versions.join(", ")
+    ))
 }
 
 /// Applies the `min_version` rule to one file's text: unchanged unless the
@@ -211,6 +327,7 @@ pub fn relax<'a>(text: &'a str, path: &Path) -> Result<Relaxed<'a>, ConfigError>
     let unchanged = Relaxed {
         text: Cow::Borrowed(text),
         ignored: Vec::new(),
+        near_misses: Vec::new(),
     };
     // The common case costs one substring search.
     if !text.contains("min_version") {
@@ -240,16 +357,29 @@ pub fn relax<'a>(text: &'a str, path: &Path) -> Result<Relaxed<'a>, ConfigError>
     }
     let mut blank = Vec::new();
     let mut ignored = Vec::new();
-    let mut ignore = |key: String, ranges: Vec<std::ops::Range<usize>>| {
-        if let Some(first) = ranges.iter().map(|r| r.start).min() {
-            ignored.push(Ignored {
+    let mut near_misses = Vec::new();
+    let mut ignore = |key: String, like: Option<&str>, ranges: Vec<std::ops::Range<usize>>| {
+        let Some(first) = ranges.iter().map(|r| r.start).min() else {
+            return;
+        };
+        let line = line_of(text, first);
+        match like {
+            Some(known) => near_misses.push(NearMiss {
                 path: path.to_owned(),
-                line: line_of(text, first),
+                line,
                 key,
-                min_version: wanted,
-            });
+                known: known.to_owned(),
+            }),
+            None => {
+                ignored.push(Ignored {
+                    path: path.to_owned(),
+                    line,
+                    key,
+                    min_version: wanted,
+                });
+                blank.extend(ranges);
+            }
         }
-        blank.extend(ranges);
     };
     let root = doc.as_table();
     let top = fields_of::<Config>();
@@ -259,12 +389,17 @@ pub fn relax<'a>(text: &'a str, path: &Path) -> Result<Relaxed<'a>, ConfigError>
             (Some(known), toml_edit::Item::Table(t)) => {
                 for (name, v) in t.iter().filter(|(n, _)| !known.contains(n)) {
                     let ks = t.key(name).and_then(|k| k.span());
-                    ignore(format!("{k}.{name}"), ranges(v, ks));
+                    let like = resembles(name, known).map(|n| format!("{k}.{n}"));
+                    ignore(format!("{k}.{name}"), like.as_deref(), ranges(text, v, ks));
                 }
             }
             _ if top.contains(&k) => {}
             // An unknown section or top-level key, and all of it.
-            _ => ignore(k.to_owned(), ranges(item, key_span)),
+            _ => ignore(
+                k.to_owned(),
+                resembles(k, top),
+                ranges(text, item, key_span),
+            ),
         }
     }
     let mut bytes = text.as_bytes().to_vec();
@@ -284,40 +419,50 @@ pub fn relax<'a>(text: &'a str, path: &Path) -> Result<Relaxed<'a>, ConfigError>
     Ok(Relaxed {
         text: Cow::Owned(text),
         ignored,
+        near_misses,
     })
 }
 
-/// The byte ranges an item occupies: `key = value` for a value; a table's
-/// header and each of its entries (a sub-table's header may sit after
-/// other sections, so a table is never blanked as one range).
+/// The byte ranges an item occupies: a value's whole `key = value` from
+/// the start of its line (a dotted key, `directory.future = 1`, names
+/// itself from there: blanking only `future = 1` would leave `directory.`
+/// behind); a table's header and each of its entries (a sub-table's header
+/// may sit after other sections, so a table is never blanked as one range).
 fn ranges(
+    text: &str,
     item: &toml_edit::Item,
     key: Option<std::ops::Range<usize>>,
 ) -> Vec<std::ops::Range<usize>> {
+    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
     let value = |v: Option<std::ops::Range<usize>>| match (key.clone(), v) {
-        (Some(k), Some(v)) => std::iter::once(k.start.min(v.start)..k.end.max(v.end)).collect(),
+        (Some(k), Some(v)) => {
+            std::iter::once(line_start(k.start.min(v.start))..k.end.max(v.end)).collect()
+        }
         (k, v) => k.into_iter().chain(v).collect(),
     };
     match item {
         toml_edit::Item::None => Vec::new(),
         toml_edit::Item::Value(v) => value(v.span()),
-        toml_edit::Item::Table(t) => table_ranges(t, key),
-        toml_edit::Item::ArrayOfTables(a) => a.iter().flat_map(|t| table_ranges(t, None)).collect(),
+        toml_edit::Item::Table(t) => table_ranges(text, t, key),
+        toml_edit::Item::ArrayOfTables(a) => {
+            a.iter().flat_map(|t| table_ranges(text, t, None)).collect()
+        }
     }
 }
 
 fn table_ranges(
+    text: &str,
     t: &toml_edit::Table,
     key: Option<std::ops::Range<usize>>,
 ) -> Vec<std::ops::Range<usize>> {
     let mut out: Vec<_> = match t.span() {
         // `[a.b]` header (its span covers the brackets and the name)
         Some(h) => vec![h],
-        // a dotted key (`a.b = 1`): the key names itself
+        // a dotted key (`a.b = 1`): each entry's range covers its line
         None => key.into_iter().collect(),
     };
     for (name, v) in t.iter() {
-        out.extend(ranges(v, t.key(name).and_then(|k| k.span())));
+        out.extend(ranges(text, v, t.key(name).and_then(|k| k.span())));
     }
     out
 }
@@ -340,7 +485,7 @@ pub fn merge(sources: &[Source], main: &Path) -> Result<Layered, ConfigError> {
     let mut relaxed = Vec::with_capacity(sources.len());
     let mut ignored = Vec::new();
     for s in sources {
-        let r = relax(&s.text, &s.path)?;
+        let r = relax(&s.text, &s.path)?.checked()?;
         ignored.extend(r.ignored.iter().cloned());
         relaxed.push((s, r));
     }
@@ -373,6 +518,10 @@ pub fn merge(sources: &[Source], main: &Path) -> Result<Layered, ConfigError> {
         }
     };
     config.validate(main)?;
+    let config = Config {
+        ignored: ignored.clone(),
+        ..config
+    };
     Ok(Layered {
         config,
         files,
@@ -691,6 +840,150 @@ mod tests {
             ("/k.toml.d/90-next.toml", "min_version = \"9.9.9\"\n"),
         ])
         .is_err());
+    }
+
+    #[test]
+    fn near_misses_of_known_keys_stay_errors_under_min_version() {
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A k";
+        for (typo, known) in [
+            ("signer_file", "directory.signers_file"),
+            ("signersfile", "directory.signers_file"),
+            ("Signers_File", "directory.signers_file"),
+            ("signers-file", "directory.signers_file"),
+            ("sigenrs_file", "directory.signers_file"),
+            ("signres", "directory.signers"),
+            ("url", "directory.urls"),
+        ] {
+            let text = format!(
+                "min_version = \"99.0\"\n{MIN}{typo} = \"/etc/keyward/signers\"\nfuture = 1\n"
+            );
+            let r = relax(&text, Path::new("/k.toml")).unwrap();
+            let keys: Vec<(&str, &str, usize)> = r
+                .near_misses
+                .iter()
+                .map(|n| (n.key.as_str(), n.known.as_str(), n.line))
+                .collect();
+            let key = format!("directory.{typo}");
+            assert_eq!(keys, [(key.as_str(), known, 4)], "{typo}");
+            // the unrelated new key is still only ignored
+            assert_eq!(r.ignored.len(), 1, "{typo}");
+            assert_eq!(r.ignored[0].key, "directory.future");
+            let e = Config::parse(&text, Path::new("/k.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("/k.toml line 4:") && e.contains(&key) && e.contains(known),
+                "{typo}: {e}"
+            );
+        }
+        // a misspelled section: all it holds would be ignored
+        let text = format!("min_version = \"99.0\"\n{MIN}[direcotry]\nsigners = [\"{ed}\"]\n");
+        let e = Config::parse(&text, Path::new("/k.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 4") && e.contains("direcotry") && e.contains("directory"),
+            "{e}"
+        );
+        // in a drop-in, through the merge
+        let e = layered(&[
+            ("/k.toml", MIN),
+            (
+                "/k.toml.d/90-next.toml",
+                "min_version = \"9.9.9\"\n[directory]\nsigner_file = \"/s\"\n",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("/k.toml.d/90-next.toml line 3:") && e.contains("signers_file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn near_miss_distance() {
+        assert!(near_miss("signer_file", "signers_file"));
+        assert!(
+            near_miss("sigenrs_fiel", "signers_file"),
+            "two transpositions"
+        );
+        assert!(!near_miss("signatures_file", "signers_file"));
+        assert!(!near_miss("shard_count", "max_bytes"));
+        assert!(!near_miss("principals", "policy"));
+        // short names: one edit only
+        assert!(near_miss("tll", "ttl"));
+        assert!(near_miss("URLS", "urls"));
+        assert!(!near_miss("tls", "urls"));
+        assert!(!near_miss("dns", "dir"));
+        assert!(!near_miss("ttl_ms", "ttl"));
+        assert!(near_miss("logs", "log"));
+        assert_eq!(osa_distance(b"ca", b"ac"), 1);
+        assert_eq!(osa_distance(b"", b"abc"), 3);
+        assert_eq!(osa_distance(b"kitten", b"sitting"), 3);
+    }
+
+    #[test]
+    fn dotted_unknown_keys_are_ignored_like_any_other() {
+        let text = format!(
+            "min_version = \"99.0\"\nfuture.x.y = \"z\"\ncache.future = 1\ncache . spaced = 2\ncache.ttl = \"1m\"\n{MIN}timeout = \"4s\"\n[policy]\nnext.level = true\n"
+        );
+        let r = relax(&text, Path::new("/k.toml")).unwrap();
+        let keys: Vec<(&str, usize)> = r.ignored.iter().map(|i| (i.key.as_str(), i.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("future", 2),
+                ("cache.future", 3),
+                ("cache.spaced", 4),
+                ("policy.next", 10)
+            ]
+        );
+        assert_eq!(r.text.lines().count(), text.lines().count(), "lines kept");
+        let c = Config::parse(&text, Path::new("/k.toml")).unwrap();
+        assert_eq!(c.directory.timeout.0.as_secs(), 4);
+        assert_eq!(c.cache.ttl.0.as_secs(), 60);
+        assert_eq!(c.directory.urls.len(), 1);
+        assert_eq!(c.ignored.len(), 4);
+        // a known section given only by dotted keys keeps its known ones
+        let text = "min_version = \"99.0\"\ndirectory.urls = [\"https://k/{user}.keys\"]\ndirectory.future = 1\n";
+        let c = Config::parse(text, Path::new("/k.toml")).unwrap();
+        assert_eq!(c.directory.urls.len(), 1);
+        // without min_version it stays an error
+        assert!(Config::parse(&format!("directory.future = 1\n{MIN}"), Path::new("/k")).is_err());
+    }
+
+    #[test]
+    fn ignored_keys_make_a_short_warning() {
+        let c = Config::parse(MIN, Path::new("/k.toml")).unwrap();
+        assert_eq!(c.warning(), None);
+        let one = format!("min_version = \"0.99\"\n{MIN}foo = 1\n");
+        let c = Config::parse(&one, Path::new("/k.toml")).unwrap();
+        assert_eq!(
+            c.warning().as_deref(),
+            Some("ignored unknown key directory.foo (min_version 0.99.0)")
+        );
+        let many = format!("min_version = \"1.2\"\n{MIN}a1 = 1\nb22 = 2\nc333 = 3\nd4444 = 4\n");
+        let c = Config::parse(&many, Path::new("/k.toml")).unwrap();
+        assert_eq!(
+            c.warning().as_deref(),
+            Some("ignored unknown keys directory.a1, directory.b22, directory.c333 and 1 more (min_version 1.2.0)")
+        );
+        // through the layers: the merged config carries what each file ignored
+        let l = layered(&[
+            ("/k.toml", MIN),
+            (
+                "/k.toml.d/90-next.toml",
+                "min_version = \"9.9.9\"\n[cache]\nfresh = 1\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            l.config.warning().as_deref(),
+            Some("ignored unknown key cache.fresh (min_version 9.9.9)")
+        );
+        assert!(!fields_of::<Config>().contains(&"ignored"), "not a setting");
     }
 
     #[test]
