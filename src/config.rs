@@ -10,6 +10,7 @@
 //! fleet out.
 
 pub mod layers;
+mod skew;
 mod values;
 
 pub use values::{
