@@ -92,3 +92,79 @@ fn keys_without_uid_for_a_name_nss_does_not_know_fails_closed_when_root_is_denie
     assert_eq!(r.out.code, Some(0), "{r}");
     assert!(r.out.stdout.contains(&a.public_material()), "{r}");
 }
+
+/// The same rule when NSS fails: a second uid-0 account (`toor`) looked up
+/// while the passwd backend is unavailable (a private nsswitch.conf, bound
+/// in a mount namespace of the keyward process only, names a module that
+/// cannot be loaded, as when an SSSD/LDAP backend is gone). Without `%U`
+/// keyward must not take the failed lookup for "not uid 0": it fails closed
+/// and serves none of toor's keys.
+#[test]
+fn keys_without_uid_when_nss_fails_never_serves_a_uid_0_account() {
+    let keys = TestDir::new("nsserr");
+    let t = SshKey::ed25519(keys.path(), "t");
+    let nginx = Nginx::start();
+    let url = nginx.users_url();
+    let env = KeysEnv::new(|c| c.url(url).deny_users(&["root"]));
+    let toor = TestUser::builder().uid0().create();
+    nginx.put_keys(&toor.name, &format!("{}\n", t.public_line()));
+    let fp = t.fingerprint();
+    let nsswitch = keys.join("nsswitch.conf");
+    write_file(
+        &nsswitch,
+        "passwd: kwbroken\ngroup: kwbroken\nshadow: kwbroken\n",
+        0o644,
+    );
+    let id = |flag: &str| {
+        must(std::process::Command::new("id").args([flag, "keyward"]))
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let mut c = std::process::Command::new("unshare");
+    c.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir("/")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            // numeric ids: setpriv could not resolve a name in there
+            "mount --bind \"$1\" /etc/nsswitch.conf && exec setpriv --reuid=\"$2\" --regid=\"$3\" --clear-groups \"$4\" --config \"$5\" keys \"$6\" \"$7\"",
+            "sh",
+        ])
+        .arg(&nsswitch)
+        .args([&uid, &gid])
+        .arg(&env.kw.bin)
+        .arg(&env.kw.config)
+        .args([&toor.name, &fp]);
+    let out = run(&mut c, Duration::from_secs(60));
+    let line = env
+        .log
+        .wait_for(Duration::from_secs(10), |l| {
+            l.program == "keyward" && l.field("user").as_deref() == Some(toor.name.as_str())
+        })
+        .unwrap_or_else(|| panic!("no record for {}\n{out}", toor.name));
+    assert!(
+        !out.stdout.contains(&t.public_material()),
+        "a uid-0 account's key was served: {out}\n{}",
+        line.raw
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (Some(1), ""), "{out}");
+    assert_eq!(
+        line.field("decision").as_deref(),
+        Some("fail"),
+        "{}",
+        line.raw
+    );
+    assert_eq!(nginx.count(&toor.name), 0, "{:?}", nginx.accesses());
+
+    // With NSS working, the same call is denied on the uid NSS gives.
+    let r = env.keys_as_keyward(&toor.name, Some(&fp));
+    assert_eq!(r.decision(), "deny", "{r}");
+    assert!(
+        r.field("reason").unwrap_or_default().contains("uid 0"),
+        "{r}"
+    );
+}
