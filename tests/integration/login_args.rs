@@ -94,10 +94,11 @@ fn keys_without_uid_for_a_name_nss_does_not_know_fails_closed_when_root_is_denie
 }
 
 /// The same rule when NSS fails: a second uid-0 account (`toor`) looked up
-/// while the passwd backend is unavailable (a private nsswitch.conf, bound
-/// in a mount namespace of the keyward process only, names a module that
-/// cannot be loaded, as when an SSSD/LDAP backend is gone). Without `%U`
-/// keyward must not take the failed lookup for "not uid 0": it fails closed
+/// while the passwd database cannot be read (an empty /etc, mounted in a
+/// namespace of the keyward process only: glibc falls back to `files` and
+/// cannot open /etc/passwd, as with a backend that is gone). glibc reports
+/// that failure as ENOENT, which getpwnam_r(3) also uses for "not found".
+/// Without `%U` keyward must not take it for "not uid 0": it fails closed
 /// and serves none of toor's keys.
 #[test]
 fn keys_without_uid_when_nss_fails_never_serves_a_uid_0_account() {
@@ -109,12 +110,6 @@ fn keys_without_uid_when_nss_fails_never_serves_a_uid_0_account() {
     let toor = TestUser::builder().uid0().create();
     nginx.put_keys(&toor.name, &format!("{}\n", t.public_line()));
     let fp = t.fingerprint();
-    let nsswitch = keys.join("nsswitch.conf");
-    write_file(
-        &nsswitch,
-        "passwd: kwbroken\ngroup: kwbroken\nshadow: kwbroken\n",
-        0o644,
-    );
     let id = |flag: &str| {
         must(std::process::Command::new("id").args([flag, "keyward"]))
             .stdout
@@ -131,10 +126,9 @@ fn keys_without_uid_when_nss_fails_never_serves_a_uid_0_account() {
             "sh",
             "-c",
             // numeric ids: setpriv could not resolve a name in there
-            "mount --bind \"$1\" /etc/nsswitch.conf && exec setpriv --reuid=\"$2\" --regid=\"$3\" --clear-groups \"$4\" --config \"$5\" keys \"$6\" \"$7\"",
+            "mount -t tmpfs -o mode=755 kwnoetc /etc && exec setpriv --reuid=\"$1\" --regid=\"$2\" --clear-groups \"$3\" --config \"$4\" keys \"$5\" \"$6\"",
             "sh",
         ])
-        .arg(&nsswitch)
         .args([&uid, &gid])
         .arg(&env.kw.bin)
         .arg(&env.kw.config)
