@@ -265,8 +265,9 @@ fn account_facts(
             // nothing) must not pass for "not uid 0".
             if uid.is_none() && policy::needs_uid(&config.policy) {
                 return Err(
-                    "NSS does not know the account and sshd passed no uid (%U): \
-                     the uid-0 rule (root is in [policy] deny_users) cannot be checked"
+                    "NSS returned no account (not found, or its database unreadable) and sshd \
+                     passed no uid (%U): the uid-0 rule (root is in [policy] deny_users) \
+                     cannot be checked; pass %U"
                         .into(),
                 );
             }
