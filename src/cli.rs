@@ -310,7 +310,10 @@ fn run_principals_failed(
         None => Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV),
     };
     sink.tee_stderr(true);
-    let o = crate::lookup::principals_failed(user, reason, started);
+    let mut o = crate::lookup::principals_failed(user, reason, started);
+    if let Some(w) = config.and_then(Config::warning) {
+        o.record.push("config_warning", w);
+    }
     sink.send(o.severity, &o.record);
     o.exit
 }
@@ -332,6 +335,9 @@ fn log_failure(
     let mut r = Record::new().with("decision", "fail").with("user", user);
     if let Some(fp) = fp {
         r.push("fp", fp);
+    }
+    if let Some(w) = config.and_then(Config::warning) {
+        r.push("config_warning", w);
     }
     r.push("reason", reason);
     r.push("ms", audit::millis(started.elapsed()));

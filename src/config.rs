@@ -10,6 +10,7 @@
 //! fleet out.
 
 pub mod layers;
+mod skew;
 mod values;
 
 pub use values::{
@@ -39,6 +40,10 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub log: LogConfig,
     pub sync: SyncConfig,
+    /// Keys the files set that this version ignored (`min_version`); not
+    /// a setting.
+    #[serde(skip)]
+    pub ignored: Vec<crate::config::layers::Ignored>,
 }
 
 /// `[sync]`: what `keyward sync` (the timer) does besides refreshing.
@@ -326,10 +331,17 @@ impl Config {
 
     /// Parses the text of one file; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let relaxed = crate::config::layers::relax(text, path)?;
-        let config = Config::parse_strict(&relaxed.text, path)?;
+        let relaxed = crate::config::layers::relax(text, path)?.checked()?;
+        let mut config = Config::parse_strict(&relaxed.text, path)?;
         config.validate(path)?;
+        config.ignored = relaxed.ignored;
         Ok(config)
+    }
+
+    /// The `config_warning` every decision record carries while keys are
+    /// ignored (None: nothing ignored).
+    pub fn warning(&self) -> Option<String> {
+        crate::config::layers::warning(&self.ignored)
     }
 
     /// The typed parse of one file's text, without the cross-field rules.

@@ -260,6 +260,17 @@ fn account_facts(
         )),
         _ => {
             let uid = given.or(acct.as_ref().map(|a| a.uid));
+            // sshd never runs us for a name NSS does not know: a "not
+            // found" now (NSS changed, a backend down and answering
+            // nothing) must not pass for "not uid 0".
+            if uid.is_none() && policy::needs_uid(&config.policy) {
+                return Err(
+                    "NSS returned no account (not found, or its database unreadable) and sshd \
+                     passed no uid (%U): the uid-0 rule (root is in [policy] deny_users) \
+                     cannot be checked; pass %U"
+                        .into(),
+                );
+            }
             Ok((acct, uid))
         }
     }
@@ -280,6 +291,10 @@ enum Gate {
 fn gate(config: &Config, user: &str, uid_arg: Option<&str>) -> Gate {
     if let Err(e) = username::validate(user, config.policy.max_username_len) {
         return Gate::Fail(format!("invalid user name: {e}"));
+    }
+    // A name denied as such needs no uid (and no NSS lookup).
+    if let Some(why) = policy::denied(&config.policy, user, None) {
+        return Gate::Deny(why);
     }
     // At most one NSS lookup serves the uid-0 rule and the local files.
     match account_facts(config, user, uid_arg) {
@@ -305,6 +320,11 @@ pub fn run(
     record_head(&mut record, user, fp);
     if let Some(uid) = uid_arg {
         record.push("uid", uid);
+    }
+    // Keys a newer config set and this version ignores (min_version):
+    // on every decision, so the log shows what is not enforced.
+    if let Some(w) = config.warning() {
+        record.push("config_warning", w);
     }
     let fail = |mut record: Record, reason: String| {
         record.push("reason", reason);
@@ -529,6 +549,24 @@ mod tests {
         assert!(policy::denied(&config.policy, user, uid).is_some());
         assert!(account_facts(&config, user, Some("%U")).is_err());
         assert!(account_facts(&config, user, Some("-1")).is_err());
+    }
+
+    #[test]
+    fn without_a_uid_an_account_nss_does_not_know_fails_closed_when_the_uid_rule_needs_it() {
+        let mut config = Config::default();
+        let user = "kwnosuchuser-nouid";
+        let e = account_facts(&config, user, None).unwrap_err();
+        assert!(e.contains("uid-0 rule") && e.contains("%U"), "{e}");
+        assert!(matches!(gate(&config, user, None), Gate::Fail(_)));
+        // a name denied as such is denied without a lookup
+        config.policy.deny_users = vec!["root".into(), user.into()];
+        assert!(matches!(gate(&config, user, None), Gate::Deny(_)));
+        // nobody denied by uid: the name alone is judged
+        config.policy.deny_users = vec!["alice".into()];
+        assert_eq!(account_facts(&config, user, None).unwrap(), (None, None));
+        // local files without the uid rule: no home, no files, no failure
+        config.files.paths = vec!["%h/.ssh/authorized_keys".into()];
+        assert_eq!(account_facts(&config, user, None).unwrap(), (None, None));
     }
 
     #[test]

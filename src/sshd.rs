@@ -386,9 +386,12 @@ pub struct PrincipalsCall<'a> {
     pub rest: Vec<&'a str>,
 }
 
-/// Parses the arguments after the program name. A user starting with `-`
-/// is taken (keyward refuses it with a log line) unless clap would read it
-/// as one of keyward's own options.
+/// Parses the arguments after the program name. The grammar is
+/// `principals USER NAME=VALUE…` whatever USER is: sshd passes `%u` as it
+/// is, and an account called `--help`, `-h` or `--` must neither make clap
+/// print its help to stdout (sshd would read `Options:` as a principal)
+/// nor shift the arguments. Such a user is refused by the name check, with
+/// its record.
 pub fn principals_call<'a>(args: &[&'a str]) -> Result<PrincipalsCall<'a>, NotKeys<'a>> {
     let (config, rest) = match args {
         ["--config", path, rest @ ..] => (Some(*path), rest),
@@ -404,11 +407,6 @@ pub fn principals_call<'a>(args: &[&'a str]) -> Result<PrincipalsCall<'a>, NotKe
     };
     if let Some(c) = config.filter(|c| c.is_empty() || c.starts_with('-')) {
         return Err(NotKeys::Option(c));
-    }
-    let clap_option =
-        matches!(user, "-h" | "--help" | "--config" | "--") || user.starts_with("--config=");
-    if user.is_empty() || clap_option {
-        return Err(NotKeys::Option(user));
     }
     Ok(PrincipalsCall {
         config,
@@ -848,10 +846,20 @@ mod tests {
             Err(NotKeys::Subcommand(Some("keys")))
         );
         assert_eq!(principals_call(&["principals"]), Err(NotKeys::Arity(0)));
-        assert_eq!(
-            principals_call(&["principals", "--help"]),
-            Err(NotKeys::Option("--help"))
-        );
+        // whatever the user is, it is the user, and the rest stays in place
+        for user in [
+            "--help",
+            "-h",
+            "--",
+            "-V",
+            "--version",
+            "--config=/x",
+            "--config",
+            "",
+        ] {
+            let c = principals_call(&["principals", user, "uid=7", "fp=x"]).unwrap();
+            assert_eq!((c.user, c.rest.as_slice()), (user, &["uid=7", "fp=x"][..]));
+        }
         assert_eq!(
             principals_call(&["--config", "-", "principals", "u"]),
             Err(NotKeys::Option("-"))

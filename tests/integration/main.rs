@@ -15,6 +15,7 @@ mod index;
 mod journal;
 mod keys_directory;
 mod keys_sshd;
+mod login_args;
 mod logjoin;
 mod metrics;
 mod mirror_health;

@@ -124,10 +124,10 @@ impl Certs {
 }
 
 /// `uid=%U`: a second uid-0 account is denied on the uid sshd passed (root
-/// is in the default deny_users), its principals never fetched.
+/// is in deny_users, as by default), its principals never fetched.
 #[test]
 fn principals_second_root_account_is_denied_on_the_uid_sshd_passes() {
-    let s = Certs::new(|c| c.ttl("5m"));
+    let s = Certs::new(|c| c.ttl("5m").deny_users(&["root"]));
     let toor = TestUser::builder().uid0().create();
     s.serve(&toor.name, "team-web\n");
     let web = s.cert("web", "alice@laptop", &["team-web"]);

@@ -191,7 +191,10 @@ pub struct KwConfig {
 
 impl KwConfig {
     /// A config with a cache in `cache_dir` and logs to `log_socket`;
-    /// everything else default.
+    /// everything else default but `deny_users`, which is empty: most tests
+    /// call `keys NAME` for names NSS does not know (`fake_user`) without
+    /// sshd's `%U`, which keyward refuses while root is denied (the uid-0
+    /// rule needs the uid). Tests of the deny rules set them.
     pub fn new(cache_dir: &Path, log_socket: Option<&Path>) -> KwConfig {
         KwConfig {
             urls: Vec::new(),
@@ -209,7 +212,7 @@ impl KwConfig {
             files: Vec::new(),
             key_types: None,
             min_rsa_bits: None,
-            deny_users: None,
+            deny_users: Some(Vec::new()),
             max_keys: None,
             max_username_len: None,
             facility: None,
