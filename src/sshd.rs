@@ -241,7 +241,12 @@ pub fn uid_arg(s: &str) -> Result<u32, String> {
 pub fn keys_call_with_dash_user<'a>(args: &[&'a str]) -> Option<KeysCall<'a>> {
     match keys_call(args) {
         Err(NotKeys::Option(v)) if v.starts_with('-') => {
-            if matches!(v, "-h" | "--help" | "-V" | "--version") {
+            // `keyward keys --help` typed alone is a question; with the
+            // fingerprint or uid after it, it is sshd's call for an account
+            // with that name and must never print help on stdout.
+            let pos = args.iter().position(|a| *a == "keys")?;
+            let alone = args.len() == pos + 2;
+            if alone && matches!(v, "-h" | "--help" | "-V" | "--version") {
                 return None;
             }
             // The same call with the user swapped for a plain stand-in must
@@ -687,6 +692,13 @@ mod tests {
         );
         assert_eq!(keys_call_with_dash_user(&["keys", "--help"]), None);
         assert_eq!(keys_call_with_dash_user(&["keys", "-V"]), None);
+        // sshd's form for accounts named like clap's options: the user
+        for user in ["--help", "-h", "-V", "--version"] {
+            let c = keys_call_with_dash_user(&["keys", user, "SHA256:x", "7"]).unwrap();
+            assert_eq!((c.user, c.uid), (user, Some("7")));
+            let c = keys_call_with_dash_user(&["keys", user, "SHA256:x"]).unwrap();
+            assert_eq!(c.user, user);
+        }
         assert_eq!(keys_call_with_dash_user(&["keys", "alice", "-x"]), None);
         assert_eq!(
             keys_call_with_dash_user(&["--config", "-c", "keys", "a"]),

@@ -47,6 +47,31 @@ fn principals_for_accounts_named_like_options_fail_closed_with_one_record() {
     assert_eq!(nginx.total(), 0, "{:?}", nginx.accesses());
 }
 
+/// The same for `keys` in sshd's form (`keys %u %f %U`): an account named
+/// `--help` or `-V` is a user name, refused with its record, and clap's
+/// help or version never reaches stdout (`keyward keys --help` typed alone
+/// still answers a human).
+#[test]
+fn keys_for_accounts_named_like_options_fail_closed_with_one_record() {
+    let nginx = Nginx::start();
+    let url = nginx.users_url();
+    let env = KeysEnv::new(|c| c.url(url).timeout("3s"));
+    for user in ["--help", "-h", "-V", "--version"] {
+        let out = env
+            .kw
+            .run_as("keyward", &["keys", user, "SHA256:x", "1000"]);
+        assert_eq!(out.code, Some(1), "{user}: {out}");
+        assert_eq!(out.stdout, "", "{user}: {out}");
+        let mine = |l: &rsyslog::LogLine| {
+            l.program == "keyward" && l.field("user").as_deref() == Some(user)
+        };
+        let lines = env.log.wait_for_n(1, Duration::from_secs(10), mine);
+        assert_eq!(lines.len(), 1, "{user}: {lines:#?}\n{out}");
+        assert_eq!(lines[0].field("decision").as_deref(), Some("fail"));
+    }
+    assert_eq!(nginx.total(), 0, "{:?}", nginx.accesses());
+}
+
 /// `keys NAME FP` without `%U` for a name NSS does not know, while root is
 /// denied: the uid-0 rule has no uid to judge, so the lookup fails closed
 /// (nothing fetched, nothing printed) and says why. With sshd's uid, or
