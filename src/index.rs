@@ -146,8 +146,7 @@ impl Line<'_> {
         let [user, serial, hash, path] = f[..] else {
             return Err(format!("index line {raw:?} does not have 4 fields"));
         };
-        crate::username::validate(user, crate::username::MAX_LEN_LIMIT)
-            .map_err(|e| format!("index line for {user:?}: {e}"))?;
+        check_fields(user, path).map_err(|e| format!("index line for {user:?}: {e}"))?;
         let serial = match serial {
             "-" => None,
             s => Some(
@@ -157,7 +156,6 @@ impl Line<'_> {
         };
         let hash =
             unhex::<8>(hash).ok_or_else(|| format!("index line for {user}: bad hash {hash:?}"))?;
-        check_path(path).map_err(|e| format!("index line for {user}: {e}"))?;
         Ok(Line {
             user,
             serial,
@@ -165,6 +163,21 @@ impl Line<'_> {
             path,
         })
     }
+}
+
+/// Whether a line for `user` whose file is at `path` can be written so that
+/// [`Line::parse`] reads back exactly these fields: fields are separated by
+/// single spaces (so neither may contain one), the user must be a name
+/// keyward serves, and the path must pass [`check_path`]. The writer
+/// refuses such a line and the reader refuses it.
+pub fn check_fields(user: &str, path: &str) -> Result<(), String> {
+    crate::username::validate(user, crate::username::MAX_LEN_LIMIT).map_err(|e| e.to_string())?;
+    if user.contains(' ') {
+        return Err(format!(
+            "user name {user:?} contains a space, which an index line cannot carry"
+        ));
+    }
+    check_path(path)
 }
 
 /// A relative path below the index's folder: no `..`, no query, nothing a
@@ -183,7 +196,10 @@ pub fn check_path(p: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("bad path {p:?}"))
+        Err(format!(
+            "bad path {p:?} (an index path is printable ASCII without ?#%\\, \
+             with no empty, . or .. segment)"
+        ))
     }
 }
 

@@ -50,6 +50,25 @@ impl Header {
     }
 }
 
+/// Whether `user` fits a header's `user=` field so that [`parse_header`]
+/// reads back exactly this name: fields are split at spaces and at their
+/// first `=`, and the header ends at the line break. A space would start a
+/// field of the name's choosing (`alice kind=principals`: a keys file that
+/// reads as alice's principals file); `=` is refused too, so no reader that
+/// splits a field elsewhere can take it for another field; control
+/// characters (line breaks among them) end or hide the line. The writer
+/// refuses such a name and the reader refuses such a field.
+pub fn check_user(user: &str) -> Result<(), String> {
+    let bad = |c: char| c == ' ' || c == '=' || c.is_control();
+    match user.chars().find(|&c| bad(c)) {
+        _ if user.is_empty() => Err("empty user in the header".into()),
+        Some(c) => Err(format!(
+            "user name {user:?} contains {c:?}, which a #keyward header cannot carry"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Parses the header, which must be the first line of the file.
 pub fn parse_header(body: &str) -> Result<Header, String> {
     let first = body.lines().next().unwrap_or_default();
@@ -62,7 +81,10 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
             .split_once('=')
             .ok_or_else(|| format!("bad header field {field:?}"))?;
         let dup = match k {
-            "user" => user.replace(v.to_owned()).is_some(),
+            "user" => {
+                check_user(v)?;
+                user.replace(v.to_owned()).is_some()
+            }
             "kind" => kind
                 .replace(match v {
                     "principals" => Kind::Principals,

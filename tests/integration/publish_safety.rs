@@ -70,12 +70,10 @@ impl Publisher {
         let body = self.out.join(name);
         let sig = self.out.join(format!("{name}.sig"));
         run(
-            Command::new("ssh-keygen")
-                .args(["-Y", "verify", "-n", "keyward", "-I", "keyward@publish", "-f"])
-                .arg(&allowed)
-                .arg("-s")
-                .arg(&sig)
-                .stdin(std::fs::File::open(&body).unwrap()),
+            Command::new("sh")
+                .arg("-c")
+                .arg(r#"exec ssh-keygen -Y verify -n keyward -I keyward@publish -f "$1" -s "$2" < "$3""#)
+                .args(["sh".as_ref(), allowed.as_os_str(), sig.as_os_str(), body.as_os_str()]),
             Duration::from_secs(20),
         )
     }
@@ -150,7 +148,12 @@ fn publish_never_follows_links_planted_in_out() {
         );
     }
     assert!(out.success(), "{out}");
-    for name in ["alice.keys", "alice.keys.sig", "keyward.index", "keyward.index.sig"] {
+    for name in [
+        "alice.keys",
+        "alice.keys.sig",
+        "keyward.index",
+        "keyward.index.sig",
+    ] {
         assert_regular(&p.out, name);
     }
     assert_regular(&p.out, "keyward.index.gz");
@@ -172,7 +175,10 @@ fn publish_never_follows_links_planted_in_out() {
     // never touches the victims.
     let again = p.publish();
     assert!(again.success(), "{again}");
-    assert_eq!(std::fs::read_to_string(p.out.join("alice.keys")).unwrap(), body);
+    assert_eq!(
+        std::fs::read_to_string(p.out.join("alice.keys")).unwrap(),
+        body
+    );
     for name in planted {
         assert_eq!(std::fs::read_to_string(victim(name)).unwrap(), PRECIOUS);
     }
@@ -184,15 +190,29 @@ fn publish_never_follows_links_planted_in_out() {
 #[test]
 fn publish_does_not_hang_on_fifos_planted_in_out() {
     let p = Publisher::new();
-    for name in ["alice.keys", "alice.keys.sig", "keyward.index", "keyward.index.sig", "keyward.index.gz"] {
+    for name in [
+        "alice.keys",
+        "alice.keys.sig",
+        "keyward.index",
+        "keyward.index.sig",
+        "keyward.index.gz",
+    ] {
         must(Command::new("mkfifo").arg(p.out.join(name)));
     }
     std::fs::create_dir(p.out.join("dir.keys")).unwrap();
     let out = p.publish();
     assert!(!out.timed_out, "publish hung on a FIFO in OUT: {out}");
     assert!(out.success(), "{out}");
-    for name in ["alice.keys", "alice.keys.sig", "keyward.index", "keyward.index.sig", "keyward.index.gz"] {
-        let ft = std::fs::symlink_metadata(p.out.join(name)).unwrap().file_type();
+    for name in [
+        "alice.keys",
+        "alice.keys.sig",
+        "keyward.index",
+        "keyward.index.sig",
+        "keyward.index.gz",
+    ] {
+        let ft = std::fs::symlink_metadata(p.out.join(name))
+            .unwrap()
+            .file_type();
         assert!(!ft.is_fifo() && ft.is_file(), "{name}: {ft:?}");
     }
     assert!(p.verify("alice.keys").success());
@@ -224,7 +244,8 @@ fn publish_refuses_names_a_header_or_index_cannot_carry() {
     assert_eq!(out.code, Some(1), "{out}");
     for name in refused {
         assert!(
-            out.stderr.contains(&format!("{name:?}")),
+            out.stderr
+                .contains(&format!("refused {:?}", format!("{name}.keys"))),
             "{name} not named on stderr: {out}"
         );
         for suffix in ["keys", "keys.sig"] {
