@@ -482,4 +482,67 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn lines_an_index_cannot_carry_are_refused_by_writer_and_reader() {
+        for (user, path) in [
+            ("alice", "alice.keys"),
+            ("a@corp.example.com", "a@corp.example.com.keys"),
+            ("host$", "host$.keys"),
+            ("a=b", "a=b.keys"),
+        ] {
+            assert_eq!(check_fields(user, path), Ok(()), "{user}");
+        }
+        for (user, path) in [
+            ("a b", "a_b.keys"),
+            ("a", "a b.keys"),
+            ("dåve", "dåve.keys"),
+            ("CORP\\alice", "CORP\\alice.keys"),
+            ("a#b", "a#b.keys"),
+            ("a%41", "a%41.keys"),
+            ("a?b", "a?b.keys"),
+            ("a\tb", "a\tb.keys"),
+            ("-a", "-a.keys"),
+            ("", ".keys"),
+        ] {
+            assert!(check_fields(user, path).is_err(), "{user:?} {path:?}");
+        }
+        // What writing a name with a space would give: a line of 5 fields
+        // the reader refuses (and with it the whole index).
+        let l = Line {
+            user: "a b",
+            serial: None,
+            hash: digest(b"x"),
+            path: "a.keys",
+        };
+        assert!(Line::parse(&l.to_line()).is_err());
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Write the line of user U (file `U.keys`), parse it: the same line,
+        /// or the writer refuses it; and the reader only ever returns a
+        /// line the writer writes.
+        #[test]
+        fn an_index_line_reads_back_its_fields_or_is_refused(
+            user in "[a-z =#%?\\\\/\\t\\x00-\\x1f\\x7f\\u{85}\\u{2028}åé@.$-]{0,12}|\\PC{0,12}",
+            serial in proptest::option::of(any::<u64>()),
+            hash in any::<[u8; 8]>(),
+        ) {
+            let path = format!("{user}.keys");
+            let l = Line { user: &user, serial, hash, path: &path };
+            let text = l.to_line();
+            let read = Line::parse(&text);
+            match check_fields(&user, &path) {
+                Ok(()) => prop_assert_eq!(read, Ok(l)),
+                Err(_) => prop_assert_ne!(read, Ok(l)),
+            }
+            if let Ok(r) = Line::parse(&text) {
+                prop_assert_eq!(check_fields(r.user, r.path), Ok(()));
+            }
+        }
+    }
 }

@@ -669,6 +669,92 @@ mod tests {
     }
 
     #[test]
+    fn publishable_names() {
+        use Kind::{Keys, Principals};
+        for (user, kind, index) in [
+            ("alice", Keys, true),
+            ("a@corp.example.com", Keys, true),
+            // No index line for these: the header alone carries them.
+            ("dåve", Keys, false),
+            ("dåve", Principals, true),
+            ("CORP\\alice", Keys, false),
+        ] {
+            assert_eq!(publishable(user, kind, 255, index), Ok(()), "{user}");
+        }
+        for (user, kind, index) in [
+            ("a b", Keys, false),
+            ("a b", Principals, false),
+            ("a=b", Principals, false),
+            ("alice kind=principals", Keys, false),
+            ("dåve", Keys, true),
+            ("a#b", Keys, true),
+            ("a\tb", Keys, false),
+            ("-a", Keys, false),
+            ("aaaa", Keys, false),
+        ] {
+            let max = if user == "aaaa" { 3 } else { 255 };
+            assert!(publishable(user, kind, max, index).is_err(), "{user:?}");
+        }
+    }
+
+    #[test]
+    fn refused_names_are_left_out_and_their_old_files_removed() {
+        use std::os::unix::ffi::OsStrExt;
+        let root = tempfile::tempdir().unwrap();
+        let (src, out) = (root.path().join("src"), root.path().join("out"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        for name in ["alice.keys", "a b.keys", "x=y.principals"] {
+            std::fs::write(src.join(name), format!("{ED} k\n")).unwrap();
+        }
+        let raw = std::ffi::OsStr::from_bytes(b"n\xff.keys");
+        std::fs::write(src.join(raw), format!("{ED} k\n")).unwrap();
+        // What an earlier publish wrote for a refused name.
+        std::fs::write(out.join("a b.keys"), format!("{ED} k\n")).unwrap();
+        std::fs::write(out.join("a b.keys.sig"), "old").unwrap();
+        let policy = PolicyConfig::default();
+        let o = Options {
+            src: &src,
+            out: &out,
+            signer: None,
+            index: Some("keyward.index"),
+            serial: 1,
+            expires: 2_000_000_000,
+            policy: &policy,
+            max_username_len: 255,
+        };
+        let p = publish(&o).unwrap();
+        let users: Vec<&str> = p.users.iter().map(|u| u.user.as_str()).collect();
+        assert_eq!(users, ["alice"]);
+        let refused: Vec<&str> = p.refused.iter().map(|r| r.file.as_str()).collect();
+        assert_eq!(refused, ["a b.keys", "n\u{fffd}.keys", "x=y.principals"]);
+        assert!(
+            p.refusals(&o)[0].contains("\"a b.keys\""),
+            "{:?}",
+            p.refusals(&o)
+        );
+        let report = p.report(&o);
+        assert!(
+            report
+                .iter()
+                .any(|l| l.contains("; 3 source file(s) refused")),
+            "{report:?}"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["alice.keys", "keyward.index", "keyward.index.gz"]);
+        let index = std::fs::read_to_string(out.join("keyward.index")).unwrap();
+        let idx = crate::index::Index::parse(&index).unwrap();
+        assert_eq!(
+            idx.lines.iter().map(|l| l.user).collect::<Vec<_>>(),
+            ["alice"]
+        );
+    }
+
+    #[test]
     fn principals_body_has_its_kind_and_verbatim_options() {
         let h = Header {
             user: "deploy".into(),

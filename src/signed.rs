@@ -296,6 +296,86 @@ mod tests {
         }
     }
 
+    #[test]
+    fn names_a_header_cannot_carry_are_refused_by_writer_and_reader() {
+        for ok in [
+            "alice",
+            "a@corp.example.com",
+            "CORP\\alice",
+            "host$",
+            "ålice",
+            "a#b",
+            "a,b",
+        ] {
+            assert_eq!(check_user(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "", "a b", "a=b", "a\tb", "a\nb", "a\rb", "a\x1bb", "a\u{85}b", " ", "=",
+        ] {
+            assert!(check_user(bad).is_err(), "{bad:?}");
+        }
+        // What writing such a name would give: a keys file of user
+        // `alice kind=principals` reads as alice's principals file.
+        let forged = Header {
+            user: "alice kind=principals".into(),
+            kind: Kind::Keys,
+            serial: 5,
+            expires: 1893456000,
+        };
+        let read = parse_header(&forged.to_line()).unwrap();
+        assert_eq!((read.user.as_str(), read.kind), ("alice", Kind::Principals));
+        assert!(check_user(&forged.user).is_err(), "the writer refuses it");
+        // The reader refuses a user field the writer never writes.
+        for line in [
+            "#keyward user=a=b serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user= serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a\x1bb serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a\u{85}b serial=1 expires=2030-01-01T00:00:00Z",
+        ] {
+            assert!(parse_header(line).is_err(), "{line:?}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Write the header of name N, parse it: N again, or N is refused.
+        #[test]
+        fn a_header_reads_back_its_name_or_the_name_is_refused(
+            user in "[a-z =#\\t\\n\\r\\x00-\\x1f\\x7f\\u{85}\\u{a0}\\u{2028}åé@.$-]{0,12}|\\PC{0,12}",
+            principals in any::<bool>(),
+            serial in any::<u64>(),
+            expires in 0i64..253402300799,
+        ) {
+            let kind = if principals { Kind::Principals } else { Kind::Keys };
+            let h = Header { user: user.clone(), kind, serial, expires };
+            let read = parse_header(&format!("{}\nssh-ed25519 AAAA\n", h.to_line()));
+            match check_user(&user) {
+                Ok(()) => prop_assert_eq!(read, Ok(h)),
+                Err(_) => prop_assert_ne!(read, Ok(h)),
+            }
+        }
+
+        /// Whatever a header line says, what the reader takes from it is a
+        /// name the writer writes, and writing it again gives the same header.
+        #[test]
+        fn every_parsed_header_is_one_the_writer_writes(
+            fields in proptest::collection::vec(
+                "user=[a-z =\\t\\x1b]{0,6}|kind=principals|serial=[0-9]{1,3}|expires=2030-01-01T00:00:00Z|[a-z]{1,3}",
+                0..6,
+            ),
+            sep in "[ ]{1,2}",
+        ) {
+            let line = format!("#keyward {}", fields.join(&sep));
+            if let Ok(h) = parse_header(&line) {
+                prop_assert_eq!(check_user(&h.user), Ok(()));
+                prop_assert_eq!(parse_header(&h.to_line()), Ok(h));
+            }
+        }
+    }
+
     // `ssh-keygen -Y sign -f signer -n keyward` (and `-n file`) over "hello\n".
     const SIGNER: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEuN5jeku28miWD/dsgOlgRMzx0WmOXKdjCBqGn1/Whc signer";
