@@ -321,6 +321,9 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     let out = OutDir::new(o.out);
     let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
+    // Every user's files are written first and renamed into place together:
+    // a failure (a signature, a full disk) leaves the tree as it was.
+    let (mut staged, mut stale_sigs) = (Vec::new(), Vec::new());
     for (user, kind, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let name = out_name(user, *kind);
@@ -340,9 +343,16 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
             expires: o.expires,
         });
         let (body, published) = build(o, user, *kind, &text, header.as_ref(), now);
-        write(o, &out, &name, body.as_bytes(), &[])?;
+        staged.extend(stage(o, &out, &name, body.as_bytes())?);
+        if o.signer.is_none() {
+            // A signature of an earlier signed run would not match.
+            stale_sigs.push(format!("{name}.sig"));
+        }
         results.push(published);
     }
+    let stale_sigs: Vec<&str> = stale_sigs.iter().map(String::as_str).collect();
+    out.commit(staged, &stale_sigs)
+        .map_err(|e| format!("{}: {e}", o.out.display()))?;
     let index = match o.index {
         Some(name) => Some(write_index(o, &out, name, &results)?),
         None => None,
@@ -474,13 +484,15 @@ fn write_index(
     let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
     // The compressed copy first: a server preferring it never serves one
     // older than the plain file next to it for long.
-    write(
-        o,
-        out,
-        name,
-        text.as_bytes(),
-        &[(&format!("{name}.gz"), &gz)],
-    )?;
+    let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
+    let mut files = vec![out.stage(&format!("{name}.gz"), &gz).map_err(fail)?];
+    files.extend(stage(o, out, name, text.as_bytes())?);
+    let sig = format!("{name}.sig");
+    let stale_sig: &[&str] = match o.signer {
+        Some(_) => &[],
+        None => &[&sig],
+    };
+    out.commit(files, stale_sig).map_err(fail)?;
     Ok(IndexInfo {
         path: o.out.join(name),
         serial,
@@ -500,34 +512,22 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
-/// Writes `name` with `body` and, when signing, `name.sig`, after the
-/// files in `before`; each is renamed into place only once all are written,
-/// the signature before the body (a reader never gets a new body with no
-/// signature for it). Unsigned, a `.sig` of an earlier signed run is
-/// removed: it would not match.
-fn write(
+/// Stages `name` with `body` and, when signing, `name.sig` before it (a
+/// reader never gets a new body with no signature for it).
+fn stage(
     o: &Options,
     out: &OutDir,
     name: &str,
     body: &[u8],
-    before: &[(&str, &[u8])],
-) -> Result<(), String> {
-    let sig_name = format!("{name}.sig");
-    let sig = match o.signer {
-        Some(signer) => Some(sign::sign(body, signer, name)?),
-        None => None,
-    };
-    let mut files = before.to_vec();
-    if let Some(sig) = &sig {
-        files.push((&sig_name, sig));
+) -> Result<Vec<outdir::Staged>, String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
+    let mut files = Vec::with_capacity(2);
+    if let Some(signer) = o.signer {
+        let sig = sign::sign(body, signer, name)?;
+        files.push(out.stage(&format!("{name}.sig"), &sig).map_err(fail)?);
     }
-    files.push((name, body));
-    out.replace(&files)
-        .and_then(|()| match sig {
-            Some(_) => Ok(()),
-            None => out.remove(sig_name.as_ref()),
-        })
-        .map_err(|e| format!("{}: {e}", o.out.join(name).display()))
+    files.push(out.stage(name, body).map_err(fail)?);
+    Ok(files)
 }
 
 /// A serial is never reused: hosts refuse a signed file whose serial is at

@@ -6,9 +6,10 @@
 //!   and at most a given size; anything else reads as "no previous file";
 //! - a write goes to a new file with an unpredictable name, created
 //!   exclusively (`O_CREAT | O_EXCL`: a planted link or file makes it pick
-//!   another name) and written through its descriptor, synced, then renamed
-//!   over the published name (a rename replaces a link, never writes
-//!   through it); the folder is synced after the renames;
+//!   another name) and written through its descriptor; once every file of
+//!   a step is written and synced, each is renamed over its published name
+//!   (a rename replaces a link, never writes through it) and the folder is
+//!   synced;
 //! - a removal unlinks the name (a link, never its target) and leaves a
 //!   directory alone.
 //!
@@ -18,8 +19,15 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+/// A file written under a temporary name, waiting for its rename.
+pub struct Staged {
+    tmp: tempfile::TempPath,
+    path: PathBuf,
+}
 
 pub struct OutDir<'a> {
     path: &'a Path,
@@ -80,25 +88,40 @@ impl<'a> OutDir<'a> {
         self.file_len(name).is_some()
     }
 
-    /// Replaces each `(name, bytes)`, renaming them into place in the given
-    /// order once all are written (a reader never sees a half-written one),
-    /// then syncs the folder.
-    pub fn replace(&self, files: &[(&str, &[u8])]) -> io::Result<()> {
-        let mut staged = Vec::with_capacity(files.len());
-        for (name, bytes) in files {
-            let path = self.join(name.as_ref())?;
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".keyward-")
-                .suffix(".tmp")
-                // What a plain create gives (less the umask): served files.
-                .permissions(std::fs::Permissions::from_mode(0o666))
-                .tempfile_in(self.path)?;
-            tmp.write_all(bytes)?;
-            tmp.as_file().sync_all()?;
-            staged.push((tmp, path));
+    /// Writes `bytes` to a new temporary file in the folder, to be renamed
+    /// over `name` by [`OutDir::commit`] (dropped uncommitted, it is removed).
+    pub fn stage(&self, name: &str, bytes: &[u8]) -> io::Result<Staged> {
+        let path = self.join(name.as_ref())?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".keyward-")
+            .suffix(".tmp")
+            // What a plain create gives (less the umask): served files.
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(self.path)?;
+        tmp.write_all(bytes)?;
+        // Closed, so that a large tree does not hold a descriptor per file.
+        Ok(Staged {
+            tmp: tmp.into_temp_path(),
+            path,
+        })
+    }
+
+    /// Makes every staged file durable (one `syncfs` for the lot rather
+    /// than one fsync each), renames them into place in order, removes
+    /// `remove` (as [`OutDir::remove`]), then syncs the folder.
+    pub fn commit(&self, staged: Vec<Staged>, remove: &[&str]) -> io::Result<()> {
+        if !staged.is_empty() {
+            let dir = File::open(self.path)?;
+            // SAFETY: a valid descriptor, owned by `dir` for the call.
+            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        for (tmp, path) in staged {
-            tmp.persist(&path).map_err(|e| e.error)?;
+        for s in staged {
+            s.tmp.persist(&s.path).map_err(|e| e.error)?;
+        }
+        for name in remove {
+            self.remove(name.as_ref())?;
         }
         self.sync()
     }
@@ -158,11 +181,20 @@ mod tests {
         assert_eq!(d.read("ok", 10).unwrap().as_deref(), Some("text"));
         assert_eq!(d.file_len("ok"), Some(4));
 
-        // Replacing the link replaces the link.
-        d.replace(&[("link", b"new"), ("fifo", b"also")]).unwrap();
+        // Replacing the link replaces the link; a staged file dropped
+        // uncommitted leaves nothing.
+        let staged = vec![
+            d.stage("link", b"new").unwrap(),
+            d.stage("fifo", b"also").unwrap(),
+        ];
+        drop(d.stage("ok", b"never").unwrap());
+        symlink(&victim, out.join("link3")).unwrap();
+        d.commit(staged, &["link3"]).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(d.read("link", 10).unwrap().as_deref(), Some("new"));
         assert_eq!(d.read("fifo", 10).unwrap().as_deref(), Some("also"));
+        assert_eq!(d.read("ok", 10).unwrap().as_deref(), Some("text"));
+        assert!(std::fs::symlink_metadata(out.join("link3")).is_err());
 
         symlink(&victim, out.join("link2")).unwrap();
         d.remove("link2".as_ref()).unwrap();
@@ -174,7 +206,7 @@ mod tests {
         // Only names inside the folder.
         for bad in ["../victim", "/etc/passwd", "a/b", "..", ".", ""] {
             assert!(d.read(bad, 10).is_err(), "{bad}");
-            assert!(d.replace(&[(bad, b"x")]).is_err(), "{bad}");
+            assert!(d.stage(bad, b"x").is_err(), "{bad}");
             assert!(d.remove(bad.as_ref()).is_err(), "{bad}");
         }
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
