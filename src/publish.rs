@@ -319,6 +319,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     }
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let out = OutDir::new(o.out);
+    let key = o.signer.and_then(sign::public_key);
     let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
     // Every user's files are written first and renamed into place together:
@@ -327,9 +328,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     for (user, kind, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let name = out_name(user, *kind);
-        let old = out
-            .read(&name, OLD_MAX)
-            .map_err(|e| format!("{}: {e}", o.out.join(&name).display()))?;
+        let old = previous(o, &out, &name, key.as_ref())?;
         // An unchanged file is left as it is (same bytes, same serial, same
         // mtime and ETag): servers then have nothing to fetch for it.
         if let Some(p) = keep(o, &out, user, *kind, &text, old.as_deref(), now) {
@@ -354,7 +353,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     out.commit(staged, &stale_sigs)
         .map_err(|e| format!("{}: {e}", o.out.display()))?;
     let index = match o.index {
-        Some(name) => Some(write_index(o, &out, name, &results)?),
+        Some(name) => Some(write_index(o, &out, key.as_ref(), name, &results)?),
         None => None,
     };
     remove_stale(&out, &inputs, o.index)?;
@@ -386,6 +385,37 @@ fn build(
 /// for long enough not to be re-signed: more than half of `--validity` left.
 fn fresh_enough(o: &Options, expires: i64, now: i64) -> bool {
     expires - now > (o.expires - now) / 2
+}
+
+/// The file `name` already in OUT, if publish may build on it (keep it, or
+/// continue its serial): read without following links and, when signing,
+/// only if its `.sig` verifies with this signer. Whoever can write OUT
+/// could otherwise plant a header with serial 2^64-1 for this run to
+/// continue and sign, and every host's rollback floor would then refuse
+/// all later files. When the signer's public key cannot be read (neither
+/// the key file nor `KEY.pub` is an OpenSSH key) the file is taken as it
+/// is.
+fn previous(
+    o: &Options,
+    out: &OutDir,
+    name: &str,
+    key: Option<&ssh_key::PublicKey>,
+) -> Result<Option<String>, String> {
+    let read = |name: &str, cap| {
+        out.read(name, cap)
+            .map_err(|e| format!("{}: {e}", o.out.join(name).display()))
+    };
+    let Some(text) = read(name, OLD_MAX)? else {
+        return Ok(None);
+    };
+    let (Some(_), Some(key)) = (o.signer, key) else {
+        return Ok(Some(text));
+    };
+    let sig = read(&format!("{name}.sig"), sign::MAX_SIG)?;
+    let ours = sig.is_some_and(|sig| {
+        signed::verify(text.as_bytes(), sig.as_bytes(), std::slice::from_ref(key)).is_ok()
+    });
+    Ok(ours.then_some(text))
 }
 
 /// The published entry for `user` if the file already published (`old`) is
@@ -449,13 +479,12 @@ pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> 
 fn write_index(
     o: &Options,
     out: &OutDir,
+    key: Option<&ssh_key::PublicKey>,
     name: &str,
     results: &[Published],
 ) -> Result<IndexInfo, String> {
     let now = now_secs();
-    let old_text = out
-        .read(name, OLD_MAX)
-        .map_err(|e| format!("{}: {e}", o.out.join(name).display()))?;
+    let old_text = previous(o, out, name, key)?;
     let old = old_text
         .as_deref()
         .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok());

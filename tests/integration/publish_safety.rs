@@ -263,3 +263,44 @@ fn publish_refuses_names_a_header_or_index_cannot_carry() {
     let h = pam_keyward::signed::parse_header(&body).unwrap();
     assert_eq!(h.user, "alice");
 }
+
+/// Whoever can write OUT plants a previous file with serial 2^64-1 (and a
+/// garbage signature): publish must not keep it nor continue its serial,
+/// or every host's rollback floor would refuse all of alice's later files
+/// (and every later index) for good.
+#[test]
+fn publish_does_not_continue_a_serial_planted_in_out() {
+    let p = Publisher::new();
+    let max = u64::MAX;
+    let body = format!(
+        "#keyward user=alice serial={max} expires=2099-01-01T00:00:00Z\n{}\n",
+        p.login.public_line()
+    );
+    write_file(&p.out.join("alice.keys"), &body, 0o644);
+    write_file(&p.out.join("alice.keys.sig"), "not a signature", 0o644);
+    let index = format!(
+        "#keyward-index serial={max} expires=2099-01-01T00:00:00Z\nalice {max} 0123456789abcdef alice.keys\n"
+    );
+    write_file(&p.out.join("keyward.index"), &index, 0o644);
+    write_file(&p.out.join("keyward.index.sig"), "not a signature", 0o644);
+
+    let out = p.publish();
+    assert!(out.success(), "{out}");
+    let text = std::fs::read_to_string(p.out.join("alice.keys")).unwrap();
+    let h = pam_keyward::signed::parse_header(&text).unwrap();
+    assert!(h.serial < max, "the planted serial was continued: {text}");
+    assert!(p.verify("alice.keys").success());
+    let itext = std::fs::read_to_string(p.out.join("keyward.index")).unwrap();
+    let idx = pam_keyward::index::Index::parse(&itext).unwrap();
+    assert!(idx.header.serial.is_some_and(|s| s < max), "{itext}");
+    assert_eq!(idx.get("alice").unwrap().serial, Some(h.serial));
+    assert!(p.verify("keyward.index").success());
+
+    // A file this signer did sign is built on: the next run keeps it.
+    let again = p.publish();
+    assert!(again.success(), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(p.out.join("alice.keys")).unwrap(),
+        text
+    );
+}
