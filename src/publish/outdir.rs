@@ -81,7 +81,7 @@ impl<'a> OutDir<'a> {
     /// The size of the regular file `name` (a link is not one).
     pub fn file_len(&self, name: &str) -> Option<u64> {
         let md = std::fs::symlink_metadata(self.join(name.as_ref()).ok()?).ok()?;
-        md.is_file().then(|| md.len())
+        md.is_file().then_some(md.len())
     }
 
     pub fn is_file(&self, name: &str) -> bool {
