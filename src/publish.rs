@@ -328,7 +328,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     for (user, kind, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let name = out_name(user, *kind);
-        let old = previous(o, &out, &name, key.as_ref())?;
+        let old = previous(o, &out, &name, key.as_ref(), last_serial)?;
         // An unchanged file is left as it is (same bytes, same serial, same
         // mtime and ETag): servers then have nothing to fetch for it.
         if let Some(p) = keep(o, &out, user, *kind, &text, old.as_deref(), now) {
@@ -338,7 +338,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         let header = o.signer.map(|_| Header {
             user: user.clone(),
             kind: *kind,
-            serial: next_serial(o.serial, last_serial(old.as_deref())),
+            serial: next_serial(o.serial, old.as_deref().and_then(last_serial)),
             expires: o.expires,
         });
         let (body, published) = build(o, user, *kind, &text, header.as_ref(), now);
@@ -388,18 +388,21 @@ fn fresh_enough(o: &Options, expires: i64, now: i64) -> bool {
 }
 
 /// The file `name` already in OUT, if publish may build on it (keep it, or
-/// continue its serial): read without following links and, when signing,
-/// only if its `.sig` verifies with this signer. Whoever can write OUT
-/// could otherwise plant a header with serial 2^64-1 for this run to
-/// continue and sign, and every host's rollback floor would then refuse
-/// all later files. When the signer's public key cannot be read (neither
-/// the key file nor `KEY.pub` is an OpenSSH key) the file is taken as it
-/// is.
+/// continue its serial): read without following links and, when signing
+/// and its serial (`serial_of`) is at or above this run's, only if its
+/// `.sig` verifies with this signer. Whoever can write OUT could otherwise
+/// plant a header with serial 2^64-1 for this run to continue and sign,
+/// and every host's rollback floor would then refuse all later files. A
+/// lower serial changes nothing this run signs (`next_serial`), so the
+/// usual case pays no verification. When the signer's public key cannot be
+/// read (neither the key file nor `KEY.pub` is an OpenSSH key) the file is
+/// taken as it is.
 fn previous(
     o: &Options,
     out: &OutDir,
     name: &str,
     key: Option<&ssh_key::PublicKey>,
+    serial_of: fn(&str) -> Option<u64>,
 ) -> Result<Option<String>, String> {
     let read = |name: &str, cap| {
         out.read(name, cap)
@@ -411,6 +414,9 @@ fn previous(
     let (Some(_), Some(key)) = (o.signer, key) else {
         return Ok(Some(text));
     };
+    if serial_of(&text).is_none_or(|serial| serial < o.serial) {
+        return Ok(Some(text));
+    }
     let sig = read(&format!("{name}.sig"), sign::MAX_SIG)?;
     let ours = sig.is_some_and(|sig| {
         signed::verify(text.as_bytes(), sig.as_bytes(), std::slice::from_ref(key)).is_ok()
@@ -484,7 +490,9 @@ fn write_index(
     results: &[Published],
 ) -> Result<IndexInfo, String> {
     let now = now_secs();
-    let old_text = previous(o, out, name, key)?;
+    let old_text = previous(o, out, name, key, |t| {
+        crate::index::Header::parse(t.lines().next()?).ok()?.serial
+    })?;
     let old = old_text
         .as_deref()
         .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok());
@@ -569,9 +577,9 @@ pub fn next_serial(requested: u64, last: Option<u64>) -> u64 {
     }
 }
 
-/// The serial of the file already published (`old`), if any.
-fn last_serial(old: Option<&str>) -> Option<u64> {
-    signed::parse_header(old?).ok().map(|h| h.serial)
+/// The serial in the header of a file already published.
+fn last_serial(old: &str) -> Option<u64> {
+    signed::parse_header(old).ok().map(|h| h.serial)
 }
 
 /// Removes the files of users no longer published (refused ones
