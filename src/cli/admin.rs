@@ -25,6 +25,14 @@ pub const SYNC_OK: i32 = 0;
 pub const SYNC_SOME_FAILED: i32 = 1;
 pub const SYNC_FAILED: i32 = 2;
 
+/// Exit codes of `keyward publish`, on sync's pattern: everything
+/// published; some source files refused (each named on stderr; the rest
+/// published, nothing written for them); nothing could be published
+/// (config, source folder, signing, writing OUT).
+pub const PUBLISH_OK: i32 = 0;
+pub const PUBLISH_SOME_REFUSED: i32 = 1;
+pub const PUBLISH_FAILED: i32 = 2;
+
 pub(super) fn run_sync(config_path: &Path, args: &SyncArgs, started: Instant) -> i32 {
     let mut early = Sink::stderr();
     let fail = |sink: &mut Sink, why: String| {
@@ -206,7 +214,7 @@ pub(super) fn run_publish(
             Ok(c) => (c.policy, c.directory.index),
             Err(e) => {
                 eprintln!("keyward publish: {e}");
-                return 1;
+                return PUBLISH_FAILED;
             }
         }
     } else {
@@ -232,14 +240,21 @@ pub(super) fn run_publish(
     };
     match crate::publish::publish(&opts) {
         Ok(p) => {
+            for line in p.refusals(&opts) {
+                eprintln!("keyward publish: {line}");
+            }
             for line in p.report(&opts) {
                 println!("{line}");
             }
-            0
+            if p.refused.is_empty() {
+                PUBLISH_OK
+            } else {
+                PUBLISH_SOME_REFUSED
+            }
         }
         Err(e) => {
             eprintln!("keyward publish: {e}");
-            1
+            PUBLISH_FAILED
         }
     }
 }

@@ -26,6 +26,7 @@ mod packaging_systemd;
 mod pam;
 mod pam_stress;
 mod principals;
+mod publish_safety;
 mod robust;
 mod signed;
 mod stalled_log;
