@@ -40,6 +40,49 @@ const HARMLESS: &[&str] = &[
     "pam_umask.so",
 ];
 
+/// Whether pam_keyward's refusal holds in one stack (auth or session):
+/// it is in the stack, nothing before it can end the stack with success
+/// or jump over it, and its control does not ignore its failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// Index of the first pam_keyward line.
+    pub at: Option<usize>,
+    pub keyward: Option<ModLine>,
+    /// A line before pam_keyward that can end the stack with success
+    /// (`sufficient`, `success=done`) or jump over pam_keyward.
+    pub bypass: Option<ModLine>,
+    /// What pam_keyward's control does with its refusal.
+    pub blocking: Blocking,
+}
+
+/// [`Reach`] of `lines`; `refusal` is the return value pam_keyward
+/// refuses with in this stack (`auth_err`, `perm_denied`).
+pub fn reach(lines: &[ModLine], refusal: &str) -> Reach {
+    let at = lines.iter().position(is_keyward);
+    let bypass = at.and_then(|k| {
+        (0..k)
+            .find(|&i| same_level(&lines[i], &lines[k]) && can_bypass(lines, i, k))
+            .map(|i| lines[i].clone())
+    });
+    let keyward = at.map(|i| lines[i].clone());
+    let blocking = keyward
+        .as_ref()
+        .map_or(Blocking::No, |k| blocking_on(&k.control, refusal));
+    Reach {
+        at,
+        keyward,
+        bypass,
+        blocking,
+    }
+}
+
+/// Whether a `done` or jump in `line` acts at pam_keyward's level: a
+/// substack's `done` and jumps stay inside it, so they matter only when
+/// pam_keyward is in that same substack.
+fn same_level(line: &ModLine, keyward: &ModLine) -> bool {
+    !line.substack || (keyward.substack && keyward.top_line == line.top_line)
+}
+
 /// What the auth stack does about passwords.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthStack {
@@ -47,9 +90,10 @@ pub struct AuthStack {
     /// The first module that could accept a password.
     pub first_password: Option<ModLine>,
     pub keyward_first: bool,
-    /// A line before pam_keyward that can end the stack with success
-    /// (`sufficient`, `success=done`) or jump over pam_keyward.
+    /// A line before pam_keyward that can end the auth stack with success
+    /// or jump over pam_keyward.
     pub bypass: Option<ModLine>,
+    pub blocking: Blocking,
 }
 
 pub fn is_keyward(m: &ModLine) -> bool {
@@ -57,20 +101,16 @@ pub fn is_keyward(m: &ModLine) -> bool {
 }
 
 pub fn analyse_auth(lines: &[ModLine]) -> AuthStack {
-    let keyward_at = lines.iter().position(is_keyward);
+    let r = reach(lines, "auth_err");
     let password_at = lines
         .iter()
         .position(|m| !is_keyward(m) && !HARMLESS.contains(&m.base()));
-    let bypass = keyward_at.and_then(|k| {
-        (0..k)
-            .find(|&i| !lines[i].substack && can_bypass(lines, i, k))
-            .map(|i| lines[i].clone())
-    });
     AuthStack {
-        keyward: keyward_at.map(|i| lines[i].clone()),
+        keyward: r.keyward,
         first_password: password_at.map(|i| lines[i].clone()),
-        bypass,
-        keyward_first: match (keyward_at, password_at) {
+        bypass: r.bypass,
+        blocking: r.blocking,
+        keyward_first: match (r.at, password_at) {
             (Some(k), Some(p)) => k < p,
             (Some(_), None) => true,
             _ => false,
@@ -137,14 +177,21 @@ pub enum Blocking {
     No,
 }
 
+/// How `control` treats pam_keyward's refusal in the auth stack.
 pub fn blocking(control: &str) -> Blocking {
+    blocking_on(control, "auth_err")
+}
+
+/// How `control` treats pam_keyward returning `refusal` (`auth_err`,
+/// `perm_denied`).
+pub fn blocking_on(control: &str, refusal: &str) -> Blocking {
     match control {
         "requisite" => Blocking::Stops,
         "required" => Blocking::FailsLater,
         c if c.starts_with('[') => {
             let acts = actions(c);
             let action = |key: &str| acts.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-            match action("auth_err").or_else(|| action("default")) {
+            match action(refusal).or_else(|| action("default")) {
                 Some("die") => Blocking::Stops,
                 Some("bad") => Blocking::FailsLater,
                 _ => Blocking::No,
@@ -161,7 +208,7 @@ impl AuthStack {
             Some(k) => {
                 self.keyward_first
                     && self.bypass.is_none()
-                    && blocking(&k.control) != Blocking::No
+                    && self.blocking != Blocking::No
                     && !k.args.iter().any(|a| a == "audit_only")
             }
             None => false,
@@ -260,45 +307,122 @@ fn control_problem(k: &ModLine) -> Option<Check> {
     }
 }
 
-/// The `pam.session` check: `session required pam_keyward.so require_publickey`.
-pub fn session_check(file: &str, session: &[ModLine]) -> Check {
-    let keyward_at = session.iter().position(is_keyward);
-    let env_at = session
-        .iter()
-        .position(|m| m.base() == "pam_env.so" && m.args.iter().any(|a| a == "user_readenv=1"));
-    if let (Some(k), Some(e)) = (keyward_at, env_at) {
-        if e < k {
-            let (kw, env) = (&session[k], &session[e]);
-            return Check::fail(
-                "pam.session",
-                format!(
-                    "pam_keyward.so ({}) comes after `{}` ({}): a user's ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before pam_keyward reads it (require_publickey fooled, the logged key forged)",
-                    kw.origin,
-                    env.text(),
-                    env.origin
-                ),
-                format!(
-                    "move `{}` above line {} of {file} (before any pam_env line)",
-                    kw.text(),
-                    env.top_line
-                ),
-            );
-        }
+/// Whether a pam_env line reads the user's ~/.pam_environment: pam_env
+/// takes `user_readenv=` through atoi(3), the last one on the line wins,
+/// and any value that is not 0 turns it on (off when absent).
+fn reads_user_env(m: &ModLine) -> bool {
+    m.base() == "pam_env.so"
+        && m.args
+            .iter()
+            .filter_map(|a| a.strip_prefix("user_readenv="))
+            .last()
+            .is_some_and(|v| atoi(v) != 0)
+}
+
+/// C's atoi(3): leading whitespace, an optional sign, then digits; 0 when
+/// there are none (saturating instead of overflowing).
+fn atoi(v: &str) -> i64 {
+    let v = v.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, digits) = match v.as_bytes().first() {
+        Some(b'-') => (true, &v[1..]),
+        Some(b'+') => (false, &v[1..]),
+        _ => (false, v),
+    };
+    let n = digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |n, d| {
+            n.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
+    if neg {
+        -n
+    } else {
+        n
     }
-    match keyward_at.map(|i| &session[i]) {
-        Some(m) if m.args.iter().any(|a| a == "require_publickey") => Check::ok(
-            "pam.session",
-            format!("pam_keyward.so require_publickey in the session stack ({})", m.origin),
-        ),
-        Some(m) => Check::ok(
-            "pam.session",
-            format!("pam_keyward.so in the session stack ({}), without require_publickey", m.origin),
-        ),
-        None => Check::warn(
+}
+
+/// The `pam.session` check: `session required pam_keyward.so
+/// require_publickey`, reached by every session (nothing before it ends
+/// the stack or jumps over it), its refusal not ignored, and no pam_env
+/// before it that lets users rewrite SSH_AUTH_INFO_0.
+pub fn session_check(file: &str, session: &[ModLine]) -> Check {
+    let r = reach(session, "perm_denied");
+    let (Some(k), Some(kw)) = (r.at, &r.keyward) else {
+        return Check::warn(
             "pam.session",
             format!("no pam_keyward.so in the session stack of {file}: the key that opened a session is not logged"),
             format!("add `session required pam_keyward.so require_publickey` to {file} (leave it out if break-glass password logins need a shell)"),
-        ),
+        );
+    };
+    let required = kw.args.iter().any(|a| a == "require_publickey");
+    if let Some(env) = session[..k].iter().find(|m| reads_user_env(m)) {
+        return Check::fail(
+            "pam.session",
+            format!(
+                "pam_keyward.so ({}) comes after `{}` ({}): a user's ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before pam_keyward reads it (require_publickey fooled, the logged key forged)",
+                kw.origin,
+                env.text(),
+                env.origin
+            ),
+            format!(
+                "move `{}` above line {} of {file} (before any pam_env line)",
+                kw.text(),
+                env.top_line
+            ),
+        );
+    }
+    if let Some(b) = &r.bypass {
+        return Check::fail(
+            "pam.session",
+            format!(
+                "`{}` ({}) comes before pam_keyward.so ({}) and can end the session stack with success or jump over pam_keyward: such a session opens without keyward's check{} and without its record",
+                b.text(),
+                b.origin,
+                kw.origin,
+                if required { " (require_publickey)" } else { "" }
+            ),
+            format!(
+                "move `{}` above line {} of {file}, so nothing before it can skip it",
+                kw.text(),
+                b.top_line
+            ),
+        );
+    }
+    if r.blocking == Blocking::No {
+        let found = format!(
+            "pam_keyward.so is `{}` at {}: PAM ignores its refusal{}",
+            kw.control,
+            kw.origin,
+            if required {
+                ", so require_publickey refuses nothing (a password session opens anyway)"
+            } else {
+                " (a bad argument or internal error goes unnoticed)"
+            }
+        );
+        let good = kw.text().replacen(&kw.control, "required", 1);
+        let fix = format!("`{good}` at {}", kw.origin);
+        return if required {
+            Check::fail("pam.session", found, fix)
+        } else {
+            Check::warn("pam.session", found, fix)
+        };
+    }
+    if required {
+        Check::ok(
+            "pam.session",
+            format!(
+                "pam_keyward.so require_publickey in the session stack ({})",
+                kw.origin
+            ),
+        )
+    } else {
+        Check::ok(
+            "pam.session",
+            format!(
+                "pam_keyward.so in the session stack ({}), without require_publickey",
+                kw.origin
+            ),
+        )
     }
 }
 
@@ -637,5 +761,151 @@ auth requisite pam_keyward.so
         let text = "session required pam_env.so readenv=1\nsession required pam_keyward.so require_publickey\n";
         let l = flatten("session", "sshd", text, &load, 1);
         assert_eq!(session_check("f", &l).status, Status::Ok);
+    }
+
+    fn session(text: &str) -> Check {
+        session_check(
+            "/etc/pam.d/sshd",
+            &flatten("session", "sshd", text, &load, 3),
+        )
+    }
+
+    const KW_SESSION: &str = "session required pam_keyward.so require_publickey";
+
+    #[test]
+    fn session_optional_keyward_refuses_nothing() {
+        let c =
+            session("session optional pam_keyward.so require_publickey\n@include common-session\n");
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.found.contains("`optional` at sshd:1"), "{}", c.found);
+        assert!(
+            c.found.contains("require_publickey refuses nothing"),
+            "{}",
+            c.found
+        );
+        assert_eq!(
+            c.fix.as_deref(),
+            Some(&*format!("`{KW_SESSION}` at sshd:1"))
+        );
+        for control in [
+            "[success=ok default=ignore]",
+            "[perm_denied=ignore default=bad]",
+            "sufficient",
+        ] {
+            let c = session(&format!(
+                "session {control} pam_keyward.so require_publickey\n"
+            ));
+            assert_eq!(c.status, Status::Fail, "{control}: {c:?}");
+        }
+        // logging only: a warning
+        let c = session("session optional pam_keyward.so\n");
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        // controls that keep the refusal
+        for control in [
+            "required",
+            "requisite",
+            "[success=ok default=die]",
+            "[default=bad]",
+            "[perm_denied=die default=ignore]",
+        ] {
+            let c = session(&format!(
+                "session {control} pam_keyward.so require_publickey\n"
+            ));
+            assert_eq!(c.status, Status::Ok, "{control}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn session_lines_that_skip_keyward_are_flagged() {
+        for first in [
+            "session [success=1 default=ignore] pam_succeed_if.so user ingroup wheel",
+            "session [default=2] pam_succeed_if.so uid < 1000",
+            "session sufficient pam_succeed_if.so user = deploy",
+            "session [success=done default=ignore] pam_listfile.so item=user sense=allow file=/etc/ok",
+            "session [default=done] pam_limits.so",
+        ] {
+            let c = session(&format!("{first}\n{KW_SESSION}\n@include common-session\n"));
+            assert_eq!(c.status, Status::Fail, "{first}: {c:?}");
+            assert!(c.found.contains("sshd:1") && c.found.contains("pam_keyward.so (sshd:2)"), "{}", c.found);
+            assert!(c.found.contains("can end the session stack with success or jump over pam_keyward"), "{}", c.found);
+            assert_eq!(
+                c.fix.as_deref(),
+                Some(&*format!("move `{KW_SESSION}` above line 1 of /etc/pam.d/sshd, so nothing before it can skip it")),
+            );
+        }
+        // a jump that lands before pam_keyward, or failures that end the stack: fine
+        for first in [
+            "session [success=1 default=ignore] pam_succeed_if.so uid < 1000\nsession required pam_limits.so",
+            "session [success=ok default=die] pam_succeed_if.so uid >= 1000",
+            "session requisite pam_nologin.so",
+            "session optional pam_motd.so",
+        ] {
+            let c = session(&format!("{first}\n{KW_SESSION}\n@include common-session\n"));
+            assert_eq!(c.status, Status::Ok, "{first}: {c:?}");
+        }
+        // a sufficient line in an included file counts; in a substack it does not
+        let load2 = |name: &str| match name {
+            "site-session" => {
+                Some("session sufficient pam_succeed_if.so user = deploy\n".to_string())
+            }
+            other => load(other),
+        };
+        let l = flatten(
+            "session",
+            "sshd",
+            &format!("@include site-session\n{KW_SESSION}\n"),
+            &load2,
+            3,
+        );
+        let c = session_check("f", &l);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(
+            c.found.contains("site-session:1 via include at sshd:1"),
+            "{}",
+            c.found
+        );
+        let l = flatten(
+            "session",
+            "sshd",
+            &format!("session substack site-session\n{KW_SESSION}\n"),
+            &load2,
+            3,
+        );
+        assert_eq!(session_check("f", &l).status, Status::Ok);
+    }
+
+    #[test]
+    fn any_nonzero_user_readenv_before_keyward_session_is_flagged() {
+        for arg in [
+            "user_readenv=1",
+            "user_readenv=2",
+            "user_readenv=01",
+            "user_readenv=-1",
+            "user_readenv=1x",
+            "user_readenv=0 user_readenv=1",
+        ] {
+            let c = session(&format!(
+                "session required pam_env.so {arg}\n{KW_SESSION}\n"
+            ));
+            assert_eq!(c.status, Status::Fail, "{arg}: {c:?}");
+            assert!(c.found.contains("~/.pam_environment"), "{}", c.found);
+        }
+        for arg in [
+            "user_readenv=0",
+            "user_readenv=00",
+            "user_readenv=",
+            "user_readenv=yes",
+            "user_readenv=1 user_readenv=0",
+            "readenv=1",
+        ] {
+            let c = session(&format!(
+                "session required pam_env.so {arg}\n{KW_SESSION}\n"
+            ));
+            assert_eq!(c.status, Status::Ok, "{arg}: {c:?}");
+        }
+        assert_eq!(atoi(" +12abc"), 12);
+        assert_eq!(atoi("-3"), -3);
+        assert_eq!(atoi("x1"), 0);
+        assert_eq!(atoi("99999999999999999999999"), i64::MAX);
     }
 }
