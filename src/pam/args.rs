@@ -315,7 +315,15 @@ mod tests {
     fn services_default_to_sshd_and_list_others() {
         let a = p(&[]).unwrap();
         assert!(a.acts_for("sshd"));
-        for other in ["sudo", "su", "login", "sshd-kbd", "SSHD", "sshd ", "common-auth"] {
+        for other in [
+            "sudo",
+            "su",
+            "login",
+            "sshd-kbd",
+            "SSHD",
+            "sshd ",
+            "common-auth",
+        ] {
             assert!(!a.acts_for(other), "{other:?}");
         }
         assert_eq!(a.services_list(), "sshd");

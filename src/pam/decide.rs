@@ -366,7 +366,10 @@ pub fn other_service(args: &Args, ctx: &Context, stage: Stage) -> Option<Verdict
     }
     let rec = ctx
         .record("skip")
-        .with("reason", format!("service not in services={}", args.services_list()))
+        .with(
+            "reason",
+            format!("service not in services={}", args.services_list()),
+        )
         .with("stage", stage.name())
         .with("ret", ret.name());
     Some(Verdict::logged(ret, Severity::Info, rec))
