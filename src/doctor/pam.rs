@@ -314,8 +314,8 @@ fn reads_user_env(m: &ModLine) -> bool {
     m.base() == "pam_env.so"
         && m.args
             .iter()
-            .filter_map(|a| a.strip_prefix("user_readenv="))
-            .last()
+            .rev()
+            .find_map(|a| a.strip_prefix("user_readenv="))
             .is_some_and(|v| atoi(v) != 0)
 }
 

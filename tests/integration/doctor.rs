@@ -575,7 +575,7 @@ fn doctor_names_session_lines_that_skip_pam_keyward() {
     for (session, names, fix) in [
         (
             format!("session optional {so} require_publickey"),
-            format!("pam_keyward.so is `optional` at pam-sshd:3: PAM ignores its refusal"),
+            "pam_keyward.so is `optional` at pam-sshd:3: PAM ignores its refusal".to_string(),
             format!("`{good}` at pam-sshd:3"),
         ),
         (
