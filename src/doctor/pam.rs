@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::pamfile::{flatten, load_include, ModLine};
 use super::perms;
 use crate::os::safepath::Kind;
+use crate::pam::args::{Args, KNOWN};
 use crate::report::{Check, Status};
 
 /// Auth modules that never accept a password by themselves: they may come
@@ -94,6 +95,9 @@ pub struct AuthStack {
     /// or jump over pam_keyward.
     pub bypass: Option<ModLine>,
     pub blocking: Blocking,
+    /// pam_keyward acts for the stack's service (its `services=`); set by
+    /// [`analyse_auth_for`].
+    pub acts: bool,
 }
 
 pub fn is_keyward(m: &ModLine) -> bool {
@@ -110,11 +114,68 @@ pub fn analyse_auth(lines: &[ModLine]) -> AuthStack {
         first_password: password_at.map(|i| lines[i].clone()),
         bypass: r.bypass,
         blocking: r.blocking,
+        acts: true,
         keyward_first: match (r.at, password_at) {
             (Some(k), Some(p)) => k < p,
             (Some(_), None) => true,
             _ => false,
         },
+    }
+}
+
+/// [`analyse_auth`] for PAM service `service`: a pam_keyward line whose
+/// `services=` leaves the service out blocks nothing (bad arguments fail
+/// closed, so they still block).
+pub fn analyse_auth_for(lines: &[ModLine], service: &str) -> AuthStack {
+    let mut s = analyse_auth(lines);
+    s.acts = s
+        .keyward
+        .as_ref()
+        .is_none_or(|k| Args::parse(&k.args).map_or(true, |a| a.acts_for(service)));
+    s
+}
+
+/// The PAM service a file configures: its name inside a `pam.d`
+/// directory (PAM names a service by its file); a file elsewhere is a
+/// staged copy of sshd's.
+pub fn service_of(pam_file: &Path) -> String {
+    let in_pam_d = pam_file
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "pam.d");
+    match pam_file.file_name() {
+        Some(n) if in_pam_d => n.to_string_lossy().into_owned(),
+        _ => "sshd".into(),
+    }
+}
+
+/// pam_keyward's own arguments on `k`, read with the module's parser: a
+/// bad one makes every call of the stack fail (PAM_SERVICE_ERR), and a
+/// `services=` without `service` makes the line do nothing.
+fn args_problem(id: &str, k: &ModLine, service: &str) -> Option<Check> {
+    match Args::parse(&k.args) {
+        Err(e) => {
+            let what = if k.kind == "session" {
+                "every session of this stack fails (every SSH login, key logins included)"
+            } else {
+                "every password attempt fails with a module error (break-glass exemptions too)"
+            };
+            Some(Check::fail(
+                id,
+                format!("pam_keyward.so at {}: {e}: the module fails closed, so {what}", k.origin),
+                format!("fix the argument at {} (known: {KNOWN})", k.origin),
+            ))
+        }
+        Ok(a) if !a.acts_for(service) => Some(Check::fail(
+            id,
+            format!(
+                "pam_keyward.so at {} acts only for services={} and returns PAM_IGNORE to service {service}: it does nothing in this stack",
+                k.origin,
+                a.services_list()
+            ),
+            format!("add {service} to services= at {} (without services= it acts for sshd)", k.origin),
+        )),
+        Ok(_) => None,
     }
 }
 
@@ -206,7 +267,8 @@ impl AuthStack {
     pub fn blocks(&self) -> bool {
         match &self.keyward {
             Some(k) => {
-                self.keyward_first
+                self.acts
+                    && self.keyward_first
                     && self.bypass.is_none()
                     && self.blocking != Blocking::No
                     && !k.args.iter().any(|a| a == "audit_only")
@@ -473,9 +535,20 @@ pub fn checks(pam_file: &Path, use_pam: Option<bool>) -> (Option<bool>, Vec<Chec
         .unwrap_or_else(|| file.clone());
     let auth = flatten("auth", &label, &text, &load_include, 2);
     let session = flatten("session", &label, &text, &load_include, 2);
-    let stack = analyse_auth(&auth);
+    let service = service_of(pam_file);
+    let stack = analyse_auth_for(&auth, &service);
+    let stack_c = stack
+        .keyward
+        .as_ref()
+        .and_then(|k| args_problem("pam.stack", k, &service))
+        .unwrap_or_else(|| stack_check(&file, &stack));
+    let session_c = session
+        .iter()
+        .find(|m| is_keyward(m))
+        .and_then(|k| args_problem("pam.session", k, &service))
+        .unwrap_or_else(|| session_check(&file, &session));
     let mut out = Vec::new();
-    for mut check in [stack_check(&file, &stack), session_check(&file, &session)] {
+    for mut check in [stack_c, session_c] {
         if use_pam == Some(false) && check.status == Status::Fail {
             // sshd does not use PAM: sshd.password already says what matters.
             check.status = Status::Warn;
@@ -1167,5 +1240,65 @@ auth requisite pam_keyward.so
             ("b", "@include a\nsession required pam_keyward.so\n"),
         ]));
         assert_eq!(p.reached, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn keyward_arguments_are_read_with_the_modules_parser() {
+        assert_eq!(service_of(Path::new("/etc/pam.d/sshd")), "sshd");
+        assert_eq!(service_of(Path::new("/etc/pam.d/sshd-kbd")), "sshd-kbd");
+        assert_eq!(service_of(Path::new("/tmp/x/pam-sshd")), "sshd");
+        let lines = |text: &str| flatten("auth", "sshd", text, &load, 3);
+        // services= without the stack's service: blocks nothing
+        let l = lines(&format!(
+            "auth requisite pam_keyward.so services=sshd-kbd\n{DEBIAN}"
+        ));
+        assert!(analyse_auth(&l).blocks());
+        assert!(!analyse_auth_for(&l, "sshd").blocks());
+        assert!(analyse_auth_for(&l, "sshd-kbd").blocks());
+        let k = analyse_auth(&l).keyward.unwrap();
+        let c = args_problem("pam.stack", &k, "sshd").unwrap();
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.found
+                .contains("acts only for services=sshd-kbd and returns PAM_IGNORE to service sshd"),
+            "{}",
+            c.found
+        );
+        assert_eq!(args_problem("pam.stack", &k, "sshd-kbd"), None);
+        // no services=: sshd only
+        let l = lines(&format!("auth requisite pam_keyward.so\n{DEBIAN}"));
+        assert!(!analyse_auth_for(&l, "login").blocks());
+        assert!(analyse_auth_for(&l, "sshd").blocks());
+        // a bad argument fails closed: it blocks, but it is a failure
+        let l = lines(&format!(
+            "auth requisite pam_keyward.so alow_group=x\n{DEBIAN}"
+        ));
+        assert!(analyse_auth_for(&l, "sshd").blocks());
+        let c = args_problem(
+            "pam.stack",
+            analyse_auth(&l).keyward.as_ref().unwrap(),
+            "sshd",
+        )
+        .unwrap();
+        assert!(
+            c.found
+                .contains("argument 1 \"alow_group=x\": unknown argument"),
+            "{}",
+            c.found
+        );
+        let l = flatten(
+            "session",
+            "sshd",
+            "session required pam_keyward.so require_publickey services=\n",
+            &load,
+            1,
+        );
+        let c = args_problem("pam.session", &l[0], "sshd").unwrap();
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.found.contains("every SSH login, key logins included"),
+            "{}",
+            c.found
+        );
     }
 }

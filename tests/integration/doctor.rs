@@ -566,6 +566,9 @@ fn doctor_names_pam_env_user_readenv_before_the_session_line() {
     env.doctor(&[]).expect("pam.session", "ok");
 }
 
+/// pam_keyward's arguments as its errors list them.
+const KNOWN_ARGS: &str = "allow_user=NAME[,NAME], allow_group=GROUP[,GROUP], services=SERVICE[,SERVICE], audit_only, debug, require_publickey, missing_ok";
+
 #[test]
 fn doctor_names_session_lines_that_skip_pam_keyward() {
     let env = Env::new(|c| c.url(dead_url()));
@@ -587,6 +590,16 @@ fn doctor_names_session_lines_that_skip_pam_keyward() {
             format!("session sufficient pam_succeed_if.so user = deploy\n{good}"),
             "can end the session stack with success or jump over pam_keyward".to_string(),
             format!("move `{good}` above line 3 of {pam}, so nothing before it can skip it"),
+        ),
+        (
+            format!("session required {so} require_publickey services=sshd-kbd"),
+            "pam_keyward.so at pam-sshd:3 acts only for services=sshd-kbd and returns PAM_IGNORE to service sshd".to_string(),
+            "add sshd to services= at pam-sshd:3 (without services= it acts for sshd)".to_string(),
+        ),
+        (
+            format!("session required {so} require_publickey services=sshd,"),
+            "the module fails closed, so every session of this stack fails (every SSH login, key logins included)".to_string(),
+            format!("fix the argument at pam-sshd:3 (known: {KNOWN_ARGS})"),
         ),
         (
             format!("session required pam_env.so user_readenv=2\n{good}"),
