@@ -853,8 +853,11 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     let out = in_pam_dir(pam.path(), &["dpkg", "-r", "keyward"]);
     assert!(!out.success(), "dpkg -r must refuse: {out}");
     assert_refusal(&out, "/etc/pam.d/sshd");
-    assert_eq!(dpkg_status().as_deref(), Some("ii"), "{out}");
+    // Still installed; dpkg keeps the "remove" wish (`ri`) until the next
+    // install or remove.
+    assert_eq!(dpkg_status().as_deref(), Some("ri"), "{out}");
     assert!(Path::new(PAM_SO_DEB).exists(), "the module stays: {out}");
+    assert!(Path::new("/usr/sbin/keyward").exists(), "{out}");
 
     // --- remove: program gone, conffile kept.
     let out = cmd_out("dpkg", &["-r", "keyward"]);
