@@ -533,7 +533,13 @@ impl<'r> Lookup<'r> {
         let (mut lo, mut hi) = (self.start, self.end);
         while hi - lo > SCAN {
             let mid = lo + (hi - lo) / 2;
-            let chunk = (self.read)(mid - 1, 2 * MAX_LINE + 2)?;
+            // Lines are short (~70 bytes): a small read almost always
+            // holds the line end before mid and the whole next line.
+            const SMALL: usize = 512;
+            let mut chunk = (self.read)(mid - 1, SMALL)?;
+            if chunk.len() == SMALL && chunk.iter().filter(|&&b| b == b'\n').count() < 2 {
+                chunk = (self.read)(mid - 1, 2 * MAX_LINE + 2)?;
+            }
             let Some(nl) = chunk.iter().position(|&b| b == b'\n') else {
                 return Err(corrupt("revocation list line longer than allowed"));
             };
@@ -877,6 +883,55 @@ mod tests {
         assert!(ListFile::open(&p, 0).is_err());
         std::fs::write(&p, b"").unwrap();
         assert!(ListFile::open(&p, 0).is_err());
+    }
+
+    /// One lookup (open, header, binary search for a key's SHA-256 and
+    /// SHA-1) in a stored list of 100,000 revoked key hashes.
+    /// `cargo test --release --lib revocation::list::tests::measure -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn measure_lookup_in_100k() {
+        let mut r = Revocations::default();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..100_000usize {
+            let mut h = [0u8; 32];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            r.sha256.insert(h, src("bulk.spec", i + 1));
+        }
+        let key = ssh_key::PublicKey::from_openssh(KEY).unwrap();
+        let text = r.render(&Header { serial: Some(1), expires: Some(1_893_456_000) });
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list");
+        std::fs::write(&p, &text).unwrap();
+        let reads = std::cell::Cell::new(0u32);
+        {
+            let (bytes, start) = mem(&text);
+            let mut read = |off: u64, len: usize| -> io::Result<Vec<u8>> {
+                reads.set(reads.get() + 1);
+                let off = off as usize;
+                Ok(bytes[off..(off + len).min(bytes.len())].to_vec())
+            };
+            let mut l = Lookup::new(&mut read, start, bytes.len() as u64);
+            assert!(l.key(key.key_data()).unwrap().is_none());
+        }
+        let rounds = 20_000u32;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let f = ListFile::open(&p, 0).unwrap();
+            assert!(f.key(key.key_data()).unwrap().is_none());
+        }
+        let per = t.elapsed() / rounds;
+        println!(
+            "entries=100000 list_bytes={} reads_per_key_check={} open_and_check_us={:.1}",
+            text.len(),
+            reads.get(),
+            per.as_secs_f64() * 1e6
+        );
     }
 
     proptest::proptest! {

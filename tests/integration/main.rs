@@ -23,6 +23,7 @@ mod packaging_systemd;
 mod pam;
 mod pam_stress;
 mod principals;
+mod revocation;
 mod robust;
 mod signed;
 mod sync;
