@@ -97,9 +97,8 @@ pub fn build(r: &Revocations, out: &Path, o: &Options) -> Result<(), String> {
         .tempdir_in(parent)
         .map_err(|e| format!("{}: cannot make a private directory: {e}", parent.display()))?;
     let krl = tmp.path().join("revoked.krl");
-    let write = |p: &Path, text: &str| {
-        fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))
-    };
+    let write =
+        |p: &Path, text: &str| fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()));
     let keys = tmp.path().join("keys.spec");
     write(&keys, &keys_spec(r))?;
     run(o, &krl, None, &keys, false)?;
@@ -115,7 +114,8 @@ pub fn build(r: &Revocations, out: &Path, o: &Options) -> Result<(), String> {
         return Err("ssh-keygen wrote something that is not a KRL".into());
     }
     let f = fs::File::open(&krl).map_err(|e| format!("{}: {e}", krl.display()))?;
-    f.sync_all().map_err(|e| format!("{}: {e}", krl.display()))?;
+    f.sync_all()
+        .map_err(|e| format!("{}: {e}", krl.display()))?;
     drop(f);
     set_mode(&krl, 0o644)?;
     let dest = parent.join(name);
@@ -128,11 +128,18 @@ pub fn build(r: &Revocations, out: &Path, o: &Options) -> Result<(), String> {
 
 fn set_mode(p: &Path, mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", p.display()))
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// One `ssh-keygen -k` run.
-fn run(o: &Options, krl: &Path, ca: Option<&Path>, spec: &Path, update: bool) -> Result<(), String> {
+fn run(
+    o: &Options,
+    krl: &Path,
+    ca: Option<&Path>,
+    spec: &Path,
+    update: bool,
+) -> Result<(), String> {
     let mut cmd = Command::new(&o.ssh_keygen);
     cmd.arg("-q").arg("-k");
     if update {
@@ -152,7 +159,8 @@ fn run(o: &Options, krl: &Path, ca: Option<&Path>, spec: &Path, update: bool) ->
         return Err(format!(
             "{} -k failed ({}): {}",
             o.ssh_keygen.display(),
-            out.code.map_or("killed".to_owned(), |c| format!("exit {c}")),
+            out.code
+                .map_or("killed".to_owned(), |c| format!("exit {c}")),
             if why.is_empty() { "no message" } else { why }
         ));
     }

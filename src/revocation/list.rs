@@ -186,10 +186,7 @@ impl Revocations {
                     Revocation::KeySha1 { digest, key } => {
                         r.sha1.entry(*digest).or_insert((src, key.clone()));
                     }
-                    Revocation::Serial { ca, lo, hi } => r
-                        .ca(ca)
-                        .serials
-                        .push((*lo, *hi, src)),
+                    Revocation::Serial { ca, lo, hi } => r.ca(ca).serials.push((*lo, *hi, src)),
                     Revocation::KeyId { ca, id } => {
                         r.ca(ca).ids.entry(id.clone()).or_insert(src);
                     }
@@ -216,7 +213,10 @@ impl Revocations {
         for (fp, c) in &self.cas {
             let ca = b64(fp);
             for (id, src) in &c.ids {
-                lines.push((format!("c:{ca}:i:{}", encode_id(id.as_bytes())), src.to_string()));
+                lines.push((
+                    format!("c:{ca}:i:{}", encode_id(id.as_bytes())),
+                    src.to_string(),
+                ));
             }
             for (lo, hi, src) in c.merged_serials() {
                 lines.push((format!("c:{ca}:s:{lo:020}"), format!("{hi:020} {src}")));
@@ -246,7 +246,9 @@ pub fn b64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..=c.len() {
             s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -296,8 +298,7 @@ fn check_encoded_id(s: &str) -> bool {
 
 fn is_b64(s: &str, len: usize) -> bool {
     s.len() == len
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
@@ -341,7 +342,9 @@ pub fn check(body: &str) -> Result<Header, String> {
                     (Some(":i:"), [_, src]) => {
                         ok_ca && check_encoded_id(&tail[3..]) && Source::parse(src).is_ok()
                     }
-                    (Some(":s:"), [_, hi, src]) if ok_ca && is_serial(&tail[3..]) && is_serial(hi) => {
+                    (Some(":s:"), [_, hi, src])
+                        if ok_ca && is_serial(&tail[3..]) && is_serial(hi) =>
+                    {
                         let lo: u64 = tail[3..].parse().unwrap_or(0);
                         let hi: u64 = hi.parse().unwrap_or(0);
                         if lo == 0 || hi < lo {
@@ -457,18 +460,29 @@ impl<'r> Lookup<'r> {
 
     /// A plain key (or a certificate's key), by both hashes.
     pub fn key(&mut self, key: &KeyData) -> io::Result<Option<Revoked>> {
-        let sha1 = spec::sha1_of(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let sha1 =
+            spec::sha1_of(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         self.key_hashes(&spec::sha256_of(key), Some(&sha1))
     }
 
     /// A key by its SHA-256 (and its SHA-1 when known).
-    pub fn key_hashes(&mut self, sha256: &Sha256, sha1: Option<&Sha1>) -> io::Result<Option<Revoked>> {
+    pub fn key_hashes(
+        &mut self,
+        sha256: &Sha256,
+        sha1: Option<&Sha1>,
+    ) -> io::Result<Option<Revoked>> {
         if let Some(src) = self.exact(&format!("h:{}", b64(sha256)))? {
-            return Ok(Some(Revoked { by: By::Key, source: src.1 }));
+            return Ok(Some(Revoked {
+                by: By::Key,
+                source: src.1,
+            }));
         }
         if let Some(h) = sha1 {
             if let Some(src) = self.exact(&format!("s:{}", b64(h)))? {
-                return Ok(Some(Revoked { by: By::KeySha1, source: src.1 }));
+                return Ok(Some(Revoked {
+                    by: By::KeySha1,
+                    source: src.1,
+                }));
             }
         }
         Ok(None)
@@ -488,7 +502,10 @@ impl<'r> Lookup<'r> {
         if !q.key_id.is_empty() {
             let key = format!("c:{ca}:i:{}", encode_id(q.key_id));
             if let Some((_, src)) = self.exact(&key)? {
-                return Ok(Some(Revoked { by: By::KeyId, source: src }));
+                return Ok(Some(Revoked {
+                    by: By::KeyId,
+                    source: src,
+                }));
             }
         }
         if q.serial != 0 {
@@ -496,12 +513,17 @@ impl<'r> Lookup<'r> {
             let target = format!("{prefix}{:020}", q.serial);
             if let Some((k, v)) = self.find_le(target.as_bytes())? {
                 if let Some(lo) = k.strip_prefix(&prefix) {
-                    let (hi, src) = v.split_once(' ').ok_or_else(|| corrupt("bad serial line"))?;
+                    let (hi, src) = v
+                        .split_once(' ')
+                        .ok_or_else(|| corrupt("bad serial line"))?;
                     let lo: u64 = lo.parse().map_err(|_| corrupt("bad serial"))?;
                     let hi: u64 = hi.parse().map_err(|_| corrupt("bad serial"))?;
                     if q.serial <= hi {
                         let source = Source::parse(src).map_err(|_| corrupt("bad source"))?;
-                        return Ok(Some(Revoked { by: By::Serial { lo, hi }, source }));
+                        return Ok(Some(Revoked {
+                            by: By::Serial { lo, hi },
+                            source,
+                        }));
                     }
                 }
             }
@@ -527,7 +549,8 @@ impl<'r> Lookup<'r> {
     /// A few reads of at most a few KiB each.
     fn find_le(&mut self, target: &[u8]) -> io::Result<Option<(String, String)>> {
         const SCAN: u64 = 8192;
-        let key_of = |raw: &[u8]| -> Vec<u8> { raw.split(|&b| b == b' ').next().unwrap_or(raw).to_vec() };
+        let key_of =
+            |raw: &[u8]| -> Vec<u8> { raw.split(|&b| b == b' ').next().unwrap_or(raw).to_vec() };
         // Lines starting before lo (and the one at lo, once moved) are <=
         // target; the line at hi (if any) is > target.
         let (mut lo, mut hi) = (self.start, self.end);
@@ -572,7 +595,9 @@ impl<'r> Lookup<'r> {
         }
         let Some(raw) = found else { return Ok(None) };
         let line = std::str::from_utf8(raw).map_err(|_| corrupt("revocation list not UTF-8"))?;
-        let (k, v) = line.split_once(' ').ok_or_else(|| corrupt("revocation list line without fields"))?;
+        let (k, v) = line
+            .split_once(' ')
+            .ok_or_else(|| corrupt("revocation list line without fields"))?;
         Ok(Some((k.to_owned(), v.to_owned())))
     }
 }
@@ -602,8 +627,10 @@ impl ListFile {
             .iter()
             .position(|&b| b == b'\n')
             .ok_or_else(|| corrupt("revocation list header too long"))?;
-        let line = std::str::from_utf8(&head[..nl]).map_err(|_| corrupt("revocation list header not UTF-8"))?;
-        let header = Header::parse(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let line = std::str::from_utf8(&head[..nl])
+            .map_err(|_| corrupt("revocation list header not UTF-8"))?;
+        let header =
+            Header::parse(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if read_at(&file, end - 1, 1)? != b"\n" {
             return Err(corrupt("revocation list does not end with a newline"));
         }
@@ -656,8 +683,10 @@ mod tests {
     use super::*;
     use crate::revocation::spec::{parse, parse_ca, Ca};
 
-    const CA: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBeAAb2gUteuwnwfmNigStmSLc6UgtXGJPv6+tlilTEO ca";
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICbQcg/AlQD+pBljhdEYNMVTUkOb7SY8X8Ifq83ttkVG key";
+    const CA: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBeAAb2gUteuwnwfmNigStmSLc6UgtXGJPv6+tlilTEO ca";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICbQcg/AlQD+pBljhdEYNMVTUkOb7SY8X8Ifq83ttkVG key";
 
     fn mem(text: &str) -> (Vec<u8>, u64) {
         let start = text.find('\n').unwrap() as u64 + 1;
@@ -675,7 +704,10 @@ mod tests {
     }
 
     fn src(file: &str, line: usize) -> Source {
-        Source { file: file.into(), line }
+        Source {
+            file: file.into(),
+            line,
+        }
     }
 
     #[test]
@@ -687,21 +719,52 @@ mod tests {
             Some(&ca),
         )
         .unwrap();
-        let alice = parse("alice.spec", format!("# laptop\nkey: {KEY}\nsha1: {KEY}\n").as_bytes(), None).unwrap();
+        let alice = parse(
+            "alice.spec",
+            format!("# laptop\nkey: {KEY}\nsha1: {KEY}\n").as_bytes(),
+            None,
+        )
+        .unwrap();
         let r = Revocations::from_specs(&[alice, ci]);
-        let h = Header { serial: Some(7), expires: Some(1_893_456_000) };
+        let h = Header {
+            serial: Some(7),
+            expires: Some(1_893_456_000),
+        };
         let text = r.render(&h);
-        assert!(text.starts_with("#keyward kind=revoked serial=7 expires=2030-01-01T00:00:00Z\n"), "{text}");
+        assert!(
+            text.starts_with("#keyward kind=revoked serial=7 expires=2030-01-01T00:00:00Z\n"),
+            "{text}"
+        );
         assert_eq!(check(&text), Ok(h));
         assert!(text.contains("c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:s:00000000000000001000 00000000000000002500 ci.spec:1\n"), "{text}");
-        assert!(text.contains("c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:i:with%20space ci.spec:4\n"), "{text}");
-        assert!(text.contains("h:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk alice.spec:2\n"), "{text}");
+        assert!(
+            text.contains(
+                "c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:i:with%20space ci.spec:4\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("h:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk alice.spec:2\n"),
+            "{text}"
+        );
         let key = ssh_key::PublicKey::from_openssh(KEY).unwrap();
         let k256 = spec::sha256_of(key.key_data());
         let k1 = spec::sha1_of(key.key_data()).unwrap();
         with(&text, |l| {
-            assert_eq!(l.key(key.key_data()).unwrap(), Some(Revoked { by: By::Key, source: src("alice.spec", 2) }));
-            assert_eq!(l.key_hashes(&[1; 32], Some(&k1)).unwrap(), Some(Revoked { by: By::KeySha1, source: src("alice.spec", 3) }));
+            assert_eq!(
+                l.key(key.key_data()).unwrap(),
+                Some(Revoked {
+                    by: By::Key,
+                    source: src("alice.spec", 2)
+                })
+            );
+            assert_eq!(
+                l.key_hashes(&[1; 32], Some(&k1)).unwrap(),
+                Some(Revoked {
+                    by: By::KeySha1,
+                    source: src("alice.spec", 3)
+                })
+            );
             assert_eq!(l.key_hashes(&[1; 32], None).unwrap(), None);
             let q = |serial, id: &'static [u8], ca_fp: Sha256| CertQuery {
                 key: [2; 32],
@@ -711,20 +774,52 @@ mod tests {
                 serial,
                 key_id: id,
             };
-            for (serial, want) in [(999, None), (1000, Some((1000, 2500))), (2000, Some((1000, 2500))), (2500, Some((1000, 2500))), (2501, None), (0, None)] {
+            for (serial, want) in [
+                (999, None),
+                (1000, Some((1000, 2500))),
+                (2000, Some((1000, 2500))),
+                (2500, Some((1000, 2500))),
+                (2501, None),
+                (0, None),
+            ] {
                 let got = l.cert(&q(serial, b"x", ca.fp)).unwrap();
-                assert_eq!(got.map(|r| r.by), want.map(|(lo, hi)| By::Serial { lo, hi }), "{serial}");
+                assert_eq!(
+                    got.map(|r| r.by),
+                    want.map(|(lo, hi)| By::Serial { lo, hi }),
+                    "{serial}"
+                );
             }
-            assert_eq!(l.cert(&q(5, b"deploy@ci", ca.fp)).unwrap().unwrap(), Revoked { by: By::KeyId, source: src("ci.spec", 2) });
-            assert_eq!(l.cert(&q(5, b"with space", ca.fp)).unwrap().unwrap().by, By::KeyId);
+            assert_eq!(
+                l.cert(&q(5, b"deploy@ci", ca.fp)).unwrap().unwrap(),
+                Revoked {
+                    by: By::KeyId,
+                    source: src("ci.spec", 2)
+                }
+            );
+            assert_eq!(
+                l.cert(&q(5, b"with space", ca.fp)).unwrap().unwrap().by,
+                By::KeyId
+            );
             assert_eq!(l.cert(&q(5, b"deploy@ci2", ca.fp)).unwrap(), None);
             // Another CA's certificates are not affected.
             assert_eq!(l.cert(&q(2000, b"deploy@ci", [9; 32])).unwrap(), None);
             // A certificate of a revoked key, or by a revoked CA key.
-            assert_eq!(l.cert(&CertQuery { key: k256, ..q(1, b"", [9; 32]) }).unwrap().unwrap().by, By::Key);
+            assert_eq!(
+                l.cert(&CertQuery {
+                    key: k256,
+                    ..q(1, b"", [9; 32])
+                })
+                .unwrap()
+                .unwrap()
+                .by,
+                By::Key
+            );
             assert_eq!(l.cert(&q(1, b"", k256)).unwrap().unwrap().by, By::CaKey);
         });
-        let d = Revoked { by: By::Serial { lo: 1, hi: 2 }, source: src("ci.spec", 3) };
+        let d = Revoked {
+            by: By::Serial { lo: 1, hi: 2 },
+            source: src("ci.spec", 3),
+        };
         assert_eq!(d.to_string(), "revoked_by=serial source=ci.spec:3");
     }
 
@@ -732,12 +827,22 @@ mod tests {
     fn ranges_merge_only_when_they_overlap() {
         let c = CaRevocations {
             key: String::new(),
-            serials: vec![(10, 20, src("b", 1)), (1, 5, src("a", 1)), (6, 9, src("a", 2)), (15, 30, src("c", 1)), (30, 30, src("d", 1))],
+            serials: vec![
+                (10, 20, src("b", 1)),
+                (1, 5, src("a", 1)),
+                (6, 9, src("a", 2)),
+                (15, 30, src("c", 1)),
+                (30, 30, src("d", 1)),
+            ],
             ids: BTreeMap::new(),
         };
         assert_eq!(
             c.merged_serials(),
-            vec![(1, 5, src("a", 1)), (6, 9, src("a", 2)), (10, 30, src("b", 1))]
+            vec![
+                (1, 5, src("a", 1)),
+                (6, 9, src("a", 2)),
+                (10, 30, src("b", 1))
+            ]
         );
     }
 
@@ -745,7 +850,8 @@ mod tests {
     fn malformed_lists_are_refused() {
         let ca = "rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY";
         let h = "h:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk a.spec:1";
-        let ok = format!("{PREFIX}\nc:{ca}:s:00000000000000000001 00000000000000000002 a.spec:1\n{h}\n");
+        let ok =
+            format!("{PREFIX}\nc:{ca}:s:00000000000000000001 00000000000000000002 a.spec:1\n{h}\n");
         assert!(check(&ok).is_ok());
         for bad in [
             format!("{PREFIX}\n{h}"),
@@ -804,7 +910,10 @@ mod tests {
         for size in [0u64, 1, 3, 40, 3000] {
             let mut r = Revocations::default();
             let cas: Vec<Ca> = (0..3)
-                .map(|i| Ca { fp: [i as u8 * 50 + 1; 32], key: format!("ca{i}") })
+                .map(|i| Ca {
+                    fp: [i as u8 * 50 + 1; 32],
+                    key: format!("ca{i}"),
+                })
                 .collect();
             for i in 0..size {
                 let mut h = [0u8; 32];
@@ -816,17 +925,26 @@ mod tests {
                     1 => {
                         let mut s1 = [0u8; 20];
                         s1.copy_from_slice(&h[..20]);
-                        r.sha1.insert(s1, (src("b.spec", i as usize + 1), String::new()));
+                        r.sha1
+                            .insert(s1, (src("b.spec", i as usize + 1), String::new()));
                     }
                     2 => {
                         let c = &cas[rnd(2) as usize];
                         let lo = 1 + rnd(100_000);
                         let hi = lo + rnd(3) * rnd(50);
-                        r.cas.entry(c.fp).or_default().serials.push((lo, hi, src("c.spec", i as usize + 1)));
+                        r.cas.entry(c.fp).or_default().serials.push((
+                            lo,
+                            hi,
+                            src("c.spec", i as usize + 1),
+                        ));
                     }
                     _ => {
                         let c = &cas[rnd(2) as usize];
-                        r.cas.entry(c.fp).or_default().ids.insert(format!("id {}", rnd(5000)), src("c.spec", i as usize + 1));
+                        r.cas
+                            .entry(c.fp)
+                            .or_default()
+                            .ids
+                            .insert(format!("id {}", rnd(5000)), src("c.spec", i as usize + 1));
                     }
                 }
             }
@@ -843,15 +961,31 @@ mod tests {
                     let c = &cas[rnd(3) as usize];
                     let serial = rnd(100_200);
                     let id = format!("id {}", rnd(5000));
-                    let q = CertQuery { key: [0; 32], key_sha1: None, ca: c.fp, ca_sha1: None, serial, key_id: id.as_bytes() };
+                    let q = CertQuery {
+                        key: [0; 32],
+                        key_sha1: None,
+                        ca: c.fp,
+                        ca_sha1: None,
+                        serial,
+                        key_id: id.as_bytes(),
+                    };
                     let set = r.cas.get(&c.fp);
                     let by_id = set.is_some_and(|s| s.ids.contains_key(&id));
-                    let by_serial = serial != 0 && set.is_some_and(|s| s.serials.iter().any(|&(lo, hi, _)| lo <= serial && serial <= hi));
+                    let by_serial = serial != 0
+                        && set.is_some_and(|s| {
+                            s.serials
+                                .iter()
+                                .any(|&(lo, hi, _)| lo <= serial && serial <= hi)
+                        });
                     let got = l.cert(&q).unwrap();
                     match got.map(|g| g.by) {
                         Some(By::KeyId) => assert!(by_id),
-                        Some(By::Serial { lo, hi }) => assert!(!by_id && by_serial && lo <= serial && serial <= hi),
-                        None => assert!(!by_id && !by_serial, "size {size} serial {serial} id {id}"),
+                        Some(By::Serial { lo, hi }) => {
+                            assert!(!by_id && by_serial && lo <= serial && serial <= hi)
+                        }
+                        None => {
+                            assert!(!by_id && !by_serial, "size {size} serial {serial} id {id}")
+                        }
                         other => panic!("{other:?}"),
                     }
                 }
@@ -867,7 +1001,10 @@ mod tests {
             h[..4].copy_from_slice(&i.to_be_bytes());
             r.sha256.insert(h, src("bulk.spec", i as usize + 1));
         }
-        let text = r.render(&Header { serial: Some(3), expires: None });
+        let text = r.render(&Header {
+            serial: Some(3),
+            expires: None,
+        });
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("list");
         std::fs::write(&p, format!("store head\n\n{text}")).unwrap();
@@ -875,7 +1012,10 @@ mod tests {
         assert_eq!(f.header.serial, Some(3));
         let mut h = [0u8; 32];
         h[..4].copy_from_slice(&4321u32.to_be_bytes());
-        assert_eq!(f.key_hashes(&h, None).unwrap().unwrap().source, src("bulk.spec", 4322));
+        assert_eq!(
+            f.key_hashes(&h, None).unwrap().unwrap().source,
+            src("bulk.spec", 4322)
+        );
         h[31] = 1;
         assert_eq!(f.key_hashes(&h, None).unwrap(), None);
         // A truncated file is an error, never a verdict.
@@ -904,7 +1044,10 @@ mod tests {
             r.sha256.insert(h, src("bulk.spec", i + 1));
         }
         let key = ssh_key::PublicKey::from_openssh(KEY).unwrap();
-        let text = r.render(&Header { serial: Some(1), expires: Some(1_893_456_000) });
+        let text = r.render(&Header {
+            serial: Some(1),
+            expires: Some(1_893_456_000),
+        });
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("list");
         std::fs::write(&p, &text).unwrap();

@@ -336,7 +336,9 @@ pub fn parse_ca(file: &str, text: &[u8]) -> Result<Ca, SpecError> {
         }
         let key = match AnyKey::parse(s).map_err(|e| err(n, e))? {
             AnyKey::Plain(k) => k,
-            AnyKey::Cert(_) => return Err(err(n, "a CA must be a plain key, not a certificate".into())),
+            AnyKey::Cert(_) => {
+                return Err(err(n, "a CA must be a plain key, not a certificate".into()))
+            }
         };
         found = Some(Ca::from_key_data(key.key_data()).map_err(|e| err(n, e))?);
     }
@@ -457,8 +459,9 @@ fn parse_line(raw: &str, ca: Option<&Ca>) -> Result<Option<Revocation>, String> 
                     hi: c.serial,
                 }
             } else {
-                let id = String::from_utf8(c.key_id.clone())
-                    .map_err(|_| "certificate with serial 0 and a key ID that is not UTF-8".to_owned())?;
+                let id = String::from_utf8(c.key_id.clone()).map_err(|_| {
+                    "certificate with serial 0 and a key ID that is not UTF-8".to_owned()
+                })?;
                 check_key_id(&id).map_err(|e| {
                     format!("certificate with serial 0: {e}; revoke it with key: or id:")
                 })?;
@@ -625,7 +628,8 @@ mod tests {
     #[test]
     fn ids_comments_and_blanks() {
         let c = ca();
-        let text = "# revoked after the laptop theft\n\n   \t\nid: deploy@ci  # old\nID:\tbob laptop\n";
+        let text =
+            "# revoked after the laptop theft\n\n   \t\nid: deploy@ci  # old\nID:\tbob laptop\n";
         let s = parse("a.spec", text.as_bytes(), Some(&c)).unwrap();
         assert_eq!(
             s.lines,
@@ -656,10 +660,22 @@ mod tests {
         let k = PublicKey::from_openssh(KEY).unwrap();
         let want = sha256_of(k.key_data());
         let fp = k.fingerprint(HashAlg::Sha256).to_string();
-        assert_eq!(one(&format!("key: {KEY}"), None), Ok(Revocation::KeySha256(want)));
-        assert_eq!(one(&format!("sha256:{KEY}"), None), Ok(Revocation::KeySha256(want)));
-        assert_eq!(one(&format!("hash: {fp}"), None), Ok(Revocation::KeySha256(want)));
-        assert_eq!(one(&format!("hash: {fp}="), None), Ok(Revocation::KeySha256(want)));
+        assert_eq!(
+            one(&format!("key: {KEY}"), None),
+            Ok(Revocation::KeySha256(want))
+        );
+        assert_eq!(
+            one(&format!("sha256:{KEY}"), None),
+            Ok(Revocation::KeySha256(want))
+        );
+        assert_eq!(
+            one(&format!("hash: {fp}"), None),
+            Ok(Revocation::KeySha256(want))
+        );
+        assert_eq!(
+            one(&format!("hash: {fp}="), None),
+            Ok(Revocation::KeySha256(want))
+        );
         let sha1 = Revocation::KeySha1 {
             digest: sha1_of(k.key_data()).unwrap(),
             key: KEY.rsplit_once(' ').unwrap().0.to_owned(),
@@ -770,7 +786,10 @@ mod tests {
             parse_ca("c.pub", format!("# the CA\n{CA}\n\n").as_bytes()).unwrap(),
             ca()
         );
-        assert!(parse_ca("c.pub", b"").unwrap_err().to_string().starts_with("c.pub: "));
+        assert!(parse_ca("c.pub", b"")
+            .unwrap_err()
+            .to_string()
+            .starts_with("c.pub: "));
         let two = format!("{CA}\n{KEY}\n");
         assert_eq!(parse_ca("c.pub", two.as_bytes()).unwrap_err().line, 2);
         assert!(parse_ca("c.pub", b"garbage\n").is_err());

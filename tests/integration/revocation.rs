@@ -39,7 +39,11 @@ fn line(p: &Path) -> String {
 /// not (exit 0); anything else fails the test.
 fn krl_says_revoked(krl: &Path, file: &Path) -> bool {
     let out = run(
-        Command::new("ssh-keygen").arg("-Q").arg("-f").arg(krl).arg(file),
+        Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-f")
+            .arg(krl)
+            .arg(file),
         Duration::from_secs(60),
     );
     match out.code {
@@ -80,7 +84,10 @@ fn read_specs(dir: &Path) -> Result<Vec<spec::Spec>, String> {
         .map(|n| {
             let ca_path = dir.join(format!("{}.pub", n.trim_end_matches(".spec")));
             let ca = match fs::read(&ca_path) {
-                Ok(b) => Some(spec::parse_ca(ca_path.file_name().unwrap().to_str().unwrap(), &b).map_err(|e| e.to_string())?),
+                Ok(b) => Some(
+                    spec::parse_ca(ca_path.file_name().unwrap().to_str().unwrap(), &b)
+                        .map_err(|e| e.to_string())?,
+                ),
                 Err(_) => None,
             };
             spec::parse(n, &fs::read(dir.join(n)).unwrap(), ca.as_ref()).map_err(|e| e.to_string())
@@ -170,10 +177,22 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
 
     let cases: Vec<(&str, PathBuf, Option<&str>)> = vec![
         ("key:", by_key.pub_path.clone(), Some("key users.spec:2")),
-        ("sha1:", by_sha1.pub_path.clone(), Some("key-sha1 users.spec:3")),
-        ("sha256:", by_sha256.pub_path.clone(), Some("key users.spec:4")),
+        (
+            "sha1:",
+            by_sha1.pub_path.clone(),
+            Some("key-sha1 users.spec:3"),
+        ),
+        (
+            "sha256:",
+            by_sha256.pub_path.clone(),
+            Some("key users.spec:4"),
+        ),
         ("hash:", by_hash.pub_path.clone(), Some("key users.spec:5")),
-        ("bare key", bare.pub_path.clone(), Some("key-sha1 users.spec:7")),
+        (
+            "bare key",
+            bare.pub_path.clone(),
+            Some("key-sha1 users.spec:7"),
+        ),
         ("not listed", fine.pub_path.clone(), None),
         ("CA key itself", ca1.pub_path.clone(), None),
         ("serial in range", c_range, Some("serial ca1.spec:1")),
@@ -185,9 +204,21 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
         ("same id and serial, other CA", c_other_ca, None),
         ("bare certificate", c_bare, Some("serial users.spec:8")),
         ("next serial of a bare certificate", c_bare_next, None),
-        ("certificate of a revoked key", c_of_revoked_key, Some("key users.spec:2")),
-        ("certificate of a sha1-revoked key", c_of_sha1_key, Some("key-sha1 users.spec:3")),
-        ("certificate by a revoked CA", c_by_revoked_ca, Some("ca-key users.spec:9")),
+        (
+            "certificate of a revoked key",
+            c_of_revoked_key,
+            Some("key users.spec:2"),
+        ),
+        (
+            "certificate of a sha1-revoked key",
+            c_of_sha1_key,
+            Some("key-sha1 users.spec:3"),
+        ),
+        (
+            "certificate by a revoked CA",
+            c_by_revoked_ca,
+            Some("ca-key users.spec:9"),
+        ),
     ];
     for (what, file, want) in cases {
         let ours = list_verdict(&list, &file);
@@ -199,8 +230,18 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
         assert_eq!(ours.is_some(), theirs, "{what}: list and KRL disagree");
     }
     // The KRL's version is the list's serial.
-    let dump = must(Command::new("ssh-keygen").arg("-Q").arg("-l").arg("-f").arg(&krl_path));
-    assert!(dump.stdout.contains("# KRL version 42\n"), "{}", dump.stdout);
+    let dump = must(
+        Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-l")
+            .arg("-f")
+            .arg(&krl_path),
+    );
+    assert!(
+        dump.stdout.contains("# KRL version 42\n"),
+        "{}",
+        dump.stdout
+    );
 }
 
 #[test]
@@ -269,11 +310,15 @@ fn measure_100k_revocations() {
     krl::build(&r, &krl_path, &Options::default()).unwrap();
     let build_krl = t.elapsed();
     let gz = |p: &Path| -> usize {
-        must(Command::new("sh").arg("-c").arg(format!("gzip -9c {} | wc -c", p.display())))
-            .stdout
-            .trim()
-            .parse()
-            .unwrap()
+        must(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("gzip -9c {} | wc -c", p.display())),
+        )
+        .stdout
+        .trim()
+        .parse()
+        .unwrap()
     };
 
     let probe = AnyKey::parse(&key.public_line()).unwrap();
