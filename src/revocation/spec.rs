@@ -422,7 +422,7 @@ fn parse_line(raw: &str, ca: Option<&Ca>) -> Result<Option<Revocation>, String> 
         }));
     }
     if let Some(rest) = directive(s, "hash:") {
-        return parse_hash(rest).map(|h| Some(Revocation::KeySha256(h)));
+        return parse_fingerprint(rest).map(|h| Some(Revocation::KeySha256(h)));
     }
     let (mode, rest) = if let Some(r) = directive(s, "key:") {
         ("key", r)
@@ -534,8 +534,9 @@ fn c_number(s: &str) -> Option<(u64, &str)> {
     Some((v, &digits[end..]))
 }
 
-/// `SHA256:BASE64` (padding optional), as `ssh-keygen -l` prints.
-fn parse_hash(s: &str) -> Result<Sha256, String> {
+/// `SHA256:BASE64` (padding optional), as `ssh-keygen -l` prints and
+/// sshd passes as `%f`/`%F`.
+pub fn parse_fingerprint(s: &str) -> Result<Sha256, String> {
     if !s.starts_with("SHA256:") {
         return Err(format!("unsupported hash {s:?} (only SHA256:...)"));
     }
@@ -704,8 +705,8 @@ mod tests {
         // `ssh-keygen -l -E sha1 -f key.pub`, base64 turned to hex.
         let d = sha1_of(k.key_data()).unwrap();
         assert_eq!(hex(&d), "293362aec9ceb3fe17cd7ec6aa5fa7ead1acc3e7");
-        assert_eq!(sha256_of(k.key_data()), parse_hash(KEY_FP).unwrap());
-        assert_eq!(ca().fp, parse_hash(CA_FP).unwrap());
+        assert_eq!(sha256_of(k.key_data()), parse_fingerprint(KEY_FP).unwrap());
+        assert_eq!(ca().fp, parse_fingerprint(CA_FP).unwrap());
     }
 
     fn hex(d: &[u8]) -> String {
