@@ -111,6 +111,7 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
     let bare = SshKey::ed25519(d, "bare");
     let fine = SshKey::ed25519(d, "fine");
     let holder = SshKey::ed25519(d, "holder");
+    let listed = SshKey::ed25519(d, "listed");
 
     let c_range = cert(d, &ca1, &holder, "alice@laptop", 150, "range");
     let c_range_hi = cert(d, &ca1, &holder, "alice@laptop", 199, "range-hi");
@@ -124,6 +125,9 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
     let c_of_revoked_key = cert(d, &ca2, &by_key, "carol", 9, "of-revoked-key");
     let c_of_sha1_key = cert(d, &ca2, &by_sha1, "dave", 10, "of-sha1-key");
     let c_by_revoked_ca = cert(d, &ca3, &holder, "erin", 11, "by-revoked-ca");
+    let c_listed = cert(d, &ca2, &listed, "frank", 12, "cert-listed");
+    let c_listed_other = cert(d, &ca1, &listed, "frank", 13, "cert-listed-other");
+    let c_spaced_id = cert(d, &ca1, &holder, "build bot", 600, "spaced-id");
 
     fs::write(
         src.join("users.spec"),
@@ -136,7 +140,8 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
              \n\
              {}\n\
              {}\n\
-             hash: {}\n",
+             hash: {}\n\
+             key: {}\n",
             by_key.public_line(),
             by_sha1.public_line(),
             by_sha256.public_line(),
@@ -144,12 +149,13 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
             bare.public_line(),
             line(&c_bare),
             ca3.fingerprint(),
+            line(&c_listed),
         ),
     )
     .unwrap();
     fs::write(
         src.join("ca1.spec"),
-        "serial: 100-199\nid: gone@corp\n  serial: 0x3e8 # 1000\n",
+        "serial: 100-199\nid: gone@corp\n  serial: 0x3e8 # 1000\nID:\tbuild bot  \n",
     )
     .unwrap();
     fs::copy(&ca1.pub_path, src.join("ca1.pub")).unwrap();
@@ -219,6 +225,24 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
             c_by_revoked_ca,
             Some("ca-key users.spec:9"),
         ),
+        // key: with a certificate revokes its key as a plain key: the
+        // certificate, the key, and the key's other certificates.
+        (
+            "certificate listed with key:",
+            c_listed,
+            Some("key users.spec:10"),
+        ),
+        (
+            "key of a certificate listed with key:",
+            listed.pub_path.clone(),
+            Some("key users.spec:10"),
+        ),
+        (
+            "other certificate of that key",
+            c_listed_other,
+            Some("key users.spec:10"),
+        ),
+        ("id with a blank", c_spaced_id, Some("key-id ca1.spec:4")),
     ];
     for (what, file, want) in cases {
         let ours = list_verdict(&list, &file);
