@@ -824,6 +824,29 @@ mod tests {
     }
 
     #[test]
+    fn specs_sharing_keys_and_cas_merge_and_the_first_line_is_the_source() {
+        let ca = parse_ca("x.pub", CA.as_bytes()).unwrap();
+        let a = parse(
+            "a.spec",
+            format!("hash: SHA256:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk\n").as_bytes(),
+            None,
+        )
+        .unwrap();
+        let b = parse("b.spec", format!("key: {KEY}\n").as_bytes(), None).unwrap();
+        let c = parse("c.spec", b"serial: 1-10\nid: x\n", Some(&ca)).unwrap();
+        let d = parse("d.spec", b"serial: 5-20\nid: x\nid: y\n", Some(&ca)).unwrap();
+        let r = Revocations::from_specs(&[a, b, c, d]);
+        assert_eq!(r.sha256.len(), 1);
+        assert_eq!(r.sha256.values().next(), Some(&src("a.spec", 1)));
+        assert_eq!(r.cas.len(), 1);
+        let cr = &r.cas[&ca.fp];
+        assert_eq!(cr.merged_serials(), vec![(1, 20, src("c.spec", 1))]);
+        assert_eq!(cr.ids.get("x"), Some(&src("c.spec", 2)));
+        assert_eq!(cr.ids.get("y"), Some(&src("d.spec", 3)));
+        assert!(check(&r.render(&Header::default())).is_ok());
+    }
+
+    #[test]
     fn ranges_merge_only_when_they_overlap() {
         let c = CaRevocations {
             key: String::new(),
