@@ -828,7 +828,7 @@ mod tests {
         let ca = parse_ca("x.pub", CA.as_bytes()).unwrap();
         let a = parse(
             "a.spec",
-            format!("hash: SHA256:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk\n").as_bytes(),
+            b"hash: SHA256:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk\n",
             None,
         )
         .unwrap();
