@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod index;
 pub mod keyline;
 pub mod policy;
+pub mod revocation;
 pub mod signed;
 pub mod sshd;
 pub mod state;

@@ -27,6 +27,7 @@ mod pam;
 mod pam_stress;
 mod principals;
 mod publish_safety;
+mod revocation;
 mod robust;
 mod signed;
 mod stalled_log;
