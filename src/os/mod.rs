@@ -8,5 +8,3 @@ pub mod nss;
 pub mod privdrop;
 pub mod process;
 pub mod safepath;
-#[cfg(target_os = "linux")]
-pub mod unwind;
