@@ -81,13 +81,27 @@ def rusage(cmd, runs=15):
     return statistics.median(rss), statistics.median(minor), statistics.median(major)
 
 
+def syscalls(cmd):
+    """System calls of one run of `cmd` as the keyward user (strace -c), or None."""
+    if not shutil.which("strace"):
+        return None
+    outf = bench.ROOT / "results" / "strace.txt"
+    subprocess.run(bench.AS_KEYWARD + ["strace", "-f", "-c", "-o", str(outf)] + cmd,
+                   capture_output=True, text=True, cwd="/")
+    for line in outf.read_text().splitlines():
+        if line.rstrip().endswith("total"):
+            # % time, seconds, usecs/call, calls, [errors,] "total"
+            return int(line.split()[3])
+    return None
+
+
 def table(result):
     """The results as a Markdown table (for docs/BENCHMARKS.md)."""
     names = result["commands"]
     to_cat = result.get("ratio_to_cat", {})
     rows = ["| command | hyperfine | to first | to `cat` | interleaved wall / CPU | "
-            "instructions | page faults (major) | peak RSS |",
-            "|---|---|---|---|---|---|---|---|"]
+            "instructions | page faults (major) | syscalls | peak RSS |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         wall, cpu = result["interleaved_wall_cpu_ms"][n]
         ins = result["instructions"].get(n)
@@ -95,7 +109,7 @@ def table(result):
         cat = f"{to_cat[n]:.2f}×" if n in to_cat else ""
         rows.append(f"| `{n}` | {result['hyperfine_ms'][n]:.3f} ms | {result['ratio_to_first'][n]:.3f}× | {cat} | "
                     f"{wall:.3f} / {cpu:.3f} ms | {'n/a' if ins is None else f'{ins:,}'} | "
-                    f"{minor:g} ({major:g}) | {rss / 1024:.2f} MiB |")
+                    f"{minor:g} ({major:g}) | {result['syscalls'].get(n)} | {rss / 1024:.2f} MiB |")
     return "\n".join(rows)
 
 
@@ -173,6 +187,7 @@ def main():
             "interleaved_wall_cpu_ms": dict(zip(names, mixed)),
             "instructions": {n: bench.callgrind_instructions(c) for n, c in zip(names, cmds)},
             "rusage": {n: rusage(c) for n, c in zip(names, cmds)},
+            "syscalls": {n: syscalls(c) for n, c in zip(names, cmds)},
         }
         if args.peers:
             c = names.index("cat")
