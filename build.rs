@@ -6,9 +6,10 @@
 //! the few hundred functions a lookup runs across 2 MB of text. The symbol
 //! ordering file (bench/login-path.order, written by
 //! `bench/bench.py --write-order`) lists them, so the linker puts them next
-//! to each other: measured 26 text page faults per lookup before, 4 after
-//! (docs/BENCHMARKS.md). Names missing from the binary (another compiler or
-//! dependency version) are skipped silently: the order only places code.
+//! to each other: without it a cached lookup takes 15–16 more page faults
+//! and 1.3–1.6 MiB more peak RSS (`bench/ab.py`, docs/BENCHMARKS.md). Names
+//! missing from the binary (another compiler or dependency version) are
+//! skipped silently: the order only places code.
 //!
 //! Only lld reads such a file. Rust links x86_64-unknown-linux-gnu with its
 //! own lld since 1.90; elsewhere, or when a linker is configured, nothing
