@@ -3,15 +3,16 @@
 //! sshd ignores the output of a command that exits non-zero).
 //!
 //! Two halves, because of where each runs:
-//! - the panic hook ([`remember`]) runs at the panic site, with whatever the
-//!   panicking code holds still held: stdout's buffer mid-write (a full
-//!   disk), stderr's lock inside the audit sink. Writing from there can
-//!   panic again, which aborts. So it only remembers the message and where
-//!   it was raised, and prints nothing;
-//! - [`guard`] catches the unwind in `main`, after those frames are gone,
-//!   and writes the record through a fresh sink. What the command left in
-//!   stdout's buffer is never flushed. If reporting panics too, one fixed
-//!   line goes to fd 2 with `write(2)`, and the exit is still 1.
+//! - the panic hook ([`remember`]) runs at the panic site, before anything
+//!   is unwound: a second panic there (the same bug in the code that writes
+//!   records, say) aborts the process with no record and exit 134, and the
+//!   panicking frame may still hold locks the record needs. So the hook only
+//!   remembers the message and where it was raised, and prints nothing;
+//! - [`guard`] catches the unwind in `main`, after the panicking frames are
+//!   gone (their locks released, their sink dropped), and writes the record
+//!   through a fresh sink, itself under `catch_unwind`. What the command
+//!   left in stdout's buffer is never flushed. If reporting panics too, one
+//!   fixed line goes to fd 2 with `write(2)`, and the exit is still 1.
 
 use std::any::Any;
 use std::ffi::OsString;
@@ -177,6 +178,7 @@ pub fn record(call: &Call, message: &str, elapsed: Duration) -> Record {
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use std::io::Write;
 
     fn args(a: &[&str]) -> Vec<OsString> {
         std::iter::once("keyward")
@@ -211,6 +213,26 @@ mod tests {
     fn a_panic_while_reporting_still_exits_1() {
         let code = guard(|| panic!("first"), |_| panic!("second, in the sink"));
         assert_eq!(code, PANICKED);
+    }
+
+    #[test]
+    fn a_panic_while_stderr_is_locked_is_still_reported_on_stderr() {
+        // The panicking frame holds stderr's lock (as the sink does while it
+        // writes); the report, after the unwind, takes it again.
+        let wrote = Cell::new(false);
+        let code = guard(
+            || {
+                let mut held = std::io::stderr().lock();
+                let _ = held.write_all(b"");
+                panic!("in the sink");
+            },
+            |m| {
+                let mut err = std::io::stderr().lock();
+                wrote.set(writeln!(err, "report: {m}").is_ok());
+            },
+        );
+        assert_eq!(code, PANICKED);
+        assert!(wrote.get());
     }
 
     #[test]
