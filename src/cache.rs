@@ -26,13 +26,13 @@
 //! per user in one directory keeps a lookup O(1) (one open by name; ext4 and
 //! xfs index directories), whatever the number of users.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::os::safepath::{self, OpenError};
-use crate::state::{Floor, Store, Transition};
+use crate::state::{self, Current, Floor, Mode, Purpose, Store, Transition};
+use crate::statestore::{atomic_write, FloorStore, Lock, StateError};
 use crate::username::FileName;
 use std::os::unix::fs::DirBuilderExt;
 
@@ -53,8 +53,18 @@ pub enum CacheError {
     Unsafe(#[from] safepath::Unsafe),
     #[error("cache {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("rollback floor {path} is corrupt ({why}): remove it only if you trust the directory's current files")]
-    Floor { path: PathBuf, why: &'static str },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// How a transition is carried out: when, under which rules, and how long
+/// to wait for the state lock.
+pub struct Settle<'a> {
+    pub now: u64,
+    pub ttls: &'a Ttls,
+    pub mode: Mode<'a>,
+    pub purpose: Purpose,
+    pub lock_wait: std::time::Duration,
 }
 
 pub struct Cache {
@@ -65,6 +75,7 @@ pub struct Cache {
     kind: Kind,
     /// Owners a cache file may have: root and the account keyward runs as.
     owners: Vec<u32>,
+    floors: FloorStore,
 }
 
 /// The subdirectory of principals entries; a dot name, so it is never a
@@ -84,11 +95,13 @@ impl Cache {
         if euid != 0 {
             owners.push(euid);
         }
+        let dir_of_kind = match kind {
+            Kind::Keys => dir.to_owned(),
+            Kind::Principals => dir.join(PRINCIPALS_DIR),
+        };
         Cache {
-            dir: match kind {
-                Kind::Keys => dir.to_owned(),
-                Kind::Principals => dir.join(PRINCIPALS_DIR),
-            },
+            floors: FloorStore::new(&dir_of_kind.join(".floor")),
+            dir: dir_of_kind,
             base: dir.to_owned(),
             kind,
             owners,
@@ -200,78 +213,77 @@ impl Cache {
             })
     }
 
-    /// The rollback floor lives in `.floor/<name>`: apart from the entry so
-    /// that removing an entry (sync after a 404, an admin's `rm`) never
-    /// removes it.
-    fn floor_path(&self, user: &str) -> PathBuf {
-        self.dir
-            .join(".floor")
-            .join(&*crate::username::file_name(user))
+    /// The floors of this kind (`.floor/` beside the entries: apart from
+    /// them, so that removing an entry, by sync after a 404 or an admin's
+    /// `rm`, never removes its floor).
+    pub fn floors(&self) -> &FloorStore {
+        &self.floors
     }
 
-    /// Reads `user`'s floor with the same ownership rules as an entry. A
-    /// corrupt floor is an error (fail closed): forgetting it would reopen
-    /// the rollback it guards against. A keys floor written before names
-    /// were encoded (`Alice`, now `%41lice`) is still found.
+    /// Reads `user`'s floor. A keys floor written before names were
+    /// encoded (`Alice`, now `%41lice`) is still found.
     pub fn read_floor(&self, user: &str) -> Result<Option<Floor>, CacheError> {
-        let legacy = crate::username::legacy_file_name(user)
-            .filter(|_| self.dir == self.base)
-            .map(|old| self.dir.join(".floor").join(old));
-        for path in std::iter::once(self.floor_path(user)).chain(legacy) {
-            if let Some(f) = self.read_floor_at(path)? {
-                return Ok(Some(f));
-            }
+        let name = crate::username::file_name(user);
+        if let Some(f) = self.floors.read(&name)? {
+            return Ok(Some(f));
         }
-        Ok(None)
+        match crate::username::legacy_file_name(user).filter(|_| self.dir == self.base) {
+            Some(old) => Ok(self.floors.read(old)?),
+            None => Ok(None),
+        }
     }
 
-    fn read_floor_at(&self, path: PathBuf) -> Result<Option<Floor>, CacheError> {
-        let file = match safepath::open_checked(&path, &self.owners, None) {
-            Ok(f) => f,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(OpenError::Unsafe(u)) => return Err(CacheError::Unsafe(u)),
-            Err(OpenError::Io { path, source }) => return Err(CacheError::Io { path, source }),
+    /// Everything known about `user` before asking the directory: the entry,
+    /// and in signed mode the floor.
+    pub fn current(&self, user: &str, signed: bool) -> Result<Current, CacheError> {
+        let lookup = self.read(user)?;
+        // The floor matters only when signatures are required; unsigned
+        // lookups skip the extra read.
+        let floor = if signed { self.read_floor(user)? } else { None };
+        Ok(Current::new(lookup, floor))
+    }
+
+    /// Carries out a `state` transition decided from `cur`: under `user`'s
+    /// state lock (at most `s.lock_wait`), re-reads the entry and floor,
+    /// lets `state::settle` re-decide against them, then writes the floor
+    /// (durably) and the entry. Returns the transition carried out (its
+    /// answer is the one to give) and whether storing it worked. A fresh
+    /// cache hit takes no lock.
+    pub fn commit(
+        &self,
+        user: &str,
+        cur: &Current,
+        t: Transition,
+        s: &Settle,
+    ) -> (Transition, Result<(), CacheError>) {
+        if !t.needs_settling() {
+            return (t, Ok(()));
+        }
+        let name = crate::username::file_name(user);
+        let lock = match self.floors.lock(&name, s.lock_wait) {
+            Ok(l) => l,
+            Err(e) => return (state::unsettled(e.to_string()), Err(e.into())),
         };
-        let mut text = String::new();
-        file.take(4096)
-            .read_to_string(&mut text)
-            .map_err(|source| CacheError::Io {
-                path: path.clone(),
+        let signed = matches!(s.mode, Mode::Signed { .. });
+        let disk = match self.current(user, signed) {
+            Ok(d) => d,
+            Err(e) => return (state::unsettled(e.to_string()), Err(e)),
+        };
+        let t = state::settle(cur, t, &disk, s.now, s.ttls, s.mode, s.purpose);
+        let stored = self.store(user, &name, &t, &lock);
+        (t, stored)
+    }
+
+    /// The floor first (durably), then the entry. If the floor cannot be
+    /// stored, the entry is left alone, so an entry that still carries a
+    /// serial is never removed before its floor is safe.
+    fn store(&self, user: &str, name: &str, t: &Transition, lock: &Lock) -> Result<(), CacheError> {
+        if let Some(floor) = &t.floor {
+            self.ensure_dir().map_err(|source| CacheError::Io {
+                path: self.dir.clone(),
                 source,
             })?;
-        Floor::decode(&text)
-            .map(Some)
-            .map_err(|c| CacheError::Floor { path, why: c.0 })
-    }
-
-    /// Durably replaces `user`'s floor (temp file, fsync, rename, fsync).
-    pub fn write_floor(&self, user: &str, floor: &Floor) -> Result<(), CacheError> {
-        let dir = self.dir.join(".floor");
-        let io = |source| CacheError::Io {
-            path: dir.clone(),
-            source,
-        };
-        self.ensure_dir().map_err(io)?;
-        match std::fs::DirBuilder::new().mode(0o750).create(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io(e)),
-            _ => {}
-        }
-        atomic_write(
-            &dir,
-            &self.floor_path(user),
-            floor.encode().as_bytes(),
-            true,
-        )
-        .map_err(io)
-    }
-
-    /// Carries out a `state` transition: the floor first (durably), then
-    /// the entry. If the floor cannot be stored, the entry is left alone, so
-    /// an entry that still carries a serial is never removed before its floor
-    /// is safe.
-    pub fn apply(&self, user: &str, t: &Transition) -> Result<(), CacheError> {
-        if let Some(floor) = &t.floor {
-            self.write_floor(user, floor)?;
+            self.floors.write(name, floor, lock)?;
         }
         match &t.store {
             Store::Nothing => Ok(()),
@@ -344,24 +356,6 @@ fn owner_matches(owner: Option<&str>, user: &str, path: &Path) -> bool {
     }
 }
 
-/// Temp file in `dir`, write, (fsync), rename over `path`, (fsync `dir`):
-/// readers see the old file or the new one, never a mix.
-fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    if durable {
-        tmp.as_file().sync_all()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    if durable {
-        File::open(dir).and_then(|d| d.sync_all())?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +413,7 @@ mod tests {
             base: dir.path().to_owned(),
             kind: Kind::Keys,
             owners: vec![unsafe { libc::geteuid() }, 0],
+            floors: FloorStore::new(&dir.path().join(".floor")),
         };
         cache.write("alice", &entry()).unwrap();
         let mut e2 = entry();
@@ -475,7 +470,12 @@ mod tests {
             keys.write(u, &e).unwrap();
             e.body = format!("principals of {u}\n");
             princ.write(u, &e).unwrap();
-            princ.write_floor(u, &Floor::of(1, u)).unwrap();
+            let name = crate::username::file_name(u);
+            let lock = princ.floors().lock(&name, Default::default()).unwrap();
+            princ
+                .floors()
+                .write(&name, &Floor::of(1, u), &lock)
+                .unwrap();
         }
         // (The hashed name's user comes from its header, which is read only
         // under safe parents: not under /tmp.)

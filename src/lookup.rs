@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::audit::{Record, Severity};
-use crate::cache::{Cache, Kind};
+use crate::cache::{Cache, Kind, Settle};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
@@ -17,7 +17,7 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::os::privdrop;
 use crate::policy::{self, Candidate, FpFilter, Judged};
-use crate::state::{self, Answer, Current, Mode, Ttls};
+use crate::state::{self, Answer, Mode, Purpose, Ttls};
 use crate::username;
 
 mod principals;
@@ -168,17 +168,9 @@ pub fn through_cache(
     };
     let cache = Cache::for_kind(&config.cache.dir, kind);
     let signed = config.directory.signed();
-    let lookup = cache.read(user).map_err(|e| Failure::new(e.to_string()))?;
-    // The floor matters only when signatures are required; unsigned lookups
-    // skip the extra read.
-    let floor = if signed {
-        cache
-            .read_floor(user)
-            .map_err(|e| Failure::new(e.to_string()))?
-    } else {
-        None
-    };
-    let cur = Current::new(lookup, floor);
+    let cur = cache
+        .current(user, signed)
+        .map_err(|e| Failure::new(e.to_string()))?;
     let mode = Mode::of(signed, user, kind);
     // Mirror health and the stored index are read only from here on: a
     // fresh entry is answered by `state` before either is touched.
@@ -186,10 +178,11 @@ pub fn through_cache(
         .for_kind(kind)
         .with_health(&config.cache.dir);
     let now = now_secs();
+    let ttls = Ttls::from_config(&config.cache);
     let t = state::login_indexed(
         &cur,
         now,
-        &Ttls::from_config(&config.cache),
+        &ttls,
         mode,
         // The index lists keys files only.
         || match kind {
@@ -204,7 +197,17 @@ pub fn through_cache(
         },
         |etag, floor| dir.fetch(&Request { user, etag, floor }),
     );
-    if let Err(e) = cache.apply(user, &t) {
+    // Re-decided under the state lock against what is on disk by now; the
+    // lock wait shares the lookup's budget.
+    let settle = Settle {
+        now,
+        ttls: &ttls,
+        mode,
+        purpose: Purpose::Login,
+        lock_wait: config.directory.timeout.0,
+    };
+    let (t, stored) = cache.commit(user, &cur, t, &settle);
+    if let Err(e) = stored {
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);

@@ -567,6 +567,98 @@ fn refused(
     }
 }
 
+impl Transition {
+    /// Whether carrying it out needs the state lock: it writes something,
+    /// or serves what is not a fresh cache hit (a directory answer or a
+    /// stale entry, decided from a read that may be old by now).
+    pub fn needs_settling(&self) -> bool {
+        self.floor.is_some()
+            || self.store != Store::Nothing
+            || matches!(&self.answer, Answer::Serve { source, .. } if *source != "cache")
+    }
+}
+
+/// A transition re-decided under the state lock against `disk`, what is on
+/// disk now (read under the lock); `cur` is what it was decided from. The
+/// written floor is never below the one on disk; a served or stored signed
+/// file must still clear it, otherwise the answer is decided again from
+/// disk (the file is refused as a rollback: another process accepted a
+/// newer one meanwhile). A 304's refresh is dropped when the entry changed.
+pub fn settle(
+    cur: &Current,
+    t: Transition,
+    disk: &Current,
+    now: u64,
+    ttls: &Ttls,
+    mode: Mode,
+    purpose: Purpose,
+) -> Transition {
+    let da = assess(disk, now, ttls, mode);
+    // On equal serials the one on disk stays (`Floor::max` keeps the first).
+    let floor_now = Floor::max(da.floor, t.floor);
+    if let (Mode::Signed { .. }, Answer::Serve { body: Some(b), .. }, Some(f)) =
+        (mode, &t.answer, &floor_now)
+    {
+        let clears = crate::signed::parse_header(b)
+            .and_then(|h| f.admits(h.serial, b).map_err(|r| r.to_string()));
+        if let Err(why) = clears {
+            return redecide(disk, &da, now, ttls, purpose, &why);
+        }
+    }
+    let same_entry = |e: &Entry| {
+        disk.entry
+            .as_ref()
+            .is_some_and(|d| d.status == e.status && d.serial == e.serial && d.body == e.body)
+            && cur.entry.as_ref().is_some_and(|c| c.body == e.body)
+    };
+    let store = match t.store {
+        Store::Refresh(e) if !same_entry(&e) => Store::Nothing,
+        s => s,
+    };
+    Transition {
+        store,
+        floor: floor_now.filter(|f| Some(*f) != disk.floor),
+        ..t
+    }
+}
+
+/// The answer decided again from what is on disk, after the fetched file
+/// was refused under the lock.
+fn redecide(
+    disk: &Current,
+    da: &Assessment,
+    now: u64,
+    ttls: &Ttls,
+    purpose: Purpose,
+    why: &str,
+) -> Transition {
+    let why = format!("rollback refused: {why} (a newer file was accepted meanwhile)");
+    let mut t = match purpose {
+        Purpose::Login => serve_cached(disk, da, now),
+        Purpose::Sync => None,
+    }
+    .unwrap_or_else(|| refused(disk, da, now, ttls, purpose, &why));
+    t.warning = Some(match t.warning.take() {
+        Some(w) if !w.contains(&why) => format!("{why}; {w}"),
+        Some(w) => w,
+        None => why,
+    });
+    t
+}
+
+/// The lock could not be had (or the state not read) in time: nothing is
+/// stored and the lookup fails closed, since its answer could not be
+/// checked against the floor on disk.
+pub fn unsettled(why: String) -> Transition {
+    Transition {
+        store: Store::Nothing,
+        floor: None,
+        answer: Answer::Fail(why.clone()),
+        change: Change::Failed(why),
+        warning: None,
+    }
+}
+
 /// The login path: a fresh entry is served without calling `fetch`;
 /// otherwise `fetch` is called once, with the ETag and floor to send.
 pub fn login(
@@ -1317,5 +1409,73 @@ mod tests {
         );
         assert_eq!(served(&t), (None, "index"));
         assert_eq!(t.floor, Some(Floor::of(200, &se.body)));
+    }
+
+    /// Lookup A read floor 100 and fetched serial 150 from a slow mirror;
+    /// meanwhile B accepted serial 200. Under the lock A must neither lower
+    /// the floor nor store or serve serial 150.
+    #[test]
+    fn settling_never_writes_from_a_stale_read() {
+        let older = signed_entry(0, 150);
+        let newer = signed_entry(0, 200);
+        let read = cur(None, Some(Floor::of(100, "x")));
+        let t = login(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
+        assert_eq!(t.floor.map(|f| f.serial), Some(150));
+        let disk = cur(Some(newer.clone()), Some(Floor::of(200, &newer.body)));
+        let s = settle(&read, t, &disk, T, &ttls(), S, Purpose::Login);
+        assert_eq!(
+            s.floor, None,
+            "the floor on disk is higher: nothing written"
+        );
+        assert_eq!(s.store, Store::Nothing);
+        assert_eq!(served(&s), (Some(newer.body.as_str()), "cache"));
+        assert!(s.warning.unwrap().contains("rollback refused"));
+        // Sync: refused, nothing stored.
+        let t = sync(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
+        let s = settle(&read, t, &disk, T, &ttls(), S, Purpose::Sync);
+        assert!(matches!(s.change, Change::Failed(ref w) if w.contains("rollback refused")));
+        assert_eq!((s.floor, s.store), (None, Store::Nothing));
+        // A stale entry of serial 150 is not served once 200 is on disk.
+        let stale = cur(
+            Some(signed_entry(400, 150)),
+            Some(Floor::of(150, &older.body)),
+        );
+        let t = login(&stale, T, &ttls(), S, |_, _| down());
+        assert_eq!(served(&t).1, "stale");
+        let mut disk_stale = disk.clone();
+        disk_stale.entry = Some(signed_entry(400, 200));
+        let s = settle(&stale, t, &disk_stale, T, &ttls(), S, Purpose::Login);
+        assert_eq!(
+            served(&s).0,
+            Some(disk_stale.entry.as_ref().unwrap().body.as_str())
+        );
+        // With nothing newer on disk, the transition is carried out as is.
+        let t = login(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
+        let s = settle(&read, t.clone(), &read, T, &ttls(), S, Purpose::Login);
+        assert_eq!(s, t);
+    }
+
+    #[test]
+    fn a_304_does_not_write_back_an_entry_replaced_meanwhile() {
+        let old = entry(400);
+        let read = cur(Some(old.clone()), None);
+        let t = login(&read, T, &ttls(), U, |_, _| Fetch::NotModified {
+            url: "u".into(),
+        });
+        assert!(matches!(t.store, Store::Refresh(_)));
+        let mut newer = entry(0);
+        newer.body = "newer\n".into();
+        let s = settle(
+            &read,
+            t.clone(),
+            &cur(Some(newer), None),
+            T,
+            &ttls(),
+            U,
+            Purpose::Login,
+        );
+        assert_eq!(s.store, Store::Nothing);
+        let s = settle(&read, t, &read, T, &ttls(), U, Purpose::Login);
+        assert!(matches!(s.store, Store::Refresh(_)));
     }
 }

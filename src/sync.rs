@@ -19,13 +19,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::audit::Record;
-use crate::cache::{Cache, Kind};
+use crate::cache::{Cache, Kind, Settle};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
 use crate::index::Index;
 use crate::indexcache::{IndexCache, Stored};
 use crate::os::clock::now_secs;
-use crate::state::{self, Current, Listing, Mode, Ttls};
+use crate::state::{self, Listing, Mode, Purpose, Ttls};
+
+/// How long sync waits for a user's state lock (held by a login or another
+/// sync only for a read and a write, never across a request).
+const SYNC_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 pub use crate::state::Change;
 
@@ -143,15 +147,7 @@ fn sync_one(
     signed: bool,
     user: &str,
 ) -> Change {
-    let read = cache.read(user).and_then(|lookup| {
-        let floor = if signed {
-            cache.read_floor(user)?
-        } else {
-            None
-        };
-        Ok(Current::new(lookup, floor))
-    });
-    let cur = match read {
+    let cur = match cache.current(user, signed) {
         Ok(c) => c,
         Err(e) => return Change::Failed(e.to_string()),
     };
@@ -181,9 +177,16 @@ fn sync_one(
             dir.fetch(&Request { user, etag, floor })
         }),
     };
-    match cache.apply(user, &t) {
-        Ok(()) => t.change,
-        Err(e) => Change::Failed(e.to_string()),
+    let settle = Settle {
+        now,
+        ttls,
+        mode,
+        purpose: Purpose::Sync,
+        lock_wait: SYNC_LOCK_WAIT,
+    };
+    match cache.commit(user, &cur, t, &settle) {
+        (t, Ok(())) => t.change,
+        (_, Err(e)) => Change::Failed(e.to_string()),
     }
 }
 

@@ -24,4 +24,5 @@ mod pam_stress;
 mod principals;
 mod robust;
 mod signed;
+mod state_race;
 mod sync;

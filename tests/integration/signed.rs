@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::support::keyward::toml_str;
 use crate::support::*;
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -24,7 +24,7 @@ fn utc(t: u64) -> String {
     out.stdout.trim().to_owned()
 }
 
-fn header(user: &str, serial: u64, expires: u64) -> String {
+pub(crate) fn header(user: &str, serial: u64, expires: u64) -> String {
     format!(
         "#keyward user={user} serial={serial} expires={}\n",
         utc(expires)
@@ -32,7 +32,7 @@ fn header(user: &str, serial: u64, expires: u64) -> String {
 }
 
 /// Signs `body` with `signer` in `namespace`; returns the .sig bytes.
-fn sign(dir: &Path, signer: &SshKey, namespace: &str, body: &str) -> Vec<u8> {
+pub(crate) fn sign(dir: &Path, signer: &SshKey, namespace: &str, body: &str) -> Vec<u8> {
     let file = dir.join(format!("tosign-{}", unique()));
     write_file(&file, body, 0o644);
     must(
