@@ -106,10 +106,32 @@ impl Floor {
                 floor: self.serial,
             });
         }
-        if serial == self.serial && Floor::of(serial, body).sha256 != self.sha256 {
-            return Err(Rollback::SameSerialOtherBody { serial });
+        self.admits_floor(&Floor::of(serial, body))
+    }
+
+    /// The same rule for a file known by its floor (serial and hash).
+    pub fn admits_floor(&self, new: &Floor) -> Result<(), Rollback> {
+        if new.serial < self.serial {
+            return Err(Rollback::Lower {
+                got: new.serial,
+                floor: self.serial,
+            });
+        }
+        if new.serial == self.serial && new.sha256 != self.sha256 {
+            return Err(Rollback::SameSerialOtherBody { serial: new.serial });
         }
         Ok(())
+    }
+
+    /// A newly accepted file against the floor on disk (read under its
+    /// lock): refused below it; otherwise the floor to write, if higher.
+    pub fn raise(disk: Option<Floor>, new: Floor) -> Result<Option<Floor>, Rollback> {
+        match disk {
+            Some(d) => d
+                .admits_floor(&new)
+                .map(|()| (new.serial > d.serial).then_some(new)),
+            None => Ok(Some(new)),
+        }
     }
 
     /// The higher of two floors (a new file's floor never lowers it).
@@ -1477,5 +1499,20 @@ mod tests {
         assert_eq!(s.store, Store::Nothing);
         let s = settle(&read, t, &read, T, &ttls(), U, Purpose::Login);
         assert!(matches!(s.store, Store::Refresh(_)));
+    }
+
+    #[test]
+    fn raising_a_floor_never_lowers_it() {
+        let f = Floor::of(200, "a");
+        assert_eq!(Floor::raise(None, f), Ok(Some(f)));
+        assert_eq!(
+            Floor::raise(Some(f), f),
+            Ok(None),
+            "same file: nothing to write"
+        );
+        let up = Floor::of(201, "b");
+        assert_eq!(Floor::raise(Some(f), up), Ok(Some(up)));
+        assert!(Floor::raise(Some(up), f).is_err());
+        assert!(Floor::raise(Some(f), Floor::of(200, "b")).is_err());
     }
 }

@@ -25,7 +25,8 @@ use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
 use crate::index::Index;
 use crate::indexcache::{IndexCache, Stored};
 use crate::os::clock::now_secs;
-use crate::state::{self, Listing, Mode, Purpose, Ttls};
+use crate::state::{self, Floor, Listing, Mode, Purpose, Ttls};
+use crate::statestore::FloorStore;
 
 /// How long sync waits for a user's state lock (held by a login or another
 /// sync only for a read and a write, never across a request).
@@ -219,6 +220,7 @@ fn unusable(why: impl Into<String>) -> NoIndex {
 pub fn refresh_index(
     dir: &HttpDirectory,
     store: &IndexCache,
+    floors: &FloorStore,
     signed: bool,
     now: u64,
 ) -> Result<FreshIndex, NoIndex> {
@@ -229,9 +231,18 @@ pub fn refresh_index(
     // In signed mode an unsigned copy gives neither an ETag nor a floor.
     let trusted = stored.as_ref().filter(|(s, _)| !signed || s.signed);
     let etag = trusted.and_then(|(s, _)| s.etag.clone());
-    let floor = trusted.filter(|_| signed).and_then(|(s, _)| s.floor());
-    let mut warning = None;
-    let (s, text, how) = match dir.fetch_index(etag.as_deref(), floor) {
+    // The index's floor is kept apart from its copy: a 404 for the index
+    // removes the copy, never the floor. (A copy stored before the floor
+    // was kept apart still gives its own.)
+    let floor = if signed {
+        let kept = floors
+            .read(INDEX_FLOOR)
+            .map_err(|e| unusable(e.to_string()))?;
+        Floor::max(kept, trusted.and_then(|(s, _)| s.floor()))
+    } else {
+        None
+    };
+    let (s, text, how, warning) = match dir.fetch_index(etag.as_deref(), floor) {
         IndexFetch::NotModified { url } => {
             let Some((mut s, text)) = trusted.cloned() else {
                 return Err(unusable(
@@ -240,10 +251,8 @@ pub fn refresh_index(
             };
             s.fetched_at = now;
             s.url = url;
-            if let Err(e) = store.write(&s, &text, false) {
-                warning = Some(format!("stored index not refreshed: {e}"));
-            }
-            (s, text, "304")
+            let warning = commit_index(store, floors, signed, &s, &text, false)?;
+            (s, text, "304", warning)
         }
         IndexFetch::New {
             text,
@@ -252,13 +261,12 @@ pub fn refresh_index(
             signed: sgn,
         } => {
             let s = Stored::new(now, etag, url, sgn, &text).map_err(unusable)?;
-            if let Err(e) = store.write(&s, &text, true) {
-                warning = Some(format!("index not stored: {e}"));
-            }
-            (s, text, "200")
+            let warning = commit_index(store, floors, signed, &s, &text, true)?;
+            (s, text, "200", warning)
         }
         IndexFetch::Missing { .. } => {
-            // Nobody maintains an index here (any more): never answer from it.
+            // Nobody maintains an index here (any more): never answer from
+            // it. Its floor stays: a 404 is unsigned.
             let _ = store.remove();
             return Err(NoIndex {
                 how: "none",
@@ -280,6 +288,56 @@ pub fn refresh_index(
         how,
         warning,
     })
+}
+
+/// The name of the index's floor among the floors (a dot name: never a
+/// user's).
+pub const INDEX_FLOOR: &str = ".index";
+
+/// Stores the index copy. In signed mode under the index's state lock: its
+/// serial must still clear the floor on disk (another sync may have stored
+/// a newer index meanwhile) and the floor is raised, never lowered, before
+/// the copy is replaced. Returns a warning when only the copy failed.
+fn commit_index(
+    store: &IndexCache,
+    floors: &FloorStore,
+    signed: bool,
+    s: &Stored,
+    text: &str,
+    durable: bool,
+) -> Result<Option<String>, NoIndex> {
+    let copy = |()| {
+        store
+            .write(s, text, durable)
+            .err()
+            .map(|e| format!("index not stored: {e}"))
+    };
+    if !signed {
+        return Ok(copy(()));
+    }
+    let new = s
+        .floor()
+        .ok_or_else(|| unusable("a signed index needs serial="))?;
+    let lock = floors
+        .lock(INDEX_FLOOR, SYNC_LOCK_WAIT)
+        .map_err(|e| unusable(e.to_string()))?;
+    let disk = floors
+        .read(INDEX_FLOOR)
+        .map_err(|e| unusable(e.to_string()))?;
+    match Floor::raise(disk, new) {
+        Err(r) => Err(unusable(format!(
+            "index refused: {}",
+            r.to_string().replace("signed file", "index")
+        ))),
+        Ok(raised) => {
+            if let Some(f) = raised {
+                floors
+                    .write(INDEX_FLOOR, &f, &lock)
+                    .map_err(|e| unusable(e.to_string()))?;
+            }
+            Ok(copy(()))
+        }
+    }
 }
 
 /// A random delay in [0, max): spreads a fleet's timers further.
@@ -327,7 +385,7 @@ pub fn run(
         per_user(Some("off"), None)
     } else {
         let store = IndexCache::new(&config.cache.dir);
-        match refresh_index(&dir, &store, signed, now_secs()) {
+        match refresh_index(&dir, &store, cache.floors(), signed, now_secs()) {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
                     let listed = |req: &Request, path: &str| dir.fetch_listed(req, path);
