@@ -367,6 +367,7 @@ mod tests {
             etag: Some("\"6543-12\"".into()),
             url: "http://127.0.0.1:8080/users/alice.keys".into(),
             serial: None,
+            signer: None,
             body: "ssh-ed25519 AAAA x\n\n# comment\n".into(),
         }
     }

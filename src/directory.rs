@@ -246,7 +246,7 @@ impl<'a> HttpDirectory<'a> {
         url: &str,
         body: &str,
         deadline: Instant,
-    ) -> Result<(), Attempt<()>> {
+    ) -> Result<crate::signed::Signer, Attempt<()>> {
         let signers = self
             .signers()
             .map_err(|e| Attempt::refused(FailKind::Signature, e))?;
@@ -287,8 +287,9 @@ impl<'a> HttpDirectory<'a> {
         body: &str,
         req: &Request,
         deadline: Instant,
-    ) -> Result<u64, Attempt<Fetch>> {
-        self.fetch_sig(agent, url, body, deadline)
+    ) -> Result<(u64, crate::signed::Signer), Attempt<Fetch>> {
+        let signer = self
+            .fetch_sig(agent, url, body, deadline)
             .map_err(relabel)?;
         let bad = |why: String| Attempt::refused(FailKind::Signature, why);
         let h = crate::signed::parse_header(body).map_err(bad)?;
@@ -298,7 +299,7 @@ impl<'a> HttpDirectory<'a> {
                 .admits(h.serial, body)
                 .map_err(|r| bad(r.to_string()))?;
         }
-        Ok(h.serial)
+        Ok((h.serial, signer))
     }
 
     /// One mirror: the request, its status, the body as a key list, and
@@ -333,19 +334,20 @@ impl<'a> HttpDirectory<'a> {
             }
             _ => {}
         }
-        let serial = if self.config.signed() {
+        let (serial, signer) = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
-                Ok(serial) => Some(serial),
+                Ok((serial, signer)) => (Some(serial), Some(signer)),
                 Err(a) => return a,
             }
         } else {
-            None
+            (None, None)
         };
         Attempt::Done(Fetch::Keys {
             body,
             etag,
             url: url.into(),
             serial,
+            signer,
         })
     }
 

@@ -168,10 +168,11 @@ pub fn through_cache(
     };
     let cache = Cache::for_kind(&config.cache.dir, kind);
     let signed = config.directory.signed();
+    let signers = trusted_signers(&config.directory).map_err(Failure::new)?;
     let cur = cache
         .current(user, signed)
         .map_err(|e| Failure::new(e.to_string()))?;
-    let mode = Mode::of(signed, user, kind);
+    let mode = Mode::of(signers.as_deref(), user, kind);
     // Mirror health and the stored index are read only from here on: a
     // fresh entry is answered by `state` before either is touched.
     let dir = HttpDirectory::new(&config.directory)
@@ -234,6 +235,18 @@ pub fn through_cache(
         }),
         Answer::Fail(reason) => Err(dir_failure(reason)),
     }
+}
+
+/// The fingerprints of the trusted signers when signatures are required
+/// (None: they are not). Entries and floors of any other signer are void.
+pub fn trusted_signers(
+    config: &crate::config::DirectoryConfig,
+) -> Result<Option<Vec<crate::signed::Signer>>, String> {
+    if !config.signed() {
+        return Ok(None);
+    }
+    let keys = config.load_signers()?;
+    Ok(Some(keys.iter().map(crate::signed::fingerprint).collect()))
 }
 
 /// Whether the login path must ask NSS about the account: for the home

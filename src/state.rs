@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::fetch::Fetch;
+use crate::signed::Signer;
 
 mod indexed;
 pub use indexed::{is_listed_version, login_indexed, sync_indexed, Listing};
@@ -68,11 +69,15 @@ pub fn freshness(entry: &Entry, now: u64, t: &Ttls) -> Freshness {
     }
 }
 
-/// The highest signed file accepted for a user: its serial and body hash.
+/// The highest signed file accepted for a user: its serial, body hash and
+/// the signer that signed it. A floor binds only while its signer is
+/// trusted (`binding`); one written before floors recorded their signer
+/// binds whatever the signers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Floor {
     pub serial: u64,
     pub sha256: [u8; 32],
+    pub signer: Option<Signer>,
 }
 
 /// Why a signed file is refused by the floor.
@@ -94,7 +99,13 @@ impl Floor {
         Floor {
             serial,
             sha256: sha2::Sha256::digest(body.as_bytes()).into(),
+            signer: None,
         }
+    }
+
+    /// The same floor, recorded as `signer`'s.
+    pub fn by(self, signer: Option<Signer>) -> Floor {
+        Floor { signer, ..self }
     }
 
     /// The one rollback rule: a lower serial, or the same serial with
@@ -144,7 +155,11 @@ impl Floor {
 
     pub fn encode(&self) -> String {
         let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{FLOOR_MAGIC}\nserial {}\nsha256 {hex}\n", self.serial)
+        let mut s = format!("{FLOOR_MAGIC}\nserial {}\nsha256 {hex}\n", self.serial);
+        if let Some(signer) = &self.signer {
+            s.push_str(&format!("signer {signer}\n"));
+        }
+        s
     }
 
     pub fn decode(text: &str) -> Result<Floor, Corrupt> {
@@ -152,17 +167,21 @@ impl Floor {
         if lines.next() != Some(FLOOR_MAGIC) {
             return Err(Corrupt("unknown floor format"));
         }
-        let (mut serial, mut sha) = (None, None);
+        let (mut serial, mut sha, mut signer) = (None, None, None);
         for line in lines {
             match line.split_once(' ') {
                 Some(("serial", v)) => serial = v.parse::<u64>().ok(),
                 Some(("sha256", v)) => sha = parse_hex32(v),
+                Some(("signer", v)) => {
+                    signer = Some(v.parse().map_err(|_| Corrupt("bad floor signer"))?)
+                }
                 _ => return Err(Corrupt("bad floor line")),
             }
         }
         Ok(Floor {
             serial: serial.ok_or(Corrupt("floor has no serial"))?,
             sha256: sha.ok_or(Corrupt("floor has no sha256"))?,
+            signer,
         })
     }
 }
@@ -178,21 +197,52 @@ fn parse_hex32(v: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Whether signatures are required, and for which user and kind of file.
+/// Whether signatures are required, for which user and kind of file, and
+/// by which signers (their fingerprints, from the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode<'a> {
     Unsigned,
-    Signed { user: &'a str, kind: Kind },
+    Signed {
+        user: &'a str,
+        kind: Kind,
+        signers: &'a [Signer],
+    },
 }
 
 impl<'a> Mode<'a> {
-    /// The mode of a lookup: signed when `[directory]` requires signatures.
-    pub fn of(signed: bool, user: &'a str, kind: Kind) -> Mode<'a> {
-        if signed {
-            Mode::Signed { user, kind }
-        } else {
-            Mode::Unsigned
+    /// The mode of a lookup: signed when `[directory]` requires signatures
+    /// (`signers`: the trusted signers then).
+    pub fn of(signers: Option<&'a [Signer]>, user: &'a str, kind: Kind) -> Mode<'a> {
+        match signers {
+            Some(signers) => Mode::Signed {
+                user,
+                kind,
+                signers,
+            },
+            None => Mode::Unsigned,
         }
+    }
+}
+
+/// The floor that binds: none when its signer is no longer trusted (a
+/// removed signer's absurd serial must not lock out the new signer). A
+/// floor that records no signer binds whatever the signers.
+pub fn binding(floor: Option<Floor>, signers: &[Signer]) -> Option<Floor> {
+    floor.filter(|f| f.signer.is_none_or(|s| signers.contains(&s)))
+}
+
+/// Why an entry's signer does not let it be served: none recorded (an
+/// entry written before entries recorded it: refetched, since it cannot
+/// be told apart from a removed signer's), or one no longer trusted.
+fn untrusted(e: &Entry, signers: &[Signer]) -> Option<String> {
+    // (An entry with no serial was not signed at all: `signed_usable` says so.)
+    e.serial?;
+    match &e.signer {
+        None => Some("cached entry records no signer (refetched)".into()),
+        Some(s) if !signers.contains(s) => Some(format!(
+            "cached entry was signed by {s}, which is no longer a configured signer"
+        )),
+        Some(_) => None,
     }
 }
 
@@ -238,18 +288,31 @@ pub struct Assessment {
 
 /// Judges the current entry. Pure; every command uses it.
 pub fn assess(cur: &Current, now: u64, ttls: &Ttls, mode: Mode) -> Assessment {
-    let entry_floor = match (mode, &cur.entry) {
-        (Mode::Signed { .. }, Some(e)) if e.status == Status::Keys => {
-            e.serial.map(|s| Floor::of(s, &e.body))
+    // Only a trusted signer's entry raises the floor; a removed signer's
+    // floor does not bind (nor is its entry ever served, below).
+    let (entry_floor, stored) = match (mode, &cur.entry) {
+        (Mode::Signed { signers, .. }, Some(e))
+            if e.status == Status::Keys && untrusted(e, signers).is_none() =>
+        {
+            (
+                e.serial.map(|s| Floor::of(s, &e.body).by(e.signer)),
+                binding(cur.floor, signers),
+            )
         }
-        _ => None,
+        (Mode::Signed { signers, .. }, _) => (None, binding(cur.floor, signers)),
+        (Mode::Unsigned, _) => (None, cur.floor),
     };
-    let floor = Floor::max(cur.floor, entry_floor);
+    let floor = Floor::max(stored, entry_floor);
     let floor_behind = floor.is_some() && floor != cur.floor;
     let unusable = cur.entry.as_ref().and_then(|e| match mode {
-        Mode::Signed { user, kind } if e.status == Status::Keys => {
-            signed_usable(e, user, kind, now, floor.as_ref()).err()
-        }
+        Mode::Signed {
+            user,
+            kind,
+            signers,
+        } if e.status == Status::Keys => untrusted(e, signers).map_or_else(
+            || signed_usable(e, user, kind, now, floor.as_ref()).err(),
+            Some,
+        ),
         _ => None,
     });
     let freshness = cur.entry.as_ref().map(|e| match unusable {
@@ -392,7 +455,8 @@ pub fn on_answer(
             etag,
             url,
             serial,
-        } => ctx.keys(mode, body, etag, url, serial),
+            signer,
+        } => ctx.keys(mode, body, etag, url, serial, signer),
         Fetch::NotModified { url } => ctx.not_modified(url),
         Fetch::NoKeys { url } => ctx.no_keys(url),
         Fetch::Unavailable { errors } => {
@@ -456,17 +520,20 @@ impl Answered<'_> {
         etag: Option<String>,
         url: String,
         serial: Option<u64>,
+        signer: Option<Signer>,
     ) -> Transition {
         // The directory checks signatures and the floor before it answers;
         // checked again here so no Directory can skip it.
-        let floor = match (mode, serial) {
-            (Mode::Unsigned, _) => None,
-            (Mode::Signed { .. }, None) => return self.refused("unsigned answer in signed mode"),
-            (Mode::Signed { .. }, Some(s)) => {
+        let floor = match (mode, serial, signer) {
+            (Mode::Unsigned, _, _) => None,
+            (Mode::Signed { signers, .. }, Some(s), Some(by)) if signers.contains(&by) => {
                 if let Some(Err(r)) = self.a.floor.as_ref().map(|f| f.admits(s, &body)) {
                     return self.refused(&r.to_string());
                 }
-                Some(Floor::of(s, &body))
+                Some(Floor::of(s, &body).by(Some(by)))
+            }
+            (Mode::Signed { .. }, _, _) => {
+                return self.refused("answer not signed by a configured signer in signed mode")
             }
         };
         let raised = match (floor, self.a.floor) {
@@ -490,6 +557,7 @@ impl Answered<'_> {
             etag,
             url,
             serial,
+            signer: signer.filter(|_| floor.is_some()),
             body,
         };
         let served = Some(entry.body.clone());
@@ -523,6 +591,7 @@ impl Answered<'_> {
                     etag: None,
                     url,
                     serial: None,
+                    signer: None,
                     body: String::new(),
                 }),
                 Change::Updated,
@@ -721,9 +790,13 @@ mod tests {
 
     const T: u64 = 1_700_000_000;
     const U: Mode = Mode::Unsigned;
+    /// The trusted signer of the table's signed files.
+    const FP: Signer = Signer::Sha256([7; 32]);
+    const TRUSTED: &[Signer] = &[FP];
     const S: Mode = Mode::Signed {
         user: "alice",
         kind: Kind::Keys,
+        signers: TRUSTED,
     };
 
     fn ttls() -> Ttls {
@@ -741,6 +814,7 @@ mod tests {
             etag: Some("\"e1\"".into()),
             url: "http://d/alice".into(),
             serial: None,
+            signer: None,
             body: "old\n".into(),
         }
     }
@@ -758,6 +832,7 @@ mod tests {
     fn signed_entry(age: u64, serial: u64) -> Entry {
         Entry {
             serial: Some(serial),
+            signer: Some(FP),
             body: signed_body("alice", serial, "k"),
             ..entry(age)
         }
@@ -777,6 +852,7 @@ mod tests {
             etag: Some("\"e2\"".into()),
             url: "http://m2/alice".into(),
             serial,
+            signer: serial.map(|_| FP),
         }
     }
 
@@ -970,6 +1046,7 @@ mod tests {
         let bob = Mode::Signed {
             user: "bob",
             kind: Kind::Keys,
+            signers: TRUSTED,
         };
         let t = login(&cur(Some(ok), None), T, &ttls(), bob, |_, _| down());
         assert!(failed(&t).contains("not \"bob\""));
@@ -1027,7 +1104,7 @@ mod tests {
             Fetch::NoKeys { url: "u".into() }
         });
         assert_eq!(t.store, Store::Remove);
-        assert_eq!(t.floor, Some(Floor::of(200, &e.body)));
+        assert_eq!(t.floor, Some(Floor::of(200, &e.body).by(Some(FP))));
         // With the floor already stored, a 404 writes no floor (none lower).
         let stored = Floor::of(200, &e.body);
         let t = sync(
@@ -1043,7 +1120,7 @@ mod tests {
         let t = sync(&cur(Some(e), Some(stored)), T, &ttls(), S, |_, _| {
             keys(&newer, Some(300))
         });
-        assert_eq!(t.floor, Some(Floor::of(300, &newer)));
+        assert_eq!(t.floor, Some(Floor::of(300, &newer).by(Some(FP))));
         // Past max_stale the entry is not served, but the floor still holds.
         let ancient = signed_entry(7200, 200);
         let a = assess(&cur(Some(ancient), Some(stored)), T, &ttls(), S);
@@ -1069,6 +1146,7 @@ mod tests {
         let p = Mode::Signed {
             user: "alice",
             kind: Kind::Principals,
+            signers: TRUSTED,
         };
         let t = login(&cur(Some(e), None), T, &ttls(), p, |etag, _| {
             assert_eq!(etag, None, "an unusable entry is not revalidated by 304");
@@ -1080,7 +1158,7 @@ mod tests {
     #[test]
     fn unsigned_answer_in_signed_mode_is_refused() {
         let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys("k\n", None));
-        assert!(failed(&t).contains("unsigned answer"));
+        assert!(failed(&t).contains("not signed by a configured signer"));
     }
 
     #[test]
@@ -1138,7 +1216,7 @@ mod tests {
         let body = signed_body("alice", 5, "k");
         let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys(&body, Some(5)));
         assert_eq!(served(&t).0, Some(body.as_str()));
-        assert_eq!(t.floor, Some(Floor::of(5, &body)));
+        assert_eq!(t.floor, Some(Floor::of(5, &body).by(Some(FP))));
         // The same file again (a stale entry refetched): no floor to write.
         let e = signed_entry(400, 5);
         let f = Floor::of(5, &e.body);
@@ -1157,7 +1235,7 @@ mod tests {
             S,
             |_, _| keys(&body6, Some(6)),
         );
-        assert_eq!(t.floor, Some(Floor::of(6, &body6)));
+        assert_eq!(t.floor, Some(Floor::of(6, &body6).by(Some(FP))));
     }
 
     #[test]
@@ -1286,7 +1364,7 @@ mod tests {
         // Floor only in the entry (older caches): carried out before removal.
         let t = sync_indexed(&cur(Some(e.clone()), None), T, &ttls(), S, &absent(), never);
         assert_eq!(t.store, Store::Remove);
-        assert_eq!(t.floor, Some(Floor::of(200, &e.body)));
+        assert_eq!(t.floor, Some(Floor::of(200, &e.body).by(Some(FP))));
         // Stored floor: nothing lower is ever written.
         let stored = Floor::of(200, &e.body);
         let t = sync_indexed(&cur(Some(e), Some(stored)), T, &ttls(), S, &absent(), never);
@@ -1430,7 +1508,7 @@ mod tests {
             never,
         );
         assert_eq!(served(&t), (None, "index"));
-        assert_eq!(t.floor, Some(Floor::of(200, &se.body)));
+        assert_eq!(t.floor, Some(Floor::of(200, &se.body).by(Some(FP))));
     }
 
     /// Lookup A read floor 100 and fetched serial 150 from a slow mirror;
@@ -1514,5 +1592,78 @@ mod tests {
         assert_eq!(Floor::raise(Some(f), up), Ok(Some(up)));
         assert!(Floor::raise(Some(up), f).is_err());
         assert!(Floor::raise(Some(f), Floor::of(200, "b")).is_err());
+    }
+
+    /// The old signer, compromised, signed serial u64::MAX-1 with the
+    /// attacker's key; the operator removed it from the signers. Its entry
+    /// is never served (not fresh, not stale) and its floor binds no more.
+    #[test]
+    fn a_removed_signers_entry_and_floor_are_void() {
+        const OLD: Signer = Signer::Sha256([9; 32]);
+        let absurd = u64::MAX - 1;
+        let evil = Entry {
+            signer: Some(OLD),
+            ..signed_entry(10, absurd)
+        };
+        let floor = Floor::of(absurd, &evil.body).by(Some(OLD));
+        let c = cur(Some(evil.clone()), Some(floor));
+        let a = assess(&c, T, &ttls(), S);
+        assert_eq!(a.floor, None, "a removed signer's floor does not bind");
+        assert!(a
+            .unusable
+            .unwrap()
+            .contains("no longer a configured signer"));
+        // Not served even though fresh, nor stale when the directory is down.
+        let t = login(&c, T, &ttls(), S, |_, f| {
+            assert_eq!(f, None, "no floor sent");
+            down()
+        });
+        assert!(failed(&t).contains("cannot be served"), "{t:?}");
+        // The new signer's file with a far lower serial is accepted, and its
+        // floor replaces the void one.
+        let body = signed_body("alice", 5, "k");
+        let t = login(&c, T, &ttls(), S, |_, _| keys(&body, Some(5)));
+        assert_eq!(served(&t).0, Some(body.as_str()));
+        assert_eq!(t.floor, Some(Floor::of(5, &body).by(Some(FP))));
+        let settled = settle(&c, t, &c, T, &ttls(), S, Purpose::Login);
+        assert_eq!(settled.floor, Some(Floor::of(5, &body).by(Some(FP))));
+        // While the old signer is still trusted, the same floor binds.
+        let both = Mode::Signed {
+            user: "alice",
+            kind: Kind::Keys,
+            signers: &[FP, OLD],
+        };
+        let t = login(&cur(None, Some(floor)), T, &ttls(), both, |_, _| {
+            keys(&body, Some(5))
+        });
+        assert!(failed(&t).contains("rollback refused"));
+    }
+
+    /// Entries and floors written before they recorded a signer: a floor
+    /// binds whatever the signers; an entry is refetched, never served.
+    #[test]
+    fn entries_and_floors_without_a_signer() {
+        let legacy = Entry {
+            signer: None,
+            ..signed_entry(10, 200)
+        };
+        let floor = Floor::of(200, &legacy.body);
+        let c = cur(Some(legacy), Some(floor));
+        let a = assess(&c, T, &ttls(), S);
+        assert_eq!(a.floor, Some(floor), "binds");
+        assert!(a.unusable.unwrap().contains("records no signer"));
+        let t = login(&c, T, &ttls(), S, |etag, _| {
+            assert_eq!(etag, None, "not revalidated by a 304");
+            down()
+        });
+        assert!(failed(&t).contains("cannot be served"));
+        let old = signed_body("alice", 100, "k");
+        let t = login(&cur(None, Some(floor)), T, &ttls(), S, |_, _| {
+            keys(&old, Some(100))
+        });
+        assert!(failed(&t).contains("rollback refused"));
+        assert!(Floor::decode(&floor.encode()).unwrap().signer.is_none());
+        let bound = floor.by(Some(FP));
+        assert_eq!(Floor::decode(&bound.encode()), Ok(bound));
     }
 }

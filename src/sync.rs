@@ -25,6 +25,7 @@ use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
 use crate::index::Index;
 use crate::indexcache::{IndexCache, Stored};
 use crate::os::clock::now_secs;
+use crate::signed::Signer;
 use crate::state::{self, Floor, Listing, Mode, Purpose, Ttls};
 use crate::statestore::FloorStore;
 
@@ -110,7 +111,7 @@ pub fn sync_users(
     dir: &(dyn Directory + Sync),
     indexed: Option<&Indexed>,
     ttls: &Ttls,
-    signed: bool,
+    signers: Option<&[Signer]>,
     users: &[String],
     jobs: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
@@ -126,7 +127,7 @@ pub fn sync_users(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(user) = users.get(i) else { break };
-                let change = sync_one(cache, dir, indexed, ttls, signed, user);
+                let change = sync_one(cache, dir, indexed, ttls, signers, user);
                 if let Ok(mut sum) = summary.lock() {
                     match cache.kind() {
                         Kind::Keys => sum.add(user, change),
@@ -145,14 +146,14 @@ fn sync_one(
     dir: &dyn Directory,
     indexed: Option<&Indexed>,
     ttls: &Ttls,
-    signed: bool,
+    signers: Option<&[Signer]>,
     user: &str,
 ) -> Change {
-    let cur = match cache.current(user, signed) {
+    let cur = match cache.current(user, signers.is_some()) {
         Ok(c) => c,
         Err(e) => return Change::Failed(e.to_string()),
     };
-    let mode = Mode::of(signed, user, cache.kind());
+    let mode = Mode::of(signers, user, cache.kind());
     let now = now_secs();
     let t = match indexed {
         Some(ix) => {
@@ -221,27 +222,33 @@ pub fn refresh_index(
     dir: &HttpDirectory,
     store: &IndexCache,
     floors: &FloorStore,
-    signed: bool,
+    signers: Option<&[Signer]>,
     now: u64,
 ) -> Result<FreshIndex, NoIndex> {
+    let signed = signers.is_some();
     let stored = match store.read() {
         Ok(s) => s,
         Err(e) => return Err(unusable(format!("stored index: {e}"))),
     };
-    // In signed mode an unsigned copy gives neither an ETag nor a floor.
-    let trusted = stored.as_ref().filter(|(s, _)| !signed || s.signed);
-    let etag = trusted.and_then(|(s, _)| s.etag.clone());
     // The index's floor is kept apart from its copy: a 404 for the index
-    // removes the copy, never the floor. (A copy stored before the floor
-    // was kept apart still gives its own.)
-    let floor = if signed {
-        let kept = floors
+    // removes the copy, never the floor. A floor of a signer no longer
+    // trusted does not bind, and the copy that came with it is not trusted
+    // either (no ETag: the index is fetched and verified again).
+    let kept = match signers {
+        Some(_) => floors
             .read(INDEX_FLOOR)
-            .map_err(|e| unusable(e.to_string()))?;
-        Floor::max(kept, trusted.and_then(|(s, _)| s.floor()))
-    } else {
-        None
+            .map_err(|e| unusable(e.to_string()))?,
+        None => None,
     };
+    let bound = state::binding(kept, signers.unwrap_or_default());
+    let void = kept.is_some() && bound.is_none();
+    // In signed mode an unsigned copy gives neither an ETag nor a floor.
+    let trusted = stored
+        .as_ref()
+        .filter(|(s, _)| !signed || (s.signed && !void));
+    let etag = trusted.and_then(|(s, _)| s.etag.clone());
+    // (A copy stored before the floor was kept apart still gives its own.)
+    let floor = Floor::max(bound, trusted.and_then(|(s, _)| s.floor()));
     let (s, text, how, warning) = match dir.fetch_index(etag.as_deref(), floor) {
         IndexFetch::NotModified { url } => {
             let Some((mut s, text)) = trusted.cloned() else {
@@ -251,7 +258,7 @@ pub fn refresh_index(
             };
             s.fetched_at = now;
             s.url = url;
-            let warning = commit_index(store, floors, signed, &s, &text, false)?;
+            let warning = commit_index(store, floors, signers, None, &s, &text, false)?;
             (s, text, "304", warning)
         }
         IndexFetch::New {
@@ -259,9 +266,10 @@ pub fn refresh_index(
             etag,
             url,
             signed: sgn,
+            signer,
         } => {
             let s = Stored::new(now, etag, url, sgn, &text).map_err(unusable)?;
-            let warning = commit_index(store, floors, signed, &s, &text, true)?;
+            let warning = commit_index(store, floors, signers, signer, &s, &text, true)?;
             (s, text, "200", warning)
         }
         IndexFetch::Missing { .. } => {
@@ -297,11 +305,13 @@ pub const INDEX_FLOOR: &str = ".index";
 /// Stores the index copy. In signed mode under the index's state lock: its
 /// serial must still clear the floor on disk (another sync may have stored
 /// a newer index meanwhile) and the floor is raised, never lowered, before
-/// the copy is replaced. Returns a warning when only the copy failed.
+/// the copy is replaced; only a verified index (`signer`, not a 304's copy)
+/// writes a floor. Returns a warning when only the copy failed.
 fn commit_index(
     store: &IndexCache,
     floors: &FloorStore,
-    signed: bool,
+    signers: Option<&[Signer]>,
+    signer: Option<Signer>,
     s: &Stored,
     text: &str,
     durable: bool,
@@ -312,25 +322,26 @@ fn commit_index(
             .err()
             .map(|e| format!("index not stored: {e}"))
     };
-    if !signed {
+    let Some(signers) = signers else {
         return Ok(copy(()));
-    }
+    };
     let new = s
         .floor()
-        .ok_or_else(|| unusable("a signed index needs serial="))?;
+        .ok_or_else(|| unusable("a signed index needs serial="))?
+        .by(signer);
     let lock = floors
         .lock(INDEX_FLOOR, SYNC_LOCK_WAIT)
         .map_err(|e| unusable(e.to_string()))?;
     let disk = floors
         .read(INDEX_FLOOR)
         .map_err(|e| unusable(e.to_string()))?;
-    match Floor::raise(disk, new) {
+    match Floor::raise(state::binding(disk, signers), new) {
         Err(r) => Err(unusable(format!(
             "index refused: {}",
             r.to_string().replace("signed file", "index")
         ))),
         Ok(raised) => {
-            if let Some(f) = raised {
+            if let Some(f) = raised.filter(|_| signer.is_some()) {
                 floors
                     .write(INDEX_FLOOR, &f, &lock)
                     .map_err(|e| unusable(e.to_string()))?;
@@ -371,9 +382,10 @@ pub fn run(
     };
     let dir = HttpDirectory::pooled(&config.directory).with_health(&config.cache.dir);
     let ttls = Ttls::from_config(&config.cache);
-    let signed = config.directory.signed();
+    let signers = crate::lookup::trusted_signers(&config.directory)?;
+    let signers = signers.as_deref();
     let per_user = |index, index_error| {
-        let mut s = sync_users(&cache, &dir, None, &ttls, signed, &users, jobs, progress);
+        let mut s = sync_users(&cache, &dir, None, &ttls, signers, &users, jobs, progress);
         s.index = index;
         s.index_error = index_error;
         s
@@ -385,7 +397,7 @@ pub fn run(
         per_user(Some("off"), None)
     } else {
         let store = IndexCache::new(&config.cache.dir);
-        match refresh_index(&dir, &store, cache.floors(), signed, now_secs()) {
+        match refresh_index(&dir, &store, cache.floors(), signers, now_secs()) {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
                     let listed = |req: &Request, path: &str| dir.fetch_listed(req, path);
@@ -399,7 +411,7 @@ pub fn run(
                         &dir,
                         Some(&ix),
                         &ttls,
-                        signed,
+                        signers,
                         &users,
                         jobs,
                         progress,
@@ -441,8 +453,17 @@ fn sync_principals(
         .for_kind(Kind::Principals)
         .with_health(&config.cache.dir);
     let ttls = Ttls::from_config(&config.cache);
-    let signed = config.directory.signed();
-    let p = sync_users(&pcache, &pdir, None, &ttls, signed, &pusers, jobs, progress);
+    let signers = crate::lookup::trusted_signers(&config.directory)?;
+    let p = sync_users(
+        &pcache,
+        &pdir,
+        None,
+        &ttls,
+        signers.as_deref(),
+        &pusers,
+        jobs,
+        progress,
+    );
     summary.users += p.users;
     summary.principals += p.users;
     summary.updated += p.updated;
