@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! <dir>/<name>                     keys entries
-//! <dir>/.floor/<name>              keys rollback floors
 //! <dir>/.principals/<name>         principals entries
-//! <dir>/.principals/.floor/<name>  principals rollback floors
 //! ```
+//!
+//! The rollback floors are security state, not cache: they live in
+//! `[state] dir` (`statestore`), so removing the cache never resets them.
 //!
 //! `<name>` is `username::file_name(user)`: injective, never starting with
 //! `.`, nothing a filesystem could fold. Names starting with `.` are
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 pub use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::os::safepath::{self, OpenError};
 use crate::state::{self, Current, Floor, Mode, Purpose, Store, Transition};
-use crate::statestore::{atomic_write, FloorStore, Lock, StateError};
+use crate::statestore::{atomic_write, FloorStore, Lock, StateDir, StateError};
 use crate::username::FileName;
 use std::os::unix::fs::DirBuilderExt;
 
@@ -76,6 +77,7 @@ pub struct Cache {
     /// Owners a cache file may have: root and the account keyward runs as.
     owners: Vec<u32>,
     floors: FloorStore,
+    state: StateDir,
 }
 
 /// The subdirectory of principals entries; a dot name, so it is never a
@@ -83,13 +85,14 @@ pub struct Cache {
 const PRINCIPALS_DIR: &str = ".principals";
 
 impl Cache {
-    /// The keys cache in `dir`.
-    pub fn new(dir: &Path) -> Cache {
-        Cache::for_kind(dir, Kind::Keys)
+    /// The keys cache in `dir`, its floors in `state`.
+    pub fn new(dir: &Path, state: &Path) -> Cache {
+        Cache::for_kind(dir, state, Kind::Keys)
     }
 
-    /// The cache of `kind` entries under `[cache] dir` = `dir`.
-    pub fn for_kind(dir: &Path, kind: Kind) -> Cache {
+    /// The cache of `kind` entries under `[cache] dir` = `dir`, its floors
+    /// under `[state] dir` = `state`.
+    pub fn for_kind(dir: &Path, state: &Path, kind: Kind) -> Cache {
         let euid = crate::os::privdrop::euid();
         let mut owners = vec![0];
         if euid != 0 {
@@ -99,8 +102,10 @@ impl Cache {
             Kind::Keys => dir.to_owned(),
             Kind::Principals => dir.join(PRINCIPALS_DIR),
         };
+        let state = StateDir::new(state);
         Cache {
-            floors: FloorStore::new(&dir_of_kind.join(".floor")),
+            floors: state.floors(kind),
+            state,
             dir: dir_of_kind,
             base: dir.to_owned(),
             kind,
@@ -126,7 +131,12 @@ impl Cache {
     /// file and every directory above it. An unsafe file is an error (fail
     /// closed): someone else may have written it.
     pub fn read(&self, user: &str) -> Result<Lookup, CacheError> {
-        let path = self.path(user);
+        self.read_named(user, &crate::username::file_name(user))
+    }
+
+    /// [`Cache::read`] with the user's file name already derived.
+    fn read_named(&self, user: &str, name: &str) -> Result<Lookup, CacheError> {
+        let path = self.dir.join(name);
         let mut file = match safepath::open_checked(&path, &self.owners, None) {
             Ok(f) => f,
             Err(e) if e.is_not_found() => {
@@ -186,7 +196,7 @@ impl Cache {
     /// Atomically replaces `user`'s entry: readers see the old entry or the
     /// new one, never a mix, and a crash leaves at most a `.tmp` file.
     pub fn write(&self, user: &str, entry: &Entry) -> Result<(), CacheError> {
-        self.replace(user, entry, true)
+        self.replace(user, &crate::username::file_name(user), entry, true)
     }
 
     /// Rewrites an entry whose body did not change (after a 304) to record
@@ -194,15 +204,21 @@ impl Cache {
     /// crash the worst case is the older age (one more conditional request)
     /// or a torn file, which the checksum rejects.
     pub fn refresh(&self, user: &str, entry: &Entry) -> Result<(), CacheError> {
-        self.replace(user, entry, false)
+        self.replace(user, &crate::username::file_name(user), entry, false)
     }
 
-    fn replace(&self, user: &str, entry: &Entry, durable: bool) -> Result<(), CacheError> {
+    fn replace(
+        &self,
+        user: &str,
+        name: &str,
+        entry: &Entry,
+        durable: bool,
+    ) -> Result<(), CacheError> {
         self.ensure_dir()
             .and_then(|_| {
                 atomic_write(
                     &self.dir,
-                    &self.path(user),
+                    &self.dir.join(name),
                     &entry.encode_for(Some(user)),
                     durable,
                 )
@@ -213,33 +229,49 @@ impl Cache {
             })
     }
 
-    /// The floors of this kind (`.floor/` beside the entries: apart from
-    /// them, so that removing an entry, by sync after a 404 or an admin's
-    /// `rm`, never removes its floor).
+    /// The floors of this kind, in the state directory.
     pub fn floors(&self) -> &FloorStore {
         &self.floors
     }
 
-    /// Reads `user`'s floor. A keys floor written before names were
-    /// encoded (`Alice`, now `%41lice`) is still found.
-    pub fn read_floor(&self, user: &str) -> Result<Option<Floor>, CacheError> {
-        let name = crate::username::file_name(user);
-        if let Some(f) = self.floors.read(&name)? {
+    /// Moves the floors of the old layout (under the cache) into the state
+    /// directory, once (sync does it; see `StateDir::migrate`).
+    pub fn migrate_floors(&self) -> Result<usize, CacheError> {
+        Ok(self.state.migrate(&self.base)?)
+    }
+
+    /// Reads `user`'s floor (`name`: its file name). Until the floors of the
+    /// old layout have been moved (the first sync after an upgrade), a floor
+    /// missing here is still read where it was; after that, never.
+    pub fn read_floor(&self, user: &str, name: &str) -> Result<Option<Floor>, CacheError> {
+        if let Some(f) = self.floors.read(name)? {
+            return Ok(Some(f));
+        }
+        if self.state.migrated() {
+            return Ok(None);
+        }
+        let old = FloorStore::new(&self.dir.join(".floor"));
+        if let Some(f) = old.read(name)? {
             return Ok(Some(f));
         }
         match crate::username::legacy_file_name(user).filter(|_| self.dir == self.base) {
-            Some(old) => Ok(self.floors.read(old)?),
+            Some(n) => Ok(old.read(n)?),
             None => Ok(None),
         }
     }
 
-    /// Everything known about `user` before asking the directory: the entry,
-    /// and in signed mode the floor.
-    pub fn current(&self, user: &str, signed: bool) -> Result<Current, CacheError> {
-        let lookup = self.read(user)?;
+    /// Everything known about `user` (`name`: its file name, derived once
+    /// per lookup) before asking the directory: the entry, and in signed
+    /// mode the floor.
+    pub fn current(&self, user: &str, name: &str, signed: bool) -> Result<Current, CacheError> {
+        let lookup = self.read_named(user, name)?;
         // The floor matters only when signatures are required; unsigned
         // lookups skip the extra read.
-        let floor = if signed { self.read_floor(user)? } else { None };
+        let floor = if signed {
+            self.read_floor(user, name)?
+        } else {
+            None
+        };
         Ok(Current::new(lookup, floor))
     }
 
@@ -252,6 +284,7 @@ impl Cache {
     pub fn commit(
         &self,
         user: &str,
+        name: &str,
         cur: &Current,
         t: Transition,
         s: &Settle,
@@ -259,36 +292,41 @@ impl Cache {
         if !t.needs_settling() {
             return (t, Ok(()));
         }
-        let name = crate::username::file_name(user);
-        let lock = match self.floors.lock(&name, s.lock_wait) {
+        // Without signatures there is no floor to guard: last writer wins.
+        if let Mode::Unsigned = s.mode {
+            let stored = self.store(user, name, &t, None);
+            return (t, stored);
+        }
+        let lock = match self.floors.lock(name, s.lock_wait) {
             Ok(l) => l,
             Err(e) => return (state::unsettled(e.to_string()), Err(e.into())),
         };
-        let signed = matches!(s.mode, Mode::Signed { .. });
-        let disk = match self.current(user, signed) {
+        let disk = match self.current(user, name, true) {
             Ok(d) => d,
             Err(e) => return (state::unsettled(e.to_string()), Err(e)),
         };
         let t = state::settle(cur, t, &disk, s.now, s.ttls, s.mode, s.purpose);
-        let stored = self.store(user, &name, &t, &lock);
+        let stored = self.store(user, name, &t, Some(&lock));
         (t, stored)
     }
 
     /// The floor first (durably), then the entry. If the floor cannot be
     /// stored, the entry is left alone, so an entry that still carries a
     /// serial is never removed before its floor is safe.
-    fn store(&self, user: &str, name: &str, t: &Transition, lock: &Lock) -> Result<(), CacheError> {
-        if let Some(floor) = &t.floor {
-            self.ensure_dir().map_err(|source| CacheError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
+    fn store(
+        &self,
+        user: &str,
+        name: &str,
+        t: &Transition,
+        lock: Option<&Lock>,
+    ) -> Result<(), CacheError> {
+        if let (Some(floor), Some(lock)) = (&t.floor, lock) {
             self.floors.write(name, floor, lock)?;
         }
         match &t.store {
             Store::Nothing => Ok(()),
-            Store::Write(e) => self.write(user, e),
-            Store::Refresh(e) => self.refresh(user, e),
+            Store::Write(e) => self.replace(user, name, e, true),
+            Store::Refresh(e) => self.replace(user, name, e, false),
             Store::Remove => self.remove(user),
         }
     }
@@ -415,6 +453,7 @@ mod tests {
             kind: Kind::Keys,
             owners: vec![unsafe { libc::geteuid() }, 0],
             floors: FloorStore::new(&dir.path().join(".floor")),
+            state: StateDir::new(&dir.path().join(".state")),
         };
         cache.write("alice", &entry()).unwrap();
         let mut e2 = entry();
@@ -454,8 +493,9 @@ mod tests {
     #[test]
     fn kinds_and_odd_names_have_their_own_files() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = Cache::for_kind(dir.path(), Kind::Keys);
-        let princ = Cache::for_kind(dir.path(), Kind::Principals);
+        let state = tempfile::tempdir().unwrap();
+        let keys = Cache::for_kind(dir.path(), state.path(), Kind::Keys);
+        let princ = Cache::for_kind(dir.path(), state.path(), Kind::Principals);
         let long = "L".repeat(100);
         let users = [
             "alice",
@@ -492,11 +532,18 @@ mod tests {
             let p = Entry::decode(&std::fs::read(p).unwrap()).unwrap();
             assert_eq!(p.body, format!("principals of {u}\n"));
         }
-        assert!(dir.path().join(".principals/.floor/%41lice").is_file());
-        assert!(!dir.path().join(".floor").exists(), "keys floors apart");
+        assert!(state.path().join("principals/%41lice").is_file());
+        assert!(
+            !state.path().join("keys/%41lice").exists(),
+            "keys floors apart"
+        );
+        assert!(
+            !dir.path().join(".principals/.floor").exists(),
+            "not in the cache"
+        );
         // A principals cache that was never written has no users.
         let empty = tempfile::tempdir().unwrap();
-        let none = Cache::for_kind(empty.path(), Kind::Principals);
+        let none = Cache::for_kind(empty.path(), state.path(), Kind::Principals);
         assert!(none.users().unwrap().is_empty());
     }
 }

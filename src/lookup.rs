@@ -166,11 +166,13 @@ pub fn through_cache(
         reason,
         source: Some("directory"),
     };
-    let cache = Cache::for_kind(&config.cache.dir, kind);
+    let cache = Cache::for_kind(&config.cache.dir, &config.state.dir, kind);
+    // The user's file name, once: the entry, the floor and its lock use it.
+    let name = username::file_name(user);
     let signed = config.directory.signed();
     let signers = trusted_signers(&config.directory).map_err(Failure::new)?;
     let cur = cache
-        .current(user, signed)
+        .current(user, &name, signed)
         .map_err(|e| Failure::new(e.to_string()))?;
     let mode = Mode::of(signers.as_deref(), user, kind);
     // Mirror health and the stored index are read only from here on: a
@@ -207,7 +209,7 @@ pub fn through_cache(
         purpose: Purpose::Login,
         lock_wait: config.directory.timeout.0,
     };
-    let (t, stored) = cache.commit(user, &cur, t, &settle);
+    let (t, stored) = cache.commit(user, &name, &cur, t, &settle);
     if let Err(e) = stored {
         warnings.push(format!("cache not updated: {e}"));
     }

@@ -2,8 +2,20 @@
 //! them takes. The rules are `state`'s; this module only reads, writes and
 //! locks.
 //!
-//! A floor lives in `<dir>/<name>` (`name` is the user's file name, derived
-//! once per lookup, or a dot name of keyward's own such as `.index`). Every
+//! It lives in `[state] dir` (default `/var/lib/keyward`), apart from the
+//! cache, so that cleaning the cache (`systemctl clean --what=cache`, a cache
+//! cleaner, a new `[cache] dir`) never resets it:
+//!
+//! ```text
+//! <state>/keys/<name>           keys rollback floors
+//! <state>/keys/.index           the directory index's floor
+//! <state>/principals/<name>     principals rollback floors
+//! <state>/<kind>/.locks/<name>  the lock of each
+//! <state>/.migrated             floors of the old layout moved here
+//! ```
+//!
+//! `name` is the user's file name (`username::file_name`, derived once per
+//! lookup), or a dot name of keyward's own such as `.index`. Every
 //! update of a floor, and of the entry that goes with it, holds
 //! `<dir>/.locks/<name>` (flock) from the read that decides it to the write:
 //! two processes never write from a stale read. The wait for the lock is
@@ -16,6 +28,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::entry::Kind;
 use crate::os::safepath::{self, OpenError};
 use crate::state::Floor;
 
@@ -29,6 +42,113 @@ pub enum StateError {
     Floor { path: PathBuf, why: &'static str },
     #[error("state lock {path} still held by another keyward after {waited_ms} ms: nothing stored, failing closed")]
     Busy { path: PathBuf, waited_ms: u128 },
+}
+
+/// `[state] dir`.
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// Marks a state directory whose floors of the old layout were moved in.
+const MIGRATED: &str = ".migrated";
+
+impl StateDir {
+    pub fn new(root: &Path) -> StateDir {
+        StateDir {
+            root: root.to_owned(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the floors of the old layout were moved in.
+    pub fn migrated(&self) -> bool {
+        self.root.join(MIGRATED).exists()
+    }
+
+    /// The floors of `kind`'s files (the keys floors also hold the index's).
+    pub fn floors(&self, kind: Kind) -> FloorStore {
+        FloorStore::new(&self.root.join(kind.as_str()))
+    }
+
+    /// Moves the floors of the old layout (`<cache>/.floor/NAME`,
+    /// `<cache>/.principals/.floor/NAME`, names from before they were
+    /// encoded included) into the state directory, once: each under its
+    /// lock, never lowering a floor already there; an old file is removed
+    /// only once its floor is stored. Returns how many were moved; a
+    /// corrupt old floor stops the migration (it is not forgotten).
+    pub fn migrate(&self, cache_dir: &Path) -> Result<usize, StateError> {
+        if self.root.join(MIGRATED).exists() {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for kind in [Kind::Keys, Kind::Principals] {
+            let old_dir = match kind {
+                Kind::Keys => cache_dir.join(".floor"),
+                Kind::Principals => cache_dir.join(".principals/.floor"),
+            };
+            let old = FloorStore::new(&old_dir);
+            let new = self.floors(kind);
+            let names = match std::fs::read_dir(&old_dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                rd => rd.map_err(old.io(&old_dir))?,
+            };
+            for n in names.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+                let Some(name) = migrated_name(&n) else {
+                    continue;
+                };
+                let Some(floor) = old.read(&n)? else { continue };
+                let lock = new.lock(&name, Duration::from_secs(10))?;
+                let higher = crate::state::Floor::max(new.read(&name)?, Some(floor));
+                if higher != new.read(&name)? {
+                    if let Some(f) = higher {
+                        new.write(&name, &f, &lock)?;
+                    }
+                }
+                std::fs::remove_file(old.path(&n)).map_err(old.io(&old.path(&n)))?;
+                moved += 1;
+            }
+            let _ = std::fs::remove_dir_all(old_dir.join(".locks"));
+            let _ = std::fs::remove_dir(&old_dir);
+        }
+        // Nothing was there to move and no state directory can be made (a
+        // host without signatures, set up by hand): nothing to mark either.
+        let made = FloorStore::new(&self.root).ensure();
+        match made {
+            Err(_) if moved == 0 => return Ok(0),
+            r => r?,
+        }
+        atomic_write(&self.root, &self.root.join(MIGRATED), b"1\n", true).map_err(|e| {
+            StateError::Io {
+                path: self.root.join(MIGRATED),
+                source: e,
+            }
+        })?;
+        Ok(moved)
+    }
+}
+
+/// The name an old-layout floor file gets in the state directory: its
+/// user's file name (a name from before names were encoded, `Alice`, is
+/// encoded now: `%41lice`); the index's keeps its dot name; other files
+/// (temp files, locks) are not floors.
+fn migrated_name(old: &str) -> Option<String> {
+    use crate::username::{self, FileName};
+    if old == ".index" {
+        return Some(old.to_owned());
+    }
+    match username::parse_file_name(old) {
+        FileName::User(u) => Some(username::file_name(&u).into_owned()),
+        FileName::Hashed => Some(old.to_owned()),
+        FileName::Other if !old.starts_with('.') => {
+            username::validate(old, username::MAX_LEN_LIMIT)
+                .ok()
+                .map(|_| username::file_name(old).into_owned())
+        }
+        FileName::Other => None,
+    }
 }
 
 /// The floors of one kind of file (or the index's), in one directory.

@@ -149,7 +149,8 @@ fn sync_one(
     signers: Option<&[Signer]>,
     user: &str,
 ) -> Change {
-    let cur = match cache.current(user, signers.is_some()) {
+    let name = crate::username::file_name(user);
+    let cur = match cache.current(user, &name, signers.is_some()) {
         Ok(c) => c,
         Err(e) => return Change::Failed(e.to_string()),
     };
@@ -186,7 +187,7 @@ fn sync_one(
         purpose: Purpose::Sync,
         lock_wait: SYNC_LOCK_WAIT,
     };
-    match cache.commit(user, &cur, t, &settle) {
+    match cache.commit(user, &name, &cur, t, &settle) {
         (t, Ok(())) => t.change,
         (_, Err(e)) => Change::Failed(e.to_string()),
     }
@@ -375,7 +376,12 @@ pub fn run(
     jobs: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Summary, String> {
-    let cache = Cache::new(&config.cache.dir);
+    let cache = Cache::new(&config.cache.dir, &config.state.dir);
+    // Floors kept under the cache by older versions move to [state] dir,
+    // once; the login path reads the old place only until then.
+    cache
+        .migrate_floors()
+        .map_err(|e| format!("moving the rollback floors into [state] dir: {e}"))?;
     let users = match only {
         Some(u) => vec![u.to_owned()],
         None => cache.users().map_err(|e| e.to_string())?,
@@ -441,7 +447,7 @@ fn sync_principals(
     progress: &(dyn Fn(usize, usize) + Sync),
     summary: &mut Summary,
 ) -> Result<(), String> {
-    let pcache = Cache::for_kind(&config.cache.dir, Kind::Principals);
+    let pcache = Cache::for_kind(&config.cache.dir, &config.state.dir, Kind::Principals);
     let mut pusers = pcache.users().map_err(|e| e.to_string())?;
     if let Some(u) = only {
         pusers.retain(|p| p == u);

@@ -114,7 +114,7 @@ fn write_metrics(
     code: i32,
     started: Instant,
 ) -> Result<(), String> {
-    let cache = crate::cache::Cache::new(&config.cache.dir);
+    let cache = crate::cache::Cache::new(&config.cache.dir, &config.state.dir);
     let stats = crate::metrics::scan(&cache, config.directory.signed())?;
     let m = crate::metrics::Metrics {
         version: env!("CARGO_PKG_VERSION"),

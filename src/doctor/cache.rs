@@ -262,10 +262,16 @@ fn unsafe_state(e: &CacheError) -> State {
 
 /// Reads every entry of the cache in `dir` (keys, then principals lists,
 /// named `USER (principals)`) with the current credentials.
-pub fn scan(dir: &Path, ttls: &Ttls, signers: Option<&[Signer]>, now: u64) -> Result<Scan, String> {
+pub fn scan(
+    dir: &Path,
+    state: &Path,
+    ttls: &Ttls,
+    signers: Option<&[Signer]>,
+    now: u64,
+) -> Result<Scan, String> {
     let mut out = Scan::default();
     for kind in [Kind::Keys, Kind::Principals] {
-        let cache = Cache::for_kind(dir, kind);
+        let cache = Cache::for_kind(dir, state, kind);
         let here = cache.dir();
         let rd = match std::fs::read_dir(here) {
             Err(e) if kind == Kind::Principals && e.kind() == std::io::ErrorKind::NotFound => {
@@ -324,7 +330,13 @@ pub fn entry_checks(config: &Config, acct: Option<&Account>, root: bool) -> Vec<
     let dir = &config.cache.dir;
     let scan = || {
         let signers = crate::lookup::trusted_signers(&config.directory)?;
-        scan(dir, &ttls, signers.as_deref(), now_secs())
+        scan(
+            dir,
+            &config.state.dir,
+            &ttls,
+            signers.as_deref(),
+            now_secs(),
+        )
     };
     let result = match acct {
         Some(a) if root => privdrop::as_user(a, scan).and_then(|r| r),

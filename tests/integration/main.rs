@@ -24,5 +24,6 @@ mod pam_stress;
 mod principals;
 mod robust;
 mod signed;
+mod state_dir;
 mod state_race;
 mod sync;

@@ -17,9 +17,9 @@ use crate::support::keyward::toml_str;
 use crate::support::*;
 
 /// One published version of a user's file: body and its signature.
-struct Version {
-    body: String,
-    sig: Vec<u8>,
+pub(crate) struct Version {
+    pub body: String,
+    pub sig: Vec<u8>,
 }
 
 /// What the mirror shares between its connection threads.
@@ -194,7 +194,9 @@ fn floor_serial(path: &Path) -> Option<u64> {
 
 /// Where the state keeps `user`'s keys floor.
 pub(crate) fn keys_floor(env: &KeysEnv, user: &str) -> PathBuf {
-    env.cache.join(".floor").join(user)
+    crate::support::keyward::state_dir_of(&env.cache)
+        .join("keys")
+        .join(user)
 }
 
 /// `n` signed files for `user`, version k (serial `base + k`)
@@ -221,7 +223,7 @@ fn versions(
         .collect()
 }
 
-fn signed_env(signer: &SshKey, url: String) -> KeysEnv {
+pub(crate) fn signed_env(signer: &SshKey, url: String) -> KeysEnv {
     let env = KeysEnv::new(|c| {
         c.url(url)
             .ttl("1ms")
