@@ -51,7 +51,7 @@ pub struct Entry {
     pub serial: Option<u64>,
     /// The pinned signer that signed it (None: unsigned, or written before
     /// entries recorded their signer).
-    pub signer: Option<crate::signed::Signer>,
+    pub signer: Option<ssh_key::Fingerprint>,
     pub body: String,
 }
 

@@ -162,10 +162,6 @@ pub fn through_cache(
     kind: Kind,
     warnings: &mut Vec<String>,
 ) -> Result<DirAnswer, Failure> {
-    let dir_failure = |reason: String| Failure {
-        reason,
-        source: Some("directory"),
-    };
     let cache = Cache::for_kind(&config.cache.dir, &config.state.dir, kind);
     // The user's file name, once: the entry, the floor and its lock use it.
     let name = username::file_name(user);
@@ -235,7 +231,10 @@ pub fn through_cache(
             age_s,
             mirror,
         }),
-        Answer::Fail(reason) => Err(dir_failure(reason)),
+        Answer::Fail(reason) => Err(Failure {
+            reason,
+            source: Some("directory"),
+        }),
     }
 }
 

@@ -18,8 +18,12 @@ use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::fetch::Fetch;
 use crate::signed::Signer;
 
+mod floor;
 mod indexed;
+mod settle;
+pub use floor::{binding, Floor, Rollback};
 pub use indexed::{is_listed_version, login_indexed, sync_indexed, Listing};
+pub use settle::{settle, unsettled};
 
 /// How long answers stay good (from `[cache]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,134 +73,6 @@ pub fn freshness(entry: &Entry, now: u64, t: &Ttls) -> Freshness {
     }
 }
 
-/// The highest signed file accepted for a user: its serial, body hash and
-/// the signer that signed it. A floor binds only while its signer is
-/// trusted (`binding`); one written before floors recorded their signer
-/// binds whatever the signers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Floor {
-    pub serial: u64,
-    pub sha256: [u8; 32],
-    pub signer: Option<Signer>,
-}
-
-/// Why a signed file is refused by the floor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rollback {
-    #[error("signed file serial {got} is lower than the highest accepted serial {floor} (rollback refused)")]
-    Lower { got: u64, floor: u64 },
-    #[error(
-        "signed file reuses serial {serial} with a different body (rollback or forgery refused)"
-    )]
-    SameSerialOtherBody { serial: u64 },
-}
-
-const FLOOR_MAGIC: &str = "keyward-floor 1";
-
-impl Floor {
-    pub fn of(serial: u64, body: &str) -> Floor {
-        use sha2::Digest;
-        Floor {
-            serial,
-            sha256: sha2::Sha256::digest(body.as_bytes()).into(),
-            signer: None,
-        }
-    }
-
-    /// The same floor, recorded as `signer`'s.
-    pub fn by(self, signer: Option<Signer>) -> Floor {
-        Floor { signer, ..self }
-    }
-
-    /// The one rollback rule: a lower serial, or the same serial with
-    /// another body, is refused.
-    pub fn admits(&self, serial: u64, body: &str) -> Result<(), Rollback> {
-        if serial < self.serial {
-            return Err(Rollback::Lower {
-                got: serial,
-                floor: self.serial,
-            });
-        }
-        self.admits_floor(&Floor::of(serial, body))
-    }
-
-    /// The same rule for a file known by its floor (serial and hash).
-    pub fn admits_floor(&self, new: &Floor) -> Result<(), Rollback> {
-        if new.serial < self.serial {
-            return Err(Rollback::Lower {
-                got: new.serial,
-                floor: self.serial,
-            });
-        }
-        if new.serial == self.serial && new.sha256 != self.sha256 {
-            return Err(Rollback::SameSerialOtherBody { serial: new.serial });
-        }
-        Ok(())
-    }
-
-    /// A newly accepted file against the floor on disk (read under its
-    /// lock): refused below it; otherwise the floor to write, if higher.
-    pub fn raise(disk: Option<Floor>, new: Floor) -> Result<Option<Floor>, Rollback> {
-        match disk {
-            Some(d) => d
-                .admits_floor(&new)
-                .map(|()| (new.serial > d.serial).then_some(new)),
-            None => Ok(Some(new)),
-        }
-    }
-
-    /// The higher of two floors (a new file's floor never lowers it).
-    pub fn max(a: Option<Floor>, b: Option<Floor>) -> Option<Floor> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(if b.serial > a.serial { b } else { a }),
-            (a, b) => a.or(b),
-        }
-    }
-
-    pub fn encode(&self) -> String {
-        let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
-        let mut s = format!("{FLOOR_MAGIC}\nserial {}\nsha256 {hex}\n", self.serial);
-        if let Some(signer) = &self.signer {
-            s.push_str(&format!("signer {signer}\n"));
-        }
-        s
-    }
-
-    pub fn decode(text: &str) -> Result<Floor, Corrupt> {
-        let mut lines = text.lines();
-        if lines.next() != Some(FLOOR_MAGIC) {
-            return Err(Corrupt("unknown floor format"));
-        }
-        let (mut serial, mut sha, mut signer) = (None, None, None);
-        for line in lines {
-            match line.split_once(' ') {
-                Some(("serial", v)) => serial = v.parse::<u64>().ok(),
-                Some(("sha256", v)) => sha = parse_hex32(v),
-                Some(("signer", v)) => {
-                    signer = Some(v.parse().map_err(|_| Corrupt("bad floor signer"))?)
-                }
-                _ => return Err(Corrupt("bad floor line")),
-            }
-        }
-        Ok(Floor {
-            serial: serial.ok_or(Corrupt("floor has no serial"))?,
-            sha256: sha.ok_or(Corrupt("floor has no sha256"))?,
-            signer,
-        })
-    }
-}
-
-fn parse_hex32(v: &str) -> Option<[u8; 32]> {
-    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
 /// Whether signatures are required, for which user and kind of file, and
 /// by which signers (their fingerprints, from the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,13 +98,6 @@ impl<'a> Mode<'a> {
             None => Mode::Unsigned,
         }
     }
-}
-
-/// The floor that binds: none when its signer is no longer trusted (a
-/// removed signer's absurd serial must not lock out the new signer). A
-/// floor that records no signer binds whatever the signers.
-pub fn binding(floor: Option<Floor>, signers: &[Signer]) -> Option<Floor> {
-    floor.filter(|f| f.signer.is_none_or(|s| signers.contains(&s)))
 }
 
 /// Why an entry's signer does not let it be served: none recorded (an
@@ -655,98 +524,6 @@ fn refused(
             ),
         }),
         (None, _) => fail(format!("directory unavailable ({why}) and nothing cached")),
-    }
-}
-
-impl Transition {
-    /// Whether carrying it out needs the state lock: it writes something,
-    /// or serves what is not a fresh cache hit (a directory answer or a
-    /// stale entry, decided from a read that may be old by now).
-    pub fn needs_settling(&self) -> bool {
-        self.floor.is_some()
-            || self.store != Store::Nothing
-            || matches!(&self.answer, Answer::Serve { source, .. } if *source != "cache")
-    }
-}
-
-/// A transition re-decided under the state lock against `disk`, what is on
-/// disk now (read under the lock); `cur` is what it was decided from. The
-/// written floor is never below the one on disk; a served or stored signed
-/// file must still clear it, otherwise the answer is decided again from
-/// disk (the file is refused as a rollback: another process accepted a
-/// newer one meanwhile). A 304's refresh is dropped when the entry changed.
-pub fn settle(
-    cur: &Current,
-    t: Transition,
-    disk: &Current,
-    now: u64,
-    ttls: &Ttls,
-    mode: Mode,
-    purpose: Purpose,
-) -> Transition {
-    let da = assess(disk, now, ttls, mode);
-    // On equal serials the one on disk stays (`Floor::max` keeps the first).
-    let floor_now = Floor::max(da.floor, t.floor);
-    if let (Mode::Signed { .. }, Answer::Serve { body: Some(b), .. }, Some(f)) =
-        (mode, &t.answer, &floor_now)
-    {
-        let clears = crate::signed::parse_header(b)
-            .and_then(|h| f.admits(h.serial, b).map_err(|r| r.to_string()));
-        if let Err(why) = clears {
-            return redecide(disk, &da, now, ttls, purpose, &why);
-        }
-    }
-    let same_entry = |e: &Entry| {
-        disk.entry
-            .as_ref()
-            .is_some_and(|d| d.status == e.status && d.serial == e.serial && d.body == e.body)
-            && cur.entry.as_ref().is_some_and(|c| c.body == e.body)
-    };
-    let store = match t.store {
-        Store::Refresh(e) if !same_entry(&e) => Store::Nothing,
-        s => s,
-    };
-    Transition {
-        store,
-        floor: floor_now.filter(|f| Some(*f) != disk.floor),
-        ..t
-    }
-}
-
-/// The answer decided again from what is on disk, after the fetched file
-/// was refused under the lock.
-fn redecide(
-    disk: &Current,
-    da: &Assessment,
-    now: u64,
-    ttls: &Ttls,
-    purpose: Purpose,
-    why: &str,
-) -> Transition {
-    let why = format!("rollback refused: {why} (a newer file was accepted meanwhile)");
-    let mut t = match purpose {
-        Purpose::Login => serve_cached(disk, da, now),
-        Purpose::Sync => None,
-    }
-    .unwrap_or_else(|| refused(disk, da, now, ttls, purpose, &why));
-    t.warning = Some(match t.warning.take() {
-        Some(w) if !w.contains(&why) => format!("{why}; {w}"),
-        Some(w) => w,
-        None => why,
-    });
-    t
-}
-
-/// The lock could not be had (or the state not read) in time: nothing is
-/// stored and the lookup fails closed, since its answer could not be
-/// checked against the floor on disk.
-pub fn unsettled(why: String) -> Transition {
-    Transition {
-        store: Store::Nothing,
-        floor: None,
-        answer: Answer::Fail(why.clone()),
-        change: Change::Failed(why),
-        warning: None,
     }
 }
 
