@@ -306,8 +306,7 @@ pub const INDEX_FLOOR: &str = ".index";
 /// Stores the index copy. In signed mode under the index's state lock: its
 /// serial must still clear the floor on disk (another sync may have stored
 /// a newer index meanwhile) and the floor is raised, never lowered, before
-/// the copy is replaced; only a verified index (`signer`, not a 304's copy)
-/// writes a floor. Returns a warning when only the copy failed.
+/// the copy is replaced. Returns a warning when only the copy failed.
 fn commit_index(
     store: &IndexCache,
     floors: &FloorStore,
@@ -342,7 +341,10 @@ fn commit_index(
             r.to_string().replace("signed file", "index")
         ))),
         Ok(raised) => {
-            if let Some(f) = raised.filter(|_| signer.is_some()) {
+            // (A 304's copy gives no signer: its floor, from a copy stored
+            // before the floor was kept apart, binds whatever the signers,
+            // like every floor written before signers were recorded.)
+            if let Some(f) = raised {
                 floors
                     .write(INDEX_FLOOR, &f, &lock)
                     .map_err(|e| unusable(e.to_string()))?;

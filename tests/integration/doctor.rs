@@ -1231,7 +1231,11 @@ fn doctor_checks_the_state_directory_like_the_cache() {
     let state = crate::support::keyward::state_dir_of(&env.cache);
     let d = env.doctor(&[]);
     d.expect("state.dir", "ok");
-    assert!(d.found("state.dir").contains("owned by keyward"), "{}", d.out);
+    assert!(
+        d.found("state.dir").contains("owned by keyward"),
+        "{}",
+        d.out
+    );
     chmod(&state, 0o770);
     let d = env.doctor(&[]);
     d.expect("state.dir", "fail");
@@ -1239,5 +1243,9 @@ fn doctor_checks_the_state_directory_like_the_cache() {
     fs::remove_dir(&state).unwrap();
     let d = env.doctor(&[]);
     d.expect("state.dir", "fail");
-    assert!(d.found("state.dir").contains("rollback floors"), "{}", d.out);
+    assert!(
+        d.found("state.dir").contains("rollback floors"),
+        "{}",
+        d.out
+    );
 }

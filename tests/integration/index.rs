@@ -421,7 +421,9 @@ fn signed_index_drops_users_behind_the_rollback_floor() {
         1,
         "unchanged: the signature is not fetched again: {new:?}"
     );
-    let floor = w.cache.join(".floor").join(victim);
+    let floor = crate::support::keyward::state_dir_of(&w.cache)
+        .join("keys")
+        .join(victim);
     let floor_text = fs::read_to_string(&floor).expect("the victim's floor");
 
     // Republish without the victim: the others keep their files and
