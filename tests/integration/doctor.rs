@@ -260,6 +260,7 @@ fn doctor_healthy_setup_passes() {
         "cache.owner",
         "cache.config_readable",
         "cache.dir",
+        "state.dir",
         "cache.write",
         "cache.entries",
         "sshd",
@@ -1334,4 +1335,32 @@ fn doctor_colours_only_on_a_terminal_without_no_color() {
     let plain = on_tty(true);
     assert!(plain.stdout.contains("ok "), "{plain}");
     assert!(!plain.stdout.contains('\x1b'), "NO_COLOR: {plain}");
+}
+
+/// The state directory (the rollback floors) is checked like the cache:
+/// group-writable or missing, doctor fails it and says how to fix it.
+#[test]
+fn doctor_checks_the_state_directory_like_the_cache() {
+    let nginx = Nginx::start();
+    let env = Env::new(|c| c.url(nginx.users_url()));
+    let state = crate::support::keyward::state_dir_of(&env.cache);
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "ok");
+    assert!(
+        d.found("state.dir").contains("owned by keyward"),
+        "{}",
+        d.out
+    );
+    chmod(&state, 0o770);
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "fail");
+    assert!(d.found("state.dir").contains("group-writable"), "{}", d.out);
+    fs::remove_dir(&state).unwrap();
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "fail");
+    assert!(
+        d.found("state.dir").contains("rollback floors"),
+        "{}",
+        d.out
+    );
 }

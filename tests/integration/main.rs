@@ -31,4 +31,6 @@ mod revocation;
 mod robust;
 mod signed;
 mod stalled_log;
+mod state_dir;
+mod state_race;
 mod sync;
