@@ -442,7 +442,7 @@ def cache_entry(body, url, fetched_at):
 
 
 def fleet_bench(results, pub, quick):
-    """Issue 12: sync requests/time for 10k users with and without an index,
+    """Sync requests/time for 10k users with and without an index,
     the index size for 100k users, and a login during an outage."""
     fdir = ROOT / "fleet"
     src = fdir / "src"

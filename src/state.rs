@@ -1,9 +1,9 @@
 //! What a cache entry may become: every transition, in one place (pure).
 //!
 //! `keys`, `sync`, `doctor` and `explain` all ask this module; none decides
-//! on its own. The first round had these rules in the login path and again
-//! in sync, and they drifted: a 404 answered to sync erased the serial that
-//! stops a signed file being rolled back. The table in the tests below is
+//! on its own: two copies of these rules drift (a 404 answered to sync must
+//! not erase the serial that stops a signed file being rolled back, at login
+//! or in sync alike). The table in the tests below is
 //! the specification: current state × the directory's answer → what is
 //! stored, what is served, what is logged.
 //!
@@ -1047,7 +1047,7 @@ mod tests {
         assert_eq!(t.store, Store::Nothing);
     }
 
-    // --- The directory index (issue 12) -----------------------------------
+    // --- The directory index ------------------------------------------------
 
     fn listed(e: &Entry) -> Listing {
         Listing::Listed {

@@ -726,7 +726,7 @@ pub(in crate::doctor) mod tests {
 
     #[test]
     fn sufficient_or_jump_before_keyward_is_a_bypass() {
-        // issue 11: a harmless module is harmless only when it cannot end
+        // A harmless module is harmless only when it cannot end
         // the stack with success or jump over pam_keyward
         for first in [
             "auth sufficient pam_listfile.so item=user sense=allow file=/etc/ssh/ok onerr=fail",
@@ -817,7 +817,7 @@ auth requisite pam_keyward.so
 
     #[test]
     fn user_readenv_before_keyward_session_is_flagged() {
-        // issue 11: ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before
+        // ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before
         // pam_keyward reads it
         let text = "session required pam_env.so\nsession required pam_env.so user_readenv=1 envfile=/etc/default/locale\nsession required pam_keyward.so require_publickey\n";
         let l = flatten("session", "sshd", text, &load, 1);

@@ -1,4 +1,4 @@
-//! The directory index (issue 12) against a real nginx, counting requests
+//! The directory index against a real nginx, counting requests
 //! in nginx's access log.
 //!
 //! The tree is built with `keyward publish` (unsigned, or signed with a

@@ -1,4 +1,4 @@
-//! Issue 14, certificate principals: a real sshd with `TrustedUserCAKeys`
+//! Certificate principals: a real sshd with `TrustedUserCAKeys`
 //! runs `AuthorizedPrincipalsCommand <keyward> principals %u …` as the
 //! keyward user; the directory's `<account>.principals` decides which
 //! certificate principals may log in as the account.

@@ -369,9 +369,9 @@ fn publish_round_trip_to_a_real_sshd_login() {
     assert!(!weak_login.ok, "the dropped RSA-1024 key must not log in");
 }
 
-/// Issue 11's hole: an unsigned 404 answered to sync used to delete the only
-/// copy of the serial, after which an older, still valid signed file (with a
-/// revoked key) was served again. The floor survives the 404 and the removal.
+/// An unsigned 404 answered to sync must not delete the only copy of the
+/// serial: an older, still valid signed file (with a revoked key) would be
+/// served again. The floor survives the 404 and the removal.
 #[test]
 fn a_404_to_sync_does_not_reopen_a_rollback() {
     rollback_after(|s, user| {
