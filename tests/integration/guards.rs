@@ -198,6 +198,18 @@ fn files_strict_modes_on_every_directory_as_sshd_judges_them() {
     let open_dir = keys.subdir("open");
     set_mode(&open_dir, 0o777);
     let moved = open_dir.join(&user.name);
+    // usermod refuses while a process of the user runs: the last login's
+    // session may still be ending.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while Command::new("pgrep")
+        .args(["-u", &user.name])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = run(
         Command::new("usermod")
             .args(["-m", "-d"])
