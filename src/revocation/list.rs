@@ -71,34 +71,10 @@ impl Header {
         s
     }
 
+    /// By the shared `#keyward` header parser (`signed::parse_list_header`).
     pub fn parse(line: &str) -> Result<Header, String> {
-        let rest = line
-            .strip_prefix(PREFIX)
-            .filter(|r| r.is_empty() || r.starts_with(' '))
-            .ok_or("not a keyward revocation list (no #keyward kind=revoked header)")?;
-        let mut h = Header::default();
-        for field in rest.split(' ').filter(|f| !f.is_empty()) {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| format!("bad revocation list header field {field:?}"))?;
-            let dup = match k {
-                "serial" => h
-                    .serial
-                    .replace(v.parse().map_err(|_| format!("bad serial {v:?}"))?)
-                    .is_some(),
-                "expires" => h
-                    .expires
-                    .replace(
-                        crate::signed::parse_utc(v).ok_or_else(|| format!("bad expires {v:?}"))?,
-                    )
-                    .is_some(),
-                _ => return Err(format!("unknown revocation list header field {k:?}")),
-            };
-            if dup {
-                return Err(format!("header field {k:?} given twice"));
-            }
-        }
-        Ok(h)
+        let (serial, expires) = crate::signed::parse_list_header(line)?;
+        Ok(Header { serial, expires })
     }
 }
 
