@@ -17,6 +17,8 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::os::privdrop;
 use crate::policy::{self, Candidate, FpFilter, Judged};
+use crate::revocation::list::{ListFile, Revoked};
+use crate::revocation::store;
 use crate::state::{self, Answer, Current, Mode, Ttls};
 use crate::username;
 
@@ -358,7 +360,10 @@ pub fn run(
         }
     };
     let filter = FpFilter::parse(fp);
-    let (text, printed) = select(config, &g.cands, &filter);
+    let (text, printed) = match select(config, &g.cands, &filter) {
+        Ok(x) => x,
+        Err(why) => return fail(record, why),
+    };
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         return fail(record, format!("writing to stdout: {e}"));
     }
@@ -394,19 +399,39 @@ struct Printed {
     key_type: Option<ssh_key::Algorithm>,
     /// (is it the key sshd asked about, `source:line reason`).
     drops: Vec<(bool, String)>,
+    /// The key sshd asked about is revoked.
+    revoked: Option<Revoked>,
 }
 
 /// The lines to print: every key policy serves that the fingerprint filter
-/// lets through, re-serialised.
-fn select(config: &Config, cands: &[Candidate], filter: &FpFilter) -> (String, Printed) {
+/// lets through and the revocation list does not revoke, re-serialised.
+/// Err: the revocation list is unusable (fail closed).
+fn select(
+    config: &Config,
+    cands: &[Candidate],
+    filter: &FpFilter,
+) -> Result<(String, Printed), String> {
     let mut text = String::new();
     let mut p = Printed::default();
+    // Opened only when a key would be printed: without a list, one failed
+    // open().
+    let mut list: Option<Option<ListFile>> = None;
     for (c, judged) in policy::judge(&config.policy, cands, now_secs() as i64) {
         p.valid += usize::from(c.parsed.is_ok());
         match judged {
             Judged::Served(k) => {
                 let m = filter.check(k);
-                if m.printed {
+                let revoked = match m.printed {
+                    true => revoked_key(&mut list, config, k)?,
+                    false => None,
+                };
+                if let Some(r) = revoked {
+                    if m.asked && p.revoked.is_none() {
+                        p.revoked = Some(r.clone());
+                    }
+                    p.drops
+                        .push((m.asked, format!("{}:{} revoked: {r}", c.source, c.line_no)));
+                } else if m.printed {
                     text.push_str(&k.to_line());
                     text.push('\n');
                     p.served += 1;
@@ -425,7 +450,23 @@ fn select(config: &Config, cands: &[Candidate], filter: &FpFilter) -> (String, P
             }
         }
     }
-    (text, p)
+    Ok((text, p))
+}
+
+/// Whether the revocation list revokes `k`; the list is opened on the
+/// first call (`list`: None until then, then the list if there is one).
+fn revoked_key(
+    list: &mut Option<Option<ListFile>>,
+    config: &Config,
+    k: &keyline::KeyLine,
+) -> Result<Option<Revoked>, String> {
+    if list.is_none() {
+        *list = Some(store::open(config)?);
+    }
+    match list {
+        Some(Some(l)) => store::key(l, config, k),
+        _ => Ok(None),
+    }
 }
 
 /// The answer's fields of the record; returns the decision.
@@ -457,6 +498,14 @@ fn record_answer(
         _ if g.cands.is_empty() => "nokeys",
         FpFilter::All => "serve",
         FpFilter::Sha256(_) if p.matched > 0 => "match",
+        FpFilter::Sha256(_) if p.revoked.is_some() => {
+            if let Some(r) = &p.revoked {
+                record.push("reason", "revoked");
+                record.push("revoked_by", r.by.as_str());
+                record.push("revoked_source", r.source.to_string());
+            }
+            "nomatch"
+        }
         FpFilter::Sha256(_) => {
             let why = p
                 .drops

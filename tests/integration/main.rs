@@ -28,6 +28,7 @@ mod pam_stress;
 mod principals;
 mod publish_safety;
 mod revocation;
+mod revocation_sshd;
 mod robust;
 mod signed;
 mod stalled_log;
