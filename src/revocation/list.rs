@@ -524,9 +524,12 @@ impl<'r> Lookup<'r> {
     /// The last line whose key (first field) is <= `target`: (key, rest).
     /// A few reads of at most a few KiB each.
     fn find_le(&mut self, target: &[u8]) -> io::Result<Option<(String, String)>> {
-        const SCAN: u64 = 8192;
-        let key_of =
-            |raw: &[u8]| -> Vec<u8> { raw.split(|&b| b == b' ').next().unwrap_or(raw).to_vec() };
+        // Bisect down to a window this small, then scan it: a read of a
+        // few hundred bytes per step costs less than comparing many lines.
+        const SCAN: u64 = 1024;
+        fn key_of(raw: &[u8]) -> &[u8] {
+            raw.split(|&b| b == b' ').next().unwrap_or(raw)
+        }
         // Lines starting before lo (and the one at lo, once moved) are <=
         // target; the line at hi (if any) is > target.
         let (mut lo, mut hi) = (self.start, self.end);
@@ -535,8 +538,10 @@ impl<'r> Lookup<'r> {
             // Lines are short (~70 bytes): a small read almost always
             // holds the line end before mid and the whole next line.
             const SMALL: usize = 512;
+            let nl_at = |c: &[u8]| c.iter().position(|&b| b == b'\n');
+            let whole = |c: &[u8]| nl_at(c).is_some_and(|nl| nl_at(&c[nl + 1..]).is_some());
             let mut chunk = (self.read)(mid - 1, SMALL)?;
-            if chunk.len() == SMALL && chunk.iter().filter(|&&b| b == b'\n').count() < 2 {
+            if chunk.len() == SMALL && !whole(&chunk) {
                 chunk = (self.read)(mid - 1, 2 * MAX_LINE + 2)?;
             }
             let Some(nl) = chunk.iter().position(|&b| b == b'\n') else {
@@ -551,7 +556,7 @@ impl<'r> Lookup<'r> {
                 .iter()
                 .position(|&b| b == b'\n')
                 .ok_or_else(|| corrupt("revocation list line longer than allowed"))?;
-            if key_of(&rest[..end]).as_slice() <= target {
+            if key_of(&rest[..end]) <= target {
                 lo = s;
             } else {
                 hi = s;
@@ -564,7 +569,7 @@ impl<'r> Lookup<'r> {
         }
         let mut found = None;
         for raw in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if key_of(raw).as_slice() > target {
+            if key_of(raw) > target {
                 break;
             }
             found = Some(raw);
@@ -939,11 +944,18 @@ mod tests {
                     }
                     _ => {
                         let c = &cas[rnd(2) as usize];
+                        // Now and then a long ID (its line is longer than
+                        // the search's small reads), percent-encoded.
+                        let n = rnd(5000);
+                        let tail = match rnd(8) {
+                            0 => "é ".repeat(rnd(300) as usize),
+                            _ => String::new(),
+                        };
                         r.cas
                             .entry(c.fp)
                             .or_default()
                             .ids
-                            .insert(format!("id {}", rnd(5000)), src("c.spec", i as usize + 1));
+                            .insert(format!("id {n}{tail}"), src("c.spec", i as usize + 1));
                     }
                 }
             }
