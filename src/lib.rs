@@ -30,6 +30,7 @@ pub mod directory;
 pub mod files;
 pub mod health;
 pub mod indexcache;
+pub mod statestore;
 
 // The operating system: accounts, clock, processes, privileges, safe paths.
 pub mod os;

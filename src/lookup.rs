@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::audit::{Record, Severity};
-use crate::cache::{Cache, Kind};
+use crate::cache::{Cache, Kind, Settle};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
@@ -19,7 +19,7 @@ use crate::os::privdrop;
 use crate::policy::{self, Candidate, FpFilter, Judged};
 use crate::revocation::list::{ListFile, Revoked};
 use crate::revocation::store;
-use crate::state::{self, Answer, Current, Mode, Ttls};
+use crate::state::{self, Answer, Mode, Purpose, Ttls};
 use crate::username;
 
 mod principals;
@@ -164,34 +164,26 @@ pub fn through_cache(
     kind: Kind,
     warnings: &mut Vec<String>,
 ) -> Result<DirAnswer, Failure> {
-    let dir_failure = |reason: String| Failure {
-        reason,
-        source: Some("directory"),
-    };
-    let cache = Cache::for_kind(&config.cache.dir, kind);
+    let cache = Cache::for_kind(&config.cache.dir, &config.state.dir, kind);
+    // The user's file name, once: the entry, the floor and its lock use it.
+    let name = username::file_name(user);
     let signed = config.directory.signed();
-    let lookup = cache.read(user).map_err(|e| Failure::new(e.to_string()))?;
-    // The floor matters only when signatures are required; unsigned lookups
-    // skip the extra read.
-    let floor = if signed {
-        cache
-            .read_floor(user)
-            .map_err(|e| Failure::new(e.to_string()))?
-    } else {
-        None
-    };
-    let cur = Current::new(lookup, floor);
-    let mode = Mode::of(signed, user, kind);
+    let signers = trusted_signers(&config.directory).map_err(Failure::new)?;
+    let cur = cache
+        .current(user, &name, signed)
+        .map_err(|e| Failure::new(e.to_string()))?;
+    let mode = Mode::of(signers.as_deref(), user, kind);
     // Mirror health and the stored index are read only from here on: a
     // fresh entry is answered by `state` before either is touched.
     let dir = HttpDirectory::new(&config.directory)
         .for_kind(kind)
         .with_health(&config.cache.dir);
     let now = now_secs();
+    let ttls = Ttls::from_config(&config.cache);
     let t = state::login_indexed(
         &cur,
         now,
-        &Ttls::from_config(&config.cache),
+        &ttls,
         mode,
         // The index lists keys files only.
         || match kind {
@@ -206,7 +198,17 @@ pub fn through_cache(
         },
         |etag, floor| dir.fetch(&Request { user, etag, floor }),
     );
-    if let Err(e) = cache.apply(user, &t) {
+    // Re-decided under the state lock against what is on disk by now; the
+    // lock wait shares the lookup's budget.
+    let settle = Settle {
+        now,
+        ttls: &ttls,
+        mode,
+        purpose: Purpose::Login,
+        lock_wait: config.directory.timeout.0,
+    };
+    let (t, stored) = cache.commit(user, &name, &cur, t, &settle);
+    if let Err(e) = stored {
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);
@@ -231,8 +233,23 @@ pub fn through_cache(
             age_s,
             mirror,
         }),
-        Answer::Fail(reason) => Err(dir_failure(reason)),
+        Answer::Fail(reason) => Err(Failure {
+            reason,
+            source: Some("directory"),
+        }),
     }
+}
+
+/// The fingerprints of the trusted signers when signatures are required
+/// (None: they are not). Entries and floors of any other signer are void.
+pub fn trusted_signers(
+    config: &crate::config::DirectoryConfig,
+) -> Result<Option<Vec<crate::signed::Signer>>, String> {
+    if !config.signed() {
+        return Ok(None);
+    }
+    let keys = config.load_signers()?;
+    Ok(Some(keys.iter().map(crate::signed::fingerprint).collect()))
 }
 
 /// Whether the login path must ask NSS about the account: for the home

@@ -202,8 +202,19 @@ pub fn check_header(h: &Header, user: &str, kind: Kind, now: i64) -> Result<(), 
     Ok(())
 }
 
-/// Verifies `sig_pem` over `body` against the pinned `signers`.
-pub fn verify(body: &[u8], sig_pem: &[u8], signers: &[PublicKey]) -> Result<(), String> {
+/// Which key signed a file: the SHA-256 fingerprint of a pinned signer.
+/// Entries and floors record it, so that removing a signer from the
+/// config voids what it signed.
+pub type Signer = ssh_key::Fingerprint;
+
+/// A signer key's fingerprint, as entries and floors record it.
+pub fn fingerprint(key: &PublicKey) -> Signer {
+    key.fingerprint(ssh_key::HashAlg::Sha256)
+}
+
+/// Verifies `sig_pem` over `body` against the pinned `signers`; returns
+/// the signer that made it.
+pub fn verify(body: &[u8], sig_pem: &[u8], signers: &[PublicKey]) -> Result<Signer, String> {
     let sig = SshSig::from_pem(sig_pem).map_err(|e| format!("bad signature file: {e}"))?;
     if sig.namespace() != NAMESPACE {
         return Err(format!(
@@ -221,7 +232,8 @@ pub fn verify(body: &[u8], sig_pem: &[u8], signers: &[PublicKey]) -> Result<(), 
         })?;
     signer
         .verify(NAMESPACE, body, &sig)
-        .map_err(|e| format!("signature does not verify: {e}"))
+        .map_err(|e| format!("signature does not verify: {e}"))?;
+    Ok(fingerprint(signer))
 }
 
 /// Everything a signed directory answer must pass.
@@ -232,11 +244,11 @@ pub fn check_file(
     user: &str,
     kind: Kind,
     now: i64,
-) -> Result<Header, String> {
-    verify(body.as_bytes(), sig_pem, signers)?;
+) -> Result<(Header, Signer), String> {
+    let signer = verify(body.as_bytes(), sig_pem, signers)?;
     let h = parse_header(body)?;
     check_header(&h, user, kind, now)?;
-    Ok(h)
+    Ok((h, signer))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` → Unix time.
@@ -504,9 +516,10 @@ kBU7UXi8c5XLbNcdxx3IsD
         let other = PublicKey::from_openssh(OTHER).unwrap();
         let body = b"hello\n";
         let sig = SIG_KEYWARD.as_bytes();
-        assert_eq!(verify(body, sig, std::slice::from_ref(&signer)), Ok(()));
+        let fp = fingerprint(&signer);
+        assert_eq!(verify(body, sig, std::slice::from_ref(&signer)), Ok(fp));
         // Found among several pinned keys, whatever the order.
-        assert_eq!(verify(body, sig, &[other.clone(), signer.clone()]), Ok(()));
+        assert_eq!(verify(body, sig, &[other.clone(), signer.clone()]), Ok(fp));
         let e = verify(body, sig, std::slice::from_ref(&other)).unwrap_err();
         assert!(e.contains("not a configured signer"), "{e}");
         assert!(e.contains(&signer.fingerprint(ssh_key::HashAlg::Sha256).to_string()));

@@ -123,7 +123,7 @@ fn write_metrics(
     started: Instant,
     sink: &mut Sink,
 ) -> Result<(), String> {
-    let cache = crate::cache::Cache::new(&config.cache.dir);
+    let cache = crate::cache::Cache::new(&config.cache.dir, &config.state.dir);
     let stats = crate::metrics::scan(&cache, config.directory.signed())?;
     let previous = crate::metrics::read_previous(path).unwrap_or_else(|e| {
         warn(sink, "metrics-previous", path, &e);

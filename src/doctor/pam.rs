@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::pamfile::{flatten, load_include, ModLine};
+use super::pamincluded::{included_check, placement, read_pam_dir, REMOVAL_ORDER};
 use super::perms;
 use crate::os::safepath::Kind;
 use crate::pam::args::{Args, KNOWN};
@@ -570,170 +571,6 @@ pub fn checks(pam_file: &Path, use_pam: Option<bool>) -> (Option<bool>, Vec<Chec
     (Some(stack.blocks()), out)
 }
 
-/// PAM stacks that distributions share between services (console, `su`,
-/// `sudo`, display managers and sshd include them).
-const SHARED_STACKS: &[&str] = &[
-    "common-auth",
-    "common-account",
-    "common-password",
-    "common-session",
-    "common-session-noninteractive",
-    "system-auth",
-    "password-auth",
-    "smartcard-auth",
-    "fingerprint-auth",
-    "postlogin",
-    "system-login",
-    "system-local-login",
-    "system-remote-login",
-    "system-services",
-];
-
-const TYPES: [&str; 4] = ["auth", "account", "password", "session"];
-
-/// Where the PAM files of one directory name pam_keyward: `named` holds
-/// `(file, "TYPE line N")` for every line naming it directly, `reached`
-/// every file whose stacks reach such a line through includes, and
-/// `includers` for each file naming it, the files that include it.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Placement {
-    pub named: Vec<(String, String)>,
-    pub reached: Vec<String>,
-    pub includers: Vec<(String, Vec<String>)>,
-}
-
-/// [`Placement`] over `files` (name, text) of one PAM directory. Pure:
-/// includes resolve among `files` (by base name, as PAM resolves a
-/// relative name in /etc/pam.d).
-pub fn placement(files: &[(String, String)]) -> Placement {
-    let none = |_: &str| None;
-    let mut direct: Vec<&str> = Vec::new();
-    let mut out = Placement::default();
-    // file -> the files it includes (any type)
-    let mut includes: Vec<(&str, Vec<String>)> = Vec::new();
-    for (name, text) in files {
-        let mut inc = Vec::new();
-        for kind in TYPES {
-            for m in flatten(kind, name, text, &none, 0) {
-                if is_keyward(&m) {
-                    out.named
-                        .push((name.clone(), format!("{kind} line {}", m.top_line)));
-                    if !direct.contains(&name.as_str()) {
-                        direct.push(name);
-                    }
-                } else if let Some(f) = m
-                    .module
-                    .strip_prefix("<include ")
-                    .and_then(|f| f.strip_suffix('>'))
-                {
-                    let base = f.rsplit('/').next().unwrap_or(f).to_owned();
-                    if !inc.contains(&base) {
-                        inc.push(base);
-                    }
-                }
-            }
-        }
-        includes.push((name, inc));
-    }
-    // Fixpoint: a file reaches pam_keyward if it names it or includes a
-    // file that does (cycles end because the set only grows).
-    let mut reached: Vec<&str> = direct.clone();
-    loop {
-        let more: Vec<&str> = includes
-            .iter()
-            .filter(|(f, inc)| {
-                !reached.contains(f) && inc.iter().any(|i| reached.contains(&i.as_str()))
-            })
-            .map(|(f, _)| *f)
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        reached.extend(more);
-    }
-    out.reached = reached.iter().map(|s| s.to_string()).collect();
-    out.reached.sort();
-    for d in direct {
-        let mut by: Vec<String> = includes
-            .iter()
-            .filter(|(f, inc)| *f != d && inc.iter().any(|i| i == d))
-            .map(|(f, _)| f.to_string())
-            .collect();
-        by.sort();
-        out.includers.push((d.to_owned(), by));
-    }
-    out
-}
-
-/// The safe order to take keyward out, for doctor and the docs: the
-/// module must leave the PAM files before it leaves the disk.
-pub const REMOVAL_ORDER: &str = "to remove keyward: first remove the pam_keyward lines from every PAM file, then the sshd drop-in, reload sshd, and only then remove the package (a PAM line naming a module that is gone fails every SSH login, key logins included)";
-
-/// The `pam.included` check: which files of `dir` name pam_keyward, and a
-/// warning when a stack shared by other services holds it.
-pub fn included_check(dir: &str, p: &Placement) -> Check {
-    if p.named.is_empty() {
-        return Check::ok(
-            "pam.included",
-            format!("no PAM file in {dir} names pam_keyward.so"),
-        );
-    }
-    let named: Vec<String> = p
-        .named
-        .iter()
-        .map(|(f, at)| format!("{f} ({at})"))
-        .collect();
-    let shared: Vec<String> = p
-        .includers
-        .iter()
-        .filter(|(f, by)| !by.is_empty() || SHARED_STACKS.contains(&f.as_str()))
-        .map(|(f, by)| match by.is_empty() {
-            true => format!("{f} (a stack distributions share between services)"),
-            false => format!("{f} (included by {})", by.join(", ")),
-        })
-        .collect();
-    let found = format!(
-        "pam_keyward.so is named in {dir}: {}; PAM services that reach it: {}",
-        named.join(", "),
-        p.reached.join(", ")
-    );
-    if shared.is_empty() {
-        return Check::ok("pam.included", format!("{found}; {REMOVAL_ORDER}"));
-    }
-    Check::warn(
-        "pam.included",
-        format!(
-            "{found}. It is in a shared stack: {}. pam_keyward acts only for the services in its services= argument (sshd by default) and returns PAM_IGNORE to the others, but a shared line hides which services it guards",
-            shared.join("; ")
-        ),
-        "put the pam_keyward lines in the sshd file itself (the first auth line, and the session line) and remove them from the shared stack; list other sshd-like services with services=",
-    )
-}
-
-/// Reads the regular files of a PAM directory (bounded: PAM files are
-/// small; a huge or unreadable file is left out).
-fn read_pam_dir(dir: &Path) -> Vec<(String, String)> {
-    const MAX_FILES: usize = 2000;
-    const MAX_SIZE: u64 = 1 << 20;
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<(String, String)> = rd
-        .flatten()
-        .take(MAX_FILES)
-        .filter(|e| {
-            e.file_type().is_ok_and(|t| t.is_file())
-                && e.metadata().is_ok_and(|m| m.len() <= MAX_SIZE)
-        })
-        .filter_map(|e| {
-            let text = std::fs::read_to_string(e.path()).ok()?;
-            Some((e.file_name().to_string_lossy().into_owned(), text))
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 /// `pam.module`: the module the stack names is installed, and as safe as
 /// sshd's own files (PAM loads it into sshd as root).
 fn module_check(file: &str, named: &[&ModLine]) -> Check {
@@ -768,10 +605,10 @@ fn module_check(file: &str, named: &[&ModLine]) -> Check {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::doctor) mod tests {
     use super::*;
 
-    const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
+    pub(in crate::doctor) const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
 
     fn load(name: &str) -> Option<String> {
         match name {
@@ -889,7 +726,7 @@ mod tests {
 
     #[test]
     fn sufficient_or_jump_before_keyward_is_a_bypass() {
-        // issue 11: a harmless module is harmless only when it cannot end
+        // A harmless module is harmless only when it cannot end
         // the stack with success or jump over pam_keyward
         for first in [
             "auth sufficient pam_listfile.so item=user sense=allow file=/etc/ssh/ok onerr=fail",
@@ -980,7 +817,7 @@ auth requisite pam_keyward.so
 
     #[test]
     fn user_readenv_before_keyward_session_is_flagged() {
-        // issue 11: ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before
+        // ~/.pam_environment can rewrite SSH_AUTH_INFO_0 before
         // pam_keyward reads it
         let text = "session required pam_env.so\nsession required pam_env.so user_readenv=1 envfile=/etc/default/locale\nsession required pam_keyward.so require_publickey\n";
         let l = flatten("session", "sshd", text, &load, 1);
@@ -1149,97 +986,6 @@ auth requisite pam_keyward.so
         assert_eq!(atoi("-3"), -3);
         assert_eq!(atoi("x1"), 0);
         assert_eq!(atoi("99999999999999999999999"), i64::MAX);
-    }
-
-    fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn placement_in_the_sshd_file_only() {
-        let f = files(&[
-            ("sshd", "auth requisite pam_keyward.so\n@include common-auth\nsession required pam_keyward.so require_publickey\n"),
-            ("common-auth", COMMON_AUTH),
-            ("sudo", "@include common-auth\n"),
-            ("notes", "# auth requisite pam_keyward.so\n"),
-        ]);
-        let p = placement(&f);
-        assert_eq!(
-            p.named,
-            vec![
-                ("sshd".to_string(), "auth line 1".to_string()),
-                ("sshd".to_string(), "session line 3".to_string())
-            ]
-        );
-        assert_eq!(p.reached, vec!["sshd"]);
-        let c = included_check("/etc/pam.d", &p);
-        assert_eq!(c.status, Status::Ok, "{c:?}");
-        assert!(
-            c.found
-                .contains("sshd (auth line 1), sshd (session line 3)"),
-            "{}",
-            c.found
-        );
-        assert!(
-            c.found.contains("first remove the pam_keyward lines"),
-            "{}",
-            c.found
-        );
-        let c = included_check(
-            "/etc/pam.d",
-            &placement(&files(&[("sshd", "@include common-auth\n")])),
-        );
-        assert_eq!(c.status, Status::Ok, "{c:?}");
-        assert!(
-            c.found.starts_with("no PAM file in /etc/pam.d names"),
-            "{}",
-            c.found
-        );
-    }
-
-    #[test]
-    fn placement_in_a_shared_stack_warns() {
-        // Debian: common-auth included by sshd, sudo, login (one through
-        // another file, one by absolute path)
-        let f = files(&[
-            (
-                "common-auth",
-                "auth requisite pam_keyward.so\nauth [success=1 default=ignore] pam_unix.so\n",
-            ),
-            ("sshd", "@include common-auth\n"),
-            ("sudo", "auth include /etc/pam.d/common-auth\n"),
-            ("login", "@include site-login\n"),
-            ("site-login", "auth substack common-auth\n"),
-            ("cron", "session required pam_env.so\n"),
-        ]);
-        let p = placement(&f);
-        assert_eq!(
-            p.reached,
-            vec!["common-auth", "login", "site-login", "sshd", "sudo"]
-        );
-        let c = included_check("/etc/pam.d", &p);
-        assert_eq!(c.status, Status::Warn, "{c:?}");
-        assert!(
-            c.found
-                .contains("common-auth (included by site-login, sshd, sudo)"),
-            "{}",
-            c.found
-        );
-        assert!(c.fix.unwrap().contains("sshd file itself"));
-        // a known shared name warns even before anything includes it
-        let p = placement(&files(&[(
-            "system-auth",
-            "auth requisite pam_keyward.so\n",
-        )]));
-        assert_eq!(included_check("/etc/pam.d", &p).status, Status::Warn);
-        // include cycles end
-        let p = placement(&files(&[
-            ("a", "@include b\n"),
-            ("b", "@include a\nsession required pam_keyward.so\n"),
-        ]));
-        assert_eq!(p.reached, vec!["a", "b"]);
     }
 
     #[test]

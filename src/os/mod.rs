@@ -10,5 +10,3 @@ pub mod process;
 pub mod safepath;
 pub mod tally;
 pub mod unixsock;
-#[cfg(target_os = "linux")]
-pub mod unwind;

@@ -1,5 +1,5 @@
 //! Configuration layering, `check-config` and the version-skew rule
-//! (issue 13), through the installed binary: `keyward.toml` then
+//! through the installed binary: `keyward.toml` then
 //! `keyward.toml.d/*.toml` in lexical order, each file and the directory
 //! under sshd's ownership rules, and a file for a newer keyward
 //! (`min_version`) that must not lock anyone out.

@@ -211,7 +211,7 @@ impl Env {
         let out = self.explain(&a);
         let v: Value =
             serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
-        // Issue 13: explain exits 0 when the user can log in, 1 when not,
+        // explain exits 0 when the user can log in, 1 when not,
         // 2 when it cannot tell; the JSON says which.
         let want = match v["can_log_in"].as_bool() {
             Some(true) => 0,
@@ -243,7 +243,7 @@ fn doctor_healthy_setup_passes() {
     let nginx = Nginx::start();
     let env = Env::new(|c| c.url(nginx.users_url()));
     let d = env.doctor(&[]);
-    // Issue 13: doctor exits 0 ok, 1 warnings, 2 failures (Nagios).
+    // doctor exits 0 ok, 1 warnings, 2 failures (Nagios).
     assert_eq!(
         d.json["summary"]["fail"],
         0,
@@ -260,6 +260,7 @@ fn doctor_healthy_setup_passes() {
         "cache.owner",
         "cache.config_readable",
         "cache.dir",
+        "state.dir",
         "cache.write",
         "cache.entries",
         "sshd",
@@ -936,7 +937,7 @@ fn doctor_names_stale_cache() {
     assert_eq!(
         d.out.code,
         Some(1),
-        "warnings only (issue 13: exit 1): {:?}\n{}",
+        "warnings only (exit 1): {:?}\n{}",
         d.failing(),
         d.out
     );
@@ -1048,7 +1049,7 @@ fn explain_gives_each_policy_verdict() {
     let g = SshKey::ed25519(keys.path(), "g");
     let leaked = fs::read_to_string(&g.path).unwrap();
     let body = format!(
-        // a duplicate is a line identical in options and key (issue 11)
+        // a duplicate is a line identical in options and key
         "restrict {a}\n{b}\n{r}\nexpiry-time=\"20000101\" {x}\nrestrict {a_again} second copy\nthis is not a key\n{e}\n{f}\n{g}\n{leaked}",
         a = a.public_line(),
         b = b.public_line(),
@@ -1201,7 +1202,7 @@ fn explain_names_unsafe_file_and_real_account() {
     let (out, v) = env.explain_json(&[&user.name]);
     let served = key_by_fp(&v, &good.fingerprint())[0];
     assert_eq!(served["verdict"], "served", "{out}");
-    // a real account with a served key: explain exits 0 (issue 13)
+    // a real account with a served key: explain exits 0
     assert_eq!(v["can_log_in"], true, "{out}");
     assert_eq!(out.code, Some(0));
     assert_eq!(served["via"], "files");
@@ -1334,4 +1335,32 @@ fn doctor_colours_only_on_a_terminal_without_no_color() {
     let plain = on_tty(true);
     assert!(plain.stdout.contains("ok "), "{plain}");
     assert!(!plain.stdout.contains('\x1b'), "NO_COLOR: {plain}");
+}
+
+/// The state directory (the rollback floors) is checked like the cache:
+/// group-writable or missing, doctor fails it and says how to fix it.
+#[test]
+fn doctor_checks_the_state_directory_like_the_cache() {
+    let nginx = Nginx::start();
+    let env = Env::new(|c| c.url(nginx.users_url()));
+    let state = crate::support::keyward::state_dir_of(&env.cache);
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "ok");
+    assert!(
+        d.found("state.dir").contains("owned by keyward"),
+        "{}",
+        d.out
+    );
+    chmod(&state, 0o770);
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "fail");
+    assert!(d.found("state.dir").contains("group-writable"), "{}", d.out);
+    fs::remove_dir(&state).unwrap();
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "fail");
+    assert!(
+        d.found("state.dir").contains("rollback floors"),
+        "{}",
+        d.out
+    );
 }

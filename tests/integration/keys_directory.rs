@@ -865,7 +865,7 @@ fn keys_usage_errors_exit_2_and_bad_names_fail_closed() {
     let out = env.kw.run(&["keys", "--", "-rf"]);
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(out.stdout, "", "{out}");
-    // (The 40-letter name is valid since issue 14: its lookup found the
+    // (The 40-letter name is valid: its lookup found the
     // dead mirror and recorded it in `.health/`, keyward's own state.)
     assert!(
         !fs::read_dir(&env.cache)

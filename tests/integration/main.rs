@@ -32,4 +32,6 @@ mod revocation_sshd;
 mod robust;
 mod signed;
 mod stalled_log;
+mod state_dir;
+mod state_race;
 mod sync;

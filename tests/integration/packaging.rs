@@ -176,7 +176,7 @@ fn sync_unit_exposure_is_at_most_2() {
 
 #[test]
 fn packaged_config_documents_defaults_and_fails_closed() {
-    // Issue 13 changed this contract: the packaged file sets nothing (every
+    // The packaged file sets nothing (every
     // default is a commented "#key = value" line, as in sshd_config), so
     // configuration management never has to edit the conffile. Each
     // commented setting must still be a real key with a valid value: each
@@ -390,7 +390,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         );
         assert!(!path.starts_with("/usr/share/pam-configs"), "{path}");
     }
-    // Issue 13: the drop-in directory's README is a conffile too (it makes
+    // The drop-in directory's README is a conffile too (it makes
     // dpkg own the directory).
     let conffiles = must_out("dpkg-deb", &["-I", p.deb.to_str().unwrap(), "conffiles"]);
     assert_eq!(
@@ -484,7 +484,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         assert_eq!(m, mode, "{path}");
         assert_eq!((user.as_str(), group.as_str()), ("root", "root"), "{path}");
     }
-    // Issue 13: the RPM owns every directory it creates (%dir), the cache
+    // The RPM owns every directory it creates (%dir), the cache
     // with its owner and mode.
     for (dir, mode, owner) in [
         ("/etc/keyward", "drwxr-xr-x", "root"),
@@ -710,7 +710,7 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     assert_eq!(mode_owner(PAM_SO_DEB), (0o644, 0, 0));
     assert_eq!(mode_owner("/etc/keyward/keyward.toml"), (0o644, 0, 0));
     assert_eq!(mode_owner("/etc/keyward"), (0o755, 0, 0));
-    // The drop-in directory belongs to the package (issue 13).
+    // The drop-in directory belongs to the package.
     assert_eq!(mode_owner("/etc/keyward/keyward.toml.d"), (0o755, 0, 0));
     let owner = must_out("dpkg", &["-S", "/etc/keyward/keyward.toml.d"]);
     assert!(owner.starts_with("keyward:"), "{owner}");

@@ -1,4 +1,4 @@
-//! The .deb under a real systemd (issue 13): a Debian 12 tree made once with
+//! The .deb under a real systemd: a Debian 12 tree made once with
 //! debootstrap (cached in /var/lib/keyward-tests-systemd/bookworm), booted
 //! with `systemd-nspawn --volatile=overlay` (the tree stays read-only, every
 //! change lives in a tmpfs and is gone when the container stops; never left
