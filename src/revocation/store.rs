@@ -3,8 +3,9 @@
 //! certificate?").
 //!
 //! The stored list is installed only after its checks (signature,
-//! `expires`, rollback floor, `list::check`), so at login it is trusted to
-//! be well formed and only searched (`ListFile`: a few `pread`s). What the
+//! `expires`, rollback floor, `list::check`: `install`), so at login it is
+//! trusted to be well formed and only searched (`ListFile`: a few
+//! `pread`s). What the
 //! login path does:
 //!
 //! * No list (the file is absent): nothing is revoked. This costs one
@@ -27,9 +28,11 @@ use crate::config::Config;
 use crate::keyline::KeyLine;
 use crate::principals::CertInfo;
 
-/// Where the host keeps its installed list.
+/// Where the host keeps its installed list: security state, beside the
+/// rollback floors (`[state] dir`), so cleaning the cache never drops a
+/// revocation.
 pub fn path(config: &Config) -> PathBuf {
-    config.cache.dir.join(".revoked.list")
+    config.state.dir.join("revoked.list")
 }
 
 /// The installed list, if there is one.

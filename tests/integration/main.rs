@@ -29,6 +29,7 @@ mod principals;
 mod publish_safety;
 mod revocation;
 mod revocation_sshd;
+mod revocation_sync;
 mod robust;
 mod signed;
 mod stalled_log;

@@ -1,6 +1,6 @@
 //! Revocation at login, through a real sshd: `keyward publish` builds the
 //! list from KRL specs, the list is installed where the host keeps it
-//! (`<cache dir>/.revoked.list`, as sync installs it), and sshd's
+//! (`[state] dir`/revoked.list, where sync installs it), and sshd's
 //! AuthorizedKeysCommand / AuthorizedPrincipalsCommand refuse what it
 //! revokes, whatever the directory and the local files still say.
 
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::keyward::state_dir_of;
 use crate::support::rsyslog::LogLine;
 use crate::support::*;
 
@@ -42,7 +43,7 @@ fn install_list(env: &KeysEnv, specs: &[SpecFile]) {
         Duration::from_secs(120),
     );
     assert!(p.success(), "{p}");
-    let tmp = env.cache.join(".revoked.list.new");
+    let tmp = state_dir_of(&env.cache).join(".revoked.list.new");
     fs::copy(out.join("revoked.list"), &tmp).unwrap();
     chown_to(&tmp, "keyward");
     chmod(&tmp, 0o640);
@@ -50,7 +51,7 @@ fn install_list(env: &KeysEnv, specs: &[SpecFile]) {
 }
 
 fn list_path(env: &KeysEnv) -> PathBuf {
-    env.cache.join(".revoked.list")
+    state_dir_of(&env.cache).join("revoked.list")
 }
 
 fn ssh_dir_with(user: &TestUser, line: &str) -> PathBuf {
@@ -177,7 +178,7 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     assert!(
         l.field("reason")
             .unwrap_or_default()
-            .contains(".revoked.list"),
+            .contains("revoked.list"),
         "{}",
         l.raw
     );
