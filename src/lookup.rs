@@ -430,24 +430,38 @@ fn select(
 ) -> Result<(String, Printed), String> {
     let mut text = String::new();
     let mut p = Printed::default();
-    // Opened only when a key would be printed: without a list, one failed
-    // open().
+    // Opened once, and only when there is a key to judge: without a list,
+    // one failed open().
     let mut list: Option<Option<ListFile>> = None;
+    // The key sshd asks about (for a certificate, its certified key) by
+    // its SHA-256: when it is revoked nothing is printed, cert-authority
+    // lines included, which would let its certificate in.
+    let asked_revoked = match (filter, cands.is_empty()) {
+        (FpFilter::Sha256(fp), false) => revoked_by_fp(&mut list, config, fp)?,
+        _ => None,
+    };
     for (c, judged) in policy::judge(&config.policy, cands, now_secs() as i64) {
         p.valid += usize::from(c.parsed.is_ok());
         match judged {
             Judged::Served(k) => {
                 let m = filter.check(k);
-                let revoked = match m.printed {
-                    true => revoked_key(&mut list, config, k)?,
-                    false => None,
+                let revoked = match (m.printed, &asked_revoked) {
+                    (false, _) => None,
+                    (true, Some(r)) => Some(r.clone()),
+                    (true, None) => revoked_key(&mut list, config, k)?,
                 };
                 if let Some(r) = revoked {
                     if m.asked && p.revoked.is_none() {
                         p.revoked = Some(r.clone());
                     }
+                    // A cert-authority line, refused for the key asked about.
+                    let why = if !m.asked && asked_revoked.is_some() {
+                        format!("not served, the key asked about is revoked: {r}")
+                    } else {
+                        format!("revoked: {r}")
+                    };
                     p.drops
-                        .push((m.asked, format!("{}:{} revoked: {r}", c.source, c.line_no)));
+                        .push((m.asked, format!("{}:{} {why}", c.source, c.line_no)));
                 } else if m.printed {
                     text.push_str(&k.to_line());
                     text.push('\n');
@@ -467,6 +481,9 @@ fn select(
             }
         }
     }
+    if p.revoked.is_none() {
+        p.revoked = asked_revoked;
+    }
     Ok((text, p))
 }
 
@@ -477,13 +494,32 @@ fn revoked_key(
     config: &Config,
     k: &keyline::KeyLine,
 ) -> Result<Option<Revoked>, String> {
+    match opened(list, config)? {
+        Some(l) => store::key(l, config, k),
+        None => Ok(None),
+    }
+}
+
+/// Whether the list revokes the key with SHA-256 fingerprint `fp`.
+fn revoked_by_fp(
+    list: &mut Option<Option<ListFile>>,
+    config: &Config,
+    fp: &str,
+) -> Result<Option<Revoked>, String> {
+    match opened(list, config)? {
+        Some(l) => store::fingerprint(l, config, fp),
+        None => Ok(None),
+    }
+}
+
+fn opened<'l>(
+    list: &'l mut Option<Option<ListFile>>,
+    config: &Config,
+) -> Result<Option<&'l ListFile>, String> {
     if list.is_none() {
         *list = Some(store::open(config)?);
     }
-    match list {
-        Some(Some(l)) => store::key(l, config, k),
-        _ => Ok(None),
-    }
+    Ok(list.as_ref().and_then(Option::as_ref))
 }
 
 /// The answer's fields of the record; returns the decision.

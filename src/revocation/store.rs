@@ -59,6 +59,16 @@ pub fn key(list: &ListFile, config: &Config, k: &KeyLine) -> Result<Option<Revok
         .map_err(|e| unusable(&path(config), e))
 }
 
+/// Whether the key with the SHA-256 fingerprint `fp` (sshd's `%f`) is
+/// revoked by its SHA-256 (a fingerprint that does not parse names no key).
+pub fn fingerprint(list: &ListFile, config: &Config, fp: &str) -> Result<Option<Revoked>, String> {
+    let Ok(h) = spec::parse_fingerprint(fp) else {
+        return Ok(None);
+    };
+    list.key_hashes(&h, None)
+        .map_err(|e| unusable(&path(config), e))
+}
+
 /// The certificate sshd describes to `principals` (`fp=%f ca=%F id=%i
 /// serial=%s`), as a list query. Every field is needed: without one, a
 /// revocation of that kind could not be seen.

@@ -303,3 +303,59 @@ fn a_certificate_is_refused_by_serial_range_and_by_key_id_for_its_ca_only() {
         assert_eq!(l.field("decision").as_deref(), Some("serve"), "{}", l.raw);
     }
 }
+
+/// A certificate sshd accepts through a `cert-authority` line the
+/// directory serves (no TrustedUserCAKeys): sshd asks `keys` about the
+/// certified key (`%f`), so a revoked key's certificate is refused too,
+/// and another key's certificate from the same CA still logs in.
+#[test]
+fn a_revoked_keys_certificate_is_refused_through_a_cert_authority_line() {
+    let keys = TestDir::new("revcaline");
+    let d = keys.path();
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).timeout("3s").ttl("5m"));
+    let sshd = Sshd::builder()
+        .authorized_keys_command(&env.kw.authorized_keys_command())
+        .authorized_keys_command_user("keyward")
+        .start();
+    let user = TestUser::new();
+    let ca = SshKey::ed25519(d, "ca");
+    let stolen = SshKey::ed25519(d, "stolen");
+    let other = SshKey::ed25519(d, "other");
+    let c_stolen = ca.sign_user_cert(&stolen, "stolen@laptop", &[&user.name]);
+    let c_other = ca.sign_user_cert(&other, "other@desk", &[&user.name]);
+    nginx.put_keys(&user.name, &format!("{}\n", ca.cert_authority_line()));
+    let login = |key: &SshKey, cert: &Path| sshd.login_cert(&user.name, &key.path, cert, "id -un");
+    assert!(login(&stolen, &c_stolen).ok, "before the revocation");
+
+    install_list(
+        &env,
+        &[("laptop", format!("hash: {}\n", stolen.fingerprint()), None)],
+    );
+    let sfp = stolen.fingerprint();
+    let before = count(&env.log, |l| l.field("fp").as_deref() == Some(&sfp));
+    let r = login(&stolen, &c_stolen);
+    assert!(
+        !r.ok,
+        "the revoked key's certificate: {r}\n{}",
+        sshd.log_text()
+    );
+    let l = keys_line(&env.log, &user.name, &sfp, before);
+    assert_eq!(l.field("decision").as_deref(), Some("nomatch"), "{}", l.raw);
+    assert_eq!(l.field("reason").as_deref(), Some("revoked"), "{}", l.raw);
+    assert_eq!(
+        l.field("revoked_source").as_deref(),
+        Some("laptop.spec:1"),
+        "{}",
+        l.raw
+    );
+    assert!(
+        l.field("drop")
+            .unwrap_or_default()
+            .contains("directory:1 not served, the key asked about is revoked"),
+        "{}",
+        l.raw
+    );
+    let r = login(&other, &c_other);
+    assert!(r.ok, "{r}\n{}", env.log.text());
+}
