@@ -448,7 +448,7 @@ fn select(
                 let revoked = match (m.printed, &asked_revoked) {
                     (false, _) => None,
                     (true, Some(r)) => Some(r.clone()),
-                    (true, None) => revoked_key(&mut list, config, k)?,
+                    (true, None) => revoked_key(&mut list, config, k, m.asked)?,
                 };
                 if let Some(r) = revoked {
                     if m.asked && p.revoked.is_none() {
@@ -487,14 +487,17 @@ fn select(
     Ok((text, p))
 }
 
-/// Whether the revocation list revokes `k`; the list is opened on the
+/// Whether the revocation list revokes `k` (`asked`: the key sshd asked
+/// about, whose SHA-256 was looked up already); the list is opened on the
 /// first call (`list`: None until then, then the list if there is one).
 fn revoked_key(
     list: &mut Option<Option<ListFile>>,
     config: &Config,
     k: &keyline::KeyLine,
+    asked: bool,
 ) -> Result<Option<Revoked>, String> {
     match opened(list, config)? {
+        Some(l) if asked => store::key_sha1(l, config, k),
         Some(l) => store::key(l, config, k),
         None => Ok(None),
     }

@@ -453,15 +453,20 @@ impl<'r> Lookup<'r> {
                 source: src.1,
             }));
         }
-        if let Some(h) = sha1 {
-            if let Some(src) = self.exact(&format!("s:{}", b64(h)))? {
-                return Ok(Some(Revoked {
-                    by: By::KeySha1,
-                    source: src.1,
-                }));
-            }
+        match sha1 {
+            Some(h) => self.key_sha1(h),
+            None => Ok(None),
         }
-        Ok(None)
+    }
+
+    /// A key by its SHA-1 only (its SHA-256 already looked up).
+    pub fn key_sha1(&mut self, sha1: &Sha1) -> io::Result<Option<Revoked>> {
+        Ok(self
+            .exact(&format!("s:{}", b64(sha1)))?
+            .map(|(_, source)| Revoked {
+                by: By::KeySha1,
+                source,
+            }))
     }
 
     /// A certificate: its key, its CA's key, its key ID and serial for its
@@ -636,6 +641,10 @@ impl ListFile {
 
     pub fn key_hashes(&self, sha256: &Sha256, sha1: Option<&Sha1>) -> io::Result<Option<Revoked>> {
         self.with(|l| l.key_hashes(sha256, sha1))
+    }
+
+    pub fn key_sha1(&self, sha1: &Sha1) -> io::Result<Option<Revoked>> {
+        self.with(|l| l.key_sha1(sha1))
     }
 
     pub fn cert(&self, q: &CertQuery) -> io::Result<Option<Revoked>> {

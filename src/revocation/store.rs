@@ -59,6 +59,13 @@ pub fn key(list: &ListFile, config: &Config, k: &KeyLine) -> Result<Option<Revok
         .map_err(|e| unusable(&path(config), e))
 }
 
+/// Whether a served key line's key is revoked by its SHA-1 (for the key
+/// sshd asked about, whose SHA-256 [`fingerprint`] already looked up).
+pub fn key_sha1(list: &ListFile, config: &Config, k: &KeyLine) -> Result<Option<Revoked>, String> {
+    let sha1 = spec::sha1_of(k.key.key_data())?;
+    list.key_sha1(&sha1).map_err(|e| unusable(&path(config), e))
+}
+
 /// Whether the key with the SHA-256 fingerprint `fp` (sshd's `%f`) is
 /// revoked by its SHA-256 (a fingerprint that does not parse names no key).
 pub fn fingerprint(list: &ListFile, config: &Config, fp: &str) -> Result<Option<Revoked>, String> {

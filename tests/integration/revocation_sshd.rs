@@ -99,10 +99,16 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     let user = TestUser::new();
     let stolen = SshKey::ed25519(keys.path(), "stolen");
     let other = SshKey::ed25519(keys.path(), "other");
+    let old = SshKey::ed25519(keys.path(), "old");
     // The stolen key is everywhere: the directory and the user's own file.
     nginx.put_keys(
         &user.name,
-        &format!("{}\n{}\n", stolen.public_line(), other.public_line()),
+        &format!(
+            "{}\n{}\n{}\n",
+            stolen.public_line(),
+            other.public_line(),
+            old.public_line()
+        ),
     );
     let ak = ssh_dir_with(&user, &stolen.public_line());
     let (sfp, ofp) = (stolen.fingerprint(), other.fingerprint());
@@ -115,10 +121,26 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
         &env,
         &[(
             "laptop",
-            format!("# stolen 2026-12-07\nhash: {sfp}\n"),
+            format!(
+                "# stolen 2026-12-07\nhash: {sfp}\n{}\n",
+                // A bare key: revoked by its SHA-1 (ssh-keygen's rule).
+                old.public_line()
+            ),
             None,
         )],
     );
+    // The bare key: refused by its SHA-1, which %f cannot carry.
+    let ofp_old = old.fingerprint();
+    let before = count(&env.log, |l| l.field("fp").as_deref() == Some(&ofp_old));
+    assert!(!login(&old).ok);
+    let l = keys_line(&env.log, &user.name, &ofp_old, before);
+    assert_eq!(
+        l.field("revoked_by").as_deref(),
+        Some("key-sha1"),
+        "{}",
+        l.raw
+    );
+    assert_eq!(l.field("revoked_source").as_deref(), Some("laptop.spec:3"));
     let before = count(&env.log, |l| l.field("fp").as_deref() == Some(&sfp));
     let r = login(&stolen);
     assert!(
@@ -164,7 +186,7 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     // Without a fingerprint (all keys): every source's copy is left out.
     let all = env.keys(&user.name, None);
     assert_eq!(all.materials(), vec![material(&other)], "{all}");
-    assert_eq!(all.field("dropped").as_deref(), Some("2"), "{all}");
+    assert_eq!(all.field("dropped").as_deref(), Some("3"), "{all}");
 
     // A list damaged on disk: nobody is served (fail closed), and the log
     // names the list.
