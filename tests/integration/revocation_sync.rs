@@ -22,10 +22,16 @@ struct Host {
     kw: Keyward,
     src: PathBuf,
     signer: SshKey,
+    signed: bool,
 }
 
 impl Host {
     fn new(tune: impl FnOnce(KwConfig) -> KwConfig) -> Host {
+        Host::with(tune, true)
+    }
+
+    /// `signed`: the host pins the signer and publish signs.
+    fn with(tune: impl FnOnce(KwConfig) -> KwConfig, signed: bool) -> Host {
         ensure_system_user("keyward");
         let dir = TestDir::new("revsync");
         let cache = dir.join("cache");
@@ -39,15 +45,17 @@ impl Host {
         );
         let kw = Keyward::with_config(&config);
         let signer = SshKey::ed25519(dir.path(), "signer");
-        let toml = config.to_toml().replacen(
-            "[directory]\n",
-            &format!(
-                "[directory]\nsigners = [{}]\n",
-                toml_str(&signer.public_line())
-            ),
-            1,
-        );
-        kw.write_config(&toml);
+        if signed {
+            let toml = config.to_toml().replacen(
+                "[directory]\n",
+                &format!(
+                    "[directory]\nsigners = [{}]\n",
+                    toml_str(&signer.public_line())
+                ),
+                1,
+            );
+            kw.write_config(&toml);
+        }
         let src = dir.subdir("src");
         fs::create_dir(src.join("revoked")).unwrap();
         Host {
@@ -58,6 +66,7 @@ impl Host {
             kw,
             src,
             signer,
+            signed,
         }
     }
 
@@ -67,13 +76,11 @@ impl Host {
 
     fn publish(&self) {
         let out = self.out();
-        let p = self.kw.run(&[
-            "publish",
-            self.src.to_str().unwrap(),
-            out.to_str().unwrap(),
-            "--signer",
-            self.signer.path.to_str().unwrap(),
-        ]);
+        let mut args = vec!["publish", self.src.to_str().unwrap(), out.to_str().unwrap()];
+        if self.signed {
+            args.extend(["--signer", self.signer.path.to_str().unwrap()]);
+        }
+        let p = self.kw.run(&args);
         assert!(p.success(), "publish: {p}");
         // nginx's ETag is the mtime (in seconds) and the size: a file
         // rewritten within the same second at the same size (an index
@@ -309,4 +316,35 @@ fn without_an_index_sync_asks_for_the_list_itself_conditionally() {
     assert_eq!(field(&rec, "revoked"), "none", "{rec}");
     assert_eq!(fs::read(h.installed()).unwrap(), list2);
     assert_eq!(h.served(), "");
+}
+
+#[test]
+fn unsigned_the_list_is_installed_and_its_changes_followed() {
+    let h = Host::with(|c| c, false);
+    let stolen = SshKey::ed25519(h.dir.path(), "stolen");
+    let keep = SshKey::ed25519(h.dir.path(), "keep");
+    fs::write(
+        h.src.join("alice.keys"),
+        format!("{}\n{}\n", stolen.public_line(), keep.public_line()),
+    )
+    .unwrap();
+    let spec = h.src.join("revoked/laptop.spec");
+    fs::write(&spec, format!("hash: {}\n", stolen.fingerprint())).unwrap();
+    h.publish();
+    assert!(!h.out().join("revoked.list.sig").exists());
+    assert!(h.served().contains(&stolen.public_line()[..60]));
+    let (rec, _) = h.sync();
+    assert_eq!(field(&rec, "revoked"), "installed", "{rec}");
+    assert!(kv_field(&rec, "revoked_serial").is_none(), "{rec}");
+    let served = h.served();
+    assert!(!served.contains(&stolen.public_line()[..60]), "{served}");
+    assert!(served.contains(&keep.public_line()[..60]), "{served}");
+    let (rec, paths) = h.sync();
+    assert_eq!(field(&rec, "revoked"), "unchanged", "{rec} {paths:?}");
+    // Lifting the revocation (an empty spec) is followed too.
+    fs::write(&spec, "").unwrap();
+    h.publish();
+    let (rec, _) = h.sync();
+    assert_eq!(field(&rec, "revoked"), "installed", "{rec}");
+    assert!(h.served().contains(&stolen.public_line()[..60]));
 }
