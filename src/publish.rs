@@ -330,6 +330,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     }
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let out = OutDir::new(o.out);
+    let _held = out.lock()?;
     let key = o.signer.and_then(sign::public_key);
     let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();

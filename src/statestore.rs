@@ -24,11 +24,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::entry::Kind;
+use crate::os::flock::{self, LockError};
 use crate::os::safepath::{self, OpenError};
 use crate::state::Floor;
 
@@ -237,9 +237,7 @@ impl FloorStore {
             .map_err(self.io(&self.dir))
     }
 
-    /// Takes `name`'s lock, waiting at most `wait`. Polls with a short
-    /// back-off: flock has no timed wait, and a blocking flock under
-    /// `alarm` would need a signal handler in a process that prints keys.
+    /// Takes `name`'s lock, waiting at most `wait`.
     pub fn lock(&self, name: &str, wait: Duration) -> Result<Lock, StateError> {
         self.ensure()?;
         let path = self.dir.join(".locks").join(name);
@@ -251,29 +249,13 @@ impl FloorStore {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(self.io(&path))?;
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            // SAFETY: flock on a descriptor this function owns.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Lock { _file: file });
-            }
-            let e = io::Error::last_os_error();
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EWOULDBLOCK) | Some(libc::EINTR)
-            ) {
-                return Err(self.io(&path)(e));
-            }
-            let waited = started.elapsed();
-            if waited >= wait {
-                return Err(StateError::Busy {
-                    path,
-                    waited_ms: waited.as_millis(),
-                });
-            }
-            std::thread::sleep(pause.min(wait - waited));
-            pause = (pause * 2).min(Duration::from_millis(20));
+        match flock::exclusive(&file, wait) {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(LockError::Busy { waited }) => Err(StateError::Busy {
+                path,
+                waited_ms: waited.as_millis(),
+            }),
+            Err(LockError::Io(e)) => Err(self.io(&path)(e)),
         }
     }
 }
@@ -299,6 +281,7 @@ pub fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn a_held_lock_bounds_the_wait_of_the_next_one() {

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod command;
+pub mod flock;
 pub mod nss;
 pub mod privdrop;
 pub mod process;

@@ -22,6 +22,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 /// A file written under a temporary name, waiting for its rename.
 pub struct Staged {
@@ -36,6 +37,26 @@ pub struct OutDir<'a> {
 impl<'a> OutDir<'a> {
     pub fn new(path: &'a Path) -> OutDir<'a> {
         OutDir { path }
+    }
+
+    /// Holds the folder against a second `keyward publish` into it (until
+    /// the returned handle is dropped): two runs would interleave their
+    /// renames and serials. An advisory lock on the folder itself, so
+    /// nothing is added to the tree that is uploaded.
+    pub fn lock(&self) -> Result<File, String> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.path)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        match crate::os::flock::exclusive(&dir, Duration::ZERO) {
+            Ok(()) => Ok(dir),
+            Err(crate::os::flock::LockError::Busy { .. }) => Err(format!(
+                "{}: another keyward publish is writing this folder",
+                self.path.display()
+            )),
+            Err(crate::os::flock::LockError::Io(e)) => Err(format!("{}: {e}", self.path.display())),
+        }
     }
 
     /// `folder/name`, or an error when `name` is not one plain component.
@@ -157,6 +178,16 @@ impl<'a> OutDir<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_publish_into_the_same_folder_is_refused_while_one_runs() {
+        let out = tempfile::tempdir().unwrap();
+        let first = OutDir::new(out.path()).lock().unwrap();
+        let e = OutDir::new(out.path()).lock().unwrap_err();
+        assert!(e.contains("another keyward publish"), "{e}");
+        drop(first);
+        OutDir::new(out.path()).lock().unwrap();
+    }
     use std::os::unix::fs::symlink;
 
     #[test]
