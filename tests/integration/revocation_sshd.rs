@@ -188,6 +188,38 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     assert_eq!(all.materials(), vec![material(&other)], "{all}");
     assert_eq!(all.field("dropped").as_deref(), Some("3"), "{all}");
 
+    // explain says the same: each revoked key dropped with its spec line,
+    // and the stolen key, asked about, gets sshd nothing.
+    let ex = env.kw.run(&["explain", &user.name, "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&ex.stdout).unwrap_or_else(|e| panic!("{e}: {ex}"));
+    let revoked_rows: Vec<String> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["reason_tag"] == "revoked")
+        .map(|k| format!("{}:{} {}", k["source"], k["line"], k["reason"]))
+        .collect();
+    // (The directory's copy of the stolen key is the file's duplicate.)
+    assert_eq!(revoked_rows.len(), 2, "{ex}");
+    assert!(
+        revoked_rows.iter().all(|r| r.contains("by laptop.spec:")),
+        "{revoked_rows:?}"
+    );
+    let ex = env
+        .kw
+        .run(&["explain", &user.name, "--fingerprint", &sfp, "--json"]);
+    assert_eq!(ex.code, Some(1), "cannot log in: {ex}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ex.stdout).unwrap_or_else(|e| panic!("{e}: {ex}"));
+    assert!(
+        v["verdict"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the key asked about is revoked (key) by laptop.spec:2"),
+        "{ex}"
+    );
+
     // A list damaged on disk: nobody is served (fail closed), and the log
     // names the list.
     let text = fs::read_to_string(list_path(&env)).unwrap();
