@@ -26,7 +26,9 @@ use crate::state::Floor;
 
 mod indexfetch;
 mod mirrors;
+mod revokedfetch;
 pub use indexfetch::IndexFetch;
+pub use revokedfetch::RevokedFetch;
 
 /// One lookup: the user, the cached ETag and the rollback floor.
 #[derive(Debug, Clone, Copy, Default)]

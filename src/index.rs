@@ -21,6 +21,14 @@
 //! header, and the other way round, although both use the namespace
 //! `keyward`.
 //!
+//! The directory's revocation list (`revocation::list`, `revoked.list`)
+//! has a line of its own, for the user [`REVOKED`] (`:revoked SERIAL HASH
+//! revoked.list`): a host learns from the index's one conditional GET
+//! whether the list changed. It is an ordinary line, so hosts that know
+//! nothing of revocation read the index as before: they only ever look up
+//! the users they serve, and no account is named `:revoked` (`:` separates
+//! the fields of passwd; `publish` refuses such a user).
+//!
 //! Pure: the format, the checks and the binary search. The copy a server
 //! keeps (`<cache dir>/.keyward-index`) is `indexcache`.
 
@@ -36,6 +44,10 @@ pub const MAX_BYTES: u64 = 128 * 1024 * 1024;
 /// Longest line accepted (keeps the binary search's reads bounded): room
 /// for the longest user name keyward accepts, twice (name and path).
 pub const MAX_LINE: usize = 4096;
+
+/// The index line naming the revocation list's version (see the module
+/// comment).
+pub const REVOKED: &str = ":revoked";
 
 /// 64 bits of SHA-256: enough to tell a changed file from its predecessor.
 pub type Digest = [u8; 8];

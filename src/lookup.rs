@@ -17,6 +17,8 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::os::privdrop;
 use crate::policy::{self, Candidate, FpFilter, Judged};
+use crate::revocation::list::{ListFile, Revoked};
+use crate::revocation::store;
 use crate::state::{self, Answer, Mode, Purpose, Ttls};
 use crate::username;
 
@@ -375,7 +377,10 @@ pub fn run(
         }
     };
     let filter = FpFilter::parse(fp);
-    let (text, printed) = select(config, &g.cands, &filter);
+    let (text, printed) = match select(config, &g.cands, &filter) {
+        Ok(x) => x,
+        Err(why) => return fail(record, why),
+    };
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         return fail(record, format!("writing to stdout: {e}"));
     }
@@ -411,19 +416,53 @@ struct Printed {
     key_type: Option<ssh_key::Algorithm>,
     /// (is it the key sshd asked about, `source:line reason`).
     drops: Vec<(bool, String)>,
+    /// The key sshd asked about is revoked.
+    revoked: Option<Revoked>,
 }
 
 /// The lines to print: every key policy serves that the fingerprint filter
-/// lets through, re-serialised.
-fn select(config: &Config, cands: &[Candidate], filter: &FpFilter) -> (String, Printed) {
+/// lets through and the revocation list does not revoke, re-serialised.
+/// Err: the revocation list is unusable (fail closed).
+fn select(
+    config: &Config,
+    cands: &[Candidate],
+    filter: &FpFilter,
+) -> Result<(String, Printed), String> {
     let mut text = String::new();
     let mut p = Printed::default();
+    // Opened once, and only when there is a key to judge: without a list,
+    // one failed open().
+    let mut list: Option<Option<ListFile>> = None;
+    // The key sshd asks about (for a certificate, its certified key) by
+    // its SHA-256: when it is revoked nothing is printed, cert-authority
+    // lines included, which would let its certificate in.
+    let asked_revoked = match (filter, cands.is_empty()) {
+        (FpFilter::Sha256(fp), false) => revoked_by_fp(&mut list, config, fp)?,
+        _ => None,
+    };
     for (c, judged) in policy::judge(&config.policy, cands, now_secs() as i64) {
         p.valid += usize::from(c.parsed.is_ok());
         match judged {
             Judged::Served(k) => {
                 let m = filter.check(k);
-                if m.printed {
+                let revoked = match (m.printed, &asked_revoked) {
+                    (false, _) => None,
+                    (true, Some(r)) => Some(r.clone()),
+                    (true, None) => revoked_key(&mut list, config, k, m.asked)?,
+                };
+                if let Some(r) = revoked {
+                    if m.asked && p.revoked.is_none() {
+                        p.revoked = Some(r.clone());
+                    }
+                    // A cert-authority line, refused for the key asked about.
+                    let why = if !m.asked && asked_revoked.is_some() {
+                        format!("not served, the key asked about is revoked: {r}")
+                    } else {
+                        format!("revoked: {r}")
+                    };
+                    p.drops
+                        .push((m.asked, format!("{}:{} {why}", c.source, c.line_no)));
+                } else if m.printed {
                     text.push_str(&k.to_line());
                     text.push('\n');
                     p.served += 1;
@@ -442,7 +481,48 @@ fn select(config: &Config, cands: &[Candidate], filter: &FpFilter) -> (String, P
             }
         }
     }
-    (text, p)
+    if p.revoked.is_none() {
+        p.revoked = asked_revoked;
+    }
+    Ok((text, p))
+}
+
+/// Whether the revocation list revokes `k` (`asked`: the key sshd asked
+/// about, whose SHA-256 was looked up already); the list is opened on the
+/// first call (`list`: None until then, then the list if there is one).
+fn revoked_key(
+    list: &mut Option<Option<ListFile>>,
+    config: &Config,
+    k: &keyline::KeyLine,
+    asked: bool,
+) -> Result<Option<Revoked>, String> {
+    match opened(list, config)? {
+        Some(l) if asked => store::key_sha1(l, config, k),
+        Some(l) => store::key(l, config, k),
+        None => Ok(None),
+    }
+}
+
+/// Whether the list revokes the key with SHA-256 fingerprint `fp`.
+fn revoked_by_fp(
+    list: &mut Option<Option<ListFile>>,
+    config: &Config,
+    fp: &str,
+) -> Result<Option<Revoked>, String> {
+    match opened(list, config)? {
+        Some(l) => store::fingerprint(l, config, fp),
+        None => Ok(None),
+    }
+}
+
+fn opened<'l>(
+    list: &'l mut Option<Option<ListFile>>,
+    config: &Config,
+) -> Result<Option<&'l ListFile>, String> {
+    if list.is_none() {
+        *list = Some(store::open(config)?);
+    }
+    Ok(list.as_ref().and_then(Option::as_ref))
 }
 
 /// The answer's fields of the record; returns the decision.
@@ -474,6 +554,14 @@ fn record_answer(
         _ if g.cands.is_empty() => "nokeys",
         FpFilter::All => "serve",
         FpFilter::Sha256(_) if p.matched > 0 => "match",
+        FpFilter::Sha256(_) if p.revoked.is_some() => {
+            if let Some(r) = &p.revoked {
+                record.push("reason", "revoked");
+                record.push("revoked_by", r.by.as_str());
+                record.push("revoked_source", r.source.to_string());
+            }
+            "nomatch"
+        }
         FpFilter::Sha256(_) => {
             let why = p
                 .drops

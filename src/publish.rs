@@ -23,6 +23,7 @@
 //! rest published.
 
 mod outdir;
+mod revoked;
 mod sign;
 
 use std::path::{Path, PathBuf};
@@ -157,6 +158,9 @@ const OLD_MAX: u64 = crate::index::MAX_BYTES;
 pub fn publishable(user: &str, kind: Kind, max_len: usize, index: bool) -> Result<(), String> {
     crate::username::validate(user, max_len).map_err(|e| e.to_string())?;
     signed::check_user(user)?;
+    if user == crate::index::REVOKED {
+        return Err("the name of the index's revocation list line".into());
+    }
     if index && kind == Kind::Keys {
         crate::index::check_fields(user, &out_name(user, kind))
             .map_err(|e| format!("an index line cannot carry it: {e}"))?;
@@ -183,6 +187,8 @@ pub struct Publication {
     /// Source files left out, sorted: nothing was written for them.
     pub refused: Vec<Refused>,
     pub index: Option<IndexInfo>,
+    /// None: no `SRC/revoked/`.
+    pub revoked: Option<revoked::RevokedInfo>,
 }
 
 /// A source file publish left out, and why.
@@ -231,6 +237,9 @@ impl Publication {
             self.users.len(),
             o.out.display(),
         ));
+        if let Some(r) = &self.revoked {
+            out.push(revoked::report(r));
+        }
         if let Some(i) = &self.index {
             out.push(format!(
                 "index {} (serial {}): {} bytes, {} gzip-compressed",
@@ -308,6 +317,8 @@ fn scan(o: &Options) -> Result<(Vec<Input>, Vec<Refused>), String> {
 /// source file is left out (and a file published for it earlier removed).
 pub fn publish(o: &Options) -> Result<Publication, String> {
     let (inputs, refused) = scan(o)?;
+    // Before anything is written: a bad spec fails the run.
+    let revocations = revoked::load(o.src)?;
     if let Some(name) = o.index {
         // The index must never be taken for a user's file, nor overwritten.
         if let Some((user, kind, _)) = inputs.iter().find(|(u, k, _)| out_name(u, *k) == name) {
@@ -353,8 +364,13 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     let stale_sigs: Vec<&str> = stale_sigs.iter().map(String::as_str).collect();
     out.commit(staged, &stale_sigs)
         .map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let rev = match &revocations {
+        Some(l) => Some(revoked::write(o, &out, key.as_ref(), l, now)?),
+        None => None,
+    };
+    let extra: Vec<crate::index::Line> = rev.iter().map(revoked::index_line).collect();
     let index = match o.index {
-        Some(name) => Some(write_index(o, &out, key.as_ref(), name, &results)?),
+        Some(name) => Some(write_index(o, &out, key.as_ref(), name, &results, &extra)?),
         None => None,
     };
     remove_stale(&out, &inputs, o.index)?;
@@ -364,6 +380,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         users: results,
         refused,
         index,
+        revoked: rev,
     })
 }
 
@@ -461,8 +478,14 @@ fn out_name(user: &str, kind: Kind) -> String {
     format!("{user}.{}", kind.as_str())
 }
 
-/// The index text for what was published (pure).
-pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> String {
+/// The index text for what was published (pure); `extra`: lines that are
+/// not users' files (the revocation list's).
+pub fn build_index(
+    results: &[Published],
+    extra: &[crate::index::Line],
+    serial: u64,
+    expires: Option<i64>,
+) -> String {
     // Keys files only: principals files are asked for on their own.
     let keys: Vec<&Published> = results.iter().filter(|r| r.kind == Kind::Keys).collect();
     let paths: Vec<String> = keys.iter().map(|r| out_name(&r.user, Kind::Keys)).collect();
@@ -476,6 +499,7 @@ pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> 
             path,
         })
         .collect();
+    lines.extend(extra.iter().cloned());
     let header = crate::index::Header {
         serial: Some(serial),
         expires,
@@ -489,6 +513,7 @@ fn write_index(
     key: Option<&ssh_key::PublicKey>,
     name: &str,
     results: &[Published],
+    extra: &[crate::index::Line],
 ) -> Result<IndexInfo, String> {
     let now = now_secs();
     let old_text = previous(o, out, name, key, |t| {
@@ -506,7 +531,7 @@ fn write_index(
             _ => false,
         };
         if let (true, Some(serial)) = (signed_ok, h.serial) {
-            if build_index(results, serial, h.expires) == *t {
+            if build_index(results, extra, serial, h.expires) == *t {
                 return Ok(IndexInfo {
                     path: o.out.join(name),
                     serial,
@@ -518,7 +543,7 @@ fn write_index(
     }
     let serial = next_serial(o.serial, old.and_then(|h| h.serial));
     let expires = o.signer.map(|_| o.expires);
-    let text = build_index(results, serial, expires);
+    let text = build_index(results, extra, serial, expires);
     let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
     // The compressed copy first: a server preferring it never serves one
     // older than the plain file next to it for long.
@@ -674,7 +699,7 @@ mod tests {
         let mut published: Vec<Published> = results.iter().map(|(_, p)| p.clone()).collect();
         // A principals file is not in the index.
         published.push(build_principals_body("carol", "team\n", &policy, None, 0).1);
-        let text = build_index(&published, 42, Some(2_000_000_000));
+        let text = build_index(&published, &[], 42, Some(2_000_000_000));
         let idx = crate::index::Index::parse(&text).unwrap();
         assert_eq!(idx.header.serial, Some(42));
         assert_eq!(idx.lines.len(), 2);
@@ -729,6 +754,9 @@ mod tests {
             ("a\tb", Keys, false),
             ("-a", Keys, false),
             ("aaaa", Keys, false),
+            // The index's revocation list line is nobody's.
+            (":revoked", Keys, true),
+            (":revoked", Principals, false),
         ] {
             let max = if user == "aaaa" { 3 } else { 255 };
             assert!(publishable(user, kind, max, index).is_err(), "{user:?}");

@@ -69,13 +69,33 @@ pub fn check_user(user: &str) -> Result<(), String> {
     }
 }
 
-/// Parses the header, which must be the first line of the file.
-pub fn parse_header(body: &str) -> Result<Header, String> {
-    let first = body.lines().next().unwrap_or_default();
-    let rest = first
+/// What a `#keyward` header's `kind=` says the file is (a keys file has
+/// none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Principals,
+    /// The directory's revocation list (`revocation::list`): no `user=`.
+    Revoked,
+}
+
+/// The fields of a `#keyward` header line, each given at most once; any
+/// other field is an error, so that a file of a kind a reader does not
+/// know is refused, never taken for one it knows. Which fields a kind
+/// needs is its own parser's rule ([`parse_header`], [`parse_list_header`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    pub user: Option<String>,
+    pub kind: Option<FileKind>,
+    pub serial: Option<u64>,
+    pub expires: Option<i64>,
+}
+
+/// Parses the header fields of `line` (the file's first line).
+pub fn parse_fields(line: &str) -> Result<Fields, String> {
+    let rest = line
         .strip_prefix(PREFIX)
         .ok_or("signed file does not start with a #keyward header")?;
-    let (mut user, mut serial, mut expires, mut kind) = (None, None, None, None);
+    let mut f = Fields::default();
     for field in rest.split(' ').filter(|f| !f.is_empty()) {
         let (k, v) = field
             .split_once('=')
@@ -83,18 +103,22 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
         let dup = match k {
             "user" => {
                 check_user(v)?;
-                user.replace(v.to_owned()).is_some()
+                f.user.replace(v.to_owned()).is_some()
             }
-            "kind" => kind
+            "kind" => f
+                .kind
                 .replace(match v {
-                    "principals" => Kind::Principals,
+                    "principals" => FileKind::Principals,
+                    "revoked" => FileKind::Revoked,
                     _ => return Err(format!("bad kind {v:?}")),
                 })
                 .is_some(),
-            "serial" => serial
+            "serial" => f
+                .serial
                 .replace(v.parse::<u64>().map_err(|_| format!("bad serial {v:?}"))?)
                 .is_some(),
-            "expires" => expires
+            "expires" => f
+                .expires
                 .replace(parse_utc(v).ok_or_else(|| format!("bad expires {v:?}"))?)
                 .is_some(),
             _ => return Err(format!("unknown header field {k:?}")),
@@ -103,12 +127,57 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
             return Err(format!("header field {k:?} given twice"));
         }
     }
+    Ok(f)
+}
+
+/// Parses a user's file header, which must be the first line of the file.
+pub fn parse_header(body: &str) -> Result<Header, String> {
+    let f = parse_fields(body.lines().next().unwrap_or_default())?;
+    let kind = match f.kind {
+        None => Kind::Keys,
+        Some(FileKind::Principals) => Kind::Principals,
+        Some(FileKind::Revoked) => {
+            return Err("signed file is a revocation list, not a user's file".into())
+        }
+    };
     Ok(Header {
-        user: user.ok_or("header has no user=")?,
-        kind: kind.unwrap_or(Kind::Keys),
-        serial: serial.ok_or("header has no serial=")?,
-        expires: expires.ok_or("header has no expires=")?,
+        user: f.user.ok_or("header has no user=")?,
+        kind,
+        serial: f.serial.ok_or("header has no serial=")?,
+        expires: f.expires.ok_or("header has no expires=")?,
     })
+}
+
+/// The header of a revocation list: `kind=revoked`, no `user=` (it is the
+/// whole directory's); `serial=` and `expires=` are optional here (an
+/// unsigned list has neither) and required by [`check_list_header`].
+pub fn parse_list_header(line: &str) -> Result<(Option<u64>, Option<i64>), String> {
+    let f = parse_fields(line).map_err(|e| format!("not a keyward revocation list header: {e}"))?;
+    if f.kind != Some(FileKind::Revoked) {
+        return Err("not a keyward revocation list (no kind=revoked in its header)".into());
+    }
+    if f.user.is_some() {
+        return Err("a revocation list header has no user=".into());
+    }
+    Ok((f.serial, f.expires))
+}
+
+/// The signed-file rules for a revocation list's header: a serial (the
+/// rollback floor is `state::Floor`'s rule) and an expiry not yet reached.
+pub fn check_list_header(
+    serial: Option<u64>,
+    expires: Option<i64>,
+    now: i64,
+) -> Result<u64, String> {
+    let serial = serial.ok_or("signed revocation list has no serial=")?;
+    let expires = expires.ok_or("signed revocation list has no expires=")?;
+    if expires <= now {
+        return Err(format!(
+            "signed revocation list expired at {}",
+            format_utc(expires)
+        ));
+    }
+    Ok(serial)
 }
 
 /// Checks a parsed header against the request: right user and kind, not
@@ -303,9 +372,44 @@ mod tests {
             "#keyward user=a serial=1 expires=tomorrow",
             "#keyward user=a kind=keys serial=1 expires=2030-01-01T00:00:00Z",
             "#keyward user=a kind=principals kind=principals serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a kind=revoked serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward kind=revoked serial=1 expires=2030-01-01T00:00:00Z",
         ] {
             assert!(parse_header(b).is_err(), "{b:?}");
         }
+    }
+
+    #[test]
+    fn a_revocation_list_header_is_never_a_users_and_the_reverse() {
+        let line = "#keyward kind=revoked serial=7 expires=2030-01-01T00:00:00Z";
+        assert_eq!(parse_list_header(line), Ok((Some(7), Some(1893456000))));
+        // Field order is free, as in every header; unsigned: neither field.
+        assert_eq!(
+            parse_list_header("#keyward expires=2030-01-01T00:00:00Z kind=revoked serial=7"),
+            Ok((Some(7), Some(1893456000)))
+        );
+        assert_eq!(parse_list_header("#keyward kind=revoked"), Ok((None, None)));
+        let e = parse_header(line).unwrap_err();
+        assert!(e.contains("revocation list, not a user's file"), "{e}");
+        for bad in [
+            "#keyward user=alice serial=7 expires=2030-01-01T00:00:00Z",
+            "#keyward user=alice kind=principals serial=7 expires=2030-01-01T00:00:00Z",
+            "#keyward user=alice kind=revoked serial=7 expires=2030-01-01T00:00:00Z",
+            "#keyward kind=revoked kind=revoked",
+            "#keyward kind=revoked serial=7 extra=1",
+            "#keyward kind=revokedx",
+            "#keyward-index kind=revoked",
+            "#keyward  kind=revoked serial=x",
+        ] {
+            assert!(parse_list_header(bad).is_err(), "{bad:?}");
+        }
+        let now = 1893456000 - 1;
+        assert_eq!(check_list_header(Some(7), Some(1893456000), now), Ok(7));
+        assert!(check_list_header(Some(7), Some(1893456000), now + 1)
+            .unwrap_err()
+            .contains("expired"));
+        assert!(check_list_header(None, Some(1893456000), now).is_err());
+        assert!(check_list_header(Some(7), None, now).is_err());
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Summary {
     pub requests: usize,
     /// How many of `users` were principals entries.
     pub principals: usize,
+    /// What became of the revocation list (not asked with `--user`).
+    pub revoked: Option<crate::revocation::install::Outcome>,
 }
 
 impl Summary {
@@ -84,6 +86,15 @@ impl Summary {
         }
         if let Some(why) = &self.index_error {
             r.push("index_error", why);
+        }
+        if let Some(rv) = &self.revoked {
+            r.push("revoked", rv.how);
+            if let Some(s) = rv.serial {
+                r.push("revoked_serial", s);
+            }
+            if let Some(why) = &rv.error {
+                r.push("revoked_error", why);
+            }
         }
         if let Some((user, why)) = self.failed.first() {
             r.push("reason", format!("{user}: {why}"));
@@ -398,6 +409,8 @@ pub fn run(
         s.index_error = index_error;
         s
     };
+    // What this run's index says about the revocation list.
+    let mut listed: Option<Option<(crate::index::Digest, String)>> = None;
     // `--user` asks for that user only; nothing cached, nothing to ask.
     let mut summary = if only.is_some() || users.is_empty() {
         per_user(None, None)
@@ -408,6 +421,11 @@ pub fn run(
         match refresh_index(&dir, &store, cache.floors(), signers, now_secs()) {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
+                    listed = Some(
+                        index
+                            .get(crate::index::REVOKED)
+                            .map(|l| (l.hash, l.path.to_owned())),
+                    );
                     let listed = |req: &Request, path: &str| dir.fetch_listed(req, path);
                     let ix = Indexed {
                         index: &index,
@@ -434,6 +452,15 @@ pub fn run(
             Err(no) => per_user(Some(no.how), no.why),
         }
     };
+    if only.is_none() {
+        use crate::revocation::install::{self, Listed};
+        let l = match &listed {
+            None => Listed::NoIndex,
+            Some(None) => Listed::Absent,
+            Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
+        };
+        summary.revoked = Some(install::sync(config, &dir, cache.floors(), signers, l));
+    }
     summary.requests = dir.requests();
     sync_principals(config, only, jobs, progress, &mut summary)?;
     Ok(summary)

@@ -174,8 +174,12 @@ fn report_sync(
     sink.tee_stderr(tty || failed);
     sink.send(
         // An unusable index (a bad signature, a rollback) is worth a look
-        // even when every user was then synced on its own.
-        if failed || summary.index_error.is_some() {
+        // even when every user was then synced on its own; so is a
+        // revocation list not refreshed.
+        if failed
+            || summary.index_error.is_some()
+            || summary.revoked.as_ref().is_some_and(|r| r.error.is_some())
+        {
             Severity::Warning
         } else {
             Severity::Info

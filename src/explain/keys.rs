@@ -15,6 +15,7 @@ use crate::os::clock::now_secs;
 use crate::os::nss::Account;
 use crate::policy::{self, DropReason, FpFilter, Judged};
 use crate::report::Status;
+use crate::revocation;
 
 /// What keyward does with one line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -52,7 +53,7 @@ pub struct KeyInfo {
     /// `served`, `dropped` or `skipped` (an unsafe file).
     pub verdict: KeyVerdict,
     /// `key-type`, `rsa-bits`, `expired`, `duplicate`, `max-keys`,
-    /// `invalid`, `unsafe-file`.
+    /// `invalid`, `unsafe-file`, `revoked`.
     pub reason_tag: Option<String>,
     pub reason: Option<String>,
     pub key_type: Option<String>,
@@ -153,6 +154,19 @@ pub fn fill(
         .find(|s| **s != "files")
         .map_or("directory", |s| s);
     let filter = FpFilter::parse(fp);
+    // The revocation list, as the login path uses it (`lookup::select`).
+    let (list, list_error) = match revocation::store::open(config) {
+        Ok(l) => (l, None),
+        Err(e) => (None, Some(e)),
+    };
+    let revoked = |k: &KeyLine| {
+        list.as_ref()
+            .and_then(|l| revocation::store::key(l, config, k).ok().flatten())
+    };
+    let asked_revoked = match (&list, fp) {
+        (Some(l), Some(f)) => revocation::store::fingerprint(l, config, f).ok().flatten(),
+        _ => None,
+    };
     let judged = policy::judge(&config.policy, &g.cands, now_secs() as i64);
     for (i, (c, j)) in judged.into_iter().enumerate() {
         let mut info = c.parsed.as_ref().map(key_info).unwrap_or_default();
@@ -164,9 +178,17 @@ pub fn fill(
         } else {
             ("files".into(), ages.get(&c.source).copied())
         };
-        let served = matches!(j, Judged::Served(_));
+        let mut served = matches!(j, Judged::Served(_));
         match j {
-            Judged::Served(_) => info.verdict = KeyVerdict::Served,
+            Judged::Served(k) => match revoked(k) {
+                Some(r) => {
+                    served = false;
+                    info.verdict = KeyVerdict::Dropped;
+                    info.reason_tag = Some("revoked".into());
+                    info.reason = Some(format!("revoked ({}) by {}", r.by.as_str(), r.source));
+                }
+                None => info.verdict = KeyVerdict::Served,
+            },
             Judged::Dropped(r) => {
                 info.verdict = KeyVerdict::Dropped;
                 info.reason_tag = Some(r.tag().into());
@@ -176,13 +198,26 @@ pub fn fill(
         if let (Some(_), Ok(k)) = (fp, &c.parsed) {
             let m = filter.check(k);
             info.matches = Some(m.asked);
-            info.printed = Some(served && m.printed);
+            // A revoked asked key: nothing is printed, cert-authority
+            // lines included.
+            info.printed = Some(served && m.printed && asked_revoked.is_none());
         }
         ex.keys.push(info);
     }
     ex.keys.extend(g.skipped.iter().map(skipped_info));
     ex.warnings.extend(g.warnings);
-    ex.verdict = verdict(ex, &filter, fp);
+    if let Some(e) = &list_error {
+        ex.failure = Some(e.clone());
+    }
+    ex.verdict = match (&list_error, &asked_revoked) {
+        (Some(e), _) => format!("keyward fails closed (prints nothing): {e}"),
+        (None, Some(r)) => format!(
+            "the key asked about is revoked ({}) by {}: sshd gets no key",
+            r.by.as_str(),
+            r.source
+        ),
+        (None, None) => verdict(ex, &filter, fp),
+    };
 }
 
 /// One sentence: how many keys sshd gets, and what happens to the one it

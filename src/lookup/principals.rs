@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::os::clock::now_secs;
 use crate::os::privdrop;
 use crate::principals;
+use crate::revocation;
 
 /// An account's principals file, judged: what `run_principals` prints and
 /// `explain` shows.
@@ -102,6 +103,19 @@ pub fn run_principals(
         Ok(g) => g,
         Err(Failure { reason, source }) => return fail(record, source, reason),
     };
+    // The certificate itself, whatever the account's principals.
+    match revoked_cert(config, info) {
+        Ok(None) => {}
+        Ok(Some(r)) => {
+            record.push("revoked_by", r.by.as_str());
+            record.push("revoked_source", r.source.to_string());
+            if let revocation::list::By::Serial { lo, hi } = r.by {
+                record.push("revoked_serials", format!("{lo}-{hi}"));
+            }
+            return decided(record, Severity::Notice, "deny", "revoked");
+        }
+        Err(why) => return fail(record, None, why),
+    }
     let Some(answer) = &g.answer else {
         record.push("source", "none");
         let why = "no [directory] configured: no principals";
@@ -122,6 +136,19 @@ pub fn run_principals(
         exit: 0,
         severity,
         record: finish(record, decision, started),
+    }
+}
+
+/// Whether the installed revocation list revokes the certificate sshd
+/// describes (no list: nothing is revoked, and sshd's arguments are not
+/// needed).
+fn revoked_cert(
+    config: &Config,
+    info: &principals::CertInfo,
+) -> Result<Option<revocation::list::Revoked>, String> {
+    match revocation::store::open(config)? {
+        Some(list) => revocation::store::cert(&list, config, info),
+        None => Ok(None),
     }
 }
 

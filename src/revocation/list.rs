@@ -71,34 +71,10 @@ impl Header {
         s
     }
 
+    /// By the shared `#keyward` header parser (`signed::parse_list_header`).
     pub fn parse(line: &str) -> Result<Header, String> {
-        let rest = line
-            .strip_prefix(PREFIX)
-            .filter(|r| r.is_empty() || r.starts_with(' '))
-            .ok_or("not a keyward revocation list (no #keyward kind=revoked header)")?;
-        let mut h = Header::default();
-        for field in rest.split(' ').filter(|f| !f.is_empty()) {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| format!("bad revocation list header field {field:?}"))?;
-            let dup = match k {
-                "serial" => h
-                    .serial
-                    .replace(v.parse().map_err(|_| format!("bad serial {v:?}"))?)
-                    .is_some(),
-                "expires" => h
-                    .expires
-                    .replace(
-                        crate::signed::parse_utc(v).ok_or_else(|| format!("bad expires {v:?}"))?,
-                    )
-                    .is_some(),
-                _ => return Err(format!("unknown revocation list header field {k:?}")),
-            };
-            if dup {
-                return Err(format!("header field {k:?} given twice"));
-            }
-        }
-        Ok(h)
+        let (serial, expires) = crate::signed::parse_list_header(line)?;
+        Ok(Header { serial, expires })
     }
 }
 
@@ -477,15 +453,20 @@ impl<'r> Lookup<'r> {
                 source: src.1,
             }));
         }
-        if let Some(h) = sha1 {
-            if let Some(src) = self.exact(&format!("s:{}", b64(h)))? {
-                return Ok(Some(Revoked {
-                    by: By::KeySha1,
-                    source: src.1,
-                }));
-            }
+        match sha1 {
+            Some(h) => self.key_sha1(h),
+            None => Ok(None),
         }
-        Ok(None)
+    }
+
+    /// A key by its SHA-1 only (its SHA-256 already looked up).
+    pub fn key_sha1(&mut self, sha1: &Sha1) -> io::Result<Option<Revoked>> {
+        Ok(self
+            .exact(&format!("s:{}", b64(sha1)))?
+            .map(|(_, source)| Revoked {
+                by: By::KeySha1,
+                source,
+            }))
     }
 
     /// A certificate: its key, its CA's key, its key ID and serial for its
@@ -548,9 +529,12 @@ impl<'r> Lookup<'r> {
     /// The last line whose key (first field) is <= `target`: (key, rest).
     /// A few reads of at most a few KiB each.
     fn find_le(&mut self, target: &[u8]) -> io::Result<Option<(String, String)>> {
-        const SCAN: u64 = 8192;
-        let key_of =
-            |raw: &[u8]| -> Vec<u8> { raw.split(|&b| b == b' ').next().unwrap_or(raw).to_vec() };
+        // Bisect down to a window this small, then scan it: a read of a
+        // few hundred bytes per step costs less than comparing many lines.
+        const SCAN: u64 = 1024;
+        fn key_of(raw: &[u8]) -> &[u8] {
+            raw.split(|&b| b == b' ').next().unwrap_or(raw)
+        }
         // Lines starting before lo (and the one at lo, once moved) are <=
         // target; the line at hi (if any) is > target.
         let (mut lo, mut hi) = (self.start, self.end);
@@ -559,8 +543,10 @@ impl<'r> Lookup<'r> {
             // Lines are short (~70 bytes): a small read almost always
             // holds the line end before mid and the whole next line.
             const SMALL: usize = 512;
+            let nl_at = |c: &[u8]| c.iter().position(|&b| b == b'\n');
+            let whole = |c: &[u8]| nl_at(c).is_some_and(|nl| nl_at(&c[nl + 1..]).is_some());
             let mut chunk = (self.read)(mid - 1, SMALL)?;
-            if chunk.len() == SMALL && chunk.iter().filter(|&&b| b == b'\n').count() < 2 {
+            if chunk.len() == SMALL && !whole(&chunk) {
                 chunk = (self.read)(mid - 1, 2 * MAX_LINE + 2)?;
             }
             let Some(nl) = chunk.iter().position(|&b| b == b'\n') else {
@@ -575,7 +561,7 @@ impl<'r> Lookup<'r> {
                 .iter()
                 .position(|&b| b == b'\n')
                 .ok_or_else(|| corrupt("revocation list line longer than allowed"))?;
-            if key_of(&rest[..end]).as_slice() <= target {
+            if key_of(&rest[..end]) <= target {
                 lo = s;
             } else {
                 hi = s;
@@ -588,7 +574,7 @@ impl<'r> Lookup<'r> {
         }
         let mut found = None;
         for raw in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if key_of(raw).as_slice() > target {
+            if key_of(raw) > target {
                 break;
             }
             found = Some(raw);
@@ -655,6 +641,10 @@ impl ListFile {
 
     pub fn key_hashes(&self, sha256: &Sha256, sha1: Option<&Sha1>) -> io::Result<Option<Revoked>> {
         self.with(|l| l.key_hashes(sha256, sha1))
+    }
+
+    pub fn key_sha1(&self, sha1: &Sha1) -> io::Result<Option<Revoked>> {
+        self.with(|l| l.key_sha1(sha1))
     }
 
     pub fn cert(&self, q: &CertQuery) -> io::Result<Option<Revoked>> {
@@ -963,11 +953,18 @@ mod tests {
                     }
                     _ => {
                         let c = &cas[rnd(2) as usize];
+                        // Now and then a long ID (its line is longer than
+                        // the search's small reads), percent-encoded.
+                        let n = rnd(5000);
+                        let tail = match rnd(8) {
+                            0 => "é ".repeat(rnd(300) as usize),
+                            _ => String::new(),
+                        };
                         r.cas
                             .entry(c.fp)
                             .or_default()
                             .ids
-                            .insert(format!("id {}", rnd(5000)), src("c.spec", i as usize + 1));
+                            .insert(format!("id {n}{tail}"), src("c.spec", i as usize + 1));
                     }
                 }
             }

@@ -330,13 +330,19 @@ fn a_directory_without_an_index_works_as_before() {
     let (out, rec, new) = w.sync();
     assert!(out.success(), "{out}");
     assert_eq!(field(&rec, "index"), "none", "{rec}");
+    // Index 404, one per user, then the revocation list (asked for on its
+    // own without an index; this directory has none: 404).
     assert_eq!(
         new.len(),
-        1 + all.len(),
-        "index 404, then one per user: {new:?}"
+        2 + all.len(),
+        "index 404, then one per user, then the list: {new:?}"
     );
     assert_eq!(new[0].status, 404);
-    assert!(new[1..].iter().all(|a| a.status == 304), "{new:?}");
+    assert!(
+        new[1..=all.len()].iter().all(|a| a.status == 304),
+        "{new:?}"
+    );
+    assert_eq!(new[1 + all.len()].uri, "/users/revoked.list", "{new:?}");
     assert!(!w.stored_index().exists(), "the stale index is forgotten");
     // Unlisted users go to the directory again.
     let before = w.nginx.total();
@@ -353,8 +359,9 @@ fn a_directory_without_an_index_works_as_before() {
     let (out, rec, new) = w.sync();
     assert!(out.success(), "{out}");
     assert_eq!(field(&rec, "index"), "off", "{rec}");
-    // One per cached entry, the stranger's remembered 404 included.
-    assert_eq!(new.len(), all.len() + 1, "{new:?}");
+    // One per cached entry, the stranger's remembered 404 included, and
+    // the revocation list.
+    assert_eq!(new.len(), all.len() + 2, "{new:?}");
     assert!(
         new.iter().all(|a| !a.uri.contains("keyward.index")),
         "{new:?}"

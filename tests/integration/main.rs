@@ -28,6 +28,8 @@ mod pam_stress;
 mod principals;
 mod publish_safety;
 mod revocation;
+mod revocation_sshd;
+mod revocation_sync;
 mod robust;
 mod signed;
 mod stalled_log;

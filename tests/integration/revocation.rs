@@ -377,3 +377,184 @@ fn measure_100k_revocations() {
         q_total.as_secs_f64() * 1e3 / q_rounds as f64,
     );
 }
+
+/// `ssh-keygen -Y verify -n keyward` of `file` with `file.sig` by `signer`.
+fn sig_verifies(dir: &Path, signer: &SshKey, file: &Path) -> bool {
+    let allowed = dir.join("allowed_signers");
+    fs::write(&allowed, format!("pub@kw {}\n", signer.public_line())).unwrap();
+    let sig = format!("{}.sig", file.display());
+    let out = run(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec ssh-keygen -Y verify -n keyward -I pub@kw -f "$1" -s "$2" < "$3""#)
+            .args([
+                "sh".as_ref(),
+                allowed.as_os_str(),
+                sig.as_ref(),
+                file.as_os_str(),
+            ]),
+        Duration::from_secs(20),
+    );
+    out.success()
+}
+
+/// `keyward publish SRC OUT --signer S --validity 1d [--serial N]`.
+fn publish(kw: &Keyward, src: &Path, out: &Path, signer: &SshKey, serial: Option<u64>) -> Out {
+    let serial = serial.map(|s| s.to_string());
+    let mut args = vec![
+        "publish",
+        src.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--signer",
+        signer.path.to_str().unwrap(),
+        "--validity",
+        "1d",
+    ];
+    if let Some(s) = &serial {
+        args.extend(["--serial", s]);
+    }
+    run(&mut kw.command(&args), Duration::from_secs(120))
+}
+
+/// The index's revocation line: (serial, hash).
+fn index_revoked_line(out: &Path) -> Option<(Option<u64>, [u8; 8])> {
+    let text = fs::read_to_string(out.join("keyward.index")).unwrap();
+    let idx = pam_keyward::index::Index::parse(&text).unwrap();
+    let l = idx.get(pam_keyward::index::REVOKED)?;
+    assert_eq!(l.path, "revoked.list");
+    Some((l.serial, l.hash))
+}
+
+#[test]
+fn publish_writes_the_signed_list_and_krl_that_ssh_keygen_verifies_and_the_index_names_it() {
+    let td = TestDir::new("revpublish");
+    let d = td.path();
+    let kw = Keyward::install();
+    let signer = SshKey::ed25519(d, "signer");
+    let ca = SshKey::ed25519(d, "ca");
+    let other_ca = SshKey::ed25519(d, "other-ca");
+    let gone = SshKey::ed25519(d, "gone");
+    let fine = SshKey::ed25519(d, "fine");
+    let src = td.subdir("src");
+    let out = td.subdir("out");
+    fs::write(src.join("alice.keys"), format!("{}\n", fine.public_line())).unwrap();
+
+    // Without SRC/revoked/: nothing of revocation is written.
+    let p = publish(&kw, &src, &out, &signer, Some(1000));
+    assert!(p.success(), "{p}");
+    assert!(!out.join("revoked.list").exists());
+    assert!(!out.join("revoked.krl").exists());
+    assert_eq!(index_revoked_line(&out), None);
+
+    let rev = src.join("revoked");
+    fs::create_dir(&rev).unwrap();
+    fs::write(
+        rev.join("users.spec"),
+        format!("key: {}\n", gone.public_line()),
+    )
+    .unwrap();
+    fs::write(rev.join("ci.spec"), "serial: 100-199\nid: gone@corp\n").unwrap();
+    fs::copy(&ca.pub_path, rev.join("ci.pub")).unwrap();
+    let c_serial = cert(d, &ca, &fine, "alice@laptop", 150, "serial");
+    let c_id = cert(d, &ca, &fine, "gone@corp", 500, "id");
+    let c_fine = cert(d, &ca, &fine, "alice@laptop", 200, "not-revoked");
+    let c_other = cert(d, &other_ca, &fine, "gone@corp", 150, "other");
+
+    let p = publish(&kw, &src, &out, &signer, Some(1000));
+    assert!(p.success(), "{p}");
+    assert!(
+        p.stdout
+            .contains("revocations: 2 spec(s), 1 key(s), 1 CA(s)"),
+        "{p}"
+    );
+    let list_path = out.join("revoked.list");
+    let krl_path = out.join("revoked.krl");
+    for f in [&list_path, &krl_path] {
+        assert!(sig_verifies(d, &signer, f), "{}", f.display());
+    }
+    // A signature of the list is not one of the KRL.
+    fs::copy(
+        format!("{}.sig", list_path.display()),
+        d.join("swapped.sig"),
+    )
+    .unwrap();
+    fs::copy(&krl_path, d.join("swapped")).unwrap();
+    assert!(!sig_verifies(d, &signer, &d.join("swapped")));
+
+    let text = fs::read_to_string(&list_path).unwrap();
+    let h = list::check(&text).unwrap();
+    // The serial continues past the users' files of the same run.
+    let serial = h.serial.unwrap();
+    assert!(serial >= 1000, "{text}");
+    assert!(h.expires.is_some());
+    assert!(text.starts_with("#keyward kind=revoked serial="), "{text}");
+    assert_eq!(
+        index_revoked_line(&out),
+        Some((Some(serial), pam_keyward::index::digest(text.as_bytes())))
+    );
+    // keyward's list and sshd's KRL say the same for each.
+    let list = ListFile::open(&list_path, 0).unwrap();
+    for (file, revoked) in [
+        (&gone.pub_path, true),
+        (&fine.pub_path, false),
+        (&c_serial, true),
+        (&c_id, true),
+        (&c_fine, false),
+        (&c_other, false),
+    ] {
+        assert_eq!(
+            krl_says_revoked(&krl_path, file),
+            revoked,
+            "{}",
+            file.display()
+        );
+        assert_eq!(
+            list_verdict(&list, file).is_some(),
+            revoked,
+            "{}",
+            file.display()
+        );
+    }
+
+    // Nothing changed: the same bytes, the same serial (hosts get a 304).
+    let p = publish(&kw, &src, &out, &signer, Some(1000));
+    assert!(p.success(), "{p}");
+    assert!(p.stdout.contains("unchanged"), "{p}");
+    assert_eq!(fs::read_to_string(&list_path).unwrap(), text);
+
+    // A new revocation: a higher serial (never lower, whatever --serial
+    // says), a new index line, a KRL that has it.
+    fs::write(
+        rev.join("users.spec"),
+        format!("key: {}\nkey: {}\n", gone.public_line(), fine.public_line()),
+    )
+    .unwrap();
+    let p = publish(&kw, &src, &out, &signer, Some(5));
+    assert!(p.success(), "{p}");
+    let text2 = fs::read_to_string(&list_path).unwrap();
+    let serial2 = list::check(&text2).unwrap().serial.unwrap();
+    assert!(serial2 > serial, "{serial2} after {serial}");
+    assert_eq!(
+        index_revoked_line(&out),
+        Some((Some(serial2), pam_keyward::index::digest(text2.as_bytes())))
+    );
+    assert!(krl_says_revoked(&krl_path, &fine.pub_path));
+    assert!(sig_verifies(d, &signer, &krl_path));
+    assert!(sig_verifies(d, &signer, &list_path));
+
+    // A spec that does not parse fails the run, naming it; nothing changes.
+    let before: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    fs::write(rev.join("bad.spec"), "serial: 5\n").unwrap();
+    fs::write(src.join("bob.keys"), format!("{}\n", fine.public_line())).unwrap();
+    let p = publish(&kw, &src, &out, &signer, None);
+    assert!(!p.success(), "{p}");
+    assert!(p.stderr.contains("bad.spec:1"), "{p}");
+    for (path, bytes) in &before {
+        assert_eq!(&fs::read(path).unwrap(), bytes, "{}", path.display());
+    }
+    assert!(!out.join("bob.keys").exists());
+}

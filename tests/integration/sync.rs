@@ -192,6 +192,9 @@ fn not_modified_keeps_entries_and_refreshes_their_age() {
     // First the index: this directory has none (404), so every
     // cached user gets its own conditional request, as before.
     assert_eq!(new.remove(0).uri, "/users/keyward.index", "{new:?}");
+    // Last the revocation list, asked for on its own without an index.
+    let last = new.pop().map(|a| a.uri);
+    assert_eq!(last.as_deref(), Some("/users/revoked.list"), "{new:?}");
     assert_eq!(
         new.len(),
         users.len(),
@@ -359,7 +362,10 @@ fn sync_user_fetches_one_user_and_empty_cache_is_fine() {
     let w = World::new();
     let out = w.sync(&[]);
     assert!(out.success(), "nothing cached, nothing to do: {out}");
-    assert_eq!(w.nginx.total(), 0);
+    // Only the revocation list (index 404 is not asked without users):
+    // a host with nothing cached still enforces it ([files], certificates).
+    let asked: Vec<String> = w.nginx.accesses().into_iter().map(|a| a.uri).collect();
+    assert_eq!(asked, ["/users/revoked.list"]);
 
     let u = user("one");
     let k = w.key(&u);
@@ -369,7 +375,8 @@ fn sync_user_fetches_one_user_and_empty_cache_is_fine() {
     assert!(w.entry(&u).is_some(), "--user caches a user not cached yet");
     let out = w.sync(&["--user", "../etc/passwd"]);
     assert!(!out.success(), "invalid user names are refused: {out}");
-    assert_eq!(w.nginx.total(), 1);
+    // The list before, the one user now (`--user` asks for no list).
+    assert_eq!(w.nginx.total(), 2);
 }
 
 /// Replaces a file atomically (temp + rename) with a distinct mtime, so
@@ -476,10 +483,11 @@ fn concurrent_keys_during_sync_never_see_a_torn_entry() {
     assert!(runs >= 3, "sync ran only {runs} times");
     // Every request came from sync (one per cached user per run): no `keys`
     // run ever found the entry missing or corrupt and went to the network.
-    // (Plus one index request per run: this directory has none.)
+    // (Plus one index request per run: this directory has none; and one
+    // for the revocation list, asked for on its own without an index.)
     assert_eq!(
         w.nginx.total() - requests_before,
-        runs * (cached + 1),
+        runs * (cached + 2),
         "requests other than sync's were made"
     );
     // And syslog says every keys run answered from the cache.
