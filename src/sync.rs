@@ -14,6 +14,8 @@
 //! touches nothing. Principals entries (`<dir>/.principals`) are refreshed
 //! the same way, per user (the index lists keys files only).
 
+pub mod revoked;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -53,7 +55,7 @@ pub struct Summary {
     /// How many of `users` were principals entries.
     pub principals: usize,
     /// What became of the revocation list (not asked with `--user`).
-    pub revoked: Option<crate::revocation::install::Outcome>,
+    pub revoked: Option<revoked::Outcome>,
 }
 
 impl Summary {
@@ -453,13 +455,13 @@ pub fn run(
         }
     };
     if only.is_none() {
-        use crate::revocation::install::{self, Listed};
+        use revoked::Listed;
         let l = match &listed {
             None => Listed::NoIndex,
             Some(None) => Listed::Absent,
             Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
         };
-        summary.revoked = Some(install::sync(config, &dir, cache.floors(), signers, l));
+        summary.revoked = Some(revoked::sync(config, &dir, cache.floors(), signers, l));
     }
     summary.requests = dir.requests();
     sync_principals(config, only, jobs, progress, &mut summary)?;

@@ -605,10 +605,10 @@ fn module_check(file: &str, named: &[&ModLine]) -> Check {
 }
 
 #[cfg(test)]
-pub(in crate::doctor) mod tests {
+mod tests {
     use super::*;
 
-    pub(in crate::doctor) const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
+    const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
 
     fn load(name: &str) -> Option<String> {
         match name {

@@ -176,7 +176,7 @@ pub fn read_pam_dir(dir: &Path) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::pam::tests::COMMON_AUTH;
+    const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
     use crate::report::Status;
 
     fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -11,10 +11,10 @@
 
 use std::time::Duration;
 
-use super::store;
 use crate::config::Config;
 use crate::directory::{HttpDirectory, RevokedFetch};
 use crate::index::Digest;
+use crate::revocation::store;
 use crate::signed::Signer;
 use crate::state::{self, Floor};
 use crate::statestore::{atomic_write, FloorStore};
@@ -66,7 +66,7 @@ pub fn sync(
     let path = store::path(config);
     let installed = std::fs::read_to_string(&path).ok();
     let serial_of = |t: &str| {
-        super::list::Header::parse(t.lines().next().unwrap_or_default())
+        crate::revocation::list::Header::parse(t.lines().next().unwrap_or_default())
             .ok()
             .and_then(|h| h.serial)
     };
