@@ -8,5 +8,6 @@ pub mod nss;
 pub mod privdrop;
 pub mod process;
 pub mod safepath;
+pub mod secret;
 #[cfg(target_os = "linux")]
 pub mod unwind;
