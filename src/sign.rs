@@ -96,9 +96,21 @@ fn classify(text: &str) -> Result<KeyFile, String> {
             "held on a security key (sk-*): only ssh-keygen can sign with it".into(),
         ));
     }
-    // Fail now, not on the first file, if the crate cannot sign with it.
-    key.sign(NAMESPACE, HASH, b"probe")
-        .map_err(|e| format!("cannot sign with a {alg} key in-process: {e}"))?;
+    if alg.clone().is_rsa() {
+        // ssh-key 0.6.7 builds the RSA private key from p twice (not p and
+        // q), so every RSA signature fails: ed25519 and ECDSA sign here.
+        return Ok(KeyFile::ForSshKeygen(
+            "an RSA key, which keyward signs with through ssh-keygen \
+             (an ed25519 or ECDSA key signs in-process)"
+                .into(),
+        ));
+    }
+    // Find out now, not on the first file, if the crate cannot sign with it.
+    if let Err(e) = key.sign(NAMESPACE, HASH, b"probe") {
+        return Ok(KeyFile::ForSshKeygen(format!(
+            "a {alg} key the in-process signer cannot use ({e})"
+        )));
+    }
     Ok(KeyFile::Usable(Box::new(key)))
 }
 

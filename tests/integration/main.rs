@@ -24,6 +24,7 @@ mod packaging_systemd;
 mod pam;
 mod pam_stress;
 mod principals;
+mod publish_sources;
 mod robust;
 mod signed;
 mod sync;
