@@ -370,10 +370,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         ("/usr/share/doc/keyward/changelog.Debian.gz", "-rw-r--r--"),
         // The README's links (docs/...) resolve in the installed copy.
         ("/usr/share/doc/keyward/docs/GUIDE.md", "-rw-r--r--"),
-        (
-            "/usr/share/doc/keyward/docs/TROUBLESHOOTING.md",
-            "-rw-r--r--",
-        ),
+        ("/usr/share/doc/keyward/docs/TROUBLESHOOTING.md", "-rw-r--r--"),
     ];
     for (path, mode) in expect_deb {
         let (m, owner) = deb
