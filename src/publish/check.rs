@@ -42,11 +42,110 @@ pub fn read_tree(out: &Path, cap: u64) -> Result<Tree, String> {
             .and_then(|f| f.take(cap + 1).read_to_end(&mut bytes))
             .map_err(|e| format!("{}: {e}", entry.path().display()))?;
         if bytes.len() as u64 > cap {
-            return Err(format!("{}: larger than {cap} bytes", entry.path().display()));
+            return Err(format!(
+                "{}: larger than {cap} bytes",
+                entry.path().display()
+            ));
         }
         tree.files.insert(name, bytes);
     }
     Ok(tree)
+}
+
+/// The check in progress: the names accounted for, the problems found.
+struct Checker<'a> {
+    tree: &'a Tree,
+    signers: Option<&'a [PublicKey]>,
+    now: i64,
+    expected: BTreeSet<String>,
+    problems: Vec<String>,
+}
+
+fn text<'t>(tree: &'t Tree, name: &str) -> Option<&'t str> {
+    std::str::from_utf8(tree.files.get(name)?).ok()
+}
+
+impl Checker<'_> {
+    /// A signed file's signature and header; its serial when both hold.
+    fn signed_file(&mut self, name: &str, user: &str, kind: Kind) -> Option<u64> {
+        let signers = self.signers?;
+        let sig_name = format!("{name}.sig");
+        self.expected.insert(sig_name.clone());
+        let tree = self.tree;
+        let (Some(body), Some(sig)) = (text(tree, name), tree.files.get(&sig_name)) else {
+            self.problems
+                .push(format!("{name}: no signature ({sig_name} missing)"));
+            return None;
+        };
+        match signed::check_file(body, sig, signers, user, kind, self.now) {
+            Ok(h) => Some(h.serial),
+            Err(e) => {
+                self.problems.push(format!("{name}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The index, its signature, and every file it lists.
+    fn index(&mut self, index: &str) {
+        self.expected.insert(index.to_owned());
+        let tree = self.tree;
+        let Some(itext) = text(tree, index) else {
+            self.problems
+                .push(format!("{index}: missing (or not UTF-8)"));
+            return;
+        };
+        if let Some(signers) = self.signers {
+            let sig_name = format!("{index}.sig");
+            self.expected.insert(sig_name.clone());
+            match tree.files.get(&sig_name) {
+                None => self
+                    .problems
+                    .push(format!("{index}: no signature ({sig_name} missing)")),
+                Some(sig) => {
+                    if let Err(e) = signed::verify(itext.as_bytes(), sig, signers) {
+                        self.problems.push(format!("{index}: {e}"));
+                    }
+                }
+            }
+        }
+        let signed = self.signers.is_some();
+        check_index(
+            self.tree,
+            index,
+            itext,
+            signed,
+            self.now,
+            &mut self.problems,
+        );
+        if self.tree.files.contains_key(&format!("{index}.gz")) {
+            self.expected.insert(format!("{index}.gz"));
+        }
+        let Ok(idx) = crate::index::Index::parse(itext) else {
+            return;
+        };
+        for line in &idx.lines {
+            self.expected.insert(line.path.to_owned());
+            let Some(body) = tree.files.get(line.path) else {
+                self.problems.push(format!(
+                    "{}: listed in {index} for {}, missing",
+                    line.path, line.user
+                ));
+                continue;
+            };
+            if crate::index::digest(body) != line.hash {
+                self.problems.push(format!(
+                    "{}: its hash is not the one {index} gives",
+                    line.path
+                ));
+            }
+            let serial = self.signed_file(line.path, line.user, Kind::Keys);
+            if serial.is_some() && serial != line.serial {
+                self.problems
+                    .push(format!("{}: serial differs from {index}'s", line.path));
+            }
+        }
+    }
 }
 
 /// Every problem with the tree (empty: fit to upload). `signers`: the
@@ -57,102 +156,49 @@ pub fn check_tree(
     signers: Option<&[PublicKey]>,
     now: i64,
 ) -> Vec<String> {
-    let mut problems: Vec<String> = tree
-        .others
-        .iter()
-        .map(|n| format!("{n}: not a regular file"))
-        .collect();
-    let mut expected: BTreeSet<String> = BTreeSet::new();
-    let text = |name: &str| -> Option<&str> {
-        std::str::from_utf8(tree.files.get(name)?).ok()
+    let mut c = Checker {
+        tree,
+        signers,
+        now,
+        expected: BTreeSet::new(),
+        problems: tree
+            .others
+            .iter()
+            .map(|n| format!("{n}: not a regular file"))
+            .collect(),
     };
-    // A signed file: its signature, then its header.
-    let mut signed_file = |name: &str, user: &str, kind: Kind, problems: &mut Vec<String>| {
-        let Some(signers) = signers else {
-            return None;
-        };
-        let sig_name = format!("{name}.sig");
-        expected.insert(sig_name.clone());
-        let (Some(body), Some(sig)) = (text(name), tree.files.get(&sig_name)) else {
-            problems.push(format!("{name}: no signature ({sig_name} missing)"));
-            return None;
-        };
-        match signed::check_file(body, sig, signers, user, kind, now) {
-            Ok(h) => Some(h.serial),
-            Err(e) => {
-                problems.push(format!("{name}: {e}"));
-                None
-            }
-        }
-    };
-    let mut listed: BTreeSet<&str> = BTreeSet::new();
     if let Some(index) = index {
-        expected.insert(index.to_owned());
-        match text(index) {
-            None => problems.push(format!("{index}: missing (or not UTF-8)")),
-            Some(itext) => {
-                if let Some(signers) = signers {
-                    let sig_name = format!("{index}.sig");
-                    expected.insert(sig_name.clone());
-                    match tree.files.get(&sig_name) {
-                        None => problems.push(format!("{index}: no signature ({sig_name} missing)")),
-                        Some(sig) => {
-                            if let Err(e) = signed::verify(itext.as_bytes(), sig, signers) {
-                                problems.push(format!("{index}: {e}"));
-                            }
-                        }
-                    }
-                }
-                check_index(tree, index, itext, signers.is_some(), now, &mut problems);
-                if let Ok(idx) = crate::index::Index::parse(itext) {
-                    for line in &idx.lines {
-                        listed.insert(line.path);
-                        expected.insert(line.path.to_owned());
-                        let Some(body) = tree.files.get(line.path) else {
-                            problems.push(format!("{}: listed in {index} for {}, missing", line.path, line.user));
-                            continue;
-                        };
-                        if crate::index::digest(body) != line.hash {
-                            problems.push(format!("{}: its hash is not the one {index} gives", line.path));
-                        }
-                        let serial = signed_file(line.path, line.user, Kind::Keys, &mut problems);
-                        if serial.is_some() && serial != line.serial {
-                            problems.push(format!("{}: serial differs from {index}'s", line.path));
-                        }
-                    }
-                }
-                if tree.files.contains_key(&format!("{index}.gz")) {
-                    expected.insert(format!("{index}.gz"));
-                }
-            }
+        c.index(index);
+    }
+    for name in tree.files.keys() {
+        // Principals files are not in the index; without an index, neither
+        // are keys files: each is checked on its own.
+        let own = match (name.strip_suffix(".principals"), name.strip_suffix(".keys")) {
+            (Some(user), _) => Some((user, Kind::Principals)),
+            (None, Some(user)) if index.is_none() => Some((user, Kind::Keys)),
+            _ => None,
+        };
+        if let Some((user, kind)) = own {
+            c.expected.insert(name.clone());
+            c.signed_file(name, user, kind);
         }
     }
     for name in tree.files.keys() {
-        if let Some(user) = name.strip_suffix(".principals") {
-            expected.insert(name.clone());
-            signed_file(name, user, Kind::Principals, &mut problems);
-        } else if index.is_none() {
-            if let Some(user) = name.strip_suffix(".keys") {
-                expected.insert(name.clone());
-                signed_file(name, user, Kind::Keys, &mut problems);
-            }
-        }
-    }
-    for name in tree.files.keys() {
-        if expected.contains(name) {
+        if c.expected.contains(name) {
             continue;
         }
-        let why = match name.strip_suffix(".keys") {
-            Some(_) if !listed.contains(name.as_str()) && index.is_some() => {
-                "a keys file the index does not list"
-            }
-            _ if name.ends_with(".sig") && signers.is_none() => "a signature in an unsigned tree",
-            _ if name.starts_with('.') => "a leftover temporary file",
-            _ => "not part of the publication",
+        let why = if name.starts_with('.') {
+            "a leftover temporary file"
+        } else if name.ends_with(".keys") {
+            "a keys file the index does not list"
+        } else if name.ends_with(".sig") && signers.is_none() {
+            "a signature in an unsigned tree"
+        } else {
+            "not part of the publication"
         };
-        problems.push(format!("{name}: stray ({why})"));
+        c.problems.push(format!("{name}: stray ({why})"));
     }
-    problems
+    c.problems
 }
 
 /// The index itself: it parses, has not expired, and its gzip copy (if
@@ -168,10 +214,9 @@ fn check_index(
     match crate::index::Index::parse(itext) {
         Err(e) => problems.push(format!("{index}: {e}")),
         Ok(idx) => match idx.header.expires {
-            Some(e) if e <= now => problems.push(format!(
-                "{index}: expired at {}",
-                signed::format_utc(e)
-            )),
+            Some(e) if e <= now => {
+                problems.push(format!("{index}: expired at {}", signed::format_utc(e)))
+            }
             None if signed => problems.push(format!("{index}: signed index without expires")),
             _ => {}
         },
@@ -186,5 +231,118 @@ fn check_index(
         if !same {
             problems.push(format!("{index}.gz: does not hold {index}'s text"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PolicyConfig;
+    use crate::publish::{build_body, build_index};
+    use crate::signed::Header;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+    /// ssh-key's documentation key (unencrypted ed25519).
+    const SIGNER: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCzPq7zfqLffKoBDe/eo04kH2XxtSmk9D7RQyf1xUqrYgAAAJgAIAxdACAM
+XQAAAAtzc2gtZWQyNTUxOQAAACCzPq7zfqLffKoBDe/eo04kH2XxtSmk9D7RQyf1xUqrYg
+AAAEC2BsIi0QwW2uFscKTUUXNHLsYX4FxlaSDSblbAj7WR7bM+rvN+ot98qgEN796jTiQf
+ZfG1KaT0PtFDJ/XFSqtiAAAAEHVzZXJAZXhhbXBsZS5jb20BAgMEBQ==
+-----END OPENSSH PRIVATE KEY-----
+";
+    const NOW: i64 = 1_800_000_000;
+
+    /// A signed tree of two users and the index, as publish writes it.
+    fn tree() -> (Tree, Vec<PublicKey>) {
+        let key = ssh_key::PrivateKey::from_openssh(SIGNER).unwrap();
+        let sign = |b: &str| crate::sign::sign_native(&key, b.as_bytes()).unwrap();
+        let mut t = Tree::default();
+        let mut published = Vec::new();
+        for (i, user) in ["alice", "bob"].into_iter().enumerate() {
+            let h = Header {
+                user: user.into(),
+                kind: Kind::Keys,
+                serial: 10 + i as u64,
+                expires: NOW + 3600,
+            };
+            let (body, p) = build_body(
+                user,
+                &format!("{ED} {user}\n"),
+                &PolicyConfig::default(),
+                Some(&h),
+                NOW,
+            );
+            t.files.insert(format!("{user}.keys.sig"), sign(&body));
+            t.files.insert(format!("{user}.keys"), body.into_bytes());
+            published.push(p);
+        }
+        let index = build_index(&published, 99, Some(NOW + 3600));
+        t.files.insert("keyward.index.sig".into(), sign(&index));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, index.as_bytes()).unwrap();
+        t.files
+            .insert("keyward.index.gz".into(), gz.finish().unwrap());
+        t.files.insert("keyward.index".into(), index.into_bytes());
+        (t, vec![key.public_key().clone()])
+    }
+
+    fn problems(t: &Tree, signers: &[PublicKey]) -> String {
+        check_tree(t, Some("keyward.index"), Some(signers), NOW).join("\n")
+    }
+
+    #[test]
+    fn a_tree_as_published_passes() {
+        let (t, signers) = tree();
+        assert_eq!(problems(&t, &signers), "");
+    }
+
+    #[test]
+    fn missing_changed_unsigned_stray_and_expired_files_are_named() {
+        let (t, signers) = tree();
+        let mut missing = tree().0;
+        missing.files.remove("bob.keys");
+        assert!(problems(&missing, &signers)
+            .contains("bob.keys: listed in keyward.index for bob, missing"));
+
+        let mut changed = tree().0;
+        changed
+            .files
+            .get_mut("alice.keys")
+            .unwrap()
+            .extend_from_slice(format!("{ED} extra\n").as_bytes());
+        let p = problems(&changed, &signers);
+        assert!(p.contains("alice.keys: its hash is not the one"), "{p}");
+        assert!(p.contains("alice.keys: signature does not verify"), "{p}");
+
+        let mut nosig = tree().0;
+        nosig.files.remove("keyward.index.sig");
+        assert!(problems(&nosig, &signers).contains("keyward.index: no signature"));
+
+        let mut stray = tree().0;
+        stray.files.insert("carol.keys".into(), b"x".to_vec());
+        stray.files.insert(".alice.keys.tmp".into(), b"x".to_vec());
+        stray.others.push("sub".into());
+        let p = problems(&stray, &signers);
+        assert!(
+            p.contains("carol.keys: stray (a keys file the index does not list)"),
+            "{p}"
+        );
+        assert!(p.contains(".alice.keys.tmp: stray"), "{p}");
+        assert!(p.contains("sub: not a regular file"), "{p}");
+
+        let mut gz = tree().0;
+        gz.files
+            .insert("keyward.index.gz".into(), b"not gzip".to_vec());
+        assert!(problems(&gz, &signers).contains("keyward.index.gz: does not hold"));
+
+        let later = check_tree(&t, Some("keyward.index"), Some(&signers), NOW + 7200).join("\n");
+        assert!(later.contains("keyward.index: expired"), "{later}");
+        assert!(later.contains("alice.keys: signed file expired"), "{later}");
+
+        let other = PublicKey::from_openssh(ED).unwrap();
+        let p = problems(&t, &[other]);
+        assert!(p.contains("not a configured signer"), "{p}");
     }
 }
