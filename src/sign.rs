@@ -9,6 +9,9 @@
 //! half is in ssh-agent, a key on a token (`sk-*`), an encrypted key (its
 //! passphrase is asked by ssh-keygen), a key in another file format.
 
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -18,8 +21,10 @@ use crate::signed::NAMESPACE;
 
 /// The message hash ssh-keygen uses for SSHSIG.
 const HASH: HashAlg = HashAlg::Sha512;
-/// Larger "key files" are refused (an RSA 16384 key is about 12 kB).
+/// Larger "key files" are refused (an RSA 16384 key is about 13 KiB).
 const KEY_FILE_LIMIT: u64 = 64 * 1024;
+/// Largest signature read back (an SSHSIG of the largest keys is a few KiB).
+pub const MAX_SIG: u64 = 64 * 1024;
 
 /// How `--sign-with` asks the signer to be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,11 +176,12 @@ impl Signer {
         }
     }
 
-    /// The public half, when known without asking ssh-keygen.
+    /// The public half: of the key itself, or read from the key file (or
+    /// `KEY.pub`) for ssh-keygen's; None when neither is an OpenSSH key.
     pub fn public_key(&self) -> Option<PublicKey> {
         match self {
             Signer::Native { key, .. } => Some(key.public_key().clone()),
-            Signer::SshKeygen { .. } => None,
+            Signer::SshKeygen { path, .. } => public_key_of(path),
         }
     }
 
@@ -198,12 +204,26 @@ pub fn sign_native(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("encoding the signature: {e}"))
 }
 
-/// `ssh-keygen -Y sign` on a private temporary copy of `msg`; its terminal
+/// `ssh-keygen -Y sign` writes `FILE.sig` next to the file it signs, by
+/// name, through any link there. So it signs a copy in a fresh private
+/// folder (mode 0700, an unpredictable name created exclusively under
+/// `$TMPDIR`), never in the output folder that others may write; the
+/// signature is read back from there and the folder removed. Its terminal
 /// stays ours, so a passphrase or a token touch can be asked for.
 fn sign_ssh_keygen(key: &Path, msg: &[u8]) -> Result<Vec<u8>, String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let file = dir.path().join("msg");
-    std::fs::write(&file, msg).map_err(|e| format!("{}: {e}", file.display()))?;
+    let fail = |e: std::io::Error| e.to_string();
+    let dir = tempfile::Builder::new()
+        .prefix("keyward-sign-")
+        .tempdir()
+        .map_err(fail)?;
+    let file = dir.path().join("file");
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut f| f.write_all(msg))
+        .map_err(fail)?;
     let status = Command::new("ssh-keygen")
         .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
         .arg(key)
@@ -214,8 +234,40 @@ fn sign_ssh_keygen(key: &Path, msg: &[u8]) -> Result<Vec<u8>, String> {
     if !status.success() {
         return Err(format!("ssh-keygen -Y sign failed ({status})"));
     }
-    let sig = dir.path().join("msg.sig");
-    std::fs::read(&sig).map_err(|e| format!("{}: {e}", sig.display()))
+    let mut sig = Vec::new();
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir.path().join("file.sig"))
+        .and_then(|f| f.take(MAX_SIG + 1).read_to_end(&mut sig))
+        .map_err(fail)?;
+    if sig.len() as u64 > MAX_SIG {
+        return Err("ssh-keygen wrote an oversized signature".into());
+    }
+    dir.close().map_err(fail)?;
+    Ok(sig)
+}
+
+/// The public half of `signer` (an OpenSSH private key, whose public half
+/// is readable without its passphrase, or a public key), else of
+/// `signer.pub`; None when neither is an OpenSSH key.
+pub fn public_key_of(signer: &Path) -> Option<PublicKey> {
+    let parse = |path: &Path| -> Option<PublicKey> {
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .ok()?
+            .take(KEY_FILE_LIMIT)
+            .read_to_string(&mut text)
+            .ok()?;
+        PublicKey::from_openssh(text.trim())
+            .ok()
+            .or_else(|| Some(PrivateKey::from_openssh(&text).ok()?.public_key().clone()))
+    };
+    parse(signer).or_else(|| {
+        let mut pub_path = signer.as_os_str().to_owned();
+        pub_path.push(".pub");
+        parse(Path::new(&pub_path))
+    })
 }
 
 #[cfg(test)]
@@ -269,5 +321,44 @@ ZfG1KaT0PtFDJ/XFSqtiAAAAEHVzZXJAZXhhbXBsZS5jb20BAgMEBQ==
         .is_err());
         assert_eq!(How::parse("native"), Ok(How::Native));
         assert!(How::parse("agent").is_err());
+    }
+
+    #[test]
+    fn the_public_half_of_every_signer_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let gen = |name: &str, pass: &str| {
+            let path = dir.path().join(name);
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", pass, "-f"])
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            path
+        };
+        let plain = gen("plain", "");
+        let locked = gen("locked", "a passphrase");
+        let want = |p: &Path| {
+            let pub_line = std::fs::read_to_string(format!("{}.pub", p.display())).unwrap();
+            ssh_key::PublicKey::from_openssh(pub_line.trim()).unwrap()
+        };
+        assert_eq!(public_key_of(&plain), Some(want(&plain)));
+        // The public half of an encrypted key needs no passphrase.
+        let locked_pub = want(&locked);
+        std::fs::remove_file(format!("{}.pub", locked.display())).unwrap();
+        assert_eq!(
+            public_key_of(&locked).map(|k| k.key_data().clone()),
+            Some(locked_pub.key_data().clone())
+        );
+        // A public key (its private half in ssh-agent).
+        let public = dir.path().join("plain.pub");
+        assert_eq!(public_key_of(&public), Some(want(&plain)));
+        // Something else, with a .pub next to it; and nothing at all.
+        let other = dir.path().join("other");
+        std::fs::write(&other, "-----BEGIN RSA PRIVATE KEY-----\n").unwrap();
+        std::fs::copy(&public, dir.path().join("other.pub")).unwrap();
+        assert_eq!(public_key_of(&other), Some(want(&plain)));
+        assert_eq!(public_key_of(&dir.path().join("absent")), None);
     }
 }

@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Got, Item, Listing, Source};
+use super::{Got, Item, Listing, Refused, Source};
 use crate::entry::Kind;
 
 pub struct Folder {
     pub dir: PathBuf,
-    pub max_username_len: usize,
 }
 
 /// The user and kind of an input file name; None for files that are not
@@ -25,40 +24,48 @@ pub fn input_name(name: &str) -> Option<(&str, Kind)> {
 
 impl Source for Folder {
     fn describe(&self) -> String {
-        format!("folder {}", self.dir.display())
+        self.dir.display().to_string()
     }
 
     fn read(&self) -> Result<Listing, String> {
         let shown = self.dir.display();
-        let mut files: Vec<(String, Kind, PathBuf)> = Vec::new();
+        let mut listing = Listing::default();
+        let mut files: Vec<(String, Kind, String, PathBuf)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let rd = std::fs::read_dir(&self.dir).map_err(|e| format!("{shown}: {e}"))?;
         for entry in rd {
             let entry = entry.map_err(|e| format!("{shown}: {e}"))?;
             if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
                 continue;
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = match entry.file_name().into_string() {
+                Ok(n) => n,
+                Err(raw) => {
+                    listing.refused.push(Refused {
+                        file: raw.to_string_lossy().into_owned(),
+                        why: "the file name is not UTF-8".into(),
+                    });
+                    continue;
+                }
+            };
             let Some((user, kind)) = input_name(&name) else {
                 continue;
             };
-            let path = entry.path();
-            crate::username::validate(user, self.max_username_len)
-                .map_err(|e| format!("{}: not a valid user name: {e}", path.display()))?;
-            if files.iter().any(|(u, k, _)| u == user && *k == kind) {
+            if !seen.insert((user.to_owned(), kind.as_str())) {
                 return Err(format!(
                     "{shown}: {user} has two {} files (`{user}` and `{user}.keys`)",
                     kind.as_str()
                 ));
             }
-            files.push((user.to_owned(), kind, path));
+            files.push((user.to_owned(), kind, name.clone(), entry.path()));
         }
-        let mut listing = Listing::default();
-        for (user, kind, path) in files {
+        for (user, kind, name, path) in files {
             let text = read_text(&path)?;
             listing.items.push(Item {
                 user,
                 kind,
                 got: Got::Text(text),
+                origin: name,
             });
         }
         listing.finish()
@@ -94,7 +101,6 @@ mod tests {
         std::fs::write(dir.path().join("alice.keys.sig"), "x").unwrap();
         let f = Folder {
             dir: dir.path().to_owned(),
-            max_username_len: 255,
         };
         let l = f.read().unwrap();
         let got: Vec<_> = l

@@ -62,6 +62,9 @@ pub struct Forge {
     pub jobs: usize,
 }
 
+/// The `--users` line a fetch was for, and what it means.
+type Answer = (usize, Result<Option<Got>, String>);
+
 /// What one fetch means for the listing (pure).
 fn outcome(m: &Mapped, fetch: Fetch) -> Result<Option<Got>, String> {
     Ok(match fetch {
@@ -99,7 +102,7 @@ impl Source for Forge {
         };
         let dir = HttpDirectory::pooled(&config);
         let next = AtomicUsize::new(0);
-        let got: Mutex<Vec<(usize, Result<Option<Got>, String>)>> = Mutex::new(Vec::new());
+        let got: Mutex<Vec<Answer>> = Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for _ in 0..self.jobs.clamp(1, 32) {
                 s.spawn(|| loop {
@@ -129,18 +132,16 @@ impl Source for Forge {
                 ));
                 continue;
             };
-            if let Got::Failed(why) = &g {
-                listing.notes.push(format!(
-                    "{}: fetch failed, the file published before is kept: {why}",
-                    m.local
-                ));
-            } else {
+            // A failed fetch is reported by publish, which knows whether
+            // there is a file to keep.
+            if !matches!(g, Got::Failed(_)) {
                 answered += 1;
             }
             listing.items.push(Item {
                 user: m.local.clone(),
                 kind: Kind::Keys,
                 got: g,
+                origin: self.template.expand(&m.remote),
             });
         }
         if answered == 0 {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ldif, lines_text, Got, Item, Listing, Source};
+use super::{ldif, lines_text, Got, Item, Listing, Refused, Source};
 use crate::entry::Kind;
 
 /// The `ldapsearch` run (PATH lookup unless set, for tests and odd installs).
@@ -169,7 +169,6 @@ pub struct Ldap {
     pub page_size: u32,
     /// For the whole search.
     pub timeout: Duration,
-    pub max_username_len: usize,
     pub ldapsearch: PathBuf,
 }
 
@@ -338,13 +337,8 @@ fn search_failure(server: &str, code: Option<i32>, stderr: &str) -> String {
 
 /// The listing from the search's LDIF (pure): one item per name with keys;
 /// a name held by two entries, or an entry with no name or two names, is
-/// left out and noted.
-pub fn listing(
-    text: &str,
-    user_attribute: &str,
-    key_attribute: &str,
-    max_username_len: usize,
-) -> Result<Listing, String> {
+/// refused (left out).
+pub fn listing(text: &str, user_attribute: &str, key_attribute: &str) -> Result<Listing, String> {
     let ldif = ldif::parse(text)?;
     if let Some(r) = ldif.references.first() {
         return Err(format!(
@@ -355,37 +349,47 @@ pub fn listing(
     if ldif.entries.is_empty() {
         return Err("the search matched no entries: check the base DN and the filter".into());
     }
-    let mut notes = Vec::new();
+    let mut listing = Listing::default();
+    let mut refuse = |file: String, why: String| listing.refused.push(Refused { file, why });
     // Names compare without case, as LDAP's uid does (caseIgnoreMatch): a
     // login as either spelling would find both entries.
     let mut by_name: BTreeMap<String, Vec<(String, &ldif::Entry)>> = BTreeMap::new();
     for e in &ldif.entries {
         let names = e.values(user_attribute);
         match names.as_slice() {
-            [] => notes.push(format!("{}: no {user_attribute}, left out", e.dn)),
+            // Not an account (the base, an ou), unless it holds keys.
+            [] if e.values(key_attribute).is_empty() => {}
+            [] => refuse(
+                e.dn.clone(),
+                format!("the entry has {key_attribute} but no {user_attribute}"),
+            ),
             [name] => by_name
                 .entry(name.to_lowercase())
                 .or_default()
                 .push((name.clone(), e)),
-            _ => notes.push(format!(
-                "{}: {} values of {user_attribute} ({}), left out: which name the keys are for is ambiguous",
-                e.dn,
-                names.len(),
-                names.join(", ")
-            )),
+            _ => refuse(
+                e.dn.clone(),
+                format!(
+                    "{} values of {user_attribute} ({}): which name the keys are for is ambiguous",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ),
         }
     }
-    let mut listing = Listing::default();
     let mut with_values = 0;
+    let mut items = Vec::new();
+    let mut notes = Vec::new();
     for group in by_name.into_values() {
         let [(name, entry)] = group.as_slice() else {
-            let dns: Vec<&str> = group.iter().map(|(_, e)| e.dn.as_str()).collect();
-            notes.push(format!(
-                "{}: {} entries ({}), left out: never merged",
-                group[0].0,
+            let mut dns: Vec<&str> = group.iter().map(|(_, e)| e.dn.as_str()).collect();
+            dns.sort_unstable();
+            let why = format!(
+                "{} entries have the name {}: never merged",
                 group.len(),
-                dns.join("; ")
-            ));
+                group[0].0
+            );
+            refuse(dns.join("; "), why);
             continue;
         };
         let keys = entry.values(key_attribute);
@@ -393,18 +397,11 @@ pub fn listing(
             continue;
         }
         with_values += 1;
-        if let Err(e) = crate::username::validate(name, max_username_len) {
-            notes.push(format!(
-                "{}: {name:?} is not a valid user name ({e}), left out",
-                entry.dn
-            ));
-            continue;
-        }
-        let text = lines_text(name, &keys, &mut notes);
-        listing.items.push(Item {
+        items.push(Item {
             user: name.clone(),
             kind: Kind::Keys,
-            got: Got::Text(text),
+            got: Got::Text(lines_text(name, &keys, &mut notes)),
+            origin: entry.dn.clone(),
         });
     }
     if with_values == 0 {
@@ -414,6 +411,7 @@ pub fn listing(
             ldif.entries.len()
         ));
     }
+    listing.items = items;
     listing.notes = notes;
     listing.finish()
 }
@@ -429,12 +427,7 @@ impl Source for Ldap {
     fn read(&self) -> Result<Listing, String> {
         self.check()?;
         let text = self.search()?;
-        listing(
-            &text,
-            &self.user_attribute,
-            &self.key_attribute,
-            self.max_username_len,
-        )
+        listing(&text, &self.user_attribute, &self.key_attribute)
     }
 }
 
@@ -492,7 +485,6 @@ mod tests {
             key_attribute: "sshPublicKey".into(),
             page_size: 200,
             timeout: Duration::from_secs(60),
-            max_username_len: 255,
             ldapsearch: LDAPSEARCH.into(),
         }
     }
@@ -529,30 +521,38 @@ mod tests {
              dn: uid=carol,ou=a,dc=x\nuid: carol\nsshPublicKey: {K1} c1\n\n\
              dn: uid=Carol,ou=b,dc=x\nuid: Carol\nsshPublicKey: {K1} c2\n\n\
              dn: cn=two,dc=x\nuid: dave\nuid: dmiller\nsshPublicKey: {K1} d\n\n\
-             dn: cn=svc,dc=x\nsshPublicKey: {K1} s\n\n"
+             dn: cn=svc,dc=x\nsshPublicKey: {K1} s\n\n\
+             dn: ou=people,dc=x\nou: people\n\n"
         );
-        let l = listing(&text, "uid", "sshPublicKey", 255).unwrap();
+        let l = listing(&text, "uid", "sshPublicKey").unwrap();
         let users: Vec<&str> = l.items.iter().map(|i| i.user.as_str()).collect();
         assert_eq!(users, ["alice"]);
         assert_eq!(l.items[0].got, Got::Text(format!("{K1} a1\n{K1} a2\n")));
-        let notes = l.notes.join("\n");
-        assert!(
-            notes.contains("carol: 2 entries (uid=carol,ou=a,dc=x; uid=Carol,ou=b,dc=x), left out"),
-            "{notes}"
+        let refused: Vec<String> = l
+            .refused
+            .iter()
+            .map(|r| format!("{}: {}", r.file, r.why))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "cn=svc,dc=x: the entry has sshPublicKey but no uid",
+                "cn=two,dc=x: 2 values of uid (dave, dmiller): which name the keys are for is ambiguous",
+                "uid=Carol,ou=b,dc=x; uid=carol,ou=a,dc=x: 2 entries have the name carol: never merged",
+            ]
         );
-        assert!(notes.contains("cn=two,dc=x: 2 values of uid"), "{notes}");
-        assert!(notes.contains("cn=svc,dc=x: no uid"), "{notes}");
+        assert_eq!(l.items[0].origin, "uid=alice,dc=x");
     }
 
     #[test]
     fn searches_that_cannot_be_complete_fail() {
-        assert!(listing("", "uid", "sshPublicKey", 255).is_err());
+        assert!(listing("", "uid", "sshPublicKey").is_err());
         let r = "dn: uid=a,dc=x\nuid: a\nsshPublicKey: k\n\nref: ldap://other/dc=x\n\n";
-        assert!(listing(r, "uid", "sshPublicKey", 255)
+        assert!(listing(r, "uid", "sshPublicKey")
             .unwrap_err()
             .contains("referral"));
         let none = "dn: uid=a,dc=x\nuid: a\n\n";
-        assert!(listing(none, "uid", "sshPublicKey", 255)
+        assert!(listing(none, "uid", "sshPublicKey")
             .unwrap_err()
             .contains("readable"));
         let msg = search_failure(

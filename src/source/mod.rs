@@ -31,14 +31,27 @@ pub struct Item {
     pub user: String,
     pub kind: Kind,
     pub got: Got,
+    /// Where it came from, for messages: a file name, a DN, a URL.
+    pub origin: String,
+}
+
+/// Something in the source publish leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The source's name for it: a file name (lossy when not UTF-8), a DN.
+    pub file: String,
+    pub why: String,
 }
 
 /// Everything a source has, sorted by user and kind, each (user, kind) once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
     pub items: Vec<Item>,
-    /// What was left out and why (ambiguous entries, values that cannot be
-    /// a line), for the report.
+    /// Left out: nothing is published for these (and what was published
+    /// for them before is removed).
+    pub refused: Vec<Refused>,
+    /// Worth a look, nothing left out by them: a value that held a line
+    /// break, a fetch that failed (the file published before is kept).
     pub notes: Vec<String>,
 }
 
@@ -48,6 +61,7 @@ impl Listing {
     pub fn finish(mut self) -> Result<Listing, String> {
         self.items
             .sort_by(|a, b| (&a.user, a.kind.as_str()).cmp(&(&b.user, b.kind.as_str())));
+        self.refused.sort_by(|a, b| a.file.cmp(&b.file));
         if let Some(w) = self
             .items
             .windows(2)
@@ -115,17 +129,18 @@ mod tests {
             user: u.into(),
             kind: Kind::Keys,
             got: Got::Text(String::new()),
+            origin: u.into(),
         };
         let l = Listing {
             items: vec![item("bob"), item("alice")],
-            notes: vec![],
+            ..Listing::default()
         }
         .finish()
         .unwrap();
         assert_eq!(l.items[0].user, "alice");
         let twice = Listing {
             items: vec![item("bob"), item("bob")],
-            notes: vec![],
+            ..Listing::default()
         };
         assert!(twice.finish().is_err());
     }
