@@ -15,6 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use base64ct::Encoding;
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use crate::signed::NAMESPACE;
@@ -86,6 +87,16 @@ fn classify(text: &str) -> Result<KeyFile, String> {
         };
         return Ok(KeyFile::ForSshKeygen(why.into()));
     }
+    if holds(text, b"ecdsa-sha2-nistp521") {
+        // ssh-key 0.6.7 cannot read about a third of OpenSSH's P-521 keys
+        // (a private scalar with a leading zero byte): all go to ssh-keygen,
+        // so that a key does not sign one way or the other by chance.
+        return Ok(KeyFile::ForSshKeygen(
+            "an ECDSA P-521 key, which keyward signs with through ssh-keygen \
+             (ed25519, P-256 and P-384 keys sign in-process)"
+                .into(),
+        ));
+    }
     let key = PrivateKey::from_openssh(text).map_err(|e| format!("unreadable private key: {e}"))?;
     if key.is_encrypted() {
         return Ok(KeyFile::ForSshKeygen(
@@ -103,10 +114,10 @@ fn classify(text: &str) -> Result<KeyFile, String> {
     }
     if alg.clone().is_rsa() {
         // ssh-key 0.6.7 builds the RSA private key from p twice (not p and
-        // q), so every RSA signature fails: ed25519 and ECDSA sign here.
+        // q), so every RSA signature fails: ed25519, P-256 and P-384 sign here.
         return Ok(KeyFile::ForSshKeygen(
             "an RSA key, which keyward signs with through ssh-keygen \
-             (an ed25519 or ECDSA key signs in-process)"
+             (an ed25519, P-256 or P-384 key signs in-process)"
                 .into(),
         ));
     }
@@ -117,6 +128,18 @@ fn classify(text: &str) -> Result<KeyFile, String> {
         )));
     }
     Ok(KeyFile::Usable(Box::new(key)))
+}
+
+/// Whether the binary inside an OpenSSH private key's armor holds
+/// `needle` (the key type names are in its clear part).
+fn holds(armored: &str, needle: &[u8]) -> bool {
+    let b64: String = armored
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    base64ct::Base64::decode_vec(&b64)
+        .is_ok_and(|bin| bin.windows(needle.len()).any(|w| w == needle))
 }
 
 impl Signer {
