@@ -88,9 +88,9 @@ fn classify(text: &str) -> Result<KeyFile, String> {
         return Ok(KeyFile::ForSshKeygen(why.into()));
     }
     if holds(text, b"ecdsa-sha2-nistp521") {
-        // ssh-key 0.6.7 cannot read about a third of OpenSSH's P-521 keys
-        // (a private scalar with a leading zero byte): all go to ssh-keygen,
-        // so that a key does not sign one way or the other by chance.
+        // ssh-key 0.6.7 refuses about a third of OpenSSH's P-521 keys
+        // ("length invalid"): all go to ssh-keygen, so that a key does not
+        // sign one way or the other by chance.
         return Ok(KeyFile::ForSshKeygen(
             "an ECDSA P-521 key, which keyward signs with through ssh-keygen \
              (ed25519, P-256 and P-384 keys sign in-process)"
