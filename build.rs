@@ -6,17 +6,14 @@
 //! the few hundred functions a lookup runs across 2 MB of text. The symbol
 //! ordering file (bench/login-path.order, written by
 //! `bench/bench.py --write-order`) lists them, so the linker puts them next
-//! to each other: measured 26 text page faults per lookup before, 4 after
-//! (docs/BENCHMARKS.md). Names missing from the binary (another compiler or
-//! dependency version) are skipped silently: the order only places code.
+//! to each other: without it a cached lookup takes 15–16 more page faults
+//! and 1.3–1.6 MiB more peak RSS (`bench/ab.py`, docs/BENCHMARKS.md). Names
+//! missing from the binary (another compiler or dependency version) are
+//! skipped silently: the order only places code.
 //!
 //! Only lld reads such a file. Rust links x86_64-unknown-linux-gnu with its
 //! own lld since 1.90; elsewhere, or when a linker is configured, nothing
 //! is added. `KEYWARD_SYMBOL_ORDER=0` turns it off.
-//!
-//! On glibc targets the binary also gets `--wrap=_dl_find_object` (any
-//! linker): main.rs links the unwinder statically and answers its
-//! `_dl_find_object` calls itself (see there).
 
 use std::env;
 use std::process::Command;
@@ -27,11 +24,6 @@ fn main() {
     println!("cargo:rerun-if-changed={ORDER}");
     println!("cargo:rerun-if-env-changed=KEYWARD_SYMBOL_ORDER");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
-        && env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
-    {
-        println!("cargo:rustc-link-arg-bin=keyward=-Wl,--wrap=_dl_find_object");
-    }
     let path =
         std::path::Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(ORDER);
     if path.is_file() && ordering_applies() {

@@ -36,7 +36,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 die() { printf 'mutants.sh: error: %s\n' "$*" >&2; exit 1; }
 
-# The security-relevant pure code (issue 18): key-line parsing, policy, safe
+# The security-relevant pure code: key-line parsing, policy, safe
 # paths, user names, signed headers, the cache-state rules (and the cache
 # entry's encoding with its length and checksum), audit escaping,
 # the PAM decision/argument/auth-info code. Paths that do not exist (yet, or

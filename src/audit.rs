@@ -8,7 +8,7 @@
 use std::fmt::{self, Display, Write as _};
 use std::io::Write;
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Severity of a record, mapped onto syslog priorities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,7 +182,14 @@ pub struct Sink {
     out: Out,
     facility: syslog::Facility,
     also_stderr: bool,
+    /// Where records that reached no socket are counted (see [`LOST_RECORDS`]).
+    lost: Option<PathBuf>,
 }
+
+/// The file in the cache directory that counts records no log socket took
+/// (one byte each, see `os::tally`); `keyward sync` reports it as
+/// `keyward_log_records_lost_total`.
+pub const LOST_RECORDS: &str = ".log-lost";
 
 /// A socket connected once; each record is one `send`. The syslog datagram
 /// is built here (RFC 3164, [`syslog_message`]): the syslog crate's
@@ -214,6 +221,7 @@ impl Sink {
             out,
             facility,
             also_stderr,
+            lost: None,
         }
     }
 
@@ -226,12 +234,17 @@ impl Sink {
             out,
             facility,
             also_stderr,
+            lost: None,
         }
     }
 
+    // Every socket is non-blocking: a log daemon that stopped reading fills
+    // its socket, and a blocking send would then hold the login until the
+    // watchdog kills keyward (sshd rejects the keys already printed).
     fn journal(path: &Path) -> Option<Out> {
         let sock = UnixDatagram::unbound().ok()?;
         sock.connect(path).ok()?;
+        sock.set_nonblocking(true).ok()?;
         Some(Out::Journal(sock))
     }
 
@@ -240,12 +253,20 @@ impl Sink {
             return Out::Nowhere;
         };
         match sock.connect(socket) {
-            Ok(()) => Out::Syslog(sock),
-            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => UnixStream::connect(socket)
-                .map(Out::SyslogStream)
-                .unwrap_or(Out::Nowhere),
-            Err(_) => Out::Nowhere,
+            Ok(()) if sock.set_nonblocking(true).is_ok() => Out::Syslog(sock),
+            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                crate::os::unixsock::connect_stream(socket)
+                    .map(Out::SyslogStream)
+                    .unwrap_or(Out::Nowhere)
+            }
+            _ => Out::Nowhere,
         }
+    }
+
+    /// Counts every record that reaches no socket in `path` (see
+    /// [`LOST_RECORDS`]).
+    pub fn count_losses_in(&mut self, path: PathBuf) {
+        self.lost = Some(path);
     }
 
     /// A sink that only writes to stderr (used before the config is read).
@@ -254,6 +275,7 @@ impl Sink {
             out: Out::Nowhere,
             facility: syslog::Facility::LOG_AUTHPRIV,
             also_stderr: true,
+            lost: None,
         }
     }
 
@@ -281,6 +303,16 @@ impl Sink {
             }
             Out::Nowhere => false,
         };
+        if !sent {
+            if matches!(self.out, Out::SyslogStream(_)) {
+                // A stream cut mid-message has lost its framing: the next
+                // message would be glued to the cut one.
+                self.out = Out::Nowhere;
+            }
+            if let Some(path) = &self.lost {
+                let _ = crate::os::tally::add_one(path);
+            }
+        }
         if self.also_stderr || !sent {
             let _ = writeln!(std::io::stderr(), "keyward: {line}");
         }

@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! <dir>/<name>                     keys entries
-//! <dir>/.floor/<name>              keys rollback floors
 //! <dir>/.principals/<name>         principals entries
-//! <dir>/.principals/.floor/<name>  principals rollback floors
 //! ```
+//!
+//! The rollback floors are security state, not cache: they live in
+//! `[state] dir` (`statestore`), so removing the cache never resets them.
 //!
 //! `<name>` is `username::file_name(user)`: injective, never starting with
 //! `.`, nothing a filesystem could fold. Names starting with `.` are
@@ -26,13 +27,13 @@
 //! per user in one directory keeps a lookup O(1) (one open by name; ext4 and
 //! xfs index directories), whatever the number of users.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::os::safepath::{self, OpenError};
-use crate::state::{Floor, Store, Transition};
+use crate::state::{self, Current, Floor, Mode, Purpose, Store, Transition};
+use crate::statestore::{atomic_write, FloorStore, Lock, StateDir, StateError};
 use crate::username::FileName;
 use std::os::unix::fs::DirBuilderExt;
 
@@ -53,8 +54,18 @@ pub enum CacheError {
     Unsafe(#[from] safepath::Unsafe),
     #[error("cache {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("rollback floor {path} is corrupt ({why}): remove it only if you trust the directory's current files")]
-    Floor { path: PathBuf, why: &'static str },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// How a transition is carried out: when, under which rules, and how long
+/// to wait for the state lock.
+pub struct Settle<'a> {
+    pub now: u64,
+    pub ttls: &'a Ttls,
+    pub mode: Mode<'a>,
+    pub purpose: Purpose,
+    pub lock_wait: std::time::Duration,
 }
 
 pub struct Cache {
@@ -65,6 +76,8 @@ pub struct Cache {
     kind: Kind,
     /// Owners a cache file may have: root and the account keyward runs as.
     owners: Vec<u32>,
+    floors: FloorStore,
+    state: StateDir,
 }
 
 /// The subdirectory of principals entries; a dot name, so it is never a
@@ -72,23 +85,28 @@ pub struct Cache {
 const PRINCIPALS_DIR: &str = ".principals";
 
 impl Cache {
-    /// The keys cache in `dir`.
-    pub fn new(dir: &Path) -> Cache {
-        Cache::for_kind(dir, Kind::Keys)
+    /// The keys cache in `dir`, its floors in `state`.
+    pub fn new(dir: &Path, state: &Path) -> Cache {
+        Cache::for_kind(dir, state, Kind::Keys)
     }
 
-    /// The cache of `kind` entries under `[cache] dir` = `dir`.
-    pub fn for_kind(dir: &Path, kind: Kind) -> Cache {
+    /// The cache of `kind` entries under `[cache] dir` = `dir`, its floors
+    /// under `[state] dir` = `state`.
+    pub fn for_kind(dir: &Path, state: &Path, kind: Kind) -> Cache {
         let euid = crate::os::privdrop::euid();
         let mut owners = vec![0];
         if euid != 0 {
             owners.push(euid);
         }
+        let dir_of_kind = match kind {
+            Kind::Keys => dir.to_owned(),
+            Kind::Principals => dir.join(PRINCIPALS_DIR),
+        };
+        let state = StateDir::new(state);
         Cache {
-            dir: match kind {
-                Kind::Keys => dir.to_owned(),
-                Kind::Principals => dir.join(PRINCIPALS_DIR),
-            },
+            floors: state.floors(kind),
+            state,
+            dir: dir_of_kind,
             base: dir.to_owned(),
             kind,
             owners,
@@ -113,7 +131,12 @@ impl Cache {
     /// file and every directory above it. An unsafe file is an error (fail
     /// closed): someone else may have written it.
     pub fn read(&self, user: &str) -> Result<Lookup, CacheError> {
-        let path = self.path(user);
+        self.read_named(user, &crate::username::file_name(user))
+    }
+
+    /// [`Cache::read`] with the user's file name already derived.
+    fn read_named(&self, user: &str, name: &str) -> Result<Lookup, CacheError> {
+        let path = self.dir.join(name);
         let mut file = match safepath::open_checked(&path, &self.owners, None) {
             Ok(f) => f,
             Err(e) if e.is_not_found() => {
@@ -173,7 +196,7 @@ impl Cache {
     /// Atomically replaces `user`'s entry: readers see the old entry or the
     /// new one, never a mix, and a crash leaves at most a `.tmp` file.
     pub fn write(&self, user: &str, entry: &Entry) -> Result<(), CacheError> {
-        self.replace(user, entry, true)
+        self.replace(user, &crate::username::file_name(user), entry, true)
     }
 
     /// Rewrites an entry whose body did not change (after a 304) to record
@@ -181,15 +204,21 @@ impl Cache {
     /// crash the worst case is the older age (one more conditional request)
     /// or a torn file, which the checksum rejects.
     pub fn refresh(&self, user: &str, entry: &Entry) -> Result<(), CacheError> {
-        self.replace(user, entry, false)
+        self.replace(user, &crate::username::file_name(user), entry, false)
     }
 
-    fn replace(&self, user: &str, entry: &Entry, durable: bool) -> Result<(), CacheError> {
+    fn replace(
+        &self,
+        user: &str,
+        name: &str,
+        entry: &Entry,
+        durable: bool,
+    ) -> Result<(), CacheError> {
         self.ensure_dir()
             .and_then(|_| {
                 atomic_write(
                     &self.dir,
-                    &self.path(user),
+                    &self.dir.join(name),
                     &entry.encode_for(Some(user)),
                     durable,
                 )
@@ -200,83 +229,104 @@ impl Cache {
             })
     }
 
-    /// The rollback floor lives in `.floor/<name>`: apart from the entry so
-    /// that removing an entry (sync after a 404, an admin's `rm`) never
-    /// removes it.
-    fn floor_path(&self, user: &str) -> PathBuf {
-        self.dir
-            .join(".floor")
-            .join(&*crate::username::file_name(user))
+    /// The floors of this kind, in the state directory.
+    pub fn floors(&self) -> &FloorStore {
+        &self.floors
     }
 
-    /// Reads `user`'s floor with the same ownership rules as an entry. A
-    /// corrupt floor is an error (fail closed): forgetting it would reopen
-    /// the rollback it guards against. A keys floor written before names
-    /// were encoded (`Alice`, now `%41lice`) is still found.
-    pub fn read_floor(&self, user: &str) -> Result<Option<Floor>, CacheError> {
-        let legacy = crate::username::legacy_file_name(user)
-            .filter(|_| self.dir == self.base)
-            .map(|old| self.dir.join(".floor").join(old));
-        for path in std::iter::once(self.floor_path(user)).chain(legacy) {
-            if let Some(f) = self.read_floor_at(path)? {
-                return Ok(Some(f));
-            }
+    /// Moves the floors of the old layout (under the cache) into the state
+    /// directory, once (sync does it; see `StateDir::migrate`).
+    pub fn migrate_floors(&self) -> Result<usize, CacheError> {
+        Ok(self.state.migrate(&self.base)?)
+    }
+
+    /// Reads `user`'s floor (`name`: its file name). Until the floors of the
+    /// old layout have been moved (the first sync after an upgrade), a floor
+    /// missing here is still read where it was; after that, never.
+    pub fn read_floor(&self, user: &str, name: &str) -> Result<Option<Floor>, CacheError> {
+        if let Some(f) = self.floors.read(name)? {
+            return Ok(Some(f));
         }
-        Ok(None)
-    }
-
-    fn read_floor_at(&self, path: PathBuf) -> Result<Option<Floor>, CacheError> {
-        let file = match safepath::open_checked(&path, &self.owners, None) {
-            Ok(f) => f,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(OpenError::Unsafe(u)) => return Err(CacheError::Unsafe(u)),
-            Err(OpenError::Io { path, source }) => return Err(CacheError::Io { path, source }),
-        };
-        let mut text = String::new();
-        file.take(4096)
-            .read_to_string(&mut text)
-            .map_err(|source| CacheError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        Floor::decode(&text)
-            .map(Some)
-            .map_err(|c| CacheError::Floor { path, why: c.0 })
-    }
-
-    /// Durably replaces `user`'s floor (temp file, fsync, rename, fsync).
-    pub fn write_floor(&self, user: &str, floor: &Floor) -> Result<(), CacheError> {
-        let dir = self.dir.join(".floor");
-        let io = |source| CacheError::Io {
-            path: dir.clone(),
-            source,
-        };
-        self.ensure_dir().map_err(io)?;
-        match std::fs::DirBuilder::new().mode(0o750).create(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io(e)),
-            _ => {}
+        if self.state.migrated() {
+            return Ok(None);
         }
-        atomic_write(
-            &dir,
-            &self.floor_path(user),
-            floor.encode().as_bytes(),
-            true,
-        )
-        .map_err(io)
+        let old = FloorStore::new(&self.dir.join(".floor"));
+        if let Some(f) = old.read(name)? {
+            return Ok(Some(f));
+        }
+        match crate::username::legacy_file_name(user).filter(|_| self.dir == self.base) {
+            Some(n) => Ok(old.read(n)?),
+            None => Ok(None),
+        }
     }
 
-    /// Carries out a `state` transition: the floor first (durably), then
-    /// the entry. If the floor cannot be stored, the entry is left alone, so
-    /// an entry that still carries a serial is never removed before its floor
-    /// is safe.
-    pub fn apply(&self, user: &str, t: &Transition) -> Result<(), CacheError> {
-        if let Some(floor) = &t.floor {
-            self.write_floor(user, floor)?;
+    /// Everything known about `user` (`name`: its file name, derived once
+    /// per lookup) before asking the directory: the entry, and in signed
+    /// mode the floor.
+    pub fn current(&self, user: &str, name: &str, signed: bool) -> Result<Current, CacheError> {
+        let lookup = self.read_named(user, name)?;
+        // The floor matters only when signatures are required; unsigned
+        // lookups skip the extra read.
+        let floor = if signed {
+            self.read_floor(user, name)?
+        } else {
+            None
+        };
+        Ok(Current::new(lookup, floor))
+    }
+
+    /// Carries out a `state` transition decided from `cur`: under `user`'s
+    /// state lock (at most `s.lock_wait`), re-reads the entry and floor,
+    /// lets `state::settle` re-decide against them, then writes the floor
+    /// (durably) and the entry. Returns the transition carried out (its
+    /// answer is the one to give) and whether storing it worked. A fresh
+    /// cache hit takes no lock.
+    pub fn commit(
+        &self,
+        user: &str,
+        name: &str,
+        cur: &Current,
+        t: Transition,
+        s: &Settle,
+    ) -> (Transition, Result<(), CacheError>) {
+        if !t.needs_settling() {
+            return (t, Ok(()));
+        }
+        // Without signatures there is no floor to guard: last writer wins.
+        if let Mode::Unsigned = s.mode {
+            let stored = self.store(user, name, &t, None);
+            return (t, stored);
+        }
+        let lock = match self.floors.lock(name, s.lock_wait) {
+            Ok(l) => l,
+            Err(e) => return (state::unsettled(e.to_string()), Err(e.into())),
+        };
+        let disk = match self.current(user, name, true) {
+            Ok(d) => d,
+            Err(e) => return (state::unsettled(e.to_string()), Err(e)),
+        };
+        let t = state::settle(cur, t, &disk, s.now, s.ttls, s.mode, s.purpose);
+        let stored = self.store(user, name, &t, Some(&lock));
+        (t, stored)
+    }
+
+    /// The floor first (durably), then the entry. If the floor cannot be
+    /// stored, the entry is left alone, so an entry that still carries a
+    /// serial is never removed before its floor is safe.
+    fn store(
+        &self,
+        user: &str,
+        name: &str,
+        t: &Transition,
+        lock: Option<&Lock>,
+    ) -> Result<(), CacheError> {
+        if let (Some(floor), Some(lock)) = (&t.floor, lock) {
+            self.floors.write(name, floor, lock)?;
         }
         match &t.store {
             Store::Nothing => Ok(()),
-            Store::Write(e) => self.write(user, e),
-            Store::Refresh(e) => self.refresh(user, e),
+            Store::Write(e) => self.replace(user, name, e, true),
+            Store::Refresh(e) => self.replace(user, name, e, false),
             Store::Remove => self.remove(user),
         }
     }
@@ -344,24 +394,6 @@ fn owner_matches(owner: Option<&str>, user: &str, path: &Path) -> bool {
     }
 }
 
-/// Temp file in `dir`, write, (fsync), rename over `path`, (fsync `dir`):
-/// readers see the old file or the new one, never a mix.
-fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    if durable {
-        tmp.as_file().sync_all()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    if durable {
-        File::open(dir).and_then(|d| d.sync_all())?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +405,7 @@ mod tests {
             etag: Some("\"6543-12\"".into()),
             url: "http://127.0.0.1:8080/users/alice.keys".into(),
             serial: None,
+            signer: None,
             body: "ssh-ed25519 AAAA x\n\n# comment\n".into(),
         }
     }
@@ -419,6 +452,8 @@ mod tests {
             base: dir.path().to_owned(),
             kind: Kind::Keys,
             owners: vec![unsafe { libc::geteuid() }, 0],
+            floors: FloorStore::new(&dir.path().join(".floor")),
+            state: StateDir::new(&dir.path().join(".state")),
         };
         cache.write("alice", &entry()).unwrap();
         let mut e2 = entry();
@@ -458,8 +493,9 @@ mod tests {
     #[test]
     fn kinds_and_odd_names_have_their_own_files() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = Cache::for_kind(dir.path(), Kind::Keys);
-        let princ = Cache::for_kind(dir.path(), Kind::Principals);
+        let state = tempfile::tempdir().unwrap();
+        let keys = Cache::for_kind(dir.path(), state.path(), Kind::Keys);
+        let princ = Cache::for_kind(dir.path(), state.path(), Kind::Principals);
         let long = "L".repeat(100);
         let users = [
             "alice",
@@ -475,7 +511,12 @@ mod tests {
             keys.write(u, &e).unwrap();
             e.body = format!("principals of {u}\n");
             princ.write(u, &e).unwrap();
-            princ.write_floor(u, &Floor::of(1, u)).unwrap();
+            let name = crate::username::file_name(u);
+            let lock = princ.floors().lock(&name, Default::default()).unwrap();
+            princ
+                .floors()
+                .write(&name, &Floor::of(1, u), &lock)
+                .unwrap();
         }
         // (The hashed name's user comes from its header, which is read only
         // under safe parents: not under /tmp.)
@@ -491,11 +532,18 @@ mod tests {
             let p = Entry::decode(&std::fs::read(p).unwrap()).unwrap();
             assert_eq!(p.body, format!("principals of {u}\n"));
         }
-        assert!(dir.path().join(".principals/.floor/%41lice").is_file());
-        assert!(!dir.path().join(".floor").exists(), "keys floors apart");
+        assert!(state.path().join("principals/%41lice").is_file());
+        assert!(
+            !state.path().join("keys/%41lice").exists(),
+            "keys floors apart"
+        );
+        assert!(
+            !dir.path().join(".principals/.floor").exists(),
+            "not in the cache"
+        );
         // A principals cache that was never written has no users.
         let empty = tempfile::tempdir().unwrap();
-        let none = Cache::for_kind(empty.path(), Kind::Principals);
+        let none = Cache::for_kind(empty.path(), state.path(), Kind::Principals);
         assert!(none.users().unwrap().is_empty());
     }
 }

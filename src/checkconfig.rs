@@ -8,7 +8,9 @@
 //!   the last drop-in of the installed configuration);
 //! - before a roll-out, on a host of each version in the fleet: a file for
 //!   a newer keyward (`min_version`) passes with warnings for what this
-//!   version ignores, a typo fails.
+//!   version ignores (each key with its file:line), a typo fails: also a
+//!   near-miss of a known key in such a file (`signer_file`), named with
+//!   the key it resembles.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -128,8 +130,13 @@ pub fn check(main: &Path, extra: Option<&Path>) -> Outcome {
                     ),
                     warning: true,
                 }));
-                if let Err(e) = Config::parse_strict(&r.text, &s.path) {
-                    out.problems.push(problem_of(&e));
+                out.problems
+                    .extend(r.near_misses.iter().map(|n| problem_of(&n.error())));
+                // The typed parse would repeat a near-miss as a syntax error.
+                if r.near_misses.is_empty() {
+                    if let Err(e) = Config::parse_strict(&r.text, &s.path) {
+                        out.problems.push(problem_of(&e));
+                    }
                 }
             }
             Err(e) => out.problems.push(problem_of(&e)),

@@ -1,7 +1,7 @@
 //! Command line: parse, load the configuration safely, dispatch.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use crate::audit::{self, Record, Severity, Sink};
 use crate::config::{self, Config};
 
 mod admin;
+pub mod panics;
 
 use admin::{run_publish, run_sync, SyncArgs};
 pub use admin::{sync_exit_code, SYNC_FAILED, SYNC_OK, SYNC_SOME_FAILED};
@@ -145,12 +146,48 @@ fn sink_for(config: &Config) -> Sink {
     let facility =
         audit::parse_facility(&config.log.facility).unwrap_or(syslog::Facility::LOG_AUTHPRIV);
     let mut sink = Sink::open(&config.log.socket, facility);
+    sink.count_losses_in(config.cache.dir.join(audit::LOST_RECORDS));
     // An admin running keyward by hand sees the decision too.
     sink.tee_stderr(std::io::stderr().is_terminal());
     sink
 }
 
-/// The process entry point: the login path's exact argument forms skip clap
+/// The binary's whole run: [`main`] with stdout flushed after it, and any
+/// panic turned into one `decision=fail` record and exit 1 (see `panics`).
+pub fn process(started: Instant) -> i32 {
+    panics::remember();
+    panics::guard(
+        || {
+            let code = main(std::env::args_os().collect(), started);
+            let _ = std::io::stdout().flush();
+            code
+        },
+        |message| report_panic(&std::env::args_os().collect::<Vec<_>>(), message, started),
+    )
+}
+
+/// Writes the record of a panic through the sink the call's configuration
+/// names (the default socket when it cannot be read: reading it is code
+/// that may have panicked itself).
+#[cold]
+#[inline(never)]
+fn report_panic(args: &[OsString], message: &str, started: Instant) {
+    let call = panics::Call::of(args);
+    let config = std::panic::catch_unwind(|| Config::load(call.config()).ok())
+        .ok()
+        .flatten();
+    let mut sink = match &config {
+        Some(c) => sink_for(c),
+        None => Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV),
+    };
+    sink.tee_stderr(true);
+    sink.send(
+        Severity::Err,
+        &panics::record(&call, message, started.elapsed()),
+    );
+}
+
+/// The entry point of the commands: the login path's exact argument forms skip clap
 /// (building clap's command tree costs more than the whole cache lookup);
 /// anything else, including every error and `--help`, goes through clap.
 pub fn main(args: Vec<OsString>, started: Instant) -> i32 {
@@ -309,7 +346,10 @@ fn run_principals_failed(
         None => Sink::open(Path::new("/dev/log"), syslog::Facility::LOG_AUTHPRIV),
     };
     sink.tee_stderr(true);
-    let o = crate::lookup::principals_failed(user, reason, started);
+    let mut o = crate::lookup::principals_failed(user, reason, started);
+    if let Some(w) = config.and_then(Config::warning) {
+        o.record.push("config_warning", w);
+    }
     sink.send(o.severity, &o.record);
     o.exit
 }
@@ -331,6 +371,9 @@ fn log_failure(
     let mut r = Record::new().with("decision", "fail").with("user", user);
     if let Some(fp) = fp {
         r.push("fp", fp);
+    }
+    if let Some(w) = config.and_then(Config::warning) {
+        r.push("config_warning", w);
     }
     r.push("reason", reason);
     r.push("ms", audit::millis(started.elapsed()));

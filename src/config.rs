@@ -10,6 +10,7 @@
 //! fleet out.
 
 pub mod layers;
+mod skew;
 mod values;
 
 pub use values::{
@@ -35,10 +36,32 @@ pub struct Config {
     pub min_version: Option<crate::config::layers::Version>,
     pub directory: DirectoryConfig,
     pub cache: CacheConfig,
+    pub state: StateConfig,
     pub files: FilesConfig,
     pub policy: PolicyConfig,
     pub log: LogConfig,
     pub sync: SyncConfig,
+    /// Keys the files set that this version ignored (`min_version`); not
+    /// a setting.
+    #[serde(skip)]
+    pub ignored: Vec<crate::config::layers::Ignored>,
+}
+
+/// `[state]`: where keyward keeps its security state (the rollback floors),
+/// apart from the cache: cleaning or moving the cache must not reset them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Owned by `[cache] owner`, 0750, like the cache (same path rules).
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("/var/lib/keyward"),
+        }
+    }
 }
 
 /// `[sync]`: what `keyward sync` (the timer) does besides refreshing.
@@ -57,6 +80,7 @@ pub fn section_keys(section: &str) -> Option<&'static [&'static str]> {
     Some(match section {
         "directory" => fields_of::<DirectoryConfig>(),
         "cache" => fields_of::<CacheConfig>(),
+        "state" => fields_of::<StateConfig>(),
         "files" => fields_of::<FilesConfig>(),
         "policy" => fields_of::<PolicyConfig>(),
         "log" => fields_of::<LogConfig>(),
@@ -326,10 +350,17 @@ impl Config {
 
     /// Parses the text of one file; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let relaxed = crate::config::layers::relax(text, path)?;
-        let config = Config::parse_strict(&relaxed.text, path)?;
+        let relaxed = crate::config::layers::relax(text, path)?.checked()?;
+        let mut config = Config::parse_strict(&relaxed.text, path)?;
         config.validate(path)?;
+        config.ignored = relaxed.ignored;
         Ok(config)
+    }
+
+    /// The `config_warning` every decision record carries while keys are
+    /// ignored (None: nothing ignored).
+    pub fn warning(&self) -> Option<String> {
+        crate::config::layers::warning(&self.ignored)
     }
 
     /// The typed parse of one file's text, without the cross-field rules.
@@ -374,6 +405,20 @@ impl Config {
             return Err(Invalid::new(
                 "[cache] dir must be an absolute path",
                 &["cache.dir"],
+            ));
+        }
+        if !self.state.dir.is_absolute() {
+            return Err(Invalid::new(
+                "[state] dir must be an absolute path",
+                &["state.dir"],
+            ));
+        }
+        // Apart, or cleaning the cache would reset the floors after all.
+        let (c, s) = (&self.cache.dir, &self.state.dir);
+        if s.starts_with(c) || c.starts_with(s) {
+            return Err(Invalid::new(
+                "[state] dir must be outside [cache] dir (and the other way round): removing the cache must not remove the rollback floors",
+                &["state.dir", "cache.dir"],
             ));
         }
         if let Some(m) = &self.sync.metrics_file {

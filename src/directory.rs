@@ -253,7 +253,7 @@ impl<'a> HttpDirectory<'a> {
         url: &str,
         body: &str,
         deadline: Instant,
-    ) -> Result<(), Attempt<()>> {
+    ) -> Result<crate::signed::Signer, Attempt<()>> {
         let signers = self
             .signers()
             .map_err(|e| Attempt::refused(FailKind::Signature, e))?;
@@ -282,7 +282,10 @@ impl<'a> HttpDirectory<'a> {
     }
 
     /// Fetches `{url}.sig` and checks the file against the pinned signers,
-    /// its header (user, expiry) and the rollback floor.
+    /// its header (user, expiry) and the rollback floor. (The error is the
+    /// mirror's whole attempt, returned once per mirror: boxing it would
+    /// only add an allocation.)
+    #[allow(clippy::result_large_err)]
     fn check_signed(
         &self,
         agent: &ureq::Agent,
@@ -290,8 +293,9 @@ impl<'a> HttpDirectory<'a> {
         body: &str,
         req: &Request,
         deadline: Instant,
-    ) -> Result<u64, Attempt<Fetch>> {
-        self.fetch_sig(agent, url, body, deadline)
+    ) -> Result<(u64, crate::signed::Signer), Attempt<Fetch>> {
+        let signer = self
+            .fetch_sig(agent, url, body, deadline)
             .map_err(relabel)?;
         let bad = |why: String| Attempt::refused(FailKind::Signature, why);
         let h = crate::signed::parse_header(body).map_err(bad)?;
@@ -301,7 +305,7 @@ impl<'a> HttpDirectory<'a> {
                 .admits(h.serial, body)
                 .map_err(|r| bad(r.to_string()))?;
         }
-        Ok(h.serial)
+        Ok((h.serial, signer))
     }
 
     /// One mirror: the request, its status, the body as a key list, and
@@ -336,19 +340,20 @@ impl<'a> HttpDirectory<'a> {
             }
             _ => {}
         }
-        let serial = if self.config.signed() {
+        let (serial, signer) = if self.config.signed() {
             match self.check_signed(agent, url, &body, req, deadline) {
-                Ok(serial) => Some(serial),
+                Ok((serial, signer)) => (Some(serial), Some(signer)),
                 Err(a) => return a,
             }
         } else {
-            None
+            (None, None)
         };
         Attempt::Done(Fetch::Keys {
             body,
             etag,
             url: url.into(),
             serial,
+            signer,
         })
     }
 

@@ -49,6 +49,9 @@ pub struct Entry {
     pub url: String,
     /// Serial of a signed directory file, when signatures are used.
     pub serial: Option<u64>,
+    /// The pinned signer that signed it (None: unsigned, or written before
+    /// entries recorded their signer).
+    pub signer: Option<ssh_key::Fingerprint>,
     pub body: String,
 }
 
@@ -89,6 +92,9 @@ impl Entry {
         if let Some(serial) = self.serial {
             out.push_str(&format!("serial {serial}\n"));
         }
+        if let Some(signer) = &self.signer {
+            out.push_str(&format!("signer {signer}\n"));
+        }
         out.push_str(&format!("length {}\n", self.body.len()));
         out.push_str(&format!(
             "crc32 {:08x}
@@ -116,7 +122,7 @@ impl Entry {
         }
         let (mut fetched_at, mut status, mut etag, mut url, mut serial, mut length, mut sum) =
             (None, None, None, String::new(), None, None, None);
-        let mut user = None;
+        let (mut user, mut signer) = (None, None);
         for line in lines {
             let (k, v) = line.split_once(' ').ok_or(Corrupt("bad header line"))?;
             match k {
@@ -140,6 +146,7 @@ impl Entry {
                 }
                 "user" => user = Some(v.to_owned()),
                 "serial" => serial = Some(v.parse::<u64>().map_err(|_| Corrupt("bad serial"))?),
+                "signer" => signer = Some(v.parse().map_err(|_| Corrupt("bad signer"))?),
                 "length" => length = v.parse::<usize>().ok(),
                 "crc32" => sum = u32::from_str_radix(v, 16).ok(),
                 _ => {} // newer writers may add fields
@@ -160,6 +167,7 @@ impl Entry {
             etag,
             url,
             serial,
+            signer,
             body,
         };
         Ok((entry, user))

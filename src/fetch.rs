@@ -12,6 +12,8 @@ pub enum Fetch {
         url: String,
         /// Serial of a verified signed file.
         serial: Option<u64>,
+        /// The pinned signer that signed it.
+        signer: Option<crate::signed::Signer>,
     },
     NotModified {
         url: String,

@@ -539,11 +539,17 @@ impl Health {
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&self.dir)?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&dir), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
+        // Held for microseconds; a holder stuck longer than this is not
+        // worth a login waiting for (the update is skipped, as for any
+        // other I/O error here).
+        match crate::os::flock::exclusive(&dir, std::time::Duration::from_secs(1)) {
+            Ok(()) => Ok(dir),
+            Err(crate::os::flock::LockError::Busy { .. }) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{}: locked by another process", self.dir.display()),
+            )),
+            Err(crate::os::flock::LockError::Io(e)) => Err(e),
         }
-        Ok(dir)
     }
 
     fn write(&self, template: &str, r: &Record) -> io::Result<()> {

@@ -146,8 +146,7 @@ impl Line<'_> {
         let [user, serial, hash, path] = f[..] else {
             return Err(format!("index line {raw:?} does not have 4 fields"));
         };
-        crate::username::validate(user, crate::username::MAX_LEN_LIMIT)
-            .map_err(|e| format!("index line for {user:?}: {e}"))?;
+        check_fields(user, path).map_err(|e| format!("index line for {user:?}: {e}"))?;
         let serial = match serial {
             "-" => None,
             s => Some(
@@ -157,7 +156,6 @@ impl Line<'_> {
         };
         let hash =
             unhex::<8>(hash).ok_or_else(|| format!("index line for {user}: bad hash {hash:?}"))?;
-        check_path(path).map_err(|e| format!("index line for {user}: {e}"))?;
         Ok(Line {
             user,
             serial,
@@ -165,6 +163,21 @@ impl Line<'_> {
             path,
         })
     }
+}
+
+/// Whether a line for `user` whose file is at `path` can be written so that
+/// [`Line::parse`] reads back exactly these fields: fields are separated by
+/// single spaces (so neither may contain one), the user must be a name
+/// keyward serves, and the path must pass [`check_path`]. The writer
+/// refuses such a line and the reader refuses it.
+pub fn check_fields(user: &str, path: &str) -> Result<(), String> {
+    crate::username::validate(user, crate::username::MAX_LEN_LIMIT).map_err(|e| e.to_string())?;
+    if user.contains(' ') {
+        return Err(format!(
+            "user name {user:?} contains a space, which an index line cannot carry"
+        ));
+    }
+    check_path(path)
 }
 
 /// A relative path below the index's folder: no `..`, no query, nothing a
@@ -183,7 +196,10 @@ pub fn check_path(p: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("bad path {p:?}"))
+        Err(format!(
+            "bad path {p:?} (an index path is printable ASCII without ?#%\\, \
+             with no empty, . or .. segment)"
+        ))
     }
 }
 
@@ -464,6 +480,69 @@ mod tests {
                 None,
                 "{u}"
             );
+        }
+    }
+
+    #[test]
+    fn lines_an_index_cannot_carry_are_refused_by_writer_and_reader() {
+        for (user, path) in [
+            ("alice", "alice.keys"),
+            ("a@corp.example.com", "a@corp.example.com.keys"),
+            ("host$", "host$.keys"),
+            ("a=b", "a=b.keys"),
+        ] {
+            assert_eq!(check_fields(user, path), Ok(()), "{user}");
+        }
+        for (user, path) in [
+            ("a b", "a_b.keys"),
+            ("a", "a b.keys"),
+            ("dåve", "dåve.keys"),
+            ("CORP\\alice", "CORP\\alice.keys"),
+            ("a#b", "a#b.keys"),
+            ("a%41", "a%41.keys"),
+            ("a?b", "a?b.keys"),
+            ("a\tb", "a\tb.keys"),
+            ("-a", "-a.keys"),
+            ("", ".keys"),
+        ] {
+            assert!(check_fields(user, path).is_err(), "{user:?} {path:?}");
+        }
+        // What writing a name with a space would give: a line of 5 fields
+        // the reader refuses (and with it the whole index).
+        let l = Line {
+            user: "a b",
+            serial: None,
+            hash: digest(b"x"),
+            path: "a.keys",
+        };
+        assert!(Line::parse(&l.to_line()).is_err());
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Write the line of user U (file `U.keys`), parse it: the same line,
+        /// or the writer refuses it; and the reader only ever returns a
+        /// line the writer writes.
+        #[test]
+        fn an_index_line_reads_back_its_fields_or_is_refused(
+            user in "[a-z =#%?\\\\/\\t\\x00-\\x1f\\x7f\\u{85}\\u{2028}åé@.$-]{0,12}|\\PC{0,12}",
+            serial in proptest::option::of(any::<u64>()),
+            hash in any::<[u8; 8]>(),
+        ) {
+            let path = format!("{user}.keys");
+            let l = Line { user: &user, serial, hash, path: &path };
+            let text = l.to_line();
+            let read = Line::parse(&text);
+            match check_fields(&user, &path) {
+                Ok(()) => prop_assert_eq!(read, Ok(l)),
+                Err(_) => prop_assert_ne!(read, Ok(l)),
+            }
+            if let Ok(r) = Line::parse(&text) {
+                prop_assert_eq!(check_fields(r.user, r.path), Ok(()));
+            }
         }
     }
 }

@@ -122,6 +122,7 @@ impl Stored {
         self.header.serial.map(|serial| crate::state::Floor {
             serial,
             sha256: self.sha256,
+            signer: None,
         })
     }
 

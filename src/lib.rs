@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod index;
 pub mod keyline;
 pub mod policy;
+pub mod revocation;
 pub mod signed;
 pub mod sshd;
 pub mod state;
@@ -29,6 +30,7 @@ pub mod directory;
 pub mod files;
 pub mod health;
 pub mod indexcache;
+pub mod statestore;
 
 // The operating system: accounts, clock, processes, privileges, safe paths.
 pub mod os;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::audit::{Record, Severity};
-use crate::cache::{Cache, Kind};
+use crate::cache::{Cache, Kind, Settle};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
@@ -17,7 +17,7 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::os::privdrop;
 use crate::policy::{self, Candidate, FpFilter, Judged};
-use crate::state::{self, Answer, Current, Mode, Ttls};
+use crate::state::{self, Answer, Mode, Purpose, Ttls};
 use crate::username;
 
 mod principals;
@@ -162,34 +162,26 @@ pub fn through_cache(
     kind: Kind,
     warnings: &mut Vec<String>,
 ) -> Result<DirAnswer, Failure> {
-    let dir_failure = |reason: String| Failure {
-        reason,
-        source: Some("directory"),
-    };
-    let cache = Cache::for_kind(&config.cache.dir, kind);
+    let cache = Cache::for_kind(&config.cache.dir, &config.state.dir, kind);
+    // The user's file name, once: the entry, the floor and its lock use it.
+    let name = username::file_name(user);
     let signed = config.directory.signed();
-    let lookup = cache.read(user).map_err(|e| Failure::new(e.to_string()))?;
-    // The floor matters only when signatures are required; unsigned lookups
-    // skip the extra read.
-    let floor = if signed {
-        cache
-            .read_floor(user)
-            .map_err(|e| Failure::new(e.to_string()))?
-    } else {
-        None
-    };
-    let cur = Current::new(lookup, floor);
-    let mode = Mode::of(signed, user, kind);
+    let signers = trusted_signers(&config.directory).map_err(Failure::new)?;
+    let cur = cache
+        .current(user, &name, signed)
+        .map_err(|e| Failure::new(e.to_string()))?;
+    let mode = Mode::of(signers.as_deref(), user, kind);
     // Mirror health and the stored index are read only from here on: a
     // fresh entry is answered by `state` before either is touched.
     let dir = HttpDirectory::new(&config.directory)
         .for_kind(kind)
         .with_health(&config.cache.dir);
     let now = now_secs();
+    let ttls = Ttls::from_config(&config.cache);
     let t = state::login_indexed(
         &cur,
         now,
-        &Ttls::from_config(&config.cache),
+        &ttls,
         mode,
         // The index lists keys files only.
         || match kind {
@@ -204,7 +196,17 @@ pub fn through_cache(
         },
         |etag, floor| dir.fetch(&Request { user, etag, floor }),
     );
-    if let Err(e) = cache.apply(user, &t) {
+    // Re-decided under the state lock against what is on disk by now; the
+    // lock wait shares the lookup's budget.
+    let settle = Settle {
+        now,
+        ttls: &ttls,
+        mode,
+        purpose: Purpose::Login,
+        lock_wait: config.directory.timeout.0,
+    };
+    let (t, stored) = cache.commit(user, &name, &cur, t, &settle);
+    if let Err(e) = stored {
         warnings.push(format!("cache not updated: {e}"));
     }
     warnings.extend(t.warning);
@@ -229,8 +231,23 @@ pub fn through_cache(
             age_s,
             mirror,
         }),
-        Answer::Fail(reason) => Err(dir_failure(reason)),
+        Answer::Fail(reason) => Err(Failure {
+            reason,
+            source: Some("directory"),
+        }),
     }
+}
+
+/// The fingerprints of the trusted signers when signatures are required
+/// (None: they are not). Entries and floors of any other signer are void.
+pub fn trusted_signers(
+    config: &crate::config::DirectoryConfig,
+) -> Result<Option<Vec<crate::signed::Signer>>, String> {
+    if !config.signed() {
+        return Ok(None);
+    }
+    let keys = config.load_signers()?;
+    Ok(Some(keys.iter().map(crate::signed::fingerprint).collect()))
 }
 
 /// Whether the login path must ask NSS about the account: for the home
@@ -260,6 +277,17 @@ fn account_facts(
         )),
         _ => {
             let uid = given.or(acct.as_ref().map(|a| a.uid));
+            // sshd never runs us for a name NSS does not know: a "not
+            // found" now (NSS changed, a backend down and answering
+            // nothing) must not pass for "not uid 0".
+            if uid.is_none() && policy::needs_uid(&config.policy) {
+                return Err(
+                    "NSS returned no account (not found, or its database unreadable) and sshd \
+                     passed no uid (%U): the uid-0 rule (root is in [policy] deny_users) \
+                     cannot be checked; pass %U"
+                        .into(),
+                );
+            }
             Ok((acct, uid))
         }
     }
@@ -280,6 +308,10 @@ enum Gate {
 fn gate(config: &Config, user: &str, uid_arg: Option<&str>) -> Gate {
     if let Err(e) = username::validate(user, config.policy.max_username_len) {
         return Gate::Fail(format!("invalid user name: {e}"));
+    }
+    // A name denied as such needs no uid (and no NSS lookup).
+    if let Some(why) = policy::denied(&config.policy, user, None) {
+        return Gate::Deny(why);
     }
     // At most one NSS lookup serves the uid-0 rule and the local files.
     match account_facts(config, user, uid_arg) {
@@ -305,6 +337,11 @@ pub fn run(
     record_head(&mut record, user, fp);
     if let Some(uid) = uid_arg {
         record.push("uid", uid);
+    }
+    // Keys a newer config set and this version ignores (min_version):
+    // on every decision, so the log shows what is not enforced.
+    if let Some(w) = config.warning() {
+        record.push("config_warning", w);
     }
     let fail = |mut record: Record, reason: String| {
         record.push("reason", reason);
@@ -529,6 +566,24 @@ mod tests {
         assert!(policy::denied(&config.policy, user, uid).is_some());
         assert!(account_facts(&config, user, Some("%U")).is_err());
         assert!(account_facts(&config, user, Some("-1")).is_err());
+    }
+
+    #[test]
+    fn without_a_uid_an_account_nss_does_not_know_fails_closed_when_the_uid_rule_needs_it() {
+        let mut config = Config::default();
+        let user = "kwnosuchuser-nouid";
+        let e = account_facts(&config, user, None).unwrap_err();
+        assert!(e.contains("uid-0 rule") && e.contains("%U"), "{e}");
+        assert!(matches!(gate(&config, user, None), Gate::Fail(_)));
+        // a name denied as such is denied without a lookup
+        config.policy.deny_users = vec!["root".into(), user.into()];
+        assert!(matches!(gate(&config, user, None), Gate::Deny(_)));
+        // nobody denied by uid: the name alone is judged
+        config.policy.deny_users = vec!["alice".into()];
+        assert_eq!(account_facts(&config, user, None).unwrap(), (None, None));
+        // local files without the uid rule: no home, no files, no failure
+        config.files.paths = vec!["%h/.ssh/authorized_keys".into()];
+        assert_eq!(account_facts(&config, user, None).unwrap(), (None, None));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub duration_ms: u64,
     pub max_stale_secs: u64,
     pub cache: CacheStats,
+    /// Log records that reached no log socket (see `audit::LOST_RECORDS`);
+    /// None when the tally could not be read.
+    pub log_records_lost: Option<u64>,
 }
 
 const LAST_SUCCESS: &str = "keyward_sync_last_success_timestamp_seconds";
@@ -51,13 +54,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
-            if samples.is_empty() {
-                return;
-            }
-            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
-            for (labels, value) in samples {
-                out += &format!("{name}{labels} {value}\n");
-            }
+            write_metric(&mut out, "gauge", name, help, samples)
         };
         let one = |v: String| vec![(String::new(), v)];
         gauge(
@@ -120,8 +117,69 @@ impl Metrics {
                 .map(|t| one(t.to_string()))
                 .unwrap_or_default(),
         );
+        write_metric(
+            &mut out,
+            "counter",
+            "keyward_log_records_lost_total",
+            "Audit records no log socket took (a stalled or missing syslog/journald): they went to stderr only, which sshd discards.",
+            &self.log_records_lost.map(|n| one(n.to_string())).unwrap_or_default(),
+        );
         out
     }
+}
+
+/// One metric: its HELP and TYPE lines and samples (`labels`, `value`);
+/// nothing without samples (absent() is what alerts test for).
+fn write_metric(
+    out: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    samples: &[(String, String)],
+) {
+    if samples.is_empty() {
+        return;
+    }
+    *out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    for (labels, value) in samples {
+        *out += &format!("{name}{labels} {value}\n");
+    }
+}
+
+/// Longest previous textfile read (a real one is a few KiB).
+const MAX_PREVIOUS: u64 = 1 << 20;
+
+/// The previous textfile at `path`, if any. Opened without following a
+/// symlink and without blocking on a FIFO, and read only if it is a regular
+/// file: whoever can create a name in the textfile directory must not make
+/// sync read another file or hang. Err says why it was not read; the caller
+/// warns and [`write_atomic`] then replaces the name itself.
+pub fn read_previous(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err("the previous textfile is a symlink: not followed".into())
+        }
+        Err(e) => return Err(format!("the previous textfile: {e}")),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("the previous textfile: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("the previous textfile is not a regular file: not read".into());
+    }
+    let mut text = String::new();
+    file.take(MAX_PREVIOUS)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("the previous textfile: {e}"))?;
+    Ok(Some(text))
 }
 
 /// The last-success timestamp of an earlier textfile, so that a failed run
@@ -207,6 +265,7 @@ mod tests {
                 oldest_fetch: Some(1_699_990_000),
                 earliest_expiry: None,
             },
+            log_records_lost: Some(4),
         }
     }
 
@@ -225,6 +284,8 @@ mod tests {
             "keyward_cache_entries 7",
             "keyward_cache_oldest_fetch_timestamp_seconds 1699990000",
             "keyward_cache_max_stale_seconds 259200",
+            "# TYPE keyward_log_records_lost_total counter",
+            "keyward_log_records_lost_total 4",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }

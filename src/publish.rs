@@ -14,9 +14,20 @@
 //! user's keys file, signed the same way, plus a gzip copy
 //! (`keyward.index.gz`) for servers that serve precompressed files (nginx
 //! `gzip_static`).
+//!
+//! OUT may be writable by others while publish runs as root: every access
+//! to it goes through `outdir` (no link followed, temporary files created
+//! exclusively, renamed into place), and signing happens in a private
+//! folder (`sign`). A user name that a header or an index line cannot
+//! carry unambiguously is refused (`publishable`): reported, left out, the
+//! rest published.
+
+mod outdir;
+mod sign;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+use outdir::OutDir;
 
 use crate::config::PolicyConfig;
 use crate::entry::Kind;
@@ -134,6 +145,25 @@ pub struct Options<'a> {
     pub max_username_len: usize,
 }
 
+/// Largest previous file publish reads back from OUT (to keep it or to
+/// continue its serial): the largest index a host accepts.
+const OLD_MAX: u64 = crate::index::MAX_BYTES;
+
+/// Whether publish can write `user`'s file of `kind` so that every reader
+/// reads back exactly this user: a name keyward serves, one a `#keyward`
+/// header carries (checked unsigned too, so that turning signing on never
+/// drops a user) and, for a keys file listed in an index, one an index line
+/// carries.
+pub fn publishable(user: &str, kind: Kind, max_len: usize, index: bool) -> Result<(), String> {
+    crate::username::validate(user, max_len).map_err(|e| e.to_string())?;
+    signed::check_user(user)?;
+    if index && kind == Kind::Keys {
+        crate::index::check_fields(user, &out_name(user, kind))
+            .map_err(|e| format!("an index line cannot carry it: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The user and kind of an input file name (`alice`, `alice.keys`,
 /// `deploy.principals`); None for files that are not input.
 fn input_name(name: &str) -> Option<(&str, Kind)> {
@@ -150,7 +180,17 @@ fn input_name(name: &str) -> Option<(&str, Kind)> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
     pub users: Vec<Published>,
+    /// Source files left out, sorted: nothing was written for them.
+    pub refused: Vec<Refused>,
     pub index: Option<IndexInfo>,
+}
+
+/// A source file publish left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The file's name in the source folder (lossy when not UTF-8).
+    pub file: String,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +222,12 @@ impl Publication {
             None if o.signer.is_some() => "signed".into(),
             None => "unsigned".into(),
         };
+        let refused = match self.refused.len() {
+            0 => String::new(),
+            n => format!("; {n} source file(s) refused"),
+        };
         out.push(format!(
-            "published {} user(s) to {} ({signed}); {dropped} line(s) dropped",
+            "published {} user(s) to {} ({signed}); {dropped} line(s) dropped{refused}",
             self.users.len(),
             o.out.display(),
         ));
@@ -198,11 +242,30 @@ impl Publication {
         }
         out
     }
+
+    /// One line per refused source file, for stderr (names quoted and
+    /// escaped: they may hold control characters).
+    pub fn refusals(&self, o: &Options) -> Vec<String> {
+        self.refused
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: refused {:?}, nothing published for it: {}",
+                    o.src.display(),
+                    r.file,
+                    r.why
+                )
+            })
+            .collect()
+    }
 }
 
-/// Publishes every user in `src` into `out`, then the index.
-pub fn publish(o: &Options) -> Result<Publication, String> {
-    let mut inputs: Vec<(String, Kind, PathBuf)> = Vec::new();
+type Input = (String, Kind, PathBuf);
+
+/// The source files to publish, and those refused.
+fn scan(o: &Options) -> Result<(Vec<Input>, Vec<Refused>), String> {
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut refused = Vec::new();
     let rd = std::fs::read_dir(o.src).map_err(|e| format!("{}: {e}", o.src.display()))?;
     for entry in rd {
         let entry = entry.map_err(|e| format!("{}: {e}", o.src.display()))?;
@@ -210,12 +273,23 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
             continue;
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = match entry.file_name().into_string() {
+            Ok(n) => n,
+            Err(raw) => {
+                refused.push(Refused {
+                    file: raw.to_string_lossy().into_owned(),
+                    why: "the file name is not UTF-8".into(),
+                });
+                continue;
+            }
+        };
         let Some((user, kind)) = input_name(&name) else {
             continue;
         };
-        crate::username::validate(user, o.max_username_len)
-            .map_err(|e| format!("{}: not a valid user name: {e}", path.display()))?;
+        if let Err(why) = publishable(user, kind, o.max_username_len, o.index.is_some()) {
+            refused.push(Refused { file: name, why });
+            continue;
+        }
         if inputs.iter().any(|(u, k, _)| u == user && *k == kind) {
             return Err(format!(
                 "{}: {user} has two {} files (`{user}` and `{user}.keys`)",
@@ -226,6 +300,14 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         inputs.push((user.to_owned(), kind, path));
     }
     inputs.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+    refused.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok((inputs, refused))
+}
+
+/// Publishes every user in `src` into `out`, then the index. A refused
+/// source file is left out (and a file published for it earlier removed).
+pub fn publish(o: &Options) -> Result<Publication, String> {
+    let (inputs, refused) = scan(o)?;
     if let Some(name) = o.index {
         // The index must never be taken for a user's file, nor overwritten.
         if let Some((user, kind, _)) = inputs.iter().find(|(u, k, _)| out_name(u, *k) == name) {
@@ -236,42 +318,51 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         }
     }
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let out = OutDir::new(o.out);
+    let _held = out.lock()?;
+    let key = o.signer.and_then(sign::public_key);
     let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
+    // Every user's files are written first and renamed into place together:
+    // a failure (a signature, a full disk) leaves the tree as it was.
+    let (mut staged, mut stale_sigs) = (Vec::new(), Vec::new());
     for (user, kind, path) in &inputs {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let name = out_name(user, *kind);
-        let old = std::fs::read_to_string(o.out.join(&name)).ok();
+        let old = previous(o, &out, &name, key.as_ref(), last_serial)?;
         // An unchanged file is left as it is (same bytes, same serial, same
         // mtime and ETag): servers then have nothing to fetch for it.
-        if let Some(p) = keep(o, user, *kind, &text, old.as_deref(), now) {
+        if let Some(p) = keep(o, &out, user, *kind, &text, old.as_deref(), now) {
             results.push(p);
             continue;
         }
         let header = o.signer.map(|_| Header {
             user: user.clone(),
             kind: *kind,
-            serial: next_serial(o.serial, last_serial(o.out, user, *kind)),
+            serial: next_serial(o.serial, old.as_deref().and_then(last_serial)),
             expires: o.expires,
         });
         let (body, published) = build(o, user, *kind, &text, header.as_ref(), now);
-        match o.signer {
-            Some(signer) => write_signed(o.out, &name, body.as_bytes(), signer)?,
-            None => {
-                write_plain(o.out, &name, body.as_bytes())?;
-                // A signature of an earlier signed run would not match.
-                let _ = std::fs::remove_file(o.out.join(format!("{name}.sig")));
-            }
+        staged.extend(stage(o, &out, &name, body.as_bytes())?);
+        if o.signer.is_none() {
+            // A signature of an earlier signed run would not match.
+            stale_sigs.push(format!("{name}.sig"));
         }
         results.push(published);
     }
+    let stale_sigs: Vec<&str> = stale_sigs.iter().map(String::as_str).collect();
+    out.commit(staged, &stale_sigs)
+        .map_err(|e| format!("{}: {e}", o.out.display()))?;
     let index = match o.index {
-        Some(name) => Some(write_index(o, name, &results)?),
+        Some(name) => Some(write_index(o, &out, key.as_ref(), name, &results)?),
         None => None,
     };
-    remove_stale(o.out, &inputs, o.index)?;
+    remove_stale(&out, &inputs, o.index)?;
+    out.sync()
+        .map_err(|e| format!("{}: {e}", o.out.display()))?;
     Ok(Publication {
         users: results,
+        refused,
         index,
     })
 }
@@ -297,10 +388,48 @@ fn fresh_enough(o: &Options, expires: i64, now: i64) -> bool {
     expires - now > (o.expires - now) / 2
 }
 
+/// The file `name` already in OUT, if publish may build on it (keep it, or
+/// continue its serial): read without following links and, when signing
+/// and its serial (`serial_of`) is at or above this run's, only if its
+/// `.sig` verifies with this signer. Whoever can write OUT could otherwise
+/// plant a header with serial 2^64-1 for this run to continue and sign,
+/// and every host's rollback floor would then refuse all later files. A
+/// lower serial changes nothing this run signs (`next_serial`), so the
+/// usual case pays no verification. When the signer's public key cannot be
+/// read (neither the key file nor `KEY.pub` is an OpenSSH key) the file is
+/// taken as it is.
+fn previous(
+    o: &Options,
+    out: &OutDir,
+    name: &str,
+    key: Option<&ssh_key::PublicKey>,
+    serial_of: fn(&str) -> Option<u64>,
+) -> Result<Option<String>, String> {
+    let read = |name: &str, cap| {
+        out.read(name, cap)
+            .map_err(|e| format!("{}: {e}", o.out.join(name).display()))
+    };
+    let Some(text) = read(name, OLD_MAX)? else {
+        return Ok(None);
+    };
+    let (Some(_), Some(key)) = (o.signer, key) else {
+        return Ok(Some(text));
+    };
+    if serial_of(&text).is_none_or(|serial| serial < o.serial) {
+        return Ok(Some(text));
+    }
+    let sig = read(&format!("{name}.sig"), sign::MAX_SIG)?;
+    let ours = sig.is_some_and(|sig| {
+        signed::verify(text.as_bytes(), sig.as_bytes(), std::slice::from_ref(key)).is_ok()
+    });
+    Ok(ours.then_some(text))
+}
+
 /// The published entry for `user` if the file already published (`old`) is
 /// exactly what this run would write with its header: nothing to do.
 fn keep(
     o: &Options,
+    out: &OutDir,
     user: &str,
     kind: Kind,
     text: &str,
@@ -311,11 +440,11 @@ fn keep(
     let header = match o.signer {
         Some(_) => {
             let h = signed::parse_header(old).ok()?;
-            let sig = o.out.join(format!("{}.sig", out_name(user, kind)));
+            let sig = format!("{}.sig", out_name(user, kind));
             if h.user != user
                 || h.kind != kind
                 || !fresh_enough(o, h.expires, now)
-                || !sig.is_file()
+                || !out.is_file(&sig)
             {
                 return None;
             }
@@ -354,9 +483,17 @@ pub fn build_index(results: &[Published], serial: u64, expires: Option<i64>) -> 
     crate::index::render(&header, &mut lines)
 }
 
-fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexInfo, String> {
+fn write_index(
+    o: &Options,
+    out: &OutDir,
+    key: Option<&ssh_key::PublicKey>,
+    name: &str,
+    results: &[Published],
+) -> Result<IndexInfo, String> {
     let now = now_secs();
-    let old_text = std::fs::read_to_string(o.out.join(name)).ok();
+    let old_text = previous(o, out, name, key, |t| {
+        crate::index::Header::parse(t.lines().next()?).ok()?.serial
+    })?;
     let old = old_text
         .as_deref()
         .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok());
@@ -364,9 +501,7 @@ fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexIn
     // so every server's conditional request keeps answering 304.
     if let (Some(t), Some(h)) = (&old_text, old) {
         let signed_ok = match (o.signer, h.expires) {
-            (Some(_), Some(e)) => {
-                fresh_enough(o, e, now) && o.out.join(format!("{name}.sig")).is_file()
-            }
+            (Some(_), Some(e)) => fresh_enough(o, e, now) && out.is_file(&format!("{name}.sig")),
             (None, None) => true,
             _ => false,
         };
@@ -376,9 +511,7 @@ fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexIn
                     path: o.out.join(name),
                     serial,
                     bytes: t.len() as u64,
-                    gzip_bytes: std::fs::metadata(o.out.join(format!("{name}.gz")))
-                        .map(|m| m.len())
-                        .unwrap_or(0),
+                    gzip_bytes: out.file_len(&format!("{name}.gz")).unwrap_or(0),
                 });
             }
         }
@@ -389,14 +522,15 @@ fn write_index(o: &Options, name: &str, results: &[Published]) -> Result<IndexIn
     let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
     // The compressed copy first: a server preferring it never serves one
     // older than the plain file next to it for long.
-    write_plain(o.out, &format!("{name}.gz"), &gz)?;
-    match o.signer {
-        Some(signer) => write_signed(o.out, name, text.as_bytes(), signer)?,
-        None => {
-            write_plain(o.out, name, text.as_bytes())?;
-            let _ = std::fs::remove_file(o.out.join(format!("{name}.sig")));
-        }
-    }
+    let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
+    let mut files = vec![out.stage(&format!("{name}.gz"), &gz).map_err(fail)?];
+    files.extend(stage(o, out, name, text.as_bytes())?);
+    let sig = format!("{name}.sig");
+    let stale_sig: &[&str] = match o.signer {
+        Some(_) => &[],
+        None => &[&sig],
+    };
+    out.commit(files, stale_sig).map_err(fail)?;
     Ok(IndexInfo {
         path: o.out.join(name),
         serial,
@@ -416,13 +550,22 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
-/// Writes `out/name` through a temporary file and a rename.
-fn write_plain(out: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
-    let tmp = out.join(format!(".{name}.tmp"));
-    let path = out.join(name);
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))
+/// Stages `name` with `body` and, when signing, `name.sig` before it (a
+/// reader never gets a new body with no signature for it).
+fn stage(
+    o: &Options,
+    out: &OutDir,
+    name: &str,
+    body: &[u8],
+) -> Result<Vec<outdir::Staged>, String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
+    let mut files = Vec::with_capacity(2);
+    if let Some(signer) = o.signer {
+        let sig = sign::sign(body, signer, name)?;
+        files.push(out.stage(&format!("{name}.sig"), &sig).map_err(fail)?);
+    }
+    files.push(out.stage(name, body).map_err(fail)?);
+    Ok(files)
 }
 
 /// A serial is never reused: hosts refuse a signed file whose serial is at
@@ -435,45 +578,19 @@ pub fn next_serial(requested: u64, last: Option<u64>) -> u64 {
     }
 }
 
-/// The serial of the file already published for `user`, if any.
-fn last_serial(out: &Path, user: &str, kind: Kind) -> Option<u64> {
-    let text = std::fs::read_to_string(out.join(out_name(user, kind))).ok()?;
-    signed::parse_header(&text).ok().map(|h| h.serial)
+/// The serial in the header of a file already published.
+fn last_serial(old: &str) -> Option<u64> {
+    signed::parse_header(old).ok().map(|h| h.serial)
 }
 
-/// Writes `<name>` and its `.sig` so neither is ever seen half-written:
-/// both are produced under temporary names, then renamed (signature first,
-/// so a reader never gets a new body with no signature for it).
-fn write_signed(out: &Path, name: &str, body: &[u8], signer: &Path) -> Result<(), String> {
-    let tmp_body = out.join(format!(".{name}.tmp"));
-    let tmp_sig = out.join(format!(".{name}.tmp.sig"));
-    std::fs::write(&tmp_body, body).map_err(|e| format!("{}: {e}", tmp_body.display()))?;
-    let _ = std::fs::remove_file(&tmp_sig);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", signed::NAMESPACE, "-f"])
-        .arg(signer)
-        .arg(&tmp_body)
-        .stdin(Stdio::inherit())
-        .status()
-        .map_err(|e| format!("running ssh-keygen: {e}"))?;
-    if !status.success() {
-        let _ = std::fs::remove_file(&tmp_body);
-        return Err(format!("ssh-keygen -Y sign failed for {name} ({status})"));
-    }
-    let final_body = out.join(name);
-    std::fs::rename(&tmp_sig, out.join(format!("{name}.sig")))
-        .and_then(|_| std::fs::rename(&tmp_body, &final_body))
-        .map_err(|e| format!("{}: {e}", final_body.display()))
-}
-
-fn remove_stale(
-    out: &Path,
-    inputs: &[(String, Kind, PathBuf)],
-    index: Option<&str>,
-) -> Result<(), String> {
-    let rd = std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    for entry in rd.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+/// Removes the files of users no longer published (refused ones
+/// included): only names in OUT, links themselves, never a directory.
+fn remove_stale(out: &OutDir, inputs: &[Input], index: Option<&str>) -> Result<(), String> {
+    let names = out
+        .entries()
+        .map_err(|e| format!("listing the output folder: {e}"))?;
+    for raw in names {
+        let name = raw.to_string_lossy().into_owned();
         let of_index = |i: &str| {
             name.strip_prefix(i)
                 .is_some_and(|r| ["", ".sig", ".gz"].contains(&r))
@@ -488,7 +605,7 @@ fn remove_stale(
         });
         if let Some((user, kind)) = published {
             if !inputs.iter().any(|(u, k, _)| u == user && *k == kind) {
-                std::fs::remove_file(entry.path()).map_err(|e| format!("{name}: {e}"))?;
+                out.remove(&raw).map_err(|e| format!("{name}: {e}"))?;
             }
         }
     }
@@ -587,6 +704,92 @@ mod tests {
         );
         assert_eq!(input_name("alice.keys.sig"), None);
         assert_eq!(input_name(".alice.keys.tmp"), None);
+    }
+
+    #[test]
+    fn publishable_names() {
+        use Kind::{Keys, Principals};
+        for (user, kind, index) in [
+            ("alice", Keys, true),
+            ("a@corp.example.com", Keys, true),
+            // No index line for these: the header alone carries them.
+            ("dåve", Keys, false),
+            ("dåve", Principals, true),
+            ("CORP\\alice", Keys, false),
+        ] {
+            assert_eq!(publishable(user, kind, 255, index), Ok(()), "{user}");
+        }
+        for (user, kind, index) in [
+            ("a b", Keys, false),
+            ("a b", Principals, false),
+            ("a=b", Principals, false),
+            ("alice kind=principals", Keys, false),
+            ("dåve", Keys, true),
+            ("a#b", Keys, true),
+            ("a\tb", Keys, false),
+            ("-a", Keys, false),
+            ("aaaa", Keys, false),
+        ] {
+            let max = if user == "aaaa" { 3 } else { 255 };
+            assert!(publishable(user, kind, max, index).is_err(), "{user:?}");
+        }
+    }
+
+    #[test]
+    fn refused_names_are_left_out_and_their_old_files_removed() {
+        use std::os::unix::ffi::OsStrExt;
+        let root = tempfile::tempdir().unwrap();
+        let (src, out) = (root.path().join("src"), root.path().join("out"));
+        std::fs::create_dir(&src).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        for name in ["alice.keys", "a b.keys", "x=y.principals"] {
+            std::fs::write(src.join(name), format!("{ED} k\n")).unwrap();
+        }
+        let raw = std::ffi::OsStr::from_bytes(b"n\xff.keys");
+        std::fs::write(src.join(raw), format!("{ED} k\n")).unwrap();
+        // What an earlier publish wrote for a refused name.
+        std::fs::write(out.join("a b.keys"), format!("{ED} k\n")).unwrap();
+        std::fs::write(out.join("a b.keys.sig"), "old").unwrap();
+        let policy = PolicyConfig::default();
+        let o = Options {
+            src: &src,
+            out: &out,
+            signer: None,
+            index: Some("keyward.index"),
+            serial: 1,
+            expires: 2_000_000_000,
+            policy: &policy,
+            max_username_len: 255,
+        };
+        let p = publish(&o).unwrap();
+        let users: Vec<&str> = p.users.iter().map(|u| u.user.as_str()).collect();
+        assert_eq!(users, ["alice"]);
+        let refused: Vec<&str> = p.refused.iter().map(|r| r.file.as_str()).collect();
+        assert_eq!(refused, ["a b.keys", "n\u{fffd}.keys", "x=y.principals"]);
+        assert!(
+            p.refusals(&o)[0].contains("\"a b.keys\""),
+            "{:?}",
+            p.refusals(&o)
+        );
+        let report = p.report(&o);
+        assert!(
+            report
+                .iter()
+                .any(|l| l.contains("; 3 source file(s) refused")),
+            "{report:?}"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["alice.keys", "keyward.index", "keyward.index.gz"]);
+        let index = std::fs::read_to_string(out.join("keyward.index")).unwrap();
+        let idx = crate::index::Index::parse(&index).unwrap();
+        assert_eq!(
+            idx.lines.iter().map(|l| l.user).collect::<Vec<_>>(),
+            ["alice"]
+        );
     }
 
     #[test]

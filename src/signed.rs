@@ -50,6 +50,25 @@ impl Header {
     }
 }
 
+/// Whether `user` fits a header's `user=` field so that [`parse_header`]
+/// reads back exactly this name: fields are split at spaces and at their
+/// first `=`, and the header ends at the line break. A space would start a
+/// field of the name's choosing (`alice kind=principals`: a keys file that
+/// reads as alice's principals file); `=` is refused too, so no reader that
+/// splits a field elsewhere can take it for another field; control
+/// characters (line breaks among them) end or hide the line. The writer
+/// refuses such a name and the reader refuses such a field.
+pub fn check_user(user: &str) -> Result<(), String> {
+    let bad = |c: char| c == ' ' || c == '=' || c.is_control();
+    match user.chars().find(|&c| bad(c)) {
+        _ if user.is_empty() => Err("empty user in the header".into()),
+        Some(c) => Err(format!(
+            "user name {user:?} contains {c:?}, which a #keyward header cannot carry"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Parses the header, which must be the first line of the file.
 pub fn parse_header(body: &str) -> Result<Header, String> {
     let first = body.lines().next().unwrap_or_default();
@@ -62,7 +81,10 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
             .split_once('=')
             .ok_or_else(|| format!("bad header field {field:?}"))?;
         let dup = match k {
-            "user" => user.replace(v.to_owned()).is_some(),
+            "user" => {
+                check_user(v)?;
+                user.replace(v.to_owned()).is_some()
+            }
             "kind" => kind
                 .replace(match v {
                     "principals" => Kind::Principals,
@@ -111,8 +133,19 @@ pub fn check_header(h: &Header, user: &str, kind: Kind, now: i64) -> Result<(), 
     Ok(())
 }
 
-/// Verifies `sig_pem` over `body` against the pinned `signers`.
-pub fn verify(body: &[u8], sig_pem: &[u8], signers: &[PublicKey]) -> Result<(), String> {
+/// Which key signed a file: the SHA-256 fingerprint of a pinned signer.
+/// Entries and floors record it, so that removing a signer from the
+/// config voids what it signed.
+pub type Signer = ssh_key::Fingerprint;
+
+/// A signer key's fingerprint, as entries and floors record it.
+pub fn fingerprint(key: &PublicKey) -> Signer {
+    key.fingerprint(ssh_key::HashAlg::Sha256)
+}
+
+/// Verifies `sig_pem` over `body` against the pinned `signers`; returns
+/// the signer that made it.
+pub fn verify(body: &[u8], sig_pem: &[u8], signers: &[PublicKey]) -> Result<Signer, String> {
     let sig = SshSig::from_pem(sig_pem).map_err(|e| format!("bad signature file: {e}"))?;
     if sig.namespace() != NAMESPACE {
         return Err(format!(
@@ -130,7 +163,8 @@ pub fn verify(body: &[u8], sig_pem: &[u8], signers: &[PublicKey]) -> Result<(), 
         })?;
     signer
         .verify(NAMESPACE, body, &sig)
-        .map_err(|e| format!("signature does not verify: {e}"))
+        .map_err(|e| format!("signature does not verify: {e}"))?;
+    Ok(fingerprint(signer))
 }
 
 /// Everything a signed directory answer must pass.
@@ -141,11 +175,11 @@ pub fn check_file(
     user: &str,
     kind: Kind,
     now: i64,
-) -> Result<Header, String> {
-    verify(body.as_bytes(), sig_pem, signers)?;
+) -> Result<(Header, Signer), String> {
+    let signer = verify(body.as_bytes(), sig_pem, signers)?;
     let h = parse_header(body)?;
     check_header(&h, user, kind, now)?;
-    Ok(h)
+    Ok((h, signer))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` → Unix time.
@@ -274,6 +308,86 @@ mod tests {
         }
     }
 
+    #[test]
+    fn names_a_header_cannot_carry_are_refused_by_writer_and_reader() {
+        for ok in [
+            "alice",
+            "a@corp.example.com",
+            "CORP\\alice",
+            "host$",
+            "ålice",
+            "a#b",
+            "a,b",
+        ] {
+            assert_eq!(check_user(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "", "a b", "a=b", "a\tb", "a\nb", "a\rb", "a\x1bb", "a\u{85}b", " ", "=",
+        ] {
+            assert!(check_user(bad).is_err(), "{bad:?}");
+        }
+        // What writing such a name would give: a keys file of user
+        // `alice kind=principals` reads as alice's principals file.
+        let forged = Header {
+            user: "alice kind=principals".into(),
+            kind: Kind::Keys,
+            serial: 5,
+            expires: 1893456000,
+        };
+        let read = parse_header(&forged.to_line()).unwrap();
+        assert_eq!((read.user.as_str(), read.kind), ("alice", Kind::Principals));
+        assert!(check_user(&forged.user).is_err(), "the writer refuses it");
+        // The reader refuses a user field the writer never writes.
+        for line in [
+            "#keyward user=a=b serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user= serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a\x1bb serial=1 expires=2030-01-01T00:00:00Z",
+            "#keyward user=a\u{85}b serial=1 expires=2030-01-01T00:00:00Z",
+        ] {
+            assert!(parse_header(line).is_err(), "{line:?}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Write the header of name N, parse it: N again, or N is refused.
+        #[test]
+        fn a_header_reads_back_its_name_or_the_name_is_refused(
+            user in "[a-z =#\\t\\n\\r\\x00-\\x1f\\x7f\\u{85}\\u{a0}\\u{2028}åé@.$-]{0,12}|\\PC{0,12}",
+            principals in any::<bool>(),
+            serial in any::<u64>(),
+            expires in 0i64..253402300799,
+        ) {
+            let kind = if principals { Kind::Principals } else { Kind::Keys };
+            let h = Header { user: user.clone(), kind, serial, expires };
+            let read = parse_header(&format!("{}\nssh-ed25519 AAAA\n", h.to_line()));
+            match check_user(&user) {
+                Ok(()) => prop_assert_eq!(read, Ok(h)),
+                Err(_) => prop_assert_ne!(read, Ok(h)),
+            }
+        }
+
+        /// Whatever a header line says, what the reader takes from it is a
+        /// name the writer writes, and writing it again gives the same header.
+        #[test]
+        fn every_parsed_header_is_one_the_writer_writes(
+            fields in proptest::collection::vec(
+                "user=[a-z =\\t\\x1b]{0,6}|kind=principals|serial=[0-9]{1,3}|expires=2030-01-01T00:00:00Z|[a-z]{1,3}",
+                0..6,
+            ),
+            sep in "[ ]{1,2}",
+        ) {
+            let line = format!("#keyward {}", fields.join(&sep));
+            if let Ok(h) = parse_header(&line) {
+                prop_assert_eq!(check_user(&h.user), Ok(()));
+                prop_assert_eq!(parse_header(&h.to_line()), Ok(h));
+            }
+        }
+    }
+
     // `ssh-keygen -Y sign -f signer -n keyward` (and `-n file`) over "hello\n".
     const SIGNER: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEuN5jeku28miWD/dsgOlgRMzx0WmOXKdjCBqGn1/Whc signer";
@@ -298,9 +412,10 @@ kBU7UXi8c5XLbNcdxx3IsD
         let other = PublicKey::from_openssh(OTHER).unwrap();
         let body = b"hello\n";
         let sig = SIG_KEYWARD.as_bytes();
-        assert_eq!(verify(body, sig, std::slice::from_ref(&signer)), Ok(()));
+        let fp = fingerprint(&signer);
+        assert_eq!(verify(body, sig, std::slice::from_ref(&signer)), Ok(fp));
         // Found among several pinned keys, whatever the order.
-        assert_eq!(verify(body, sig, &[other.clone(), signer.clone()]), Ok(()));
+        assert_eq!(verify(body, sig, &[other.clone(), signer.clone()]), Ok(fp));
         let e = verify(body, sig, std::slice::from_ref(&other)).unwrap_err();
         assert!(e.contains("not a configured signer"), "{e}");
         assert!(e.contains(&signer.fingerprint(ssh_key::HashAlg::Sha256).to_string()));

@@ -241,7 +241,12 @@ pub fn uid_arg(s: &str) -> Result<u32, String> {
 pub fn keys_call_with_dash_user<'a>(args: &[&'a str]) -> Option<KeysCall<'a>> {
     match keys_call(args) {
         Err(NotKeys::Option(v)) if v.starts_with('-') => {
-            if matches!(v, "-h" | "--help" | "-V" | "--version") {
+            // `keyward keys --help` typed alone is a question; with the
+            // fingerprint or uid after it, it is sshd's call for an account
+            // with that name and must never print help on stdout.
+            let pos = args.iter().position(|a| *a == "keys")?;
+            let alone = args.len() == pos + 2;
+            if alone && matches!(v, "-h" | "--help" | "-V" | "--version") {
                 return None;
             }
             // The same call with the user swapped for a plain stand-in must
@@ -386,9 +391,12 @@ pub struct PrincipalsCall<'a> {
     pub rest: Vec<&'a str>,
 }
 
-/// Parses the arguments after the program name. A user starting with `-`
-/// is taken (keyward refuses it with a log line) unless clap would read it
-/// as one of keyward's own options.
+/// Parses the arguments after the program name. The grammar is
+/// `principals USER NAME=VALUE…` whatever USER is: sshd passes `%u` as it
+/// is, and an account called `--help`, `-h` or `--` must neither make clap
+/// print its help to stdout (sshd would read `Options:` as a principal)
+/// nor shift the arguments. Such a user is refused by the name check, with
+/// its record.
 pub fn principals_call<'a>(args: &[&'a str]) -> Result<PrincipalsCall<'a>, NotKeys<'a>> {
     let (config, rest) = match args {
         ["--config", path, rest @ ..] => (Some(*path), rest),
@@ -404,11 +412,6 @@ pub fn principals_call<'a>(args: &[&'a str]) -> Result<PrincipalsCall<'a>, NotKe
     };
     if let Some(c) = config.filter(|c| c.is_empty() || c.starts_with('-')) {
         return Err(NotKeys::Option(c));
-    }
-    let clap_option =
-        matches!(user, "-h" | "--help" | "--config" | "--") || user.starts_with("--config=");
-    if user.is_empty() || clap_option {
-        return Err(NotKeys::Option(user));
     }
     Ok(PrincipalsCall {
         config,
@@ -689,6 +692,13 @@ mod tests {
         );
         assert_eq!(keys_call_with_dash_user(&["keys", "--help"]), None);
         assert_eq!(keys_call_with_dash_user(&["keys", "-V"]), None);
+        // sshd's form for accounts named like clap's options: the user
+        for user in ["--help", "-h", "-V", "--version"] {
+            let c = keys_call_with_dash_user(&["keys", user, "SHA256:x", "7"]).unwrap();
+            assert_eq!((c.user, c.uid), (user, Some("7")));
+            let c = keys_call_with_dash_user(&["keys", user, "SHA256:x"]).unwrap();
+            assert_eq!(c.user, user);
+        }
         assert_eq!(keys_call_with_dash_user(&["keys", "alice", "-x"]), None);
         assert_eq!(
             keys_call_with_dash_user(&["--config", "-c", "keys", "a"]),
@@ -848,10 +858,20 @@ mod tests {
             Err(NotKeys::Subcommand(Some("keys")))
         );
         assert_eq!(principals_call(&["principals"]), Err(NotKeys::Arity(0)));
-        assert_eq!(
-            principals_call(&["principals", "--help"]),
-            Err(NotKeys::Option("--help"))
-        );
+        // whatever the user is, it is the user, and the rest stays in place
+        for user in [
+            "--help",
+            "-h",
+            "--",
+            "-V",
+            "--version",
+            "--config=/x",
+            "--config",
+            "",
+        ] {
+            let c = principals_call(&["principals", user, "uid=7", "fp=x"]).unwrap();
+            assert_eq!((c.user, c.rest.as_slice()), (user, &["uid=7", "fp=x"][..]));
+        }
         assert_eq!(
             principals_call(&["--config", "-", "principals", "u"]),
             Err(NotKeys::Option("-"))

@@ -1,9 +1,9 @@
 //! What a cache entry may become: every transition, in one place (pure).
 //!
 //! `keys`, `sync`, `doctor` and `explain` all ask this module; none decides
-//! on its own. The first round had these rules in the login path and again
-//! in sync, and they drifted: a 404 answered to sync erased the serial that
-//! stops a signed file being rolled back. The table in the tests below is
+//! on its own: two copies of these rules drift (a 404 answered to sync must
+//! not erase the serial that stops a signed file being rolled back, at login
+//! or in sync alike). The table in the tests below is
 //! the specification: current state × the directory's answer → what is
 //! stored, what is served, what is logged.
 //!
@@ -16,9 +16,14 @@ use std::time::Duration;
 
 use crate::entry::{Corrupt, Entry, Kind, Lookup, Status};
 use crate::fetch::Fetch;
+use crate::signed::Signer;
 
+mod floor;
 mod indexed;
+mod settle;
+pub use floor::{binding, Floor, Rollback};
 pub use indexed::{is_listed_version, login_indexed, sync_indexed, Listing};
+pub use settle::{settle, unsettled};
 
 /// How long answers stay good (from `[cache]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,109 +73,45 @@ pub fn freshness(entry: &Entry, now: u64, t: &Ttls) -> Freshness {
     }
 }
 
-/// The highest signed file accepted for a user: its serial and body hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Floor {
-    pub serial: u64,
-    pub sha256: [u8; 32],
-}
-
-/// Why a signed file is refused by the floor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rollback {
-    #[error("signed file serial {got} is lower than the highest accepted serial {floor} (rollback refused)")]
-    Lower { got: u64, floor: u64 },
-    #[error(
-        "signed file reuses serial {serial} with a different body (rollback or forgery refused)"
-    )]
-    SameSerialOtherBody { serial: u64 },
-}
-
-const FLOOR_MAGIC: &str = "keyward-floor 1";
-
-impl Floor {
-    pub fn of(serial: u64, body: &str) -> Floor {
-        use sha2::Digest;
-        Floor {
-            serial,
-            sha256: sha2::Sha256::digest(body.as_bytes()).into(),
-        }
-    }
-
-    /// The one rollback rule: a lower serial, or the same serial with
-    /// another body, is refused.
-    pub fn admits(&self, serial: u64, body: &str) -> Result<(), Rollback> {
-        if serial < self.serial {
-            return Err(Rollback::Lower {
-                got: serial,
-                floor: self.serial,
-            });
-        }
-        if serial == self.serial && Floor::of(serial, body).sha256 != self.sha256 {
-            return Err(Rollback::SameSerialOtherBody { serial });
-        }
-        Ok(())
-    }
-
-    /// The higher of two floors (a new file's floor never lowers it).
-    pub fn max(a: Option<Floor>, b: Option<Floor>) -> Option<Floor> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(if b.serial > a.serial { b } else { a }),
-            (a, b) => a.or(b),
-        }
-    }
-
-    pub fn encode(&self) -> String {
-        let hex: String = self.sha256.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{FLOOR_MAGIC}\nserial {}\nsha256 {hex}\n", self.serial)
-    }
-
-    pub fn decode(text: &str) -> Result<Floor, Corrupt> {
-        let mut lines = text.lines();
-        if lines.next() != Some(FLOOR_MAGIC) {
-            return Err(Corrupt("unknown floor format"));
-        }
-        let (mut serial, mut sha) = (None, None);
-        for line in lines {
-            match line.split_once(' ') {
-                Some(("serial", v)) => serial = v.parse::<u64>().ok(),
-                Some(("sha256", v)) => sha = parse_hex32(v),
-                _ => return Err(Corrupt("bad floor line")),
-            }
-        }
-        Ok(Floor {
-            serial: serial.ok_or(Corrupt("floor has no serial"))?,
-            sha256: sha.ok_or(Corrupt("floor has no sha256"))?,
-        })
-    }
-}
-
-fn parse_hex32(v: &str) -> Option<[u8; 32]> {
-    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-/// Whether signatures are required, and for which user and kind of file.
+/// Whether signatures are required, for which user and kind of file, and
+/// by which signers (their fingerprints, from the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode<'a> {
     Unsigned,
-    Signed { user: &'a str, kind: Kind },
+    Signed {
+        user: &'a str,
+        kind: Kind,
+        signers: &'a [Signer],
+    },
 }
 
 impl<'a> Mode<'a> {
-    /// The mode of a lookup: signed when `[directory]` requires signatures.
-    pub fn of(signed: bool, user: &'a str, kind: Kind) -> Mode<'a> {
-        if signed {
-            Mode::Signed { user, kind }
-        } else {
-            Mode::Unsigned
+    /// The mode of a lookup: signed when `[directory]` requires signatures
+    /// (`signers`: the trusted signers then).
+    pub fn of(signers: Option<&'a [Signer]>, user: &'a str, kind: Kind) -> Mode<'a> {
+        match signers {
+            Some(signers) => Mode::Signed {
+                user,
+                kind,
+                signers,
+            },
+            None => Mode::Unsigned,
         }
+    }
+}
+
+/// Why an entry's signer does not let it be served: none recorded (an
+/// entry written before entries recorded it: refetched, since it cannot
+/// be told apart from a removed signer's), or one no longer trusted.
+fn untrusted(e: &Entry, signers: &[Signer]) -> Option<String> {
+    // (An entry with no serial was not signed at all: `signed_usable` says so.)
+    e.serial?;
+    match &e.signer {
+        None => Some("cached entry records no signer (refetched)".into()),
+        Some(s) if !signers.contains(s) => Some(format!(
+            "cached entry was signed by {s}, which is no longer a configured signer"
+        )),
+        Some(_) => None,
     }
 }
 
@@ -216,18 +157,31 @@ pub struct Assessment {
 
 /// Judges the current entry. Pure; every command uses it.
 pub fn assess(cur: &Current, now: u64, ttls: &Ttls, mode: Mode) -> Assessment {
-    let entry_floor = match (mode, &cur.entry) {
-        (Mode::Signed { .. }, Some(e)) if e.status == Status::Keys => {
-            e.serial.map(|s| Floor::of(s, &e.body))
+    // Only a trusted signer's entry raises the floor; a removed signer's
+    // floor does not bind (nor is its entry ever served, below).
+    let (entry_floor, stored) = match (mode, &cur.entry) {
+        (Mode::Signed { signers, .. }, Some(e))
+            if e.status == Status::Keys && untrusted(e, signers).is_none() =>
+        {
+            (
+                e.serial.map(|s| Floor::of(s, &e.body).by(e.signer)),
+                binding(cur.floor, signers),
+            )
         }
-        _ => None,
+        (Mode::Signed { signers, .. }, _) => (None, binding(cur.floor, signers)),
+        (Mode::Unsigned, _) => (None, cur.floor),
     };
-    let floor = Floor::max(cur.floor, entry_floor);
+    let floor = Floor::max(stored, entry_floor);
     let floor_behind = floor.is_some() && floor != cur.floor;
     let unusable = cur.entry.as_ref().and_then(|e| match mode {
-        Mode::Signed { user, kind } if e.status == Status::Keys => {
-            signed_usable(e, user, kind, now, floor.as_ref()).err()
-        }
+        Mode::Signed {
+            user,
+            kind,
+            signers,
+        } if e.status == Status::Keys => untrusted(e, signers).map_or_else(
+            || signed_usable(e, user, kind, now, floor.as_ref()).err(),
+            Some,
+        ),
         _ => None,
     });
     let freshness = cur.entry.as_ref().map(|e| match unusable {
@@ -370,7 +324,8 @@ pub fn on_answer(
             etag,
             url,
             serial,
-        } => ctx.keys(mode, body, etag, url, serial),
+            signer,
+        } => ctx.keys(mode, body, etag, url, serial, signer),
         Fetch::NotModified { url } => ctx.not_modified(url),
         Fetch::NoKeys { url } => ctx.no_keys(url),
         Fetch::Unavailable { errors } => {
@@ -434,17 +389,20 @@ impl Answered<'_> {
         etag: Option<String>,
         url: String,
         serial: Option<u64>,
+        signer: Option<Signer>,
     ) -> Transition {
         // The directory checks signatures and the floor before it answers;
         // checked again here so no Directory can skip it.
-        let floor = match (mode, serial) {
-            (Mode::Unsigned, _) => None,
-            (Mode::Signed { .. }, None) => return self.refused("unsigned answer in signed mode"),
-            (Mode::Signed { .. }, Some(s)) => {
+        let floor = match (mode, serial, signer) {
+            (Mode::Unsigned, _, _) => None,
+            (Mode::Signed { signers, .. }, Some(s), Some(by)) if signers.contains(&by) => {
                 if let Some(Err(r)) = self.a.floor.as_ref().map(|f| f.admits(s, &body)) {
                     return self.refused(&r.to_string());
                 }
-                Some(Floor::of(s, &body))
+                Some(Floor::of(s, &body).by(Some(by)))
+            }
+            (Mode::Signed { .. }, _, _) => {
+                return self.refused("answer not signed by a configured signer in signed mode")
             }
         };
         let raised = match (floor, self.a.floor) {
@@ -468,6 +426,7 @@ impl Answered<'_> {
             etag,
             url,
             serial,
+            signer: signer.filter(|_| floor.is_some()),
             body,
         };
         let served = Some(entry.body.clone());
@@ -501,6 +460,7 @@ impl Answered<'_> {
                     etag: None,
                     url,
                     serial: None,
+                    signer: None,
                     body: String::new(),
                 }),
                 Change::Updated,
@@ -607,9 +567,13 @@ mod tests {
 
     const T: u64 = 1_700_000_000;
     const U: Mode = Mode::Unsigned;
+    /// The trusted signer of the table's signed files.
+    const FP: Signer = Signer::Sha256([7; 32]);
+    const TRUSTED: &[Signer] = &[FP];
     const S: Mode = Mode::Signed {
         user: "alice",
         kind: Kind::Keys,
+        signers: TRUSTED,
     };
 
     fn ttls() -> Ttls {
@@ -627,6 +591,7 @@ mod tests {
             etag: Some("\"e1\"".into()),
             url: "http://d/alice".into(),
             serial: None,
+            signer: None,
             body: "old\n".into(),
         }
     }
@@ -644,6 +609,7 @@ mod tests {
     fn signed_entry(age: u64, serial: u64) -> Entry {
         Entry {
             serial: Some(serial),
+            signer: Some(FP),
             body: signed_body("alice", serial, "k"),
             ..entry(age)
         }
@@ -663,6 +629,7 @@ mod tests {
             etag: Some("\"e2\"".into()),
             url: "http://m2/alice".into(),
             serial,
+            signer: serial.map(|_| FP),
         }
     }
 
@@ -856,6 +823,7 @@ mod tests {
         let bob = Mode::Signed {
             user: "bob",
             kind: Kind::Keys,
+            signers: TRUSTED,
         };
         let t = login(&cur(Some(ok), None), T, &ttls(), bob, |_, _| down());
         assert!(failed(&t).contains("not \"bob\""));
@@ -913,7 +881,7 @@ mod tests {
             Fetch::NoKeys { url: "u".into() }
         });
         assert_eq!(t.store, Store::Remove);
-        assert_eq!(t.floor, Some(Floor::of(200, &e.body)));
+        assert_eq!(t.floor, Some(Floor::of(200, &e.body).by(Some(FP))));
         // With the floor already stored, a 404 writes no floor (none lower).
         let stored = Floor::of(200, &e.body);
         let t = sync(
@@ -929,7 +897,7 @@ mod tests {
         let t = sync(&cur(Some(e), Some(stored)), T, &ttls(), S, |_, _| {
             keys(&newer, Some(300))
         });
-        assert_eq!(t.floor, Some(Floor::of(300, &newer)));
+        assert_eq!(t.floor, Some(Floor::of(300, &newer).by(Some(FP))));
         // Past max_stale the entry is not served, but the floor still holds.
         let ancient = signed_entry(7200, 200);
         let a = assess(&cur(Some(ancient), Some(stored)), T, &ttls(), S);
@@ -955,6 +923,7 @@ mod tests {
         let p = Mode::Signed {
             user: "alice",
             kind: Kind::Principals,
+            signers: TRUSTED,
         };
         let t = login(&cur(Some(e), None), T, &ttls(), p, |etag, _| {
             assert_eq!(etag, None, "an unusable entry is not revalidated by 304");
@@ -966,7 +935,7 @@ mod tests {
     #[test]
     fn unsigned_answer_in_signed_mode_is_refused() {
         let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys("k\n", None));
-        assert!(failed(&t).contains("unsigned answer"));
+        assert!(failed(&t).contains("not signed by a configured signer"));
     }
 
     #[test]
@@ -1024,7 +993,7 @@ mod tests {
         let body = signed_body("alice", 5, "k");
         let t = login(&cur(None, None), T, &ttls(), S, |_, _| keys(&body, Some(5)));
         assert_eq!(served(&t).0, Some(body.as_str()));
-        assert_eq!(t.floor, Some(Floor::of(5, &body)));
+        assert_eq!(t.floor, Some(Floor::of(5, &body).by(Some(FP))));
         // The same file again (a stale entry refetched): no floor to write.
         let e = signed_entry(400, 5);
         let f = Floor::of(5, &e.body);
@@ -1043,7 +1012,7 @@ mod tests {
             S,
             |_, _| keys(&body6, Some(6)),
         );
-        assert_eq!(t.floor, Some(Floor::of(6, &body6)));
+        assert_eq!(t.floor, Some(Floor::of(6, &body6).by(Some(FP))));
     }
 
     #[test]
@@ -1078,7 +1047,7 @@ mod tests {
         assert_eq!(t.store, Store::Nothing);
     }
 
-    // --- The directory index (issue 12) -----------------------------------
+    // --- The directory index ------------------------------------------------
 
     fn listed(e: &Entry) -> Listing {
         Listing::Listed {
@@ -1172,7 +1141,7 @@ mod tests {
         // Floor only in the entry (older caches): carried out before removal.
         let t = sync_indexed(&cur(Some(e.clone()), None), T, &ttls(), S, &absent(), never);
         assert_eq!(t.store, Store::Remove);
-        assert_eq!(t.floor, Some(Floor::of(200, &e.body)));
+        assert_eq!(t.floor, Some(Floor::of(200, &e.body).by(Some(FP))));
         // Stored floor: nothing lower is ever written.
         let stored = Floor::of(200, &e.body);
         let t = sync_indexed(&cur(Some(e), Some(stored)), T, &ttls(), S, &absent(), never);
@@ -1316,6 +1285,162 @@ mod tests {
             never,
         );
         assert_eq!(served(&t), (None, "index"));
-        assert_eq!(t.floor, Some(Floor::of(200, &se.body)));
+        assert_eq!(t.floor, Some(Floor::of(200, &se.body).by(Some(FP))));
+    }
+
+    /// Lookup A read floor 100 and fetched serial 150 from a slow mirror;
+    /// meanwhile B accepted serial 200. Under the lock A must neither lower
+    /// the floor nor store or serve serial 150.
+    #[test]
+    fn settling_never_writes_from_a_stale_read() {
+        let older = signed_entry(0, 150);
+        let newer = signed_entry(0, 200);
+        let read = cur(None, Some(Floor::of(100, "x")));
+        let t = login(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
+        assert_eq!(t.floor.map(|f| f.serial), Some(150));
+        let disk = cur(Some(newer.clone()), Some(Floor::of(200, &newer.body)));
+        let s = settle(&read, t, &disk, T, &ttls(), S, Purpose::Login);
+        assert_eq!(
+            s.floor, None,
+            "the floor on disk is higher: nothing written"
+        );
+        assert_eq!(s.store, Store::Nothing);
+        assert_eq!(served(&s), (Some(newer.body.as_str()), "cache"));
+        assert!(s.warning.unwrap().contains("rollback refused"));
+        // Sync: refused, nothing stored.
+        let t = sync(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
+        let s = settle(&read, t, &disk, T, &ttls(), S, Purpose::Sync);
+        assert!(matches!(s.change, Change::Failed(ref w) if w.contains("rollback refused")));
+        assert_eq!((s.floor, s.store), (None, Store::Nothing));
+        // A stale entry of serial 150 is not served once 200 is on disk.
+        let stale = cur(
+            Some(signed_entry(400, 150)),
+            Some(Floor::of(150, &older.body)),
+        );
+        let t = login(&stale, T, &ttls(), S, |_, _| down());
+        assert_eq!(served(&t).1, "stale");
+        let mut disk_stale = disk.clone();
+        disk_stale.entry = Some(signed_entry(400, 200));
+        let s = settle(&stale, t, &disk_stale, T, &ttls(), S, Purpose::Login);
+        assert_eq!(
+            served(&s).0,
+            Some(disk_stale.entry.as_ref().unwrap().body.as_str())
+        );
+        // With nothing newer on disk, the transition is carried out as is.
+        let t = login(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
+        let s = settle(&read, t.clone(), &read, T, &ttls(), S, Purpose::Login);
+        assert_eq!(s, t);
+    }
+
+    #[test]
+    fn a_304_does_not_write_back_an_entry_replaced_meanwhile() {
+        let old = entry(400);
+        let read = cur(Some(old.clone()), None);
+        let t = login(&read, T, &ttls(), U, |_, _| Fetch::NotModified {
+            url: "u".into(),
+        });
+        assert!(matches!(t.store, Store::Refresh(_)));
+        let mut newer = entry(0);
+        newer.body = "newer\n".into();
+        let s = settle(
+            &read,
+            t.clone(),
+            &cur(Some(newer), None),
+            T,
+            &ttls(),
+            U,
+            Purpose::Login,
+        );
+        assert_eq!(s.store, Store::Nothing);
+        let s = settle(&read, t, &read, T, &ttls(), U, Purpose::Login);
+        assert!(matches!(s.store, Store::Refresh(_)));
+    }
+
+    #[test]
+    fn raising_a_floor_never_lowers_it() {
+        let f = Floor::of(200, "a");
+        assert_eq!(Floor::raise(None, f), Ok(Some(f)));
+        assert_eq!(
+            Floor::raise(Some(f), f),
+            Ok(None),
+            "same file: nothing to write"
+        );
+        let up = Floor::of(201, "b");
+        assert_eq!(Floor::raise(Some(f), up), Ok(Some(up)));
+        assert!(Floor::raise(Some(up), f).is_err());
+        assert!(Floor::raise(Some(f), Floor::of(200, "b")).is_err());
+    }
+
+    /// The old signer, compromised, signed serial u64::MAX-1 with the
+    /// attacker's key; the operator removed it from the signers. Its entry
+    /// is never served (not fresh, not stale) and its floor binds no more.
+    #[test]
+    fn a_removed_signers_entry_and_floor_are_void() {
+        const OLD: Signer = Signer::Sha256([9; 32]);
+        let absurd = u64::MAX - 1;
+        let evil = Entry {
+            signer: Some(OLD),
+            ..signed_entry(10, absurd)
+        };
+        let floor = Floor::of(absurd, &evil.body).by(Some(OLD));
+        let c = cur(Some(evil.clone()), Some(floor));
+        let a = assess(&c, T, &ttls(), S);
+        assert_eq!(a.floor, None, "a removed signer's floor does not bind");
+        assert!(a
+            .unusable
+            .unwrap()
+            .contains("no longer a configured signer"));
+        // Not served even though fresh, nor stale when the directory is down.
+        let t = login(&c, T, &ttls(), S, |_, f| {
+            assert_eq!(f, None, "no floor sent");
+            down()
+        });
+        assert!(failed(&t).contains("cannot be served"), "{t:?}");
+        // The new signer's file with a far lower serial is accepted, and its
+        // floor replaces the void one.
+        let body = signed_body("alice", 5, "k");
+        let t = login(&c, T, &ttls(), S, |_, _| keys(&body, Some(5)));
+        assert_eq!(served(&t).0, Some(body.as_str()));
+        assert_eq!(t.floor, Some(Floor::of(5, &body).by(Some(FP))));
+        let settled = settle(&c, t, &c, T, &ttls(), S, Purpose::Login);
+        assert_eq!(settled.floor, Some(Floor::of(5, &body).by(Some(FP))));
+        // While the old signer is still trusted, the same floor binds.
+        let both = Mode::Signed {
+            user: "alice",
+            kind: Kind::Keys,
+            signers: &[FP, OLD],
+        };
+        let t = login(&cur(None, Some(floor)), T, &ttls(), both, |_, _| {
+            keys(&body, Some(5))
+        });
+        assert!(failed(&t).contains("rollback refused"));
+    }
+
+    /// Entries and floors written before they recorded a signer: a floor
+    /// binds whatever the signers; an entry is refetched, never served.
+    #[test]
+    fn entries_and_floors_without_a_signer() {
+        let legacy = Entry {
+            signer: None,
+            ..signed_entry(10, 200)
+        };
+        let floor = Floor::of(200, &legacy.body);
+        let c = cur(Some(legacy), Some(floor));
+        let a = assess(&c, T, &ttls(), S);
+        assert_eq!(a.floor, Some(floor), "binds");
+        assert!(a.unusable.unwrap().contains("records no signer"));
+        let t = login(&c, T, &ttls(), S, |etag, _| {
+            assert_eq!(etag, None, "not revalidated by a 304");
+            down()
+        });
+        assert!(failed(&t).contains("cannot be served"));
+        let old = signed_body("alice", 100, "k");
+        let t = login(&cur(None, Some(floor)), T, &ttls(), S, |_, _| {
+            keys(&old, Some(100))
+        });
+        assert!(failed(&t).contains("rollback refused"));
+        assert!(Floor::decode(&floor.encode()).unwrap().signer.is_none());
+        let bound = floor.by(Some(FP));
+        assert_eq!(Floor::decode(&bound.encode()), Ok(bound));
     }
 }

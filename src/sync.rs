@@ -19,13 +19,19 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::audit::Record;
-use crate::cache::{Cache, Kind};
+use crate::cache::{Cache, Kind, Settle};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
 use crate::index::Index;
 use crate::indexcache::{IndexCache, Stored};
 use crate::os::clock::now_secs;
-use crate::state::{self, Current, Listing, Mode, Ttls};
+use crate::signed::Signer;
+use crate::state::{self, Floor, Listing, Mode, Purpose, Ttls};
+use crate::statestore::FloorStore;
+
+/// How long sync waits for a user's state lock (held by a login or another
+/// sync only for a read and a write, never across a request).
+const SYNC_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 pub use crate::state::Change;
 
@@ -105,7 +111,7 @@ pub fn sync_users(
     dir: &(dyn Directory + Sync),
     indexed: Option<&Indexed>,
     ttls: &Ttls,
-    signed: bool,
+    signers: Option<&[Signer]>,
     users: &[String],
     jobs: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
@@ -121,7 +127,7 @@ pub fn sync_users(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(user) = users.get(i) else { break };
-                let change = sync_one(cache, dir, indexed, ttls, signed, user);
+                let change = sync_one(cache, dir, indexed, ttls, signers, user);
                 if let Ok(mut sum) = summary.lock() {
                     match cache.kind() {
                         Kind::Keys => sum.add(user, change),
@@ -140,22 +146,15 @@ fn sync_one(
     dir: &dyn Directory,
     indexed: Option<&Indexed>,
     ttls: &Ttls,
-    signed: bool,
+    signers: Option<&[Signer]>,
     user: &str,
 ) -> Change {
-    let read = cache.read(user).and_then(|lookup| {
-        let floor = if signed {
-            cache.read_floor(user)?
-        } else {
-            None
-        };
-        Ok(Current::new(lookup, floor))
-    });
-    let cur = match read {
+    let name = crate::username::file_name(user);
+    let cur = match cache.current(user, &name, signers.is_some()) {
         Ok(c) => c,
         Err(e) => return Change::Failed(e.to_string()),
     };
-    let mode = Mode::of(signed, user, cache.kind());
+    let mode = Mode::of(signers, user, cache.kind());
     let now = now_secs();
     let t = match indexed {
         Some(ix) => {
@@ -181,9 +180,16 @@ fn sync_one(
             dir.fetch(&Request { user, etag, floor })
         }),
     };
-    match cache.apply(user, &t) {
-        Ok(()) => t.change,
-        Err(e) => Change::Failed(e.to_string()),
+    let settle = Settle {
+        now,
+        ttls,
+        mode,
+        purpose: Purpose::Sync,
+        lock_wait: SYNC_LOCK_WAIT,
+    };
+    match cache.commit(user, &name, &cur, t, &settle) {
+        (t, Ok(())) => t.change,
+        (_, Err(e)) => Change::Failed(e.to_string()),
     }
 }
 
@@ -216,19 +222,35 @@ fn unusable(why: impl Into<String>) -> NoIndex {
 pub fn refresh_index(
     dir: &HttpDirectory,
     store: &IndexCache,
-    signed: bool,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
     now: u64,
 ) -> Result<FreshIndex, NoIndex> {
+    let signed = signers.is_some();
     let stored = match store.read() {
         Ok(s) => s,
         Err(e) => return Err(unusable(format!("stored index: {e}"))),
     };
+    // The index's floor is kept apart from its copy: a 404 for the index
+    // removes the copy, never the floor. A floor of a signer no longer
+    // trusted does not bind, and the copy that came with it is not trusted
+    // either (no ETag: the index is fetched and verified again).
+    let kept = match signers {
+        Some(_) => floors
+            .read(INDEX_FLOOR)
+            .map_err(|e| unusable(e.to_string()))?,
+        None => None,
+    };
+    let bound = state::binding(kept, signers.unwrap_or_default());
+    let void = kept.is_some() && bound.is_none();
     // In signed mode an unsigned copy gives neither an ETag nor a floor.
-    let trusted = stored.as_ref().filter(|(s, _)| !signed || s.signed);
+    let trusted = stored
+        .as_ref()
+        .filter(|(s, _)| !signed || (s.signed && !void));
     let etag = trusted.and_then(|(s, _)| s.etag.clone());
-    let floor = trusted.filter(|_| signed).and_then(|(s, _)| s.floor());
-    let mut warning = None;
-    let (s, text, how) = match dir.fetch_index(etag.as_deref(), floor) {
+    // (A copy stored before the floor was kept apart still gives its own.)
+    let floor = Floor::max(bound, trusted.and_then(|(s, _)| s.floor()));
+    let (s, text, how, warning) = match dir.fetch_index(etag.as_deref(), floor) {
         IndexFetch::NotModified { url } => {
             let Some((mut s, text)) = trusted.cloned() else {
                 return Err(unusable(
@@ -237,25 +259,23 @@ pub fn refresh_index(
             };
             s.fetched_at = now;
             s.url = url;
-            if let Err(e) = store.write(&s, &text, false) {
-                warning = Some(format!("stored index not refreshed: {e}"));
-            }
-            (s, text, "304")
+            let warning = commit_index(store, floors, signers, None, &s, &text, false)?;
+            (s, text, "304", warning)
         }
         IndexFetch::New {
             text,
             etag,
             url,
             signed: sgn,
+            signer,
         } => {
             let s = Stored::new(now, etag, url, sgn, &text).map_err(unusable)?;
-            if let Err(e) = store.write(&s, &text, true) {
-                warning = Some(format!("index not stored: {e}"));
-            }
-            (s, text, "200")
+            let warning = commit_index(store, floors, signers, signer, &s, &text, true)?;
+            (s, text, "200", warning)
         }
         IndexFetch::Missing { .. } => {
-            // Nobody maintains an index here (any more): never answer from it.
+            // Nobody maintains an index here (any more): never answer from
+            // it. Its floor stays: a 404 is unsigned.
             let _ = store.remove();
             return Err(NoIndex {
                 how: "none",
@@ -277,6 +297,61 @@ pub fn refresh_index(
         how,
         warning,
     })
+}
+
+/// The name of the index's floor among the floors (a dot name: never a
+/// user's).
+pub const INDEX_FLOOR: &str = ".index";
+
+/// Stores the index copy. In signed mode under the index's state lock: its
+/// serial must still clear the floor on disk (another sync may have stored
+/// a newer index meanwhile) and the floor is raised, never lowered, before
+/// the copy is replaced. Returns a warning when only the copy failed.
+fn commit_index(
+    store: &IndexCache,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
+    signer: Option<Signer>,
+    s: &Stored,
+    text: &str,
+    durable: bool,
+) -> Result<Option<String>, NoIndex> {
+    let copy = |()| {
+        store
+            .write(s, text, durable)
+            .err()
+            .map(|e| format!("index not stored: {e}"))
+    };
+    let Some(signers) = signers else {
+        return Ok(copy(()));
+    };
+    let new = s
+        .floor()
+        .ok_or_else(|| unusable("a signed index needs serial="))?
+        .by(signer);
+    let lock = floors
+        .lock(INDEX_FLOOR, SYNC_LOCK_WAIT)
+        .map_err(|e| unusable(e.to_string()))?;
+    let disk = floors
+        .read(INDEX_FLOOR)
+        .map_err(|e| unusable(e.to_string()))?;
+    match Floor::raise(state::binding(disk, signers), new) {
+        Err(r) => Err(unusable(format!(
+            "index refused: {}",
+            r.to_string().replace("signed file", "index")
+        ))),
+        Ok(raised) => {
+            // (A 304's copy gives no signer: its floor, from a copy stored
+            // before the floor was kept apart, binds whatever the signers,
+            // like every floor written before signers were recorded.)
+            if let Some(f) = raised {
+                floors
+                    .write(INDEX_FLOOR, &f, &lock)
+                    .map_err(|e| unusable(e.to_string()))?;
+            }
+            Ok(copy(()))
+        }
+    }
 }
 
 /// A random delay in [0, max): spreads a fleet's timers further.
@@ -303,16 +378,22 @@ pub fn run(
     jobs: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Summary, String> {
-    let cache = Cache::new(&config.cache.dir);
+    let cache = Cache::new(&config.cache.dir, &config.state.dir);
+    // Floors kept under the cache by older versions move to [state] dir,
+    // once; the login path reads the old place only until then.
+    cache
+        .migrate_floors()
+        .map_err(|e| format!("moving the rollback floors into [state] dir: {e}"))?;
     let users = match only {
         Some(u) => vec![u.to_owned()],
         None => cache.users().map_err(|e| e.to_string())?,
     };
     let dir = HttpDirectory::pooled(&config.directory).with_health(&config.cache.dir);
     let ttls = Ttls::from_config(&config.cache);
-    let signed = config.directory.signed();
+    let signers = crate::lookup::trusted_signers(&config.directory)?;
+    let signers = signers.as_deref();
     let per_user = |index, index_error| {
-        let mut s = sync_users(&cache, &dir, None, &ttls, signed, &users, jobs, progress);
+        let mut s = sync_users(&cache, &dir, None, &ttls, signers, &users, jobs, progress);
         s.index = index;
         s.index_error = index_error;
         s
@@ -324,7 +405,7 @@ pub fn run(
         per_user(Some("off"), None)
     } else {
         let store = IndexCache::new(&config.cache.dir);
-        match refresh_index(&dir, &store, signed, now_secs()) {
+        match refresh_index(&dir, &store, cache.floors(), signers, now_secs()) {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
                     let listed = |req: &Request, path: &str| dir.fetch_listed(req, path);
@@ -338,7 +419,7 @@ pub fn run(
                         &dir,
                         Some(&ix),
                         &ttls,
-                        signed,
+                        signers,
                         &users,
                         jobs,
                         progress,
@@ -368,7 +449,7 @@ fn sync_principals(
     progress: &(dyn Fn(usize, usize) + Sync),
     summary: &mut Summary,
 ) -> Result<(), String> {
-    let pcache = Cache::for_kind(&config.cache.dir, Kind::Principals);
+    let pcache = Cache::for_kind(&config.cache.dir, &config.state.dir, Kind::Principals);
     let mut pusers = pcache.users().map_err(|e| e.to_string())?;
     if let Some(u) = only {
         pusers.retain(|p| p == u);
@@ -380,8 +461,17 @@ fn sync_principals(
         .for_kind(Kind::Principals)
         .with_health(&config.cache.dir);
     let ttls = Ttls::from_config(&config.cache);
-    let signed = config.directory.signed();
-    let p = sync_users(&pcache, &pdir, None, &ttls, signed, &pusers, jobs, progress);
+    let signers = crate::lookup::trusted_signers(&config.directory)?;
+    let p = sync_users(
+        &pcache,
+        &pdir,
+        None,
+        &ttls,
+        signers.as_deref(),
+        &pusers,
+        jobs,
+        progress,
+    );
     summary.users += p.users;
     summary.principals += p.users;
     summary.updated += p.updated;

@@ -185,8 +185,8 @@ pub fn parse_file_name(name: &str) -> FileName {
     }
 }
 
-/// The file name an entry had before names were encoded (keyward up to
-/// issue 11 stored POSIX-portable names as they are), when it differs from
+/// The file name an entry had before names were encoded (older versions
+/// stored POSIX-portable names as they are), when it differs from
 /// [`file_name`]: only names with upper-case letters or a trailing dot. Used
 /// to find a rollback floor written under the old name.
 pub fn legacy_file_name(user: &str) -> Option<&str> {

@@ -25,6 +25,14 @@ pub const SYNC_OK: i32 = 0;
 pub const SYNC_SOME_FAILED: i32 = 1;
 pub const SYNC_FAILED: i32 = 2;
 
+/// Exit codes of `keyward publish`, on sync's pattern: everything
+/// published; some source files refused (each named on stderr; the rest
+/// published, nothing written for them); nothing could be published
+/// (config, source folder, signing, writing OUT).
+pub const PUBLISH_OK: i32 = 0;
+pub const PUBLISH_SOME_REFUSED: i32 = 1;
+pub const PUBLISH_FAILED: i32 = 2;
+
 pub(super) fn run_sync(config_path: &Path, args: &SyncArgs, started: Instant) -> i32 {
     let mut early = Sink::stderr();
     let fail = |sink: &mut Sink, why: String| {
@@ -90,7 +98,7 @@ pub(super) fn run_sync(config_path: &Path, args: &SyncArgs, started: Instant) ->
         Ok(summary) => {
             let code = report_sync(&mut sink, &summary, tty, started);
             if let Some(path) = metrics {
-                if let Err(e) = write_metrics(&config, path, &summary, code, started) {
+                if let Err(e) = write_metrics(&config, path, &summary, code, started, &mut sink) {
                     sink.tee_stderr(true);
                     sink.send(
                         Severity::Warning,
@@ -113,16 +121,23 @@ fn write_metrics(
     summary: &crate::sync::Summary,
     code: i32,
     started: Instant,
+    sink: &mut Sink,
 ) -> Result<(), String> {
-    let cache = crate::cache::Cache::new(&config.cache.dir);
+    let cache = crate::cache::Cache::new(&config.cache.dir, &config.state.dir);
     let stats = crate::metrics::scan(&cache, config.directory.signed())?;
+    let previous = crate::metrics::read_previous(path).unwrap_or_else(|e| {
+        warn(sink, "metrics-previous", path, &e);
+        None
+    });
+    let lost_path = config.cache.dir.join(crate::audit::LOST_RECORDS);
+    let log_records_lost = crate::os::tally::count(&lost_path)
+        .inspect_err(|e| warn(sink, "metrics-log-lost", &lost_path, &e.to_string()))
+        .ok();
     let m = crate::metrics::Metrics {
         version: env!("CARGO_PKG_VERSION"),
         now: crate::os::clock::now_secs(),
         success: code == SYNC_OK,
-        previous_success: std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| crate::metrics::previous_success(&t)),
+        previous_success: previous.and_then(|t| crate::metrics::previous_success(&t)),
         updated: summary.updated,
         unchanged: summary.unchanged,
         removed: summary.removed,
@@ -130,8 +145,20 @@ fn write_metrics(
         duration_ms: started.elapsed().as_millis() as u64,
         max_stale_secs: config.cache.max_stale.0.as_secs(),
         cache: stats,
+        log_records_lost,
     };
     crate::metrics::write_atomic(path, &m.render()).map_err(|e| e.to_string())
+}
+
+/// A warning record about a file the metrics step met (also on stderr).
+fn warn(sink: &mut Sink, decision: &str, path: &Path, why: &str) {
+    sink.tee_stderr(true);
+    sink.send(
+        Severity::Warning,
+        &Record::new()
+            .with("decision", decision.to_owned())
+            .with("reason", format!("{}: {why}", path.display())),
+    );
 }
 
 /// The one record of a sync run (and, on a terminal, the failed users);
@@ -187,7 +214,7 @@ pub(super) fn run_publish(
             Ok(c) => (c.policy, c.directory.index),
             Err(e) => {
                 eprintln!("keyward publish: {e}");
-                return 1;
+                return PUBLISH_FAILED;
             }
         }
     } else {
@@ -213,14 +240,21 @@ pub(super) fn run_publish(
     };
     match crate::publish::publish(&opts) {
         Ok(p) => {
+            for line in p.refusals(&opts) {
+                eprintln!("keyward publish: {line}");
+            }
             for line in p.report(&opts) {
                 println!("{line}");
             }
-            0
+            if p.refused.is_empty() {
+                PUBLISH_OK
+            } else {
+                PUBLISH_SOME_REFUSED
+            }
         }
         Err(e) => {
             eprintln!("keyward publish: {e}");
-            1
+            PUBLISH_FAILED
         }
     }
 }

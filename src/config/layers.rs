@@ -13,12 +13,19 @@
 //!   Everything this version knows is still validated strictly, and a file
 //!   without `min_version` (or with an older one) keeps the strict rule, so
 //!   a typo is still an error (`keyward check-config` shows both).
+//! - A near-miss stays an error even under `min_version`: an unknown key
+//!   within [`near_miss`]'s edit distance of a key its table knows (or an
+//!   unknown section close to a known one) is refused, naming the key it
+//!   resembles. `signer_file` for `signers_file` must not switch
+//!   signatures off.
+//! - While a key is ignored, every decision record carries a short
+//!   `config_warning` ([`warning`]): nobody reads check-config on a
+//!   login, but the log is read.
 //! - Line numbers survive: ignored keys are blanked in place (spaces, the
 //!   newlines kept) and the rest goes through the same typed parse.
 //!
 //! [`read`] does the I/O; [`relax`], [`merge`] and [`origins`] are pure.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -26,7 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{line_of, section_keys, Config, ConfigError, MAX_CONFIG};
+pub use crate::config::skew::{near_miss, relax, warning, Ignored, NearMiss, Relaxed, Version};
+use crate::config::{line_of, Config, ConfigError, MAX_CONFIG};
 use crate::os::safepath::{self, Kind, OpenError, Problem, Unsafe};
 
 /// One file of the configuration, as read.
@@ -186,142 +194,6 @@ pub fn is_drop_in_name(name: &[u8]) -> bool {
     name.len() > 5 && name.ends_with(b".toml") && name[0] != b'.'
 }
 
-/// A configuration key a file set and this version ignored (`min_version`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ignored {
-    pub path: PathBuf,
-    pub line: usize,
-    /// `section.key`, or `section` for a whole unknown section.
-    pub key: String,
-    /// The file's `min_version`.
-    pub min_version: Version,
-}
-
-/// One file's text as this version reads it.
-#[derive(Debug, Clone)]
-pub struct Relaxed<'a> {
-    pub text: Cow<'a, str>,
-    pub ignored: Vec<Ignored>,
-}
-
-/// Applies the `min_version` rule to one file's text: unchanged unless the
-/// file says it needs a newer keyward; then the keys this version does not
-/// know are blanked (their lines stay, empty) and listed.
-pub fn relax<'a>(text: &'a str, path: &Path) -> Result<Relaxed<'a>, ConfigError> {
-    let unchanged = Relaxed {
-        text: Cow::Borrowed(text),
-        ignored: Vec::new(),
-    };
-    // The common case costs one substring search.
-    if !text.contains("min_version") {
-        return Ok(unchanged);
-    }
-    let syntax = |e: toml_edit::TomlError| ConfigError::Syntax {
-        path: path.to_owned(),
-        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
-        message: e.message().trim().replace('\n', " "),
-    };
-    let doc = toml_edit::ImDocument::parse(text).map_err(syntax)?;
-    let Some(item) = doc.as_table().get("min_version") else {
-        return Ok(unchanged);
-    };
-    let at = item.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-    let wanted = item
-        .as_str()
-        .ok_or("min_version must be a string such as \"0.2.0\"")
-        .and_then(|s| Version::parse(s).ok_or("min_version must look like \"0.2.0\""))
-        .map_err(|m| ConfigError::Syntax {
-            path: path.to_owned(),
-            line: at,
-            message: m.into(),
-        })?;
-    if wanted <= Version::current() {
-        return Ok(unchanged);
-    }
-    let mut blank = Vec::new();
-    let mut ignored = Vec::new();
-    let mut ignore = |key: String, ranges: Vec<std::ops::Range<usize>>| {
-        if let Some(first) = ranges.iter().map(|r| r.start).min() {
-            ignored.push(Ignored {
-                path: path.to_owned(),
-                line: line_of(text, first),
-                key,
-                min_version: wanted,
-            });
-        }
-        blank.extend(ranges);
-    };
-    let root = doc.as_table();
-    let top = fields_of::<Config>();
-    for (k, item) in root.iter() {
-        let key_span = root.key(k).and_then(|k| k.span());
-        match (section_keys(k), item) {
-            (Some(known), toml_edit::Item::Table(t)) => {
-                for (name, v) in t.iter().filter(|(n, _)| !known.contains(n)) {
-                    let ks = t.key(name).and_then(|k| k.span());
-                    ignore(format!("{k}.{name}"), ranges(v, ks));
-                }
-            }
-            _ if top.contains(&k) => {}
-            // An unknown section or top-level key, and all of it.
-            _ => ignore(k.to_owned(), ranges(item, key_span)),
-        }
-    }
-    let mut bytes = text.as_bytes().to_vec();
-    for r in &blank {
-        for b in &mut bytes[r.clone()] {
-            if *b != b'\n' {
-                *b = b' ';
-            }
-        }
-    }
-    // Only ASCII bytes were written over whole UTF-8 sequences' ranges.
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::Syntax {
-        path: path.to_owned(),
-        line: at,
-        message: "cannot ignore the unknown keys of this file".into(),
-    })?;
-    Ok(Relaxed {
-        text: Cow::Owned(text),
-        ignored,
-    })
-}
-
-/// The byte ranges an item occupies: `key = value` for a value; a table's
-/// header and each of its entries (a sub-table's header may sit after
-/// other sections, so a table is never blanked as one range).
-fn ranges(
-    item: &toml_edit::Item,
-    key: Option<std::ops::Range<usize>>,
-) -> Vec<std::ops::Range<usize>> {
-    let value = |v: Option<std::ops::Range<usize>>| match (key.clone(), v) {
-        (Some(k), Some(v)) => std::iter::once(k.start.min(v.start)..k.end.max(v.end)).collect(),
-        (k, v) => k.into_iter().chain(v).collect(),
-    };
-    match item {
-        toml_edit::Item::None => Vec::new(),
-        toml_edit::Item::Value(v) => value(v.span()),
-        toml_edit::Item::Table(t) => table_ranges(t, key),
-        toml_edit::Item::ArrayOfTables(a) => a.iter().flat_map(|t| table_ranges(t, None)).collect(),
-    }
-}
-
-fn table_ranges(
-    t: &toml_edit::Table,
-    key: Option<std::ops::Range<usize>>,
-) -> Vec<std::ops::Range<usize>> {
-    let mut out: Vec<_> = match t.span() {
-        // `[a.b]` header (its span covers the brackets and the name)
-        Some(h) => vec![h],
-        // a dotted key (`a.b = 1`): the key names itself
-        None => key.into_iter().collect(),
-    };
-    for (name, v) in t.iter() {
-        out.extend(ranges(v, t.key(name).and_then(|k| k.span())));
-    }
-    out
-}
-
 /// The merged configuration and what went into it.
 #[derive(Debug, Clone)]
 pub struct Layered {
@@ -340,7 +212,7 @@ pub fn merge(sources: &[Source], main: &Path) -> Result<Layered, ConfigError> {
     let mut relaxed = Vec::with_capacity(sources.len());
     let mut ignored = Vec::new();
     for s in sources {
-        let r = relax(&s.text, &s.path)?;
+        let r = relax(&s.text, &s.path)?.checked()?;
         ignored.extend(r.ignored.iter().cloned());
         relaxed.push((s, r));
     }
@@ -373,6 +245,10 @@ pub fn merge(sources: &[Source], main: &Path) -> Result<Layered, ConfigError> {
         }
     };
     config.validate(main)?;
+    let config = Config {
+        ignored: ignored.clone(),
+        ..config
+    };
     Ok(Layered {
         config,
         files,
@@ -451,43 +327,6 @@ pub fn origins(sources: &[Source]) -> BTreeMap<String, Origin> {
         }
     }
     out
-}
-
-/// A keyward version, `MAJOR[.MINOR[.PATCH]]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u64, pub u64, pub u64);
-
-impl Version {
-    pub fn parse(s: &str) -> Option<Version> {
-        let mut parts = s.trim().split('.');
-        let mut next = |required: bool| match parts.next() {
-            None if !required => Some(0),
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok(),
-            _ => None,
-        };
-        let v = Version(next(true)?, next(false)?, next(false)?);
-        parts.next().is_none().then_some(v)
-    }
-
-    /// This keyward's version.
-    pub fn current() -> Version {
-        Version::parse(env!("CARGO_PKG_VERSION")).unwrap_or(Version(0, 0, 0))
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
-
-impl<'de> Deserialize<'de> for Version {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Version::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("min_version {s:?} must look like \"0.2.0\""))
-        })
-    }
 }
 
 /// The field names a derived `Deserialize` struct accepts (what serde
@@ -691,6 +530,128 @@ mod tests {
             ("/k.toml.d/90-next.toml", "min_version = \"9.9.9\"\n"),
         ])
         .is_err());
+    }
+
+    #[test]
+    fn near_misses_of_known_keys_stay_errors_under_min_version() {
+        let ed =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A k";
+        for (typo, known) in [
+            ("signer_file", "directory.signers_file"),
+            ("signersfile", "directory.signers_file"),
+            ("Signers_File", "directory.signers_file"),
+            ("signers-file", "directory.signers_file"),
+            ("sigenrs_file", "directory.signers_file"),
+            ("signres", "directory.signers"),
+            ("url", "directory.urls"),
+        ] {
+            let text = format!(
+                "min_version = \"99.0\"\n{MIN}{typo} = \"/etc/keyward/signers\"\nfuture = 1\n"
+            );
+            let r = relax(&text, Path::new("/k.toml")).unwrap();
+            let keys: Vec<(&str, &str, usize)> = r
+                .near_misses
+                .iter()
+                .map(|n| (n.key.as_str(), n.known.as_str(), n.line))
+                .collect();
+            let key = format!("directory.{typo}");
+            assert_eq!(keys, [(key.as_str(), known, 4)], "{typo}");
+            // the unrelated new key is still only ignored
+            assert_eq!(r.ignored.len(), 1, "{typo}");
+            assert_eq!(r.ignored[0].key, "directory.future");
+            let e = Config::parse(&text, Path::new("/k.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("/k.toml line 4:") && e.contains(&key) && e.contains(known),
+                "{typo}: {e}"
+            );
+        }
+        // a misspelled section: all it holds would be ignored
+        let text = format!("min_version = \"99.0\"\n{MIN}[direcotry]\nsigners = [\"{ed}\"]\n");
+        let e = Config::parse(&text, Path::new("/k.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 4") && e.contains("direcotry") && e.contains("directory"),
+            "{e}"
+        );
+        // in a drop-in, through the merge
+        let e = layered(&[
+            ("/k.toml", MIN),
+            (
+                "/k.toml.d/90-next.toml",
+                "min_version = \"9.9.9\"\n[directory]\nsigner_file = \"/s\"\n",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("/k.toml.d/90-next.toml line 3:") && e.contains("signers_file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dotted_unknown_keys_are_ignored_like_any_other() {
+        let text = format!(
+            "min_version = \"99.0\"\nfuture.x.y = \"z\"\ncache.future = 1\ncache . spaced = 2\ncache.ttl = \"1m\"\n{MIN}timeout = \"4s\"\n[policy]\nnext.level = true\n"
+        );
+        let r = relax(&text, Path::new("/k.toml")).unwrap();
+        let keys: Vec<(&str, usize)> = r.ignored.iter().map(|i| (i.key.as_str(), i.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("future", 2),
+                ("cache.future", 3),
+                ("cache.spaced", 4),
+                ("policy.next", 10)
+            ]
+        );
+        assert_eq!(r.text.lines().count(), text.lines().count(), "lines kept");
+        let c = Config::parse(&text, Path::new("/k.toml")).unwrap();
+        assert_eq!(c.directory.timeout.0.as_secs(), 4);
+        assert_eq!(c.cache.ttl.0.as_secs(), 60);
+        assert_eq!(c.directory.urls.len(), 1);
+        assert_eq!(c.ignored.len(), 4);
+        // a known section given only by dotted keys keeps its known ones
+        let text = "min_version = \"99.0\"\ndirectory.urls = [\"https://k/{user}.keys\"]\ndirectory.future = 1\n";
+        let c = Config::parse(text, Path::new("/k.toml")).unwrap();
+        assert_eq!(c.directory.urls.len(), 1);
+        // without min_version it stays an error
+        assert!(Config::parse(&format!("directory.future = 1\n{MIN}"), Path::new("/k")).is_err());
+    }
+
+    #[test]
+    fn ignored_keys_make_a_short_warning() {
+        let c = Config::parse(MIN, Path::new("/k.toml")).unwrap();
+        assert_eq!(c.warning(), None);
+        let one = format!("min_version = \"0.99\"\n{MIN}foo = 1\n");
+        let c = Config::parse(&one, Path::new("/k.toml")).unwrap();
+        assert_eq!(
+            c.warning().as_deref(),
+            Some("ignored unknown key directory.foo (min_version 0.99.0)")
+        );
+        let many = format!("min_version = \"1.2\"\n{MIN}a1 = 1\nb22 = 2\nc333 = 3\nd4444 = 4\n");
+        let c = Config::parse(&many, Path::new("/k.toml")).unwrap();
+        assert_eq!(
+            c.warning().as_deref(),
+            Some("ignored unknown keys directory.a1, directory.b22, directory.c333 and 1 more (min_version 1.2.0)")
+        );
+        // through the layers: the merged config carries what each file ignored
+        let l = layered(&[
+            ("/k.toml", MIN),
+            (
+                "/k.toml.d/90-next.toml",
+                "min_version = \"9.9.9\"\n[cache]\nfresh = 1\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            l.config.warning().as_deref(),
+            Some("ignored unknown key cache.fresh (min_version 9.9.9)")
+        );
+        assert!(!fields_of::<Config>().contains(&"ignored"), "not a setting");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum IndexFetch {
         etag: Option<String>,
         url: String,
         signed: bool,
+        /// The pinned signer that signed it (signed mode).
+        signer: Option<crate::signed::Signer>,
     },
     NotModified {
         url: String,
@@ -114,9 +116,10 @@ impl HttpDirectory<'_> {
             Ok(idx) => idx.header,
             Err(e) => return refused(FailKind::Answer, e),
         };
+        let mut signer = None;
         if signed {
             match self.fetch_sig(agent, url, &text, deadline) {
-                Ok(()) => {}
+                Ok(s) => signer = Some(s),
                 Err(Attempt::Failed {
                     kind,
                     why,
@@ -144,6 +147,7 @@ impl HttpDirectory<'_> {
             etag: new_etag,
             url: url.into(),
             signed,
+            signer,
         })
     }
 }

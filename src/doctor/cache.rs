@@ -13,6 +13,7 @@ use crate::os::nss::Account;
 use crate::os::privdrop;
 use crate::os::safepath::Problem;
 use crate::report::Check;
+use crate::signed::Signer;
 use crate::term::human_age;
 
 /// What the login path would do with one entry now.
@@ -50,13 +51,19 @@ pub struct Scan {
 
 /// The state of `e` at `now`; `signed` is Some(user) when signatures are
 /// required (a cached signed entry is usable only while its header is).
-pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>) -> State {
+pub fn classify(e: &Entry, now: u64, ttls: &Ttls, signed: Option<(&str, &[Signer])>) -> State {
     classify_kind(e, now, ttls, signed, Kind::Keys)
 }
 
 /// [`classify`] for an entry of `kind` (a principals list's signed header
 /// must say so).
-pub fn classify_kind(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>, kind: Kind) -> State {
+pub fn classify_kind(
+    e: &Entry,
+    now: u64,
+    ttls: &Ttls,
+    signed: Option<(&str, &[Signer])>,
+    kind: Kind,
+) -> State {
     // The login path's own judgement (state::assess), floor included where
     // the entry carries one.
     let cur = crate::state::Current {
@@ -65,7 +72,11 @@ pub fn classify_kind(e: &Entry, now: u64, ttls: &Ttls, signed: Option<&str>, kin
         floor: None,
     };
     let mode = match signed {
-        Some(user) => crate::state::Mode::Signed { user, kind },
+        Some((user, signers)) => crate::state::Mode::Signed {
+            user,
+            kind,
+            signers,
+        },
         None => crate::state::Mode::Unsigned,
     };
     let a = crate::state::assess(&cur, now, ttls, mode);
@@ -251,10 +262,16 @@ fn unsafe_state(e: &CacheError) -> State {
 
 /// Reads every entry of the cache in `dir` (keys, then principals lists,
 /// named `USER (principals)`) with the current credentials.
-pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, String> {
+pub fn scan(
+    dir: &Path,
+    state: &Path,
+    ttls: &Ttls,
+    signers: Option<&[Signer]>,
+    now: u64,
+) -> Result<Scan, String> {
     let mut out = Scan::default();
     for kind in [Kind::Keys, Kind::Principals] {
-        let cache = Cache::for_kind(dir, kind);
+        let cache = Cache::for_kind(dir, state, kind);
         let here = cache.dir();
         let rd = match std::fs::read_dir(here) {
             Err(e) if kind == Kind::Principals && e.kind() == std::io::ErrorKind::NotFound => {
@@ -286,7 +303,7 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
         for user in users {
             let (state, age) = match cache.read(&user) {
                 Ok(Lookup::Found(e)) => (
-                    classify_kind(&e, now, ttls, signed.then_some(user.as_str()), kind),
+                    classify_kind(&e, now, ttls, signers.map(|s| (user.as_str(), s)), kind),
                     e.age(now),
                 ),
                 Ok(Lookup::Corrupt(c)) => (State::Corrupt(c.0.to_owned()), None),
@@ -310,9 +327,17 @@ pub fn scan(dir: &Path, ttls: &Ttls, signed: bool, now: u64) -> Result<Scan, Str
 /// (the login path never reads the cache as root either).
 pub fn entry_checks(config: &Config, acct: Option<&Account>, root: bool) -> Vec<Check> {
     let ttls = Ttls::from_config(&config.cache);
-    let signed = config.directory.signed();
     let dir = &config.cache.dir;
-    let scan = || scan(dir, &ttls, signed, now_secs());
+    let scan = || {
+        let signers = crate::lookup::trusted_signers(&config.directory)?;
+        scan(
+            dir,
+            &config.state.dir,
+            &ttls,
+            signers.as_deref(),
+            now_secs(),
+        )
+    };
     let result = match acct {
         Some(a) if root => privdrop::as_user(a, scan).and_then(|r| r),
         _ if root => Err("[cache] owner unusable".into()),
@@ -350,6 +375,8 @@ mod tests {
         }
     }
 
+    const FPS: &[Signer] = &[Signer::Sha256([7; 32])];
+
     fn entry(age: u64) -> Entry {
         Entry {
             fetched_at: T - age,
@@ -357,6 +384,7 @@ mod tests {
             etag: None,
             url: "u".into(),
             serial: None,
+            signer: None,
             body: "k\n".into(),
         }
     }
@@ -376,7 +404,7 @@ mod tests {
         );
         // signatures required: an unsigned entry is not usable
         assert!(
-            matches!(classify(&entry(10), T, &ttls(), Some("alice")), State::Expired(w) if w.contains("not signed"))
+            matches!(classify(&entry(10), T, &ttls(), Some(("alice", FPS))), State::Expired(w) if w.contains("not signed"))
         );
         let h = crate::signed::Header {
             user: "alice".into(),
@@ -386,9 +414,14 @@ mod tests {
         };
         let mut signed = entry(10);
         signed.serial = Some(3);
+        signed.signer = Some(FPS[0]);
         signed.body = format!("{}\nk\n", h.to_line());
         assert!(
-            matches!(classify(&signed, T, &ttls(), Some("alice")), State::Expired(w) if w.contains("expired"))
+            matches!(classify(&signed, T, &ttls(), Some(("alice", FPS))), State::Expired(w) if w.contains("expired"))
+        );
+        // A removed signer's entry is never usable, whatever its dates.
+        assert!(
+            matches!(classify(&signed, T, &ttls(), Some(("alice", &[]))), State::Expired(w) if w.contains("no longer a configured signer"))
         );
     }
 

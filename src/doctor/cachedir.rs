@@ -1,6 +1,8 @@
-//! The cache directory and the account that owns it: `cache.owner`,
-//! `cache.config_readable`, `cache.dir`, `cache.write`. What the login path
-//! needs after it drops to the `[cache] owner`.
+//! The cache directory, the state directory and the account that owns
+//! them: `cache.owner`, `cache.config_readable`, `cache.dir`, `state.dir`,
+//! `cache.write`. What the login path needs after it drops to the `[cache]
+//! owner`; the state directory (the rollback floors) has the cache
+//! directory's rules.
 
 use std::path::{Path, PathBuf};
 
@@ -11,13 +13,14 @@ use crate::os::privdrop;
 use crate::os::safepath::Kind;
 use crate::report::{Check, Status};
 
-/// The four checks in report order, and the owner's account when usable.
+/// The checks in report order, and the owner's account when usable.
 pub fn checks(config: &Config, config_path: &Path, root: bool) -> (Option<Account>, Vec<Check>) {
     let (acct, owner) = owner_check(&config.cache.owner);
     let out = vec![
         owner,
         config_readable_check(config, config_path, acct.as_ref()),
         dir_check(config, acct.as_ref()),
+        state_dir_check(config, acct.as_ref()),
         write_check(config, acct.as_ref(), root),
     ];
     (acct, out)
@@ -113,7 +116,7 @@ fn dir_check(config: &Config, acct: Option<&Account>) -> Check {
         }
     };
     let top = &chain[0];
-    match dir_finding(&chain, acct.map(|a| a.uid), owner, &make) {
+    match dir_finding(&chain, acct.map(|a| a.uid), owner, &make, "the cache") {
         Some((Status::Fail, found, fix)) => Check::fail("cache.dir", found, fix),
         Some((_, found, fix)) => Check::warn("cache.dir", found, fix),
         None => Check::ok(
@@ -126,12 +129,51 @@ fn dir_check(config: &Config, acct: Option<&Account>) -> Check {
     }
 }
 
-/// What is wrong with the cache directory `chain[0]` (pure).
+/// `state.dir`: the rollback floors' directory, checked like the cache
+/// directory. Missing, keyward cannot keep a floor, and a signed lookup
+/// that must store one fails closed.
+fn state_dir_check(config: &Config, acct: Option<&Account>) -> Check {
+    let (owner, dir) = (&config.cache.owner, &config.state.dir);
+    let d = dir.display();
+    let make = format!("install -d -o {owner} -g {owner} -m 0750 {d} (the package creates it)");
+    let chain = match perms::stat_chain(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            return Check::fail(
+                "state.dir",
+                format!("{e}: keyward cannot keep rollback floors (signed lookups that must store one fail closed)"),
+                make,
+            )
+        }
+    };
+    let top = &chain[0];
+    match dir_finding(
+        &chain,
+        acct.map(|a| a.uid),
+        owner,
+        &make,
+        "the state directory",
+    ) {
+        Some((Status::Fail, found, fix)) => Check::fail("state.dir", found, fix),
+        Some((_, found, fix)) => Check::warn("state.dir", found, fix),
+        None => Check::ok(
+            "state.dir",
+            format!(
+                "{d}: owned by {owner}, mode {:04o}, parents safe",
+                top.perm()
+            ),
+        ),
+    }
+}
+
+/// What is wrong with the cache (or state) directory `chain[0]`, `what`
+/// for the message (pure).
 fn dir_finding(
     chain: &[Node],
     uid: Option<u32>,
     owner: &str,
     make: &str,
+    what: &str,
 ) -> Option<(Status, String, String)> {
     let top = &chain[0];
     let d = top.path.display();
@@ -156,7 +198,7 @@ fn dir_finding(
         return Some((
             Status::Fail,
             format!(
-                "{d} is {who} (mode {:04o}): keyward refuses the cache and fails closed",
+                "{d} is {who} (mode {:04o}): keyward refuses {what} and fails closed",
                 top.perm()
             ),
             fix,
@@ -182,7 +224,7 @@ fn dir_finding(
     if let Some(f) = perms::check_chain(&chain[1..], Kind::Dir, &owners, "root") {
         return Some((
             Status::Fail,
-            format!("{}: keyward refuses the cache and fails closed", f.found),
+            format!("{}: keyward refuses {what} and fails closed", f.found),
             f.fix,
         ));
     }
@@ -255,7 +297,14 @@ mod tests {
     }
 
     fn status(top_uid: u32, top_mode: u32) -> Option<Status> {
-        dir_finding(&chain(top_uid, top_mode), Some(999), "keyward", "mk").map(|f| f.0)
+        dir_finding(
+            &chain(top_uid, top_mode),
+            Some(999),
+            "keyward",
+            "mk",
+            "the cache",
+        )
+        .map(|f| f.0)
     }
 
     #[test]
@@ -267,7 +316,7 @@ mod tests {
         assert_eq!(status(999, 0o755), Some(Status::Warn));
         let mut c = chain(999, 0o750);
         c[1].mode = libc::S_IFDIR | 0o777;
-        let f = dir_finding(&c, Some(999), "keyward", "mk").unwrap();
+        let f = dir_finding(&c, Some(999), "keyward", "mk", "the cache").unwrap();
         assert_eq!(f.0, Status::Fail);
         assert_eq!(f.2, "chmod go-w /var/cache");
     }

@@ -262,6 +262,7 @@ mod tests {
             etag: None,
             url: "u".into(),
             serial: Some(3),
+            signer: None,
         };
         let c = user_check(&http, "alice", &ok, true, false);
         assert_eq!(c.status, Status::Ok);

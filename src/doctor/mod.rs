@@ -20,6 +20,7 @@ pub mod config;
 pub mod directory;
 pub mod pam;
 pub mod pamfile;
+pub mod pamincluded;
 pub mod perms;
 pub mod principals;
 pub mod selinux;

@@ -89,9 +89,13 @@ pub fn wanted(asked: &Asked, config: &Config, user: &str) -> bool {
         Asked::Keyward(_) => true,
         Asked::Unknown => {
             !config.directory.principals_urls.is_empty()
-                || crate::cache::Cache::for_kind(&config.cache.dir, Kind::Principals)
-                    .path(user)
-                    .exists()
+                || crate::cache::Cache::for_kind(
+                    &config.cache.dir,
+                    &config.state.dir,
+                    Kind::Principals,
+                )
+                .path(user)
+                .exists()
         }
         _ => false,
     }

@@ -70,6 +70,9 @@ pub fn run_principals(
     info.record(&mut record);
     // The sshd process that ran us (it logs the "Accepted publickey" line).
     record.push("ppid", crate::os::process::parent_pid());
+    if let Some(w) = config.warning() {
+        record.push("config_warning", w);
+    }
     let fail = |mut record: Record, source: Option<&str>, reason: String| {
         if let Some(s) = source {
             record.push("source", s);

@@ -4,10 +4,11 @@
 
 pub mod clock;
 pub mod command;
+pub mod flock;
 pub mod nss;
 pub mod privdrop;
 pub mod process;
 pub mod safepath;
 pub mod secret;
-#[cfg(target_os = "linux")]
-pub mod unwind;
+pub mod tally;
+pub mod unixsock;

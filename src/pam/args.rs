@@ -30,11 +30,19 @@ pub struct Args {
     /// `missing_ok` (session): accept a session without `SSH_AUTH_INFO_0`
     /// (a PAM service other than sshd). Default: refuse it.
     pub missing_ok: bool,
+    /// `services=NAME[,NAME…]`: the PAM services the module acts for;
+    /// empty means [`DEFAULT_SERVICES`]. Any other service gets PAM_IGNORE,
+    /// so a line in a shared stack (`common-auth`) cannot block console,
+    /// `su` or `sudo` passwords.
+    pub services: Vec<String>,
 }
+
+/// The services acted for when no `services=` is given.
+pub const DEFAULT_SERVICES: &[&str] = &["sshd"];
 
 /// The arguments this module knows, for error messages.
 pub const KNOWN: &str =
-    "allow_user=NAME[,NAME], allow_group=GROUP[,GROUP], audit_only, debug, require_publickey, missing_ok";
+    "allow_user=NAME[,NAME], allow_group=GROUP[,GROUP], services=SERVICE[,SERVICE], audit_only, debug, require_publickey, missing_ok";
 
 /// Upper bounds that keep a mistyped (or hostile) configuration cheap.
 pub const MAX_ARGS: usize = 64;
@@ -105,7 +113,7 @@ impl Args {
                         "debug" => &mut out.debug,
                         "require_publickey" => &mut out.require_publickey,
                         "missing_ok" => &mut out.missing_ok,
-                        "allow_user" | "allow_group" => {
+                        "allow_user" | "allow_group" | "services" => {
                             return Err(err(format!("{arg} needs a value ({arg}=NAME[,NAME])")))
                         }
                         "" => return Err(err("empty argument".into())),
@@ -117,6 +125,7 @@ impl Args {
                     let list = match key {
                         "allow_user" => &mut out.allow_users,
                         "allow_group" => &mut out.allow_groups,
+                        "services" => &mut out.services,
                         "audit_only" | "debug" | "require_publickey" | "missing_ok" => {
                             return Err(err(format!("{key} is a flag and takes no value")))
                         }
@@ -142,6 +151,28 @@ impl Args {
         !self.allow_users.is_empty() || !self.allow_groups.is_empty()
     }
 
+    /// Whether the module acts for PAM service `service`. An unknown
+    /// (empty) service counts as listed: acting is the safe side.
+    pub fn acts_for(&self, service: &str) -> bool {
+        if service.is_empty() {
+            return true;
+        }
+        if self.services.is_empty() {
+            DEFAULT_SERVICES.contains(&service)
+        } else {
+            self.services.iter().any(|s| s == service)
+        }
+    }
+
+    /// The services acted for, comma-separated (for log lines).
+    pub fn services_list(&self) -> String {
+        if self.services.is_empty() {
+            DEFAULT_SERVICES.join(",")
+        } else {
+            self.services.join(",")
+        }
+    }
+
     /// The arguments in canonical form (for `debug` lines).
     pub fn canonical(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
@@ -150,6 +181,9 @@ impl Args {
         }
         if !self.allow_groups.is_empty() {
             parts.push(format!("allow_group={}", self.allow_groups.join(",")));
+        }
+        if !self.services.is_empty() {
+            parts.push(format!("services={}", self.services.join(",")));
         }
         for (on, name) in [
             (self.audit_only, "audit_only"),
@@ -165,9 +199,10 @@ impl Args {
     }
 }
 
-/// A user or group name in an `allow_*` list: not empty, no whitespace,
-/// control characters, `,`, `=`, `:` or `/` (none of which NSS names
-/// contain), bounded length.
+/// A user or group name in an `allow_*` list, or a service name in
+/// `services=`: not empty, no whitespace, control characters, `,`, `=`,
+/// `:` or `/` (none of which NSS names or /etc/pam.d file names contain),
+/// bounded length.
 fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty name in the list".into());
@@ -272,6 +307,50 @@ mod tests {
         ] {
             let e = p(&[bad]).unwrap_err();
             assert_eq!(e.position, 1);
+            assert!(e.reason.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn services_default_to_sshd_and_list_others() {
+        let a = p(&[]).unwrap();
+        assert!(a.acts_for("sshd"));
+        for other in [
+            "sudo",
+            "su",
+            "login",
+            "sshd-kbd",
+            "SSHD",
+            "sshd ",
+            "common-auth",
+        ] {
+            assert!(!a.acts_for(other), "{other:?}");
+        }
+        assert_eq!(a.services_list(), "sshd");
+        let a = p(&["services=sshd-kbd,sshd", "services=sshd,login"]).unwrap();
+        assert_eq!(a.services, ["sshd-kbd", "sshd", "login"]);
+        assert!(a.acts_for("sshd") && a.acts_for("sshd-kbd") && a.acts_for("login"));
+        assert!(!a.acts_for("sudo"));
+        assert_eq!(a.canonical(), "services=sshd-kbd,sshd,login");
+        // A list without sshd leaves sshd alone.
+        let a = p(&["services=sshd-kbd"]).unwrap();
+        assert!(!a.acts_for("sshd") && a.acts_for("sshd-kbd"));
+        // No service name (unset item): act, the safe side.
+        assert!(a.acts_for(""));
+    }
+
+    #[test]
+    fn bad_services_fail() {
+        for (bad, why) in [
+            ("services", "needs a value"),
+            ("services=", "empty name"),
+            ("services=sshd,", "empty name"),
+            ("services=sshd sudo", "contains ' '"),
+            ("services=../sshd", "contains '/'"),
+            ("service=sshd", "unknown argument"),
+        ] {
+            let e = p(&["debug", bad]).unwrap_err();
+            assert_eq!(e.position, 2, "{bad}");
             assert!(e.reason.contains(why), "{bad:?}: {e}");
         }
     }

@@ -352,6 +352,29 @@ pub fn passive(stage: Stage) -> Verdict {
     }
 }
 
+/// A PAM service the module is not meant for (not in `services=`,
+/// default sshd): PAM_IGNORE from every callback, so a line in a stack
+/// shared with `login`, `su` or `sudo` changes nothing there. Silent unless
+/// `debug` (these services run often: no record each time).
+pub fn other_service(args: &Args, ctx: &Context, stage: Stage) -> Option<Verdict> {
+    if args.acts_for(&ctx.service) {
+        return None;
+    }
+    let ret = Ret::Ignore;
+    if !args.debug {
+        return Some(Verdict::silent(ret));
+    }
+    let rec = ctx
+        .record("skip")
+        .with(
+            "reason",
+            format!("service not in services={}", args.services_list()),
+        )
+        .with("stage", stage.name())
+        .with("ret", ret.name());
+    Some(Verdict::logged(ret, Severity::Info, rec))
+}
+
 /// Unknown or malformed arguments: logged precisely, fail closed.
 pub fn bad_args(err: &ArgError, ctx: &Context, stage: Stage) -> Verdict {
     let ret = stage.fail_closed();
@@ -730,6 +753,44 @@ mod tests {
         assert_eq!(
             internal_error(&ctx("a"), Stage::Authenticate).ret,
             Ret::ServiceErr
+        );
+    }
+
+    #[test]
+    fn other_services_are_ignored_quietly() {
+        let mut c = ctx("alice");
+        for stage in [
+            Stage::Authenticate,
+            Stage::Setcred,
+            Stage::Account,
+            Stage::OpenSession,
+            Stage::CloseSession,
+            Stage::Chauthtok,
+        ] {
+            for service in ["sudo", "su", "login", "sshd-kbd"] {
+                c.service = service.into();
+                let v = other_service(&args(&["require_publickey"]), &c, stage)
+                    .unwrap_or_else(|| panic!("{service} {stage:?} acted"));
+                assert_eq!(v, Verdict::silent(Ret::Ignore), "{service}");
+            }
+            c.service = "sshd".into();
+            assert_eq!(other_service(&args(&[]), &c, stage), None);
+            // unknown service: act (fail closed)
+            c.service = String::new();
+            assert_eq!(other_service(&args(&[]), &c, stage), None);
+        }
+        c.service = "sshd-kbd".into();
+        let a = args(&["services=sshd,sshd-kbd"]);
+        assert_eq!(other_service(&a, &c, Stage::Authenticate), None);
+        assert_eq!(authenticate(&a, &c, &db()).ret, Ret::AuthErr);
+        c.service = "sudo".into();
+        let v = other_service(&args(&["debug"]), &c, Stage::Authenticate).unwrap();
+        assert_eq!(v.ret, Ret::Ignore);
+        assert_eq!(v.log.as_ref().unwrap().0, Severity::Info);
+        assert_eq!(
+            line(&v),
+            "decision=skip user=alice rhost=192.0.2.7 service=sudo tty=ssh \
+             reason=\"service not in services=sshd\" stage=auth ret=PAM_IGNORE"
         );
     }
 

@@ -1,6 +1,7 @@
 //! `pam_keyward.so`: blocks password and keyboard-interactive logins in
 //! sshd's `auth` stack (with audited exemptions), and records which key
-//! opened each session.
+//! opened each session. It acts only for the PAM services in `services=`
+//! (default `sshd`) and answers PAM_IGNORE to every other one.
 //!
 //! ```text
 //! auth     requisite  pam_keyward.so  allow_group=breakglass
@@ -171,14 +172,19 @@ unsafe fn run(
             return v.ret;
         }
     };
+    let ctx = context(pam, pamh);
+    if let Some(v) = decide::other_service(&args, &ctx, stage) {
+        emit(pam, &v);
+        return v.ret;
+    }
     let verdict = match stage {
-        Stage::Authenticate => decide::authenticate(&args, &context(pam, pamh), &nss::Nss),
+        Stage::Authenticate => decide::authenticate(&args, &ctx, &nss::Nss),
         Stage::OpenSession => {
             let info = match pam.getenv("SSH_AUTH_INFO_0") {
                 Ok(Some(v)) => Some(v.to_string_lossy().into_owned()),
                 _ => None,
             };
-            decide::open_session(&args, &context(pam, pamh), info.as_deref(), &nss::Nss)
+            decide::open_session(&args, &ctx, info.as_deref(), &nss::Nss)
         }
         other => decide::passive(other),
     };

@@ -1,4 +1,4 @@
-//! The directory index's rules (issue 12): what an index line, or its
+//! The directory index's rules: what an index line, or its
 //! absence, does to a cache entry. Every effect is an answer the directory
 //! could have given (`Fetch::NotModified`, `Fetch::NoKeys`) run through
 //! `on_answer`, so the floor and every other rule of `state` apply unchanged.

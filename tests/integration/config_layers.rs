@@ -1,5 +1,5 @@
 //! Configuration layering, `check-config` and the version-skew rule
-//! (issue 13), through the installed binary: `keyward.toml` then
+//! through the installed binary: `keyward.toml` then
 //! `keyward.toml.d/*.toml` in lexical order, each file and the directory
 //! under sshd's ownership rules, and a file for a newer keyward
 //! (`min_version`) that must not lock anyone out.
@@ -97,7 +97,7 @@ fn drop_in_overrides_the_main_file() {
         })
         .expect("a deny record");
     assert_eq!(line.field("user").as_deref(), Some("alice"));
-    w.drop_in("95-allow.toml", "[policy]\ndeny_users = [\"root\"]\n");
+    w.drop_in("95-allow.toml", "[policy]\ndeny_users = [\"bob\"]\n");
     let out = w.kw.keys_as_keyward("alice", None);
     assert!(out.stdout.contains(&w.key), "{out}");
     // check-config and explain name the file that set a value.
@@ -355,8 +355,9 @@ fn no_drop_in_directory_is_one_failed_lstat() {
     // The login path's whole cost of layering when there is no .d
     // directory: one lstat that fails (strace counts it).
     let w = World::new();
+    // (deny_users empty: "alice" is a name NSS does not know.)
     w.kw.write_config(&format!(
-        "{}\n[cache]\ndir = \"{}\"\n[log]\nsocket = \"{}\"\n",
+        "{}\n[cache]\ndir = \"{}\"\n[policy]\ndeny_users = []\n[log]\nsocket = \"{}\"\n",
         w.urls_here(),
         w.dir.join("cache").display(),
         w.syslog.socket.display()
@@ -400,4 +401,136 @@ fn broken_configuration_exit_codes() {
     assert_eq!(out.code, Some(2), "{out}");
     assert!(out.stderr.contains("50-site.toml line 2"), "{out}");
     assert_eq!(w.check(&[]).code, Some(1));
+}
+
+/// Signs `body` (namespace `keyward`) with `signer`; returns the `.sig`.
+fn sign(dir: &Path, signer: &SshKey, body: &str) -> Vec<u8> {
+    let file = dir.join(format!("tosign-{}", crate::support::unique()));
+    write_file(&file, body, 0o644);
+    crate::support::must(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-Y", "sign", "-n", "keyward", "-f"])
+            .arg(&signer.path)
+            .arg(&file),
+    );
+    let sig = fs::read(format!("{}.sig", file.display())).unwrap();
+    let _ = fs::remove_file(&file);
+    let _ = fs::remove_file(format!("{}.sig", file.display()));
+    sig
+}
+
+/// A file for a newer keyward (`min_version`) cannot switch signatures off
+/// by a misspelled `signers_file`: a near-miss of a known key is an error
+/// there too (fail closed, the forged unsigned key never served), and
+/// check-config names it with the key it resembles. Spelled right, the
+/// same drop-in requires signatures; a key this version really does not
+/// know is ignored, and every decision record says so (`config_warning`).
+/// A dotted unknown key (`directory.future = 1`) is ignored like any other.
+#[test]
+fn min_version_cannot_switch_signatures_off() {
+    let nginx = Nginx::start();
+    let url = nginx.users_url();
+    let env = crate::support::KeysEnv::new(|c| c.url(url).ttl("1s").timeout("3s"));
+    let keys = TestDir::new("skewsig");
+    let signer = SshKey::ed25519(keys.path(), "signer");
+    let real = SshKey::ed25519(keys.path(), "real");
+    let forged = SshKey::ed25519(keys.path(), "forged");
+    // The signers file next to the config: root-owned all the way up.
+    let signers = env.kw.dir.join("signers");
+    write_file(&signers, format!("{}\n", signer.public_line()), 0o644);
+    let d = PathBuf::from(format!("{}.d", env.kw.config.display()));
+    mkdir_root_0755(&d);
+    let drop_in = |text: &str| {
+        let p = d.join("60-sign.toml");
+        write_file(&p, text, 0o644);
+        p
+    };
+    let user = crate::support::keysenv::fake_user();
+    // What an attacker who controls a mirror serves: an unsigned key.
+    nginx.put_keys(&user, &format!("{}\n", forged.public_line()));
+
+    let typo = format!(
+        "min_version = \"99.0.0\"\n[directory]\nsigner_file = \"{}\"\n",
+        signers.display()
+    );
+    let f = drop_in(&typo);
+    let out = env.kw.keys_as_keyward(&user, None);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stdout, "", "the forged key must not be served: {out}");
+    assert!(
+        out.stderr.contains("signer_file") && out.stderr.contains("directory.signers_file"),
+        "{out}"
+    );
+    assert_eq!(nginx.count(&user), 0, "{:?}", nginx.accesses());
+    let out = env.kw.run(&["check-config"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains(&format!("{}:3: error:", f.display()))
+            && out.stderr.contains("directory.signers_file"),
+        "{out}"
+    );
+
+    // Spelled right in the same newer file: signatures are required (the
+    // unsigned key is refused), a signed file is served, and the key this
+    // version does not know is named on every decision line.
+    drop_in(&format!(
+        "min_version = \"99.0.0\"\n[directory]\nsigners_file = \"{}\"\nfuture_knob = 1\n",
+        signers.display()
+    ));
+    let r = env.keys_as_keyward(&user, None);
+    assert_eq!(r.out.code, Some(1), "{r}");
+    assert_eq!(r.out.stdout, "", "{r}");
+    assert_eq!(r.decision(), "fail", "{r}");
+    let warning = "ignored unknown key directory.future_knob (min_version 99.0.0)";
+    assert_eq!(r.field("config_warning").as_deref(), Some(warning), "{r}");
+    let other = crate::support::keysenv::fake_user();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires = crate::support::must(std::process::Command::new("date").args([
+        "-u",
+        "-d",
+        &format!("@{}", t + 3600),
+        "+%Y-%m-%dT%H:%M:%SZ",
+    ]));
+    let body = format!(
+        "#keyward user={other} serial={t} expires={}\n{}\n",
+        expires.stdout.trim(),
+        real.public_line()
+    );
+    nginx.put_keys(&other, &body);
+    nginx.put(
+        &format!("users/{other}.keys.sig"),
+        sign(keys.path(), &signer, &body),
+    );
+    let r = env.keys_as_keyward(&other, Some(&real.fingerprint()));
+    assert_eq!(r.out.code, Some(0), "{r}");
+    assert!(r.out.stdout.contains(&real.public_material()), "{r}");
+    assert_eq!(r.decision(), "match", "{r}");
+    assert_eq!(r.field("config_warning").as_deref(), Some(warning), "{r}");
+    let out = env.kw.run(&["check-config"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:4: warning: directory.future_knob",
+            f.display()
+        )),
+        "{out}"
+    );
+
+    // A dotted unknown key is ignored, not a syntax error on every login.
+    drop_in("min_version = \"99.0.0\"\ndirectory.future = 1\n");
+    let r = env.keys_as_keyward(&user, None);
+    assert_eq!(r.out.code, Some(0), "{r}");
+    assert!(r.out.stdout.contains(&forged.public_material()), "{r}");
+    assert_eq!(
+        r.field("config_warning").as_deref(),
+        Some("ignored unknown key directory.future (min_version 99.0.0)"),
+        "{r}"
+    );
+    // Nothing ignored: no warning field.
+    fs::remove_file(f).unwrap();
+    let r = env.keys_as_keyward(&user, None);
+    assert_eq!(r.field("config_warning"), None, "{r}");
 }

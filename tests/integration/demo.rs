@@ -1,4 +1,4 @@
-//! The README's first command, `bash scripts/demo.sh`, end to end (issue 15).
+//! The README's first command, `bash scripts/demo.sh`, end to end.
 //!
 //! The demo runs with the binaries this test was built with
 //! (`KEYWARD_DEMO_KEYWARD`, `KEYWARD_DEMO_PAM_MODULE`) instead of its own

@@ -211,7 +211,7 @@ impl Env {
         let out = self.explain(&a);
         let v: Value =
             serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
-        // Issue 13: explain exits 0 when the user can log in, 1 when not,
+        // explain exits 0 when the user can log in, 1 when not,
         // 2 when it cannot tell; the JSON says which.
         let want = match v["can_log_in"].as_bool() {
             Some(true) => 0,
@@ -243,7 +243,7 @@ fn doctor_healthy_setup_passes() {
     let nginx = Nginx::start();
     let env = Env::new(|c| c.url(nginx.users_url()));
     let d = env.doctor(&[]);
-    // Issue 13: doctor exits 0 ok, 1 warnings, 2 failures (Nagios).
+    // doctor exits 0 ok, 1 warnings, 2 failures (Nagios).
     assert_eq!(
         d.json["summary"]["fail"],
         0,
@@ -260,6 +260,7 @@ fn doctor_healthy_setup_passes() {
         "cache.owner",
         "cache.config_readable",
         "cache.dir",
+        "state.dir",
         "cache.write",
         "cache.entries",
         "sshd",
@@ -277,6 +278,7 @@ fn doctor_healthy_setup_passes() {
         "pam.stack",
         "pam.session",
         "pam.module",
+        "pam.included",
     ] {
         d.expect(id, "ok");
     }
@@ -565,6 +567,120 @@ fn doctor_names_pam_env_user_readenv_before_the_session_line() {
     env.doctor(&[]).expect("pam.session", "ok");
 }
 
+/// pam_keyward's arguments as its errors list them.
+const KNOWN_ARGS: &str = "allow_user=NAME[,NAME], allow_group=GROUP[,GROUP], services=SERVICE[,SERVICE], audit_only, debug, require_publickey, missing_ok";
+
+#[test]
+fn doctor_names_session_lines_that_skip_pam_keyward() {
+    let env = Env::new(|c| c.url(dead_url()));
+    let pam = env.pam_file.display().to_string();
+    let so = env.pam_so.display().to_string();
+    let good = format!("session required {so} require_publickey");
+    for (session, names, fix) in [
+        (
+            format!("session optional {so} require_publickey"),
+            "pam_keyward.so is `optional` at pam-sshd:3: PAM ignores its refusal".to_string(),
+            format!("`{good}` at pam-sshd:3"),
+        ),
+        (
+            format!("session [success=1 default=ignore] pam_succeed_if.so user ingroup wheel\n{good}"),
+            "`session [success=1 default=ignore] pam_succeed_if.so user ingroup wheel` (pam-sshd:3) comes before pam_keyward.so (pam-sshd:4)".to_string(),
+            format!("move `{good}` above line 3 of {pam}, so nothing before it can skip it"),
+        ),
+        (
+            format!("session sufficient pam_succeed_if.so user = deploy\n{good}"),
+            "can end the session stack with success or jump over pam_keyward".to_string(),
+            format!("move `{good}` above line 3 of {pam}, so nothing before it can skip it"),
+        ),
+        (
+            format!("session required {so} require_publickey services=sshd-kbd"),
+            "pam_keyward.so at pam-sshd:3 acts only for services=sshd-kbd and returns PAM_IGNORE to service sshd".to_string(),
+            "add sshd to services= at pam-sshd:3 (without services= it acts for sshd)".to_string(),
+        ),
+        (
+            format!("session required {so} require_publickey services=sshd,"),
+            "the module fails closed, so every session of this stack fails (every SSH login, key logins included)".to_string(),
+            format!("fix the argument at pam-sshd:3 (known: {KNOWN_ARGS})"),
+        ),
+        (
+            format!("session required pam_env.so user_readenv=2\n{good}"),
+            "`session required pam_env.so user_readenv=2` (pam-sshd:3)".to_string(),
+            format!("move `{good}` above line 3 of {pam} (before any pam_env line)"),
+        ),
+    ] {
+        env.write_pam(&format!(
+            "auth requisite {so}\n@include common-auth\n{session}\n@include common-session\n"
+        ));
+        let d = env.doctor(&[]);
+        assert_eq!(d.out.code, Some(2), "{session}: {}", d.out);
+        d.expect("pam.session", "fail");
+        let found = d.found("pam.session");
+        assert!(found.contains(&names), "{session}: {found}");
+        assert_eq!(d.fix("pam.session"), fix, "{session}");
+        d.expect("pam.stack", "ok");
+    }
+    // the fixes applied
+    for session in [
+        good.clone(),
+        format!("{good}\nsession required pam_env.so user_readenv=2"),
+        format!("session required pam_env.so user_readenv=0\nsession [success=1 default=ignore] pam_succeed_if.so uid < 1000\nsession required pam_limits.so\n{good}"),
+    ] {
+        env.write_pam(&format!(
+            "auth requisite {so}\n@include common-auth\n{session}\n@include common-session\n"
+        ));
+        env.doctor(&[]).expect("pam.session", "ok");
+    }
+}
+
+#[test]
+fn doctor_says_which_pam_files_name_the_module() {
+    let env = Env::new(|c| c.url(dead_url()));
+    let so = env.pam_so.display().to_string();
+    let dir = env.pam_file.parent().unwrap().to_owned();
+    let d = env.doctor(&[]);
+    d.expect("pam.included", "ok");
+    let found = d.found("pam.included");
+    assert!(
+        found.contains("pam-sshd (auth line 2), pam-sshd (session line 6)"),
+        "{found}"
+    );
+    assert!(
+        found.contains("first remove the pam_keyward lines from every PAM file, then the sshd drop-in, reload sshd, and only then remove the package"),
+        "{found}"
+    );
+    // the auth line moved into a shared stack that sudo includes too
+    write_file(
+        &dir.join("common-auth"),
+        format!("auth requisite {so}\nauth required pam_unix.so\n"),
+        0o644,
+    );
+    write_file(&dir.join("sudo"), "@include common-auth\n", 0o644);
+    env.write_pam(&format!(
+        "@include {}\nsession required {so} require_publickey\n",
+        dir.join("common-auth").display()
+    ));
+    let d = env.doctor(&[]);
+    d.expect("pam.included", "warn");
+    let found = d.found("pam.included");
+    assert!(
+        found.contains("common-auth (auth line 1), pam-sshd (session line 2)"),
+        "{found}"
+    );
+    assert!(
+        found.contains("PAM services that reach it: common-auth, pam-sshd, sudo"),
+        "{found}"
+    );
+    assert!(
+        found.contains("common-auth (included by pam-sshd, sudo)"),
+        "{found}"
+    );
+    assert!(
+        d.fix("pam.included").contains("sshd file itself"),
+        "{}",
+        d.fix("pam.included")
+    );
+}
+
 #[test]
 fn doctor_names_wrong_authorized_keys_command_user() {
     let env = Env::new(|c| c.url(dead_url()));
@@ -821,7 +937,7 @@ fn doctor_names_stale_cache() {
     assert_eq!(
         d.out.code,
         Some(1),
-        "warnings only (issue 13: exit 1): {:?}\n{}",
+        "warnings only (exit 1): {:?}\n{}",
         d.failing(),
         d.out
     );
@@ -933,7 +1049,7 @@ fn explain_gives_each_policy_verdict() {
     let g = SshKey::ed25519(keys.path(), "g");
     let leaked = fs::read_to_string(&g.path).unwrap();
     let body = format!(
-        // a duplicate is a line identical in options and key (issue 11)
+        // a duplicate is a line identical in options and key
         "restrict {a}\n{b}\n{r}\nexpiry-time=\"20000101\" {x}\nrestrict {a_again} second copy\nthis is not a key\n{e}\n{f}\n{g}\n{leaked}",
         a = a.public_line(),
         b = b.public_line(),
@@ -1086,7 +1202,7 @@ fn explain_names_unsafe_file_and_real_account() {
     let (out, v) = env.explain_json(&[&user.name]);
     let served = key_by_fp(&v, &good.fingerprint())[0];
     assert_eq!(served["verdict"], "served", "{out}");
-    // a real account with a served key: explain exits 0 (issue 13)
+    // a real account with a served key: explain exits 0
     assert_eq!(v["can_log_in"], true, "{out}");
     assert_eq!(out.code, Some(0));
     assert_eq!(served["via"], "files");
@@ -1219,4 +1335,32 @@ fn doctor_colours_only_on_a_terminal_without_no_color() {
     let plain = on_tty(true);
     assert!(plain.stdout.contains("ok "), "{plain}");
     assert!(!plain.stdout.contains('\x1b'), "NO_COLOR: {plain}");
+}
+
+/// The state directory (the rollback floors) is checked like the cache:
+/// group-writable or missing, doctor fails it and says how to fix it.
+#[test]
+fn doctor_checks_the_state_directory_like_the_cache() {
+    let nginx = Nginx::start();
+    let env = Env::new(|c| c.url(nginx.users_url()));
+    let state = crate::support::keyward::state_dir_of(&env.cache);
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "ok");
+    assert!(
+        d.found("state.dir").contains("owned by keyward"),
+        "{}",
+        d.out
+    );
+    chmod(&state, 0o770);
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "fail");
+    assert!(d.found("state.dir").contains("group-writable"), "{}", d.out);
+    fs::remove_dir(&state).unwrap();
+    let d = env.doctor(&[]);
+    d.expect("state.dir", "fail");
+    assert!(
+        d.found("state.dir").contains("rollback floors"),
+        "{}",
+        d.out
+    );
 }

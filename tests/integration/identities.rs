@@ -1,4 +1,4 @@
-//! Issue 14, user names: every name NSS can present to sshd is served
+//! User names: every name NSS can present to sshd is served
 //! (SSSD's `name@domain`, names longer than 32 bytes, upper case), hostile
 //! names still fail closed, and names that a filesystem or a URL could fold
 //! together never share a cache entry.

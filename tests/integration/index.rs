@@ -1,4 +1,4 @@
-//! The directory index (issue 12) against a real nginx, counting requests
+//! The directory index against a real nginx, counting requests
 //! in nginx's access log.
 //!
 //! The tree is built with `keyward publish` (unsigned, or signed with a
@@ -421,7 +421,9 @@ fn signed_index_drops_users_behind_the_rollback_floor() {
         1,
         "unchanged: the signature is not fetched again: {new:?}"
     );
-    let floor = w.cache.join(".floor").join(victim);
+    let floor = crate::support::keyward::state_dir_of(&w.cache)
+        .join("keys")
+        .join(victim);
     let floor_text = fs::read_to_string(&floor).expect("the victim's floor");
 
     // Republish without the victim: the others keep their files and
@@ -502,4 +504,124 @@ fn signed_index_drops_users_behind_the_rollback_floor() {
         let e = fs::read_to_string(w.entry(u)).unwrap();
         assert!(e.contains("status 200"), "{u} kept: {e}");
     }
+}
+
+/// Two cached users, `a` and `b`, from a signed index that lists both
+/// (serial s2); `old` is the earlier index (serial s1 < s2) that lists
+/// `a` only, kept with its signature.
+fn two_users_signed(w: &World, signer: &SshKey) -> (Vec<String>, Vec<u8>, Vec<u8>) {
+    w.require_signers(signer);
+    let all = users("f", 2);
+    w.source(&all[0], 0, "v1");
+    w.publish(Some(signer));
+    let old = fs::read(w.nginx.root.join("users/keyward.index")).unwrap();
+    let old_sig = fs::read(w.nginx.root.join("users/keyward.index.sig")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // serial = now
+    w.source(&all[1], 1, "v1");
+    w.publish(Some(signer));
+    w.warm(&all);
+    let (out, rec, _) = w.sync();
+    assert!(out.success(), "{out}\n{rec}");
+    assert_eq!(field(&rec, "index"), "200", "{rec}");
+    (all, old, old_sig)
+}
+
+/// Serves `text` as the index with `sig` (None: no signature).
+fn serve_index(w: &World, text: &[u8], sig: Option<&[u8]>) {
+    w.nginx.put("users/keyward.index", text);
+    match sig {
+        Some(s) => {
+            w.nginx.put("users/keyward.index.sig", s);
+        }
+        None => w.nginx.remove("users/keyward.index.sig"),
+    }
+    must(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&w.nginx.root),
+    );
+}
+
+/// An unsigned 404 for the index removes the stored copy but not the
+/// index's rollback floor: an older, validly signed index that omits a
+/// user is refused afterwards, and the user keeps the cached entry.
+#[test]
+fn an_unsigned_404_for_the_index_does_not_forget_its_floor() {
+    let w = World::new(Nginx::start(), |c| c.timeout("5s"));
+    let signer = SshKey::ed25519(w.dir.path(), "signer");
+    let (all, old, old_sig) = two_users_signed(&w, &signer);
+
+    w.nginx.remove("users/keyward.index");
+    w.nginx.remove("users/keyward.index.sig");
+    let (out, rec, _) = w.sync();
+    assert!(out.success(), "{out}\n{rec}");
+    assert_eq!(field(&rec, "index"), "none", "{rec}");
+    assert!(!w.stored_index().exists(), "the copy goes after a 404");
+
+    serve_index(&w, &old, Some(&old_sig));
+    let (_, rec, _) = w.sync();
+    assert_eq!(field(&rec, "index"), "unusable", "{rec}");
+    assert!(
+        rec.contains("lower than the highest accepted serial"),
+        "the older index is refused as a rollback: {rec}"
+    );
+    assert_eq!(field(&rec, "removed"), "0", "{rec}");
+    assert!(w.entry(&all[1]).exists(), "b is not removed on its word");
+    let (out, _) = w.keys(&all[1]);
+    assert!(out.success() && !out.stdout.is_empty(), "{out}");
+}
+
+/// While signatures are required, an index without a signature, or one
+/// with a new (higher) serial signed by a key that is not a signer, is
+/// refused, and a sync removes no cached user on its word.
+#[test]
+fn an_unsigned_or_forged_index_removes_nobody() {
+    let w = World::new(Nginx::start(), |c| c.timeout("5s"));
+    let signer = SshKey::ed25519(w.dir.path(), "signer");
+    let stranger = SshKey::ed25519(w.dir.path(), "stranger");
+    let (all, _, _) = two_users_signed(&w, &signer);
+    let current = fs::read_to_string(w.nginx.root.join("users/keyward.index")).unwrap();
+    let current_sig = fs::read(w.nginx.root.join("users/keyward.index.sig")).unwrap();
+    // The current index without b's line, with a serial far ahead.
+    let mut lines: Vec<String> = current
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{} ", all[1])))
+        .map(str::to_owned)
+        .collect();
+    let serial = kv_field(&lines[0], "serial").unwrap();
+    let higher = serial.parse::<u64>().unwrap() + 1_000_000;
+    lines[0] = lines[0].replace(&format!("serial={serial}"), &format!("serial={higher}"));
+    let forged = format!("{}\n", lines.join("\n"));
+
+    let cases: [(&str, Option<Vec<u8>>, &str); 2] = [
+        ("unsigned", None, ".sig"),
+        (
+            "signed by a stranger",
+            Some(crate::signed::sign(
+                w.dir.path(),
+                &stranger,
+                "keyward",
+                &forged,
+            )),
+            "not a configured signer",
+        ),
+    ];
+    for (name, sig, why) in cases {
+        serve_index(&w, forged.as_bytes(), sig.as_deref());
+        let (_, rec, _) = w.sync();
+        assert_eq!(field(&rec, "index"), "unusable", "{name}: {rec}");
+        assert!(rec.contains(why), "{name}: {rec}");
+        assert_eq!(field(&rec, "removed"), "0", "{name}: {rec}");
+        assert!(w.entry(&all[1]).exists(), "{name}: b is kept");
+        let (out, line) = w.keys(&all[1]);
+        assert!(
+            out.success() && !out.stdout.is_empty(),
+            "{name}: {out}\n{line}"
+        );
+    }
+    // The real index is accepted again: the forged serial was never a floor.
+    serve_index(&w, current.as_bytes(), Some(&current_sig));
+    let (out, rec, _) = w.sync();
+    assert!(out.success(), "{out}\n{rec}");
+    assert_ne!(field(&rec, "index"), "unusable", "{rec}");
 }

@@ -617,7 +617,7 @@ fn keys_second_root_account_is_denied_like_root() {
     let nginx = Nginx::start();
     let toor = TestUser::builder().uid0().create();
     assert_eq!(toor.uid, 0);
-    let env = KeysEnv::new(|c| c.url(nginx.users_url()));
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).deny_users(&["root"]));
     nginx.put_keys(&toor.name, &body(&[&a]));
     let r = env.keys(&toor.name, Some(&a.fingerprint()));
     assert_eq!(r.out.code, Some(0), "{r}");
@@ -638,7 +638,7 @@ fn keys_uid_from_sshd_skips_nss_and_still_denies_uid_0() {
     let keys = Keys::new();
     let a = keys.ed("a");
     let nginx = Nginx::start();
-    let env = KeysEnv::new(|c| c.url(nginx.users_url()).ttl("5m"));
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).ttl("5m").deny_users(&["root"]));
     let user = fake_user();
     nginx.put_keys(&user, &body(&[&a]));
     let fp = a.fingerprint();
@@ -687,12 +687,12 @@ fn keys_uid_from_sshd_skips_nss_and_still_denies_uid_0() {
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .current_dir("/");
         let out = run(&mut c, Duration::from_secs(60));
-        assert!(out.success(), "{out}");
-        assert!(out.stdout.contains(&a.public_material()), "{out}");
-        fs::read_to_string(&trace).unwrap()
+        (out, fs::read_to_string(&trace).unwrap())
     };
     let nss_files = ["/etc/nsswitch.conf", "/etc/passwd"];
-    let with_uid = opened(&["keys", &user, &fp, "1000"]);
+    let (out, with_uid) = opened(&["keys", &user, &fp, "1000"]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains(&a.public_material()), "{out}");
     let keyward_part = |t: &str| {
         // setpriv itself looks "keyward" up; keyward's part starts at execve.
         t.lines()
@@ -705,11 +705,15 @@ fn keys_uid_from_sshd_skips_nss_and_still_denies_uid_0() {
     for f in nss_files {
         assert!(!with_uid.contains(f), "{f} opened with %U:\n{with_uid}");
     }
-    let without = keyward_part(&opened(&["keys", &user, &fp]));
+    // Without it NSS is asked, and a name it does not know leaves the
+    // uid-0 rule without a uid: fail closed, nothing printed.
+    let (out, without) = opened(&["keys", &user, &fp]);
+    let without = keyward_part(&without);
     assert!(
         nss_files.iter().any(|f| without.contains(f)),
         "no NSS lookup without %U?\n{without}"
     );
+    assert_eq!((out.code, out.stdout.as_str()), (Some(1), ""), "{out}");
 }
 
 /// The drop to the cache owner refuses an owner whose gid is 0 (its files
@@ -861,7 +865,7 @@ fn keys_usage_errors_exit_2_and_bad_names_fail_closed() {
     let out = env.kw.run(&["keys", "--", "-rf"]);
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(out.stdout, "", "{out}");
-    // (The 40-letter name is valid since issue 14: its lookup found the
+    // (The 40-letter name is valid: its lookup found the
     // dead mirror and recorded it in `.health/`, keyward's own state.)
     assert!(
         !fs::read_dir(&env.cache)

@@ -168,11 +168,11 @@ fn sshd_ed25519_ecdsa_rsa_and_certificate_logins() {
 }
 
 /// The shipped `keys %u %f %U`: sshd passes the uid it resolved, keyward
-/// logs it, and a second uid-0 account is denied on that uid (root is in the
-/// default deny_users) while a plain account logs in.
+/// logs it, and a second uid-0 account is denied on that uid (root is in
+/// deny_users, as by default) while a plain account logs in.
 #[test]
 fn sshd_passes_the_uid_and_a_second_root_account_is_denied() {
-    let s = Stack::new(|c| c.ttl("5m"));
+    let s = Stack::new(|c| c.ttl("5m").deny_users(&["root"]));
     let alice = TestUser::new();
     let toor = TestUser::builder().uid0().create();
     let a = s.key("a", KeyType::Ed25519);

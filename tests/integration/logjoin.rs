@@ -1,4 +1,4 @@
-//! Log correlation (issue 13), through a real sshd that logs through
+//! Log correlation, through a real sshd that logs through
 //! syslog(3), as on a server: started without `-E` in a mount namespace
 //! whose `/dev/log` is a private rsyslog (support::devlog), so its lines
 //! carry its pid. keyward's `keys` record must name that sshd as `ppid=`:

@@ -1,4 +1,4 @@
-//! `keyward sync` metrics (issue 13): the textfile after real syncs against
+//! `keyward sync` metrics: the textfile after real syncs against
 //! nginx, read by the real node-exporter textfile collector (Debian's
 //! prometheus-node-exporter, unpacked into a test directory and started on
 //! 127.0.0.1 only), and the exit codes of sync: 0 all refreshed, 1 some

@@ -1,4 +1,4 @@
-//! Logins during a directory outage (issue 12): a hung mirror costs the
+//! Logins during a directory outage: a hung mirror costs the
 //! first lookups of two users their budget (no answer for one user alone
 //! may be that user's path); after that the mirror is skipped (no
 //! connection at all, counted by the server) and stale entries are served

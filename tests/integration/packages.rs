@@ -1,4 +1,4 @@
-//! Guard (issue 15): the Debian packages that scripts/demo.sh and
+//! Guard: the Debian packages that scripts/demo.sh and
 //! scripts/test.sh install must cover what the build, the tests and the demo
 //! use, so that a new dependency cannot silently break a fresh machine's
 //! first run. Each script must stand on its own: a fresh Debian 12 has only

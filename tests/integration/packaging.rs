@@ -176,7 +176,7 @@ fn sync_unit_exposure_is_at_most_2() {
 
 #[test]
 fn packaged_config_documents_defaults_and_fails_closed() {
-    // Issue 13 changed this contract: the packaged file sets nothing (every
+    // The packaged file sets nothing (every
     // default is a commented "#key = value" line, as in sshd_config), so
     // configuration management never has to edit the conffile. Each
     // commented setting must still be a real key with a valid value: each
@@ -370,7 +370,10 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         ("/usr/share/doc/keyward/changelog.Debian.gz", "-rw-r--r--"),
         // The README's links (docs/...) resolve in the installed copy.
         ("/usr/share/doc/keyward/docs/GUIDE.md", "-rw-r--r--"),
-        ("/usr/share/doc/keyward/docs/TROUBLESHOOTING.md", "-rw-r--r--"),
+        (
+            "/usr/share/doc/keyward/docs/TROUBLESHOOTING.md",
+            "-rw-r--r--",
+        ),
     ];
     for (path, mode) in expect_deb {
         let (m, owner) = deb
@@ -387,7 +390,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         );
         assert!(!path.starts_with("/usr/share/pam-configs"), "{path}");
     }
-    // Issue 13: the drop-in directory's README is a conffile too (it makes
+    // The drop-in directory's README is a conffile too (it makes
     // dpkg own the directory).
     let conffiles = must_out("dpkg-deb", &["-I", p.deb.to_str().unwrap(), "conffiles"]);
     assert_eq!(
@@ -481,7 +484,7 @@ fn packages_build_pass_lintian_and_rpm_checks() {
         assert_eq!(m, mode, "{path}");
         assert_eq!((user.as_str(), group.as_str()), ("root", "root"), "{path}");
     }
-    // Issue 13: the RPM owns every directory it creates (%dir), the cache
+    // The RPM owns every directory it creates (%dir), the cache
     // with its owner and mode.
     for (dir, mode, owner) in [
         ("/etc/keyward", "drwxr-xr-x", "root"),
@@ -707,7 +710,7 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     assert_eq!(mode_owner(PAM_SO_DEB), (0o644, 0, 0));
     assert_eq!(mode_owner("/etc/keyward/keyward.toml"), (0o644, 0, 0));
     assert_eq!(mode_owner("/etc/keyward"), (0o755, 0, 0));
-    // The drop-in directory belongs to the package (issue 13).
+    // The drop-in directory belongs to the package.
     assert_eq!(mode_owner("/etc/keyward/keyward.toml.d"), (0o755, 0, 0));
     let owner = must_out("dpkg", &["-S", "/etc/keyward/keyward.toml.d"]);
     assert!(owner.starts_with("keyward:"), "{owner}");
@@ -847,6 +850,28 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
     // The admin's own drop-in is the admin's to remove (dpkg keeps it).
     fs::remove_file(drop_in).unwrap();
 
+    // --- remove refused while a PAM file names the module: dpkg -r as the
+    // admin would run it, in a mount namespace whose /etc/pam.d holds the
+    // example sshd lines (the machine's own PAM files stay untouched).
+    let pam = TestDir::new("deb-pamd");
+    pam.write(
+        "sshd",
+        fs::read_to_string(Path::new(REPO).join("packaging/examples/pam.d/sshd-keyward")).unwrap(),
+        0o644,
+    );
+    let out = in_pam_dir(pam.path(), &["dpkg", "-r", "keyward"]);
+    assert!(!out.success(), "dpkg -r must refuse: {out}");
+    assert_refusal(&out, "/etc/pam.d/sshd");
+    // Still installed (state `i`); dpkg may keep the "remove" wish (`ri`)
+    // until the next install or remove.
+    let status = dpkg_status();
+    assert!(
+        matches!(status.as_deref(), Some("ri" | "ii")),
+        "{status:?}: {out}"
+    );
+    assert!(Path::new(PAM_SO_DEB).exists(), "the module stays: {out}");
+    assert!(Path::new("/usr/sbin/keyward").exists(), "{out}");
+
     // --- remove: program gone, conffile kept.
     let out = cmd_out("dpkg", &["-r", "keyward"]);
     assert!(out.success(), "dpkg -r: {out}");
@@ -886,6 +911,102 @@ fn deb_installs_syncs_upgrades_and_purges_cleanly() {
         "the keyward user is kept on purge"
     );
     assert_eq!(snapshot(&watched), before, "sshd/PAM configuration changed");
+}
+
+/// Runs `argv` in a private mount namespace where `dir` is /etc/pam.d.
+fn in_pam_dir<S: AsRef<std::ffi::OsStr>>(dir: &Path, argv: &[S]) -> Out {
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/pam.d && exec \"$@\"")
+        .arg(dir)
+        .args(argv);
+    run(&mut c, Duration::from_secs(120))
+}
+
+/// The one-line refusal of the removal scripts: why, where, the safe order
+/// and the way to force it.
+fn assert_refusal(out: &Out, file: &str) {
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("keyward: not removed: pam_keyward is still named in"))
+        .unwrap_or_else(|| panic!("no refusal line: {out}"));
+    assert!(line.contains(file), "{line}");
+    assert!(
+        line.contains("PAM fails every SSH login (key logins too)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("first remove the pam_keyward lines, then the sshd drop-in, reload sshd, then remove keyward"),
+        "{line}"
+    );
+    assert!(line.contains("KEYWARD_FORCE_REMOVE=1"), "{line}");
+}
+
+#[test]
+fn removal_scripts_refuse_while_pam_names_the_module() {
+    let dir = TestDir::new("rm-pamd");
+    let pam = dir.subdir("pam.d");
+    let stubs = dir.subdir("bin");
+    let log = stubs.join("calls.log");
+    for cmd in ["systemctl", "deb-systemd-invoke"] {
+        crate::support::write_file(
+            &stubs.join(cmd),
+            format!("#!/bin/sh\necho \"{cmd} $*\" >>'{}'\n", log.display()),
+            0o755,
+        );
+    }
+    // (script, its argument for removal, for upgrade)
+    let scripts = [
+        ("packaging/debian/prerm", "remove", "upgrade"),
+        ("packaging/rpm/preun", "0", "1"),
+    ];
+    let script = |path: &str, arg: &str, force: bool| {
+        // A clean environment, stub service managers first in PATH.
+        let mut argv: Vec<std::ffi::OsString> = vec!["env".into(), "-i".into()];
+        argv.push(format!("PATH={}:/usr/bin:/bin", stubs.display()).into());
+        if force {
+            argv.push("KEYWARD_FORCE_REMOVE=1".into());
+        }
+        argv.push("/bin/sh".into());
+        argv.push(Path::new(REPO).join(path).into());
+        argv.push(arg.into());
+        let _ = fs::remove_file(&log);
+        let out = in_pam_dir(&pam, &argv);
+        (out, fs::read_to_string(&log).unwrap_or_default())
+    };
+    // Only comments name it (whole-line and trailing): removal goes on.
+    crate::support::write_file(
+        &pam.join("other"),
+        "# session required pam_keyward.so\nauth required pam_unix.so # was pam_keyward.so\n",
+        0o644,
+    );
+    for (path, remove, _) in scripts {
+        let (out, _) = script(path, remove, false);
+        assert!(out.success(), "{path} {remove}: {out}");
+    }
+    // The example sshd lines, and a shared stack naming the module by path
+    // on a last line without a newline: refused, the timer left running;
+    // an upgrade and a forced removal go on.
+    let example =
+        fs::read_to_string(Path::new(REPO).join("packaging/examples/pam.d/sshd-keyward")).unwrap();
+    crate::support::write_file(&pam.join("sshd"), example, 0o644);
+    crate::support::write_file(
+        &pam.join("common-session"),
+        "session required /usr/lib/x86_64-linux-gnu/security/pam_keyward.so",
+        0o644,
+    );
+    for (path, remove, upgrade) in scripts {
+        let (out, calls) = script(path, remove, false);
+        assert_eq!(out.code, Some(1), "{path} {remove}: {out}");
+        assert_refusal(&out, "/etc/pam.d/sshd");
+        assert_refusal(&out, "/etc/pam.d/common-session");
+        assert!(calls.is_empty(), "nothing stopped or disabled: {calls}");
+        let (out, _) = script(path, upgrade, false);
+        assert!(out.success(), "{path} {upgrade}: {out}");
+        let (out, _) = script(path, remove, true);
+        assert!(out.success(), "{path} {remove} forced: {out}");
+    }
 }
 
 /// Runs an RPM scriptlet with `sh` and stub commands that only record their

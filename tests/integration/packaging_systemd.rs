@@ -1,4 +1,4 @@
-//! The .deb under a real systemd (issue 13): a Debian 12 tree made once with
+//! The .deb under a real systemd: a Debian 12 tree made once with
 //! debootstrap (cached in /var/lib/keyward-tests-systemd/bookworm), booted
 //! with `systemd-nspawn --volatile=overlay` (the tree stays read-only, every
 //! change lives in a tmpfs and is gone when the container stops; never left
@@ -274,24 +274,27 @@ runuser -u keyward -- keyward keys {user} >/dev/null",
         wait_port(ssh_port, Duration::from_secs(20)),
         "container sshd"
     );
-    let login = must(Command::new("ssh").args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-        key.path.to_str().unwrap(),
-        "-p",
-        &ssh_port.to_string(),
-        &format!("{user}@127.0.0.1"),
-        "echo kwt-login-ok",
-    ]));
+    let key_login = || {
+        must(Command::new("ssh").args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+            key.path.to_str().unwrap(),
+            "-p",
+            &ssh_port.to_string(),
+            &format!("{user}@127.0.0.1"),
+            "echo kwt-login-ok",
+        ]))
+    };
+    let login = key_login();
     assert!(login.stdout.contains("kwt-login-ok"), "{login}");
     let mut accepted = String::new();
     wait_until(Duration::from_secs(10), || {
@@ -323,5 +326,40 @@ runuser -u keyward -- keyward keys {user} >/dev/null",
             "keyward's ppid is the sshd that accepted the key ({sshd_pid}): {r}"
         );
     }
+
+    // --- with the PAM lines in /etc/pam.d/sshd, removing the package is
+    // refused (without the module every SSH login would fail): the timer
+    // keeps running and key logins keep working, the session recorded.
+    c.must(
+        "set -e
+printf 'auth requisite pam_keyward.so\\nsession required pam_keyward.so require_publickey\\n' >/tmp/pam-sshd
+cat /etc/pam.d/sshd >>/tmp/pam-sshd
+cat /tmp/pam-sshd >/etc/pam.d/sshd",
+    );
+    let out = c.sh("DEBIAN_FRONTEND=noninteractive dpkg -r keyward");
+    assert!(!out.success(), "dpkg -r must refuse: {out}");
+    assert!(
+        out.stderr.contains(
+            "keyward: not removed: pam_keyward is still named in /etc/pam.d/sshd, and without the module PAM fails every SSH login (key logins too); first remove the pam_keyward lines, then the sshd drop-in, reload sshd, then remove keyward (or set KEYWARD_FORCE_REMOVE=1)"
+        ),
+        "{out}"
+    );
+    let status = c.must("dpkg-query -W -f '${db:Status-Abbrev}' keyward");
+    assert_eq!(
+        status.chars().nth(1),
+        Some('i'),
+        "still installed: {status}"
+    );
+    assert_eq!(
+        c.must("systemctl is-active keyward-sync.timer").trim(),
+        "active"
+    );
+    let login = key_login();
+    assert!(login.stdout.contains("kwt-login-ok"), "{login}");
+    let session = c.journal(
+        &format!("journalctl -q -t sshd -o cat --no-pager --grep 'pam_keyward.*decision=session user={user}'"),
+        |t| t.contains(&format!("fp={fp}")),
+    );
+    assert!(session.contains(&format!("fp={fp}")), "{session}");
     drop(c);
 }

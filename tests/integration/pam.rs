@@ -154,7 +154,9 @@ impl PamService {
     fn new(log: &PrivateDevLog) -> PamService {
         let dir = TestDir::new("pamsvc");
         let module = install_module(&dir);
-        let name = unique_name("kwpam");
+        // The service pam_keyward acts for by default; the directory is
+        // private, so the name clashes with nothing.
+        let name = "sshd".to_string();
         dir.subdir("svc");
         PamService {
             dir,
@@ -166,6 +168,11 @@ impl PamService {
 
     /// Writes the service file (raw bytes: arguments may be non-UTF-8).
     fn stack(&self, text: &[u8]) {
+        self.stack_for(&self.name, text);
+    }
+
+    /// Writes the file of service `name` in the same private directory.
+    fn stack_for(&self, name: &str, text: &[u8]) {
         let module = self.module.to_str().unwrap().as_bytes();
         let mut out = Vec::new();
         let mut rest = text;
@@ -175,7 +182,7 @@ impl PamService {
             rest = &rest[i + 5..];
         }
         out.extend_from_slice(rest);
-        self.dir.write(format!("svc/{}", self.name), out, 0o644);
+        self.dir.write(format!("svc/{name}"), out, 0o644);
     }
 
     /// The standard test stack: every stage runs pam_keyward with `args`;
@@ -205,6 +212,11 @@ impl PamService {
     /// `pamtester -v -I rhost=… -I tty=pts/7 [-E VAR=VALUE…] SVC USER OPS…`
     /// in a mount namespace whose /dev/log is the test's private rsyslog.
     fn run(&self, user: &str, env: &[(&str, &str)], ops: &[&str]) -> Out {
+        self.run_service(&self.name, user, env, ops)
+    }
+
+    /// [`Self::run`] for another service file of the directory.
+    fn run_service(&self, service: &str, user: &str, env: &[(&str, &str)], ops: &[&str]) -> Out {
         let mut c = Command::new("unshare");
         c.args(["-m", "--propagation", "private", "sh", "-c"])
             .arg(format!("{}exec \"$@\"\n", self.prelude))
@@ -221,7 +233,7 @@ impl PamService {
         for (k, v) in env {
             c.arg("-E").arg(format!("{k}={v}"));
         }
-        c.arg(&self.name).arg(user).args(ops);
+        c.arg(service).arg(user).args(ops);
         run(&mut c, Duration::from_secs(30))
     }
 
@@ -361,7 +373,6 @@ fn pamtester_audit_only_blocks_nothing() {
 #[test]
 fn pamtester_bad_arguments_fail_closed() {
     let log = PamLog::acquire();
-    let user = TestUser::new();
     let cases: &[(&[u8], &str, &str)] = &[
         (b"alow_user=root", "alow_user=root", "unknown argument"),
         (b"debug allow_user=", "allow_user=", "empty name"),
@@ -375,6 +386,9 @@ fn pamtester_bad_arguments_fail_closed() {
         ),
     ];
     for (args, shown, why) in cases {
+        // One user per case: every case's service is `sshd`, so the user
+        // tells their records apart.
+        let user = TestUser::new();
         let svc = PamService::with_args(&log, args);
         // authenticate, account and session all fail closed ...
         assert_refused(&svc.authenticate(&user.name), SERVICE_ERR);
@@ -519,6 +533,101 @@ fn pamtester_other_callbacks_never_fail() {
     let bad = PamService::with_args(&log, b"no-such-argument");
     let out = bad.run(&user.name, &[], &["setcred"]);
     assert!(out.success(), "setcred must not fail: {out}");
+}
+
+/// A password-only stack as a shared `common-auth` would hand it to any
+/// service: pam_keyward first, then a module that accepts everything. So
+/// "authenticated" means pam_keyward let the service through (PAM_IGNORE),
+/// and the session stack opens only if pam_keyward does not refuse it.
+fn shared_stack(args: &str) -> String {
+    format!(
+        "auth requisite {{MOD}} {args}\nauth required pam_permit.so\n\
+         account required pam_permit.so\n\
+         session required {{MOD}} require_publickey {args}\nsession required pam_permit.so\n"
+    )
+}
+
+#[test]
+fn pamtester_acts_only_for_the_services_listed() {
+    let log = PamLog::acquire();
+    let user = TestUser::with_password("correct horse");
+    let svc = PamService::new(&log);
+    let ops = ["authenticate", "open_session"];
+    // Default: sshd only. The same stack under sudo and login lets the
+    // password through and opens the session (no SSH_AUTH_INFO_0 there).
+    for service in ["sshd", "sudo", "login"] {
+        svc.stack_for(service, shared_stack("").as_bytes());
+    }
+    for service in ["sudo", "login"] {
+        let out = svc.run_service(service, &user.name, &[], &ops);
+        assert!(out.success(), "{service} must be left alone: {out}");
+        assert!(
+            out.stdout.contains("successfully opened a session"),
+            "{out}"
+        );
+    }
+    assert_refused(&svc.run_service("sshd", &user.name, &[], &ops), AUTH_ERR);
+    let l = wait_decision(&log, &user.name, "block")
+        .unwrap_or_else(|| panic!("no decision=block line:\n{}", dump(&log)));
+    assert_eq!(l.field("service").as_deref(), Some("sshd"), "{}", l.raw);
+    // sudo and login ran first: nothing of theirs is in the log.
+    let services: Vec<String> = pam_lines(&log, &user.name)
+        .iter()
+        .filter_map(|l| l.field("service"))
+        .collect();
+    assert_eq!(services, ["sshd"], "{}", dump(&log));
+
+    // services= lists others: sudo is blocked, sshd-kbd too, sshd left alone.
+    for service in ["sshd", "sudo", "sshd-kbd", "login"] {
+        svc.stack_for(service, shared_stack("services=sudo,sshd-kbd").as_bytes());
+    }
+    for service in ["sudo", "sshd-kbd"] {
+        let out = svc.run_service(service, &user.name, &[], &ops);
+        assert_refused(&out, AUTH_ERR);
+    }
+    for service in ["sshd", "login"] {
+        let out = svc.run_service(service, &user.name, &[], &ops);
+        assert!(out.success(), "{service} is not listed: {out}");
+    }
+    // The session line of a listed service still refuses a session
+    // without a key.
+    let out = svc.run_service("sudo", &user.name, &[], &["open_session"]);
+    assert_refused(&out, PERM_DENIED);
+    assert!(
+        log.wait_for(LOG_WAIT, |l| l
+            .msg
+            .starts_with("pam_keyward(sudo:auth): decision=block")
+            && l.field("user").as_deref() == Some(user.name.as_str()))
+            .is_some(),
+        "{}",
+        dump(&log)
+    );
+
+    // A bad value fails closed for every service, listed or not.
+    for (args, shown) in [
+        ("services=", "services="),
+        ("services=sudo,,login", "services=sudo,,login"),
+    ] {
+        for service in ["login", "sshd"] {
+            svc.stack_for(service, shared_stack(args).as_bytes());
+            let out = svc.run_service(service, &user.name, &[], &["authenticate"]);
+            assert_refused(&out, SERVICE_ERR);
+            let l = log
+                .wait_for(LOG_WAIT, |l| {
+                    l.msg
+                        .starts_with(&format!("pam_keyward({service}:auth): decision=error"))
+                        && l.field("arg").as_deref() == Some(shown)
+                })
+                .unwrap_or_else(|| {
+                    panic!("no error line for {args} in {service}:\n{}", dump(&log))
+                });
+            assert!(
+                l.field("reason").unwrap().contains("empty name"),
+                "{}",
+                l.raw
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

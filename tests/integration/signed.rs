@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::support::keyward::toml_str;
 use crate::support::*;
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -24,7 +24,7 @@ fn utc(t: u64) -> String {
     out.stdout.trim().to_owned()
 }
 
-fn header(user: &str, serial: u64, expires: u64) -> String {
+pub(crate) fn header(user: &str, serial: u64, expires: u64) -> String {
     format!(
         "#keyward user={user} serial={serial} expires={}\n",
         utc(expires)
@@ -32,7 +32,7 @@ fn header(user: &str, serial: u64, expires: u64) -> String {
 }
 
 /// Signs `body` with `signer` in `namespace`; returns the .sig bytes.
-fn sign(dir: &Path, signer: &SshKey, namespace: &str, body: &str) -> Vec<u8> {
+pub(crate) fn sign(dir: &Path, signer: &SshKey, namespace: &str, body: &str) -> Vec<u8> {
     let file = dir.join(format!("tosign-{}", unique()));
     write_file(&file, body, 0o644);
     must(
@@ -369,9 +369,9 @@ fn publish_round_trip_to_a_real_sshd_login() {
     assert!(!weak_login.ok, "the dropped RSA-1024 key must not log in");
 }
 
-/// Issue 11's hole: an unsigned 404 answered to sync used to delete the only
-/// copy of the serial, after which an older, still valid signed file (with a
-/// revoked key) was served again. The floor survives the 404 and the removal.
+/// An unsigned 404 answered to sync must not delete the only copy of the
+/// serial: an older, still valid signed file (with a revoked key) would be
+/// served again. The floor survives the 404 and the removal.
 #[test]
 fn a_404_to_sync_does_not_reopen_a_rollback() {
     rollback_after(|s, user| {
@@ -507,4 +507,58 @@ fn unsafe_ca_file_fails_closed_and_is_named() {
         "{r}"
     );
     let _ = &mut env;
+}
+
+/// The signer-rotation procedure of docs/SECURITY.md: the old signer is
+/// compromised and signs the attacker's key with an absurd serial; the
+/// operator removes it from the signers and adds the new one. The
+/// attacker's cached key is no longer served (not even stale), and the new
+/// signer's files, with far lower serials, are accepted.
+#[test]
+fn removing_a_compromised_signer_voids_its_entries_and_floor() {
+    let keys = TestDir::new("signkeys");
+    let old = SshKey::ed25519(keys.path(), "old");
+    let new = SshKey::ed25519(keys.path(), "new");
+    let good = SshKey::ed25519(keys.path(), "good");
+    let evil = SshKey::ed25519(keys.path(), "evil");
+    let mut s = Signed::new(&[&old], keys);
+    let user = keysenv::fake_user();
+    let t = now();
+    let line = |k: &SshKey, serial: u64| {
+        format!("{}{}\n", header(&user, serial, t + 3600), k.public_line())
+    };
+
+    s.serve_signed(&user, &old, &line(&good, t));
+    expect_served(&s.env.keys(&user, None), &good, "directory");
+    // The attacker holds the old signer's key.
+    s.serve_signed(&user, &old, &line(&evil, 9_999_999_999));
+    sleep(Duration::from_millis(1100));
+    expect_served(&s.env.keys(&user, None), &evil, "directory");
+
+    // Step 1: the old signer out, the new one in. The mirror still serves
+    // the attacker's file: refused, and the cached copy is not served
+    // either (it would be, as stale, were it still trusted).
+    Signed::set_signers(&mut s.env, &[&new]);
+    let r = s.env.keys(&user, None);
+    assert_eq!(r.out.code, Some(1), "{r}");
+    assert_eq!(r.out.stdout, "", "the attacker's key is not served: {r}");
+    assert!(
+        r.field("reason")
+            .unwrap_or_default()
+            .contains("no longer a configured signer"),
+        "{r}"
+    );
+    // Step 2: the new signer's file, with a serial far below the absurd
+    // one, is accepted: the removed signer's floor binds no more.
+    s.serve_signed(&user, &new, &line(&good, t + 1));
+    expect_served(&s.env.keys(&user, None), &good, "directory");
+    // And from then on the new signer's floor holds.
+    s.serve_signed(&user, &new, &line(&evil, t));
+    sleep(Duration::from_millis(1100));
+    let r = s.env.keys(&user, None);
+    assert_eq!(r.materials(), vec![good.public_material()], "{r}");
+    assert!(
+        r.field("warning").unwrap_or_default().contains("rollback"),
+        "{r}"
+    );
 }

@@ -189,7 +189,7 @@ fn not_modified_keeps_entries_and_refreshes_their_age() {
     assert!(out.success(), "sync: {out}");
 
     let mut new: Vec<_> = w.nginx.accesses().split_off(requests_before);
-    // First the index (issue 12): this directory has none (404), so every
+    // First the index: this directory has none (404), so every
     // cached user gets its own conditional request, as before.
     assert_eq!(new.remove(0).uri, "/users/keyward.index", "{new:?}");
     assert_eq!(

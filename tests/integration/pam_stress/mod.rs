@@ -1,4 +1,4 @@
-//! pam_keyward.so under stress (issue 7): thousands of pamtester runs with
+//! pam_keyward.so under stress: thousands of pamtester runs with
 //! random module arguments, PAM items, users, `SSH_AUTH_INFO_0` values and
 //! operations, plus valgrind on a fixed sample.
 //!

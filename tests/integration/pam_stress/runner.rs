@@ -43,8 +43,16 @@ impl Worker {
 }
 
 /// The service file: every facility runs the module with the case's
-/// arguments, framed so that its exact return code is visible.
-pub fn service_file(module: &Path, args: &[u8]) -> Vec<u8> {
+/// arguments, framed so that its exact return code is visible. The
+/// arguments end with `services=SVC` (the module acts only for the services
+/// it lists, sshd by default): last, so the position of a bad argument and
+/// a count above the bound stay as the case has them.
+pub fn service_file(module: &Path, svc: &str, args: &[u8]) -> Vec<u8> {
+    let mut args = args.to_vec();
+    if !args.is_empty() {
+        args.push(b' ');
+    }
+    args.extend_from_slice(services_arg(svc).as_bytes());
     let mut text = Vec::new();
     for (facility, control, debug) in [
         (
@@ -69,7 +77,7 @@ pub fn service_file(module: &Path, args: &[u8]) -> Vec<u8> {
         ),
     ] {
         let mut line = format!("{facility} {control} {} ", module.display()).into_bytes();
-        line.extend_from_slice(args);
+        line.extend_from_slice(&args);
         assert!(
             line.len() < MAX_LINE,
             "generator bug: service line of {} bytes",
@@ -83,13 +91,23 @@ pub fn service_file(module: &Path, args: &[u8]) -> Vec<u8> {
     text
 }
 
+/// The longest service name [`service_file`] takes: the budget below
+/// reserves room for it whatever the pid (a replayed seed must generate
+/// the same cases).
+const MAX_SVC_LEN: usize = 40;
+
+fn services_arg(svc: &str) -> String {
+    assert!(svc.len() <= MAX_SVC_LEN, "service name {svc} too long");
+    format!("services={svc}")
+}
+
 /// The longest argument text that keeps every service line short enough.
 pub fn args_budget(module: &Path) -> usize {
     let prefix = format!(
         "password [success=ok ignore=1 default=die] {} ",
         module.display()
     );
-    MAX_LINE - 1 - prefix.len()
+    MAX_LINE - 1 - prefix.len() - " services=".len() - MAX_SVC_LEN
 }
 
 pub fn os(bytes: &[u8]) -> OsString {
@@ -229,7 +247,11 @@ pub fn run_case(
     timeout: Duration,
 ) -> Run {
     let args = encode_args(&case.pieces);
-    fs::write(w.svc_dir.join(&w.svc), service_file(&world.module, &args)).unwrap();
+    fs::write(
+        w.svc_dir.join(&w.svc),
+        service_file(&world.module, &w.svc, &args),
+    )
+    .unwrap();
     let mut retries = Vec::new();
     loop {
         let mut cmd = match valgrind {

@@ -17,8 +17,8 @@ use crate::support::*;
 fn robust_hostile_user_names_touch_no_path_and_no_url() {
     let nginx = Nginx::start();
     let env = KeysEnv::new(|c| c.url(nginx.users_url()).timeout("2s"));
-    // Unsafe as a path or URL component, as an argument, or in a log line
-    // (issue 14): everything else NSS can present is served, see below.
+    // Unsafe as a path or URL component, as an argument, or in a log line;
+    // everything else NSS can present is served, see below.
     let names: Vec<String> = [
         "a/b",
         "../etc/passwd",
@@ -454,7 +454,7 @@ fn robust_directory_cannot_smuggle_keys_for_another_user() {
         assert!(!out.stdout.contains(&b.public_material()));
     }
     assert_eq!(nginx.total(), before, "{:?}", nginx.accesses());
-    // A valid name (issue 14) that looks like an encoded path: encoded once
+    // A valid name that looks like an encoded path: encoded once
     // more, it stays one path element: a file nobody has (404, no keys).
     let n = format!("{alice}%2F..%2F{bob}");
     let r = env.keys_as_keyward(&n, Some(&b.fingerprint()));

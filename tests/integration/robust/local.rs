@@ -68,7 +68,7 @@ fn robust_cache_dir_not_writable_keys_still_answer_from_the_directory() {
         // sync cannot store either: reports it, changes nothing
         let out = env.kw.run_as("keyward", &["sync"]);
         no_crash(&out, label);
-        // issue 13: the only cached user failed, so nothing could be
+        // the only cached user failed, so nothing could be
         // synced: exit 2 (1 is "some users failed")
         assert_eq!(
             out.code,
@@ -152,7 +152,7 @@ fn robust_disk_full_cache_still_answers_and_leaves_no_temp_files() {
     });
     let out = env.kw.run_as("keyward", &["sync"]);
     no_crash(&out, "sync on a full disk");
-    // issue 13: every user failed, so exit 2
+    // every user failed, so exit 2
     assert_eq!(out.code, Some(2), "{out}");
     assert_eq!(fs::read(env.entry(&old)).unwrap(), good);
     assert_eq!(tmp_files(&env.cache), Vec::<String>::new());

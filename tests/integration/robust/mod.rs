@@ -1,4 +1,4 @@
-//! Robustness (issue 7): keyward on the login path under directory faults,
+//! Robustness: keyward on the login path under directory faults,
 //! local faults, hostile input and concurrency, against real components
 //! (nginx, sshd, rsyslog) on 127.0.0.1.
 //!

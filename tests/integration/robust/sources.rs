@@ -162,6 +162,7 @@ impl Bench {
             etag: None,
             url: self.nginx.users_url().replace("{user}", &self.user.name),
             serial: None,
+            signer: None,
             body: body(&[&self.s]),
         }
         .encode()

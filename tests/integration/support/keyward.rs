@@ -132,9 +132,20 @@ impl Drop for Keyward {
 /// Creates a cache directory owned by `owner` (its primary group), 0750.
 /// `path` must be inside a root-owned, non-writable tree (a TestDir).
 pub fn make_cache_dir(path: &Path, owner: &str) {
-    fs::create_dir_all(path).unwrap();
-    chown_to(path, owner);
-    chmod(path, 0o750);
+    for dir in [path.to_owned(), state_dir_of(path)] {
+        fs::create_dir_all(&dir).unwrap();
+        chown_to(&dir, owner);
+        chmod(&dir, 0o750);
+    }
+}
+
+/// The state directory tests use beside a cache directory (`<cache>.state`,
+/// made by [`make_cache_dir`] and written as `[state] dir` by `KwConfig`):
+/// apart from the cache, like /var/lib/keyward and /var/cache/keyward.
+pub fn state_dir_of(cache: &Path) -> PathBuf {
+    let mut name = cache.file_name().unwrap_or_default().to_owned();
+    name.push(".state");
+    cache.with_file_name(name)
 }
 
 /// Quotes a TOML basic string.
@@ -173,6 +184,8 @@ pub struct KwConfig {
     /// `[directory] index`, as a raw TOML value (`false`, `"name"`).
     pub index: Option<String>,
     pub cache_dir: PathBuf,
+    /// `[state] dir` (default: [`state_dir_of`] the cache).
+    pub state_dir: PathBuf,
     pub ttl: Option<String>,
     pub max_stale: Option<String>,
     pub negative_ttl: Option<String>,
@@ -191,7 +204,10 @@ pub struct KwConfig {
 
 impl KwConfig {
     /// A config with a cache in `cache_dir` and logs to `log_socket`;
-    /// everything else default.
+    /// everything else default but `deny_users`, which is empty: most tests
+    /// call `keys NAME` for names NSS does not know (`fake_user`) without
+    /// sshd's `%U`, which keyward refuses while root is denied (the uid-0
+    /// rule needs the uid). Tests of the deny rules set them.
     pub fn new(cache_dir: &Path, log_socket: Option<&Path>) -> KwConfig {
         KwConfig {
             urls: Vec::new(),
@@ -202,6 +218,7 @@ impl KwConfig {
             retry_interval: None,
             index: None,
             cache_dir: cache_dir.to_owned(),
+            state_dir: state_dir_of(cache_dir),
             ttl: None,
             max_stale: None,
             negative_ttl: None,
@@ -209,7 +226,7 @@ impl KwConfig {
             files: Vec::new(),
             key_types: None,
             min_rsa_bits: None,
-            deny_users: None,
+            deny_users: Some(Vec::new()),
             max_keys: None,
             max_username_len: None,
             facility: None,
@@ -305,6 +322,10 @@ impl KwConfig {
                 t += &format!("{k} = {}\n", toml_str(v));
             }
         }
+        t += &format!(
+            "\n[state]\ndir = {}\n",
+            toml_str(&self.state_dir.display().to_string())
+        );
         if !self.files.is_empty() {
             t += &format!("\n[files]\npaths = {}\n", toml_list(&self.files));
         }

@@ -1,0 +1,1113 @@
+//! keyward's revocation list: the revocations of every spec in one sorted
+//! text file, signed like every directory file, that a host answers "is
+//! this key (or certificate) revoked?" from with a binary search over the
+//! stored file (a few `pread`s), never a parse of the whole list per login.
+//!
+//! ```text
+//! #keyward kind=revoked serial=1795430000 expires=2026-12-01T00:00:00Z
+//! c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:i:deploy@ci ci.spec:4
+//! c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:s:00000000000000001000 00000000000000001999 ci.spec:3
+//! h:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk alice.spec:2
+//! s:KTNirsnOs/4XzX7Gql+n6tGsw+c alice.spec:5
+//! ```
+//!
+//! Each line is a lookup key, its values and the spec line it came from
+//! (`FILE:LINE`, for the log), the keys sorted bytewise with no duplicates:
+//!
+//! * `h:SHA256` a key, by the SHA-256 of its blob in unpadded base64 (the
+//!   text of a `SHA256:` fingerprint, as sshd's `%f` gives it): from
+//!   `key:`, `sha256:` and `hash:` lines.
+//! * `s:SHA1` a key by the SHA-1 of its blob (`sha1:` lines and bare keys):
+//!   a SHA-1 cannot be turned into a SHA-256 without the key, so a host
+//!   hashes the presented key both ways.
+//! * `c:CA:i:ID` a key ID (percent-encoded) revoked for the CA with that
+//!   fingerprint.
+//! * `c:CA:s:LO HI` serials LO..=HI (20 digits, so bytewise is numeric
+//!   order) revoked for that CA; one CA's ranges never overlap (they are
+//!   merged), so the range holding a serial is the last line at or before
+//!   `c:CA:s:SERIAL`.
+//!
+//! Pure except [`ListFile`], which reads a stored copy by `pread`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use ssh_key::public::KeyData;
+
+use super::spec::{self, Revocation, Sha1, Sha256, Spec};
+use crate::index::corrupt;
+
+/// The header's first bytes (a signed file's `#keyward ` header with the
+/// kind `revoked` and no user).
+pub const PREFIX: &str = "#keyward kind=revoked";
+/// Longest line accepted: a key ID of `spec::MAX_KEY_ID` bytes, each
+/// percent-encoded, plus the CA and the source.
+pub const MAX_LINE: usize = 4096;
+/// Largest list accepted: ~65 bytes a revoked key, so over a million.
+pub const MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The list's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    /// Never lower than a list accepted before (signed mode).
+    pub serial: Option<u64>,
+    /// Unix time after which the list is not used (signed mode).
+    pub expires: Option<i64>,
+}
+
+impl Header {
+    pub fn to_line(&self) -> String {
+        let mut s = PREFIX.to_owned();
+        if let Some(n) = self.serial {
+            s.push_str(&format!(" serial={n}"));
+        }
+        if let Some(e) = self.expires {
+            s.push_str(&format!(" expires={}", crate::signed::format_utc(e)));
+        }
+        s
+    }
+
+    pub fn parse(line: &str) -> Result<Header, String> {
+        let rest = line
+            .strip_prefix(PREFIX)
+            .filter(|r| r.is_empty() || r.starts_with(' '))
+            .ok_or("not a keyward revocation list (no #keyward kind=revoked header)")?;
+        let mut h = Header::default();
+        for field in rest.split(' ').filter(|f| !f.is_empty()) {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("bad revocation list header field {field:?}"))?;
+            let dup = match k {
+                "serial" => h
+                    .serial
+                    .replace(v.parse().map_err(|_| format!("bad serial {v:?}"))?)
+                    .is_some(),
+                "expires" => h
+                    .expires
+                    .replace(
+                        crate::signed::parse_utc(v).ok_or_else(|| format!("bad expires {v:?}"))?,
+                    )
+                    .is_some(),
+                _ => return Err(format!("unknown revocation list header field {k:?}")),
+            };
+            if dup {
+                return Err(format!("header field {k:?} given twice"));
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// The spec line a revocation comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+impl Source {
+    fn parse(s: &str) -> Result<Source, String> {
+        let bad = || format!("bad source {s:?}");
+        let (file, line) = s.rsplit_once(':').ok_or_else(bad)?;
+        spec::check_file_name(file).map_err(|_| bad())?;
+        if line.is_empty() || line.starts_with('0') || !line.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(Source {
+            file: file.to_owned(),
+            line: line.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One CA's revoked certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaRevocations {
+    /// The CA's public key, `TYPE BASE64` (for `ssh-keygen -s`).
+    pub key: String,
+    /// Not merged: as the specs say.
+    pub serials: Vec<(u64, u64, Source)>,
+    pub ids: BTreeMap<String, Source>,
+}
+
+impl CaRevocations {
+    /// The serial ranges sorted, overlapping ones merged (a merged range
+    /// keeps the source of its first part).
+    pub fn merged_serials(&self) -> Vec<(u64, u64, Source)> {
+        let mut v = self.serials.clone();
+        v.sort();
+        let mut out: Vec<(u64, u64, Source)> = Vec::with_capacity(v.len());
+        for (lo, hi, src) in v {
+            match out.last_mut() {
+                Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi, src)),
+            }
+        }
+        out
+    }
+}
+
+/// Every revocation of a set of specs, deduplicated (the first spec line
+/// naming a key or ID is its source).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocations {
+    pub sha256: BTreeMap<Sha256, Source>,
+    /// With the key (`TYPE BASE64`): a KRL spec names a SHA-1 by its key.
+    pub sha1: BTreeMap<Sha1, (Source, String)>,
+    /// By the CA's fingerprint.
+    pub cas: BTreeMap<Sha256, CaRevocations>,
+}
+
+impl Revocations {
+    /// `specs` in the order given (sort them by file name for a stable
+    /// result).
+    pub fn from_specs(specs: &[Spec]) -> Revocations {
+        let mut r = Revocations::default();
+        for s in specs {
+            for l in &s.lines {
+                let src = Source {
+                    file: s.file.clone(),
+                    line: l.line,
+                };
+                match &l.what {
+                    Revocation::KeySha256(h) => {
+                        r.sha256.entry(*h).or_insert(src);
+                    }
+                    Revocation::KeySha1 { digest, key } => {
+                        r.sha1.entry(*digest).or_insert((src, key.clone()));
+                    }
+                    Revocation::Serial { ca, lo, hi } => r.ca(ca).serials.push((*lo, *hi, src)),
+                    Revocation::KeyId { ca, id } => {
+                        r.ca(ca).ids.entry(id.clone()).or_insert(src);
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    fn ca(&mut self, ca: &spec::Ca) -> &mut CaRevocations {
+        self.cas.entry(ca.fp).or_insert_with(|| CaRevocations {
+            key: ca.key.clone(),
+            ..Default::default()
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sha256.is_empty() && self.sha1.is_empty() && self.cas.is_empty()
+    }
+
+    /// The list's text.
+    pub fn render(&self, header: &Header) -> String {
+        let mut lines: Vec<(String, String)> = Vec::new();
+        for (fp, c) in &self.cas {
+            let ca = b64(fp);
+            for (id, src) in &c.ids {
+                lines.push((
+                    format!("c:{ca}:i:{}", encode_id(id.as_bytes())),
+                    src.to_string(),
+                ));
+            }
+            for (lo, hi, src) in c.merged_serials() {
+                lines.push((format!("c:{ca}:s:{lo:020}"), format!("{hi:020} {src}")));
+            }
+        }
+        for (h, src) in &self.sha256 {
+            lines.push((format!("h:{}", b64(h)), src.to_string()));
+        }
+        for (h, (src, _)) in &self.sha1 {
+            lines.push((format!("s:{}", b64(h)), src.to_string()));
+        }
+        lines.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut out = header.to_line();
+        out.push('\n');
+        for (k, v) in lines {
+            out.push_str(&k);
+            out.push(' ');
+            out.push_str(&v);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Unpadded standard base64, as OpenSSH prints fingerprints.
+pub fn b64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    s
+}
+
+/// A key ID as a list token: bytes outside a safe set as `%XX`.
+pub fn encode_id(id: &[u8]) -> String {
+    let mut s = String::with_capacity(id.len());
+    for &b in id {
+        if b.is_ascii_alphanumeric() || b"._-@+=,:/~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+fn check_encoded_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| c.is_ascii_digit() || (b'A'..=b'F').contains(&c);
+            if i + 2 >= b.len() {
+                return false;
+            }
+            if !(hex(b[i + 1]) && hex(b[i + 2])) {
+                return false;
+            }
+            let v = u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(0);
+            // Canonical: a safe byte is never encoded.
+            if v.is_ascii_alphanumeric() || b"._-@+=,:/~".contains(&v) {
+                return false;
+            }
+            i += 3;
+        } else if b[i].is_ascii_alphanumeric() || b"._-@+=,:/~".contains(&b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    !b.is_empty()
+}
+
+fn is_b64(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+fn is_serial(s: &str) -> bool {
+    s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
+}
+
+/// Checks a whole list: header, every line's form, strict order, no
+/// overlapping ranges. A host runs it once on a new list (after its
+/// signature) before storing it; lookups then rely on it.
+pub fn check(body: &str) -> Result<Header, String> {
+    if body.len() as u64 > MAX_BYTES {
+        return Err("revocation list too large".into());
+    }
+    if body.contains(['\0', '\r']) {
+        return Err("revocation list contains NUL or CR".into());
+    }
+    if !body.ends_with('\n') {
+        return Err("revocation list does not end with a newline (truncated?)".into());
+    }
+    let mut lines = body.lines();
+    let header = Header::parse(lines.next().unwrap_or_default())?;
+    let mut prev: Option<&str> = None;
+    let mut prev_range: Option<(&str, u64)> = None;
+    for (i, l) in lines.enumerate() {
+        let n = i + 2;
+        let e = |m: String| format!("revocation list line {n}: {m}");
+        if l.len() > MAX_LINE {
+            return Err(e("too long".into()));
+        }
+        let f: Vec<&str> = l.split(' ').collect();
+        let key = f[0];
+        let ok = match (key.get(..2), &f[..]) {
+            (Some("h:"), [_, src]) => is_b64(&key[2..], 43) && Source::parse(src).is_ok(),
+            (Some("s:"), [_, src]) => is_b64(&key[2..], 27) && Source::parse(src).is_ok(),
+            (Some("c:"), rest) => {
+                let ca = key.get(2..45).unwrap_or_default();
+                let tail = key.get(45..).unwrap_or_default();
+                let ok_ca = is_b64(ca, 43);
+                match (tail.get(..3), rest) {
+                    (Some(":i:"), [_, src]) => {
+                        ok_ca && check_encoded_id(&tail[3..]) && Source::parse(src).is_ok()
+                    }
+                    (Some(":s:"), [_, hi, src])
+                        if ok_ca && is_serial(&tail[3..]) && is_serial(hi) =>
+                    {
+                        let lo: u64 = tail[3..].parse().unwrap_or(0);
+                        let hi: u64 = hi.parse().unwrap_or(0);
+                        if lo == 0 || hi < lo {
+                            return Err(e(format!("bad serial range {lo}-{hi}")));
+                        }
+                        if let Some((pca, phi)) = prev_range {
+                            if pca == ca && lo <= phi {
+                                return Err(e("serial ranges overlap".into()));
+                            }
+                        }
+                        prev_range = Some((ca, hi));
+                        Source::parse(src).is_ok()
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(e(format!("malformed line {:?}", truncate(l))));
+        }
+        if let Some(p) = prev {
+            if p.as_bytes() >= key.as_bytes() {
+                return Err(e("unsorted or duplicate".into()));
+            }
+        }
+        prev = Some(key);
+    }
+    Ok(header)
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(80);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Why a key or certificate is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The key's SHA-256 (`key:`, `sha256:`, `hash:`).
+    Key,
+    /// The key's SHA-1 (`sha1:`, a bare key).
+    KeySha1,
+    /// The certificate's CA key is itself revoked.
+    CaKey,
+    /// A serial range of the certificate's CA.
+    Serial { lo: u64, hi: u64 },
+    /// A key ID of the certificate's CA.
+    KeyId,
+}
+
+impl By {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            By::Key => "key",
+            By::KeySha1 => "key-sha1",
+            By::CaKey => "ca-key",
+            By::Serial { .. } => "serial",
+            By::KeyId => "key-id",
+        }
+    }
+}
+
+/// A revoked verdict: how, and the spec line that said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub by: By,
+    pub source: Source,
+}
+
+impl fmt::Display for Revoked {
+    /// `revoked_by=serial source=ci.spec:3` (log fields).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "revoked_by={} source={}", self.by.as_str(), self.source)
+    }
+}
+
+/// A certificate to check, as sshd describes it to `principals`
+/// (`%f %F %i %s`) or as parsed from `%k`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertQuery<'a> {
+    /// SHA-256 of the certified key's blob.
+    pub key: Sha256,
+    /// SHA-1 of it, when the key itself is at hand.
+    pub key_sha1: Option<Sha1>,
+    /// SHA-256 of the CA key's blob.
+    pub ca: Sha256,
+    pub ca_sha1: Option<Sha1>,
+    pub serial: u64,
+    pub key_id: &'a [u8],
+}
+
+/// Lookups over a checked list's data lines, held where `read(offset,
+/// len)` fetches ranges from (up to `len` bytes); `start..end` are the
+/// offsets of the data lines (after the header line).
+pub struct Lookup<'r> {
+    read: &'r mut dyn FnMut(u64, usize) -> io::Result<Vec<u8>>,
+    start: u64,
+    end: u64,
+}
+
+impl<'r> Lookup<'r> {
+    pub fn new(
+        read: &'r mut dyn FnMut(u64, usize) -> io::Result<Vec<u8>>,
+        start: u64,
+        end: u64,
+    ) -> Lookup<'r> {
+        Lookup { read, start, end }
+    }
+
+    /// A plain key (or a certificate's key), by both hashes.
+    pub fn key(&mut self, key: &KeyData) -> io::Result<Option<Revoked>> {
+        let sha1 =
+            spec::sha1_of(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.key_hashes(&spec::sha256_of(key), Some(&sha1))
+    }
+
+    /// A key by its SHA-256 (and its SHA-1 when known).
+    pub fn key_hashes(
+        &mut self,
+        sha256: &Sha256,
+        sha1: Option<&Sha1>,
+    ) -> io::Result<Option<Revoked>> {
+        if let Some(src) = self.exact(&format!("h:{}", b64(sha256)))? {
+            return Ok(Some(Revoked {
+                by: By::Key,
+                source: src.1,
+            }));
+        }
+        if let Some(h) = sha1 {
+            if let Some(src) = self.exact(&format!("s:{}", b64(h)))? {
+                return Ok(Some(Revoked {
+                    by: By::KeySha1,
+                    source: src.1,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A certificate: its key, its CA's key, its key ID and serial for its
+    /// CA (serial 0 means "none" and is never revoked by serial, as in
+    /// OpenSSH).
+    pub fn cert(&mut self, q: &CertQuery) -> io::Result<Option<Revoked>> {
+        if let Some(r) = self.key_hashes(&q.key, q.key_sha1.as_ref())? {
+            return Ok(Some(r));
+        }
+        if let Some(r) = self.key_hashes(&q.ca, q.ca_sha1.as_ref())? {
+            return Ok(Some(Revoked { by: By::CaKey, ..r }));
+        }
+        let ca = b64(&q.ca);
+        if !q.key_id.is_empty() {
+            let key = format!("c:{ca}:i:{}", encode_id(q.key_id));
+            if let Some((_, src)) = self.exact(&key)? {
+                return Ok(Some(Revoked {
+                    by: By::KeyId,
+                    source: src,
+                }));
+            }
+        }
+        if q.serial != 0 {
+            let prefix = format!("c:{ca}:s:");
+            let target = format!("{prefix}{:020}", q.serial);
+            if let Some((k, v)) = self.find_le(target.as_bytes())? {
+                if let Some(lo) = k.strip_prefix(&prefix) {
+                    let (hi, src) = v
+                        .split_once(' ')
+                        .ok_or_else(|| corrupt("bad serial line"))?;
+                    let lo: u64 = lo.parse().map_err(|_| corrupt("bad serial"))?;
+                    let hi: u64 = hi.parse().map_err(|_| corrupt("bad serial"))?;
+                    if q.serial <= hi {
+                        let source = Source::parse(src).map_err(|_| corrupt("bad source"))?;
+                        return Ok(Some(Revoked {
+                            by: By::Serial { lo, hi },
+                            source,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The line whose key is exactly `key`: (rest of line before the
+    /// source, source).
+    fn exact(&mut self, key: &str) -> io::Result<Option<(String, Source)>> {
+        let Some((k, v)) = self.find_le(key.as_bytes())? else {
+            return Ok(None);
+        };
+        if k != key {
+            return Ok(None);
+        }
+        let (rest, src) = v.rsplit_once(' ').map_or(("", v.as_str()), |(a, b)| (a, b));
+        let source = Source::parse(src).map_err(|_| corrupt("bad source"))?;
+        Ok(Some((rest.to_owned(), source)))
+    }
+
+    /// The last line whose key (first field) is <= `target`: (key, rest).
+    /// A few reads of at most a few KiB each.
+    fn find_le(&mut self, target: &[u8]) -> io::Result<Option<(String, String)>> {
+        const SCAN: u64 = 8192;
+        let key_of =
+            |raw: &[u8]| -> Vec<u8> { raw.split(|&b| b == b' ').next().unwrap_or(raw).to_vec() };
+        // Lines starting before lo (and the one at lo, once moved) are <=
+        // target; the line at hi (if any) is > target.
+        let (mut lo, mut hi) = (self.start, self.end);
+        while hi - lo > SCAN {
+            let mid = lo + (hi - lo) / 2;
+            // Lines are short (~70 bytes): a small read almost always
+            // holds the line end before mid and the whole next line.
+            const SMALL: usize = 512;
+            let mut chunk = (self.read)(mid - 1, SMALL)?;
+            if chunk.len() == SMALL && chunk.iter().filter(|&&b| b == b'\n').count() < 2 {
+                chunk = (self.read)(mid - 1, 2 * MAX_LINE + 2)?;
+            }
+            let Some(nl) = chunk.iter().position(|&b| b == b'\n') else {
+                return Err(corrupt("revocation list line longer than allowed"));
+            };
+            let s = mid + nl as u64;
+            if s >= hi {
+                break;
+            }
+            let rest = &chunk[nl + 1..];
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or_else(|| corrupt("revocation list line longer than allowed"))?;
+            if key_of(&rest[..end]).as_slice() <= target {
+                lo = s;
+            } else {
+                hi = s;
+            }
+        }
+        let len = (hi - lo) as usize;
+        let chunk = (self.read)(lo, len)?;
+        if chunk.len() != len {
+            return Err(corrupt("revocation list shorter than expected"));
+        }
+        let mut found = None;
+        for raw in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if key_of(raw).as_slice() > target {
+                break;
+            }
+            found = Some(raw);
+        }
+        let Some(raw) = found else { return Ok(None) };
+        let line = std::str::from_utf8(raw).map_err(|_| corrupt("revocation list not UTF-8"))?;
+        let (k, v) = line
+            .split_once(' ')
+            .ok_or_else(|| corrupt("revocation list line without fields"))?;
+        Ok(Some((k.to_owned(), v.to_owned())))
+    }
+}
+
+/// A stored list on disk, searched by `pread`. `offset` is where the
+/// list's text starts in the file (after a store header, if any); the
+/// file must hold a list [`check`] accepted.
+pub struct ListFile {
+    file: File,
+    pub header: Header,
+    start: u64,
+    end: u64,
+}
+
+impl ListFile {
+    pub fn open(path: &Path, offset: u64) -> io::Result<ListFile> {
+        Self::from_file(File::open(path)?, offset)
+    }
+
+    pub fn from_file(file: File, offset: u64) -> io::Result<ListFile> {
+        let end = file.metadata()?.len();
+        if end > offset.saturating_add(MAX_BYTES) || end <= offset {
+            return Err(corrupt("revocation list empty or too large"));
+        }
+        let head = read_at(&file, offset, MAX_LINE.min((end - offset) as usize))?;
+        let nl = head
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| corrupt("revocation list header too long"))?;
+        let line = std::str::from_utf8(&head[..nl])
+            .map_err(|_| corrupt("revocation list header not UTF-8"))?;
+        let header =
+            Header::parse(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if read_at(&file, end - 1, 1)? != b"\n" {
+            return Err(corrupt("revocation list does not end with a newline"));
+        }
+        Ok(ListFile {
+            file,
+            header,
+            start: offset + nl as u64 + 1,
+            end,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Lookup) -> io::Result<T>) -> io::Result<T> {
+        let file = &self.file;
+        let mut read = |off: u64, len: usize| read_at(file, off, len);
+        let mut l = Lookup::new(&mut read, self.start, self.end);
+        f(&mut l)
+    }
+
+    pub fn key(&self, key: &KeyData) -> io::Result<Option<Revoked>> {
+        self.with(|l| l.key(key))
+    }
+
+    pub fn key_hashes(&self, sha256: &Sha256, sha1: Option<&Sha1>) -> io::Result<Option<Revoked>> {
+        self.with(|l| l.key_hashes(sha256, sha1))
+    }
+
+    pub fn cert(&self, q: &CertQuery) -> io::Result<Option<Revoked>> {
+        self.with(|l| l.cert(q))
+    }
+}
+
+/// Up to `len` bytes at `off` (fewer only at the end of the file).
+fn read_at(f: &File, off: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match f.read_at(&mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::spec::{parse, parse_ca, Ca};
+
+    const CA: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBeAAb2gUteuwnwfmNigStmSLc6UgtXGJPv6+tlilTEO ca";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICbQcg/AlQD+pBljhdEYNMVTUkOb7SY8X8Ifq83ttkVG key";
+
+    fn mem(text: &str) -> (Vec<u8>, u64) {
+        let start = text.find('\n').unwrap() as u64 + 1;
+        (text.as_bytes().to_vec(), start)
+    }
+
+    fn with<T>(text: &str, f: impl FnOnce(&mut Lookup) -> T) -> T {
+        let (bytes, start) = mem(text);
+        let mut read = |off: u64, len: usize| -> io::Result<Vec<u8>> {
+            let off = off as usize;
+            Ok(bytes[off.min(bytes.len())..(off + len).min(bytes.len())].to_vec())
+        };
+        let mut l = Lookup::new(&mut read, start, bytes.len() as u64);
+        f(&mut l)
+    }
+
+    fn src(file: &str, line: usize) -> Source {
+        Source {
+            file: file.into(),
+            line,
+        }
+    }
+
+    #[test]
+    fn specs_render_to_a_checked_list_and_every_kind_is_found() {
+        let ca = parse_ca("ci.pub", CA.as_bytes()).unwrap();
+        let ci = parse(
+            "ci.spec",
+            b"serial: 1000-1999\nid: deploy@ci\nserial: 1500-2500 # overlaps\nid: with space\n",
+            Some(&ca),
+        )
+        .unwrap();
+        let alice = parse(
+            "alice.spec",
+            format!("# laptop\nkey: {KEY}\nsha1: {KEY}\n").as_bytes(),
+            None,
+        )
+        .unwrap();
+        let r = Revocations::from_specs(&[alice, ci]);
+        let h = Header {
+            serial: Some(7),
+            expires: Some(1_893_456_000),
+        };
+        let text = r.render(&h);
+        assert!(
+            text.starts_with("#keyward kind=revoked serial=7 expires=2030-01-01T00:00:00Z\n"),
+            "{text}"
+        );
+        assert_eq!(check(&text), Ok(h));
+        assert!(text.contains("c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:s:00000000000000001000 00000000000000002500 ci.spec:1\n"), "{text}");
+        assert!(
+            text.contains(
+                "c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:i:with%20space ci.spec:4\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("h:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk alice.spec:2\n"),
+            "{text}"
+        );
+        let key = ssh_key::PublicKey::from_openssh(KEY).unwrap();
+        let k256 = spec::sha256_of(key.key_data());
+        let k1 = spec::sha1_of(key.key_data()).unwrap();
+        with(&text, |l| {
+            assert_eq!(
+                l.key(key.key_data()).unwrap(),
+                Some(Revoked {
+                    by: By::Key,
+                    source: src("alice.spec", 2)
+                })
+            );
+            assert_eq!(
+                l.key_hashes(&[1; 32], Some(&k1)).unwrap(),
+                Some(Revoked {
+                    by: By::KeySha1,
+                    source: src("alice.spec", 3)
+                })
+            );
+            assert_eq!(l.key_hashes(&[1; 32], None).unwrap(), None);
+            let q = |serial, id: &'static [u8], ca_fp: Sha256| CertQuery {
+                key: [2; 32],
+                key_sha1: None,
+                ca: ca_fp,
+                ca_sha1: None,
+                serial,
+                key_id: id,
+            };
+            for (serial, want) in [
+                (999, None),
+                (1000, Some((1000, 2500))),
+                (2000, Some((1000, 2500))),
+                (2500, Some((1000, 2500))),
+                (2501, None),
+                (0, None),
+            ] {
+                let got = l.cert(&q(serial, b"x", ca.fp)).unwrap();
+                assert_eq!(
+                    got.map(|r| r.by),
+                    want.map(|(lo, hi)| By::Serial { lo, hi }),
+                    "{serial}"
+                );
+            }
+            assert_eq!(
+                l.cert(&q(5, b"deploy@ci", ca.fp)).unwrap().unwrap(),
+                Revoked {
+                    by: By::KeyId,
+                    source: src("ci.spec", 2)
+                }
+            );
+            assert_eq!(
+                l.cert(&q(5, b"with space", ca.fp)).unwrap().unwrap().by,
+                By::KeyId
+            );
+            assert_eq!(l.cert(&q(5, b"deploy@ci2", ca.fp)).unwrap(), None);
+            // Another CA's certificates are not affected.
+            assert_eq!(l.cert(&q(2000, b"deploy@ci", [9; 32])).unwrap(), None);
+            // A certificate of a revoked key, or by a revoked CA key.
+            assert_eq!(
+                l.cert(&CertQuery {
+                    key: k256,
+                    ..q(1, b"", [9; 32])
+                })
+                .unwrap()
+                .unwrap()
+                .by,
+                By::Key
+            );
+            assert_eq!(l.cert(&q(1, b"", k256)).unwrap().unwrap().by, By::CaKey);
+        });
+        let d = Revoked {
+            by: By::Serial { lo: 1, hi: 2 },
+            source: src("ci.spec", 3),
+        };
+        assert_eq!(d.to_string(), "revoked_by=serial source=ci.spec:3");
+    }
+
+    #[test]
+    fn specs_sharing_keys_and_cas_merge_and_the_first_line_is_the_source() {
+        let ca = parse_ca("x.pub", CA.as_bytes()).unwrap();
+        let a = parse(
+            "a.spec",
+            b"hash: SHA256:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk\n",
+            None,
+        )
+        .unwrap();
+        let b = parse("b.spec", format!("key: {KEY}\n").as_bytes(), None).unwrap();
+        let c = parse("c.spec", b"serial: 1-10\nid: x\n", Some(&ca)).unwrap();
+        let d = parse("d.spec", b"serial: 5-20\nid: x\nid: y\n", Some(&ca)).unwrap();
+        let r = Revocations::from_specs(&[a, b, c, d]);
+        assert_eq!(r.sha256.len(), 1);
+        assert_eq!(r.sha256.values().next(), Some(&src("a.spec", 1)));
+        assert_eq!(r.cas.len(), 1);
+        let cr = &r.cas[&ca.fp];
+        assert_eq!(cr.merged_serials(), vec![(1, 20, src("c.spec", 1))]);
+        assert_eq!(cr.ids.get("x"), Some(&src("c.spec", 2)));
+        assert_eq!(cr.ids.get("y"), Some(&src("d.spec", 3)));
+        assert!(check(&r.render(&Header::default())).is_ok());
+    }
+
+    #[test]
+    fn ranges_merge_only_when_they_overlap() {
+        let c = CaRevocations {
+            key: String::new(),
+            serials: vec![
+                (10, 20, src("b", 1)),
+                (1, 5, src("a", 1)),
+                (6, 9, src("a", 2)),
+                (15, 30, src("c", 1)),
+                (30, 30, src("d", 1)),
+            ],
+            ids: BTreeMap::new(),
+        };
+        assert_eq!(
+            c.merged_serials(),
+            vec![
+                (1, 5, src("a", 1)),
+                (6, 9, src("a", 2)),
+                (10, 30, src("b", 1))
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_lists_are_refused() {
+        let ca = "rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY";
+        let h = "h:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk a.spec:1";
+        let ok =
+            format!("{PREFIX}\nc:{ca}:s:00000000000000000001 00000000000000000002 a.spec:1\n{h}\n");
+        assert!(check(&ok).is_ok());
+        for bad in [
+            format!("{PREFIX}\n{h}"),
+            format!("{PREFIX}\n{h}\n{h}\n"),
+            format!("#keyward user=a serial=1 expires=2030-01-01T00:00:00Z\n{h}\n"),
+            format!("#keyward kind=revokedx\n{h}\n"),
+            format!("{PREFIX} serial=x\n{h}\n"),
+            format!("{PREFIX} user=alice\n{h}\n"),
+            format!("{PREFIX}\nh:3Q148 a.spec:1\n"),
+            format!("{PREFIX}\n{h} extra\n"),
+            format!("{PREFIX}\nh:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk a.spec:0\n"),
+            format!("{PREFIX}\nh:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk a/b:1\n"),
+            format!("{PREFIX}\ns:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk a.spec:1\n"),
+            format!("{PREFIX}\nx:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk a.spec:1\n"),
+            format!("{PREFIX}\n\n"),
+            format!("{PREFIX}\r\n{h}\n"),
+            format!("{PREFIX}\nc:{ca}:s:00000000000000000000 00000000000000000002 a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:s:00000000000000000003 00000000000000000002 a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:s:1 2 a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:s:99999999999999999999 99999999999999999999 a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:s:00000000000000000001 00000000000000000005 a.spec:1\nc:{ca}:s:00000000000000000005 00000000000000000009 a.spec:2\n"),
+            format!("{PREFIX}\nc:{ca}:i: a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:i:a%2 a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:i:a%41 a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:i:a%zz a.spec:1\n"),
+            format!("{PREFIX}\nc:{ca}:x:a a.spec:1\n"),
+            format!("{PREFIX}\nc:short:i:a a.spec:1\n"),
+        ] {
+            assert!(check(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_encode_canonically() {
+        assert_eq!(encode_id(b"deploy@ci"), "deploy@ci");
+        assert_eq!(encode_id(b"a b%\xff#"), "a%20b%25%FF%23");
+        for id in [&b"x"[..], b"a b", b"%41", b"\x00\x7f\xff", b"@:/~"] {
+            assert!(check_encoded_id(&encode_id(id)), "{id:?}");
+        }
+        assert_eq!(b64(&[]), "");
+        assert_eq!(b64(b"f"), "Zg");
+        assert_eq!(b64(b"fo"), "Zm8");
+        assert_eq!(b64(b"foo"), "Zm9v");
+    }
+
+    /// A random list checked against the plain meaning of the set.
+    #[test]
+    fn binary_search_agrees_with_the_set_on_random_lists() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for size in [0u64, 1, 3, 40, 3000] {
+            let mut r = Revocations::default();
+            let cas: Vec<Ca> = (0..3)
+                .map(|i| Ca {
+                    fp: [i as u8 * 50 + 1; 32],
+                    key: format!("ca{i}"),
+                })
+                .collect();
+            for i in 0..size {
+                let mut h = [0u8; 32];
+                h.iter_mut().for_each(|b| *b = rnd(256) as u8);
+                match rnd(4) {
+                    0 => {
+                        r.sha256.insert(h, src("a.spec", i as usize + 1));
+                    }
+                    1 => {
+                        let mut s1 = [0u8; 20];
+                        s1.copy_from_slice(&h[..20]);
+                        r.sha1
+                            .insert(s1, (src("b.spec", i as usize + 1), String::new()));
+                    }
+                    2 => {
+                        let c = &cas[rnd(2) as usize];
+                        let lo = 1 + rnd(100_000);
+                        let hi = lo + rnd(3) * rnd(50);
+                        r.cas.entry(c.fp).or_default().serials.push((
+                            lo,
+                            hi,
+                            src("c.spec", i as usize + 1),
+                        ));
+                    }
+                    _ => {
+                        let c = &cas[rnd(2) as usize];
+                        r.cas
+                            .entry(c.fp)
+                            .or_default()
+                            .ids
+                            .insert(format!("id {}", rnd(5000)), src("c.spec", i as usize + 1));
+                    }
+                }
+            }
+            let text = r.render(&Header::default());
+            check(&text).unwrap();
+            with(&text, |l| {
+                for (h, s) in &r.sha256 {
+                    assert_eq!(l.key_hashes(h, None).unwrap().unwrap().source, *s);
+                }
+                for (h, (s, _)) in &r.sha1 {
+                    assert_eq!(l.key_hashes(&[0; 32], Some(h)).unwrap().unwrap().source, *s);
+                }
+                for _ in 0..300 {
+                    let c = &cas[rnd(3) as usize];
+                    let serial = rnd(100_200);
+                    let id = format!("id {}", rnd(5000));
+                    let q = CertQuery {
+                        key: [0; 32],
+                        key_sha1: None,
+                        ca: c.fp,
+                        ca_sha1: None,
+                        serial,
+                        key_id: id.as_bytes(),
+                    };
+                    let set = r.cas.get(&c.fp);
+                    let by_id = set.is_some_and(|s| s.ids.contains_key(&id));
+                    let by_serial = serial != 0
+                        && set.is_some_and(|s| {
+                            s.serials
+                                .iter()
+                                .any(|&(lo, hi, _)| lo <= serial && serial <= hi)
+                        });
+                    let got = l.cert(&q).unwrap();
+                    match got.map(|g| g.by) {
+                        Some(By::KeyId) => assert!(by_id),
+                        Some(By::Serial { lo, hi }) => {
+                            assert!(!by_id && by_serial && lo <= serial && serial <= hi)
+                        }
+                        None => {
+                            assert!(!by_id && !by_serial, "size {size} serial {serial} id {id}")
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn a_stored_list_is_read_by_pread_after_a_store_header() {
+        let mut r = Revocations::default();
+        for i in 0..5000u32 {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            r.sha256.insert(h, src("bulk.spec", i as usize + 1));
+        }
+        let text = r.render(&Header {
+            serial: Some(3),
+            expires: None,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list");
+        std::fs::write(&p, format!("store head\n\n{text}")).unwrap();
+        let f = ListFile::open(&p, 12).unwrap();
+        assert_eq!(f.header.serial, Some(3));
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&4321u32.to_be_bytes());
+        assert_eq!(
+            f.key_hashes(&h, None).unwrap().unwrap().source,
+            src("bulk.spec", 4322)
+        );
+        h[31] = 1;
+        assert_eq!(f.key_hashes(&h, None).unwrap(), None);
+        // A truncated file is an error, never a verdict.
+        std::fs::write(&p, &text.as_bytes()[..text.len() - 1]).unwrap();
+        assert!(ListFile::open(&p, 0).is_err());
+        std::fs::write(&p, b"").unwrap();
+        assert!(ListFile::open(&p, 0).is_err());
+    }
+
+    /// One lookup (open, header, binary search for a key's SHA-256 and
+    /// SHA-1) in a stored list of 100,000 revoked key hashes.
+    /// `cargo test --release --lib revocation::list::tests::measure -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn measure_lookup_in_100k() {
+        let mut r = Revocations::default();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..100_000usize {
+            let mut h = [0u8; 32];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            r.sha256.insert(h, src("bulk.spec", i + 1));
+        }
+        let key = ssh_key::PublicKey::from_openssh(KEY).unwrap();
+        let text = r.render(&Header {
+            serial: Some(1),
+            expires: Some(1_893_456_000),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list");
+        std::fs::write(&p, &text).unwrap();
+        let reads = std::cell::Cell::new(0u32);
+        {
+            let (bytes, start) = mem(&text);
+            let mut read = |off: u64, len: usize| -> io::Result<Vec<u8>> {
+                reads.set(reads.get() + 1);
+                let off = off as usize;
+                Ok(bytes[off..(off + len).min(bytes.len())].to_vec())
+            };
+            let mut l = Lookup::new(&mut read, start, bytes.len() as u64);
+            assert!(l.key(key.key_data()).unwrap().is_none());
+        }
+        let rounds = 20_000u32;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let f = ListFile::open(&p, 0).unwrap();
+            assert!(f.key(key.key_data()).unwrap().is_none());
+        }
+        let per = t.elapsed() / rounds;
+        println!(
+            "entries=100000 list_bytes={} reads_per_key_check={} open_and_check_us={:.1}",
+            text.len(),
+            reads.get(),
+            per.as_secs_f64() * 1e6
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn check_and_lookup_never_panic(body in "#keyward kind=revoked\n([chs]:[A-Za-z0-9+/:%]{0,50} [0-9a-z.:]{0,25}\n){0,20}") {
+            let _ = check(&body);
+            with(&body, |l| {
+                let _ = l.key_hashes(&[0; 32], Some(&[0; 20]));
+                let _ = l.cert(&CertQuery { key: [0; 32], key_sha1: None, ca: [0; 32], ca_sha1: None, serial: 5, key_id: b"x" });
+            });
+        }
+    }
+}
