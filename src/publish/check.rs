@@ -78,7 +78,7 @@ impl Checker<'_> {
             return None;
         };
         match signed::check_file(body, sig, signers, user, kind, self.now) {
-            Ok(h) => Some(h.serial),
+            Ok((h, _)) => Some(h.serial),
             Err(e) => {
                 self.problems.push(format!("{name}: {e}"));
                 None
