@@ -542,28 +542,6 @@ fn write_index(
     })
 }
 
-/// How to upload OUT so that no host sees an index naming a file not
-/// there yet: files first, the index last, deletions after it (pure).
-pub fn upload_order(out: &Path, index: Option<&str>) -> Vec<String> {
-    let o = out.display();
-    let Some(i) = index else {
-        return vec![format!(
-            "upload: rclone sync {o} REMOTE:PATH (no index: any order)"
-        )];
-    };
-    vec![
-        "upload in this order (files first, the index last, deletions after it):".into(),
-        format!("  rclone copy {o} REMOTE:PATH --exclude '{i}*'"),
-        format!("  rclone copy {o} REMOTE:PATH --include '{i}.gz' --include '{i}.sig'"),
-        format!("  rclone copy {o} REMOTE:PATH --include '{i}'"),
-        format!("  rclone sync {o} REMOTE:PATH"),
-        format!(
-            "  or: aws s3 sync {o} s3://BUCKET/PATH --exclude '{i}*'; aws s3 cp {o}/{i}.gz …; \
-             aws s3 cp {o}/{i}.sig …; aws s3 cp {o}/{i} …; aws s3 sync {o} s3://BUCKET/PATH --delete"
-        ),
-    ]
-}
-
 fn now_secs() -> i64 {
     crate::os::clock::now_secs() as i64
 }

@@ -220,7 +220,7 @@ pub(super) fn run_publish(config_path: &Path, a: &PublishArgs) -> i32 {
             for line in p.report(&opts) {
                 println!("{line}");
             }
-            for line in crate::publish::upload_order(out, opts.index) {
+            for line in upload_order(out, opts.index) {
                 println!("{line}");
             }
             if p.refused.is_empty() && p.notes.is_empty() {
@@ -231,6 +231,28 @@ pub(super) fn run_publish(config_path: &Path, a: &PublishArgs) -> i32 {
         }
         Err(e) => fail(e),
     }
+}
+
+/// How to upload OUT so that no host sees an index naming a file not
+/// there yet: files first, the index last, deletions after it (pure).
+fn upload_order(out: &Path, index: Option<&str>) -> Vec<String> {
+    let o = out.display();
+    let Some(i) = index else {
+        return vec![format!(
+            "upload: rclone sync {o} REMOTE:PATH (no index: any order)"
+        )];
+    };
+    vec![
+        "upload in this order (files first, the index last, deletions after it):".into(),
+        format!("  rclone copy {o} REMOTE:PATH --exclude '{i}*'"),
+        format!("  rclone copy {o} REMOTE:PATH --include '{i}.gz' --include '{i}.sig'"),
+        format!("  rclone copy {o} REMOTE:PATH --include '{i}'"),
+        format!("  rclone sync {o} REMOTE:PATH"),
+        format!(
+            "  or: aws s3 sync {o} s3://BUCKET/PATH --exclude '{i}*'; aws s3 cp {o}/{i}.gz …; \
+             aws s3 cp {o}/{i}.sig …; aws s3 cp {o}/{i} …; aws s3 sync {o} s3://BUCKET/PATH --delete"
+        ),
+    ]
 }
 
 /// `--check OUT`: signatures against `--signer`'s public half, else the
