@@ -91,6 +91,11 @@ def main():
 
         nothing, _ = publish(kw, src, out, key)
         print(f"   republish, nothing changed: {nothing:.1f} s (CPU {CPU[out]:.1f} s)")
+        t = time.monotonic()
+        r = subprocess.run([kw, "--config", "/nonexistent/keyward.toml", "publish", "--check", out,
+                            "--signer", key + ".pub"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        print(f"   publish --check of the tree: {time.monotonic() - t:.1f} s, exit {r.returncode}: "
+              f"{r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr.strip()[-200:]}")
 
         small_src, small_out = os.path.join(work, "src-small"), os.path.join(work, "out-small")
         make_src(small_src, a.keygen_users)
