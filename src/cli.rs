@@ -84,7 +84,8 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Build a signed static directory tree from a folder of per-user key files.
+    /// Build a signed static directory tree from a folder of key files, an
+    /// LDAP directory or a forge; `--check OUT` checks one before upload.
     Publish(Box<publish::PublishArgs>),
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions { shell: clap_complete::Shell },
