@@ -31,6 +31,7 @@ packages=(gcc g++ libc6-dev libpam0g-dev ca-certificates   # build; g++: libFuzz
           openssh-server openssh-client nginx rsyslog pamtester libpam-wrapper
           sshpass procps iproute2 systemd lintian rpm hyperfine strace valgrind
           openssl curl python3    # python3: package.sh reads cargo metadata
+          slapd ldap-utils        # publish from LDAP (publish_sources)
           debootstrap systemd-container)   # the .deb under a booted systemd (packaging_systemd)
 if [ "${1:-}" = --print-packages ]; then
     printf '%s\n' "${packages[@]}"

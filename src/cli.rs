@@ -12,8 +12,9 @@ use crate::config::{self, Config};
 
 mod admin;
 pub mod panics;
+mod publish;
 
-use admin::{run_publish, run_sync, SyncArgs};
+use admin::{run_sync, SyncArgs};
 pub use admin::{sync_exit_code, SYNC_FAILED, SYNC_OK, SYNC_SOME_FAILED};
 
 #[derive(Parser, Debug)]
@@ -83,23 +84,9 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Build a signed static directory tree from a folder of per-user key files.
-    Publish {
-        /// Folder with one file per user (`alice` or `alice.keys`).
-        src: PathBuf,
-        /// Output folder to serve (nginx root, object storage, CDN origin).
-        out: PathBuf,
-        /// Signing key: a private key, or a public key whose private half is in
-        /// ssh-agent. Without it the files (and the index) are not signed.
-        #[arg(long, value_name = "KEY")]
-        signer: Option<PathBuf>,
-        /// How long the signed files stay valid (the `expires` in each header).
-        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_delay)]
-        validity: std::time::Duration,
-        /// Serial for this publication (default: the current Unix time).
-        #[arg(long)]
-        serial: Option<u64>,
-    },
+    /// Build a signed static directory tree from a folder of key files, an
+    /// LDAP directory or a forge; `--check OUT` checks one before upload.
+    Publish(Box<publish::PublishArgs>),
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions { shell: clap_complete::Shell },
     /// Audit the set-up (config, binary, cache, sshd -T, PAM, directory, timer,
@@ -415,13 +402,7 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
         Command::CheckConfig { drop_in, quiet } => {
             crate::checkconfig::run(&cli.config, drop_in.as_deref(), quiet)
         }
-        Command::Publish {
-            src,
-            out,
-            signer,
-            validity,
-            serial,
-        } => run_publish(&cli.config, &src, &out, signer.as_deref(), validity, serial),
+        Command::Publish(args) => publish::run_publish(&cli.config, &args),
         Command::Doctor {
             json,
             user,

@@ -42,6 +42,8 @@ pub mod explain;
 pub mod metrics;
 pub mod publish;
 pub mod report;
+pub mod sign;
+pub mod source;
 pub mod sync;
 pub mod term;
 

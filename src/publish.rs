@@ -1,30 +1,37 @@
 //! `keyward publish`: build a complete, static directory tree.
 //!
-//! Input: a folder of per-user key files (`alice` or `alice.keys`) and
-//! principals files (`deploy.principals`: the certificate principals the
-//! account accepts). Each is checked with the same parser and policy as the
-//! login path; what passes is written as `OUT/<user>.keys` or
-//! `OUT/<user>.principals` with a `#keyward` header (`kind=principals` for
-//! the latter) and signed with `ssh-keygen -Y sign -n keyward` (OpenSSH's
-//! own tool: passphrases, agents and hardware keys work as admins already
+//! Input: what a `source::Source` lists (a folder of per-user key files
+//! `alice`/`alice.keys` and principals files `deploy.principals`, an LDAP
+//! search, a forge's per-user URLs). Each user's lines are checked with the
+//! same parser and policy as the login path; what passes is written as
+//! `OUT/<user>.keys` or `OUT/<user>.principals` with a `#keyward` header
+//! (`kind=principals` for the latter) and signed by a `sign::Signer`
+//! (in-process for an unencrypted ed25519/ECDSA key, else `ssh-keygen -Y
+//! sign -n keyward`: agents, tokens and passphrases work as admins already
 //! use them); without a signer the same files are written unsigned, with no
-//! header. Files for users no longer in the input are removed, so the tree
-//! is complete, and a file whose content would not change is left alone.
-//! Last, the directory index (`OUT/keyward.index`, see `index`) lists every
-//! user's keys file, signed the same way, plus a gzip copy
-//! (`keyward.index.gz`) for servers that serve precompressed files (nginx
-//! `gzip_static`).
+//! header. Files for users no longer in the source are removed, so the tree
+//! is complete; a file whose content would not change is left alone until
+//! it nears expiry; a user the source could not answer for this time keeps
+//! the file published before. Last, the directory index
+//! (`OUT/keyward.index`, see `index`) lists every user's keys file, signed
+//! the same way, plus a gzip copy (`keyward.index.gz`) for servers that
+//! serve precompressed files (nginx `gzip_static`).
 //!
 //! OUT may be writable by others while publish runs as root: every access
 //! to it goes through `outdir` (no link followed, temporary files created
-//! exclusively, renamed into place), and signing happens in a private
+//! exclusively, renamed into place), and ssh-keygen signs in a private
 //! folder (`sign`). A user name that a header or an index line cannot
 //! carry unambiguously is refused (`publishable`): reported, left out, the
 //! rest published.
 
+mod check;
+mod indexfile;
 mod outdir;
 mod revoked;
-mod sign;
+
+pub use check::{check_tree, read_tree, Tree};
+pub use indexfile::build_index;
+use indexfile::write_index;
 
 use std::path::{Path, PathBuf};
 
@@ -34,7 +41,9 @@ use crate::config::PolicyConfig;
 use crate::entry::Kind;
 use crate::lookup::candidates;
 use crate::policy::{self, Judged};
+use crate::sign::Signer;
 use crate::signed::{self, Header};
+use crate::source::{Got, Item, Listing, Source};
 
 /// What publishing one user gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,11 +142,11 @@ pub fn build_principals_body(
 }
 
 pub struct Options<'a> {
-    pub src: &'a Path,
+    /// Where users and keys are read from (a folder, LDAP, a forge).
+    pub source: &'a dyn Source,
     pub out: &'a Path,
-    /// A private key, or a public key whose private half is in ssh-agent;
     /// None: unsigned files (for hosts without `signers`).
-    pub signer: Option<&'a Path>,
+    pub signer: Option<&'a Signer>,
     /// The index file name (`[directory] index`); None: no index.
     pub index: Option<&'a str>,
     pub serial: u64,
@@ -168,36 +177,20 @@ pub fn publishable(user: &str, kind: Kind, max_len: usize, index: bool) -> Resul
     Ok(())
 }
 
-/// The user and kind of an input file name (`alice`, `alice.keys`,
-/// `deploy.principals`); None for files that are not input.
-fn input_name(name: &str) -> Option<(&str, Kind)> {
-    if name.starts_with('.') || name.ends_with(".sig") {
-        return None;
-    }
-    Some(match name.strip_suffix(".principals") {
-        Some(user) => (user, Kind::Principals),
-        None => (name.strip_suffix(".keys").unwrap_or(name), Kind::Keys),
-    })
-}
-
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
     pub users: Vec<Published>,
-    /// Source files left out, sorted: nothing was written for them.
+    /// Source entries left out, sorted: nothing was written for them.
     pub refused: Vec<Refused>,
+    /// The source's notes, and users kept as published before.
+    pub notes: Vec<String>,
     pub index: Option<IndexInfo>,
     /// None: no `SRC/revoked/`.
     pub revoked: Option<revoked::RevokedInfo>,
 }
 
-/// A source file publish left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    /// The file's name in the source folder (lossy when not UTF-8).
-    pub file: String,
-    pub why: String,
-}
+pub use crate::source::Refused;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexInfo {
@@ -260,7 +253,7 @@ impl Publication {
             .map(|r| {
                 format!(
                     "{}: refused {:?}, nothing published for it: {}",
-                    o.src.display(),
+                    o.source.describe(),
                     r.file,
                     r.why
                 )
@@ -269,59 +262,64 @@ impl Publication {
     }
 }
 
-type Input = (String, Kind, PathBuf);
-
-/// The source files to publish, and those refused.
-fn scan(o: &Options) -> Result<(Vec<Input>, Vec<Refused>), String> {
-    let mut inputs: Vec<Input> = Vec::new();
-    let mut refused = Vec::new();
-    let rd = std::fs::read_dir(o.src).map_err(|e| format!("{}: {e}", o.src.display()))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| format!("{}: {e}", o.src.display()))?;
-        let path = entry.path();
-        if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-            continue;
+/// What the source has that can be published, with what is refused (by
+/// the source or by `publishable`) and the source's notes.
+fn scan(o: &Options) -> Result<Listing, String> {
+    let listing = o.source.read()?;
+    let mut refused = listing.refused;
+    let mut items = Vec::with_capacity(listing.items.len());
+    for item in listing.items {
+        match publishable(&item.user, item.kind, o.max_username_len, o.index.is_some()) {
+            Ok(()) => items.push(item),
+            Err(why) => refused.push(Refused {
+                file: item.origin,
+                why,
+            }),
         }
-        let name = match entry.file_name().into_string() {
-            Ok(n) => n,
-            Err(raw) => {
-                refused.push(Refused {
-                    file: raw.to_string_lossy().into_owned(),
-                    why: "the file name is not UTF-8".into(),
-                });
-                continue;
-            }
-        };
-        let Some((user, kind)) = input_name(&name) else {
-            continue;
-        };
-        if let Err(why) = publishable(user, kind, o.max_username_len, o.index.is_some()) {
-            refused.push(Refused { file: name, why });
-            continue;
-        }
-        if inputs.iter().any(|(u, k, _)| u == user && *k == kind) {
-            return Err(format!(
-                "{}: {user} has two {} files (`{user}` and `{user}.keys`)",
-                o.src.display(),
-                kind.as_str()
-            ));
-        }
-        inputs.push((user.to_owned(), kind, path));
     }
-    inputs.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
     refused.sort_by(|a, b| a.file.cmp(&b.file));
-    Ok((inputs, refused))
+    Ok(Listing {
+        items,
+        refused,
+        notes: listing.notes,
+    })
 }
 
-/// Publishes every user in `src` into `out`, then the index. A refused
-/// source file is left out (and a file published for it earlier removed).
+/// The text to publish for `item`: what the source gave or, when it could
+/// not answer for this user, the lines of the file published before (kept
+/// as they are, re-signed only when near expiry); None when there is none.
+fn input_text(item: &Item, old: Option<&str>) -> Option<String> {
+    match &item.got {
+        Got::Text(t) => Some(t.clone()),
+        Got::Failed(_) => {
+            let old = old?;
+            Some(match signed::parse_header(old) {
+                Ok(_) => old.split_once('\n').map_or("", |(_, rest)| rest).to_owned(),
+                Err(_) => old.to_owned(),
+            })
+        }
+    }
+}
+
+/// Publishes every user the source has into `out`, then the index. A
+/// refused entry is left out (and a file published for it earlier
+/// removed); a user the source could not answer for keeps its file.
 pub fn publish(o: &Options) -> Result<Publication, String> {
-    let (inputs, refused) = scan(o)?;
+    let Listing {
+        items: inputs,
+        refused,
+        mut notes,
+    } = scan(o)?;
     // Before anything is written: a bad spec fails the run.
-    let revocations = revoked::load(o.src)?;
+    let revocations = match o.source.folder() {
+        Some(dir) => revoked::load(&dir)?,
+        None => None,
+    };
     if let Some(name) = o.index {
         // The index must never be taken for a user's file, nor overwritten.
-        if let Some((user, kind, _)) = inputs.iter().find(|(u, k, _)| out_name(u, *k) == name) {
+        if let Some(Item { user, kind, .. }) =
+            inputs.iter().find(|i| out_name(&i.user, i.kind) == name)
+        {
             return Err(format!(
                 "{user}'s {} file would be the index {name}: choose another [directory] index",
                 kind.as_str()
@@ -331,16 +329,26 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     std::fs::create_dir_all(o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let out = OutDir::new(o.out);
     let _held = out.lock()?;
-    let key = o.signer.and_then(sign::public_key);
+    let key = o.signer.and_then(Signer::public_key);
     let now = crate::os::clock::now_secs() as i64;
     let mut results = Vec::new();
     // Every user's files are written first and renamed into place together:
     // a failure (a signature, a full disk) leaves the tree as it was.
     let (mut staged, mut stale_sigs) = (Vec::new(), Vec::new());
-    for (user, kind, path) in &inputs {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for item in &inputs {
+        let (user, kind) = (&item.user, &item.kind);
         let name = out_name(user, *kind);
         let old = previous(o, &out, &name, key.as_ref(), last_serial)?;
+        if let Got::Failed(why) = &item.got {
+            let kept = match old {
+                Some(_) => "the file published before is kept",
+                None => "nothing was published for it before",
+            };
+            notes.push(format!("{user}: no answer from the source ({why}); {kept}"));
+        }
+        let Some(text) = input_text(item, old.as_deref()) else {
+            continue;
+        };
         // An unchanged file is left as it is (same bytes, same serial, same
         // mtime and ETag): servers then have nothing to fetch for it.
         if let Some(p) = keep(o, &out, user, *kind, &text, old.as_deref(), now) {
@@ -373,12 +381,13 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         Some(name) => Some(write_index(o, &out, key.as_ref(), name, &results, &extra)?),
         None => None,
     };
-    remove_stale(&out, &inputs, o.index)?;
+    remove_stale(&out, &results, o.index)?;
     out.sync()
         .map_err(|e| format!("{}: {e}", o.out.display()))?;
     Ok(Publication {
         users: results,
         refused,
+        notes,
         index,
         revoked: rev,
     })
@@ -435,7 +444,7 @@ fn previous(
     if serial_of(&text).is_none_or(|serial| serial < o.serial) {
         return Ok(Some(text));
     }
-    let sig = read(&format!("{name}.sig"), sign::MAX_SIG)?;
+    let sig = read(&format!("{name}.sig"), crate::sign::MAX_SIG)?;
     let ours = sig.is_some_and(|sig| {
         signed::verify(text.as_bytes(), sig.as_bytes(), std::slice::from_ref(key)).is_ok()
     });
@@ -478,101 +487,8 @@ fn out_name(user: &str, kind: Kind) -> String {
     format!("{user}.{}", kind.as_str())
 }
 
-/// The index text for what was published (pure); `extra`: lines that are
-/// not users' files (the revocation list's).
-pub fn build_index(
-    results: &[Published],
-    extra: &[crate::index::Line],
-    serial: u64,
-    expires: Option<i64>,
-) -> String {
-    // Keys files only: principals files are asked for on their own.
-    let keys: Vec<&Published> = results.iter().filter(|r| r.kind == Kind::Keys).collect();
-    let paths: Vec<String> = keys.iter().map(|r| out_name(&r.user, Kind::Keys)).collect();
-    let mut lines: Vec<crate::index::Line> = keys
-        .iter()
-        .zip(&paths)
-        .map(|(r, path)| crate::index::Line {
-            user: &r.user,
-            serial: r.serial,
-            hash: r.hash,
-            path,
-        })
-        .collect();
-    lines.extend(extra.iter().cloned());
-    let header = crate::index::Header {
-        serial: Some(serial),
-        expires,
-    };
-    crate::index::render(&header, &mut lines)
-}
-
-fn write_index(
-    o: &Options,
-    out: &OutDir,
-    key: Option<&ssh_key::PublicKey>,
-    name: &str,
-    results: &[Published],
-    extra: &[crate::index::Line],
-) -> Result<IndexInfo, String> {
-    let now = now_secs();
-    let old_text = previous(o, out, name, key, |t| {
-        crate::index::Header::parse(t.lines().next()?).ok()?.serial
-    })?;
-    let old = old_text
-        .as_deref()
-        .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok());
-    // Unchanged lines, and (signed) not near expiry: keep the index as it is,
-    // so every server's conditional request keeps answering 304.
-    if let (Some(t), Some(h)) = (&old_text, old) {
-        let signed_ok = match (o.signer, h.expires) {
-            (Some(_), Some(e)) => fresh_enough(o, e, now) && out.is_file(&format!("{name}.sig")),
-            (None, None) => true,
-            _ => false,
-        };
-        if let (true, Some(serial)) = (signed_ok, h.serial) {
-            if build_index(results, extra, serial, h.expires) == *t {
-                return Ok(IndexInfo {
-                    path: o.out.join(name),
-                    serial,
-                    bytes: t.len() as u64,
-                    gzip_bytes: out.file_len(&format!("{name}.gz")).unwrap_or(0),
-                });
-            }
-        }
-    }
-    let serial = next_serial(o.serial, old.and_then(|h| h.serial));
-    let expires = o.signer.map(|_| o.expires);
-    let text = build_index(results, extra, serial, expires);
-    let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
-    // The compressed copy first: a server preferring it never serves one
-    // older than the plain file next to it for long.
-    let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
-    let mut files = vec![out.stage(&format!("{name}.gz"), &gz).map_err(fail)?];
-    files.extend(stage(o, out, name, text.as_bytes())?);
-    let sig = format!("{name}.sig");
-    let stale_sig: &[&str] = match o.signer {
-        Some(_) => &[],
-        None => &[&sig],
-    };
-    out.commit(files, stale_sig).map_err(fail)?;
-    Ok(IndexInfo {
-        path: o.out.join(name),
-        serial,
-        bytes: text.len() as u64,
-        gzip_bytes: gz.len() as u64,
-    })
-}
-
 fn now_secs() -> i64 {
     crate::os::clock::now_secs() as i64
-}
-
-fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(bytes)?;
-    enc.finish()
 }
 
 /// Stages `name` with `body` and, when signing, `name.sig` before it (a
@@ -586,7 +502,9 @@ fn stage(
     let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
     let mut files = Vec::with_capacity(2);
     if let Some(signer) = o.signer {
-        let sig = sign::sign(body, signer, name)?;
+        let sig = signer
+            .sign(body)
+            .map_err(|e| format!("signing {name}: {e}"))?;
         files.push(out.stage(&format!("{name}.sig"), &sig).map_err(fail)?);
     }
     files.push(out.stage(name, body).map_err(fail)?);
@@ -608,9 +526,13 @@ fn last_serial(old: &str) -> Option<u64> {
     signed::parse_header(old).ok().map(|h| h.serial)
 }
 
-/// Removes the files of users no longer published (refused ones
+/// Removes the files of users not published this run (refused ones
 /// included): only names in OUT, links themselves, never a directory.
-fn remove_stale(out: &OutDir, inputs: &[Input], index: Option<&str>) -> Result<(), String> {
+fn remove_stale(out: &OutDir, results: &[Published], index: Option<&str>) -> Result<(), String> {
+    let keep: std::collections::HashSet<(&str, &str)> = results
+        .iter()
+        .map(|r| (r.user.as_str(), r.kind.as_str()))
+        .collect();
     let names = out
         .entries()
         .map_err(|e| format!("listing the output folder: {e}"))?;
@@ -629,7 +551,7 @@ fn remove_stale(out: &OutDir, inputs: &[Input], index: Option<&str>) -> Result<(
             Some((user, k))
         });
         if let Some((user, kind)) = published {
-            if !inputs.iter().any(|(u, k, _)| u == user && *k == kind) {
+            if !keep.contains(&(user, kind.as_str())) {
                 out.remove(&raw).map_err(|e| format!("{name}: {e}"))?;
             }
         }
@@ -639,6 +561,7 @@ fn remove_stale(out: &OutDir, inputs: &[Input], index: Option<&str>) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use super::indexfile::gzip;
     use super::*;
 
     const ED: &str =
@@ -716,22 +639,6 @@ mod tests {
     }
 
     #[test]
-    fn input_names() {
-        assert_eq!(input_name("alice"), Some(("alice", Kind::Keys)));
-        assert_eq!(input_name("alice.keys"), Some(("alice", Kind::Keys)));
-        assert_eq!(
-            input_name("deploy.principals"),
-            Some(("deploy", Kind::Principals))
-        );
-        assert_eq!(
-            input_name("a@corp.example.com.keys"),
-            Some(("a@corp.example.com", Kind::Keys))
-        );
-        assert_eq!(input_name("alice.keys.sig"), None);
-        assert_eq!(input_name(".alice.keys.tmp"), None);
-    }
-
-    #[test]
     fn publishable_names() {
         use Kind::{Keys, Principals};
         for (user, kind, index) in [
@@ -779,8 +686,9 @@ mod tests {
         std::fs::write(out.join("a b.keys"), format!("{ED} k\n")).unwrap();
         std::fs::write(out.join("a b.keys.sig"), "old").unwrap();
         let policy = PolicyConfig::default();
+        let folder = crate::source::folder::Folder { dir: src.clone() };
         let o = Options {
-            src: &src,
+            source: &folder,
             out: &out,
             signer: None,
             index: Some("keyward.index"),

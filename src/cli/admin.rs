@@ -25,14 +25,6 @@ pub const SYNC_OK: i32 = 0;
 pub const SYNC_SOME_FAILED: i32 = 1;
 pub const SYNC_FAILED: i32 = 2;
 
-/// Exit codes of `keyward publish`, on sync's pattern: everything
-/// published; some source files refused (each named on stderr; the rest
-/// published, nothing written for them); nothing could be published
-/// (config, source folder, signing, writing OUT).
-pub const PUBLISH_OK: i32 = 0;
-pub const PUBLISH_SOME_REFUSED: i32 = 1;
-pub const PUBLISH_FAILED: i32 = 2;
-
 pub(super) fn run_sync(config_path: &Path, args: &SyncArgs, started: Instant) -> i32 {
     let mut early = Sink::stderr();
     let fail = |sink: &mut Sink, why: String| {
@@ -200,65 +192,5 @@ pub fn sync_exit_code(users: usize, failed: usize) -> i32 {
         0 => SYNC_OK,
         f if f >= users => SYNC_FAILED,
         _ => SYNC_SOME_FAILED,
-    }
-}
-
-pub(super) fn run_publish(
-    config_path: &Path,
-    src: &Path,
-    out: &Path,
-    signer: Option<&Path>,
-    validity: std::time::Duration,
-    serial: Option<u64>,
-) -> i32 {
-    // The policy of the fleet's config when there is one here, else the
-    // defaults: publish usually runs on a build host, not on a server.
-    let (policy, index) = if config_path.exists() {
-        match Config::load(config_path) {
-            Ok(c) => (c.policy, c.directory.index),
-            Err(e) => {
-                eprintln!("keyward publish: {e}");
-                return PUBLISH_FAILED;
-            }
-        }
-    } else {
-        eprintln!(
-            "keyward publish: {} not found, using the default policy",
-            config_path.display()
-        );
-        (
-            crate::config::PolicyConfig::default(),
-            Some(crate::config::DEFAULT_INDEX.to_owned()),
-        )
-    };
-    let now = crate::os::clock::now_secs();
-    let opts = crate::publish::Options {
-        src,
-        out,
-        signer,
-        index: index.as_deref(),
-        serial: serial.unwrap_or(now),
-        expires: (now + validity.as_secs()) as i64,
-        policy: &policy,
-        max_username_len: policy.max_username_len,
-    };
-    match crate::publish::publish(&opts) {
-        Ok(p) => {
-            for line in p.refusals(&opts) {
-                eprintln!("keyward publish: {line}");
-            }
-            for line in p.report(&opts) {
-                println!("{line}");
-            }
-            if p.refused.is_empty() {
-                PUBLISH_OK
-            } else {
-                PUBLISH_SOME_REFUSED
-            }
-        }
-        Err(e) => {
-            eprintln!("keyward publish: {e}");
-            PUBLISH_FAILED
-        }
     }
 }

@@ -9,5 +9,6 @@ pub mod nss;
 pub mod privdrop;
 pub mod process;
 pub mod safepath;
+pub mod secret;
 pub mod tally;
 pub mod unixsock;

@@ -542,6 +542,33 @@ fn publish_writes_the_signed_list_and_krl_that_ssh_keygen_verifies_and_the_index
     assert!(sig_verifies(d, &signer, &krl_path));
     assert!(sig_verifies(d, &signer, &list_path));
 
+    // `publish --check` takes the list, the KRL and their signatures as
+    // part of the tree, and names a damaged one.
+    let check = || {
+        let pubkey = signer.pub_path.to_str().unwrap();
+        let args = [
+            "publish",
+            "--check",
+            out.to_str().unwrap(),
+            "--signer",
+            pubkey,
+        ];
+        run(&mut kw.command(&args), Duration::from_secs(120))
+    };
+    let c = check();
+    assert_eq!(c.code, Some(0), "{c}");
+    let good_krl = fs::read(&krl_path).unwrap();
+    let mut bad = good_krl.clone();
+    bad.push(0);
+    fs::write(&krl_path, &bad).unwrap();
+    let c = check();
+    assert_ne!(c.code, Some(0), "{c}");
+    assert!(
+        format!("{}{}", c.stdout, c.stderr).contains("revoked.krl"),
+        "{c}"
+    );
+    fs::write(&krl_path, &good_krl).unwrap();
+
     // A spec that does not parse fails the run, naming it; nothing changes.
     let before: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&out)
         .unwrap()

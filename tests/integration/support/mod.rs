@@ -40,6 +40,7 @@ pub mod keyward;
 pub mod nginx;
 pub mod rsyslog;
 pub mod skip;
+pub mod slapd;
 pub mod sshd;
 pub mod sshkeys;
 
