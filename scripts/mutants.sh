@@ -37,25 +37,45 @@ export PATH="$HOME/.cargo/bin:$PATH"
 die() { printf 'mutants.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # The security-relevant pure code (issue 18): key-line parsing, policy, safe
-# paths, user names, signed headers, the cache-state rules (and the cache
-# entry's encoding with its length and checksum), audit escaping,
-# the PAM decision/argument/auth-info code. Paths that do not exist (yet, or
-# any more) are skipped, so the list survives files moving.
+# paths, user names, signed headers, the state rules (rollback floors, their
+# signer binding, settling a half-done change, the index floor), the cache
+# entry's encoding with its length and checksum, the mirror health rule, the
+# near-miss keys under min_version, sshd's argument grammars, audit escaping,
+# the PAM decision/argument/auth-info code and doctor's PAM stack analysis,
+# the revocation spec parser and the revocation list's format and search.
+# Paths that do not exist (yet, or any more) are skipped, so the list
+# survives files moving. Not here, being I/O: the state files and their locks
+# (statestore.rs), the cache files (cache.rs), the publish output directory
+# (publish/outdir.rs), the KRL build that runs ssh-keygen (revocation/krl.rs).
 files=(
     src/keyline.rs
     src/policy.rs
     src/safepath.rs src/os/safepath.rs
     src/username.rs
     src/signed.rs
-    src/state.rs src/entry.rs
+    src/state.rs src/state/floor.rs src/state/settle.rs src/state/indexed.rs
+    src/entry.rs
+    src/health.rs
+    src/config/skew.rs
+    src/sshd.rs
     src/audit.rs
     src/pam/decide.rs
     src/pam/args.rs
     src/pam/authinfo.rs
+    src/doctor/pam.rs
+    src/revocation/spec.rs src/revocation/list.rs
 )
-# Not the rules themselves: the syslog socket (I/O) and the facility-name
-# table of the config (covered by the config tests).
-exclude_re=('Sink::')
+# Not the rules themselves, and I/O: the syslog socket; the health records'
+# files, locks and random jitter; running sshd and reading sshd_config with
+# its Includes; reading PAM files and finding modules on disk; the stored
+# revocation list read with pread.
+exclude_re=(
+    'Sink::'
+    '^src/health\.rs:.*(Health::|random_unit)'
+    '^src/sshd\.rs:.*( probe| sshd_path| read_sshd_config| read_into| include_files)'
+    '^src/doctor/pam\.rs:.*( checks| read_pam_dir| security_dirs| find_module)'
+    '^src/revocation/list\.rs:.*(ListFile::| read_at)'
+)
 
 diff_ref=
 doc=

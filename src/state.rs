@@ -1326,10 +1326,55 @@ mod tests {
             served(&s).0,
             Some(disk_stale.entry.as_ref().unwrap().body.as_str())
         );
+        // One warning that says both why the fetched file was refused and
+        // that a stale entry is served, the reason given once.
+        let w = s.warning.unwrap();
+        assert!(w.contains("serving cache entry 400s old"), "{w}");
+        assert_eq!(w.matches("rollback refused: ").count(), 1, "{w}");
         // With nothing newer on disk, the transition is carried out as is.
         let t = login(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
         let s = settle(&read, t.clone(), &read, T, &ttls(), S, Purpose::Login);
         assert_eq!(s, t);
+    }
+
+    /// Only a fresh cache hit that writes nothing goes without the state
+    /// lock: anything written, and any answer decided from a read that may
+    /// be old by now (the directory's, a stale entry), is settled under it.
+    #[test]
+    fn only_a_fresh_cache_hit_that_writes_nothing_skips_settling() {
+        let fresh = cur(Some(entry(10)), None);
+        let hit = login(&fresh, T, &ttls(), U, never);
+        assert_eq!(served(&hit).1, "cache");
+        assert!(!hit.needs_settling());
+        let with = |f: &dyn Fn(&mut Transition)| {
+            let mut t = hit.clone();
+            f(&mut t);
+            t.needs_settling()
+        };
+        assert!(with(&|t| t.floor = Some(Floor::of(1, "x"))), "a floor");
+        assert!(with(&|t| t.store = Store::Remove), "a store");
+        assert!(with(&|t| t.store = Store::Refresh(entry(0))), "a refresh");
+        for source in ["stale", "directory"] {
+            let t = |t: &mut Transition| {
+                t.answer = Answer::Serve {
+                    body: Some("k\n".into()),
+                    source,
+                    age_s: 0,
+                }
+            };
+            assert!(with(&t), "{source}");
+        }
+        // Failing closed with nothing to write needs no lock.
+        assert!(!with(&|t| t.answer = Answer::Fail("no".into())));
+        // Served from the directory: settled.
+        let stale = cur(Some(entry(400)), None);
+        let t = login(&stale, T, &ttls(), U, |_, _| keys("new\n", None));
+        assert!(t.needs_settling());
+        // Settling not done in time: nothing stored, the lookup fails closed.
+        let u = unsettled("state lock busy".into());
+        assert_eq!((u.store, u.floor), (Store::Nothing, None));
+        assert_eq!(u.answer, Answer::Fail("state lock busy".into()));
+        assert_eq!(u.change, Change::Failed("state lock busy".into()));
     }
 
     #[test]
