@@ -12,6 +12,7 @@
 #   bash scripts/mutants.sh --iterate       # re-test only what the last run did not catch
 #   bash scripts/mutants.sh --summary       # only redo the table from the last results
 #   bash scripts/mutants.sh -- --jobs 2     # anything else for cargo-mutants
+#                                           # (more than one job: no shared target dir)
 #
 # It is a separate command, not part of scripts/test.sh or CI: the whole
 # list (~500 mutants, one incremental build of the library's unit tests
@@ -129,8 +130,26 @@ if [ -z "$summary_only" ]; then
     # Debug info costs build time and nothing here needs it. One target
     # directory kept between runs: cargo-mutants builds in a scratch copy of the
     # tree, and only keyward itself needs rebuilding there, not its dependencies.
+    # Only for one job at a time: parallel jobs build in separate copies whose
+    # artifacts have the same name in a shared directory, so one job's cargo
+    # can take the other's mutant for fresh and test the wrong code (seen:
+    # "Fresh keyward" right after a mutation, a caught mutant reported
+    # missed). With --jobs N > 1 each copy builds in its own target directory.
     export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
-    export CARGO_TARGET_DIR="${KEYWARD_MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
+    jobs=1
+    for ((i = 0; i < ${#extra[@]}; i++)); do
+        case "${extra[i]}" in
+            -j | --jobs) jobs=${extra[i + 1]:-1} ;;
+            --jobs=*) jobs=${extra[i]#--jobs=} ;;
+            -j*) jobs=${extra[i]#-j} ;;
+            --) break ;;
+        esac
+    done
+    if [ "$jobs" = 1 ]; then
+        export CARGO_TARGET_DIR="${KEYWARD_MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
+    else
+        unset CARGO_TARGET_DIR
+    fi
     echo "==> cargo mutants ${args[*]} ${extra[*]:-}"
     # --iterate re-tests what was not caught; what did not build last time
     # is carried over so the table stays whole.

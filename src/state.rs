@@ -1377,6 +1377,37 @@ mod tests {
         assert_eq!(u.change, Change::Failed("state lock busy".into()));
     }
 
+    /// A floor decided from an earlier read is written only when it is
+    /// above the one on disk now: another process may have raised the floor
+    /// meanwhile (a lower one is never written back) or written the same.
+    #[test]
+    fn settling_writes_a_floor_only_above_the_one_on_disk() {
+        let e = signed_entry(10, 200);
+        let read = cur(Some(e.clone()), None);
+        let t = sync(&read, T, &ttls(), S, |_, _| Fetch::NoKeys {
+            url: "u".into(),
+        });
+        let carried = Floor::of(200, &e.body).by(Some(FP));
+        assert_eq!((t.floor, &t.store), (Some(carried), &Store::Remove));
+        let s = settle(&read, t.clone(), &read, T, &ttls(), S, Purpose::Sync);
+        assert_eq!(s.floor, Some(carried), "nothing on disk: written");
+        let newer = signed_entry(0, 300);
+        let higher = Floor::of(300, &newer.body).by(Some(FP));
+        let disk = cur(Some(newer), Some(higher));
+        let s = settle(&read, t.clone(), &disk, T, &ttls(), S, Purpose::Sync);
+        assert_eq!(s.floor, None, "never lowered");
+        let s = settle(
+            &read,
+            t,
+            &cur(None, Some(carried)),
+            T,
+            &ttls(),
+            S,
+            Purpose::Sync,
+        );
+        assert_eq!(s.floor, None, "already there");
+    }
+
     #[test]
     fn a_304_does_not_write_back_an_entry_replaced_meanwhile() {
         let old = entry(400);
