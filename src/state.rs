@@ -938,6 +938,33 @@ mod tests {
         assert!(failed(&t).contains("not signed by a configured signer"));
     }
 
+    /// An answer said to be signed by a signer that is not configured is
+    /// refused here too (not only by the directory that checked it): not
+    /// served, not stored, no floor.
+    #[test]
+    fn an_answer_by_an_unconfigured_signer_is_refused() {
+        const OTHER: Signer = Signer::Sha256([9; 32]);
+        let body = signed_body("alice", 5, "k");
+        for purpose in [Purpose::Login, Purpose::Sync] {
+            let fetch = |_: Option<&str>, _: Option<Floor>| Fetch::Keys {
+                body: body.clone(),
+                etag: None,
+                url: "http://m2/alice".into(),
+                serial: Some(5),
+                signer: Some(OTHER),
+            };
+            let t = match purpose {
+                Purpose::Login => login(&cur(None, None), T, &ttls(), S, fetch),
+                Purpose::Sync => sync(&cur(None, None), T, &ttls(), S, fetch),
+            };
+            assert!(
+                failed(&t).contains("not signed by a configured signer"),
+                "{purpose:?}"
+            );
+            assert_eq!((&t.store, t.floor), (&Store::Nothing, None), "{purpose:?}");
+        }
+    }
+
     #[test]
     fn floor_max_keeps_the_higher_and_on_a_tie_the_first() {
         let (a5, b5, c6) = (Floor::of(5, "a"), Floor::of(5, "b"), Floor::of(6, "c"));
