@@ -12,6 +12,7 @@
 #   bash scripts/mutants.sh --iterate       # re-test only what the last run did not catch
 #   bash scripts/mutants.sh --summary       # only redo the table from the last results
 #   bash scripts/mutants.sh -- --jobs 2     # anything else for cargo-mutants
+#                                           # (more than one job: no shared target dir)
 #
 # It is a separate command, not part of scripts/test.sh or CI: the whole
 # list (~500 mutants, one incremental build of the library's unit tests
@@ -37,25 +38,45 @@ export PATH="$HOME/.cargo/bin:$PATH"
 die() { printf 'mutants.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # The security-relevant pure code: key-line parsing, policy, safe
-# paths, user names, signed headers, the cache-state rules (and the cache
-# entry's encoding with its length and checksum), audit escaping,
-# the PAM decision/argument/auth-info code. Paths that do not exist (yet, or
-# any more) are skipped, so the list survives files moving.
+# paths, user names, signed headers, the state rules (rollback floors, their
+# signer binding, settling a half-done change, the index floor), the cache
+# entry's encoding with its length and checksum, the mirror health rule, the
+# near-miss keys under min_version, sshd's argument grammars, audit escaping,
+# the PAM decision/argument/auth-info code and doctor's PAM stack analysis,
+# the revocation spec parser and the revocation list's format and search.
+# Paths that do not exist (yet, or any more) are skipped, so the list
+# survives files moving. Not here, being I/O: the state files and their locks
+# (statestore.rs), the cache files (cache.rs), the publish output directory
+# (publish/outdir.rs), the KRL build that runs ssh-keygen (revocation/krl.rs).
 files=(
     src/keyline.rs
     src/policy.rs
     src/safepath.rs src/os/safepath.rs
     src/username.rs
     src/signed.rs
-    src/state.rs src/entry.rs
+    src/state.rs src/state/floor.rs src/state/settle.rs src/state/indexed.rs
+    src/entry.rs
+    src/health.rs
+    src/config/skew.rs
+    src/sshd.rs
     src/audit.rs
     src/pam/decide.rs
     src/pam/args.rs
     src/pam/authinfo.rs
+    src/doctor/pam.rs
+    src/revocation/spec.rs src/revocation/list.rs src/revocation/lookup.rs
 )
-# Not the rules themselves: the syslog socket (I/O) and the facility-name
-# table of the config (covered by the config tests).
-exclude_re=('Sink::')
+# Not the rules themselves, and I/O: the syslog socket; the health records'
+# files, locks and random jitter; running sshd and reading sshd_config with
+# its Includes; reading PAM files and finding modules on disk; the stored
+# revocation list read with pread.
+exclude_re=(
+    'Sink::'
+    '^src/health\.rs:.*(Health::|random_unit)'
+    '^src/sshd\.rs:.*( probe| sshd_path| read_sshd_config| read_into| include_files)'
+    '^src/doctor/pam\.rs:.*( checks| read_pam_dir| security_dirs| find_module)'
+    '^src/revocation/lookup\.rs:.*(ListFile::| read_at)'
+)
 
 diff_ref=
 doc=
@@ -109,8 +130,26 @@ if [ -z "$summary_only" ]; then
     # Debug info costs build time and nothing here needs it. One target
     # directory kept between runs: cargo-mutants builds in a scratch copy of the
     # tree, and only keyward itself needs rebuilding there, not its dependencies.
+    # Only for one job at a time: parallel jobs build in separate copies whose
+    # artifacts have the same name in a shared directory, so one job's cargo
+    # can take the other's mutant for fresh and test the wrong code (seen:
+    # "Fresh keyward" right after a mutation, a caught mutant reported
+    # missed). With --jobs N > 1 each copy builds in its own target directory.
     export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
-    export CARGO_TARGET_DIR="${KEYWARD_MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
+    jobs=1
+    for ((i = 0; i < ${#extra[@]}; i++)); do
+        case "${extra[i]}" in
+            -j | --jobs) jobs=${extra[i + 1]:-1} ;;
+            --jobs=*) jobs=${extra[i]#--jobs=} ;;
+            -j*) jobs=${extra[i]#-j} ;;
+            --) break ;;
+        esac
+    done
+    if [ "$jobs" = 1 ]; then
+        export CARGO_TARGET_DIR="${KEYWARD_MUTANTS_TARGET_DIR:-$PWD/target/mutants-build}"
+    else
+        unset CARGO_TARGET_DIR
+    fi
     echo "==> cargo mutants ${args[*]} ${extra[*]:-}"
     # --iterate re-tests what was not caught; what did not build last time
     # is carried over so the table stays whole.

@@ -204,4 +204,29 @@ mod tests {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(crc32(b""), 0);
     }
+
+    /// A signed entry comes back with its serial, its signer and its user:
+    /// a signer lost on the way would make the entry unusable (and its
+    /// floor unbound).
+    #[test]
+    fn a_signed_entry_round_trips_with_serial_signer_and_user() {
+        let e = Entry {
+            fetched_at: 1_700_000_000,
+            status: Status::Keys,
+            etag: Some("\"e1\"".into()),
+            url: "http://d/alice".into(),
+            serial: Some(42),
+            signer: Some(crate::signed::Signer::Sha256([7; 32])),
+            body: "ssh-ed25519 AAAA k\n".into(),
+        };
+        let (back, user) = Entry::decode_for(&e.encode_for(Some("alice"))).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(user.as_deref(), Some("alice"));
+        let unsigned = Entry {
+            serial: None,
+            signer: None,
+            ..e
+        };
+        assert_eq!(Entry::decode(&unsigned.encode()), Ok(unsigned));
+    }
 }

@@ -782,6 +782,31 @@ mod tests {
         assert_ne!(subject_id(""), mirror_id(""));
     }
 
+    /// Each mirror has its own record file: a name made of 16 hex digits
+    /// of its template's SHA-256, the same on every call and host.
+    #[test]
+    fn each_mirror_has_its_own_record_name() {
+        let ids: Vec<String> = ["http://m1/{user}.keys", "http://m2/{user}.keys", ""]
+            .iter()
+            .map(|t| mirror_id(t))
+            .collect();
+        for id in &ids {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        assert!(
+            ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+            "{ids:?}"
+        );
+        assert_eq!(mirror_id("http://m1/{user}.keys"), ids[0]);
+        // SHA-256("") starts e3b0c44298fc1c14.
+        assert_eq!(ids[2], "e3b0c44298fc1c14");
+    }
+
     /// A mirror that failed many times in a row is still probed once its
     /// retry time comes, however many failures it has.
     #[test]

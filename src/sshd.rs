@@ -692,6 +692,9 @@ mod tests {
         );
         assert_eq!(keys_call_with_dash_user(&["keys", "--help"]), None);
         assert_eq!(keys_call_with_dash_user(&["keys", "-V"]), None);
+        // An empty user is no account name at all, not one starting with `-`.
+        assert_eq!(keys_call_with_dash_user(&["keys", ""]), None);
+        assert_eq!(keys_call_with_dash_user(&["keys", "", "SHA256:x"]), None);
         // sshd's form for accounts named like clap's options: the user
         for user in ["--help", "-h", "-V", "--version"] {
             let c = keys_call_with_dash_user(&["keys", user, "SHA256:x", "7"]).unwrap();

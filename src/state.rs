@@ -938,6 +938,33 @@ mod tests {
         assert!(failed(&t).contains("not signed by a configured signer"));
     }
 
+    /// An answer said to be signed by a signer that is not configured is
+    /// refused here too (not only by the directory that checked it): not
+    /// served, not stored, no floor.
+    #[test]
+    fn an_answer_by_an_unconfigured_signer_is_refused() {
+        const OTHER: Signer = Signer::Sha256([9; 32]);
+        let body = signed_body("alice", 5, "k");
+        for purpose in [Purpose::Login, Purpose::Sync] {
+            let fetch = |_: Option<&str>, _: Option<Floor>| Fetch::Keys {
+                body: body.clone(),
+                etag: None,
+                url: "http://m2/alice".into(),
+                serial: Some(5),
+                signer: Some(OTHER),
+            };
+            let t = match purpose {
+                Purpose::Login => login(&cur(None, None), T, &ttls(), S, fetch),
+                Purpose::Sync => sync(&cur(None, None), T, &ttls(), S, fetch),
+            };
+            assert!(
+                failed(&t).contains("not signed by a configured signer"),
+                "{purpose:?}"
+            );
+            assert_eq!((&t.store, t.floor), (&Store::Nothing, None), "{purpose:?}");
+        }
+    }
+
     #[test]
     fn floor_max_keeps_the_higher_and_on_a_tie_the_first() {
         let (a5, b5, c6) = (Floor::of(5, "a"), Floor::of(5, "b"), Floor::of(6, "c"));
@@ -1326,10 +1353,86 @@ mod tests {
             served(&s).0,
             Some(disk_stale.entry.as_ref().unwrap().body.as_str())
         );
+        // One warning that says both why the fetched file was refused and
+        // that a stale entry is served, the reason given once.
+        let w = s.warning.unwrap();
+        assert!(w.contains("serving cache entry 400s old"), "{w}");
+        assert_eq!(w.matches("rollback refused: ").count(), 1, "{w}");
         // With nothing newer on disk, the transition is carried out as is.
         let t = login(&read, T, &ttls(), S, |_, _| keys(&older.body, Some(150)));
         let s = settle(&read, t.clone(), &read, T, &ttls(), S, Purpose::Login);
         assert_eq!(s, t);
+    }
+
+    /// Only a fresh cache hit that writes nothing goes without the state
+    /// lock: anything written, and any answer decided from a read that may
+    /// be old by now (the directory's, a stale entry), is settled under it.
+    #[test]
+    fn only_a_fresh_cache_hit_that_writes_nothing_skips_settling() {
+        let fresh = cur(Some(entry(10)), None);
+        let hit = login(&fresh, T, &ttls(), U, never);
+        assert_eq!(served(&hit).1, "cache");
+        assert!(!hit.needs_settling());
+        let with = |f: &dyn Fn(&mut Transition)| {
+            let mut t = hit.clone();
+            f(&mut t);
+            t.needs_settling()
+        };
+        assert!(with(&|t| t.floor = Some(Floor::of(1, "x"))), "a floor");
+        assert!(with(&|t| t.store = Store::Remove), "a store");
+        assert!(with(&|t| t.store = Store::Refresh(entry(0))), "a refresh");
+        for source in ["stale", "directory"] {
+            let t = |t: &mut Transition| {
+                t.answer = Answer::Serve {
+                    body: Some("k\n".into()),
+                    source,
+                    age_s: 0,
+                }
+            };
+            assert!(with(&t), "{source}");
+        }
+        // Failing closed with nothing to write needs no lock.
+        assert!(!with(&|t| t.answer = Answer::Fail("no".into())));
+        // Served from the directory: settled.
+        let stale = cur(Some(entry(400)), None);
+        let t = login(&stale, T, &ttls(), U, |_, _| keys("new\n", None));
+        assert!(t.needs_settling());
+        // Settling not done in time: nothing stored, the lookup fails closed.
+        let u = unsettled("state lock busy".into());
+        assert_eq!((u.store, u.floor), (Store::Nothing, None));
+        assert_eq!(u.answer, Answer::Fail("state lock busy".into()));
+        assert_eq!(u.change, Change::Failed("state lock busy".into()));
+    }
+
+    /// A floor decided from an earlier read is written only when it is
+    /// above the one on disk now: another process may have raised the floor
+    /// meanwhile (a lower one is never written back) or written the same.
+    #[test]
+    fn settling_writes_a_floor_only_above_the_one_on_disk() {
+        let e = signed_entry(10, 200);
+        let read = cur(Some(e.clone()), None);
+        let t = sync(&read, T, &ttls(), S, |_, _| Fetch::NoKeys {
+            url: "u".into(),
+        });
+        let carried = Floor::of(200, &e.body).by(Some(FP));
+        assert_eq!((t.floor, &t.store), (Some(carried), &Store::Remove));
+        let s = settle(&read, t.clone(), &read, T, &ttls(), S, Purpose::Sync);
+        assert_eq!(s.floor, Some(carried), "nothing on disk: written");
+        let newer = signed_entry(0, 300);
+        let higher = Floor::of(300, &newer.body).by(Some(FP));
+        let disk = cur(Some(newer), Some(higher));
+        let s = settle(&read, t.clone(), &disk, T, &ttls(), S, Purpose::Sync);
+        assert_eq!(s.floor, None, "never lowered");
+        let s = settle(
+            &read,
+            t,
+            &cur(None, Some(carried)),
+            T,
+            &ttls(),
+            S,
+            Purpose::Sync,
+        );
+        assert_eq!(s.floor, None, "already there");
     }
 
     #[test]

@@ -659,7 +659,9 @@ mod tests {
         assert_eq!(Version::parse("1"), Some(Version(1, 0, 0)));
         assert_eq!(Version::parse("1.2"), Some(Version(1, 2, 0)));
         assert_eq!(Version::parse("1.2.3"), Some(Version(1, 2, 3)));
-        for bad in ["", "1.", "a", "1.2.3.4", "-1", "1.2-rc1", "1..2"] {
+        for bad in [
+            "", "1.", "a", "1.2.3.4", "-1", "1.2-rc1", "1..2", "+1", "1.+2",
+        ] {
             assert_eq!(Version::parse(bad), None, "{bad}");
         }
         assert!(Version(0, 10, 0) > Version(0, 9, 9));

@@ -348,6 +348,7 @@ impl<'de> Deserialize<'de> for Version {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn near_miss_distance() {
@@ -369,5 +370,85 @@ mod tests {
         assert_eq!(osa_distance(b"ca", b"ac"), 1);
         assert_eq!(osa_distance(b"", b"abc"), 3);
         assert_eq!(osa_distance(b"kitten", b"sitting"), 3);
+    }
+
+    /// Optimal string alignment, straight from its definition (the
+    /// distance of the prefixes `a[..i]`, `b[..j]`, remembered): the
+    /// cheapest of a deletion, an insertion, a substitution (free when
+    /// equal) and a swap of two adjacent characters, each edit touching
+    /// fresh text.
+    fn osa_by_definition(a: &[u8], b: &[u8]) -> usize {
+        fn d(
+            a: &[u8],
+            b: &[u8],
+            i: usize,
+            j: usize,
+            seen: &mut HashMap<(usize, usize), usize>,
+        ) -> usize {
+            if i == 0 || j == 0 {
+                return i + j;
+            }
+            if let Some(&v) = seen.get(&(i, j)) {
+                return v;
+            }
+            let mut best = (d(a, b, i - 1, j, seen) + 1)
+                .min(d(a, b, i, j - 1, seen) + 1)
+                .min(d(a, b, i - 1, j - 1, seen) + usize::from(a[i - 1] != b[j - 1]));
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d(a, b, i - 2, j - 2, seen) + 1);
+            }
+            seen.insert((i, j), best);
+            best
+        }
+        d(a, b, a.len(), b.len(), &mut HashMap::new())
+    }
+
+    #[test]
+    fn osa_distance_agrees_with_the_definition() {
+        let mut words: Vec<Vec<u8>> = vec![vec![]];
+        for _ in 0..3 {
+            let longer: Vec<Vec<u8>> = words
+                .iter()
+                .filter(|w| w.len() == words.last().unwrap().len())
+                .flat_map(|w| {
+                    b"abc".iter().map(move |&c| {
+                        let mut w = w.clone();
+                        w.push(c);
+                        w
+                    })
+                })
+                .collect();
+            words.extend(longer);
+        }
+        assert_eq!(words.len(), 1 + 3 + 9 + 27);
+        for a in &words {
+            for b in &words {
+                assert_eq!(osa_distance(a, b), osa_by_definition(a, b), "{a:?} {b:?}");
+            }
+        }
+        // Not the unrestricted Damerau distance: no edit after a swap.
+        assert_eq!(osa_distance(b"ca", b"abc"), 3);
+        for (a, b) in [("signers_file", "sigenrs_fiel"), ("max_stale", "mxa_stael")] {
+            let (a, b) = (a.as_bytes(), b.as_bytes());
+            assert_eq!(osa_distance(a, b), osa_by_definition(a, b));
+            assert_eq!(osa_distance(b, a), osa_by_definition(b, a));
+        }
+    }
+
+    /// Two edits for a name of six characters or more, one for shorter
+    /// ones; case and `-` for `_` are no edits at all.
+    #[test]
+    fn near_miss_limit_by_length() {
+        assert!(near_miss("shrad", "shard"), "5 characters: one swap");
+        assert!(!near_miss("shxyd", "shard"), "5 characters: two edits");
+        assert!(!near_miss("sha", "shard"), "5 characters: two shorter");
+        assert!(near_miss("shxyd_", "shard_"), "6 characters: two edits");
+        assert!(
+            near_miss("sha_d", "shard_"),
+            "6 characters: one shorter, two edits"
+        );
+        assert!(!near_miss("sxxyd_", "shard_"), "6 characters: three edits");
+        // two swaps and a `-`: two edits
+        assert!(near_miss("Sigenrs-Fiel", "signers_file"));
     }
 }
