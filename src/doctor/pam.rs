@@ -610,6 +610,29 @@ mod tests {
 
     const COMMON_AUTH: &str = "auth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\nauth\trequired\t\t\tpam_permit.so\n";
 
+    /// A `sufficient` line ends only the substack it is in: it bypasses
+    /// pam_keyward when both sit in the same substack (one include line),
+    /// never from another substack.
+    #[test]
+    fn a_substacks_sufficient_line_bypasses_only_within_that_substack() {
+        let line = |control: &str, module: &str, top_line: usize, substack: bool| ModLine {
+            kind: "auth".into(),
+            control: control.into(),
+            module: module.into(),
+            args: vec![],
+            origin: format!("x:{top_line}"),
+            top_line,
+            substack,
+        };
+        let keyward = line("requisite", "pam_keyward.so", 5, true);
+        let other_substack = [line("sufficient", "pam_unix.so", 3, true), keyward.clone()];
+        assert_eq!(reach(&other_substack, "auth_err").bypass, None);
+        let same_substack = [line("sufficient", "pam_unix.so", 5, true), keyward.clone()];
+        assert!(reach(&same_substack, "auth_err").bypass.is_some());
+        let top_level = [line("sufficient", "pam_unix.so", 1, false), keyward];
+        assert!(reach(&top_level, "auth_err").bypass.is_some());
+    }
+
     fn load(name: &str) -> Option<String> {
         match name {
             "common-auth" => Some(COMMON_AUTH.into()),
