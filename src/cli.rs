@@ -71,6 +71,11 @@ pub enum Command {
         /// overrides `[sync] metrics_file`.
         #[arg(long, value_name = "PATH")]
         metrics_file: Option<PathBuf>,
+        /// Poll (the packaged timer, every 30 s): check the index and the
+        /// revocation list, act on what changed at once, and re-check each
+        /// user only once its entry is 4/5 of its ttl old.
+        #[arg(long)]
+        poll: bool,
     },
     /// Check the configuration (files, drop-ins, signers, ca_file, URL
     /// templates) without network or log line; print each problem with its
@@ -389,6 +394,7 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             jobs,
             max_delay,
             metrics_file,
+            poll,
         } => run_sync(
             &cli.config,
             &SyncArgs {
@@ -396,6 +402,7 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
                 jobs: jobs.into(),
                 max_delay,
                 metrics_file: metrics_file.as_deref(),
+                poll,
             },
             started,
         ),

@@ -22,7 +22,7 @@ mod floor;
 mod indexed;
 mod settle;
 pub use floor::{binding, Floor, Rollback};
-pub use indexed::{is_listed_version, login_indexed, sync_indexed, Listing};
+pub use indexed::{is_listed_version, login_indexed, poll_skips, sync_indexed, Listing};
 pub use settle::{settle, unsettled};
 
 /// How long answers stay good (from `[cache]`).
@@ -1087,6 +1087,85 @@ mod tests {
         Listing::Absent {
             index: "http://d/keyward.index".into(),
         }
+    }
+
+    #[test]
+    fn a_poll_rechecks_a_user_only_when_due_or_when_the_index_says_it_changed() {
+        let t = ttls();
+        // 4/5 of ttl (300 s) is 240 s.
+        let young = cur(Some(entry(239)), None);
+        let due = cur(Some(entry(240)), None);
+        assert!(poll_skips(&young, T, &t, U, None));
+        assert!(!poll_skips(&due, T, &t, U, None));
+        assert!(
+            !poll_skips(&cur(None, None), T, &t, U, None),
+            "nothing cached"
+        );
+        let e = entry(10);
+        assert!(poll_skips(
+            &cur(Some(e.clone()), None),
+            T,
+            &t,
+            U,
+            Some(&listed(&e))
+        ));
+        let other = Listing::Listed {
+            serial: None,
+            hash: crate::index::digest(b"new\n"),
+        };
+        assert!(
+            !poll_skips(&cur(Some(e.clone()), None), T, &t, U, Some(&other)),
+            "another version listed: fetched at once"
+        );
+        assert!(
+            !poll_skips(&cur(Some(e), None), T, &t, U, Some(&absent())),
+            "removed from the index: dropped at once"
+        );
+        let none = Entry {
+            status: Status::NoKeys,
+            body: String::new(),
+            ..entry(10)
+        };
+        assert!(poll_skips(
+            &cur(Some(none.clone()), None),
+            T,
+            &t,
+            U,
+            Some(&absent())
+        ));
+        // negative_ttl 30 s: due from 24 s.
+        let old_none = Entry {
+            fetched_at: T - 24,
+            ..none
+        };
+        assert!(!poll_skips(&cur(Some(old_none), None), T, &t, U, None));
+        let future = cur(Some(entry(0)), None);
+        assert!(!poll_skips(&future, T - 1, &t, U, None), "from the future");
+        let mut broken = cur(Some(entry(10)), None);
+        broken.corrupt = Some(Corrupt("checksum"));
+        assert!(!poll_skips(&broken, T, &t, U, None));
+    }
+
+    #[test]
+    fn a_poll_never_skips_a_signed_entry_that_must_be_refreshed() {
+        let t = ttls();
+        let e = signed_entry(10, 7);
+        assert!(poll_skips(
+            &cur(Some(e.clone()), Some(Floor::of(7, &e.body).by(Some(FP)))),
+            T,
+            &t,
+            S,
+            None
+        ));
+        assert!(
+            !poll_skips(&cur(Some(e.clone()), None), T, &t, S, None),
+            "its floor must be written"
+        );
+        let stored = Floor::of(9, "newer").by(Some(FP));
+        assert!(
+            !poll_skips(&cur(Some(e), Some(stored)), T, &t, S, None),
+            "below the floor: unusable"
+        );
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub fn sync_users(
     signers: Option<&[Signer]>,
     users: &[String],
     jobs: usize,
+    poll: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Summary {
     let next = AtomicUsize::new(0);
@@ -140,7 +141,7 @@ pub fn sync_users(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(user) = users.get(i) else { break };
-                let change = sync_one(cache, dir, indexed, ttls, signers, user);
+                let change = sync_one(cache, dir, indexed, ttls, signers, user, poll);
                 if let Ok(mut sum) = summary.lock() {
                     match cache.kind() {
                         Kind::Keys => sum.add(user, change),
@@ -161,6 +162,7 @@ fn sync_one(
     ttls: &Ttls,
     signers: Option<&[Signer]>,
     user: &str,
+    poll: bool,
 ) -> Change {
     let name = crate::username::file_name(user);
     let cur = match cache.current(user, &name, signers.is_some()) {
@@ -169,18 +171,21 @@ fn sync_one(
     };
     let mode = Mode::of(signers, user, cache.kind());
     let now = now_secs();
-    let t = match indexed {
-        Some(ix) => {
-            let line = ix.index.get(user);
-            let listing = match line {
-                None => Listing::Absent {
-                    index: ix.url.to_owned(),
-                },
-                Some(l) => Listing::Listed {
-                    serial: l.serial,
-                    hash: l.hash,
-                },
-            };
+    let line = indexed.map(|ix| ix.index.get(user));
+    let listing = indexed.zip(line).map(|(ix, line)| match line {
+        None => Listing::Absent {
+            index: ix.url.to_owned(),
+        },
+        Some(l) => Listing::Listed {
+            serial: l.serial,
+            hash: l.hash,
+        },
+    });
+    if poll && state::poll_skips(&cur, now, ttls, mode, listing.as_ref()) {
+        return Change::Unchanged;
+    }
+    let t = match (indexed, line, listing) {
+        (Some(ix), Some(line), Some(listing)) => {
             state::sync_indexed(&cur, now, ttls, mode, &listing, |etag, floor| {
                 let req = Request { user, etag, floor };
                 match line {
@@ -189,7 +194,7 @@ fn sync_one(
                 }
             })
         }
-        None => state::sync(&cur, now, ttls, mode, |etag, floor| {
+        _ => state::sync(&cur, now, ttls, mode, |etag, floor| {
             dir.fetch(&Request { user, etag, floor })
         }),
     };
@@ -389,8 +394,11 @@ pub fn run(
     config: &Config,
     only: Option<&str>,
     jobs: usize,
+    poll: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Summary, String> {
+    // `--user` is an explicit ask: always checked.
+    let poll = poll && only.is_none();
     let cache = Cache::new(&config.cache.dir, &config.state.dir);
     // Floors kept under the cache by older versions move to [state] dir,
     // once; the login path reads the old place only until then.
@@ -406,7 +414,9 @@ pub fn run(
     let signers = crate::lookup::trusted_signers(&config.directory)?;
     let signers = signers.as_deref();
     let per_user = |index, index_error| {
-        let mut s = sync_users(&cache, &dir, None, &ttls, signers, &users, jobs, progress);
+        let mut s = sync_users(
+            &cache, &dir, None, &ttls, signers, &users, jobs, poll, progress,
+        );
         s.index = index;
         s.index_error = index_error;
         s
@@ -442,6 +452,7 @@ pub fn run(
                         signers,
                         &users,
                         jobs,
+                        poll,
                         progress,
                     );
                     s.index = Some(fresh.how);
@@ -464,7 +475,7 @@ pub fn run(
         summary.revoked = Some(revoked::sync(config, &dir, cache.floors(), signers, l));
     }
     summary.requests = dir.requests();
-    sync_principals(config, only, jobs, progress, &mut summary)?;
+    sync_principals(config, only, jobs, poll, progress, &mut summary)?;
     Ok(summary)
 }
 
@@ -475,6 +486,7 @@ fn sync_principals(
     config: &Config,
     only: Option<&str>,
     jobs: usize,
+    poll: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
     summary: &mut Summary,
 ) -> Result<(), String> {
@@ -499,6 +511,7 @@ fn sync_principals(
         signers.as_deref(),
         &pusers,
         jobs,
+        poll,
         progress,
     );
     summary.users += p.users;

@@ -15,6 +15,7 @@ pub(super) struct SyncArgs<'a> {
     pub(super) user: Option<&'a str>,
     pub(super) jobs: usize,
     pub(super) max_delay: std::time::Duration,
+    pub(super) poll: bool,
     pub(super) metrics_file: Option<&'a Path>,
 }
 
@@ -86,7 +87,7 @@ pub(super) fn run_sync(config_path: &Path, args: &SyncArgs, started: Instant) ->
         }
     };
     let metrics = args.metrics_file.or(config.sync.metrics_file.as_deref());
-    match crate::sync::run(&config, args.user, args.jobs, &progress) {
+    match crate::sync::run(&config, args.user, args.jobs, args.poll, &progress) {
         Ok(summary) => {
             let code = report_sync(&mut sink, &summary, tty, started);
             if let Some(path) = metrics {

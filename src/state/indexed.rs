@@ -41,6 +41,43 @@ pub fn is_listed_version(e: &Entry, listing: &Listing, mode: Mode) -> bool {
         }
 }
 
+/// Whether a polling sync (`keyward sync --poll`, the packaged timer's)
+/// leaves this entry alone this run. The timer polls the index every 30 s so
+/// that a change lands at once, but a per-user check (a request, or an age
+/// refresh written to disk) is due only once the entry is 4/5 of its ttl old:
+/// polling often must cost neither a request nor a write per user. What the
+/// index says changed (another version listed, the user gone) is never
+/// skipped, nor an entry that is unusable or whose floor must be written.
+pub fn poll_skips(
+    cur: &Current,
+    now: u64,
+    ttls: &Ttls,
+    mode: Mode,
+    listing: Option<&Listing>,
+) -> bool {
+    let Some(e) = &cur.entry else {
+        return false;
+    };
+    let a = assess(cur, now, ttls, mode);
+    if cur.corrupt.is_some() || a.unusable.is_some() || a.floor_behind {
+        return false;
+    }
+    let agrees = match listing {
+        None => true,
+        Some(Listing::Absent { .. }) => e.status == Status::NoKeys,
+        Some(l) => is_listed_version(e, l, mode),
+    };
+    if !agrees {
+        return false;
+    }
+    let ttl = match e.status {
+        Status::Keys => ttls.ttl,
+        Status::NoKeys => ttls.negative_ttl,
+    };
+    e.age(now)
+        .is_some_and(|age| age.saturating_mul(5) < ttl.as_secs().saturating_mul(4))
+}
+
 /// Sync with an index: a user the index does not list is dropped like a
 /// 404 (floor kept); an entry that is the listed version and still usable
 /// (a signed one within its own expiry, above the floor) has its age

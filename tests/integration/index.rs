@@ -113,9 +113,16 @@ impl World {
     /// `keyward sync` as `keyward`; its summary record and the requests
     /// nginx saw meanwhile.
     fn sync(&self) -> (Out, String, Vec<Access>) {
+        self.sync_with(&[])
+    }
+
+    /// `sync` with extra arguments (`--poll`).
+    fn sync_with(&self, extra: &[&str]) -> (Out, String, Vec<Access>) {
         let before = self.nginx.total();
         let n = self.sync_records().len();
-        let out = self.kw.run_as("keyward", &["sync", "--jobs", "8"]);
+        let mut args = vec!["sync", "--jobs", "8"];
+        args.extend_from_slice(extra);
+        let out = self.kw.run_as("keyward", &args);
         let recs = self.syslog.wait_for_n(n + 1, Duration::from_secs(10), |l| {
             l.program == "keyward" && l.msg.starts_with("decision=sync")
         });
@@ -305,6 +312,78 @@ fn sync_with_an_index_costs_one_request_plus_one_per_changed_user() {
         "the log names the mirror that answered: {line}"
     );
     assert_eq!(w.nginx.total(), before + 1);
+}
+
+/// The packaged timer polls every 30 s with `sync --poll`: one request
+/// when nothing changed, no write for a young entry that agrees with the
+/// index, and a changed or removed user acted on in the same run; without an
+/// index, a young entry costs no request either.
+#[test]
+fn a_poll_costs_one_request_and_acts_on_a_change_at_once() {
+    let w = World::new(Nginx::start(), |c| c);
+    let all = users("p", 20);
+    for (i, u) in all.iter().enumerate() {
+        w.source(u, i, "v1");
+    }
+    w.publish(None);
+    w.warm(&all);
+    let sample = w.entry(&all[5]);
+    let warmed_at = fetched_at(&sample);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let (out, rec, new) = w.sync_with(&["--poll"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(new.len(), 1, "the new index only: {new:?}");
+    assert_eq!(field(&rec, "unchanged"), "20", "{rec}");
+    let (out, rec, new) = w.sync_with(&["--poll"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(new.len(), 1, "nothing changed = 1 request: {new:?}");
+    assert_eq!(new[0].status, 304, "{new:?}");
+    assert_eq!(field(&rec, "requests"), "1", "{rec}");
+    assert_eq!(
+        fetched_at(&sample),
+        warmed_at,
+        "a young entry that agrees with the index is not rewritten"
+    );
+
+    // One user changed and one removed: both in this very poll.
+    w.source(&all[3], 7, "v2");
+    fs::remove_file(w.src.join(format!("{}.keys", all[9]))).unwrap();
+    w.publish(None);
+    let (out, rec, new) = w.sync_with(&["--poll"]);
+    assert!(out.success(), "{out}");
+    let uris: Vec<&str> = new.iter().map(|a| a.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        [
+            "/users/keyward.index".to_owned(),
+            format!("/users/{}.keys", all[3])
+        ],
+        "{new:?}"
+    );
+    assert_eq!(field(&rec, "updated"), "1", "{rec}");
+    assert_eq!(field(&rec, "removed"), "1", "{rec}");
+    assert!(!w.entry(&all[9]).exists());
+    let (served, _) = w.keys(&all[3]);
+    assert!(
+        served.stdout.contains(&format!("{}-v2", all[3])),
+        "{served}"
+    );
+
+    // A plain sync still checks everyone (the index's 304 refreshes ages).
+    let (out, _, _) = w.sync();
+    assert!(out.success(), "{out}");
+    assert!(fetched_at(&sample) > warmed_at, "plain sync refreshes");
+
+    // Without an index: a young entry costs no request under --poll, and a
+    // plain sync asks for each user.
+    w.nginx.remove("users/keyward.index");
+    let (out, _, _) = w.sync();
+    assert!(out.success(), "{out}");
+    let (out, _, new) = w.sync_with(&["--poll"]);
+    assert!(out.success(), "{out}");
+    let per_user = new.iter().filter(|a| a.uri.ends_with(".keys")).count();
+    assert_eq!(per_user, 0, "young entries: no per-user request: {new:?}");
 }
 
 /// A directory that stops publishing an index: the stored copy is dropped

@@ -159,7 +159,7 @@ fn sync_unit_exposure_is_at_most_2() {
     let text = fs::read_to_string(&unit).unwrap();
     for line in [
         "Type=oneshot",
-        "ExecStart=/usr/sbin/keyward sync",
+        "ExecStart=/usr/sbin/keyward sync --poll",
         "User=keyward",
         "CacheDirectory=keyward",
         "CacheDirectoryMode=0750",
@@ -169,7 +169,11 @@ fn sync_unit_exposure_is_at_most_2() {
         assert!(text.contains(line), "unit lacks {line:?}");
     }
     let timer = fs::read_to_string(Path::new(REPO).join("systemd/keyward-sync.timer")).unwrap();
-    for line in ["OnCalendar=*:0/5", "RandomizedDelaySec=", "Persistent=true"] {
+    for line in [
+        "OnCalendar=*:*:0/30",
+        "RandomizedDelaySec=30s",
+        "FixedRandomDelay=true",
+    ] {
         assert!(timer.contains(line), "timer lacks {line:?}");
     }
 }
