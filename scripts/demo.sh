@@ -54,7 +54,7 @@ export PATH
 
 # ---------------------------------------------------------------- output ----
 if [ -t 1 ]; then B=$'\e[1m' G=$'\e[32m' R=$'\e[31m' D=$'\e[2m' N=$'\e[0m'; else B='' G='' R='' D='' N=''; fi
-TOTAL_STEPS=13
+TOTAL_STEPS=14
 step_no=0
 step_names=()
 step_ms=()
@@ -341,8 +341,9 @@ for i in $(seq 1 50); do
 done
 ok "created user $demo_user (password $demo_pw) — an ordinary user"
 ok "created user $glass_user (password $glass_pw) in group $glass_group — the break-glass account"
-chown keyward:keyward "$work/cache"
-chmod 750 "$work/cache"
+mkdir -p "$work/state"
+chown keyward:keyward "$work/cache" "$work/state"
+chmod 750 "$work/cache" "$work/state"
 ssh-keygen -q -t ed25519 -N '' -C "$demo_user@demo" -f "$work/client/id_ed25519"
 ssh-keygen -q -t ed25519 -N '' -C "stranger@demo" -f "$work/client/stranger"
 fp=$(ssh-keygen -lf "$work/client/id_ed25519.pub" | awk '{print $2}')
@@ -413,6 +414,9 @@ timeout = "2s"
 [cache]
 dir = "$work/cache"
 ttl = "5m"
+
+[state]
+dir = "$work/state"
 
 [policy]
 deny_users = ["root"]
@@ -589,6 +593,35 @@ wait_msgs "${pam_re}(auth|session)\\): decision=exempt user=$glass_user " 2
 msgs "${pam_re}(auth|session)\\): decision=exempt user=$glass_user " | indent
 info "exempt_by= names the rule that let $glass_user in: alert on every decision=exempt line."
 
+step "Revoking $demo_user's key (a stolen laptop): publish, then the timer's next poll"
+# The directory of record: a folder of per-user files plus revoked/*.spec
+# (ssh-keygen's KRL specification format). publish writes the users' files,
+# the index and the revocation list; the key stays in $demo_user's file.
+mkdir -p "$work/people/revoked"
+cp "$work/client/id_ed25519.pub" "$work/people/$demo_user.keys"
+printf '# %s: laptop stolen\nhash: %s\n' "$demo_user" "$fp" >"$work/people/revoked/laptop.spec"
+info "\$ cat people/revoked/laptop.spec"
+indent <"$work/people/revoked/laptop.spec"
+info "\$ keyward publish people/ www/users/"
+"$work/bin/keyward" --config "$work/bin/keyward.toml" publish "$work/people" "$work/www/users" 2>&1 |
+    grep -E '^(published|revocations:|index) ' | indent
+chmod -R a+rX "$work/www"
+n_kw=$(msgs "$kw_re" | wc -l)
+info "\$ keyward sync --poll   ${D}(what keyward-sync.timer runs every 30 s, as the keyward user)${N}"
+setpriv --reuid=keyward --regid=keyward --clear-groups \
+    "$work/bin/keyward" --config "$work/bin/keyward.toml" sync --poll >/dev/null 2>&1 ||
+    die "keyward sync --poll failed: $(msgs "$kw_re" | tail -1)"
+wait_msgs "$kw_re" $((n_kw + 1))
+msgs "$kw_re" | tail -n +$((n_kw + 1)) | indent
+n_kw=$(msgs "$kw_re" | wc -l)
+if ssh_key "$work/client/id_ed25519" true 2>/dev/null; then
+    die "the revoked key was accepted"
+fi
+ok "login with $demo_user's revoked key refused (the key is still in $demo_user's file in the directory)"
+wait_msgs "${kw_re}.*reason=revoked" 1
+msgs "$kw_re" | tail -n +$((n_kw + 1)) | indent
+info "revoked_by= names the spec line; alert on reason=revoked lines to see a stolen key being tried."
+
 # ---------------------------------------------------------------- summary ---
 step "Summary"
 devlog_after=$(devlog_state)
@@ -602,6 +635,7 @@ cat <<EOF
       ✔ a password login with the right password: refused by pam_keyward (decision=block)
       ✔ the break-glass account $glass_user: let in with its password, logged as decision=exempt
       ✔ the session line: fp=$fp, the key that opened the session
+      ✔ $demo_user's key revoked in the directory (revoked/laptop.spec): refused after one poll
       ✔ the machine's /etc/pam.d/sshd: unchanged; its /dev/log: $devlog_before before, $devlog_after now
 
     Where each part is configured (the exact lines this demo used):

@@ -155,7 +155,21 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
         .iter()
         .all(|l| l.field("decision").as_deref() != Some("refuse")));
 
-    // 6. The summary: the exact lines, and a time for each of the 13 steps.
+    // 6. The key revoked in the directory: one poll installs the list and
+    // the next login is refused, with the spec line named.
+    let sync = find("keyward decision=sync", &|l| {
+        l.msg.starts_with("decision=sync ") && l.msg.contains(" revoked=installed")
+    });
+    assert_eq!(field(&sync, "failed"), "0", "{}", sync.raw);
+    let r = find("keyward reason=revoked", &|l| {
+        l.msg.contains(" reason=revoked ")
+    });
+    assert_eq!(field(&r, "user"), user, "{}", r.raw);
+    assert_eq!(field(&r, "fp"), fp, "{}", r.raw);
+    assert_eq!(field(&r, "revoked_source"), "laptop.spec:2", "{}", r.raw);
+    assert!(text.contains(&format!("✔ login with {user}'s revoked key refused")));
+
+    // 7. The summary: the exact lines, and a time for each of the 14 steps.
     assert!(text.contains("AuthorizedKeysCommand /var/lib/keyward-demo."));
     assert!(text.contains(&format!("pam_keyward.so  allow_group={group}")));
     assert!(text.contains(&format!(
@@ -166,9 +180,9 @@ fn demo_shows_keys_and_pam_and_cleans_up() {
         .skip_while(|l| !l.contains("Time per step:"))
         .filter(|l| l.trim_end().ends_with('s') && l.trim_start().starts_with(char::is_numeric))
         .count();
-    assert_eq!(times, 13, "a time for every step:\n{text}");
+    assert_eq!(times, 14, "a time for every step:\n{text}");
 
-    // 7. The clean-up it reports, checked.
+    // 8. The clean-up it reports, checked.
     assert!(
         text.contains("clean-up complete: no demo process, user, group, mount or file is left"),
         "{text}"
