@@ -25,9 +25,11 @@ use crate::os::clock::now_secs;
 use crate::state::Floor;
 
 mod indexfetch;
+mod krlfetch;
 mod mirrors;
 mod revokedfetch;
 pub use indexfetch::IndexFetch;
+pub use krlfetch::KrlFetch;
 pub use revokedfetch::RevokedFetch;
 
 /// One lookup: the user, the cached ETag and the rollback floor.
@@ -256,6 +258,17 @@ impl<'a> HttpDirectory<'a> {
         body: &str,
         deadline: Instant,
     ) -> Result<crate::signed::Signer, Attempt<()>> {
+        self.fetch_sig_of(agent, url, body.as_bytes(), deadline)
+    }
+
+    /// [`Self::fetch_sig`] for a file that is not text (the KRL).
+    fn fetch_sig_of(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<crate::signed::Signer, Attempt<()>> {
         let signers = self
             .signers()
             .map_err(|e| Attempt::refused(FailKind::Signature, e))?;
@@ -279,7 +292,7 @@ impl<'a> HttpDirectory<'a> {
                 let (kind, seen, why) = describe_io(&e);
                 Attempt::failed((kind, seen, format!("signature {sig_url}: {why}")))
             })?;
-        crate::signed::verify(body.as_bytes(), &sig, signers)
+        crate::signed::verify(body, &sig, signers)
             .map_err(|e| Attempt::refused(FailKind::Signature, e))
     }
 

@@ -116,6 +116,21 @@ pub fn run_principals(
         }
         Err(why) => return fail(record, None, why),
     }
+    // A list not confirmed current for too long cannot be trusted to name
+    // every revoked certificate: refuse them (keys follow max_stale).
+    match stale_list(config) {
+        Ok(None) => {}
+        Ok(Some(age)) => {
+            record.push("revocation_age", age);
+            return decided(
+                record,
+                Severity::Warning,
+                "deny",
+                revocation::offline::STALE,
+            );
+        }
+        Err(why) => return fail(record, None, why),
+    }
     let Some(answer) = &g.answer else {
         record.push("source", "none");
         let why = "no [directory] configured: no principals";
@@ -150,6 +165,28 @@ fn revoked_cert(
         Some(list) => revocation::store::cert(&list, config, info),
         None => Ok(None),
     }
+}
+
+/// The list's age in words when it is past `[revocation] max_age` (the
+/// offline bound, `revocation::offline`).
+fn stale_list(config: &Config) -> Result<Option<String>, String> {
+    use revocation::offline::{self, Offline};
+    let Some(max_age) = config.revocation.max_age else {
+        return Ok(None);
+    };
+    let confirmed = offline::read(config).map_err(|e| {
+        format!("revocation list confirmation unreadable ({e}): failing closed for certificates")
+    })?;
+    Ok(
+        match offline::verdict(confirmed, crate::os::clock::now_secs(), Some(max_age)) {
+            Offline::Stale { age, max_age } => Some(format!(
+                "{} (max_age {})",
+                offline::human(age),
+                offline::human(max_age)
+            )),
+            _ => None,
+        },
+    )
 }
 
 /// The answer fields of a principals record, the severity and decision.
