@@ -138,6 +138,7 @@ fn write_metrics(
         max_stale_secs: config.cache.max_stale.0.as_secs(),
         cache: stats,
         log_records_lost,
+        revocation: crate::metrics::scan_revocation(config),
     };
     crate::metrics::write_atomic(path, &m.render()).map_err(|e| e.to_string())
 }

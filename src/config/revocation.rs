@@ -62,7 +62,10 @@ impl RevocationConfig {
     /// The rules no single value can check.
     pub fn check(&self, state_dir: &std::path::Path) -> Result<(), String> {
         if let Some(p) = &self.sshd_krl {
-            let name_ok = p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.'));
+            use std::os::unix::ffi::OsStrExt;
+            let name_ok = !p.as_os_str().as_bytes().ends_with(b"/")
+                && p.file_name()
+                    .is_some_and(|n| !n.as_bytes().starts_with(b"."));
             if !p.is_absolute() || !name_ok {
                 return Err(format!(
                     "[revocation] sshd_krl {:?} must be an absolute path to a file (e.g. {}/revoked.krl)",
