@@ -14,11 +14,11 @@ mod revocation;
 mod skew;
 mod values;
 
+pub use revocation::{RevocationConfig, DEFAULT_MAX_AGE};
 pub use values::{
     expand_file_template, line_of, parse_duration, parse_signer, percent_encode, ConfDuration,
     SignerKey, UrlTemplate, DEFAULT_INDEX, KNOWN_KEY_TYPES,
 };
-pub use revocation::{RevocationConfig, DEFAULT_MAX_AGE};
 use values::{facility, file_templates, index_name, key_types, max_bytes, signer_keys};
 
 use std::path::{Path, PathBuf};

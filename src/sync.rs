@@ -480,7 +480,7 @@ pub fn run(
             Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
         };
         let rv = revoked::sync(config, &dir, cache.floors(), signers, l);
-        summary.revoked_confirmed = confirm_revoked(config, cache.floors(), &rv);
+        summary.revoked_confirmed = confirm_revoked(config, cache.floors(), &rv, l);
         if let Some(dest) = &config.revocation.sshd_krl {
             let list_path = match l {
                 Listed::Line { path, .. } => path,
@@ -500,13 +500,22 @@ pub fn run(
 /// the index lists keys files only.
 /// Records that the revocation list is confirmed current when this run
 /// heard so from the directory (`revocation::offline`: the offline
-/// bound's clock), under the list's state lock.
+/// bound's clock), under the list's state lock: the list fetched (200) or
+/// not modified (304), the index naming the installed list, or the index
+/// listing none. A bare 404 for the list without an index is no
+/// confirmation: anyone on the path can answer it.
 fn confirm_revoked(
     config: &Config,
     floors: &FloorStore,
     rv: &revoked::Outcome,
+    listed: revoked::Listed,
 ) -> Option<Result<u64, String>> {
-    if !matches!(rv.how, "installed" | "unchanged" | "304" | "none") {
+    let heard = match rv.how {
+        "installed" | "unchanged" | "304" => true,
+        "none" => listed == revoked::Listed::Absent,
+        _ => false,
+    };
+    if !heard {
         return None;
     }
     let confirm = || {

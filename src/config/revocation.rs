@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(c.max_age, Some(Duration::from_secs(6 * 3600)));
         assert!(c.check(Path::new("/var/lib/keyward")).is_ok());
         assert_eq!(parse("max_age = false").unwrap().max_age, None);
-        assert_eq!(parse("max_age = true").unwrap().max_age, Some(DEFAULT_MAX_AGE));
+        assert_eq!(
+            parse("max_age = true").unwrap().max_age,
+            Some(DEFAULT_MAX_AGE)
+        );
         assert!(parse("max_age = \"soon\"").is_err());
         assert!(parse("max_age = \"0s\"").is_err());
         assert!(parse("krl = \"/x\"").is_err());

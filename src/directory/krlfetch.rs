@@ -18,11 +18,20 @@ use crate::revocation::{krl, list, spec::Sha256};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KrlFetch {
     /// The KRL the list names, checked.
-    New { bytes: Vec<u8>, url: String },
+    New {
+        bytes: Vec<u8>,
+        url: String,
+    },
     /// 404 on every mirror that answered.
-    Missing { url: String },
-    Unavailable { errors: Vec<MirrorError> },
-    Misconfigured { error: String },
+    Missing {
+        url: String,
+    },
+    Unavailable {
+        errors: Vec<MirrorError>,
+    },
+    Misconfigured {
+        error: String,
+    },
 }
 
 /// The least time the KRL's fetch (all mirrors) gets: it can be large.
@@ -63,7 +72,8 @@ impl HttpDirectory<'_> {
             Opened::NotFound => return Attempt::Done(KrlFetch::Missing { url: url.into() }),
             Opened::Failed(a) => return relabel(a),
         };
-        let refused = |why: String| Attempt::refused(FailKind::Answer, format!("KRL refused: {why}"));
+        let refused =
+            |why: String| Attempt::refused(FailKind::Answer, format!("KRL refused: {why}"));
         let max = list::MAX_BYTES;
         if resp.body().content_length().is_some_and(|n| n > max) {
             return refused(format!("larger than {max} bytes"));

@@ -63,7 +63,11 @@ pub fn krl_check(
 
 /// `revocation.age`: `confirmed`, when sync last confirmed the list
 /// current (Err: the record is unreadable, certificates are refused).
-pub fn age_check(confirmed: Result<Option<u64>, String>, now: u64, max_age: Option<Duration>) -> Check {
+pub fn age_check(
+    confirmed: Result<Option<u64>, String>,
+    now: u64,
+    max_age: Option<Duration>,
+) -> Check {
     const ID: &str = "revocation.age";
     let confirmed = match confirmed {
         Ok(c) => c,
@@ -132,7 +136,12 @@ pub fn checks(config: &Config, revokedkeys: Option<&str>) -> Vec<Check> {
         _ => false,
     };
     vec![
-        krl_check(revokedkeys, config.revocation.sshd_krl.as_deref(), same, sshd_file),
+        krl_check(
+            revokedkeys,
+            config.revocation.sshd_krl.as_deref(),
+            same,
+            sshd_file,
+        ),
         age(config),
     ]
 }
@@ -162,9 +171,19 @@ mod tests {
         let (s, f) = st(krl_check(Some("none"), Some(p), false, File::Present));
         assert_eq!(s, Status::Warn, "{f}");
         assert!(f.contains("does not use it"), "{f}");
-        let (s, f) = st(krl_check(Some(p.to_str().unwrap()), Some(p), true, File::Present));
+        let (s, f) = st(krl_check(
+            Some(p.to_str().unwrap()),
+            Some(p),
+            true,
+            File::Present,
+        ));
         assert_eq!(s, Status::Ok, "{f}");
-        let (s, f) = st(krl_check(Some("/etc/ssh/revoked"), Some(p), false, File::Present));
+        let (s, f) = st(krl_check(
+            Some("/etc/ssh/revoked"),
+            Some(p),
+            false,
+            File::Present,
+        ));
         assert_eq!(s, Status::Warn, "{f}");
         assert!(f.contains("different file"), "{f}");
         // A file sshd names that is not there: every key login refused.
@@ -173,7 +192,12 @@ mod tests {
             assert_eq!(c.status, Status::Fail, "{c:?}");
             assert!(c.found.contains("EVERY key login"), "{c:?}");
         }
-        let (s, _) = st(krl_check(Some("/etc/ssh/revoked"), None, false, File::Present));
+        let (s, _) = st(krl_check(
+            Some("/etc/ssh/revoked"),
+            None,
+            false,
+            File::Present,
+        ));
         assert_eq!(s, Status::Ok);
     }
 
@@ -186,6 +210,9 @@ mod tests {
         assert_eq!(c(Some(now - 13 * 3600), Some(DAY)), Status::Warn);
         assert_eq!(c(Some(now - 86401), Some(DAY)), Status::Fail);
         assert_eq!(c(Some(now - 10 * 86400), None), Status::Ok);
-        assert_eq!(age_check(Err("bad".into()), now, Some(DAY)).status, Status::Fail);
+        assert_eq!(
+            age_check(Err("bad".into()), now, Some(DAY)).status,
+            Status::Fail
+        );
     }
 }

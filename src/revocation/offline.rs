@@ -94,6 +94,8 @@ pub fn confirm(config: &Config, now: u64, _held: &Lock) -> Result<u64, String> {
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
+        _ if s >= 86400 && s % 86400 == 0 => format!("{}d", s / 86400),
+        _ if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
         0..=119 => format!("{s}s"),
         120..=7199 => format!("{}m", s / 60),
         7200..=172_799 => format!("{}h{}m", s / 3600, s % 3600 / 60),
@@ -126,7 +128,9 @@ mod tests {
         // The clock stepped back: the confirmation is as good as new.
         assert_eq!(
             verdict(Some(now + 500), now, Some(DAY)),
-            Offline::Current { age: Duration::ZERO }
+            Offline::Current {
+                age: Duration::ZERO
+            }
         );
     }
 
@@ -154,5 +158,7 @@ mod tests {
         assert_eq!(human(Duration::from_secs(600)), "10m");
         assert_eq!(human(Duration::from_secs(3 * 3600 + 720)), "3h12m");
         assert_eq!(human(Duration::from_secs(2 * 86400 + 7200)), "2d2h");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+        assert_eq!(human(Duration::from_secs(86400)), "1d");
     }
 }

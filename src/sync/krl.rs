@@ -20,6 +20,9 @@ use crate::directory::{HttpDirectory, KrlFetch};
 use crate::revocation::{krl, list, store};
 use crate::statestore::{atomic_write_mode, FloorStore};
 
+/// What every failure's record ends with.
+const KEPT: &str = "the installed KRL is kept";
+
 /// How long sync waits for the list's state lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
@@ -63,12 +66,12 @@ pub fn sync(
     let header = match listed_krl(config) {
         Ok(Some(h)) => h,
         Ok(None) => return done("nolist", None),
-        Err(e) => return done("failed", Some(e)),
+        Err(e) => return done("failed", Some(format!("{e}; {KEPT}"))),
     };
     let Some(want) = header.krl else {
         let why = "the installed revocation list names no KRL (no krl= in its header: \
-                   publish it with this keyward); the installed KRL is kept";
-        return done("failed", Some(why.into()));
+                   publish it with this keyward)";
+        return done("failed", Some(format!("{why}; {KEPT}")));
     };
     if installed.as_deref().map(krl::digest) == Some(want) {
         return done("unchanged", None);
@@ -78,22 +81,29 @@ pub fn sync(
     }
     let bytes = match dir.fetch_krl(&sibling(list_path), &want) {
         KrlFetch::New { bytes, .. } => bytes,
-        KrlFetch::Missing { url } => {
-            return done("failed", Some(format!("{url}: 404, the installed KRL is kept")))
-        }
+        KrlFetch::Missing { url } => return done("failed", Some(format!("{url}: 404; {KEPT}"))),
         KrlFetch::Unavailable { errors } => {
             let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            return done("failed", Some(why.join("; ")));
+            return done("failed", Some(format!("{}; {KEPT}", why.join("; "))));
         }
-        KrlFetch::Misconfigured { error } => return done("failed", Some(error)),
+        KrlFetch::Misconfigured { error } => {
+            return done("failed", Some(format!("{error}; {KEPT}")))
+        }
     };
-    match install(config, dest, floors, &bytes, want, config.directory.signed()) {
+    match install(
+        config,
+        dest,
+        floors,
+        &bytes,
+        want,
+        config.directory.signed(),
+    ) {
         Ok(v) => Outcome {
             how: "installed",
             version: Some(v),
             error: None,
         },
-        Err(e) => done("failed", Some(format!("{e}; the installed KRL is kept"))),
+        Err(e) => done("failed", Some(format!("{e}; {KEPT}"))),
     }
 }
 
