@@ -146,10 +146,17 @@ pub fn checks(config: &Config, revokedkeys: Option<&str>) -> Vec<Check> {
     ]
 }
 
-/// `revocation.age` on this host now.
+/// `revocation.age` on this host now (the state directory is the cache
+/// owner's: without root it may not be readable).
 pub fn age(config: &Config) -> Check {
+    let confirmed = offline::read(config);
+    if let Err(e) = &confirmed {
+        if crate::os::privdrop::euid() != 0 {
+            return Check::skip("revocation.age", format!("skipped: needs root ({e})"));
+        }
+    }
     age_check(
-        offline::read(config),
+        confirmed,
         crate::os::clock::now_secs(),
         config.revocation.max_age,
     )
