@@ -255,18 +255,7 @@ impl<'a> HttpDirectory<'a> {
         &self,
         agent: &ureq::Agent,
         url: &str,
-        body: &str,
-        deadline: Instant,
-    ) -> Result<crate::signed::Signer, Attempt<()>> {
-        self.fetch_sig_of(agent, url, body.as_bytes(), deadline)
-    }
-
-    /// [`Self::fetch_sig`] for a file that is not text (the KRL).
-    fn fetch_sig_of(
-        &self,
-        agent: &ureq::Agent,
-        url: &str,
-        body: &[u8],
+        body: &(impl AsRef<[u8]> + ?Sized),
         deadline: Instant,
     ) -> Result<crate::signed::Signer, Attempt<()>> {
         let signers = self
@@ -292,7 +281,7 @@ impl<'a> HttpDirectory<'a> {
                 let (kind, seen, why) = describe_io(&e);
                 Attempt::failed((kind, seen, format!("signature {sig_url}: {why}")))
             })?;
-        crate::signed::verify(body, &sig, signers)
+        crate::signed::verify(body.as_ref(), &sig, signers)
             .map_err(|e| Attempt::refused(FailKind::Signature, e))
     }
 

@@ -473,22 +473,7 @@ pub fn run(
         }
     };
     if only.is_none() {
-        use revoked::Listed;
-        let l = match &listed {
-            None => Listed::NoIndex,
-            Some(None) => Listed::Absent,
-            Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
-        };
-        let rv = revoked::sync(config, &dir, cache.floors(), signers, l);
-        summary.revoked_confirmed = confirm_revoked(config, cache.floors(), &rv, l);
-        if let Some(dest) = &config.revocation.sshd_krl {
-            let list_path = match l {
-                Listed::Line { path, .. } => path,
-                _ => revoked::DEFAULT_PATH,
-            };
-            summary.krl = Some(krl::sync(config, dest, &dir, cache.floors(), list_path));
-        }
-        summary.revoked = Some(rv);
+        sync_revocation(config, &dir, cache.floors(), signers, &listed, &mut summary);
     }
     summary.requests = dir.requests();
     sync_principals(config, only, jobs, progress, &mut summary)?;
@@ -498,6 +483,34 @@ pub fn run(
 /// Principals: the accounts whose list is cached (`--user`: only if it is),
 /// so a host without certificate logins asks for nothing more. Per user:
 /// the index lists keys files only.
+/// The revocation list (what the index said of it: `listed`), the time it
+/// was confirmed current, and the KRL for sshd.
+fn sync_revocation(
+    config: &Config,
+    dir: &HttpDirectory,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
+    listed: &Option<Option<(crate::index::Digest, String)>>,
+    summary: &mut Summary,
+) {
+    use revoked::Listed;
+    let l = match listed {
+        None => Listed::NoIndex,
+        Some(None) => Listed::Absent,
+        Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
+    };
+    let rv = revoked::sync(config, dir, floors, signers, l);
+    summary.revoked_confirmed = confirm_revoked(config, floors, &rv, l);
+    if let Some(dest) = &config.revocation.sshd_krl {
+        let list_path = match l {
+            Listed::Line { path, .. } => path,
+            _ => revoked::DEFAULT_PATH,
+        };
+        summary.krl = Some(krl::sync(config, dest, dir, floors, list_path));
+    }
+    summary.revoked = Some(rv);
+}
+
 /// Records that the revocation list is confirmed current when this run
 /// heard so from the directory (`revocation::offline`: the offline
 /// bound's clock), under the list's state lock: the list fetched (200) or

@@ -172,6 +172,8 @@ fn report_sync(
         if failed
             || summary.index_error.is_some()
             || summary.revoked.as_ref().is_some_and(|r| r.error.is_some())
+            || summary.krl.as_ref().is_some_and(|k| k.error.is_some())
+            || matches!(summary.revoked_confirmed, Some(Err(_)))
         {
             Severity::Warning
         } else {

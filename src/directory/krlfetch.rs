@@ -101,7 +101,7 @@ impl HttpDirectory<'_> {
             ));
         }
         if signed {
-            match self.fetch_sig_of(agent, url, &bytes, deadline) {
+            match self.fetch_sig(agent, url, &bytes[..], deadline) {
                 Ok(_) => {}
                 Err(Attempt::Failed {
                     kind,
