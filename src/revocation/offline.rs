@@ -93,13 +93,15 @@ pub fn confirm(config: &Config, now: u64, _held: &Lock) -> Result<u64, String> {
 /// Words for a log record or doctor: "3h12m".
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
+    let (days, hours, mins) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
     match s {
-        _ if s >= 86400 && s % 86400 == 0 => format!("{}d", s / 86400),
-        _ if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
         0..=119 => format!("{s}s"),
+        3600 => "1h".into(),
         120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+        _ if s < 172_800 && mins == 0 => format!("{}h", s / 3600),
+        _ if s < 172_800 => format!("{}h{mins}m", s / 3600),
+        _ if hours == 0 => format!("{days}d"),
+        _ => format!("{days}d{hours}h"),
     }
 }
 
@@ -159,6 +161,7 @@ mod tests {
         assert_eq!(human(Duration::from_secs(3 * 3600 + 720)), "3h12m");
         assert_eq!(human(Duration::from_secs(2 * 86400 + 7200)), "2d2h");
         assert_eq!(human(Duration::from_secs(3600)), "1h");
-        assert_eq!(human(Duration::from_secs(86400)), "1d");
+        assert_eq!(human(Duration::from_secs(86400)), "24h");
+        assert_eq!(human(Duration::from_secs(3 * 86400)), "3d");
     }
 }
