@@ -177,7 +177,37 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
     let md = fs::metadata(&h.krl).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(md.permissions().mode() & 0o777, 0o644);
-    // The next sync changes nothing: the list still names this KRL.
+    // The next sync changes nothing: the list still names this KRL; the
+    // metrics say the KRL is installed and how old the list is.
+    let prom_dir = h.dir.subdir("prom");
+    chown_to(&prom_dir, "keyward");
+    let prom = prom_dir.join("keyward.prom");
+    let out = h.kw.run_as(
+        "keyward",
+        &["sync", "--metrics-file", prom.to_str().unwrap()],
+    );
+    assert!(out.success(), "{out}");
+    let text = fs::read_to_string(&prom).unwrap();
+    let metric = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(metric("keyward_revoked_krl_installed"), 1, "{text}");
+    assert!(metric("keyward_revoked_list_age_seconds") < 60, "{text}");
+    assert_eq!(
+        metric("keyward_revoked_list_max_age_seconds"),
+        86400,
+        "{text}"
+    );
+    let serial = metric("keyward_revoked_list_serial");
+    assert_eq!(
+        u64::from_be_bytes(first[12..20].try_into().unwrap()),
+        serial,
+        "the KRL's version is the list's serial"
+    );
     let rec = h.sync();
     assert_eq!(field(&rec, "krl"), "unchanged", "{rec}");
 
