@@ -480,9 +480,6 @@ pub fn run(
     Ok(summary)
 }
 
-/// Principals: the accounts whose list is cached (`--user`: only if it is),
-/// so a host without certificate logins asks for nothing more. Per user:
-/// the index lists keys files only.
 /// The revocation list (what the index said of it: `listed`), the time it
 /// was confirmed current, and the KRL for sshd.
 fn sync_revocation(
@@ -540,6 +537,9 @@ fn confirm_revoked(
     Some(confirm())
 }
 
+/// Principals: the accounts whose list is cached (`--user`: only if it is),
+/// so a host without certificate logins asks for nothing more. Per user:
+/// the index lists keys files only.
 fn sync_principals(
     config: &Config,
     only: Option<&str>,
