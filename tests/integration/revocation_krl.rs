@@ -210,6 +210,9 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
     );
     let rec = h.sync();
     assert_eq!(field(&rec, "krl"), "unchanged", "{rec}");
+    // Nothing changed: one conditional GET (the list's 304), none for the KRL.
+    assert_eq!(field(&rec, "revoked"), "304", "{rec}");
+    assert_eq!(field(&rec, "requests"), "1", "{rec}");
 
     // keyward is not involved in the login: a plain AuthorizedKeysFile
     // holds every key, sshd's RevokedKeys is the installed KRL.
