@@ -208,6 +208,19 @@ fn deep_checks(c: &Config, origins: &BTreeMap<String, Origin>, main: &Path) -> V
             out.push(w);
         }
     }
+    if let Some(k) = &c.revocation.sshd_krl {
+        if k.parent().is_some_and(|d| !d.is_dir()) {
+            let mut w = at(
+                "revocation.sshd_krl",
+                format!(
+                    "the directory of sshd_krl {} does not exist: sync cannot install the KRL there",
+                    k.display()
+                ),
+            );
+            w.warning = true;
+            out.push(w);
+        }
+    }
     if !c.cache.dir.is_dir() {
         let mut w = at(
             "cache.dir",

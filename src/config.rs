@@ -10,9 +10,11 @@
 //! fleet out.
 
 pub mod layers;
+mod revocation;
 mod skew;
 mod values;
 
+pub use revocation::{RevocationConfig, DEFAULT_MAX_AGE};
 pub use values::{
     expand_file_template, line_of, parse_duration, parse_signer, percent_encode, ConfDuration,
     SignerKey, UrlTemplate, DEFAULT_INDEX, KNOWN_KEY_TYPES,
@@ -41,6 +43,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub log: LogConfig,
     pub sync: SyncConfig,
+    pub revocation: RevocationConfig,
     /// Keys the files set that this version ignored (`min_version`); not
     /// a setting.
     #[serde(skip)]
@@ -85,6 +88,7 @@ pub fn section_keys(section: &str) -> Option<&'static [&'static str]> {
         "policy" => fields_of::<PolicyConfig>(),
         "log" => fields_of::<LogConfig>(),
         "sync" => fields_of::<SyncConfig>(),
+        "revocation" => fields_of::<RevocationConfig>(),
         _ => return None,
     })
 }
@@ -421,6 +425,9 @@ impl Config {
                 &["state.dir", "cache.dir"],
             ));
         }
+        self.revocation
+            .check(&self.state.dir)
+            .map_err(|m| Invalid::new(m, &["revocation.sshd_krl", "revocation.max_age"]))?;
         if let Some(m) = &self.sync.metrics_file {
             if !m.is_absolute() || m.extension().is_none_or(|e| e != "prom") {
                 return Err(Invalid::new(

@@ -25,9 +25,11 @@ use crate::os::clock::now_secs;
 use crate::state::Floor;
 
 mod indexfetch;
+mod krlfetch;
 mod mirrors;
 mod revokedfetch;
 pub use indexfetch::IndexFetch;
+pub use krlfetch::KrlFetch;
 pub use revokedfetch::RevokedFetch;
 
 /// One lookup: the user, the cached ETag and the rollback floor.
@@ -253,7 +255,7 @@ impl<'a> HttpDirectory<'a> {
         &self,
         agent: &ureq::Agent,
         url: &str,
-        body: &str,
+        body: &(impl AsRef<[u8]> + ?Sized),
         deadline: Instant,
     ) -> Result<crate::signed::Signer, Attempt<()>> {
         let signers = self
@@ -279,7 +281,7 @@ impl<'a> HttpDirectory<'a> {
                 let (kind, seen, why) = describe_io(&e);
                 Attempt::failed((kind, seen, format!("signature {sig_url}: {why}")))
             })?;
-        crate::signed::verify(body.as_bytes(), &sig, signers)
+        crate::signed::verify(body.as_ref(), &sig, signers)
             .map_err(|e| Attempt::refused(FailKind::Signature, e))
     }
 

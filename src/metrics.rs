@@ -45,6 +45,25 @@ pub struct Metrics {
     /// Log records that reached no log socket (see `audit::LOST_RECORDS`);
     /// None when the tally could not be read.
     pub log_records_lost: Option<u64>,
+    pub revocation: RevocationStats,
+}
+
+/// How current this host's view of the directory is: what an alert on
+/// hosts that fell behind needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationStats {
+    /// When the stored index was last fetched or confirmed (200/304).
+    pub index_fetched_at: Option<u64>,
+    /// When sync last confirmed the revocation list current
+    /// (`revocation::offline`).
+    pub list_confirmed_at: Option<u64>,
+    /// The installed list's serial (signed mode).
+    pub list_serial: Option<u64>,
+    /// `[revocation] max_age` (None: no bound).
+    pub max_age_secs: Option<u64>,
+    /// With `[revocation] sshd_krl`: whether the KRL there is the one the
+    /// installed list names.
+    pub krl_installed: Option<bool>,
 }
 
 const LAST_SUCCESS: &str = "keyward_sync_last_success_timestamp_seconds";
@@ -117,6 +136,7 @@ impl Metrics {
                 .map(|t| one(t.to_string()))
                 .unwrap_or_default(),
         );
+        self.render_revocation(&mut out);
         write_metric(
             &mut out,
             "counter",
@@ -125,6 +145,68 @@ impl Metrics {
             &self.log_records_lost.map(|n| one(n.to_string())).unwrap_or_default(),
         );
         out
+    }
+}
+
+impl Metrics {
+    /// The index's and the revocation list's ages (seconds since last
+    /// confirmed current), the list's serial, the bound and the KRL.
+    fn render_revocation(&self, out: &mut String) {
+        let r = &self.revocation;
+        let one = |v: Option<u64>| v.map(|v| vec![(String::new(), v.to_string())]);
+        let age = |t: Option<u64>| one(t.map(|t| self.now.saturating_sub(t)));
+        for (name, help, v) in [
+            (
+                "keyward_index_age_seconds",
+                "Seconds since the directory index was last fetched or confirmed unchanged (200/304).",
+                age(r.index_fetched_at),
+            ),
+            (
+                "keyward_revoked_list_age_seconds",
+                "Seconds since the revocation list was last confirmed current: past keyward_revoked_list_max_age_seconds, certificates are refused.",
+                age(r.list_confirmed_at),
+            ),
+            (
+                "keyward_revoked_list_serial",
+                "Serial of the installed revocation list.",
+                one(r.list_serial),
+            ),
+            (
+                "keyward_revoked_list_max_age_seconds",
+                "The configured [revocation] max_age.",
+                one(r.max_age_secs),
+            ),
+            (
+                "keyward_revoked_krl_installed",
+                "1 when the KRL at [revocation] sshd_krl is the one the installed list names.",
+                one(r.krl_installed.map(u64::from)),
+            ),
+        ] {
+            write_metric(out, "gauge", name, help, &v.unwrap_or_default());
+        }
+    }
+}
+
+/// Reads what [`RevocationStats`] reports (as the cache owner, after sync).
+pub fn scan_revocation(config: &crate::config::Config) -> RevocationStats {
+    use crate::revocation::{krl, offline, store};
+    let index = crate::indexcache::IndexCache::new(&config.cache.dir);
+    let header = store::open(config).ok().flatten().map(|l| l.header);
+    let krl_installed = config.revocation.sshd_krl.as_ref().map(|p| {
+        let want = header.and_then(|h| h.krl);
+        let have = std::fs::read(p).ok().map(|b| krl::digest(&b));
+        want.is_some() && have == want
+    });
+    RevocationStats {
+        index_fetched_at: index
+            .lookup(crate::index::REVOKED)
+            .ok()
+            .flatten()
+            .map(|(s, _)| s.fetched_at),
+        list_confirmed_at: offline::read(config).ok().flatten(),
+        list_serial: header.and_then(|h| h.serial),
+        max_age_secs: config.revocation.max_age.map(|d| d.as_secs()),
+        krl_installed,
     }
 }
 
@@ -266,6 +348,13 @@ mod tests {
                 earliest_expiry: None,
             },
             log_records_lost: Some(4),
+            revocation: RevocationStats {
+                index_fetched_at: Some(1_699_999_940),
+                list_confirmed_at: Some(1_699_999_000),
+                list_serial: Some(1_795_430_007),
+                max_age_secs: Some(86400),
+                krl_installed: Some(false),
+            },
         }
     }
 
@@ -286,11 +375,23 @@ mod tests {
             "keyward_cache_max_stale_seconds 259200",
             "# TYPE keyward_log_records_lost_total counter",
             "keyward_log_records_lost_total 4",
+            "keyward_index_age_seconds 60",
+            "keyward_revoked_list_age_seconds 1000",
+            "keyward_revoked_list_serial 1795430007",
+            "keyward_revoked_list_max_age_seconds 86400",
+            "keyward_revoked_krl_installed 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
         }
         // no samples, no metric (absent() is what alerts test for)
         assert!(!text.contains("keyward_signed_earliest_expiry"), "{text}");
+        let bare = Metrics {
+            revocation: RevocationStats::default(),
+            ..sample()
+        }
+        .render();
+        assert!(!bare.contains("keyward_revoked"), "{bare}");
+        assert!(!bare.contains("keyward_index_age"), "{bare}");
         // every sample line is `name[{labels}] number`, each TYPE once
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, v) = l.rsplit_once(' ').unwrap();

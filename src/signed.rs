@@ -88,6 +88,9 @@ pub struct Fields {
     pub kind: Option<FileKind>,
     pub serial: Option<u64>,
     pub expires: Option<i64>,
+    /// A revocation list's KRL: the SHA-256 of `revoked.krl` published
+    /// with it (unpadded base64), which binds the KRL to the list.
+    pub krl: Option<String>,
 }
 
 /// Parses the header fields of `line` (the file's first line).
@@ -121,6 +124,13 @@ pub fn parse_fields(line: &str) -> Result<Fields, String> {
                 .expires
                 .replace(parse_utc(v).ok_or_else(|| format!("bad expires {v:?}"))?)
                 .is_some(),
+            "krl" => {
+                let b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+                if v.len() != 43 || !v.bytes().all(b64) {
+                    return Err(format!("bad krl {v:?} (a SHA-256 in unpadded base64)"));
+                }
+                f.krl.replace(v.to_owned()).is_some()
+            }
             _ => return Err(format!("unknown header field {k:?}")),
         };
         if dup {
@@ -133,6 +143,9 @@ pub fn parse_fields(line: &str) -> Result<Fields, String> {
 /// Parses a user's file header, which must be the first line of the file.
 pub fn parse_header(body: &str) -> Result<Header, String> {
     let f = parse_fields(body.lines().next().unwrap_or_default())?;
+    if f.krl.is_some() {
+        return Err("a user's file header has no krl=".into());
+    }
     let kind = match f.kind {
         None => Kind::Keys,
         Some(FileKind::Principals) => Kind::Principals,
@@ -150,8 +163,9 @@ pub fn parse_header(body: &str) -> Result<Header, String> {
 
 /// The header of a revocation list: `kind=revoked`, no `user=` (it is the
 /// whole directory's); `serial=` and `expires=` are optional here (an
-/// unsigned list has neither) and required by [`check_list_header`].
-pub fn parse_list_header(line: &str) -> Result<(Option<u64>, Option<i64>), String> {
+/// unsigned list has neither) and required by [`check_list_header`];
+/// `krl=` names the KRL published with the list.
+pub fn parse_list_header(line: &str) -> Result<Fields, String> {
     let f = parse_fields(line).map_err(|e| format!("not a keyward revocation list header: {e}"))?;
     if f.kind != Some(FileKind::Revoked) {
         return Err("not a keyward revocation list (no kind=revoked in its header)".into());
@@ -159,7 +173,7 @@ pub fn parse_list_header(line: &str) -> Result<(Option<u64>, Option<i64>), Strin
     if f.user.is_some() {
         return Err("a revocation list header has no user=".into());
     }
-    Ok((f.serial, f.expires))
+    Ok(f)
 }
 
 /// The signed-file rules for a revocation list's header: a serial (the
@@ -382,13 +396,30 @@ mod tests {
     #[test]
     fn a_revocation_list_header_is_never_a_users_and_the_reverse() {
         let line = "#keyward kind=revoked serial=7 expires=2030-01-01T00:00:00Z";
-        assert_eq!(parse_list_header(line), Ok((Some(7), Some(1893456000))));
+        let sv = |l: &str| parse_list_header(l).map(|f| (f.serial, f.expires, f.krl));
+        assert_eq!(sv(line), Ok((Some(7), Some(1893456000), None)));
         // Field order is free, as in every header; unsigned: neither field.
         assert_eq!(
-            parse_list_header("#keyward expires=2030-01-01T00:00:00Z kind=revoked serial=7"),
-            Ok((Some(7), Some(1893456000)))
+            sv("#keyward expires=2030-01-01T00:00:00Z kind=revoked serial=7"),
+            Ok((Some(7), Some(1893456000), None))
         );
-        assert_eq!(parse_list_header("#keyward kind=revoked"), Ok((None, None)));
+        assert_eq!(sv("#keyward kind=revoked"), Ok((None, None, None)));
+        let krl = "rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY";
+        assert_eq!(
+            sv(&format!("#keyward kind=revoked serial=7 krl={krl}")),
+            Ok((Some(7), None, Some(krl.to_owned())))
+        );
+        // The KRL's hash binds a list, never a user's file.
+        for bad in [
+            format!("#keyward kind=revoked krl={krl} krl={krl}"),
+            format!("#keyward kind=revoked krl={krl}="),
+            "#keyward kind=revoked krl=abc".to_owned(),
+        ] {
+            assert!(parse_list_header(&bad).is_err(), "{bad:?}");
+        }
+        let user_krl =
+            format!("#keyward user=alice serial=7 expires=2030-01-01T00:00:00Z krl={krl}\n");
+        assert!(parse_header(&user_krl).unwrap_err().contains("krl="));
         let e = parse_header(line).unwrap_err();
         assert!(e.contains("revocation list, not a user's file"), "{e}");
         for bad in [

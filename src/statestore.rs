@@ -263,9 +263,20 @@ impl FloorStore {
 /// Temp file in `dir`, write, (fsync), rename over `path`, (fsync `dir`):
 /// readers see the old file or the new one, never a mix.
 pub fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    atomic_write_mode(dir, path, bytes, durable, 0o640)
+}
+
+/// [`atomic_write`] of a file others read too (`mode`, e.g. 0644).
+pub fn atomic_write_mode(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+    mode: u32,
+) -> io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     if durable {

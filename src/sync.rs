@@ -14,6 +14,7 @@
 //! touches nothing. Principals entries (`<dir>/.principals`) are refreshed
 //! the same way, per user (the index lists keys files only).
 
+pub mod krl;
 pub mod revoked;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,6 +57,11 @@ pub struct Summary {
     pub principals: usize,
     /// What became of the revocation list (not asked with `--user`).
     pub revoked: Option<revoked::Outcome>,
+    /// When the list was last confirmed current, after this run (the
+    /// offline bound's clock), or why it could not be recorded.
+    pub revoked_confirmed: Option<Result<u64, String>>,
+    /// What became of the KRL for sshd (`[revocation] sshd_krl`).
+    pub krl: Option<krl::Outcome>,
 }
 
 impl Summary {
@@ -96,6 +102,18 @@ impl Summary {
             }
             if let Some(why) = &rv.error {
                 r.push("revoked_error", why);
+            }
+        }
+        if let Some(Err(why)) = &self.revoked_confirmed {
+            r.push("revoked_confirm_error", why);
+        }
+        if let Some(k) = &self.krl {
+            r.push("krl", k.how);
+            if let Some(v) = k.version {
+                r.push("krl_version", v);
+            }
+            if let Some(why) = &k.error {
+                r.push("krl_error", why);
             }
         }
         if let Some((user, why)) = self.failed.first() {
@@ -466,17 +484,68 @@ pub fn run(
         }
     };
     if only.is_none() {
-        use revoked::Listed;
-        let l = match &listed {
-            None => Listed::NoIndex,
-            Some(None) => Listed::Absent,
-            Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
-        };
-        summary.revoked = Some(revoked::sync(config, &dir, cache.floors(), signers, l));
+        sync_revocation(config, &dir, cache.floors(), signers, &listed, &mut summary);
     }
     summary.requests = dir.requests();
     sync_principals(config, only, jobs, poll, progress, &mut summary)?;
     Ok(summary)
+}
+
+/// The revocation list (what the index said of it: `listed`), the time it
+/// was confirmed current, and the KRL for sshd.
+fn sync_revocation(
+    config: &Config,
+    dir: &HttpDirectory,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
+    listed: &Option<Option<(crate::index::Digest, String)>>,
+    summary: &mut Summary,
+) {
+    use revoked::Listed;
+    let l = match listed {
+        None => Listed::NoIndex,
+        Some(None) => Listed::Absent,
+        Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
+    };
+    let rv = revoked::sync(config, dir, floors, signers, l);
+    summary.revoked_confirmed = confirm_revoked(config, floors, &rv, l);
+    if let Some(dest) = &config.revocation.sshd_krl {
+        let list_path = match l {
+            Listed::Line { path, .. } => path,
+            _ => revoked::DEFAULT_PATH,
+        };
+        summary.krl = Some(krl::sync(config, dest, dir, floors, list_path));
+    }
+    summary.revoked = Some(rv);
+}
+
+/// Records that the revocation list is confirmed current when this run
+/// heard so from the directory (`revocation::offline`: the offline
+/// bound's clock), under the list's state lock: the list fetched (200) or
+/// not modified (304), the index naming the installed list, or the index
+/// listing none. A bare 404 for the list without an index is no
+/// confirmation: anyone on the path can answer it.
+fn confirm_revoked(
+    config: &Config,
+    floors: &FloorStore,
+    rv: &revoked::Outcome,
+    listed: revoked::Listed,
+) -> Option<Result<u64, String>> {
+    let heard = match rv.how {
+        "installed" | "unchanged" | "304" => true,
+        "none" => listed == revoked::Listed::Absent,
+        _ => false,
+    };
+    if !heard {
+        return None;
+    }
+    let confirm = || {
+        let lock = floors
+            .lock(revoked::FLOOR, SYNC_LOCK_WAIT)
+            .map_err(|e| e.to_string())?;
+        crate::revocation::offline::confirm(config, now_secs(), &lock)
+    };
+    Some(confirm())
 }
 
 /// Principals: the accounts whose list is cached (`--user`: only if it is),

@@ -139,6 +139,7 @@ fn write_metrics(
         max_stale_secs: config.cache.max_stale.0.as_secs(),
         cache: stats,
         log_records_lost,
+        revocation: crate::metrics::scan_revocation(config),
     };
     crate::metrics::write_atomic(path, &m.render()).map_err(|e| e.to_string())
 }
@@ -172,6 +173,8 @@ fn report_sync(
         if failed
             || summary.index_error.is_some()
             || summary.revoked.as_ref().is_some_and(|r| r.error.is_some())
+            || summary.krl.as_ref().is_some_and(|k| k.error.is_some())
+            || matches!(summary.revoked_confirmed, Some(Err(_)))
         {
             Severity::Warning
         } else {

@@ -23,6 +23,7 @@ pub mod pamfile;
 pub mod pamincluded;
 pub mod perms;
 pub mod principals;
+pub mod revocation;
 pub mod selinux;
 pub mod sshd;
 pub mod sshdfiles;
@@ -118,6 +119,16 @@ pub fn collect(opts: &Options) -> Report {
         root,
     };
     checks.extend(sshd_checks(&probe, &ctx));
+    if let Some(c) = &config {
+        let t = probe.result.as_ref().ok();
+        match t {
+            Some(t) => checks.extend(revocation::checks(c, t.get("revokedkeys"))),
+            None => checks.extend([
+                Check::skip("revocation.krl", "skipped: sshd -T did not run"),
+                revocation::age(c),
+            ]),
+        }
+    }
     checks.extend(pam_list);
 
     checks.extend(opts.user.as_deref().map(user_account_check));

@@ -104,16 +104,9 @@ pub fn run_principals(
         Err(Failure { reason, source }) => return fail(record, source, reason),
     };
     // The certificate itself, whatever the account's principals.
-    match revoked_cert(config, info) {
+    match cert_refused(config, info, &mut record) {
         Ok(None) => {}
-        Ok(Some(r)) => {
-            record.push("revoked_by", r.by.as_str());
-            record.push("revoked_source", r.source.to_string());
-            if let revocation::list::By::Serial { lo, hi } = r.by {
-                record.push("revoked_serials", format!("{lo}-{hi}"));
-            }
-            return decided(record, Severity::Notice, "deny", "revoked");
-        }
+        Ok(Some((severity, reason))) => return decided(record, severity, "deny", reason),
         Err(why) => return fail(record, None, why),
     }
     let Some(answer) = &g.answer else {
@@ -150,6 +143,53 @@ fn revoked_cert(
         Some(list) => revocation::store::cert(&list, config, info),
         None => Ok(None),
     }
+}
+
+/// Why the certificate is refused whatever the account's principals: it is
+/// revoked, or the revocation list is too old to tell (its fields go on
+/// the record).
+fn cert_refused(
+    config: &Config,
+    info: &principals::CertInfo,
+    record: &mut Record,
+) -> Result<Option<(Severity, &'static str)>, String> {
+    if let Some(r) = revoked_cert(config, info)? {
+        record.push("revoked_by", r.by.as_str());
+        record.push("revoked_source", r.source.to_string());
+        if let revocation::list::By::Serial { lo, hi } = r.by {
+            record.push("revoked_serials", format!("{lo}-{hi}"));
+        }
+        return Ok(Some((Severity::Notice, "revoked")));
+    }
+    // A list not confirmed current for too long cannot be trusted to name
+    // every revoked certificate: refuse them (keys follow max_stale).
+    if let Some(age) = stale_list(config)? {
+        record.push("revocation_age", age);
+        return Ok(Some((Severity::Warning, revocation::offline::STALE)));
+    }
+    Ok(None)
+}
+
+/// The list's age in words when it is past `[revocation] max_age` (the
+/// offline bound, `revocation::offline`).
+fn stale_list(config: &Config) -> Result<Option<String>, String> {
+    use revocation::offline::{self, Offline};
+    let Some(max_age) = config.revocation.max_age else {
+        return Ok(None);
+    };
+    let confirmed = offline::read(config).map_err(|e| {
+        format!("revocation list confirmation unreadable ({e}): failing closed for certificates")
+    })?;
+    Ok(
+        match offline::verdict(confirmed, crate::os::clock::now_secs(), Some(max_age)) {
+            Offline::Stale { age, max_age } => Some(format!(
+                "{} (max_age {})",
+                offline::human(age),
+                offline::human(max_age)
+            )),
+            _ => None,
+        },
+    )
 }
 
 /// The answer fields of a principals record, the severity and decision.

@@ -151,21 +151,25 @@ pub fn write(
             (None, None) => true,
             _ => false,
         };
-        if signed_ok && out.is_file(KRL) && r.render(&h) == *t {
+        // The KRL is kept only while the list names it (`krl=`).
+        if signed_ok && h.krl.is_some() && out.is_file(KRL) && r.render(&h) == *t {
             return Ok(info(t, h.serial, false));
         }
     }
-    let header = match o.signer {
-        Some(_) => list::Header {
-            serial: Some(next_serial(o.serial, old_header.and_then(|h| h.serial))),
-            expires: Some(o.expires),
-        },
-        None => list::Header::default(),
+    let serial = o
+        .signer
+        .map(|_| next_serial(o.serial, old_header.and_then(|h| h.serial)));
+    let krl_bytes = build_krl(r, serial.unwrap_or(o.serial))?;
+    // The list names its KRL by hash: a host installs for sshd only the KRL
+    // of the list it installed (same signature, floor and version).
+    let header = list::Header {
+        serial,
+        expires: o.signer.map(|_| o.expires),
+        krl: Some(krl::digest(&krl_bytes)),
     };
     let text = r.render(&header);
     // What a host will run on it: never publish a list hosts refuse.
     list::check(&text).map_err(|e| format!("{LIST}: built a list that fails its check: {e}"))?;
-    let krl_bytes = build_krl(r, header.serial.unwrap_or(o.serial))?;
     let fail = |name: &str| {
         let path = o.out.join(name);
         move |e: std::io::Error| format!("{}: {e}", path.display())

@@ -20,8 +20,32 @@ use super::list::{b64, Revocations};
 use super::spec::check_key_id;
 use crate::os::command::run_command;
 
+/// The KRL's file name beside the list in the directory (`publish`'s
+/// `OUT/revoked.krl`).
+pub const FILE: &str = "revoked.krl";
+
 /// The first bytes of every KRL (PROTOCOL.krl).
 pub const MAGIC: &[u8] = b"SSHKRL\n\0";
+
+/// A KRL's SHA-256.
+pub type Digest = super::spec::Sha256;
+
+/// The SHA-256 a list's header names its KRL by (`krl=`).
+pub fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// A KRL's version number (`ssh-keygen -z`, the list's serial), from its
+/// header (PROTOCOL.krl: the magic, a u32 format version, then the u64
+/// version, big-endian); None: not a KRL.
+pub fn version(bytes: &[u8]) -> Option<u64> {
+    if !bytes.starts_with(MAGIC) {
+        return None;
+    }
+    let v = bytes.get(MAGIC.len() + 4..MAGIC.len() + 12)?;
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
 
 /// How to run ssh-keygen.
 #[derive(Debug, Clone)]
@@ -236,8 +260,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("revoked.krl")]);
-        // An empty set is a valid (empty) KRL.
-        build(&Revocations::default(), &out, &Options::default()).unwrap();
-        assert!(fs::read(&out).unwrap().starts_with(MAGIC));
+        // An empty set is a valid (empty) KRL, its version as asked.
+        let v = Options {
+            version: Some(1_795_430_007),
+            ..Options::default()
+        };
+        build(&Revocations::default(), &out, &v).unwrap();
+        let bytes = fs::read(&out).unwrap();
+        assert_eq!(version(&bytes), Some(1_795_430_007));
+        assert_eq!(version(&bytes[..MAGIC.len() + 11]), None);
+        assert_eq!(version(b"SSHKRL\n"), None);
+        assert_eq!(version(b"not a KRL at all, not at all"), None);
     }
 }

@@ -50,6 +50,9 @@ pub struct Header {
     pub serial: Option<u64>,
     /// Unix time after which the list is not used (signed mode).
     pub expires: Option<i64>,
+    /// The SHA-256 of the KRL published with this list (`revoked.krl`):
+    /// a host installs for sshd only the KRL this list names.
+    pub krl: Option<Sha256>,
 }
 
 impl Header {
@@ -61,13 +64,24 @@ impl Header {
         if let Some(e) = self.expires {
             s.push_str(&format!(" expires={}", crate::signed::format_utc(e)));
         }
+        if let Some(k) = &self.krl {
+            s.push_str(&format!(" krl={}", b64(k)));
+        }
         s
     }
 
     /// By the shared `#keyward` header parser (`signed::parse_list_header`).
     pub fn parse(line: &str) -> Result<Header, String> {
-        let (serial, expires) = crate::signed::parse_list_header(line)?;
-        Ok(Header { serial, expires })
+        let f = crate::signed::parse_list_header(line)?;
+        let krl = match f.krl {
+            Some(k) => Some(spec::parse_fingerprint(&format!("SHA256:{k}"))?),
+            None => None,
+        };
+        Ok(Header {
+            serial: f.serial,
+            expires: f.expires,
+            krl,
+        })
     }
 }
 
@@ -408,6 +422,7 @@ mod tests {
         let h = Header {
             serial: Some(7),
             expires: Some(1_893_456_000),
+            krl: None,
         };
         let text = r.render(&h);
         assert!(
@@ -415,6 +430,14 @@ mod tests {
             "{text}"
         );
         assert_eq!(check(&text), Ok(h));
+        // The KRL's hash round-trips through the header.
+        let with_krl = Header {
+            krl: Some([7; 32]),
+            ..h
+        };
+        let t2 = r.render(&with_krl);
+        assert!(t2.starts_with(&format!("{} krl={}\n", h.to_line(), b64(&[7; 32]))));
+        assert_eq!(check(&t2), Ok(with_krl));
         assert!(text.contains("c:rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY:s:00000000000000001000 00000000000000002500 ci.spec:1\n"), "{text}");
         assert!(
             text.contains(
@@ -713,6 +736,7 @@ mod tests {
         let text = r.render(&Header {
             serial: Some(3),
             expires: None,
+            krl: None,
         });
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("list");
@@ -756,6 +780,7 @@ mod tests {
         let text = r.render(&Header {
             serial: Some(1),
             expires: Some(1_893_456_000),
+            krl: None,
         });
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("list");

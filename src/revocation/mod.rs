@@ -8,5 +8,6 @@
 pub mod krl;
 pub mod list;
 pub mod lookup;
+pub mod offline;
 pub mod spec;
 pub mod store;

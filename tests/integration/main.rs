@@ -30,6 +30,7 @@ mod publish_pipeline;
 mod publish_safety;
 mod publish_sources;
 mod revocation;
+mod revocation_krl;
 mod revocation_sshd;
 mod revocation_sync;
 mod robust;

@@ -165,6 +165,7 @@ fn list_verdicts_agree_with_ssh_keygen_on_the_krl_for_every_kind_of_line() {
     let text = r.render(&Header {
         serial: Some(42),
         expires: Some(1_893_456_000),
+        krl: None,
     });
     assert_eq!(list::check(&text).unwrap().serial, Some(42));
     let list_path = d.join("revoked.list");
@@ -324,6 +325,7 @@ fn measure_100k_revocations() {
     let text = r.render(&Header {
         serial: Some(1),
         expires: Some(1_893_456_000),
+        krl: None,
     });
     list::check(&text).unwrap();
     let build_list = t.elapsed();
