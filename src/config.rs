@@ -9,6 +9,7 @@
 //! [`crate::config::layers`]), so a config pushed before the package cannot lock a
 //! fleet out.
 
+pub mod command;
 pub mod layers;
 mod skew;
 mod values;
@@ -41,6 +42,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub log: LogConfig,
     pub sync: SyncConfig,
+    /// `[[command]]`: other AuthorizedKeysCommands chained as key sources.
+    #[serde(rename = "command")]
+    pub commands: Vec<command::CommandConfig>,
     /// Keys the files set that this version ignored (`min_version`); not
     /// a setting.
     #[serde(skip)]
@@ -302,10 +306,10 @@ pub enum ConfigError {
         message: String,
         keys: Vec<&'static str>,
     },
-    /// Neither `[directory] urls` nor `[files] paths`: the packaged state
+    /// Neither `[directory] urls` nor `[files] paths` nor a `[[command]]`: the packaged state
     /// until an admin configures keyward (the login path fails closed,
     /// `sync` has nothing to do).
-    #[error("{path}: no key source: set [directory] urls and/or [files] paths")]
+    #[error("{path}: no key source: set [directory] urls, [files] paths and/or a [[command]]")]
     NoKeySource { path: PathBuf },
 }
 
@@ -374,7 +378,8 @@ impl Config {
 
     /// The cross-field rules, as a [`ConfigError`] naming `path`.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        if self.directory.urls.is_empty() && self.files.paths.is_empty() {
+        if self.directory.urls.is_empty() && self.files.paths.is_empty() && self.commands.is_empty()
+        {
             return Err(ConfigError::NoKeySource {
                 path: path.to_owned(),
             });
@@ -421,6 +426,7 @@ impl Config {
                 &["state.dir", "cache.dir"],
             ));
         }
+        command::check_all(&self.commands).map_err(|m| Invalid::new(m, &["command"]))?;
         if let Some(m) = &self.sync.metrics_file {
             if !m.is_absolute() || m.extension().is_none_or(|e| e != "prom") {
                 return Err(Invalid::new(
