@@ -37,9 +37,15 @@ pub struct Values<'a> {
 }
 
 /// Expands sshd's tokens in the arguments (never in the program), each
-/// argument on its own: a value never splits into more arguments. Err: a
-/// token whose value keyward was not given, naming what passes it.
+/// argument on its own: a value never splits into more arguments. A
+/// program without arguments gets the user name, as sshd gives it (its
+/// "old behaviour", which providers such as `google_authorized_keys`
+/// rely on). Err: a token whose value keyward was not given, naming what
+/// passes it.
 pub fn expand(argv: &[String], v: &Values) -> Result<Vec<String>, String> {
+    if argv.len() == 1 {
+        return Ok(vec![argv[0].clone(), v.user.to_owned()]);
+    }
     let mut out = Vec::with_capacity(argv.len());
     let mut args = argv.iter();
     out.extend(args.next().cloned());
@@ -164,6 +170,11 @@ mod tests {
                 "1001",
                 "SHA256:abc"
             ]
+        );
+        // no arguments: the user, as sshd passes it
+        assert_eq!(
+            expand(&argv(&["/usr/bin/google_authorized_keys"]), &values()).unwrap(),
+            ["/usr/bin/google_authorized_keys", "alice"]
         );
         // a value with spaces stays one argument; nothing is re-split
         let v = Values {
