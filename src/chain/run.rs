@@ -364,7 +364,7 @@ mod tests {
             cmd("exit", &format!("{sh} 'echo a; exit 3'"), 5000),
             cmd("hang", &format!("{sh} 'echo a; sleep 30'"), 300),
             cmd("flood", &format!("{sh} 'yes ssh-ed25519'"), 5000),
-            cmd("env", "/usr/bin/env", 5000),
+            cmd("env", "/usr/bin/env -u KW_NONE", 5000),
             // a child that keeps the pipe open after its parent exits
             cmd("orphan", &format!("{sh} 'sleep 30 & echo x'"), 300),
         ];
@@ -392,7 +392,10 @@ mod tests {
             "{:?}",
             ran[3]
         );
-        let env = ran[4].result.as_ref().unwrap();
+        let env = ran[4]
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{e}: {:?}", ran[4]));
         let mut names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
         names.sort();
         names.retain(|n| *n != "LANG");

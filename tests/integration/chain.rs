@@ -333,6 +333,15 @@ fn chain_faulty_commands_never_delay_the_login_beyond_their_share_nor_pass_polic
         "{}",
         line.raw
     );
+
+    // explain shows each chained command's lines with their verdicts, and
+    // the commands that failed.
+    let out = s.env.kw.run(&["explain", &user.name]);
+    let text = &out.stdout;
+    assert!(text.contains("command:garbage"), "{out}");
+    assert!(text.contains("min_rsa_bits"), "{out}");
+    assert!(text.contains("command:hang failed: timed out"), "{out}");
+    assert!(text.contains(&dir_key.fingerprint()), "{out}");
 }
 
 #[test]
