@@ -2,6 +2,12 @@
 //! runs keyward, keyward runs the providers (shell scripts installed where
 //! sshd would accept them: root-owned 0755 all the way up) next to a real
 //! nginx key directory, and logs to a private rsyslog.
+//!
+//! No packaged provider runs here: Debian 12 packages none but SSSD's
+//! `sss_ssh_authorizedkeys`, and its package (`sssd-common`) depends on
+//! `libnss-sss` and `libpam-sss`, whose installation edits
+//! `/etc/nsswitch.conf` and runs `pam-auth-update` on the machine's
+//! `/etc/pam.d/common-*`, which tests must never change.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
