@@ -4,6 +4,7 @@
 //! fingerprint filter → stdout, and exactly one audit record. The cache/
 //! directory decision (`resolve`) is pure; `run` does the I/O around it.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Instant;
 
@@ -51,7 +52,7 @@ pub struct Gathered {
     pub cands: Vec<Candidate>,
     /// `files`, `cache`, `directory`, `stale`, `command:NAME`, in the
     /// order used.
-    pub sources: Vec<String>,
+    pub sources: Vec<Cow<'static, str>>,
     pub warnings: Vec<String>,
     /// Local files refused by the ownership/mode rules (or unreadable),
     /// skipped like sshd skips them.
@@ -98,7 +99,7 @@ pub fn gather_for(
     uid: Option<u32>,
     offered: Offered,
 ) -> Result<Gathered, Failure> {
-    let mut sources: Vec<String> = Vec::new();
+    let mut sources: Vec<Cow<'static, str>> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
@@ -164,7 +165,7 @@ pub fn gather_for(
         match &r.result {
             Ok(text) => {
                 candidates(&r.source(), text, &mut cands);
-                sources.push(r.source());
+                sources.push(r.source().into());
             }
             Err(_) => warnings.extend(r.failure()),
         }

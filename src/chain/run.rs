@@ -262,7 +262,7 @@ fn drive(jobs: &mut [&mut Job], max_bytes: usize) {
                 .any(|j| !j.done() && j.out.is_none() && j.err.is_none())
         {
             // A process that closed its pipes but has not exited: look again soon.
-            wait = wait.min(Duration::from_millis(5));
+            wait = wait.min(Duration::from_millis(1));
         }
         let mut fds: Vec<libc::pollfd> = open
             .iter()

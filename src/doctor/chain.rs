@@ -82,11 +82,14 @@ pub fn foreign_check(w: &Wired, bin: &str, config_path: &str, owner: &str) -> Op
         .unwrap_or_default();
     let user = w.user.unwrap_or("nobody");
     let with_key = line.contains("%t") || line.contains("%k");
+    // One line of TOML (an inline array of tables is `[[command]]`), to
+    // paste into a drop-in of its own.
+    let q = |v: &str| toml_string(v);
     let table = format!(
-        "[[command]] name = {:?} command = {:?} user = {:?} timeout = \"2s\"",
-        name_for(&program),
-        line,
-        user
+        "command = [{{ name = {}, command = {}, user = {}, timeout = \"2s\" }}]",
+        q(&name_for(&program)),
+        q(line),
+        q(user)
     );
     // Keyward must start as root to run the provider as another account.
     let akc_user = if user == owner { owner } else { "root" };
@@ -99,10 +102,25 @@ pub fn foreign_check(w: &Wired, bin: &str, config_path: &str, owner: &str) -> Op
         "chain.foreign",
         format!("sshd runs another key provider{at}: AuthorizedKeysCommand {line} as {user}; keyward can run it as a source under its policy and log"),
         format!(
-            "add to the keyward config: {table}; then replace sshd's lines{at} with `{}` and `AuthorizedKeysCommandUser {akc_user}`",
+            "write `{table}` into {config_path}.d/50-chain.toml; then replace sshd's lines{at} with `{}` and `AuthorizedKeysCommandUser {akc_user}`",
             keyward_line(bin, config_path, with_key)
         ),
     ))
+}
+
+/// A TOML basic string holding `v`.
+fn toml_string(v: &str) -> String {
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Facts about one table's program and account.
@@ -273,7 +291,7 @@ mod tests {
         assert!(c.found.contains("50-sssd.conf line 3"), "{}", c.found);
         let fix = c.fix.unwrap();
         assert!(
-            fix.contains(r#"name = "sss_ssh_authorizedkeys" command = "/usr/bin/sss_ssh_authorizedkeys %u" user = "nobody""#),
+            fix.contains(r#"`command = [{ name = "sss_ssh_authorizedkeys", command = "/usr/bin/sss_ssh_authorizedkeys %u", user = "nobody", timeout = "2s" }]` into /etc/keyward/keyward.toml.d/50-chain.toml"#),
             "{fix}"
         );
         assert!(
@@ -293,6 +311,24 @@ mod tests {
         // keyward itself is not foreign
         let w = wired("/usr/sbin/keyward keys %u %f %U", "keyward");
         assert!(foreign_check(&w, "/usr/sbin/keyward", "/x", "keyward").is_none());
+    }
+
+    #[test]
+    fn the_suggested_table_is_toml_keyward_reads() {
+        let w = wired(r#"/opt/x/p -n "a \"b\"" %u"#, "nobody");
+        let fix = foreign_check(&w, "/usr/sbin/keyward", "/etc/k.toml", "keyward")
+            .unwrap()
+            .fix
+            .unwrap();
+        let toml = fix.split('`').nth(1).unwrap();
+        let text = format!("{toml}\n[directory]\nurls = [\"https://k/{{user}}.keys\"]\n");
+        let c = Config::parse(&text, std::path::Path::new("/x.toml")).unwrap();
+        assert_eq!(
+            c.commands[0].command.argv,
+            ["/opt/x/p", "-n", "a \"b\"", "%u"]
+        );
+        assert_eq!(c.commands[0].name, "p");
+        assert_eq!(c.commands[0].user, "nobody");
     }
 
     #[test]

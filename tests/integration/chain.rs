@@ -465,3 +465,91 @@ fn chain_runs_the_command_as_its_account_only_when_keyward_can_switch() {
         line.raw
     );
 }
+
+/// `keyward doctor --json --sshd-config S`: the checks named `id`.
+fn doctor_checks(kw: &Keyward, sshd_config: &Path, id: &str) -> (Out, Vec<serde_json::Value>) {
+    let s = sshd_config.display().to_string();
+    let out = kw.run(&["doctor", "--json", "--sshd-config", &s]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}): {out}"));
+    let checks = json["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks: {out}"))
+        .iter()
+        .filter(|c| c["id"] == id)
+        .cloned()
+        .collect();
+    (out, checks)
+}
+
+#[test]
+fn chain_doctor_finds_another_provider_and_its_suggestion_chains_it() {
+    let p = Providers::new();
+    let prov = p.script("sss_like", "echo");
+    let dir = TestDir::new("chaindoctor");
+    let sshd = dir.join("sshd_config");
+    let dropin = dir.join("50-provider.conf");
+    write_file(
+        &sshd,
+        format!(
+            "Include {}\nPort 22\nListenAddress 127.0.0.1\nHostKey /etc/ssh/ssh_host_ed25519_key\nAuthorizedKeysFile none\n",
+            dropin.display()
+        ),
+        0o644,
+    );
+    write_file(
+        &dropin,
+        format!(
+            "AuthorizedKeysCommand {} %u\nAuthorizedKeysCommandUser nobody\n",
+            prov.display()
+        ),
+        0o644,
+    );
+    let nginx = Nginx::start();
+    let env = KeysEnv::new(|c| c.url(nginx.users_url()).timeout("2s"));
+    let (out, foreign) = doctor_checks(&env.kw, &sshd, "chain.foreign");
+    assert_eq!(foreign.len(), 1, "{out}");
+    let c = &foreign[0];
+    assert_eq!(c["status"], "warn", "{out}");
+    let found = c["found"].as_str().unwrap();
+    assert!(
+        found.contains(&dropin.display().to_string())
+            && found.contains(&prov.display().to_string()),
+        "{found}"
+    );
+    // Follow the fix: its TOML line into a drop-in, its sshd lines in
+    // place of the provider's.
+    let fix = c["fix"].as_str().unwrap();
+    let toml = fix.split('`').nth(1).unwrap();
+    let keyward_line = fix.split('`').nth(3).unwrap();
+    let user_line = fix.split('`').nth(5).unwrap();
+    assert_eq!(user_line, "AuthorizedKeysCommandUser root", "{fix}");
+    let d = PathBuf::from(format!("{}.d", env.kw.config.display()));
+    mkdir_root_0755(&d);
+    write_file(&d.join("50-chain.toml"), format!("{toml}\n"), 0o644);
+    write_file(&dropin, format!("{keyward_line}\n{user_line}\n"), 0o644);
+    let (out, foreign) = doctor_checks(&env.kw, &sshd, "chain.foreign");
+    assert!(foreign.is_empty(), "{out}");
+    let (out, command) = doctor_checks(&env.kw, &sshd, "chain.command");
+    assert_eq!(command.len(), 1, "{out}");
+    assert_eq!(command[0]["status"], "ok", "{out}");
+    assert!(
+        command[0]["found"]
+            .as_str()
+            .unwrap()
+            .contains("command:sss_like"),
+        "{out}"
+    );
+    // and the chained provider is asked on a lookup (as root, as sshd
+    // with AuthorizedKeysCommandUser root would run keyward)
+    let user = TestUser::new();
+    let l = env.keys(&user.name, None);
+    assert!(
+        l.log
+            .field("source")
+            .unwrap_or_default()
+            .contains("command:sss_like"),
+        "{}",
+        l.log.raw
+    );
+}
