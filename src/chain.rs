@@ -15,6 +15,7 @@
 pub mod run;
 
 use crate::config::command::CommandConfig;
+use crate::config::Config;
 
 /// What sshd told keyward about the attempt, for the tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,6 +99,34 @@ pub fn needs_account(commands: &[CommandConfig], uid_from_sshd: bool) -> bool {
     commands
         .iter()
         .any(|c| c.uses('h') || (!uid_from_sshd && c.uses('U')))
+}
+
+/// What the chained commands gave one lookup.
+#[derive(Debug, Default)]
+pub struct Chained {
+    /// (`command:NAME`, its output) of each command that succeeded.
+    pub outputs: Vec<(String, String)>,
+    /// Each failure of an optional command, worded for the log.
+    pub failures: Vec<String>,
+}
+
+/// Runs every configured command (none: nothing at all, not one syscall).
+/// Err: a `required` one failed, worded for the log (the lookup fails
+/// closed).
+pub fn run_configured(config: &Config, v: &Values) -> Result<Chained, String> {
+    let mut out = Chained::default();
+    if config.commands.is_empty() {
+        return Ok(out);
+    }
+    for r in run::run_all(&config.commands, v, config.directory.max_bytes) {
+        match (r.failure(), r.result) {
+            (Some(why), _) if r.required => return Err(format!("{why} (required)")),
+            (Some(why), _) => out.failures.push(why),
+            (None, Ok(text)) => out.outputs.push((source_label(&r.name), text)),
+            (None, Err(_)) => {}
+        }
+    }
+    Ok(out)
 }
 
 /// One chained command's result.

@@ -89,9 +89,7 @@ impl Failure {
 
 /// Reads local files (as the user), runs the chained commands, drops
 /// privileges, parses them, then resolves the directory through the cache.
-/// `user` must already be validated; `acct` is its account (None: unknown
-/// to NSS, or not asked); `uid` the uid the rules judged; `offered` what
-/// sshd said about the key (the commands' tokens).
+/// `user` is validated; `acct` its account (None: unknown, or not asked).
 pub fn gather_for(
     config: &Config,
     user: &str,
@@ -125,23 +123,16 @@ pub fn gather_for(
     }
     // Chained commands, still with the privileges to run them as their
     // account (and to kill them); their output is parsed after the drop.
-    let ran = if config.commands.is_empty() {
-        Vec::new()
-    } else {
-        let values = chain::Values {
-            user,
-            uid: uid.or(acct.map(|a| a.uid)),
-            home: acct.map(|a| a.home.as_str()),
-            offered,
-        };
-        chain::run::run_all(&config.commands, &values, config.directory.max_bytes)
+    let values = chain::Values {
+        user,
+        uid: uid.or(acct.map(|a| a.uid)),
+        home: acct.map(|a| a.home.as_str()),
+        offered,
     };
-    if let Some(r) = ran.iter().find(|r| r.required && r.result.is_err()) {
-        return Err(Failure {
-            reason: format!("{} (required)", r.failure().unwrap_or_default()),
-            source: Some("command"),
-        });
-    }
+    let ran = chain::run_configured(config, &values).map_err(|reason| Failure {
+        reason,
+        source: Some("command"),
+    })?;
     privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
     for (path, text) in &texts {
         candidates(path, text, &mut cands);
@@ -161,15 +152,11 @@ pub fn gather_for(
         }
     }
     // Keyward's own sources first: sshd takes the first line that matches.
-    for r in ran {
-        match &r.result {
-            Ok(text) => {
-                candidates(&r.source(), text, &mut cands);
-                sources.push(r.source().into());
-            }
-            Err(_) => warnings.extend(r.failure()),
-        }
+    for (label, text) in ran.outputs {
+        candidates(&label, &text, &mut cands);
+        sources.push(label.into());
     }
+    warnings.extend(ran.failures);
 
     Ok(Gathered {
         cands,
@@ -295,8 +282,7 @@ pub fn trusted_signers(
 pub fn needs_nss(config: &Config, uid_from_sshd: Option<u32>) -> bool {
     !config.files.paths.is_empty()
         || (uid_from_sshd.is_none() && policy::needs_uid(&config.policy))
-        || (!config.commands.is_empty()
-            && chain::needs_account(&config.commands, uid_from_sshd.is_some()))
+        || chain::needs_account(&config.commands, uid_from_sshd.is_some())
 }
 
 /// The account facts the deny rules and the local files use: NSS's account
@@ -366,9 +352,7 @@ fn gate(config: &Config, user: &str, uid_arg: Option<&str>) -> Gate {
 }
 
 /// Runs the login path and writes the answer to `out`. `uid_arg` is sshd's
-/// `%U` when the AuthorizedKeysCommand passes it; `offered` (the key's
-/// fingerprint, and its type and base64 when sshd passes `%t %k`) feeds
-/// the chained commands' tokens.
+/// `%U` when the AuthorizedKeysCommand passes it; `offered`: `%f` (`%t %k`).
 pub fn run(
     config: &Config,
     user: &str,
