@@ -96,7 +96,7 @@ fn problem_of(e: &ConfigError) -> Problem {
         ConfigError::NoKeySource { path } => Problem::error(
             Some(path),
             0,
-            "no key source: set [directory] urls and/or [files] paths (until then keyward fails closed)",
+            "no key source: set [directory] urls, [files] paths and/or a [[command]] (until then keyward fails closed)",
         ),
     }
 }

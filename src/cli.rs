@@ -42,6 +42,11 @@ pub enum Command {
         fingerprint: Option<String>,
         /// The account's numeric uid as sshd resolved it (%U): the uid-0 rule then needs no NSS lookup.
         uid: Option<String>,
+        /// The offered key's type (%t), for a chained [[command]] that uses %t.
+        #[arg(requires = "key")]
+        key_type: Option<String>,
+        /// The offered key in base64 (%k), for a chained [[command]] that uses %k.
+        key: Option<String>,
     },
     /// Print the certificate principals USER accepts (sshd:
     /// `AuthorizedPrincipalsCommand /usr/sbin/keyward principals %u uid=%U fp=%f ca=%F id=%i serial=%s`).
@@ -246,6 +251,9 @@ pub struct KeysArgs {
     pub user: String,
     pub fingerprint: Option<String>,
     pub uid: Option<String>,
+    /// sshd's `%t` and `%k` (for chained commands).
+    pub key_type: Option<String>,
+    pub key: Option<String>,
 }
 
 impl KeysArgs {
@@ -255,6 +263,8 @@ impl KeysArgs {
             user: call.user.to_owned(),
             fingerprint: call.fingerprint.map(str::to_owned),
             uid: call.uid.map(str::to_owned),
+            key_type: call.key_type.map(str::to_owned),
+            key: call.key.map(str::to_owned),
         }
     }
 }
@@ -296,7 +306,12 @@ pub fn run_keys(args: &KeysArgs, started: Instant) -> i32 {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let uid = args.uid.as_deref();
-    let outcome = crate::lookup::run(&config, user, fingerprint, uid, started, &mut out);
+    let offered = crate::chain::Offered {
+        fingerprint,
+        key_type: args.key_type.as_deref(),
+        key: args.key.as_deref(),
+    };
+    let outcome = crate::lookup::run(&config, user, offered, uid, started, &mut out);
     if outcome.exit != 0 {
         sink.tee_stderr(true);
     }
@@ -379,12 +394,16 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
             user,
             fingerprint,
             uid,
+            key_type,
+            key,
         } => run_keys(
             &KeysArgs {
                 config: cli.config,
                 user,
                 fingerprint,
                 uid,
+                key_type,
+                key,
             },
             started,
         ),
@@ -451,7 +470,9 @@ pub fn run(cli: Cli, started: Instant) -> i32 {
 /// (an NFS home, a stuck socket), SIGALRM ends the process, which fails
 /// closed. The directory budget is enforced separately; this is the backstop.
 fn arm_watchdog(config: &Config) {
-    crate::os::process::arm_alarm(config.directory.timeout.0.as_secs() + 5);
+    // Chained commands run side by side before the directory is asked.
+    let chain = crate::config::command::budget(&config.commands);
+    crate::os::process::arm_alarm(config.directory.timeout.0.as_secs() + chain.as_secs() + 5);
 }
 
 #[cfg(test)]

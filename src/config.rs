@@ -9,6 +9,7 @@
 //! [`crate::config::layers`]), so a config pushed before the package cannot lock a
 //! fleet out.
 
+pub mod command;
 pub mod layers;
 mod revocation;
 mod skew;
@@ -44,6 +45,9 @@ pub struct Config {
     pub log: LogConfig,
     pub sync: SyncConfig,
     pub revocation: RevocationConfig,
+    /// `[[command]]`: other AuthorizedKeysCommands chained as key sources.
+    #[serde(rename = "command")]
+    pub commands: Vec<command::CommandConfig>,
     /// Keys the files set that this version ignored (`min_version`); not
     /// a setting.
     #[serde(skip)]
@@ -306,10 +310,10 @@ pub enum ConfigError {
         message: String,
         keys: Vec<&'static str>,
     },
-    /// Neither `[directory] urls` nor `[files] paths`: the packaged state
+    /// Neither `[directory] urls` nor `[files] paths` nor a `[[command]]`: the packaged state
     /// until an admin configures keyward (the login path fails closed,
     /// `sync` has nothing to do).
-    #[error("{path}: no key source: set [directory] urls and/or [files] paths")]
+    #[error("{path}: no key source: set [directory] urls, [files] paths and/or a [[command]]")]
     NoKeySource { path: PathBuf },
 }
 
@@ -378,7 +382,8 @@ impl Config {
 
     /// The cross-field rules, as a [`ConfigError`] naming `path`.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        if self.directory.urls.is_empty() && self.files.paths.is_empty() {
+        if self.directory.urls.is_empty() && self.files.paths.is_empty() && self.commands.is_empty()
+        {
             return Err(ConfigError::NoKeySource {
                 path: path.to_owned(),
             });
@@ -428,6 +433,7 @@ impl Config {
         self.revocation
             .check(&self.state.dir)
             .map_err(|m| Invalid::new(m, &["revocation.sshd_krl", "revocation.max_age"]))?;
+        command::check_all(&self.commands).map_err(|m| Invalid::new(m, &["command"]))?;
         if let Some(m) = &self.sync.metrics_file {
             if !m.is_absolute() || m.extension().is_none_or(|e| e != "prom") {
                 return Err(Invalid::new(

@@ -26,6 +26,7 @@ pub mod username;
 // Sources and sinks.
 pub mod audit;
 pub mod cache;
+pub mod chain;
 pub mod directory;
 pub mod files;
 pub mod health;

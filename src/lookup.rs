@@ -4,11 +4,13 @@
 //! fingerprint filter → stdout, and exactly one audit record. The cache/
 //! directory decision (`resolve`) is pure; `run` does the I/O around it.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Instant;
 
 use crate::audit::{Record, Severity};
 use crate::cache::{Cache, Kind, Settle};
+use crate::chain::{self, Offered};
 use crate::config::Config;
 use crate::directory::{Directory, HttpDirectory, Request};
 use crate::files::{self, FileOutcome};
@@ -48,8 +50,9 @@ pub fn candidates(source: &str, text: &str, out: &mut Vec<Candidate>) {
 /// Every candidate line from every source, before policy.
 pub struct Gathered {
     pub cands: Vec<Candidate>,
-    /// `files`, `cache`, `directory`, `stale`, in the order used.
-    pub sources: Vec<&'static str>,
+    /// `files`, `cache`, `directory`, `stale`, `command:NAME`, in the
+    /// order used.
+    pub sources: Vec<Cow<'static, str>>,
     pub warnings: Vec<String>,
     /// Local files refused by the ownership/mode rules (or unreadable),
     /// skipped like sshd skips them.
@@ -84,15 +87,17 @@ impl Failure {
     }
 }
 
-/// Reads local files (as the user), drops privileges, parses them, then
-/// resolves the directory through the cache. `user` must already be
-/// validated; `acct` is its account (None: unknown to NSS).
+/// Reads local files (as the user), runs the chained commands, drops
+/// privileges, parses them, then resolves the directory through the cache.
+/// `user` is validated; `acct` its account (None: unknown, or not asked).
 pub fn gather_for(
     config: &Config,
     user: &str,
     acct: Option<&privdrop::Account>,
+    uid: Option<u32>,
+    offered: Offered,
 ) -> Result<Gathered, Failure> {
-    let mut sources: Vec<&'static str> = Vec::new();
+    let mut sources: Vec<Cow<'static, str>> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
@@ -116,24 +121,42 @@ pub fn gather_for(
             None => warnings.push("user unknown to NSS: no local files".into()),
         }
     }
+    // Chained commands, still with the privileges to run them as their
+    // account (and to kill them); their output is parsed after the drop.
+    let values = chain::Values {
+        user,
+        uid: uid.or(acct.map(|a| a.uid)),
+        home: acct.map(|a| a.home.as_str()),
+        offered,
+    };
+    let ran = chain::run_configured(config, &values).map_err(|reason| Failure {
+        reason,
+        source: Some("command"),
+    })?;
     privdrop::drop_to(&config.cache.owner).map_err(Failure::new)?;
     for (path, text) in &texts {
         candidates(path, text, &mut cands);
     }
     if !texts.is_empty() {
-        sources.push("files");
+        sources.push("files".into());
     }
 
     let (mut age, mut mirror) = (None, None);
     if !config.directory.urls.is_empty() {
         let answer = through_cache(config, user, Kind::Keys, &mut warnings)?;
-        sources.push(answer.source);
+        sources.push(answer.source.into());
         age = Some(answer.age_s);
         mirror = answer.mirror;
         if let Some(body) = &answer.body {
             candidates("directory", body, &mut cands);
         }
     }
+    // Keyward's own sources first: sshd takes the first line that matches.
+    for (label, text) in ran.outputs {
+        candidates(&label, &text, &mut cands);
+        sources.push(label.into());
+    }
+    warnings.extend(ran.failures);
 
     Ok(Gathered {
         cands,
@@ -257,7 +280,9 @@ pub fn trusted_signers(
 /// needs it and sshd did not pass it (`%U`). sshd resolved the account
 /// before it ran us, so its uid is the one sshd is about to log in as.
 pub fn needs_nss(config: &Config, uid_from_sshd: Option<u32>) -> bool {
-    !config.files.paths.is_empty() || (uid_from_sshd.is_none() && policy::needs_uid(&config.policy))
+    !config.files.paths.is_empty()
+        || (uid_from_sshd.is_none() && policy::needs_uid(&config.policy))
+        || chain::needs_account(&config.commands, uid_from_sshd.is_some())
 }
 
 /// The account facts the deny rules and the local files use: NSS's account
@@ -299,8 +324,9 @@ fn account_facts(
 /// `principals`: a name keyward accepts, the uid the rules judge (sshd's
 /// `%U`, else NSS), and the deny rules.
 enum Gate {
-    /// Go on, with NSS's account when it was asked (local files need it).
-    Admit(Option<privdrop::Account>),
+    /// Go on, with NSS's account when it was asked (local files need it)
+    /// and the uid the rules judged.
+    Admit(Option<privdrop::Account>, Option<u32>),
     /// Refused by policy: nothing is served, the call succeeds.
     Deny(String),
     /// Fail closed.
@@ -320,21 +346,22 @@ fn gate(config: &Config, user: &str, uid_arg: Option<&str>) -> Gate {
         Err(e) => Gate::Fail(e),
         Ok((acct, uid)) => match policy::denied(&config.policy, user, uid) {
             Some(why) => Gate::Deny(why),
-            None => Gate::Admit(acct),
+            None => Gate::Admit(acct, uid),
         },
     }
 }
 
 /// Runs the login path and writes the answer to `out`. `uid_arg` is sshd's
-/// `%U` when the AuthorizedKeysCommand passes it.
+/// `%U` when the AuthorizedKeysCommand passes it; `offered`: `%f` (`%t %k`).
 pub fn run(
     config: &Config,
     user: &str,
-    fp: Option<&str>,
+    offered: Offered,
     uid_arg: Option<&str>,
     started: Instant,
     out: &mut dyn Write,
 ) -> Outcome {
+    let fp = offered.fingerprint;
     let mut record = Record::new();
     record_head(&mut record, user, fp);
     if let Some(uid) = uid_arg {
@@ -354,8 +381,8 @@ pub fn run(
         }
     };
 
-    let acct = match gate(config, user, uid_arg) {
-        Gate::Admit(acct) => acct,
+    let (acct, uid) = match gate(config, user, uid_arg) {
+        Gate::Admit(acct, uid) => (acct, uid),
         Gate::Fail(why) => return fail(record, why),
         Gate::Deny(why) => {
             record.push("reason", why);
@@ -367,7 +394,7 @@ pub fn run(
         }
     };
 
-    let g = match gather_for(config, user, acct.as_ref()) {
+    let g = match gather_for(config, user, acct.as_ref(), uid, offered) {
         Ok(g) => g,
         Err(Failure { reason, source }) => {
             if let Some(src) = source {

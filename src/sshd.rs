@@ -165,7 +165,9 @@ pub fn token_supported(t: char, v: Option<Version>) -> Option<bool> {
 }
 
 /// A `keys` call as sshd runs it: `[--config P | --config=P] keys USER [FP
-/// [UID]]` (the arguments after the program; sshd's `%u %f %U`). The login
+/// [UID [TYPE KEY]]]` (the arguments after the program; sshd's `%u %f %U
+/// %t %k`: the offered key's type and base64 are needed only by chained
+/// commands that use `%t` or `%k`). The login
 /// path's fast path takes exactly these forms; doctor checks the
 /// AuthorizedKeysCommand against them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +177,9 @@ pub struct KeysCall<'a> {
     pub fingerprint: Option<&'a str>,
     /// sshd's `%U`: the account's numeric uid, as sshd resolved it.
     pub uid: Option<&'a str>,
+    /// sshd's `%t` and `%k`: the offered key's type and base64.
+    pub key_type: Option<&'a str>,
+    pub key: Option<&'a str>,
 }
 
 /// Why an argument list is not a `keys` call.
@@ -182,7 +187,7 @@ pub struct KeysCall<'a> {
 pub enum NotKeys<'a> {
     /// Another subcommand (or an option keyward does not have), or none.
     Subcommand(Option<&'a str>),
-    /// `keys` followed by this many arguments (it takes one to three).
+    /// `keys` followed by this many arguments (it takes one to three, or five).
     Arity(usize),
     /// An empty value, or one starting with `-` (an option to clap).
     Option(&'a str),
@@ -197,10 +202,11 @@ pub fn keys_call<'a>(args: &[&'a str]) -> Result<KeysCall<'a>, NotKeys<'a>> {
         }
         rest => (None, rest),
     };
-    let (user, fingerprint, uid) = match rest {
-        ["keys", user] => (*user, None, None),
-        ["keys", user, fp] => (*user, Some(*fp), None),
-        ["keys", user, fp, uid] => (*user, Some(*fp), Some(*uid)),
+    let (user, fingerprint, uid, key) = match rest {
+        ["keys", user] => (*user, None, None, None),
+        ["keys", user, fp] => (*user, Some(*fp), None, None),
+        ["keys", user, fp, uid] => (*user, Some(*fp), Some(*uid), None),
+        ["keys", user, fp, uid, t, k] => (*user, Some(*fp), Some(*uid), Some((*t, *k))),
         ["keys", more @ ..] => return Err(NotKeys::Arity(more.len())),
         other => return Err(NotKeys::Subcommand(other.first().copied())),
     };
@@ -210,6 +216,7 @@ pub fn keys_call<'a>(args: &[&'a str]) -> Result<KeysCall<'a>, NotKeys<'a>> {
         .chain([user])
         .chain(fingerprint)
         .chain(uid)
+        .chain(key.iter().flat_map(|(t, k)| [*t, *k]))
     {
         if !plain(v) {
             return Err(NotKeys::Option(v));
@@ -220,6 +227,8 @@ pub fn keys_call<'a>(args: &[&'a str]) -> Result<KeysCall<'a>, NotKeys<'a>> {
         user,
         fingerprint,
         uid,
+        key_type: key.map(|(t, _)| t),
+        key: key.map(|(_, k)| k),
     })
 }
 
@@ -658,6 +667,8 @@ mod tests {
                 user: "%u",
                 fingerprint: Some("%f"),
                 uid: None,
+                key_type: None,
+                key: None,
             })
         );
         assert_eq!(
@@ -669,6 +680,19 @@ mod tests {
             Some("/k")
         );
         assert_eq!(keys_call(&["keys"]), Err(NotKeys::Arity(0)));
+        let five = keys_call(&["keys", "a", "SHA256:x", "7", "ssh-ed25519", "AAAA"]).unwrap();
+        assert_eq!(
+            (five.uid, five.key_type, five.key),
+            (Some("7"), Some("ssh-ed25519"), Some("AAAA"))
+        );
+        assert_eq!(
+            keys_call(&["keys", "a", "b", "c", "d", "-e"]),
+            Err(NotKeys::Option("-e"))
+        );
+        assert_eq!(
+            keys_call(&["keys", "a", "b", "c", "d", "e", "f"]),
+            Err(NotKeys::Arity(6))
+        );
         assert_eq!(
             keys_call(&["keys", "a", "b", "c", "d"]),
             Err(NotKeys::Arity(4))
@@ -688,6 +712,8 @@ mod tests {
                 user: "-oops",
                 fingerprint: Some("SHA256:x"),
                 uid: None,
+                key_type: None,
+                key: None,
             })
         );
         assert_eq!(keys_call_with_dash_user(&["keys", "--help"]), None);

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod binary;
 pub mod cache;
 pub mod cachedir;
+pub mod chain;
 pub mod command;
 pub mod config;
 pub mod directory;
@@ -129,6 +130,7 @@ pub fn collect(opts: &Options) -> Report {
             ]),
         }
     }
+    checks.extend(chain_checks(&probe, &ctx));
     checks.extend(pam_list);
 
     checks.extend(opts.user.as_deref().map(user_account_check));
@@ -252,6 +254,46 @@ fn sshd_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
     out.extend(principals::checks(&facts, &wiring));
     out.extend(auth::auth_checks(&facts));
     out
+}
+
+/// `chain.*`: another provider in sshd's AuthorizedKeysCommand, and each
+/// `[[command]]` (its program path, account, and what sshd passes).
+fn chain_checks(probe: &Probe, ctx: &SshdContext) -> Vec<Check> {
+    let opts = ctx.opts;
+    let t = probe.result.as_ref().ok();
+    let settings = sshdfiles::first_settings(
+        opts.sshd_config
+            .as_deref()
+            .unwrap_or(Path::new("/etc/ssh/sshd_config")),
+    );
+    let command = t.and_then(|t| t.set("authorizedkeyscommand"));
+    let wired = t.map(|t| chain::Wired {
+        command,
+        user: t.set("authorizedkeyscommanduser"),
+        set_at: settings.get("authorizedkeyscommand").map(|s| s.to_string()),
+        is_keyward: command.is_some_and(|c| {
+            let argv0 = crate::sshd::argv_split(c)
+                .ok()
+                .and_then(|a| a.into_iter().next())
+                .unwrap_or_default();
+            let is_this = ctx.this_exe.map(|exe| same_file(Path::new(&argv0), exe));
+            chain::runs_keyward(c, is_this)
+        }),
+    });
+    let exists = |name: &str| nss::account(name).ok().map(|a| a.is_some());
+    let stat = |p: &str| perms::stat_chain(Path::new(p));
+    // The keyward that would replace a foreign provider: this one.
+    let keyward = ctx
+        .this_exe
+        .map_or("/usr/sbin/keyward".into(), |p| p.display().to_string());
+    chain::checks(
+        ctx.config,
+        wired.as_ref(),
+        &keyward,
+        &opts.config.display().to_string(),
+        &stat,
+        &exists,
+    )
 }
 
 /// Whether two paths name the same file (same device and inode), or the

@@ -133,7 +133,7 @@ fn call_check(f: &Facts, akc: &Akc) -> Option<Check> {
             return fail("AuthorizedKeysCommand passes nothing as the user: keyward needs %u".into())
         }
         Err(NotKeys::Arity(n)) => {
-            return fail(format!("AuthorizedKeysCommand passes {n} arguments after `keys`: keyward takes the user (%u), the fingerprint (%f) and the uid (%U) and refuses more, so every login fails"))
+            return fail(format!("AuthorizedKeysCommand passes {n} arguments after `keys`: keyward takes the user (%u), the fingerprint (%f), the uid (%U), and then the key's type and base64 (%t %k) or nothing, so every login fails"))
         }
         Err(NotKeys::Option(v)) => {
             return fail(format!("AuthorizedKeysCommand passes {v:?}, which keyward reads as an option: every login fails"))
@@ -312,6 +312,11 @@ pub fn command_user_check(f: &Facts) -> Check {
                 format!("AuthorizedKeysCommandUser root in {file} (or remove [files] paths)"),
             )
         }
+    } else if user == "root" && config.commands.iter().any(|c| c.user != *owner) {
+        Check::ok(
+            "sshd.command_user",
+            format!("AuthorizedKeysCommandUser root: needed to run each [[command]] as its user (then keyward drops to {owner})"),
+        )
     } else if user == owner {
         Check::ok(
             "sshd.command_user",
@@ -320,7 +325,7 @@ pub fn command_user_check(f: &Facts) -> Check {
     } else if user == "root" {
         Check::warn(
             "sshd.command_user",
-            format!("AuthorizedKeysCommandUser root is not needed without [files]: keyward drops to {owner} anyway"),
+            format!("AuthorizedKeysCommandUser root is not needed without [files] or a [[command]] run as another account: keyward drops to {owner} anyway"),
             format!("AuthorizedKeysCommandUser {owner} in {file}"),
         )
     } else {

@@ -179,7 +179,12 @@ pub fn explain(config: &Config, opts: &Options) -> Explanation {
             ex.uid, config.cache.owner
         ));
     }
-    match lookup::gather_for(config, user, acct.as_ref()) {
+    let offered = crate::chain::Offered {
+        fingerprint: opts.fingerprint.as_deref(),
+        ..Default::default()
+    };
+    let uid = acct.as_ref().map(|a| a.uid);
+    match lookup::gather_for(config, user, acct.as_ref(), uid, offered) {
         Ok(g) => keys::fill(&mut ex, config, g, &ages, opts.fingerprint.as_deref()),
         Err(Failure { reason, source }) => {
             ex.failure = Some(match source {

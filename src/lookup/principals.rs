@@ -95,7 +95,7 @@ pub fn run_principals(
     };
     // The keys path's gate: the name, sshd's uid (`uid=%U`) or NSS, deny.
     match gate(config, user, info.uid.as_deref()) {
-        Gate::Admit(_) => {}
+        Gate::Admit(..) => {}
         Gate::Fail(why) => return fail(record, None, why),
         Gate::Deny(why) => return decided(record, Severity::Notice, "deny", &why),
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod binary;
+mod chain;
 mod config_layers;
 mod demo;
 mod docs_examples;
