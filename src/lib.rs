@@ -14,6 +14,7 @@ pub mod principals;
 pub mod config;
 pub mod entry;
 pub mod fetch;
+pub mod delta;
 pub mod index;
 pub mod keyline;
 pub mod policy;
