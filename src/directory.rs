@@ -24,9 +24,11 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::state::Floor;
 
+mod deltafetch;
 mod indexfetch;
 mod mirrors;
 mod revokedfetch;
+pub use deltafetch::DeltaFetch;
 pub use indexfetch::IndexFetch;
 pub use revokedfetch::RevokedFetch;
 

@@ -31,6 +31,10 @@ pub struct Stored {
     /// SHA-256 of the text (with the serial: the index's rollback floor).
     pub sha256: [u8; 32],
     pub length: u64,
+    /// The delta this index was last polled with (its path below the
+    /// mirrors' folders) and that answer's ETag: the next poll of the same
+    /// delta is conditional (`sync/delta.rs`).
+    pub delta_etag: Option<(String, String)>,
 }
 
 fn header_safe(v: &str) -> bool {
@@ -55,6 +59,7 @@ impl Stored {
             header,
             sha256: sha2::Sha256::digest(body.as_bytes()).into(),
             length: body.len() as u64,
+            delta_etag: None,
         })
     }
 
@@ -68,6 +73,11 @@ impl Stored {
         }
         s.push_str(&format!("signed {}\n", u8::from(self.signed)));
         s.push_str(&format!("sha256 {}\n", hex(&self.sha256)));
+        if let Some((path, etag)) = &self.delta_etag {
+            if header_safe(path) && !path.contains(' ') && header_safe(etag) {
+                s.push_str(&format!("delta_etag {path} {etag}\n"));
+            }
+        }
         s.push_str(&format!("length {}\n\n", self.length));
         s
     }
@@ -85,6 +95,7 @@ impl Stored {
         }
         let (mut fetched_at, mut etag, mut url, mut signed, mut sha, mut length) =
             (None, None, String::new(), None, None, None);
+        let mut delta_etag = None;
         for line in lines {
             let (k, v) = line.split_once(' ').ok_or(Corrupt("index: bad header"))?;
             match k {
@@ -94,6 +105,11 @@ impl Stored {
                 "signed" => signed = Some(v == "1"),
                 "sha256" => sha = unhex::<32>(v),
                 "length" => length = v.parse().ok(),
+                "delta_etag" => {
+                    delta_etag = v
+                        .split_once(' ')
+                        .map(|(p, e)| (p.to_owned(), e.to_owned()))
+                }
                 _ => {}
             }
         }
@@ -113,6 +129,7 @@ impl Stored {
             header,
             sha256: sha.ok_or(Corrupt("index: no sha256"))?,
             length: length.ok_or(Corrupt("index: no length"))?,
+            delta_etag,
         };
         Ok((s, text_at))
     }
@@ -357,7 +374,7 @@ mod tests {
         assert!(c.read().unwrap().is_none());
         assert!(c.lookup("u000001").unwrap().is_none());
         let text = sample(3000);
-        let s = Stored::new(
+        let mut s = Stored::new(
             1_700_000_000,
             Some("\"e1\"".into()),
             "http://k/users/keyward.index".into(),
@@ -365,6 +382,7 @@ mod tests {
             &text,
         )
         .unwrap();
+        s.delta_etag = Some(("keyward.index.d/9".into(), "\"a b\"".into()));
         c.write(&s, &text, true).unwrap();
         let (s2, t2) = c.read().unwrap().unwrap();
         assert_eq!((&s2, &t2), (&s, &text));

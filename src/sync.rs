@@ -14,6 +14,7 @@
 //! touches nothing. Principals entries (`<dir>/.principals`) are refreshed
 //! the same way, per user (the index lists keys files only).
 
+pub mod delta;
 pub mod revoked;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,6 +57,11 @@ pub struct Summary {
     pub principals: usize,
     /// What became of the revocation list (not asked with `--user`).
     pub revoked: Option<revoked::Outcome>,
+    /// How a delta served the index (`sync/delta.rs`): `304`, `current`,
+    /// `applied` or `fallback:WHY`; None when the index announces none.
+    pub index_delta: Option<String>,
+    /// Likewise for the revocation list: `applied` or `fallback:WHY`.
+    pub revoked_delta: Option<String>,
 }
 
 impl Summary {
@@ -89,6 +95,9 @@ impl Summary {
         if let Some(why) = &self.index_error {
             r.push("index_error", why);
         }
+        if let Some(d) = &self.index_delta {
+            r.push("index_delta", d);
+        }
         if let Some(rv) = &self.revoked {
             r.push("revoked", rv.how);
             if let Some(s) = rv.serial {
@@ -97,6 +106,9 @@ impl Summary {
             if let Some(why) = &rv.error {
                 r.push("revoked_error", why);
             }
+        }
+        if let Some(d) = &self.revoked_delta {
+            r.push("revoked_delta", d);
         }
         if let Some((user, why)) = self.failed.first() {
             r.push("reason", format!("{user}: {why}"));
@@ -230,14 +242,17 @@ fn unusable(why: impl Into<String>) -> NoIndex {
     }
 }
 
-/// The index for this run: one conditional GET (and the signature only
-/// when it changed).
+/// The index for this run: one conditional GET of the delta from the
+/// stored serial when the stored index announces deltas (`sync/delta.rs`;
+/// how it went in `delta_note`), else (or when that fails) of the index,
+/// and the signature only when it changed.
 pub fn refresh_index(
     dir: &HttpDirectory,
     store: &IndexCache,
     floors: &FloorStore,
     signers: Option<&[Signer]>,
     now: u64,
+    delta_note: &mut Option<String>,
 ) -> Result<FreshIndex, NoIndex> {
     let signed = signers.is_some();
     let stored = match store.read() {
@@ -263,6 +278,16 @@ pub fn refresh_index(
     let etag = trusted.and_then(|(s, _)| s.etag.clone());
     // (A copy stored before the floor was kept apart still gives its own.)
     let floor = Floor::max(bound, trusted.and_then(|(s, _)| s.floor()));
+    if let Some((s, text)) = trusted {
+        match delta::poll_index(dir, store, floors, signers, now, s, text) {
+            delta::Polled::Done(fresh, note) => {
+                *delta_note = Some(note.into());
+                return Ok(fresh);
+            }
+            delta::Polled::NotAnnounced => {}
+            delta::Polled::Fallback(why) => *delta_note = Some(format!("fallback:{why}")),
+        }
+    }
     let (s, text, how, warning) = match dir.fetch_index(etag.as_deref(), floor) {
         IndexFetch::NotModified { url } => {
             let Some((mut s, text)) = trusted.cloned() else {
@@ -411,8 +436,11 @@ pub fn run(
         s.index_error = index_error;
         s
     };
-    // What this run's index says about the revocation list.
+    // What this run's index says about the revocation list, and whether it
+    // announces deltas.
     let mut listed: Option<Option<(crate::index::Digest, String)>> = None;
+    let mut deltas = false;
+    let mut index_delta = None;
     // `--user` asks for that user only; nothing cached, nothing to ask.
     let mut summary = if only.is_some() || users.is_empty() {
         per_user(None, None)
@@ -420,9 +448,18 @@ pub fn run(
         per_user(Some("off"), None)
     } else {
         let store = IndexCache::new(&config.cache.dir);
-        match refresh_index(&dir, &store, cache.floors(), signers, now_secs()) {
+        let fresh = refresh_index(
+            &dir,
+            &store,
+            cache.floors(),
+            signers,
+            now_secs(),
+            &mut index_delta,
+        );
+        match fresh {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
+                    deltas = index.get(crate::index::DELTAS).is_some();
                     listed = Some(
                         index
                             .get(crate::index::REVOKED)
@@ -461,8 +498,20 @@ pub fn run(
             Some(None) => Listed::Absent,
             Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
         };
-        summary.revoked = Some(revoked::sync(config, &dir, cache.floors(), signers, l));
+        let rdelta = match l {
+            Listed::Line { hash, path } if deltas => {
+                delta::poll_revoked(config, &dir, cache.floors(), signers, hash, path)
+            }
+            _ => None,
+        };
+        let mut rv = revoked::sync(config, &dir, cache.floors(), signers, l);
+        if rdelta.as_deref() == Some("applied") {
+            rv.how = "installed";
+        }
+        summary.revoked = Some(rv);
+        summary.revoked_delta = rdelta;
     }
+    summary.index_delta = index_delta;
     summary.requests = dir.requests();
     sync_principals(config, only, jobs, progress, &mut summary)?;
     Ok(summary)
