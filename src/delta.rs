@@ -345,11 +345,20 @@ mod tests {
 
     #[test]
     fn diff_apply_and_the_file_round_trip() {
-        let old = text("#keyward-index serial=1", &["alice 1 a", "bob 1 b", "dave 1 d"]);
-        let new = text("#keyward-index serial=2", &["alice 1 a", "bob 2 b", "carol 2 c"]);
+        let old = text(
+            "#keyward-index serial=1",
+            &["alice 1 a", "bob 1 b", "dave 1 d"],
+        );
+        let new = text(
+            "#keyward-index serial=2",
+            &["alice 1 a", "bob 2 b", "carol 2 c"],
+        );
         let d = delta(&old, &new, 1, 2);
         let f = d.render();
-        assert!(f.starts_with("#keyward-delta kind=index from=1 from_sha256="), "{f}");
+        assert!(
+            f.starts_with("#keyward-delta kind=index from=1 from_sha256="),
+            "{f}"
+        );
         assert!(
             f.ends_with("=#keyward-index serial=2\n-bob 1 b\n+bob 2 b\n+carol 2 c\n-dave 1 d\n"),
             "{f}"
@@ -363,7 +372,10 @@ mod tests {
         // An empty delta.
         let e = delta(&new, &new, 2, 2);
         assert!(e.is_empty());
-        assert_eq!(Delta::parse(&e.render()).unwrap().apply_to(&new).unwrap(), new);
+        assert_eq!(
+            Delta::parse(&e.render()).unwrap().apply_to(&new).unwrap(),
+            new
+        );
     }
 
     #[test]

@@ -106,9 +106,7 @@ impl Stored {
                 "sha256" => sha = unhex::<32>(v),
                 "length" => length = v.parse().ok(),
                 "delta_etag" => {
-                    delta_etag = v
-                        .split_once(' ')
-                        .map(|(p, e)| (p.to_owned(), e.to_owned()))
+                    delta_etag = v.split_once(' ').map(|(p, e)| (p.to_owned(), e.to_owned()))
                 }
                 _ => {}
             }

@@ -12,9 +12,9 @@ pub mod principals;
 
 // Pure rules.
 pub mod config;
+pub mod delta;
 pub mod entry;
 pub mod fetch;
-pub mod delta;
 pub mod index;
 pub mod keyline;
 pub mod policy;

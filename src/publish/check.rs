@@ -141,7 +141,11 @@ impl Checker<'_> {
     fn deltas(&mut self, file: &str, kind: &str) {
         let tree = self.tree;
         let folder = format!("{file}.d/");
-        let names: Vec<&String> = tree.files.keys().filter(|n| n.starts_with(&folder)).collect();
+        let names: Vec<&String> = tree
+            .files
+            .keys()
+            .filter(|n| n.starts_with(&folder))
+            .collect();
         if names.is_empty() {
             return;
         }
@@ -170,8 +174,9 @@ impl Checker<'_> {
                 }
             };
             if d.from.to_string() != serial || d.kind != kind || d.to_sha256 != sha {
-                self.problems
-                    .push(format!("{name}: not a delta from {serial} to {file} as published"));
+                self.problems.push(format!(
+                    "{name}: not a delta from {serial} to {file} as published"
+                ));
             }
             own |= d.is_empty();
             if let Some(signers) = self.signers {
@@ -191,7 +196,9 @@ impl Checker<'_> {
                     Some(e) if e <= self.now => self
                         .problems
                         .push(format!("{name}: expired at {}", signed::format_utc(e))),
-                    None => self.problems.push(format!("{name}: signed without expires")),
+                    None => self
+                        .problems
+                        .push(format!("{name}: signed without expires")),
                     _ => {}
                 }
             }

@@ -128,8 +128,7 @@ pub(super) fn update(
                 if deltas.len() > o.delta_keep {
                     break;
                 }
-                let Some(prev) = read_checked(&d, key, o, &s.to_string(), kind, tp, old_sha)
-                else {
+                let Some(prev) = read_checked(&d, key, o, &s.to_string(), kind, tp, old_sha) else {
                     continue;
                 };
                 if prev.from != s {
@@ -212,7 +211,9 @@ fn read_checked(
 ) -> Option<Delta> {
     let text = d.read(name, delta::MAX_BYTES).ok()??;
     if let (Some(_), Some(key)) = (o.signer, key) {
-        let sig = d.read(&format!("{name}.sig"), crate::sign::MAX_SIG).ok()??;
+        let sig = d
+            .read(&format!("{name}.sig"), crate::sign::MAX_SIG)
+            .ok()??;
         crate::signed::verify(text.as_bytes(), sig.as_bytes(), std::slice::from_ref(key)).ok()?;
     }
     let x = Delta::parse(&text).ok()?;
@@ -233,7 +234,8 @@ pub(super) fn remove_all(o: &Options, file: &str) -> Result<(), String> {
         .entries()
         .map_err(|e| format!("{}: {e}", full.display()))?;
     for n in names {
-        d.remove(&n).map_err(|e| format!("{}: {e}", full.display()))?;
+        d.remove(&n)
+            .map_err(|e| format!("{}: {e}", full.display()))?;
     }
     drop(sub);
     match std::fs::remove_dir(&full) {

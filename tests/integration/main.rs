@@ -6,6 +6,7 @@ mod support;
 
 mod binary;
 mod config_layers;
+mod delta_sync;
 mod demo;
 mod docs_examples;
 mod doctor;
