@@ -20,8 +20,11 @@ const STORE_HEAD_MAX: usize = 4096;
 /// What is known about the stored index, besides its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    /// Unix time of the last answer (200 or 304) for the index.
+    /// Unix time of the last answer (200 or 304) for the index, or for a
+    /// delta of it.
     pub fetched_at: u64,
+    /// Unix time of the last answer for the index itself (not a delta).
+    pub checked_at: u64,
     pub etag: Option<String>,
     /// The index URL that answered.
     pub url: String,
@@ -53,6 +56,7 @@ impl Stored {
         let header = Header::parse(body.lines().next().unwrap_or_default())?;
         Ok(Stored {
             fetched_at,
+            checked_at: fetched_at,
             etag: etag.filter(|e| header_safe(e)),
             url,
             signed,
@@ -64,7 +68,10 @@ impl Stored {
     }
 
     pub fn encode_head(&self) -> String {
-        let mut s = format!("{STORE_MAGIC}\nfetched_at {}\n", self.fetched_at);
+        let mut s = format!(
+            "{STORE_MAGIC}\nfetched_at {}\nchecked_at {}\n",
+            self.fetched_at, self.checked_at
+        );
         if let Some(e) = &self.etag {
             s.push_str(&format!("etag {e}\n"));
         }
@@ -95,11 +102,12 @@ impl Stored {
         }
         let (mut fetched_at, mut etag, mut url, mut signed, mut sha, mut length) =
             (None, None, String::new(), None, None, None);
-        let mut delta_etag = None;
+        let (mut delta_etag, mut checked_at) = (None, 0);
         for line in lines {
             let (k, v) = line.split_once(' ').ok_or(Corrupt("index: bad header"))?;
             match k {
                 "fetched_at" => fetched_at = v.parse().ok(),
+                "checked_at" => checked_at = v.parse().unwrap_or(0),
                 "etag" => etag = header_safe(v).then(|| v.to_owned()),
                 "url" => url = v.to_owned(),
                 "signed" => signed = Some(v == "1"),
@@ -121,6 +129,7 @@ impl Stored {
         let header = Header::parse(first).map_err(|_| Corrupt("index: bad text header"))?;
         let s = Stored {
             fetched_at: fetched_at.ok_or(Corrupt("index: no fetched_at"))?,
+            checked_at,
             etag,
             url,
             signed: signed.ok_or(Corrupt("index: no signed"))?,

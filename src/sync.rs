@@ -285,6 +285,7 @@ pub fn refresh_index(
                 return Ok(fresh);
             }
             delta::Polled::NotAnnounced => {}
+            delta::Polled::Due => *delta_note = Some("due".into()),
             delta::Polled::Fallback(why) => *delta_note = Some(format!("fallback:{why}")),
         }
     }
@@ -296,6 +297,7 @@ pub fn refresh_index(
                 ));
             };
             s.fetched_at = now;
+            s.checked_at = now;
             s.url = url;
             let warning = commit_index(store, floors, signers, None, &s, &text, false)?;
             (s, text, "304", warning)

@@ -52,6 +52,13 @@ struct SubDir {
 fn open_subdir(o: &Options, name: &str) -> Result<SubDir, String> {
     let full = o.out.join(name);
     let fail = |e: std::io::Error| format!("{}: {e}", full.display());
+    // Anything but a folder in its place (a planted link) goes, itself.
+    match std::fs::symlink_metadata(&full) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => std::fs::remove_file(&full).map_err(fail)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+    }
     match std::fs::DirBuilder::new().create(&full) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(fail(e)),
         _ => {}

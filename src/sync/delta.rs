@@ -9,7 +9,10 @@
 //! installed list's serial (`revoked.list.d/S`), installed through
 //! `sync::revoked::install`. Anything else (404: too far behind, a bad
 //! signature, a hash that differs) falls back to the full file, and says
-//! why in the sync record (`index_delta=`, `revoked_delta=`).
+//! why in the sync record (`index_delta=`, `revoked_delta=`). At least
+//! every [`FULL_CHECK`] the poll is the index's own conditional GET
+//! (`index_delta=due`), so an index changed or removed without its deltas
+//! is noticed.
 
 use super::{commit_index, revoked, FreshIndex};
 use crate::config::Config;
@@ -20,8 +23,16 @@ use crate::indexcache::{IndexCache, Stored};
 use crate::signed::Signer;
 use crate::statestore::FloorStore;
 
+/// How often a host asks for the index itself although deltas say nothing
+/// changed: a directory whose index changed (or went) without its deltas
+/// (an upload by hand, the index no longer published) is noticed within
+/// this time, and the poll is still one request.
+pub const FULL_CHECK: u64 = 3600;
+
 /// What a delta poll of the index gave.
 pub enum Polled {
+    /// The index itself is due (`FULL_CHECK`).
+    Due,
     /// The index for this run, and the record's `index_delta=` (`304`,
     /// `current`, `applied`).
     Done(FreshIndex, &'static str),
@@ -82,6 +93,9 @@ pub fn poll_index(
     let Some(folder) = announced(text) else {
         return Polled::NotAnnounced;
     };
+    if now.saturating_sub(s.checked_at) >= FULL_CHECK {
+        return Polled::Due;
+    }
     let Some(serial) = s.header.serial else {
         return Polled::Fallback("the stored index has no serial".into());
     };
@@ -129,10 +143,11 @@ pub fn poll_index(
     if header.serial != Some(d.to) {
         return Polled::Fallback("the result's serial is not to=".into());
     }
-    let s2 = match Stored::new(now, None, s.url.clone(), signed, &new) {
+    let mut s2 = match Stored::new(now, None, s.url.clone(), signed, &new) {
         Ok(s2) => s2,
         Err(e) => return Polled::Fallback(e),
     };
+    s2.checked_at = s.checked_at;
     match commit_index(store, floors, signers, signer, &s2, &new, true) {
         Ok(warning) => done(s2, new, "delta", warning, "applied", now, signed),
         Err(no) => Polled::Fallback(no.why.unwrap_or_default()),

@@ -449,3 +449,39 @@ fn a_revocation_added_costs_the_lists_delta_and_a_forged_one_falls_back() {
     );
     assert!(!h.served("alice").contains(&keys[2].public_line()[..60]));
 }
+
+/// An index removed from the directory while its deltas stay (a hand
+/// upload, an index no longer published): the deltas still say "nothing
+/// changed", but at least hourly the poll is the index's own conditional
+/// GET, which notices (here the hour is made to have passed by ageing the
+/// stored copy's `checked_at`).
+#[test]
+fn an_index_gone_without_its_deltas_is_noticed_at_the_hourly_full_check() {
+    let h = Host::new();
+    let k = SshKey::ed25519(h.dir.path(), "k");
+    h.user("alice", &k, "v0");
+    h.publish(&[]);
+    h.served("alice");
+    h.sync();
+    let (rec, _) = h.sync();
+    assert_eq!(field(&rec, "index_delta"), "current", "{rec}");
+    h.nginx.remove("users/keyward.index");
+    h.nginx.remove("users/keyward.index.sig");
+    let (rec, _) = h.sync();
+    assert_eq!(field(&rec, "index_delta"), "304", "{rec}");
+    let stored = h.cache.join(".keyward-index");
+    let text = fs::read_to_string(&stored).unwrap();
+    let aged: Vec<String> = text
+        .split('\n')
+        .map(|l| match l.strip_prefix("checked_at ") {
+            Some(t) => format!("checked_at {}", t.parse::<u64>().unwrap() - 3600),
+            None => l.to_owned(),
+        })
+        .collect();
+    fs::write(&stored, aged.join("\n")).unwrap();
+    let (rec, paths) = h.sync();
+    assert_eq!(field(&rec, "index_delta"), "due", "{rec}");
+    assert_eq!(field(&rec, "index"), "none", "{rec}");
+    assert_eq!(paths[0], "keyward.index", "{paths:?}");
+    assert!(!stored.exists(), "the copy goes after a 404");
+}
