@@ -138,7 +138,7 @@ impl Checker<'_> {
     /// The deltas of `file` (the index or the list), if it has any: each
     /// signed, unexpired, of its kind and leading to `file` as it is, with
     /// the empty one for its own serial.
-    fn deltas(&mut self, file: &str, kind: &str) {
+    fn deltas(&mut self, file: &str, kind: &str, serial_of: fn(&str) -> Option<u64>) {
         let tree = self.tree;
         let folder = format!("{file}.d/");
         let names: Vec<&String> = tree
@@ -155,6 +155,7 @@ impl Checker<'_> {
             return;
         };
         let sha = crate::delta::sha256(body);
+        let (to, header) = (serial_of(body), body.lines().next().unwrap_or_default());
         let mut own = false;
         for name in names {
             let serial = &name[folder.len()..];
@@ -173,7 +174,12 @@ impl Checker<'_> {
                     continue;
                 }
             };
-            if d.from.to_string() != serial || d.kind != kind || d.to_sha256 != sha {
+            if d.from.to_string() != serial
+                || d.kind != kind
+                || d.to_sha256 != sha
+                || Some(d.to) != to
+                || d.change.header != header
+            {
                 self.problems.push(format!(
                     "{name}: not a delta from {serial} to {file} as published"
                 ));
@@ -300,10 +306,16 @@ pub fn check_tree(
     };
     if let Some(index) = index {
         c.index(index);
-        c.deltas(index, "index");
+        c.deltas(index, "index", |t| {
+            crate::index::Header::parse(t.lines().next()?).ok()?.serial
+        });
     }
     c.revoked();
-    c.deltas(super::revoked::LIST, "revoked");
+    c.deltas(super::revoked::LIST, "revoked", |t| {
+        crate::revocation::list::Header::parse(t.lines().next()?)
+            .ok()?
+            .serial
+    });
     for name in tree.files.keys() {
         // Principals files are not in the index; without an index, neither
         // are keys files: each is checked on its own.

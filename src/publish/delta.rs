@@ -257,6 +257,88 @@ pub(super) fn remove_all(o: &Options, file: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDPMfwLtLu8ssdo0mwnJ/vRGHMD+DCCpN6dFEcKVLr8A";
+
+    /// Four publishes, one user changed each time, two older serials kept:
+    /// each kept delta leads from its serial's index to the current one,
+    /// the oldest is gone, and `--check` finds the tree fit; a delta
+    /// tampered with is found by `--check` and dropped by the next run.
+    #[test]
+    fn each_kept_delta_leads_to_the_current_index_and_the_oldest_goes() {
+        let root = tempfile::tempdir().unwrap();
+        let (src, out) = (root.path().join("src"), root.path().join("out"));
+        std::fs::create_dir(&src).unwrap();
+        let policy = crate::config::PolicyConfig::default();
+        let folder = crate::source::folder::Folder { dir: src.clone() };
+        let write = |u: &str, tag: &str| {
+            std::fs::write(src.join(format!("{u}.keys")), format!("{ED} {u}-{tag}\n")).unwrap()
+        };
+        let publish = |serial: u64| {
+            let o = Options {
+                source: &folder,
+                out: &out,
+                signer: None,
+                index: Some("keyward.index"),
+                serial,
+                expires: 2_000_000_000,
+                policy: &policy,
+                max_username_len: 255,
+                delta_keep: 2,
+            };
+            crate::publish::publish(&o).unwrap();
+            std::fs::read_to_string(out.join("keyward.index")).unwrap()
+        };
+        for u in ["a", "b", "c"] {
+            write(u, "0");
+        }
+        let mut texts = vec![(10, publish(10))];
+        for (serial, u) in [(20, "b"), (30, "c"), (40, "a")] {
+            write(u, "1");
+            texts.push((serial, publish(serial)));
+        }
+        let dir = out.join("keyward.index.d");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["20", "30", "40"]);
+        let current = &texts[3].1;
+        assert!(current.contains("\n:deltas - 0000000000000000 keyward.index.d\n"));
+        for (serial, text) in &texts[1..] {
+            let d = Delta::parse(&std::fs::read_to_string(dir.join(serial.to_string())).unwrap())
+                .unwrap();
+            assert_eq!((d.from, d.to, d.kind.as_str()), (*serial, 40, "index"));
+            assert_eq!(&d.apply_to(text).unwrap(), current, "from {serial}");
+        }
+        let check = |out: &std::path::Path| {
+            let tree = crate::publish::read_tree(out, 1 << 20).unwrap();
+            crate::publish::check_tree(&tree, Some("keyward.index"), None, 1_900_000_000)
+        };
+        assert_eq!(check(&out), Vec::<String>::new());
+        let tampered = std::fs::read_to_string(dir.join("30"))
+            .unwrap()
+            .replace(" to=40 ", " to=41 ");
+        std::fs::write(dir.join("30"), tampered).unwrap();
+        let problems = check(&out);
+        assert!(
+            problems.len() == 1 && problems[0].contains("keyward.index.d/30"),
+            "{problems:?}"
+        );
+        write("b", "2");
+        let text50 = publish(50);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["20", "40", "50"], "the tampered delta is not carried on");
+        let d = Delta::parse(&std::fs::read_to_string(dir.join("40")).unwrap()).unwrap();
+        assert_eq!(d.apply_to(current).unwrap(), text50);
+        assert_eq!(check(&out), Vec::<String>::new());
+    }
+
     #[test]
     fn delta_file_names_are_plain_serials() {
         for (n, want) in [
