@@ -182,6 +182,55 @@ pub fn apply(old: &str, change: &Change) -> Result<String, String> {
     Ok(out)
 }
 
+/// The fields of a delta's first line (its change still empty).
+fn parse_head(first: &str) -> Result<Delta, String> {
+    let rest = first
+        .strip_prefix(PREFIX)
+        .filter(|r| r.starts_with(' '))
+        .ok_or("not a keyward delta (no #keyward-delta header)")?;
+    let mut f: BTreeMap<&str, &str> = BTreeMap::new();
+    for field in rest.split(' ').skip(1) {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| format!("bad delta header field {field:?}"))?;
+        if !matches!(
+            k,
+            "kind" | "from" | "from_sha256" | "to" | "to_sha256" | "expires"
+        ) {
+            return Err(format!("unknown delta header field {k:?}"));
+        }
+        if f.insert(k, v).is_some() {
+            return Err(format!("delta header field {k:?} given twice"));
+        }
+    }
+    let get = |k: &str| f.get(k).copied().ok_or(format!("delta header has no {k}="));
+    let num = |k: &str| -> Result<u64, String> {
+        let v = get(k)?;
+        v.parse().map_err(|_| format!("bad delta {k} {v:?}"))
+    };
+    let sha = |k: &str| -> Result<[u8; 32], String> {
+        let v = get(k)?;
+        crate::index::unhex::<32>(v).ok_or(format!("bad delta {k} {v:?}"))
+    };
+    let kind = get("kind")?;
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err(format!("bad delta kind {kind:?}"));
+    }
+    let expires = match f.get("expires") {
+        Some(v) => Some(crate::signed::parse_utc(v).ok_or(format!("bad delta expires {v:?}"))?),
+        None => None,
+    };
+    Ok(Delta {
+        kind: kind.to_owned(),
+        from: num("from")?,
+        from_sha256: sha("from_sha256")?,
+        to: num("to")?,
+        to_sha256: sha("to_sha256")?,
+        expires,
+        change: Change::default(),
+    })
+}
+
 impl Delta {
     /// Whether it says "nothing changed since `from`".
     pub fn is_empty(&self) -> bool {
@@ -222,42 +271,7 @@ impl Delta {
             return Err("delta contains NUL or CR".into());
         }
         let (first, mut lines) = split(text).map_err(|e| format!("delta {e}"))?;
-        let rest = first
-            .strip_prefix(PREFIX)
-            .filter(|r| r.starts_with(' '))
-            .ok_or("not a keyward delta (no #keyward-delta header)")?;
-        let mut f: BTreeMap<&str, &str> = BTreeMap::new();
-        for field in rest.split(' ').skip(1) {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| format!("bad delta header field {field:?}"))?;
-            if !matches!(
-                k,
-                "kind" | "from" | "from_sha256" | "to" | "to_sha256" | "expires"
-            ) {
-                return Err(format!("unknown delta header field {k:?}"));
-            }
-            if f.insert(k, v).is_some() {
-                return Err(format!("delta header field {k:?} given twice"));
-            }
-        }
-        let get = |k: &str| f.get(k).copied().ok_or(format!("delta header has no {k}="));
-        let num = |k: &str| -> Result<u64, String> {
-            let v = get(k)?;
-            v.parse().map_err(|_| format!("bad delta {k} {v:?}"))
-        };
-        let sha = |k: &str| -> Result<[u8; 32], String> {
-            let v = get(k)?;
-            crate::index::unhex::<32>(v).ok_or(format!("bad delta {k} {v:?}"))
-        };
-        let kind = get("kind")?;
-        if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Err(format!("bad delta kind {kind:?}"));
-        }
-        let expires = match f.get("expires") {
-            Some(v) => Some(crate::signed::parse_utc(v).ok_or(format!("bad delta expires {v:?}"))?),
-            None => None,
-        };
+        let head = parse_head(first)?;
         let header = lines
             .next()
             .and_then(|l| l.strip_prefix('='))
@@ -284,15 +298,7 @@ impl Delta {
             prev = Some(l);
             change.lines.insert(l.to_owned(), add);
         }
-        let d = Delta {
-            kind: kind.to_owned(),
-            from: num("from")?,
-            from_sha256: sha("from_sha256")?,
-            to: num("to")?,
-            to_sha256: sha("to_sha256")?,
-            expires,
-            change,
-        };
+        let d = Delta { change, ..head };
         if d.to < d.from {
             return Err(format!("delta goes back (from {} to {})", d.from, d.to));
         }

@@ -392,16 +392,7 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         Some(l) => Some(revoked::write(o, &out, key.as_ref(), l, now)?),
         None => None,
     };
-    let mut extra: Vec<crate::index::Line> = rev.iter().map(revoked::index_line).collect();
-    let deltas_folder = o.index.map(|name| format!("{name}.d"));
-    if let (Some(folder), true) = (&deltas_folder, o.delta_keep > 0) {
-        extra.push(crate::index::Line {
-            user: crate::index::DELTAS,
-            serial: None,
-            hash: [0; 8],
-            path: folder,
-        });
-    }
+    let extra: Vec<crate::index::Line> = rev.iter().map(revoked::index_line).collect();
     let index = match o.index {
         Some(name) => Some(write_index(o, &out, key.as_ref(), name, &results, &extra)?),
         None => None,

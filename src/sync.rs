@@ -255,39 +255,13 @@ pub fn refresh_index(
     delta_note: &mut Option<String>,
 ) -> Result<FreshIndex, NoIndex> {
     let signed = signers.is_some();
-    let stored = match store.read() {
-        Ok(s) => s,
-        Err(e) => return Err(unusable(format!("stored index: {e}"))),
-    };
-    // The index's floor is kept apart from its copy: a 404 for the index
-    // removes the copy, never the floor. A floor of a signer no longer
-    // trusted does not bind, and the copy that came with it is not trusted
-    // either (no ETag: the index is fetched and verified again).
-    let kept = match signers {
-        Some(_) => floors
-            .read(INDEX_FLOOR)
-            .map_err(|e| unusable(e.to_string()))?,
-        None => None,
-    };
-    let bound = state::binding(kept, signers.unwrap_or_default());
-    let void = kept.is_some() && bound.is_none();
-    // In signed mode an unsigned copy gives neither an ETag nor a floor.
-    let trusted = stored
-        .as_ref()
-        .filter(|(s, _)| !signed || (s.signed && !void));
+    let (trusted, floor) = trusted_copy(store, floors, signers)?;
+    let trusted = trusted.as_ref();
     let etag = trusted.and_then(|(s, _)| s.etag.clone());
-    // (A copy stored before the floor was kept apart still gives its own.)
-    let floor = Floor::max(bound, trusted.and_then(|(s, _)| s.floor()));
-    if let Some((s, text)) = trusted {
-        match delta::poll_index(dir, store, floors, signers, now, s, text) {
-            delta::Polled::Done(fresh, note) => {
-                *delta_note = Some(note.into());
-                return Ok(fresh);
-            }
-            delta::Polled::NotAnnounced => {}
-            delta::Polled::Due => *delta_note = Some("due".into()),
-            delta::Polled::Fallback(why) => *delta_note = Some(format!("fallback:{why}")),
-        }
+    let polled = trusted
+        .and_then(|(s, text)| delta::poll(dir, store, floors, signers, now, (s, text), delta_note));
+    if let Some(fresh) = polled {
+        return Ok(fresh);
     }
     let (s, text, how, warning) = match dir.fetch_index(etag.as_deref(), floor) {
         IndexFetch::NotModified { url } => {
@@ -337,6 +311,40 @@ pub fn refresh_index(
         how,
         warning,
     })
+}
+
+/// A stored index and its text.
+type StoredIndex = (Stored, String);
+
+/// The stored index this run may build on (its ETag, a delta from its
+/// serial) and the floor a new index must clear.
+fn trusted_copy(
+    store: &IndexCache,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
+) -> Result<(Option<StoredIndex>, Option<Floor>), NoIndex> {
+    let signed = signers.is_some();
+    let stored = match store.read() {
+        Ok(s) => s,
+        Err(e) => return Err(unusable(format!("stored index: {e}"))),
+    };
+    // The index's floor is kept apart from its copy: a 404 for the index
+    // removes the copy, never the floor. A floor of a signer no longer
+    // trusted does not bind, and the copy that came with it is not trusted
+    // either (no ETag: the index is fetched and verified again).
+    let kept = match signers {
+        Some(_) => floors
+            .read(INDEX_FLOOR)
+            .map_err(|e| unusable(e.to_string()))?,
+        None => None,
+    };
+    let bound = state::binding(kept, signers.unwrap_or_default());
+    let void = kept.is_some() && bound.is_none();
+    // In signed mode an unsigned copy gives neither an ETag nor a floor.
+    let trusted = stored.filter(|(s, _)| !signed || (s.signed && !void));
+    // (A copy stored before the floor was kept apart still gives its own.)
+    let floor = Floor::max(bound, trusted.as_ref().and_then(|(s, _)| s.floor()));
+    Ok((trusted, floor))
 }
 
 /// The name of the index's floor among the floors (a dot name: never a
@@ -441,8 +449,7 @@ pub fn run(
     // What this run's index says about the revocation list, and whether it
     // announces deltas.
     let mut listed: Option<Option<(crate::index::Digest, String)>> = None;
-    let mut deltas = false;
-    let mut index_delta = None;
+    let (mut deltas, mut index_delta) = (false, None);
     // `--user` asks for that user only; nothing cached, nothing to ask.
     let mut summary = if only.is_some() || users.is_empty() {
         per_user(None, None)
@@ -450,15 +457,8 @@ pub fn run(
         per_user(Some("off"), None)
     } else {
         let store = IndexCache::new(&config.cache.dir);
-        let fresh = refresh_index(
-            &dir,
-            &store,
-            cache.floors(),
-            signers,
-            now_secs(),
-            &mut index_delta,
-        );
-        match fresh {
+        let floors = cache.floors();
+        match refresh_index(&dir, &store, floors, signers, now_secs(), &mut index_delta) {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
                     deltas = index.get(crate::index::DELTAS).is_some();
@@ -500,18 +500,8 @@ pub fn run(
             Some(None) => Listed::Absent,
             Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
         };
-        let rdelta = match l {
-            Listed::Line { hash, path } if deltas => {
-                delta::poll_revoked(config, &dir, cache.floors(), signers, hash, path)
-            }
-            _ => None,
-        };
-        let mut rv = revoked::sync(config, &dir, cache.floors(), signers, l);
-        if rdelta.as_deref() == Some("applied") {
-            rv.how = "installed";
-        }
-        summary.revoked = Some(rv);
-        summary.revoked_delta = rdelta;
+        let (rv, rdelta) = delta::revoked(config, &dir, cache.floors(), signers, l, deltas);
+        (summary.revoked, summary.revoked_delta) = (Some(rv), rdelta);
     }
     summary.index_delta = index_delta;
     summary.requests = dir.requests();

@@ -21,7 +21,7 @@ pub enum DeltaFetch {
     /// A parsed delta of the kind asked for; in signed mode a non-empty one
     /// verified, with the pinned signer that signed it, and unexpired.
     New {
-        delta: Delta,
+        delta: Box<Delta>,
         etag: Option<String>,
         url: String,
         signer: Option<crate::signed::Signer>,
@@ -114,7 +114,7 @@ impl HttpDirectory<'_> {
             }
         }
         Attempt::Done(DeltaFetch::New {
-            delta: d,
+            delta: Box::new(d),
             etag: new_etag,
             url: url.into(),
             signer,

@@ -80,6 +80,28 @@ fn serial_name(name: &str) -> Option<u64> {
     ok.then(|| name.parse().ok()).flatten()
 }
 
+/// What every delta written this run leads to.
+struct Target<'a> {
+    kind: &'a str,
+    to: u64,
+    to_sha256: [u8; 32],
+    expires: Option<i64>,
+}
+
+impl Target<'_> {
+    fn from(&self, from: u64, from_sha256: [u8; 32], change: delta::Change) -> Delta {
+        Delta {
+            kind: self.kind.to_owned(),
+            from,
+            from_sha256,
+            to: self.to,
+            to_sha256: self.to_sha256,
+            expires: self.expires,
+            change,
+        }
+    }
+}
+
 /// Writes F's deltas for the move from `old` (F as published before, if
 /// any) to `new` (F as this run publishes it, at serial `serial_of(new)`).
 /// `file`: F's name in OUT; `kind`: the deltas' `kind=`. Called before F
@@ -97,68 +119,29 @@ pub(super) fn update(
     let t = serial_of(new).ok_or_else(|| format!("{file}: no serial for its deltas"))?;
     let sub = open_subdir(o, &format!("{file}.d"))?;
     let d = OutDir::new(&sub.path);
-    let shown = |n: &str| format!("{}/{file}.d/{n}", o.out.display());
+    let shown = format!("{}/{file}.d", o.out.display());
     let names: Vec<String> = d
         .entries()
-        .map_err(|e| format!("{}: {e}", shown("")))?
+        .map_err(|e| format!("{shown}: {e}"))?
         .into_iter()
         .map(|n| n.to_string_lossy().into_owned())
         .collect();
     let on_disk: BTreeSet<u64> = names.iter().filter_map(|n| serial_name(n)).collect();
-    let new_sha = delta::sha256(new);
-    let expires = o.signer.map(|_| o.expires);
-    let empty = Delta {
-        kind: kind.to_owned(),
-        from: t,
-        from_sha256: new_sha,
+    let target = Target {
+        kind,
         to: t,
-        to_sha256: new_sha,
-        expires,
-        change: delta::diff(new, new)?,
+        to_sha256: delta::sha256(new),
+        expires: o.signer.map(|_| o.expires),
     };
-    let mut deltas: Vec<Delta> = Vec::new();
-    let mut keep_old = false;
-    match old.map(|old| (old, serial_of(old))) {
+    // F unchanged: its deltas stand; only the empty one must be there.
+    let keep_old = old == Some(new);
+    let deltas = match old.map(|old| (old, serial_of(old))) {
         Some((old, Some(tp))) if old != new && tp < t => {
-            let step = delta::diff(old, new).map_err(|e| format!("{file}: {e}"))?;
-            let old_sha = delta::sha256(old);
-            deltas.push(Delta {
-                kind: kind.to_owned(),
-                from: tp,
-                from_sha256: old_sha,
-                to: t,
-                to_sha256: new_sha,
-                expires,
-                change: step.clone(),
-            });
-            for &s in on_disk.iter().rev().filter(|&&s| s < tp) {
-                if deltas.len() > o.delta_keep {
-                    break;
-                }
-                let Some(prev) = read_checked(&d, key, o, &s.to_string(), kind, tp, old_sha) else {
-                    continue;
-                };
-                if prev.from != s {
-                    continue;
-                }
-                let Ok(change) = delta::compose(&prev.change, &step) else {
-                    continue;
-                };
-                deltas.push(Delta {
-                    from: s,
-                    from_sha256: prev.from_sha256,
-                    to: t,
-                    to_sha256: new_sha,
-                    expires,
-                    change,
-                    kind: kind.to_owned(),
-                });
-            }
+            composed(o, &d, key, &target, &on_disk, (old, tp), new)
+                .map_err(|e| format!("{file}: {e}"))?
         }
-        // F unchanged: its deltas stand; only the empty one must be there.
-        Some((old, _)) if old == new => keep_old = true,
-        _ => {}
-    }
+        _ => Vec::new(),
+    };
     let limit = (new.len() / MAX_FRACTION).max(SMALL);
     let mut rendered: Vec<(u64, String)> = deltas
         .iter()
@@ -177,32 +160,59 @@ pub(super) fn update(
             return Ok(info);
         }
     }
+    let empty = target.from(t, target.to_sha256, delta::diff(new, new)?);
     rendered.push((t, empty.render()));
     let mut staged = Vec::with_capacity(2 * rendered.len());
     for (s, text) in &rendered {
-        staged.extend(
-            stage(o, &d, &s.to_string(), text.as_bytes()).map_err(|e| format!("{file}.d: {e}"))?,
-        );
+        let name = s.to_string();
+        staged.extend(stage(o, &d, &name, text.as_bytes()).map_err(|e| format!("{shown}: {e}"))?);
     }
     // Every other serial's delta (and signature) goes: it no longer leads
     // to F as published. Kept deltas stay when F did not change.
     let written: BTreeSet<u64> = rendered.iter().map(|(s, _)| *s).collect();
-    let stale: Vec<String> = names
+    let stale: Vec<&str> = names
         .iter()
         .filter(|n| {
             let base = n.strip_suffix(".sig").unwrap_or(n);
             let unsigned_sig = o.signer.is_none() && n.ends_with(".sig");
-            match serial_name(base) {
-                Some(s) => unsigned_sig || (!keep_old && !written.contains(&s)),
-                None => false,
-            }
+            serial_name(base).is_some_and(|s| unsigned_sig || (!keep_old && !written.contains(&s)))
         })
-        .cloned()
+        .map(String::as_str)
         .collect();
-    let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
     d.commit(staged, &stale)
-        .map_err(|e| format!("{}: {e}", shown("")))?;
+        .map_err(|e| format!("{shown}: {e}"))?;
     Ok(info)
+}
+
+/// The deltas to `new` from the previous serial `tp` (the step `old` to
+/// `new`) and from each older serial on disk whose delta to `tp` checks
+/// (`read_checked`), composed with the step; newest first, at most one
+/// more than `--delta-keep`.
+fn composed(
+    o: &Options,
+    d: &OutDir,
+    key: Option<&ssh_key::PublicKey>,
+    target: &Target,
+    on_disk: &BTreeSet<u64>,
+    (old, tp): (&str, u64),
+    new: &str,
+) -> Result<Vec<Delta>, String> {
+    let step = delta::diff(old, new)?;
+    let old_sha = delta::sha256(old);
+    let mut deltas = vec![target.from(tp, old_sha, step.clone())];
+    for &s in on_disk.iter().rev().filter(|&&s| s < tp) {
+        if deltas.len() > o.delta_keep {
+            break;
+        }
+        let prev = read_checked(d, key, o, &s.to_string(), target.kind, tp, old_sha);
+        let Some(prev) = prev.filter(|p| p.from == s) else {
+            continue;
+        };
+        if let Ok(change) = delta::compose(&prev.change, &step) {
+            deltas.push(target.from(s, prev.from_sha256, change));
+        }
+    }
+    Ok(deltas)
 }
 
 /// A delta already in the folder that leads to F at `to` (text hash
@@ -333,7 +343,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["20", "40", "50"], "the tampered delta is not carried on");
+        assert_eq!(
+            names,
+            ["20", "40", "50"],
+            "the tampered delta is not carried on"
+        );
         let d = Delta::parse(&std::fs::read_to_string(dir.join("40")).unwrap()).unwrap();
         assert_eq!(d.apply_to(current).unwrap(), text50);
         assert_eq!(check(&out), Vec::<String>::new());

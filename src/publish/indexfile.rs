@@ -42,6 +42,18 @@ pub(super) fn write_index(
     extra: &[crate::index::Line],
 ) -> Result<IndexInfo, String> {
     let now = now_secs();
+    // The line announcing deltas (`index::DELTAS`), when publish writes them.
+    let folder = format!("{name}.d");
+    let mut extra = extra.to_vec();
+    if o.delta_keep > 0 {
+        extra.push(crate::index::Line {
+            user: crate::index::DELTAS,
+            serial: None,
+            hash: [0; 8],
+            path: &folder,
+        });
+    }
+    let extra = &extra[..];
     let old_text = previous(o, out, name, key, |t| {
         crate::index::Header::parse(t.lines().next()?).ok()?.serial
     })?;

@@ -35,7 +35,7 @@ pub enum Polled {
     Due,
     /// The index for this run, and the record's `index_delta=` (`304`,
     /// `current`, `applied`).
-    Done(FreshIndex, &'static str),
+    Done(Box<FreshIndex>, &'static str),
     /// The stored index announces no deltas.
     NotAnnounced,
     /// Fetch the full index; why.
@@ -77,6 +77,53 @@ fn checked_apply(d: &Delta, serial: u64, sha: &[u8; 32], text: &str) -> Result<S
         return Err(format!("to={} is not above {serial}", d.to));
     }
     d.apply_to(text)
+}
+
+/// The index by delta, when the stored copy (`trusted`) announces deltas
+/// and its full check is not due; `note`: the record's `index_delta=`.
+pub fn poll(
+    dir: &HttpDirectory,
+    store: &IndexCache,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
+    now: u64,
+    (s, text): (&Stored, &str),
+    note: &mut Option<String>,
+) -> Option<FreshIndex> {
+    match poll_index(dir, store, floors, signers, now, s, text) {
+        Polled::Done(fresh, how) => {
+            *note = Some(how.into());
+            return Some(*fresh);
+        }
+        Polled::NotAnnounced => {}
+        Polled::Due => *note = Some("due".into()),
+        Polled::Fallback(why) => *note = Some(format!("fallback:{why}")),
+    }
+    None
+}
+
+/// The revocation list this run: by delta first when the index announces
+/// deltas (`poll_revoked`), then `revoked::sync` as ever (which finds the
+/// list a delta installed current). The outcome, and `revoked_delta=`.
+pub fn revoked(
+    config: &Config,
+    dir: &HttpDirectory,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
+    listed: revoked::Listed,
+    deltas: bool,
+) -> (revoked::Outcome, Option<String>) {
+    let note = match listed {
+        revoked::Listed::Line { hash, path } if deltas => {
+            poll_revoked(config, dir, floors, signers, hash, path)
+        }
+        _ => None,
+    };
+    let mut out = revoked::sync(config, dir, floors, signers, listed);
+    if note.as_deref() == Some("applied") {
+        out.how = "installed";
+    }
+    (out, note)
 }
 
 /// One delta poll for the index (see the module comment). `s`, `text`:
@@ -167,15 +214,13 @@ fn done(
     if let Err(why) = s.usable(now, signed, None) {
         return Polled::Fallback(why);
     }
-    Polled::Done(
-        FreshIndex {
-            stored: s,
-            text,
-            how,
-            warning,
-        },
-        note,
-    )
+    let fresh = FreshIndex {
+        stored: s,
+        text,
+        how,
+        warning,
+    };
+    Polled::Done(Box::new(fresh), note)
 }
 
 /// The revocation list by delta, when the index announces deltas and
