@@ -19,6 +19,7 @@ The users' own files are the same with and without deltas, so not counted.
 
 import argparse
 import gzip
+import resource
 import os
 import shutil
 import socket
@@ -32,14 +33,18 @@ from publish import key_line, make_src  # noqa: E402
 
 
 def publish(kw, src, out, key, extra=()):
+    """`wall s (cpu s)` of one run: the machine is shared, so both."""
     cmd = [kw, "--config", "/nonexistent/keyward.toml", "publish", src, out,
            "--signer", key, *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     dt = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return dt
+    return f"{dt:.2f} s ({cpu:.2f} s CPU)"
 
 
 def serial(out):
@@ -137,7 +142,7 @@ def main():
         with_d, without = os.path.join(work, "with"), os.path.join(work, "without")
         t1 = publish(kw, src, with_d, key)
         t0 = publish(kw, src, without, key, ["--delta-keep", "0"])
-        print(f"{a.users} users, first publish: {t1:.2f} s with deltas, {t0:.2f} s without")
+        print(f"{a.users} users, first publish: {t1} with deltas, {t0} without")
         idx = os.path.join(with_d, "keyward.index")
         raw, g1, g6 = sizes(idx)
         print(f"full index: {raw} bytes, gzip -1 {g1}, gzip -6 {g6} "
@@ -151,11 +156,11 @@ def main():
             d = os.path.join(with_d, "keyward.index.d", str(s))
             draw, dg1, dg6 = sizes(d)
             dsig = os.path.getsize(d + ".sig")
-            print(f"{k} user(s) changed: republish {t1:.2f} s with deltas, {t0:.2f} s without; "
+            print(f"{k} user(s) changed: republish {t1} with deltas, {t0} without; "
                   f"a host at the previous serial downloads the delta {draw} bytes "
                   f"(gzip -1 {dg1}, -6 {dg6}) + its signature {dsig}, "
                   f"against the index {raw} (gzip -6 {g6}) + its signature {sig}")
-        last_with = last_without = 0.0
+        last_with = last_without = ""
         for r in range(a.runs):
             change(src, [r + 1], b"-r%d" % r)
             last_with = publish(kw, src, with_d, key)
@@ -163,7 +168,7 @@ def main():
         kept = len([n for n in os.listdir(os.path.join(with_d, "keyward.index.d"))
                     if not n.endswith(".sig")]) - 1
         print(f"after {a.runs} more 1-user publishes ({kept} older serials keep a delta): "
-              f"the last took {last_with:.2f} s with deltas, {last_without:.2f} s without")
+              f"the last took {last_with} with deltas, {last_without} without")
         s = serial(with_d)
         wire = nginx_bytes(with_d, [f"keyward.index.d/{s}", "keyward.index",
                                     f"keyward.index.d/{sorted(int(n) for n in os.listdir(os.path.join(with_d, 'keyward.index.d')) if not n.endswith('.sig'))[-2]}"])

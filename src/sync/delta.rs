@@ -9,8 +9,8 @@
 //! installed list's serial (`revoked.list.d/S`), installed through
 //! `sync::revoked::install`. Anything else (404: too far behind, a bad
 //! signature, a hash that differs) falls back to the full file, and says
-//! why in the sync record (`index_delta=`, `revoked_delta=`). At least
-//! every [`FULL_CHECK`] the poll is the index's own conditional GET
+//! why in the sync record (`index_delta=`, `revoked_delta=`). Once a day
+//! ([`FULL_CHECK`]) the poll is the index's own conditional GET
 //! (`index_delta=due`), so an index changed or removed without its deltas
 //! is noticed.
 
@@ -26,8 +26,11 @@ use crate::statestore::FloorStore;
 /// How often a host asks for the index itself although deltas say nothing
 /// changed: a directory whose index changed (or went) without its deltas
 /// (an upload by hand, the index no longer published) is noticed within
-/// this time, and the poll is still one request.
-pub const FULL_CHECK: u64 = 3600;
+/// this time, and the poll is still one request. Not more often: after a
+/// delta the stored copy has no ETag of the full index, so this check
+/// downloads it once; and it guards against an operator's mistake only (a
+/// mirror that lies can answer 304 for the index too).
+pub const FULL_CHECK: u64 = 24 * 3600;
 
 /// What a delta poll of the index gave.
 pub enum Polled {

@@ -452,11 +452,11 @@ fn a_revocation_added_costs_the_lists_delta_and_a_forged_one_falls_back() {
 
 /// An index removed from the directory while its deltas stay (a hand
 /// upload, an index no longer published): the deltas still say "nothing
-/// changed", but at least hourly the poll is the index's own conditional
-/// GET, which notices (here the hour is made to have passed by ageing the
-/// stored copy's `checked_at`).
+/// changed", but once a day the poll is the index's own conditional GET,
+/// which notices (here the day is made to have passed by ageing the stored
+/// copy's `checked_at`).
 #[test]
-fn an_index_gone_without_its_deltas_is_noticed_at_the_hourly_full_check() {
+fn an_index_gone_without_its_deltas_is_noticed_at_the_daily_full_check() {
     let h = Host::new();
     let k = SshKey::ed25519(h.dir.path(), "k");
     h.user("alice", &k, "v0");
@@ -474,7 +474,7 @@ fn an_index_gone_without_its_deltas_is_noticed_at_the_hourly_full_check() {
     let aged: Vec<String> = text
         .split('\n')
         .map(|l| match l.strip_prefix("checked_at ") {
-            Some(t) => format!("checked_at {}", t.parse::<u64>().unwrap() - 3600),
+            Some(t) => format!("checked_at {}", t.parse::<u64>().unwrap() - 86_400),
             None => l.to_owned(),
         })
         .collect();
