@@ -45,8 +45,9 @@ pub struct Summary {
     pub unchanged: usize,
     pub removed: usize,
     pub failed: Vec<(String, String)>,
-    /// How the index was used: `304`, `200`, `none` (the directory has
-    /// none), `off` (not configured), `unusable` (see `index_error`).
+    /// How the index was used: `304`, `200`, `delta` (a delta applied:
+    /// `sync/delta.rs`), `none` (the directory has none), `off` (not
+    /// configured), `unusable` (see `index_error`).
     pub index: Option<&'static str>,
     pub index_error: Option<String>,
     /// The mirror that answered for the index.
