@@ -243,8 +243,9 @@ pub fn poll_revoked(
         return None;
     }
     let fallback = |why: String| Some(format!("fallback:{why}"));
+    // An unsigned list has no serial to name a delta by: publish writes none.
     let Ok(Some(serial)) = crate::revocation::list::check(&installed).map(|h| h.serial) else {
-        return fallback("the installed list has no serial".into());
+        return None;
     };
     let rel = format!("{path}.d/{serial}");
     let (d, signer) = match dir.fetch_delta(&rel, None, "revoked") {
@@ -297,6 +298,10 @@ mod tests {
                     :revoked 5 0123456789abcdef revoked.list\n\
                     alice 5 0123456789abcdef alice.keys\n";
         assert_eq!(announced(text), Some("keyward.index.d"));
+        // What a host that knows nothing of deltas reads: the same users.
+        let idx = Index::parse(text).unwrap();
+        assert_eq!(idx.get("alice").unwrap().path, "alice.keys");
+        assert_eq!(idx.lines.len(), 4);
         assert_eq!(announced("#keyward-index serial=5\n"), None);
         assert_eq!(
             announced("#keyward-index\nalice - 0000000000000000 :deltas\n"),
