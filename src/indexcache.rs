@@ -81,7 +81,9 @@ impl Stored {
         s.push_str(&format!("signed {}\n", u8::from(self.signed)));
         s.push_str(&format!("sha256 {}\n", hex(&self.sha256)));
         if let Some((path, etag)) = &self.delta_etag {
-            if header_safe(path) && !path.contains(' ') && header_safe(etag) {
+            // Bounded, so the head stays within STORE_HEAD_MAX.
+            let fits = path.len() + etag.len() <= 512;
+            if fits && header_safe(path) && !path.contains(' ') && header_safe(etag) {
                 s.push_str(&format!("delta_etag {path} {etag}\n"));
             }
         }
