@@ -22,10 +22,16 @@ struct Host {
     kw: Keyward,
     src: PathBuf,
     signer: SshKey,
+    signed: bool,
 }
 
 impl Host {
     fn new() -> Host {
+        Host::with(true)
+    }
+
+    /// `signed`: the host pins the signer and publish signs.
+    fn with(signed: bool) -> Host {
         ensure_system_user("keyward");
         let dir = TestDir::new("deltasync");
         let cache = dir.join("cache");
@@ -37,15 +43,17 @@ impl Host {
             .ttl("1h");
         let kw = Keyward::with_config(&config);
         let signer = SshKey::ed25519(dir.path(), "signer");
-        let toml = config.to_toml().replacen(
-            "[directory]\n",
-            &format!(
-                "[directory]\nsigners = [{}]\n",
-                toml_str(&signer.public_line())
-            ),
-            1,
-        );
-        kw.write_config(&toml);
+        if signed {
+            let toml = config.to_toml().replacen(
+                "[directory]\n",
+                &format!(
+                    "[directory]\nsigners = [{}]\n",
+                    toml_str(&signer.public_line())
+                ),
+                1,
+            );
+            kw.write_config(&toml);
+        }
         let src = dir.subdir("src");
         Host {
             dir,
@@ -55,6 +63,7 @@ impl Host {
             kw,
             src,
             signer,
+            signed,
         }
     }
 
@@ -65,7 +74,9 @@ impl Host {
     fn publish(&self, extra: &[&str]) {
         let out = self.out();
         let mut args = vec!["publish", self.src.to_str().unwrap(), out.to_str().unwrap()];
-        args.extend(["--signer", self.signer.path.to_str().unwrap()]);
+        if self.signed {
+            args.extend(["--signer", self.signer.path.to_str().unwrap()]);
+        }
         args.extend(extra);
         let p = self.kw.run(&args);
         assert!(p.success(), "publish: {p}");
@@ -484,4 +495,59 @@ fn an_index_gone_without_its_deltas_is_noticed_at_the_daily_full_check() {
     assert_eq!(field(&rec, "index"), "none", "{rec}");
     assert_eq!(paths[0], "keyward.index", "{paths:?}");
     assert!(!stored.exists(), "the copy goes after a 404");
+}
+
+/// Unsigned (hosts without `signers`): the same one request when nothing
+/// changed and the delta alone when something did; the stored index is
+/// the published one; a delta that does not give `to_sha256` falls back.
+#[test]
+fn unsigned_deltas_are_applied_only_when_their_hashes_hold() {
+    let h = Host::with(false);
+    let k = SshKey::ed25519(h.dir.path(), "k");
+    h.user("alice", &k, "v0");
+    h.user("bob", &k, "v0");
+    h.publish(&[]);
+    h.served("alice");
+    h.served("bob");
+    h.sync();
+    let s1 = h.serial();
+    let (rec, _) = h.sync();
+    assert_eq!(field(&rec, "index_delta"), "current", "{rec}");
+    let (rec, paths) = h.sync();
+    assert_eq!(field(&rec, "index_delta"), "304", "{rec}");
+    assert_eq!(paths, [format!("keyward.index.d/{s1}")]);
+    h.user("alice", &k, "v1");
+    h.publish(&[]);
+    let (rec, paths) = h.sync();
+    assert_eq!(field(&rec, "index_delta"), "applied", "{rec}");
+    assert_eq!(
+        paths,
+        [format!("keyward.index.d/{s1}"), "alice.keys".to_owned()],
+        "{rec}"
+    );
+    assert_eq!(h.stored_index(), h.published("keyward.index"));
+    assert!(h.served("alice").contains("v1"));
+    // A delta whose result is not to_sha256 (a line dropped): refused.
+    let s2 = h.serial();
+    h.user("alice", &k, "v2");
+    h.user("bob", &k, "v2");
+    h.publish(&[]);
+    let rel = format!("users/keyward.index.d/{s2}");
+    let text = fs::read_to_string(h.nginx.root.join(&rel)).unwrap();
+    let forged = text.trim_end().rsplit_once('\n').unwrap().0.to_owned() + "\n";
+    h.nginx.put(&rel, forged);
+    must(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&h.nginx.root),
+    );
+    let (rec, _) = h.sync();
+    let note = field(&rec, "index_delta");
+    assert!(
+        note.starts_with("fallback:") && note.contains("to_sha256"),
+        "{rec}"
+    );
+    assert_eq!(field(&rec, "index"), "200", "{rec}");
+    assert_eq!(h.stored_index(), h.published("keyward.index"));
+    assert!(h.served("bob").contains("v2"));
 }
