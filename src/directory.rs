@@ -24,10 +24,12 @@ use crate::keyline;
 use crate::os::clock::now_secs;
 use crate::state::Floor;
 
+mod deltafetch;
 mod indexfetch;
 mod krlfetch;
 mod mirrors;
 mod revokedfetch;
+pub use deltafetch::DeltaFetch;
 pub use indexfetch::IndexFetch;
 pub use krlfetch::KrlFetch;
 pub use revokedfetch::RevokedFetch;

@@ -29,6 +29,10 @@
 //! the users they serve, and no account is named `:revoked` (`:` separates
 //! the fields of passwd; `publish` refuses such a user).
 //!
+//! Likewise a `:deltas` line ([`DELTAS`]) tells a host that `publish`
+//! writes deltas (`delta`) beside the index and the list, so that a poll
+//! is one conditional GET of the delta from the host's serial.
+//!
 //! Pure: the format, the checks and the binary search. The copy a server
 //! keeps (`<cache dir>/.keyward-index`) is `indexcache`.
 
@@ -48,6 +52,13 @@ pub const MAX_LINE: usize = 4096;
 /// The index line naming the revocation list's version (see the module
 /// comment).
 pub const REVOKED: &str = ":revoked";
+
+/// The index line announcing deltas (`:deltas - 0000000000000000
+/// keyward.index.d`): the folder of the index's deltas, and that each
+/// signed file the index names has its own (`revoked.list.d/`). A line,
+/// not a header field: older hosts refuse an index header field they do
+/// not know, but read past a line for a user nobody is.
+pub const DELTAS: &str = ":deltas";
 
 /// 64 bits of SHA-256: enough to tell a changed file from its predecessor.
 pub type Digest = [u8; 8];

@@ -20,8 +20,11 @@ const STORE_HEAD_MAX: usize = 4096;
 /// What is known about the stored index, besides its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    /// Unix time of the last answer (200 or 304) for the index.
+    /// Unix time of the last answer (200 or 304) for the index, or for a
+    /// delta of it.
     pub fetched_at: u64,
+    /// Unix time of the last answer for the index itself (not a delta).
+    pub checked_at: u64,
     pub etag: Option<String>,
     /// The index URL that answered.
     pub url: String,
@@ -31,6 +34,10 @@ pub struct Stored {
     /// SHA-256 of the text (with the serial: the index's rollback floor).
     pub sha256: [u8; 32],
     pub length: u64,
+    /// The delta this index was last polled with (its path below the
+    /// mirrors' folders) and that answer's ETag: the next poll of the same
+    /// delta is conditional (`sync/delta.rs`).
+    pub delta_etag: Option<(String, String)>,
 }
 
 fn header_safe(v: &str) -> bool {
@@ -49,17 +56,22 @@ impl Stored {
         let header = Header::parse(body.lines().next().unwrap_or_default())?;
         Ok(Stored {
             fetched_at,
+            checked_at: fetched_at,
             etag: etag.filter(|e| header_safe(e)),
             url,
             signed,
             header,
             sha256: sha2::Sha256::digest(body.as_bytes()).into(),
             length: body.len() as u64,
+            delta_etag: None,
         })
     }
 
     pub fn encode_head(&self) -> String {
-        let mut s = format!("{STORE_MAGIC}\nfetched_at {}\n", self.fetched_at);
+        let mut s = format!(
+            "{STORE_MAGIC}\nfetched_at {}\nchecked_at {}\n",
+            self.fetched_at, self.checked_at
+        );
         if let Some(e) = &self.etag {
             s.push_str(&format!("etag {e}\n"));
         }
@@ -68,6 +80,13 @@ impl Stored {
         }
         s.push_str(&format!("signed {}\n", u8::from(self.signed)));
         s.push_str(&format!("sha256 {}\n", hex(&self.sha256)));
+        if let Some((path, etag)) = &self.delta_etag {
+            // Bounded, so the head stays within STORE_HEAD_MAX.
+            let fits = path.len() + etag.len() <= 512;
+            if fits && header_safe(path) && !path.contains(' ') && header_safe(etag) {
+                s.push_str(&format!("delta_etag {path} {etag}\n"));
+            }
+        }
         s.push_str(&format!("length {}\n\n", self.length));
         s
     }
@@ -85,15 +104,20 @@ impl Stored {
         }
         let (mut fetched_at, mut etag, mut url, mut signed, mut sha, mut length) =
             (None, None, String::new(), None, None, None);
+        let (mut delta_etag, mut checked_at) = (None, 0);
         for line in lines {
             let (k, v) = line.split_once(' ').ok_or(Corrupt("index: bad header"))?;
             match k {
                 "fetched_at" => fetched_at = v.parse().ok(),
+                "checked_at" => checked_at = v.parse().unwrap_or(0),
                 "etag" => etag = header_safe(v).then(|| v.to_owned()),
                 "url" => url = v.to_owned(),
                 "signed" => signed = Some(v == "1"),
                 "sha256" => sha = unhex::<32>(v),
                 "length" => length = v.parse().ok(),
+                "delta_etag" => {
+                    delta_etag = v.split_once(' ').map(|(p, e)| (p.to_owned(), e.to_owned()))
+                }
                 _ => {}
             }
         }
@@ -107,12 +131,14 @@ impl Stored {
         let header = Header::parse(first).map_err(|_| Corrupt("index: bad text header"))?;
         let s = Stored {
             fetched_at: fetched_at.ok_or(Corrupt("index: no fetched_at"))?,
+            checked_at,
             etag,
             url,
             signed: signed.ok_or(Corrupt("index: no signed"))?,
             header,
             sha256: sha.ok_or(Corrupt("index: no sha256"))?,
             length: length.ok_or(Corrupt("index: no length"))?,
+            delta_etag,
         };
         Ok((s, text_at))
     }
@@ -357,7 +383,7 @@ mod tests {
         assert!(c.read().unwrap().is_none());
         assert!(c.lookup("u000001").unwrap().is_none());
         let text = sample(3000);
-        let s = Stored::new(
+        let mut s = Stored::new(
             1_700_000_000,
             Some("\"e1\"".into()),
             "http://k/users/keyward.index".into(),
@@ -365,6 +391,7 @@ mod tests {
             &text,
         )
         .unwrap();
+        s.delta_etag = Some(("keyward.index.d/9".into(), "\"a b\"".into()));
         c.write(&s, &text, true).unwrap();
         let (s2, t2) = c.read().unwrap().unwrap();
         assert_eq!((&s2, &t2), (&s, &text));

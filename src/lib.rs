@@ -12,6 +12,7 @@ pub mod principals;
 
 // Pure rules.
 pub mod config;
+pub mod delta;
 pub mod entry;
 pub mod fetch;
 pub mod index;

@@ -25,6 +25,7 @@
 //! rest published.
 
 mod check;
+mod delta;
 mod indexfile;
 mod outdir;
 mod revoked;
@@ -153,7 +154,12 @@ pub struct Options<'a> {
     pub expires: i64,
     pub policy: &'a PolicyConfig,
     pub max_username_len: usize,
+    /// How many older serials of the index and the revocation list keep a
+    /// delta (`publish/delta.rs`); 0: none, and the index announces none.
+    pub delta_keep: usize,
 }
+
+pub use delta::KEEP as DELTA_KEEP;
 
 /// Largest previous file publish reads back from OUT (to keep it or to
 /// continue its serial): the largest index a host accepts.
@@ -167,8 +173,8 @@ const OLD_MAX: u64 = crate::index::MAX_BYTES;
 pub fn publishable(user: &str, kind: Kind, max_len: usize, index: bool) -> Result<(), String> {
     crate::username::validate(user, max_len).map_err(|e| e.to_string())?;
     signed::check_user(user)?;
-    if user == crate::index::REVOKED {
-        return Err("the name of the index's revocation list line".into());
+    if user == crate::index::REVOKED || user == crate::index::DELTAS {
+        return Err("the name of one of the index's own lines".into());
     }
     if index && kind == Kind::Keys {
         crate::index::check_fields(user, &out_name(user, kind))
@@ -194,6 +200,8 @@ pub use crate::source::Refused;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexInfo {
+    /// None: no deltas (`--delta-keep 0`).
+    pub deltas: Option<delta::DeltaInfo>,
     pub path: PathBuf,
     pub serial: u64,
     pub bytes: u64,
@@ -241,6 +249,14 @@ impl Publication {
                 i.bytes,
                 i.gzip_bytes
             ));
+            if let Some(d) = &i.deltas {
+                out.push(format!(
+                    "deltas: {}.d/ from {} older serial(s), the largest {} bytes",
+                    i.path.display(),
+                    d.kept,
+                    d.largest
+                ));
+            }
         }
         out
     }
@@ -696,6 +712,7 @@ mod tests {
             expires: 2_000_000_000,
             policy: &policy,
             max_username_len: 255,
+            delta_keep: 0,
         };
         let p = publish(&o).unwrap();
         let users: Vec<&str> = p.users.iter().map(|u| u.user.as_str()).collect();

@@ -14,6 +14,7 @@
 //! touches nothing. Principals entries (`<dir>/.principals`) are refreshed
 //! the same way, per user (the index lists keys files only).
 
+pub mod delta;
 pub mod krl;
 pub mod revoked;
 
@@ -45,8 +46,9 @@ pub struct Summary {
     pub unchanged: usize,
     pub removed: usize,
     pub failed: Vec<(String, String)>,
-    /// How the index was used: `304`, `200`, `none` (the directory has
-    /// none), `off` (not configured), `unusable` (see `index_error`).
+    /// How the index was used: `304`, `200`, `delta` (a delta applied:
+    /// `sync/delta.rs`), `none` (the directory has none), `off` (not
+    /// configured), `unusable` (see `index_error`).
     pub index: Option<&'static str>,
     pub index_error: Option<String>,
     /// The mirror that answered for the index.
@@ -62,6 +64,11 @@ pub struct Summary {
     pub revoked_confirmed: Option<Result<u64, String>>,
     /// What became of the KRL for sshd (`[revocation] sshd_krl`).
     pub krl: Option<krl::Outcome>,
+    /// How a delta served the index (`sync/delta.rs`): `304`, `current`,
+    /// `applied` or `fallback:WHY`; None when the index announces none.
+    pub index_delta: Option<String>,
+    /// Likewise for the revocation list: `applied` or `fallback:WHY`.
+    pub revoked_delta: Option<String>,
 }
 
 impl Summary {
@@ -95,6 +102,9 @@ impl Summary {
         if let Some(why) = &self.index_error {
             r.push("index_error", why);
         }
+        if let Some(d) = &self.index_delta {
+            r.push("index_delta", d);
+        }
         if let Some(rv) = &self.revoked {
             r.push("revoked", rv.how);
             if let Some(s) = rv.serial {
@@ -115,6 +125,9 @@ impl Summary {
             if let Some(why) = &k.error {
                 r.push("krl_error", why);
             }
+        }
+        if let Some(d) = &self.revoked_delta {
+            r.push("revoked_delta", d);
         }
         if let Some((user, why)) = self.failed.first() {
             r.push("reason", format!("{user}: {why}"));
@@ -253,39 +266,27 @@ fn unusable(why: impl Into<String>) -> NoIndex {
     }
 }
 
-/// The index for this run: one conditional GET (and the signature only
-/// when it changed).
+/// The index for this run: one conditional GET of the delta from the
+/// stored serial when the stored index announces deltas (`sync/delta.rs`;
+/// how it went in `delta_note`), else (or when that fails) of the index,
+/// and the signature only when it changed.
 pub fn refresh_index(
     dir: &HttpDirectory,
     store: &IndexCache,
     floors: &FloorStore,
     signers: Option<&[Signer]>,
     now: u64,
+    delta_note: &mut Option<String>,
 ) -> Result<FreshIndex, NoIndex> {
     let signed = signers.is_some();
-    let stored = match store.read() {
-        Ok(s) => s,
-        Err(e) => return Err(unusable(format!("stored index: {e}"))),
-    };
-    // The index's floor is kept apart from its copy: a 404 for the index
-    // removes the copy, never the floor. A floor of a signer no longer
-    // trusted does not bind, and the copy that came with it is not trusted
-    // either (no ETag: the index is fetched and verified again).
-    let kept = match signers {
-        Some(_) => floors
-            .read(INDEX_FLOOR)
-            .map_err(|e| unusable(e.to_string()))?,
-        None => None,
-    };
-    let bound = state::binding(kept, signers.unwrap_or_default());
-    let void = kept.is_some() && bound.is_none();
-    // In signed mode an unsigned copy gives neither an ETag nor a floor.
-    let trusted = stored
-        .as_ref()
-        .filter(|(s, _)| !signed || (s.signed && !void));
+    let (trusted, floor) = trusted_copy(store, floors, signers)?;
+    let trusted = trusted.as_ref();
     let etag = trusted.and_then(|(s, _)| s.etag.clone());
-    // (A copy stored before the floor was kept apart still gives its own.)
-    let floor = Floor::max(bound, trusted.and_then(|(s, _)| s.floor()));
+    let polled = trusted
+        .and_then(|(s, text)| delta::poll(dir, store, floors, signers, now, (s, text), delta_note));
+    if let Some(fresh) = polled {
+        return Ok(fresh);
+    }
     let (s, text, how, warning) = match dir.fetch_index(etag.as_deref(), floor) {
         IndexFetch::NotModified { url } => {
             let Some((mut s, text)) = trusted.cloned() else {
@@ -294,6 +295,7 @@ pub fn refresh_index(
                 ));
             };
             s.fetched_at = now;
+            s.checked_at = now;
             s.url = url;
             let warning = commit_index(store, floors, signers, None, &s, &text, false)?;
             (s, text, "304", warning)
@@ -333,6 +335,40 @@ pub fn refresh_index(
         how,
         warning,
     })
+}
+
+/// A stored index and its text.
+type StoredIndex = (Stored, String);
+
+/// The stored index this run may build on (its ETag, a delta from its
+/// serial) and the floor a new index must clear.
+fn trusted_copy(
+    store: &IndexCache,
+    floors: &FloorStore,
+    signers: Option<&[Signer]>,
+) -> Result<(Option<StoredIndex>, Option<Floor>), NoIndex> {
+    let signed = signers.is_some();
+    let stored = match store.read() {
+        Ok(s) => s,
+        Err(e) => return Err(unusable(format!("stored index: {e}"))),
+    };
+    // The index's floor is kept apart from its copy: a 404 for the index
+    // removes the copy, never the floor. A floor of a signer no longer
+    // trusted does not bind, and the copy that came with it is not trusted
+    // either (no ETag: the index is fetched and verified again).
+    let kept = match signers {
+        Some(_) => floors
+            .read(INDEX_FLOOR)
+            .map_err(|e| unusable(e.to_string()))?,
+        None => None,
+    };
+    let bound = state::binding(kept, signers.unwrap_or_default());
+    let void = kept.is_some() && bound.is_none();
+    // In signed mode an unsigned copy gives neither an ETag nor a floor.
+    let trusted = stored.filter(|(s, _)| !signed || (s.signed && !void));
+    // (A copy stored before the floor was kept apart still gives its own.)
+    let floor = Floor::max(bound, trusted.as_ref().and_then(|(s, _)| s.floor()));
+    Ok((trusted, floor))
 }
 
 /// The name of the index's floor among the floors (a dot name: never a
@@ -439,8 +475,10 @@ pub fn run(
         s.index_error = index_error;
         s
     };
-    // What this run's index says about the revocation list.
+    // What this run's index says about the revocation list, and whether it
+    // announces deltas.
     let mut listed: Option<Option<(crate::index::Digest, String)>> = None;
+    let (mut deltas, mut index_delta) = (false, None);
     // `--user` asks for that user only; nothing cached, nothing to ask.
     let mut summary = if only.is_some() || users.is_empty() {
         per_user(None, None)
@@ -448,9 +486,11 @@ pub fn run(
         per_user(Some("off"), None)
     } else {
         let store = IndexCache::new(&config.cache.dir);
-        match refresh_index(&dir, &store, cache.floors(), signers, now_secs()) {
+        let floors = cache.floors();
+        match refresh_index(&dir, &store, floors, signers, now_secs(), &mut index_delta) {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
+                    deltas = index.get(crate::index::DELTAS).is_some();
                     listed = Some(
                         index
                             .get(crate::index::REVOKED)
@@ -484,8 +524,17 @@ pub fn run(
         }
     };
     if only.is_none() {
-        sync_revocation(config, &dir, cache.floors(), signers, &listed, &mut summary);
+        sync_revocation(
+            config,
+            &dir,
+            cache.floors(),
+            signers,
+            &listed,
+            deltas,
+            &mut summary,
+        );
     }
+    summary.index_delta = index_delta;
     summary.requests = dir.requests();
     sync_principals(config, only, jobs, poll, progress, &mut summary)?;
     Ok(summary)
@@ -499,6 +548,7 @@ fn sync_revocation(
     floors: &FloorStore,
     signers: Option<&[Signer]>,
     listed: &Option<Option<(crate::index::Digest, String)>>,
+    deltas: bool,
     summary: &mut Summary,
 ) {
     use revoked::Listed;
@@ -507,7 +557,8 @@ fn sync_revocation(
         Some(None) => Listed::Absent,
         Some(Some((hash, path))) => Listed::Line { hash: *hash, path },
     };
-    let rv = revoked::sync(config, dir, floors, signers, l);
+    let (rv, rdelta) = delta::revoked(config, dir, floors, signers, l, deltas);
+    summary.revoked_delta = rdelta;
     summary.revoked_confirmed = confirm_revoked(config, floors, &rv, l);
     if let Some(dest) = &config.revocation.sshd_krl {
         let list_path = match l {

@@ -46,6 +46,11 @@ pub struct PublishArgs {
     /// Serial for this publication (default: the current Unix time).
     #[arg(long)]
     pub serial: Option<u64>,
+    /// How many older serials of the index and of the revocation list keep
+    /// a delta (OUT/keyward.index.d/, OUT/revoked.list.d/): a host at one of
+    /// them fetches only what changed; 0 writes none.
+    #[arg(long, value_name = "N", default_value_t = crate::publish::DELTA_KEEP)]
+    pub delta_keep: usize,
     /// LDAP: the DN to bind as (default: an anonymous bind).
     #[arg(long, value_name = "DN", help_heading = "LDAP source")]
     pub bind_dn: Option<String>,
@@ -208,6 +213,7 @@ pub(super) fn run_publish(config_path: &Path, a: &PublishArgs) -> i32 {
         expires: (now + a.validity.as_secs()) as i64,
         policy: &fleet.policy,
         max_username_len: fleet.policy.max_username_len,
+        delta_keep: a.delta_keep,
     };
     match crate::publish::publish(&opts) {
         Ok(p) => {
@@ -243,13 +249,14 @@ fn upload_order(out: &Path, index: Option<&str>) -> Vec<String> {
         )];
     };
     vec![
-        "upload in this order (files first, the index last, deletions after it):".into(),
+        "upload in this order (files and deltas first, the index last, deletions after it):"
+            .into(),
         format!("  rclone copy {o} REMOTE:PATH --exclude '{i}*'"),
         format!("  rclone copy {o} REMOTE:PATH --include '{i}.gz' --include '{i}.sig'"),
         format!("  rclone copy {o} REMOTE:PATH --include '{i}'"),
         format!("  rclone sync {o} REMOTE:PATH"),
         format!(
-            "  or: aws s3 sync {o} s3://BUCKET/PATH --exclude '{i}*'; aws s3 cp {o}/{i}.gz …; \
+            "  or: aws s3 sync {o} s3://BUCKET/PATH --exclude '{i}*' --include '{i}.d/*'; aws s3 cp {o}/{i}.gz …; \
              aws s3 cp {o}/{i}.sig …; aws s3 cp {o}/{i} …; aws s3 sync {o} s3://BUCKET/PATH --delete"
         ),
     ]

@@ -25,14 +25,26 @@ pub struct Tree {
 }
 
 /// Reads `out` without following links (each file at most `cap` bytes).
+/// A delta folder (`F.d/`, see `publish/delta.rs`) is read one level deep:
+/// its files are named `F.d/NAME`.
 pub fn read_tree(out: &Path, cap: u64) -> Result<Tree, String> {
-    let shown = out.display();
     let mut tree = Tree::default();
-    let rd = std::fs::read_dir(out).map_err(|e| format!("{shown}: {e}"))?;
+    read_level(out, "", cap, &mut tree)?;
+    Ok(tree)
+}
+
+fn read_level(dir: &Path, prefix: &str, cap: u64, tree: &mut Tree) -> Result<(), String> {
+    let shown = dir.display();
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{shown}: {e}"))?;
     for entry in rd {
         let entry = entry.map_err(|e| format!("{shown}: {e}"))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let ftype = entry.file_type().ok();
+        let is_file = ftype.is_some_and(|t| t.is_file());
+        if prefix.is_empty() && name.ends_with(".d") && ftype.is_some_and(|t| t.is_dir()) {
+            read_level(&entry.path(), &format!("{name}/"), cap, tree)?;
+            continue;
+        }
         if !is_file {
             tree.others.push(name);
             continue;
@@ -49,7 +61,7 @@ pub fn read_tree(out: &Path, cap: u64) -> Result<Tree, String> {
         }
         tree.files.insert(name, bytes);
     }
-    Ok(tree)
+    Ok(())
 }
 
 /// The check in progress: the names accounted for, the problems found.
@@ -123,6 +135,86 @@ impl Checker<'_> {
         }
     }
 
+    /// The deltas of `file` (the index or the list), if it has any: each
+    /// signed, unexpired, of its kind and leading to `file` as it is, with
+    /// the empty one for its own serial.
+    fn deltas(&mut self, file: &str, kind: &str, serial_of: fn(&str) -> Option<u64>) {
+        let tree = self.tree;
+        let folder = format!("{file}.d/");
+        let names: Vec<&String> = tree
+            .files
+            .keys()
+            .filter(|n| n.starts_with(&folder))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let Some(body) = text(tree, file) else {
+            self.problems
+                .push(format!("{folder}: deltas of a file not published"));
+            return;
+        };
+        let sha = crate::delta::sha256(body);
+        let (to, header) = (serial_of(body), body.lines().next().unwrap_or_default());
+        let mut own = false;
+        for name in names {
+            let serial = &name[folder.len()..];
+            if serial.ends_with(".sig") {
+                continue;
+            }
+            self.expected.insert(name.clone());
+            let Some(dtext) = text(tree, name) else {
+                self.problems.push(format!("{name}: not UTF-8"));
+                continue;
+            };
+            let d = match crate::delta::Delta::parse(dtext) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.problems.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            if d.from.to_string() != serial
+                || d.kind != kind
+                || d.to_sha256 != sha
+                || Some(d.to) != to
+                || d.change.header != header
+            {
+                self.problems.push(format!(
+                    "{name}: not a delta from {serial} to {file} as published"
+                ));
+            }
+            own |= d.is_empty();
+            if let Some(signers) = self.signers {
+                let sig_name = format!("{name}.sig");
+                self.expected.insert(sig_name.clone());
+                match tree.files.get(&sig_name) {
+                    None => self
+                        .problems
+                        .push(format!("{name}: no signature ({sig_name} missing)")),
+                    Some(sig) => {
+                        if let Err(e) = signed::verify(dtext.as_bytes(), sig, signers) {
+                            self.problems.push(format!("{name}: {e}"));
+                        }
+                    }
+                }
+                match d.expires {
+                    Some(e) if e <= self.now => self
+                        .problems
+                        .push(format!("{name}: expired at {}", signed::format_utc(e))),
+                    None => self
+                        .problems
+                        .push(format!("{name}: signed without expires")),
+                    _ => {}
+                }
+            }
+        }
+        if !own {
+            self.problems
+                .push(format!("{folder}: no empty delta for {file}'s own serial"));
+        }
+    }
+
     /// The index, its signature, and every file it lists.
     fn index(&mut self, index: &str) {
         self.expected.insert(index.to_owned());
@@ -162,6 +254,10 @@ impl Checker<'_> {
             return;
         };
         for line in &idx.lines {
+            if line.user == crate::index::DELTAS {
+                // A folder: checked by `deltas`.
+                continue;
+            }
             self.expected.insert(line.path.to_owned());
             let Some(body) = tree.files.get(line.path) else {
                 self.problems.push(format!(
@@ -210,8 +306,16 @@ pub fn check_tree(
     };
     if let Some(index) = index {
         c.index(index);
+        c.deltas(index, "index", |t| {
+            crate::index::Header::parse(t.lines().next()?).ok()?.serial
+        });
     }
     c.revoked();
+    c.deltas(super::revoked::LIST, "revoked", |t| {
+        crate::revocation::list::Header::parse(t.lines().next()?)
+            .ok()?
+            .serial
+    });
     for name in tree.files.keys() {
         // Principals files are not in the index; without an index, neither
         // are keys files: each is checked on its own.

@@ -42,6 +42,18 @@ pub(super) fn write_index(
     extra: &[crate::index::Line],
 ) -> Result<IndexInfo, String> {
     let now = now_secs();
+    // The line announcing deltas (`index::DELTAS`), when publish writes them.
+    let folder = format!("{name}.d");
+    let mut extra = extra.to_vec();
+    if o.delta_keep > 0 {
+        extra.push(crate::index::Line {
+            user: crate::index::DELTAS,
+            serial: None,
+            hash: [0; 8],
+            path: &folder,
+        });
+    }
+    let extra = &extra[..];
     let old_text = previous(o, out, name, key, |t| {
         crate::index::Header::parse(t.lines().next()?).ok()?.serial
     })?;
@@ -58,7 +70,9 @@ pub(super) fn write_index(
         };
         if let (true, Some(serial)) = (signed_ok, h.serial) {
             if build_index(results, extra, serial, h.expires) == *t {
+                let deltas = index_deltas(o, key, name, Some(t), t)?;
                 return Ok(IndexInfo {
+                    deltas,
                     path: o.out.join(name),
                     serial,
                     bytes: t.len() as u64,
@@ -70,6 +84,8 @@ pub(super) fn write_index(
     let serial = next_serial(o.serial, old.and_then(|h| h.serial));
     let expires = o.signer.map(|_| o.expires);
     let text = build_index(results, extra, serial, expires);
+    // The deltas before the index that they lead to.
+    let deltas = index_deltas(o, key, name, old_text.as_deref(), &text)?;
     let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
     // The compressed copy first: a server preferring it never serves one
     // older than the plain file next to it for long.
@@ -83,11 +99,28 @@ pub(super) fn write_index(
     };
     out.commit(files, stale_sig).map_err(fail)?;
     Ok(IndexInfo {
+        deltas,
         path: o.out.join(name),
         serial,
         bytes: text.len() as u64,
         gzip_bytes: gz.len() as u64,
     })
+}
+
+/// The index's deltas (`publish/delta.rs`), or none with `--delta-keep 0`.
+fn index_deltas(
+    o: &Options,
+    key: Option<&ssh_key::PublicKey>,
+    name: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Result<Option<super::delta::DeltaInfo>, String> {
+    if o.delta_keep == 0 {
+        super::delta::remove_all(o, name)?;
+        return Ok(None);
+    }
+    let serial = |t: &str| crate::index::Header::parse(t.lines().next()?).ok()?.serial;
+    super::delta::update(o, key, name, "index", serial, old, new).map(Some)
 }
 
 pub(super) fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -153,6 +153,7 @@ pub fn write(
         };
         // The KRL is kept only while the list names it (`krl=`).
         if signed_ok && h.krl.is_some() && out.is_file(KRL) && r.render(&h) == *t {
+            list_deltas(o, key, Some(t), t)?;
             return Ok(info(t, h.serial, false));
         }
     }
@@ -174,6 +175,8 @@ pub fn write(
         let path = o.out.join(name);
         move |e: std::io::Error| format!("{}: {e}", path.display())
     };
+    // The deltas before the list they lead to.
+    list_deltas(o, key, old.as_deref(), &text)?;
     // The KRL first: a host fetching the list right after sees its KRL.
     let mut files = stage(o, out, KRL, &krl_bytes)?;
     files.extend(stage(o, out, LIST, text.as_bytes())?);
@@ -186,6 +189,20 @@ pub fn write(
     let mut i = info(&text, header.serial, true);
     i.krl_bytes = krl_bytes.len() as u64;
     Ok(i)
+}
+
+/// The list's deltas (`publish/delta.rs`): signed lists only (a delta is
+/// named by its serial), none with `--delta-keep 0`.
+fn list_deltas(
+    o: &Options,
+    key: Option<&ssh_key::PublicKey>,
+    old: Option<&str>,
+    new: &str,
+) -> Result<(), String> {
+    if o.delta_keep == 0 || list_serial(new).is_none() {
+        return super::delta::remove_all(o, LIST);
+    }
+    super::delta::update(o, key, LIST, "revoked", list_serial, old, new).map(|_| ())
 }
 
 /// The KRL's bytes, built by `ssh-keygen -k` in a private folder (never in

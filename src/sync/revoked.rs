@@ -51,7 +51,7 @@ pub struct Outcome {
 
 /// Where the ETag of the installed list is kept: the cache (it only saves
 /// a download; the list and its floor are state).
-fn etag_path(config: &Config) -> std::path::PathBuf {
+pub(super) fn etag_path(config: &Config) -> std::path::PathBuf {
     config.cache.dir.join(".revoked.etag")
 }
 
@@ -139,7 +139,7 @@ pub fn sync(
 /// Installs a checked list: in signed mode under the list's state lock,
 /// its serial checked again against the floor on disk (another sync may
 /// have installed a newer list meanwhile) and the floor raised first.
-fn install(
+pub(super) fn install(
     config: &Config,
     floors: &FloorStore,
     signers: Option<&[Signer]>,

@@ -74,10 +74,13 @@ impl World {
     /// readable for nginx.
     fn publish(&self, signer: Option<&SshKey>) -> Out {
         let out_dir = self.nginx.root.join("users");
+        // The full index's path (deltas: delta_sync.rs).
         let mut args = vec![
             "publish".to_owned(),
             self.src.display().to_string(),
             out_dir.display().to_string(),
+            "--delta-keep".to_owned(),
+            "0".to_owned(),
         ];
         if let Some(s) = signer {
             args.extend(["--signer".into(), s.path.display().to_string()]);

@@ -7,6 +7,7 @@ mod support;
 mod binary;
 mod chain;
 mod config_layers;
+mod delta_sync;
 mod demo;
 mod docs_examples;
 mod doctor;

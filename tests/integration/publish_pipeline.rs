@@ -11,18 +11,22 @@ use crate::support::keyward::toml_str;
 use crate::support::slapd::{self, Person, Slapd, READER, READER_PW};
 use crate::support::*;
 
-/// Every file in `dir` with its bytes: to prove a failed run wrote nothing.
+/// Every file in `dir` (and in its delta folders, `NAME.d/FILE`) with its
+/// bytes: to prove a failed run wrote nothing.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
+    let mut files = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if e.file_type().unwrap().is_dir() {
+            for (sub, bytes) in snapshot(&e.path()) {
+                files.insert(format!("{name}/{sub}"), bytes);
+            }
+        } else {
+            files.insert(name, std::fs::read(e.path()).unwrap());
+        }
+    }
+    files
 }
 
 fn header_serial(file: &Path) -> u64 {

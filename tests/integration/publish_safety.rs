@@ -83,7 +83,12 @@ impl Publisher {
         let text = std::fs::read_to_string(self.out.join("keyward.index")).unwrap();
         let idx = pam_keyward::index::Index::parse(&text)
             .unwrap_or_else(|e| panic!("the published index does not parse: {e}\n{text}"));
-        idx.lines.iter().map(|l| l.user.to_owned()).collect()
+        // The index's own lines (`:deltas`, `:revoked`) are nobody's.
+        idx.lines
+            .iter()
+            .filter(|l| !l.user.starts_with(':'))
+            .map(|l| l.user.to_owned())
+            .collect()
     }
 }
 
@@ -123,6 +128,10 @@ fn publish_never_follows_links_planted_in_out() {
         symlink(victim(name), p.out.join(name)).unwrap();
     }
 
+    // The index's delta folder, as a link to a folder outside OUT.
+    let victim_dir = p.dir.subdir("victim-folder");
+    symlink(&victim_dir, p.out.join("keyward.index.d")).unwrap();
+
     let stop = Arc::new(AtomicBool::new(false));
     let racer = {
         let (stop, out, victims) = (stop.clone(), p.out.clone(), victims.clone());
@@ -148,6 +157,13 @@ fn publish_never_follows_links_planted_in_out() {
         );
     }
     assert!(out.success(), "{out}");
+    assert_eq!(
+        std::fs::read_dir(&victim_dir).unwrap().count(),
+        0,
+        "publish wrote deltas through the link planted at OUT/keyward.index.d"
+    );
+    let md = std::fs::symlink_metadata(p.out.join("keyward.index.d")).unwrap();
+    assert!(md.is_dir(), "{md:?}");
     for name in [
         "alice.keys",
         "alice.keys.sig",

@@ -572,9 +572,17 @@ fn publish_writes_the_signed_list_and_krl_that_ssh_keygen_verifies_and_the_index
     fs::write(&krl_path, &good_krl).unwrap();
 
     // A spec that does not parse fails the run, naming it; nothing changes.
+    // (The delta folders' files too.)
     let before: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .flat_map(|p| match p.is_dir() {
+            true => fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect(),
+            false => vec![p],
+        })
         .map(|p| (p.clone(), fs::read(&p).unwrap()))
         .collect();
     fs::write(rev.join("bad.spec"), "serial: 5\n").unwrap();

@@ -76,7 +76,14 @@ impl Host {
 
     fn publish(&self) {
         let out = self.out();
-        let mut args = vec!["publish", self.src.to_str().unwrap(), out.to_str().unwrap()];
+        // The full list's path (deltas: delta_sync.rs).
+        let mut args = vec![
+            "publish",
+            self.src.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--delta-keep",
+            "0",
+        ];
         if self.signed {
             args.extend(["--signer", self.signer.path.to_str().unwrap()]);
         }

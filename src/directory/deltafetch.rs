@@ -1,0 +1,123 @@
+//! A delta over HTTP (`keyward sync`, `delta`): one conditional GET of
+//! `F.d/S` in each mirror's folder, and its signature only when it says
+//! something changed. An empty delta ("nothing changed since S") needs no
+//! signature: it changes nothing a 304 would not. A mirror whose delta
+//! does not parse, is of another kind, has expired or fails its signature
+//! is skipped like a failed one; the caller checks what the delta is from
+//! and what it gives.
+
+use std::time::{Duration, Instant};
+
+use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened};
+use crate::config::UrlTemplate;
+use crate::delta::{self, Delta};
+use crate::fetch::{FailKind, MirrorError};
+use crate::health::Seen;
+use crate::os::clock::now_secs;
+
+/// What the directory said about a delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaFetch {
+    /// A parsed delta of the kind asked for; in signed mode a non-empty one
+    /// verified, with the pinned signer that signed it, and unexpired.
+    New {
+        delta: Box<Delta>,
+        etag: Option<String>,
+        url: String,
+        signer: Option<crate::signed::Signer>,
+    },
+    NotModified {
+        url: String,
+    },
+    /// 404: no delta from this serial (the host is too far behind).
+    Missing {
+        url: String,
+    },
+    Unavailable {
+        errors: Vec<MirrorError>,
+    },
+    Misconfigured {
+        error: String,
+    },
+}
+
+/// The least time a delta's fetch (all mirrors) gets.
+const BUDGET: Duration = Duration::from_secs(30);
+
+impl HttpDirectory<'_> {
+    /// The delta at `path` (relative to each mirror's folder), conditional
+    /// on `etag`; `kind`: the delta's `kind=` (`index`, `revoked`).
+    pub fn fetch_delta(&self, path: &str, etag: Option<&str>, kind: &str) -> DeltaFetch {
+        let signed = self.config.signed();
+        let mut attempt = |agent: &ureq::Agent, url: &str, share: Duration, deadline: Instant| {
+            self.attempt_delta(agent, url, etag, kind, signed, share, deadline)
+        };
+        let url_of = |t: &UrlTemplate| t.folder().map(|f| crate::index::join_url(f, path));
+        let budget = self.config.timeout.0.max(BUDGET);
+        match self.over_mirrors(budget, "", &url_of, &mut attempt) {
+            Ok(f) => f,
+            Err(Failure::Unavailable(errors)) => DeltaFetch::Unavailable { errors },
+            Err(Failure::Misconfigured(error)) => DeltaFetch::Misconfigured { error },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_delta(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        etag: Option<&str>,
+        kind: &str,
+        signed: bool,
+        budget: Duration,
+        deadline: Instant,
+    ) -> Attempt<DeltaFetch> {
+        let mut resp = match self.open(agent, url, etag, true, budget) {
+            Opened::Body(r) => r,
+            Opened::NotModified => {
+                return Attempt::Done(DeltaFetch::NotModified { url: url.into() })
+            }
+            Opened::NotFound => return Attempt::Done(DeltaFetch::Missing { url: url.into() }),
+            Opened::Failed(a) => return relabel(a),
+        };
+        let new_etag = etag_of(&resp);
+        let text = match read_body(&mut resp, delta::MAX_BYTES, "the delta limit") {
+            Ok(t) => t,
+            Err(a) => return relabel(a),
+        };
+        let refused = |kind, why: String| Attempt::refused(kind, format!("delta refused: {why}"));
+        let d = match Delta::parse(&text) {
+            Ok(d) => d,
+            Err(e) => return refused(FailKind::Answer, e),
+        };
+        if d.kind != kind {
+            return refused(FailKind::Answer, format!("kind={} (not {kind})", d.kind));
+        }
+        let mut signer = None;
+        if signed && !d.is_empty() {
+            match self.fetch_sig(agent, url, &text, deadline) {
+                Ok(s) => signer = Some(s),
+                Err(Attempt::Failed {
+                    kind,
+                    why,
+                    seen: Seen::Answered,
+                }) => return refused(kind, why),
+                Err(a) => return relabel(a),
+            }
+            match d.expires {
+                Some(e) if e > now_secs() as i64 => {}
+                Some(e) => {
+                    let why = format!("expired at {}", crate::signed::format_utc(e));
+                    return refused(FailKind::Signature, why);
+                }
+                None => return refused(FailKind::Signature, "signed without expires".into()),
+            }
+        }
+        Attempt::Done(DeltaFetch::New {
+            delta: Box::new(d),
+            etag: new_etag,
+            url: url.into(),
+            signer,
+        })
+    }
+}
