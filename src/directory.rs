@@ -230,7 +230,6 @@ impl<'a> HttpDirectory<'a> {
         gzip: bool,
         budget: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut req = agent.get(url);
         if let Some(etag) = etag {
             req = req.header("If-None-Match", etag);
@@ -238,6 +237,16 @@ impl<'a> HttpDirectory<'a> {
         if gzip {
             req = req.header("Accept-Encoding", "gzip");
         }
+        self.send(req, budget)
+    }
+
+    /// Sends a GET built by the caller, within `budget`.
+    fn send(
+        &self,
+        req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+        budget: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         // The connection (DNS, TCP, TLS) gets at most 9/10 of the share, so
         // a connect that hangs ends as a connect timeout (the mirror is
         // unreachable) rather than as the overall one (no answer); a

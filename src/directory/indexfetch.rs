@@ -152,5 +152,53 @@ impl HttpDirectory<'_> {
     }
 }
 
+/// How much of the index is asked for to read its serial: its header line
+/// is far shorter.
+const HEAD_BYTES: u64 = 1024;
+
+impl HttpDirectory<'_> {
+    /// The serial on the index's first line, read with a range request
+    /// (`Range: bytes=0-1023`, no compression), or None when no mirror gave
+    /// one (404, an error, a first line that is not an index header). A
+    /// server that ignores the range answers 200: only the first kilobyte is
+    /// read. Unsigned and unverified: it only tells a host that its copy
+    /// (built from deltas) is still the published one; anything it could
+    /// grant comes from a verified index.
+    pub fn index_serial(&self) -> Option<u64> {
+        let name = self.config.index.clone()?;
+        let url_of = |t: &UrlTemplate| t.folder().map(|f| format!("{f}{name}"));
+        let mut attempt = |agent: &ureq::Agent, url: &str, share: Duration, _: Instant| {
+            let req = agent
+                .get(url)
+                .header("Range", format!("bytes=0-{}", HEAD_BYTES - 1));
+            let mut resp = match self.send(req, share) {
+                Ok(r) => r,
+                Err(e) => return Attempt::failed(super::describe(&e)),
+            };
+            if !matches!(resp.status().as_u16(), 200 | 206) {
+                let why = format!("HTTP {}", resp.status().as_u16());
+                return Attempt::refused(FailKind::Answer, why);
+            }
+            let mut head = Vec::new();
+            let read = std::io::Read::read_to_end(
+                &mut std::io::Read::take(resp.body_mut().as_reader(), HEAD_BYTES),
+                &mut head,
+            );
+            let line = read
+                .ok()
+                .and_then(|_| head.split(|b| *b == b'\n').next().map(<[u8]>::to_vec))
+                .filter(|l| l.len() < head.len())
+                .and_then(|l| String::from_utf8(l).ok());
+            match line.map(|l| crate::index::Header::parse(&l)) {
+                Some(Ok(h)) => Attempt::Done(h.serial),
+                _ => Attempt::refused(FailKind::Answer, "no index header line"),
+            }
+        };
+        self.over_mirrors(self.config.timeout.0, "", &url_of, &mut attempt)
+            .ok()
+            .flatten()
+    }
+}
+
 /// The least time the index fetch (all mirrors) gets.
 const INDEX_BUDGET: Duration = Duration::from_secs(30);

@@ -10,9 +10,11 @@
 //! `sync::revoked::install`. Anything else (404: too far behind, a bad
 //! signature, a hash that differs) falls back to the full file, and says
 //! why in the sync record (`index_delta=`, `revoked_delta=`). Once a day
-//! ([`FULL_CHECK`]) the poll is the index's own conditional GET
+//! ([`FULL_CHECK`]) the poll reads the index's own first line instead (a
+//! range request: `index_delta=checked` when its serial is the stored
+//! one), and a different serial or none fetches the index itself
 //! (`index_delta=due`), so an index changed or removed without its deltas
-//! is noticed.
+//! is noticed without every host downloading it daily.
 
 use super::{commit_index, revoked, FreshIndex};
 use crate::config::Config;
@@ -23,13 +25,12 @@ use crate::indexcache::{IndexCache, Stored};
 use crate::signed::Signer;
 use crate::statestore::FloorStore;
 
-/// How often a host asks for the index itself although deltas say nothing
+/// How often a host checks the index itself although deltas say nothing
 /// changed: a directory whose index changed (or went) without its deltas
 /// (an upload by hand, the index no longer published) is noticed within
-/// this time, and the poll is still one request. Not more often: after a
-/// delta the stored copy has no ETag of the full index, so this check
-/// downloads it once; and it guards against an operator's mistake only (a
-/// mirror that lies can answer 304 for the index too).
+/// this time, and the poll is still one request. It guards against an
+/// operator's mistake only (a mirror that lies can answer 304 for the
+/// index too).
 pub const FULL_CHECK: u64 = 24 * 3600;
 
 /// What a delta poll of the index gave.
@@ -37,7 +38,7 @@ pub enum Polled {
     /// The index itself is due (`FULL_CHECK`).
     Due,
     /// The index for this run, and the record's `index_delta=` (`304`,
-    /// `current`, `applied`).
+    /// `current`, `applied`, `checked`).
     Done(Box<FreshIndex>, &'static str),
     /// The stored index announces no deltas.
     NotAnnounced,
@@ -143,12 +144,10 @@ pub fn poll_index(
     let Some(folder) = announced(text) else {
         return Polled::NotAnnounced;
     };
-    if now.saturating_sub(s.checked_at) >= FULL_CHECK {
-        return Polled::Due;
-    }
     let Some(serial) = s.header.serial else {
         return Polled::Fallback("the stored index has no serial".into());
     };
+    let due = now.saturating_sub(s.checked_at) >= FULL_CHECK;
     let signed = signers.is_some();
     let rel = format!("{folder}/{serial}");
     let etag = s
@@ -161,6 +160,9 @@ pub fn poll_index(
     let unchanged = |etag: Option<(String, String)>, note| {
         let mut s2 = s.clone();
         s2.fetched_at = now;
+        if note == "checked" {
+            s2.checked_at = now;
+        }
         if etag.is_some() {
             s2.delta_etag = etag;
         }
@@ -169,6 +171,16 @@ pub fn poll_index(
             Err(no) => Polled::Fallback(no.why.unwrap_or_default()),
         }
     };
+    // The daily check reads the index's own first line (one small range
+    // request, instead of this run's delta poll): the same serial as the
+    // stored copy means the deltas told the truth; anything else, the full
+    // index (a conditional GET).
+    if due {
+        return match dir.index_serial() {
+            Some(n) if n == serial => unchanged(None, "checked"),
+            _ => Polled::Due,
+        };
+    }
     let (d, new_etag, signer) = match dir.fetch_delta(&rel, etag, "index") {
         DeltaFetch::NotModified { .. } => return unchanged(None, "304"),
         DeltaFetch::New {

@@ -476,20 +476,38 @@ fn an_index_gone_without_its_deltas_is_noticed_at_the_daily_full_check() {
     h.sync();
     let (rec, _) = h.sync();
     assert_eq!(field(&rec, "index_delta"), "current", "{rec}");
+    let stored = h.cache.join(".keyward-index");
+    let age_a_day = || {
+        let text = fs::read_to_string(&stored).unwrap();
+        let aged: Vec<String> = text
+            .split('\n')
+            .map(|l| match l.strip_prefix("checked_at ") {
+                Some(t) => format!("checked_at {}", t.parse::<u64>().unwrap() - 86_400),
+                None => l.to_owned(),
+            })
+            .collect();
+        fs::write(&stored, aged.join("\n")).unwrap();
+    };
+    // The daily check while the index is the one the deltas lead to: its
+    // first line only (a range request answered 206), one request.
+    age_a_day();
+    let before = h.nginx.total();
+    let (rec, paths) = h.sync();
+    assert_eq!(field(&rec, "index_delta"), "checked", "{rec}");
+    assert_eq!(paths, ["keyward.index"], "{rec}");
+    let asked = h.nginx.accesses().split_off(before);
+    assert_eq!(asked[0].status, 206, "{asked:?}");
+    let (rec, _) = h.sync();
+    assert_eq!(
+        field(&rec, "index_delta"),
+        "304",
+        "checked: not due again: {rec}"
+    );
     h.nginx.remove("users/keyward.index");
     h.nginx.remove("users/keyward.index.sig");
     let (rec, _) = h.sync();
     assert_eq!(field(&rec, "index_delta"), "304", "{rec}");
-    let stored = h.cache.join(".keyward-index");
-    let text = fs::read_to_string(&stored).unwrap();
-    let aged: Vec<String> = text
-        .split('\n')
-        .map(|l| match l.strip_prefix("checked_at ") {
-            Some(t) => format!("checked_at {}", t.parse::<u64>().unwrap() - 86_400),
-            None => l.to_owned(),
-        })
-        .collect();
-    fs::write(&stored, aged.join("\n")).unwrap();
+    age_a_day();
     let (rec, paths) = h.sync();
     assert_eq!(field(&rec, "index_delta"), "due", "{rec}");
     assert_eq!(field(&rec, "index"), "none", "{rec}");
