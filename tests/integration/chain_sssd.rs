@@ -25,6 +25,8 @@ use crate::support::slapd::{self, Slapd, PEOPLE, READER, READER_PW};
 use crate::support::*;
 
 const TREE: &str = "/var/lib/keyward-tests-sssd/bookworm";
+/// sssd-ldap brings sssd-common (sss_ssh_authorizedkeys, libnss-sss);
+/// ldap-utils lets one ask the slapd from inside when sssd finds nothing.
 const INCLUDE: &str =
     "systemd,systemd-sysv,dbus,openssh-server,adduser,libpam-runtime,sssd-ldap,ldap-utils";
 const MARKS: &[&str] = &[
@@ -38,7 +40,7 @@ const MARKS: &[&str] = &[
 const USER: &str = "kwsssd";
 const UID: u32 = 10025;
 
-/// The GUIDE's SSSD fragment, verbatim.
+/// The GUIDE's SSSD fragment, verbatim (checked against the GUIDE below).
 const SSSD_TABLE: &str = r#"
 [[command]]
 name = "sssd"
@@ -51,6 +53,17 @@ timeout = "2s"
 const SSHD_DROP_IN: &str = "AuthorizedKeysCommand /usr/sbin/keyward keys %u %f %U
 AuthorizedKeysCommandUser keyward
 ";
+
+/// The GUIDE's "### SSSD" section.
+fn guide_section() -> &'static str {
+    let guide = include_str!("../../docs/GUIDE.md");
+    let start = guide
+        .find("\n### SSSD\n")
+        .expect("the GUIDE has an SSSD section");
+    let rest = &guide[start + 1..];
+    let end = rest[4..].find("\n##").map_or(rest.len(), |e| e + 4);
+    &rest[..end]
+}
 
 fn sssd_conf(ldap_port: u16) -> String {
     format!(
@@ -145,6 +158,10 @@ impl Site {
 
 #[test]
 fn chain_sssd_sss_ssh_authorizedkeys_serves_its_key_beside_the_directory() {
+    // What runs here is what the GUIDE tells an admin to write.
+    let guide = guide_section();
+    assert!(guide.contains(SSSD_TABLE.trim_start()), "{guide}");
+    assert!(guide.contains(SSHD_DROP_IN), "{guide}");
     assert!(
         slapd::available(),
         "slapd or ldapsearch missing: apt-get install -y slapd ldap-utils"
