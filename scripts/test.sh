@@ -32,7 +32,7 @@ packages=(gcc g++ libc6-dev libpam0g-dev ca-certificates   # build; g++: libFuzz
           sshpass procps iproute2 systemd lintian rpm hyperfine strace valgrind
           openssl curl python3    # python3: package.sh reads cargo metadata
           slapd ldap-utils        # publish from LDAP (publish_sources)
-          debootstrap systemd-container)   # the .deb under a booted systemd (packaging_systemd)
+          debootstrap systemd-container)   # booted Debian 12 containers (packaging_systemd, chain_sssd)
 if [ "${1:-}" = --print-packages ]; then
     printf '%s\n' "${packages[@]}"
     exit 0
@@ -95,7 +95,7 @@ chmod 755 /run/sshd
 # users kwt<n>x<pid>, groups kwg<n>x<pid>, directories
 # /var/lib/keyward-tests/<name>-<pid>-<n> (and processes running from them),
 # booted containers with KEYWARD_TEST_PID=<pid> in their PID 1's environment
-# (tests/integration/packaging_systemd.rs). Only what belongs to a test
+# (tests/integration/support/nspawn.rs, packaging_systemd.rs). Only what belongs to a test
 # process that is gone is stale (other runs may be in progress). One list,
 # used twice: a run first removes what an interrupted run (reboot, Ctrl-C,
 # OOM) left, and finally fails if it left anything itself.

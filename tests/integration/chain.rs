@@ -3,11 +3,10 @@
 //! sshd would accept them: root-owned 0755 all the way up) next to a real
 //! nginx key directory, and logs to a private rsyslog.
 //!
-//! No packaged provider runs here: Debian 12 packages none but SSSD's
-//! `sss_ssh_authorizedkeys`, and its package (`sssd-common`) depends on
-//! `libnss-sss` and `libpam-sss`, whose installation edits
-//! `/etc/nsswitch.conf` and runs `pam-auth-update` on the machine's
-//! `/etc/pam.d/common-*`, which tests must never change.
+//! The packaged provider Debian 12 has, SSSD's `sss_ssh_authorizedkeys`,
+//! is chained in chain_sssd.rs: its packages change /etc/nsswitch.conf and
+//! the PAM stack, so it runs in a booted Debian 12 container with its own
+//! /etc, never on the test machine itself.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

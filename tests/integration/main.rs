@@ -6,6 +6,7 @@ mod support;
 
 mod binary;
 mod chain;
+mod chain_sssd;
 mod config_layers;
 mod delta_sync;
 mod demo;

@@ -38,6 +38,7 @@ pub mod fault;
 pub mod keysenv;
 pub mod keyward;
 pub mod nginx;
+pub mod nspawn;
 pub mod rsyslog;
 pub mod skip;
 pub mod slapd;
