@@ -801,6 +801,10 @@ mod tests {
             format!("c:{ca}:s:{} +{} a.spec:1", serial(1), &serial(2)[1..]),
             format!("c:{ca}:s:1 {} a.spec:1", serial(2)),
             format!("c:{ca}:s:{} 2 a.spec:1", serial(1)),
+            // A key ID's escapes: two upper-case hex digits, both.
+            format!("c:{ca}:i:a%2Z a.spec:1"),
+            format!("c:{ca}:i:a%Z2 a.spec:1"),
+            format!("c:{ca}:i:a%2f a.spec:1"),
         ] {
             assert!(one(&bad).is_err(), "{bad}");
         }
