@@ -758,6 +758,135 @@ mod tests {
         assert!(ListFile::open(&p, 0).is_err());
     }
 
+    #[test]
+    fn size_and_line_length_bounds_are_exact() {
+        // 128 MiB is accepted as a size (here refused for its NUL), one
+        // byte more is too large.
+        let mut bytes = vec![b'x'; 128 << 20];
+        bytes[0] = 0;
+        let mut body = String::from_utf8(bytes).unwrap();
+        assert_eq!(
+            check(&body),
+            Err("revocation list contains NUL or CR".into())
+        );
+        body.push('x');
+        assert_eq!(check(&body), Err("revocation list too large".into()));
+        drop(body);
+        // A line of MAX_LINE bytes is accepted, one byte more is not.
+        let ca = "rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY";
+        let line = |len: usize| {
+            let fixed = format!("c:{ca}:i: a.spec:1").len();
+            format!("c:{ca}:i:{} a.spec:1", "x".repeat(len - fixed))
+        };
+        assert_eq!(line(MAX_LINE).len(), MAX_LINE);
+        assert_eq!(
+            check(&format!("{PREFIX}\n{}\n", line(MAX_LINE))),
+            Ok(Header::default())
+        );
+        assert_eq!(
+            check(&format!("{PREFIX}\n{}\n", line(MAX_LINE + 1))),
+            Err("revocation list line 2: too long".into())
+        );
+    }
+
+    #[test]
+    fn a_malformed_line_is_named_by_number_and_cut_at_a_char_boundary() {
+        let h = "h:3Q148+i1r2lCfuIenpYfdNWMjuEyKy0IaD8sCXdOqvk a.spec:1";
+        // 79 ASCII bytes, then a 2-byte character across the 80-byte cut.
+        let bad = format!("h:{}é a.spec:2", "x".repeat(77));
+        assert_eq!(
+            check(&format!("{PREFIX}\n{h}\n{bad}\n")),
+            Err(format!(
+                "revocation list line 3: malformed line {:?}",
+                &bad[..79]
+            ))
+        );
+    }
+
+    #[test]
+    fn every_field_of_a_certificate_line_is_checked() {
+        let ca = "rdfa9pYnZd6QEBqzkP2ZkVohtuy6xKe89ol+YJiDGRY";
+        let bad_ca = format!("!{}", &ca[1..]);
+        let one = |l: &str| check(&format!("{PREFIX}\n{l}\n"));
+        let serial = |n: u64| format!("{n:020}");
+        for good in [
+            format!("c:{ca}:i:deploy@ci a.spec:1"),
+            format!("c:{ca}:s:{} {} a.spec:1", serial(1), serial(2)),
+        ] {
+            assert!(one(&good).is_ok(), "{good}");
+        }
+        for bad in [
+            // A CA that is not a fingerprint.
+            format!("c:{bad_ca}:i:deploy@ci a.spec:1"),
+            format!("c:{bad_ca}:s:{} {} a.spec:1", serial(1), serial(2)),
+            // Serials of 20 digits only: a sign (which u64's parser takes)
+            // or a short number would break the bytewise order.
+            format!("c:{ca}:s:+{} {} a.spec:1", &serial(1)[1..], serial(2)),
+            format!("c:{ca}:s:{} +{} a.spec:1", serial(1), &serial(2)[1..]),
+            format!("c:{ca}:s:1 {} a.spec:1", serial(2)),
+            format!("c:{ca}:s:{} 2 a.spec:1", serial(1)),
+            // A key ID's escapes: two upper-case hex digits, both.
+            format!("c:{ca}:i:a%2Z a.spec:1"),
+            format!("c:{ca}:i:a%Z2 a.spec:1"),
+            format!("c:{ca}:i:a%2f a.spec:1"),
+        ] {
+            assert!(one(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn revocations_keep_the_ca_key_and_know_when_they_are_empty() {
+        let ca = parse_ca("ci.pub", CA.as_bytes()).unwrap();
+        let ci = parse("ci.spec", b"id: x\n", Some(&ca)).unwrap();
+        let r = Revocations::from_specs(&[ci]);
+        assert_eq!(r.cas[&ca.fp].key, ca.key);
+        assert!(!r.is_empty());
+        let mut r = Revocations::default();
+        assert!(r.is_empty());
+        r.sha1.insert([1; 20], (src("a.spec", 1), String::new()));
+        assert!(!r.is_empty());
+        let mut r = Revocations::default();
+        r.sha256.insert([1; 32], src("a.spec", 1));
+        assert!(!r.is_empty());
+    }
+
+    /// The search reads a few small ranges, never the whole list: in a
+    /// list of 5,000 keys (about 330 KiB) every lookup, hit or miss, takes
+    /// at most 12 reads and 8 KiB.
+    #[test]
+    fn a_lookup_reads_a_few_small_ranges() {
+        let mut r = Revocations::default();
+        for i in 0..5000u32 {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&(i * 7).to_be_bytes());
+            r.sha256.insert(h, src("bulk.spec", i as usize + 1));
+        }
+        let text = r.render(&Header::default());
+        let (bytes, start) = mem(&text);
+        let (reads, read_bytes) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        let mut read = |off: u64, len: usize| -> io::Result<Vec<u8>> {
+            let off = off as usize;
+            let got = bytes[off.min(bytes.len())..(off + len).min(bytes.len())].to_vec();
+            reads.set(reads.get() + 1);
+            read_bytes.set(read_bytes.get() + got.len());
+            Ok(got)
+        };
+        let mut l = Lookup::new(&mut read, start, bytes.len() as u64);
+        let (mut max_reads, mut max_bytes) = (0, 0);
+        for i in (0..35_000u32).step_by(97) {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            reads.set(0);
+            read_bytes.set(0);
+            let got = l.key_hashes(&h, None).unwrap();
+            assert_eq!(got.is_some(), i % 7 == 0 && i < 35_000, "{i}");
+            max_reads = max_reads.max(reads.get());
+            max_bytes = max_bytes.max(read_bytes.get());
+        }
+        assert!(max_reads <= 12, "{max_reads} reads");
+        assert!(max_bytes <= 8 * 1024, "{max_bytes} bytes");
+    }
+
     /// One lookup (open, header, binary search for a key's SHA-256 and
     /// SHA-1) in a stored list of 100,000 revoked key hashes.
     /// `cargo test --release --lib revocation::list::tests::measure -- --ignored --nocapture`

@@ -807,6 +807,144 @@ mod tests {
         }
     }
 
+    // Fixtures for the other certificate types, `ssh-keygen -O clear` (no
+    // extensions, to keep them short) signed by CA2 with
+    // `-z 81985529216486895` (0x0123456789abcdef: both halves of the u64
+    // non-zero). The sk- keys are public keys written by hand (an ed25519
+    // key and a nistp256 point with application "ssh:"), which ssh-keygen
+    // certifies like any other.
+    const CA2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDjcnLWvsLlHNrinvLnbuATxwfwIWumrpZZDnd2OGk8h ca2";
+    const TYPES: [(&str, &str); 5] = [
+        ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCyHlV6Qjxq1qEQ2m58/sOG9hDpyGZNLq8QM2uVePvIv1yocZCHtyb/iiHyIcvQQC/rF8xoQH2mfT6Z2fIq/+DGmxJEOq8KCVBHubA07Rw+YQF0HA5I79xNfMNmV2wBmu6IhfKtjyJC4f2+AgJwiTaU+YBMcJN0G/+pjtpBD8dskw== rsa", "ssh-rsa-cert-v01@openssh.com AAAAHHNzaC1yc2EtY2VydC12MDFAb3BlbnNzaC5jb20AAAAg5cZferA58ztDDRQmmeR+pOcXb10M4r340cZYLp5s4IgAAAADAQABAAAAgQCyHlV6Qjxq1qEQ2m58/sOG9hDpyGZNLq8QM2uVePvIv1yocZCHtyb/iiHyIcvQQC/rF8xoQH2mfT6Z2fIq/+DGmxJEOq8KCVBHubA07Rw+YQF0HA5I79xNfMNmV2wBmu6IhfKtjyJC4f2+AgJwiTaU+YBMcJN0G/+pjtpBD8dskwEjRWeJq83vAAAAAQAAAAZpZC1yc2EAAAAJAAAABWFsaWNlAAAAAAAAAAD//////////wAAAAAAAAAAAAAAAAAAADMAAAALc3NoLWVkMjU1MTkAAAAgONycta+wuUc2uKe8udu4BPHB/Aha6aullkOd3Y4aTyEAAABTAAAAC3NzaC1lZDI1NTE5AAAAQC+fQo9kzWFFBlH4q+Kde7lVMRGzdeLU/+AJZ4T/jyUPfJyaE8Mci3nOQtS9dnXjkFBRJ/bq1XFIVbtZsQYR7wY= rsa"),
+        ("ssh-dss AAAAB3NzaC1kc3MAAACBAMBcA591AdfSSLHIoEYPr0Pc1CkxzzvM4dLLAcweUHDZr69PCXua57alQiLhUAWUa5iK25yeaUfp7mBCxY0FkqhKbXW+0YO7q43Ne6mYRJQpIfnBoHJIwXpFtRXSvGNXfje0RUMf4AWm17P4Ja08H6BKSLNQbGN1zdnqqaECDjA3AAAAFQDr5fp3twKCBVdNiuxcRxEJW1/UvQAAAIA/HjyBR/kmT8Yue7TdNh0yhaZQKPllRXA4/vLdBYkJIr8OHGRmc7tfdh4clAr8PO+vmDmKHUJ7Or8GDPzpuXA54Clm0SyTzTgH91amHL7J3zGFkGyei5DAWnq0MdgLiujD304kTAXVSF78cIN6wJtyLpEuG5ILD9/KawCHDB51ZwAAAIAyFv09/0VZL6ksSQNo6zSaK/ucuEfyNkXuBxFQdpXjBjheMXUG5fR+/EnW5Gmcnyu4xRBSEs4kQbFr8XwhQ/O73SnX4q3wfUjD4KhAYfFKa0t36vvLSnSUubiIuObBwz61sPAxuyd3YFCQ1ovR0DQ/ny7LiIFJHrIbgXJvm41Gaw== dsa", "ssh-dss-cert-v01@openssh.com AAAAHHNzaC1kc3MtY2VydC12MDFAb3BlbnNzaC5jb20AAAAgXNnqJ9d5K2XiHzOCBVrIfMh6ciJPWi1QIK5c3DvZQawAAACBAMBcA591AdfSSLHIoEYPr0Pc1CkxzzvM4dLLAcweUHDZr69PCXua57alQiLhUAWUa5iK25yeaUfp7mBCxY0FkqhKbXW+0YO7q43Ne6mYRJQpIfnBoHJIwXpFtRXSvGNXfje0RUMf4AWm17P4Ja08H6BKSLNQbGN1zdnqqaECDjA3AAAAFQDr5fp3twKCBVdNiuxcRxEJW1/UvQAAAIA/HjyBR/kmT8Yue7TdNh0yhaZQKPllRXA4/vLdBYkJIr8OHGRmc7tfdh4clAr8PO+vmDmKHUJ7Or8GDPzpuXA54Clm0SyTzTgH91amHL7J3zGFkGyei5DAWnq0MdgLiujD304kTAXVSF78cIN6wJtyLpEuG5ILD9/KawCHDB51ZwAAAIAyFv09/0VZL6ksSQNo6zSaK/ucuEfyNkXuBxFQdpXjBjheMXUG5fR+/EnW5Gmcnyu4xRBSEs4kQbFr8XwhQ/O73SnX4q3wfUjD4KhAYfFKa0t36vvLSnSUubiIuObBwz61sPAxuyd3YFCQ1ovR0DQ/ny7LiIFJHrIbgXJvm41GawEjRWeJq83vAAAAAQAAAAZpZC1kc2EAAAAJAAAABWFsaWNlAAAAAAAAAAD//////////wAAAAAAAAAAAAAAAAAAADMAAAALc3NoLWVkMjU1MTkAAAAgONycta+wuUc2uKe8udu4BPHB/Aha6aullkOd3Y4aTyEAAABTAAAAC3NzaC1lZDI1NTE5AAAAQM2SHYMTr2/6ja9LV/6Qj/anDLldlj17pFUGpVNKVW4Xx2wyU2eaCMT7wselbLOlIm2dczqG232yp82ZhANLXAs= dsa"),
+        ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBLLHodtoJJ5N7A3GNHs35CMIVbQVr8u5VxG6elGHwNKludn8bzmJW2B50UjkOD4tv803TfkB96c++mTIuYENEmY= ecdsa", "ecdsa-sha2-nistp256-cert-v01@openssh.com AAAAKGVjZHNhLXNoYTItbmlzdHAyNTYtY2VydC12MDFAb3BlbnNzaC5jb20AAAAgNpedUgiKMCt29S9PBNhV/eG8nJh8uinIXFfErgcOiKwAAAAIbmlzdHAyNTYAAABBBLLHodtoJJ5N7A3GNHs35CMIVbQVr8u5VxG6elGHwNKludn8bzmJW2B50UjkOD4tv803TfkB96c++mTIuYENEmYBI0VniavN7wAAAAEAAAAIaWQtZWNkc2EAAAAJAAAABWFsaWNlAAAAAAAAAAD//////////wAAAAAAAAAAAAAAAAAAADMAAAALc3NoLWVkMjU1MTkAAAAgONycta+wuUc2uKe8udu4BPHB/Aha6aullkOd3Y4aTyEAAABTAAAAC3NzaC1lZDI1NTE5AAAAQO6Af4nrRCodxQQvAQSvnmVtmXAWbMiSU4IWFJ2JDl9Zd+V2bcKAFY1euh2f/jbVBgdGn1y4clFLconxYzUJGgk= ecdsa"),
+        ("sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIChAL+QfI9CbBd8yctNQp5NAM58aqFR3stqPSg1V1jXhAAAABHNzaDo= sked", "sk-ssh-ed25519-cert-v01@openssh.com AAAAI3NrLXNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIG0Fuq6TyVB6XA6M0WjPloO7UR63LqepEDcMKqCwBPCkAAAAIChAL+QfI9CbBd8yctNQp5NAM58aqFR3stqPSg1V1jXhAAAABHNzaDoBI0VniavN7wAAAAEAAAAHaWQtc2tlZAAAAAkAAAAFYWxpY2UAAAAAAAAAAP//////////AAAAAAAAAAAAAAAAAAAAMwAAAAtzc2gtZWQyNTUxOQAAACA43Jy1r7C5Rza4p7y527gE8cH8CFrpq6WWQ53djhpPIQAAAFMAAAALc3NoLWVkMjU1MTkAAABAWT6l7SodNEfhpFCeYjArJ55oWika4znXZOHZjyqFGYQYDXBe91GAsK8YX+5E7t40zoSoJidnMpU92zxgWlRCCg== sked"),
+        ("sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBLLHodtoJJ5N7A3GNHs35CMIVbQVr8u5VxG6elGHwNKludn8bzmJW2B50UjkOD4tv803TfkB96c++mTIuYENEmYAAAAEc3NoOg== skec", "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com AAAAK3NrLWVjZHNhLXNoYTItbmlzdHAyNTYtY2VydC12MDFAb3BlbnNzaC5jb20AAAAgUczoXQxQTNfs5zbk2324ZQBaspAKdRZLANUWD6pRcEIAAAAIbmlzdHAyNTYAAABBBLLHodtoJJ5N7A3GNHs35CMIVbQVr8u5VxG6elGHwNKludn8bzmJW2B50UjkOD4tv803TfkB96c++mTIuYENEmYAAAAEc3NoOgEjRWeJq83vAAAAAQAAAAdpZC1za2VjAAAACQAAAAVhbGljZQAAAAAAAAAA//////////8AAAAAAAAAAAAAAAAAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIDjcnLWvsLlHNrinvLnbuATxwfwIWumrpZZDnd2OGk8hAAAAUwAAAAtzc2gtZWQyNTUxOQAAAEAPykTj7mEn+vzl4lNDV0JuKEaYdzIu0/lFGbNq+rwKVw0luh/72pFC4e41eKzYWk1MK4HM/N+74ePFmrJQm0wE skec"),
+    ];
+    const BIG_SERIAL: u64 = 0x0123_4567_89ab_cdef;
+    /// Serial 0, key ID " lead", "a#b", "a\tb" and "a\x01b": the subject
+    /// key is ED.
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIChAL+QfI9CbBd8yctNQp5NAM58aqFR3stqPSg1V1jXh ed";
+    const ID_LEAD: &str = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIKpDAcmL9bGhTChxAcn3wAR1m+Oxc8rCvPeRnnA+fCbhAAAAIChAL+QfI9CbBd8yctNQp5NAM58aqFR3stqPSg1V1jXhAAAAAAAAAAAAAAABAAAABSBsZWFkAAAAAAAAAAAAAAAA//////////8AAAAAAAAAAAAAAAAAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIDjcnLWvsLlHNrinvLnbuATxwfwIWumrpZZDnd2OGk8hAAAAUwAAAAtzc2gtZWQyNTUxOQAAAED5dfb0Z9rejqt1mmU1bYgynDmf9gJamB7qKe6Qy1qopoXHW8UBgNdiVA2PiDq24Kw1ugiN+A4ISVfNIUE4/08E ed";
+    const ID_HASH: &str = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIKqozQKkrSAn580sCLVmt3nfW7A9qrwlzeKxO8pluEINAAAAIChAL+QfI9CbBd8yctNQp5NAM58aqFR3stqPSg1V1jXhAAAAAAAAAAAAAAABAAAAA2EjYgAAAAAAAAAAAAAAAP//////////AAAAAAAAAAAAAAAAAAAAMwAAAAtzc2gtZWQyNTUxOQAAACA43Jy1r7C5Rza4p7y527gE8cH8CFrpq6WWQ53djhpPIQAAAFMAAAALc3NoLWVkMjU1MTkAAABAfn7HRDnLWSEJMRLk96Uh+pi2CWR9nCJ9HfXICnsJJKh5UioLo7xruNMnYyBYZBW8c8hDWNDf5Io0mEky3kCGBA== ed";
+    const ID_TAB: &str = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIJQpEIDnckCGIA/V6tWNBWtn8/Ni8rKe++zpT8FsAL+3AAAAIChAL+QfI9CbBd8yctNQp5NAM58aqFR3stqPSg1V1jXhAAAAAAAAAAAAAAABAAAAA2EJYgAAAAAAAAAAAAAAAP//////////AAAAAAAAAAAAAAAAAAAAMwAAAAtzc2gtZWQyNTUxOQAAACA43Jy1r7C5Rza4p7y527gE8cH8CFrpq6WWQ53djhpPIQAAAFMAAAALc3NoLWVkMjU1MTkAAABAzuBodr3sXZAnY5KN5qxhTVdhPeAmfgVtXTk2FuGL9pYlECz/MzHey3AcCI5tRSpqiP5QtyPRMWmasmnE1cLnCw== ed";
+    const ID_CTRL: &str = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIC4cp6NN8bIz7zA3PHLMP2GxA0cdRCqAZ3VZGRbrbmXPAAAAIChAL+QfI9CbBd8yctNQp5NAM58aqFR3stqPSg1V1jXhAAAAAAAAAAAAAAABAAAAA2EBYgAAAAAAAAAAAAAAAP//////////AAAAAAAAAAAAAAAAAAAAMwAAAAtzc2gtZWQyNTUxOQAAACA43Jy1r7C5Rza4p7y527gE8cH8CFrpq6WWQ53djhpPIQAAAFMAAAALc3NoLWVkMjU1MTkAAABAjSLZccQIJbIZbZzBZuOm8n6aNADe80u7g6YwjEcD98CbtjpVoB4k4QUxOQj4rQPUaZTKRVf2z3WX+bwHlQtgDQ== ed";
+
+    #[test]
+    fn certificates_of_every_key_type() {
+        let ca2 = parse_ca("ca2.pub", CA2.as_bytes()).unwrap();
+        for (plain, cert) in TYPES {
+            let kind = cert.split(' ').next().unwrap();
+            // The certified key, read back as the plain key it certifies.
+            assert_eq!(
+                one(&format!("key: {cert}"), None),
+                one(&format!("key: {plain}"), None),
+                "{kind}"
+            );
+            assert_eq!(
+                one(&format!("sha1: {cert}"), None),
+                one(&format!("sha1: {plain}"), None),
+                "{kind}"
+            );
+            assert_eq!(
+                one(cert, None),
+                Ok(Revocation::Serial {
+                    ca: ca2.clone(),
+                    lo: BIG_SERIAL,
+                    hi: BIG_SERIAL
+                }),
+                "{kind}"
+            );
+            let AnyKey::Cert(c) = AnyKey::parse(cert).unwrap() else {
+                panic!("{kind}: not read as a certificate");
+            };
+            assert_eq!(
+                c.key_id,
+                format!("id-{}", plain.rsplit(' ').next().unwrap()).as_bytes()
+            );
+        }
+        // A type this parser does not know is refused by name, also when
+        // the rest of the blob would read as another type's.
+        let (_, rsa_cert) = TYPES[0];
+        let mut blob = base64_decode(rsa_cert.split(' ').nth(1).unwrap()).unwrap();
+        blob[4..11].copy_from_slice(b"ssh-foo");
+        let foo = "ssh-foo-cert-v01@openssh.com";
+        assert_eq!(
+            parse_cert(foo, &blob),
+            Err(format!("unknown certificate type {foo:?}"))
+        );
+    }
+
+    #[test]
+    fn key_ids_a_spec_line_cannot_carry_are_refused() {
+        let c = ca();
+        let id = |id: &str| one(&format!("id: {id}"), Some(&c));
+        let max = "x".repeat(MAX_KEY_ID);
+        assert_eq!(
+            id(&max),
+            Ok(Revocation::KeyId {
+                ca: c.clone(),
+                id: max.clone()
+            })
+        );
+        for n in [MAX_KEY_ID + 1, MAX_KEY_ID + 2, 2 * MAX_KEY_ID] {
+            let e = id(&"x".repeat(n)).unwrap_err();
+            assert!(e.contains("longer than 1024"), "{n}: {e}");
+        }
+        for ok in ["a b", "a\tb", "ünï"] {
+            assert_eq!(check_key_id(ok), Ok(()), "{ok:?}");
+        }
+        // What `id:` lines trim away can only come from a certificate.
+        for bad in [
+            " lead", "\tlead", "trail ", "trail\t", "a#b", "#", "a\x01b", "a\x7fb", "a\nb",
+        ] {
+            assert!(check_key_id(bad).is_err(), "{bad:?}");
+        }
+        // Bare certificates with serial 0 are revoked by key ID, so theirs
+        // are held to the same rule.
+        let ca2 = parse_ca("ca2.pub", CA2.as_bytes()).unwrap();
+        assert_eq!(
+            one(ID_TAB, None),
+            Ok(Revocation::KeyId {
+                ca: ca2,
+                id: "a\tb".into()
+            })
+        );
+        for cert in [ID_LEAD, ID_HASH, ID_CTRL] {
+            let e = one(cert, None).unwrap_err();
+            assert!(e.contains("certificate with serial 0: key ID"), "{e}");
+            assert!(
+                one(&format!("key: {cert}"), None).unwrap()
+                    == one(&format!("key: {ED}"), None).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn longest_line_is_max_line_bytes() {
+        let c = ca();
+        let padded = |n: usize| {
+            let mut l = "serial: 5 #".to_owned();
+            l.push_str(&"x".repeat(n - l.len()));
+            l
+        };
+        assert_eq!(
+            one(&padded(MAX_LINE), Some(&c)),
+            Ok(Revocation::Serial {
+                ca: c.clone(),
+                lo: 5,
+                hi: 5
+            })
+        );
+        for n in [MAX_LINE + 1, MAX_LINE + 2] {
+            let text = format!("serial: 6\n{}\n", padded(n));
+            let e = parse("x.spec", text.as_bytes(), Some(&c)).unwrap_err();
+            assert_eq!(e.to_string(), "x.spec:2: line longer than 16384 bytes");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn cert_parser_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
