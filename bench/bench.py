@@ -116,7 +116,10 @@ def mkdir(path, mode=0o755, owner=None):
 
 
 class Nginx:
-    def __init__(self, root):
+    """A private nginx serving `root`; `http_extra`/`server_extra` add
+    directives to its http and server blocks (e.g. an access log)."""
+
+    def __init__(self, root, http_extra="", server_extra=""):
         self.port = free_port()
         self.dir = ROOT / f"nginx-{self.port}"
         mkdir(self.dir)
@@ -131,7 +134,8 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off;
   keepalive_requests 100000;
-  server {{ listen 127.0.0.1:{self.port}; root {root}; etag on; }}
+  {http_extra}
+  server {{ listen 127.0.0.1:{self.port}; root {root}; etag on; {server_extra} }}
 }}
 """)
         sh(["nginx", "-c", str(conf)])
