@@ -17,11 +17,12 @@ and FixedRandomDelay=true, i.e. every 30 s at a fixed per-host offset in
 
 After every host's first poll (the full index), a steady state of --steady
 seconds counts requests and bytes while nothing changes. Then at t0 (the
-republish that revokes the victim's key has finished: "uploaded") every
+republish that revokes the victim's key has put the new index in place, the
+moment hosts can see it: publish writes it after the users' files) every
 host, after each of its syncs, runs `keyward keys victim FP UID` as sshd
 would (as keyward) until it refuses; its syslog record must say
 reason=revoked. Then one user, then 100 users change, and the bytes each
-host fetched in its first poll after the change are summed from nginx's
+host fetched in its first poll after the new index is in place are summed from nginx's
 $bytes_sent: whatever the binary fetches (the full index, or a delta when it
 has them), as actually served.
 
@@ -42,6 +43,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -110,11 +112,38 @@ class Fleet:
         return src
 
     def publish(self):
-        t = time.monotonic()
-        r = sh([str(BIN), "--config", "/nonexistent", "publish", str(ROOT / "src"), str(ROOT / "www" / "users"),
-                "--signer", str(ROOT / "keys" / "signer")], capture_output=True, text=True)
+        """Runs publish; returns its wall time, when the new index was first
+        there to be served (publish writes it before it is done: users'
+        files first, the index last, then the rest), and its last word."""
+        idx = ROOT / "www" / "users" / "keyward.index"
+
+        def ident():
+            try:
+                st = os.stat(idx)
+                return st.st_ino, st.st_mtime_ns, st.st_size
+            except FileNotFoundError:
+                return None
+
+        before = ident()
+        t = time.time()
+        p = subprocess.Popen([str(BIN), "--config", "/nonexistent", "publish", str(ROOT / "src"),
+                              str(ROOT / "www" / "users"), "--signer", str(ROOT / "keys" / "signer")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seen = None
+        err = []
+        reader = threading.Thread(target=lambda: err.extend(p.stderr.read().splitlines()), daemon=True)
+        reader.start()
+        while p.poll() is None:
+            if seen is None and ident() != before:
+                seen = time.time()
+            time.sleep(0.02)
+        reader.join()
+        if p.returncode != 0:
+            raise SystemExit(f"publish failed ({p.returncode}): {err[-5:]}")
+        if seen is None and ident() != before:
+            seen = time.time()
         sh(["chmod", "-R", "a+rX", str(ROOT / "www")])
-        return time.monotonic() - t, r.stderr.strip().splitlines()[-1:]
+        return time.time() - t, seen, err[-1:]
 
     # --- the hosts ---------------------------------------------------------
     def host_users(self, i):
@@ -248,7 +277,7 @@ def run(args):
     f = Fleet(args)
     f.signer_pub = keygen(ROOT / "keys" / "signer")
     f.make_source()
-    took, said = f.publish()
+    took, _, said = f.publish()
     print(f"publish: {took:.1f} s {said}", flush=True)
     idx = ROOT / "www" / "users" / "keyward.index"
     sizes = dict(index=idx.stat().st_size, index_gz=Path(f"{idx}.gz").stat().st_size if Path(f"{idx}.gz").exists() else None,
@@ -294,9 +323,10 @@ def run(args):
         p0 = time.time()
         with f.lock:
             f.check_after = p0
-        took, said = f.publish()
-        t0 = time.time()
-        print(f"revoked at t0 (republish {took:.1f} s {said})", flush=True)
+        took, t0, said = f.publish()
+        if t0 is None:
+            raise SystemExit("the republish did not change the index")
+        print(f"revoked: the new index served {t0 - p0:.1f} s into the republish (t0), which took {took:.1f} s", flush=True)
         deadline = t0 + 4 * PERIOD
         while time.time() < deadline:
             with f.lock:
@@ -320,7 +350,7 @@ def run(args):
                 reasons[reason.group(1) if reason else "none"] = reasons.get(reason.group(1) if reason else "none", 0) + 1
         revoke = dict(refused=len(times), hosts=len(f.hosts), p50=pct(times, 50) if times else None,
                       p99=pct(times, 99) if times else None, max=max(times) if times else None,
-                      min=min(times) if times else None, publish_s=took, reasons=reasons,
+                      min=min(times) if times else None, publish_s=took, index_after_s=t0 - p0, reasons=reasons,
                       bytes=statistics.median(b for b, _ in revoke_cost) if revoke_cost else None,
                       files=revoke_files)
         print("revocation:", revoke, flush=True)
@@ -335,13 +365,15 @@ def run(args):
                 i = int(u[1:])
                 (ROOT / "src" / f"{u}.keys").write_text(key_line(i, f"-k{k}".encode()) + "\n")
             p0 = time.time()
-            took, said = f.publish()
-            tc = time.time()
+            took, tc, said = f.publish()
+            if tc is None:
+                raise SystemExit("the republish did not change the index")
             f.wait_polled(tc, 3 * PERIOD)
             cost, files = f.change_cost(tc)
             bs = [b for b, _ in cost]
             changes[k] = dict(hosts=len(cost), median=statistics.median(bs), max=max(bs), min=min(bs),
-                              requests=statistics.median(n for _, n in cost), files=files, publish_s=took)
+                              requests=statistics.median(n for _, n in cost), files=files, publish_s=took,
+                              index_after_s=tc - p0)
             print(f"change of {k}:", changes[k], flush=True)
         t_end = time.time()
     finally:
@@ -391,7 +423,8 @@ def markdown(r, args):
         "|---|---|",
         f"| directory: index for {r['users']:,} users | {kb(z['index'])}"
         + (f", {kb(z['index_gz'])} gzip (`gzip_static`)" if z['index_gz'] else "") + f"; full signed publish {z['publish_s']:.1f} s |",
-        f"| revoke at t0 (republish done, {v['publish_s']:.1f} s) → `keys victim FP UID` refuses, per host | "
+        f"| revoke: t0 = the new index is served ({v['index_after_s']:.1f} s into a republish of {v['publish_s']:.1f} s) → "
+        "`keys victim FP UID` refuses, per host | "
         f"{v['refused']} of {v['hosts']} refused; p50 {sec(v['p50'])}, p99 {sec(v['p99'])}, max {sec(v['max'])} (min {sec(v['min'])}) |",
         f"| the refusing records (syslog, by pid) | {', '.join(f'reason={k} ×{n}' for k, n in sorted(v['reasons'].items()))} |",
         f"| requests per host per minute, nothing changed ({s['seconds']:.0f} s, {s['polls']} polls) | "
@@ -403,7 +436,7 @@ def markdown(r, args):
     ]
     for k, x in c.items():
         lines.append(f"| bytes per host, a change of {k} user{'s' if k > 1 else ''} of {r['users']:,} "
-                     f"(first poll after the republish; median, min-max) | {kb(x['median'])} ({kb(x['min'])}-{kb(x['max'])}), "
+                     f"(first poll after the new index is served; median, min-max) | {kb(x['median'])} ({kb(x['min'])}-{kb(x['max'])}), "
                      f"{x['requests']:.0f} requests; {files_text(x['files'])} |")
     lines += [
         f"| polls in the run / failed (exit ≠ 0) | {r['polls']} / {r['polls_failed']} |",
@@ -441,6 +474,9 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.hosts, args.users, args.steady = min(args.hosts, 10), min(args.users, 2000), min(args.steady, 60)
+    # Stopped by a signal, it still cleans up (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.geteuid() != 0:
         raise SystemExit("run as root (it starts a private nginx and rsyslogd and runs keyward as `keyward`)")
     src = Path(args.keyward) if args.keyward else None
