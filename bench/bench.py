@@ -4,6 +4,7 @@
     sudo python3 bench/bench.py [--quick] [--scale-max N] [--out docs/BENCHMARKS.md]
     sudo python3 bench/bench.py --only fresh      # just the cached-lookup rows (prints them)
     sudo python3 bench/bench.py --only fleet      # just the index/outage rows (prints them)
+    sudo python3 bench/bench.py --only revocation # 100,000 revocations: sizes, lookup with/without the list
     sudo python3 bench/bench.py --write-order     # regenerate bench/login-path.order
 
 Machines here are noisy, so each result is a ratio against a baseline measured
@@ -116,7 +117,10 @@ def mkdir(path, mode=0o755, owner=None):
 
 
 class Nginx:
-    def __init__(self, root):
+    """A private nginx serving `root`; `http_extra`/`server_extra` add
+    directives to its http and server blocks (e.g. an access log)."""
+
+    def __init__(self, root, http_extra="", server_extra=""):
         self.port = free_port()
         self.dir = ROOT / f"nginx-{self.port}"
         mkdir(self.dir)
@@ -131,7 +135,8 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off;
   keepalive_requests 100000;
-  server {{ listen 127.0.0.1:{self.port}; root {root}; etag on; }}
+  {http_extra}
+  server {{ listen 127.0.0.1:{self.port}; root {root}; etag on; {server_extra} }}
 }}
 """)
         sh(["nginx", "-c", str(conf)])
@@ -560,6 +565,142 @@ def fleet_bench(results, pub, quick):
     shutil.rmtree(fdir, ignore_errors=True)
 
 
+def revocation_bench(results, user, pub, fp, uid, quick):
+    """100,000 revoked key hashes: the sizes of keyward's list and of the
+    KRL, and the cached lookup as sshd runs it (`keys %u %f %U` as keyward,
+    live syslog) with that list installed by sync against the same state
+    without it, side by side with `cat` of the entry; and `ssh-keygen -Q`
+    of a key against the KRL (OpenSSH reads the whole KRL per check)."""
+    import base64
+    import gzip
+    n = 1000 if quick else 100_000
+    rdir = ROOT / "revocation"
+    src, www = rdir / "src", rdir / "www"
+    mkdir(src / "revoked")
+    mkdir(www)
+    (src / f"{user}.keys").write_text(pub + "\n")
+    with open(src / "revoked" / "bulk.spec", "w") as f:
+        for _ in range(n):
+            f.write("hash: SHA256:" + base64.b64encode(os.urandom(32)).decode().rstrip("=") + "\n")
+    signer = ROOT / "keys" / "revocation-signer"
+    signer_pub = keygen(signer)
+    t0 = time.time()
+    sh([str(BIN), "--config", "/nonexistent", "publish", str(src), str(www / "users"), "--signer", str(signer)],
+       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    publish_s = time.time() - t0
+    sh(["chmod", "-R", "a+rX", str(www)])
+    lst, krl = www / "users" / "revoked.list", www / "users" / "revoked.krl"
+    gz = lambda p: len(gzip.compress(p.read_bytes(), 9))  # noqa: E731
+    sizes = dict(revocations=n, list=lst.stat().st_size, list_gz=gz(lst), krl=krl.stat().st_size, krl_gz=gz(krl),
+                 publish_s=publish_s)
+    print("revocation sizes:", sizes, flush=True)
+    nx = Nginx(www)
+    cache = rdir / "cache"
+    mkdir(cache, 0o750, "keyward")
+    with_state, without_state = rdir / "state", rdir / "state-without"
+    mkdir(with_state, 0o750, "keyward")
+    confs = {}
+    for name, state in (("with", with_state), ("without", without_state)):
+        confs[name] = rdir / f"{name}.toml"
+        write_config(confs[name], [nx.url("/users/{user}.keys")], cache,
+                     extra_dir=f'signers = ["{signer_pub}"]\n[state]\ndir = "{state}"')
+    try:
+        # sync installs the list (and caches the user) under the "with" state;
+        # the "without" state is the same state with the list taken out.
+        sh(AS_KEYWARD + [str(BIN), "--config", str(confs["with"]), "keys", user, fp, uid], cwd="/",
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sh(AS_KEYWARD + [str(BIN), "--config", str(confs["with"]), "sync"], cwd="/",
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not (with_state / "revoked.list").exists():
+            raise SystemExit(f"sync did not install the revocation list in {with_state}")
+        sh(["cp", "-a", str(with_state), str(without_state)])
+        (without_state / "revoked.list").unlink()
+        cmds = [[str(BIN), "--config", str(confs["with"]), "keys", user, fp, uid],
+                [str(BIN), "--config", str(confs["without"]), "keys", user, fp, uid],
+                ["cat", str(cache / user)]]
+        for c in cmds[:2]:
+            if pub.split()[1] not in out(AS_KEYWARD + c, cwd="/"):
+                raise SystemExit(f"{' '.join(c)} does not serve the key")
+        load = load_average()
+        (w, wo, c), rounds = hyperfine_rounds([" ".join(x) for x in cmds], 60 if quick else 300, FRESH_ROUNDS,
+                                             as_keyward=True, name="revocation")
+        mixed = interleaved(cmds, 200 if quick else 1000)
+        krl_pub = ROOT / "keys" / "id.pub"
+        q = hyperfine([f"ssh-keygen -Q -f {krl} {krl_pub}"], 3 if quick else 10, warmup=1, name="krl-query")[0]
+        results["revocation"] = dict(
+            sizes, load=load, with_list=w, without_list=wo, cat=c,
+            with_ratio=round_ratio(rounds, 0, 2), without_ratio=round_ratio(rounds, 1, 2),
+            interleaved=dict(zip(["with_list", "without_list", "cat"], mixed)),
+            instructions_with=callgrind_instructions(cmds[0]), instructions_without=callgrind_instructions(cmds[1]),
+            instructions_cat=callgrind_instructions(cmds[2]),
+            rss_with=peak_rss_kib(cmds[0]), rss_without=peak_rss_kib(cmds[1]),
+            keygen_query=q, rss_keygen_query=peak_rss_kib(["ssh-keygen", "-Q", "-f", str(krl), str(krl_pub)],
+                                                          as_keyward=False, runs=3))
+        print("revocation:", results["revocation"], flush=True)
+    finally:
+        nx.stop()
+        shutil.rmtree(rdir, ignore_errors=True)
+
+
+def revocation_section(r, quick):
+    """The markdown section of revocation_bench's results."""
+    x = r["revocation"]
+    commit = out(["git", "rev-parse", "--short", "HEAD"], cwd=REPO).strip()
+    iw = x["interleaved"]
+    mb = lambda b: f"{b / 1e6:.2f} MB"  # noqa: E731
+    ins = x["instructions_with"]
+    lines = [
+        REVOCATION_BEGIN,
+        f"## {x['revocations']:,} revocations: sizes, and the cached lookup with the list installed",
+        "",
+        f"`sudo python3 bench/bench.py --only revocation{' --quick' if quick else ''}`, run on "
+        f"{datetime.date.today().isoformat()} at commit `{commit}` ({os.cpu_count()} cores; 1-minute load average",
+        f"{x['load']:.2f} when the timings started). `publish` of one user and a spec of {x['revocations']:,} `hash:` lines",
+        f"(random SHA-256 fingerprints), signed in-process: {x['publish_s']:.1f} s (keyward's list and `ssh-keygen -k`'s",
+        "KRL); `keyward sync` installed the list from a private nginx into the host's `[state] dir`.",
+        "The lookups are release builds run as sshd runs them: `keys USER FP UID` as the `keyward` user,",
+        "a fresh cache entry, logging to a live syslog socket; the key asked about is not revoked (the",
+        "search every login pays). \"Without\" is the same state directory with `revoked.list` taken out.",
+        "",
+        "| measured | keyward list | OpenSSH KRL |",
+        "|---|---|---|",
+        f"| size ({x['revocations']:,} key hashes) | {mb(x['list'])} | {mb(x['krl'])} |",
+        f"| gzip -9 | {mb(x['list_gz'])} | {mb(x['krl_gz'])} |",
+        f"| one check of a key | `keys` with the list: {x['with_list']:.3f} ms vs without {x['without_list']:.3f} ms, `cat` {x['cat']:.3f} ms "
+        f"({FRESH_ROUNDS} hyperfine runs of the three, order rotated: {x['with_ratio']:.2f}× / {x['without_ratio']:.2f}× `cat`) | "
+        f"`ssh-keygen -Q -f revoked.krl KEY`: {x['keygen_query']:.0f} ms, peak RSS {x['rss_keygen_query'] / 1024:.1f} MiB |",
+        f"| interleaved wall / CPU: with, without, `cat` | {iw['with_list'][0]:.3f}, {iw['without_list'][0]:.3f}, {iw['cat'][0]:.3f} ms / "
+        f"{iw['with_list'][1]:.3f}, {iw['without_list'][1]:.3f}, {iw['cat'][1]:.3f} ms | |",
+    ]
+    if ins:
+        lines.append(f"| instructions, exec to exit (callgrind): with, without, `cat` | {ins:,}, {x['instructions_without']:,} "
+                     f"(+{ins - x['instructions_without']:,}, {100 * (ins / x['instructions_without'] - 1):+.1f}%), "
+                     f"{x['instructions_cat']:,} | |")
+    lines += [
+        f"| peak RSS: with, without | {x['rss_with'] / 1024:.2f}, {x['rss_without'] / 1024:.2f} MiB | |",
+        REVOCATION_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+REVOCATION_BEGIN, REVOCATION_END = "<!-- revocation -->", "<!-- /revocation -->"
+
+
+def write_section(md, section, begin, end, before="<!-- results -->"):
+    """Puts `section` (begin..end markers) into md: replaces an earlier one,
+    else goes before `before` (report() rewrites everything after it)."""
+    text = md.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
+    elif before in text:
+        head, rest = text.split(before, 1)
+        text = head + section + "\n" + before + rest
+    else:
+        text += "\n" + section
+    md.write_text(text)
+
+
 def fleet_rows(r):
     rows = []
     if "fleet_sync" in r:
@@ -594,7 +735,8 @@ def main():
     ap.add_argument("--scale-max", type=int, default=1_000_000)
     ap.add_argument("--write-order", action="store_true", help="regenerate bench/login-path.order (callgrind) and stop")
     ap.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
-    ap.add_argument("--only", choices=["fresh", "fleet"], help="run only these rows and print them (no report written)")
+    ap.add_argument("--only", choices=["fresh", "fleet", "revocation"],
+                    help="run only these rows and print them (no report written; revocation writes its own section)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (it starts private nginx/sshd and switches users)")
@@ -654,6 +796,20 @@ def main():
         for row in fleet_rows(results):
             print(" | ".join(row))
         print(json.dumps(results, indent=2))
+        shutil.rmtree(ROOT, ignore_errors=True)
+        return
+    if args.only == "revocation":
+        try:
+            revocation_bench(results, user, pub, fp, uid, args.quick)
+        finally:
+            nginx.stop()
+            syslog.stop()
+            if created_user:
+                sh(["userdel", "-r", user], check=False, stderr=subprocess.DEVNULL)
+        section = revocation_section(results, args.quick)
+        print(section)
+        if not args.quick:
+            write_section(Path(args.out), section, REVOCATION_BEGIN, REVOCATION_END)
         shutil.rmtree(ROOT, ignore_errors=True)
         return
     hubakc_conf = HubakcConfig(user, pub + "\n")

@@ -12,6 +12,10 @@
 //! keyward's native fields; and a key login through the container's sshd,
 //! which logs through syslog (journald), shows that keyward's `ppid=` is the
 //! pid of the sshd process that logged "Accepted publickey".
+//!
+//! And the packaged timer unchanged, end to end: a key revoked in a signed
+//! directory stops being served in the container after the timer's next
+//! poll (the seconds it took are printed, not asserted).
 
 use std::fs;
 use std::path::Path;
@@ -361,5 +365,144 @@ cat /tmp/pam-sshd >/etc/pam.d/sshd",
         |t| t.contains(&format!("fp={fp}")),
     );
     assert!(session.contains(&format!("fp={fp}")), "{session}");
+    drop(c);
+}
+
+/// `keyward publish SRC OUT --signer KEY` with the test build (the
+/// directory is published on the host; the container only reads it).
+fn publish(src: &Path, out: &Path, signer: &SshKey) {
+    let p = run(
+        Command::new(crate::support::keyward::KEYWARD_BIN)
+            .args(["--config", "/nonexistent/keyward.toml", "publish"])
+            .arg(src)
+            .arg(out)
+            .arg("--signer")
+            .arg(&signer.path),
+        Duration::from_secs(120),
+    );
+    assert!(p.success(), "publish: {p}");
+    must(Command::new("chmod").args(["-R", "a+rX"]).arg(out));
+}
+
+/// The packaged timer, unchanged, end to end: a key revoked in the signed
+/// directory (SRC/revoked/*.spec, republished) stops being served inside
+/// the booted container once the timer's next `keyward sync --poll` has
+/// installed the new list. The bound (3 min) is generous on purpose: the
+/// time it takes is printed, not asserted (bench/fleet.py measures it).
+#[test]
+fn deb_timer_applies_a_revocation() {
+    let p = crate::packaging::packages();
+    let nginx = Nginx::start();
+    let files = TestDir::new("nspawn-rev");
+    files.write(
+        "00-kwt.conf",
+        format!("Port {}\nListenAddress 127.0.0.1\n", free_port()),
+        0o644,
+    );
+    fs::copy(&p.deb, files.join("keyward.deb")).unwrap();
+    let key = SshKey::ed25519(files.path(), "login");
+    let signer = SshKey::ed25519(files.path(), "signer");
+    let src = files.subdir("src");
+    fs::create_dir(src.join("revoked")).unwrap();
+    let user = "kwtbob";
+    fs::write(src.join(format!("{user}.keys")), key.public_line() + "\n").unwrap();
+    let out = nginx.root.join("users");
+    publish(&src, &out, &signer);
+    let c = Container::boot(files);
+
+    // --- the package as installed, the timer untouched; a signed directory.
+    c.must(&format!(
+        "set -e
+DEBIAN_FRONTEND=noninteractive dpkg -i /mnt/kw/keyward.deb
+useradd -m -s /bin/sh {user}
+printf '[directory]\\nurls = [\"{url}\"]\\nsigners = [\"{signer}\"]\\n' > /etc/keyward/keyward.toml.d/50-site.toml
+keyward check-config",
+        url = nginx.users_url(),
+        signer = signer.public_line(),
+    ));
+    let timer = c.must("systemctl cat keyward-sync.timer");
+    let packaged = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/keyward-sync.timer"),
+    )
+    .unwrap();
+    assert!(
+        timer.contains(packaged.trim()),
+        "the packaged timer, unchanged: {timer}"
+    );
+    let keys = format!(
+        "runuser -u keyward -- keyward keys {user} {}",
+        key.fingerprint()
+    );
+    let served = c.must(&keys);
+    assert!(
+        served.contains(&key.public_material()),
+        "served before: {served}"
+    );
+
+    // --- the timer's first run (no manual start): the list is installed.
+    let syncs = "journalctl -q -t keyward -o cat --no-pager --grep '^decision=sync '";
+    // Its offset in the 30 s period is fixed per machine: within a minute.
+    let mut first = String::new();
+    // (journalctl --grep exits 1 while nothing matches)
+    wait_until(Duration::from_secs(120), || {
+        first = c.sh(syncs).stdout;
+        first.contains("revoked=installed")
+    });
+    assert!(
+        first.contains("revoked=installed"),
+        "no timer-started sync: {first}"
+    );
+    let before = first.lines().count();
+
+    // --- revoke: the spec, republished. t0 = the directory is uploaded.
+    fs::write(
+        src.join("revoked/lost-laptop.spec"),
+        format!("key: {}\n", key.public_line()),
+    )
+    .unwrap();
+    publish(&src, &out, &signer);
+    let t0 = std::time::Instant::now();
+    let mut refused = None;
+    wait_until(Duration::from_secs(180), || {
+        let now = c.sh(&keys);
+        if now.success() && !now.stdout.contains(&key.public_material()) {
+            refused = Some(t0.elapsed());
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        false
+    });
+    let journal = c.must(
+        "journalctl -q -o short-precise --no-pager -u keyward-sync.timer -u keyward-sync.service; \
+         journalctl -q -o short-precise --no-pager -t keyward --grep '^decision=sync '",
+    );
+    eprintln!("keyward-sync.timer and its runs:\n{journal}");
+    let refused =
+        refused.unwrap_or_else(|| panic!("still served 180 s after the republish:\n{journal}"));
+    eprintln!(
+        "revoked key refused in the container {:.1} s after the republish (timer: {})",
+        refused.as_secs_f64(),
+        c.must("systemctl list-timers --all --no-pager keyward-sync.timer | sed -n 2p")
+            .trim()
+    );
+    // The refusal's record, and the timer-started run that installed it.
+    let mut rec = String::new();
+    wait_until(Duration::from_secs(30), || {
+        rec = c
+            .sh(&format!(
+                "journalctl -q -t keyward -o cat --no-pager KEYWARD_USER={user} --grep 'reason=revoked'"
+            ))
+            .stdout;
+        rec.contains("decision=nomatch")
+    });
+    assert!(rec.contains("decision=nomatch"), "{rec}");
+    let after = c.sh(syncs).stdout;
+    assert!(
+        after
+            .lines()
+            .skip(before)
+            .any(|l| l.contains("revoked=installed")),
+        "a later sync installed the new list: {after}"
+    );
     drop(c);
 }
