@@ -296,6 +296,28 @@ impl<'a> HttpDirectory<'a> {
             .map_err(|e| Attempt::refused(FailKind::Signature, e))
     }
 
+    /// `fetch_sig` for a file sync fetches whole (the index, a delta, the
+    /// revocation list, the KRL): a bad signature refuses the file, named
+    /// (`"{what} refused: …"`); a mirror that did not answer stays failed.
+    fn verify_file<T>(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        body: &(impl AsRef<[u8]> + ?Sized),
+        deadline: Instant,
+        what: &str,
+    ) -> Result<crate::signed::Signer, Attempt<T>> {
+        self.fetch_sig(agent, url, body, deadline)
+            .map_err(|a| match a {
+                Attempt::Failed {
+                    kind,
+                    why,
+                    seen: Seen::Answered,
+                } => Attempt::refused(kind, format!("{what} refused: {why}")),
+                a => relabel(a),
+            })
+    }
+
     /// Fetches `{url}.sig` and checks the file against the pinned signers,
     /// its header (user, expiry) and the rollback floor. (The error is the
     /// mirror's whole attempt, returned once per mirror: boxing it would

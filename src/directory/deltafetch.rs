@@ -12,7 +12,6 @@ use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened
 use crate::config::UrlTemplate;
 use crate::delta::{self, Delta};
 use crate::fetch::{FailKind, MirrorError};
-use crate::health::Seen;
 use crate::os::clock::now_secs;
 
 /// What the directory said about a delta.
@@ -95,14 +94,9 @@ impl HttpDirectory<'_> {
         }
         let mut signer = None;
         if signed && !d.is_empty() {
-            match self.fetch_sig(agent, url, &text, deadline) {
+            match self.verify_file(agent, url, &text, deadline, "delta") {
                 Ok(s) => signer = Some(s),
-                Err(Attempt::Failed {
-                    kind,
-                    why,
-                    seen: Seen::Answered,
-                }) => return refused(kind, why),
-                Err(a) => return relabel(a),
+                Err(a) => return a,
             }
             match d.expires {
                 Some(e) if e > now_secs() as i64 => {}

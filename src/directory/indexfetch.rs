@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened, Request};
 use crate::config::UrlTemplate;
 use crate::fetch::{FailKind, Fetch, MirrorError};
-use crate::health::Seen;
 use crate::os::clock::now_secs;
 use crate::state::Floor;
 
@@ -118,14 +117,9 @@ impl HttpDirectory<'_> {
         };
         let mut signer = None;
         if signed {
-            match self.fetch_sig(agent, url, &text, deadline) {
+            match self.verify_file(agent, url, &text, deadline, "index") {
                 Ok(s) => signer = Some(s),
-                Err(Attempt::Failed {
-                    kind,
-                    why,
-                    seen: Seen::Answered,
-                }) => return refused(kind, why),
-                Err(a) => return relabel(a),
+                Err(a) => return a,
             }
             let (Some(serial), Some(expires)) = (header.serial, header.expires) else {
                 let why = "a signed index needs serial= and expires=".to_owned();

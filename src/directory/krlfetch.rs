@@ -101,16 +101,8 @@ impl HttpDirectory<'_> {
             ));
         }
         if signed {
-            match self.fetch_sig(agent, url, &bytes[..], deadline) {
-                Ok(_) => {}
-                Err(Attempt::Failed {
-                    kind,
-                    why,
-                    seen: Seen::Answered,
-                }) => {
-                    return Attempt::refused(kind, format!("KRL refused: {why}"));
-                }
-                Err(a) => return relabel(a),
+            if let Err(a) = self.verify_file(agent, url, &bytes[..], deadline, "KRL") {
+                return a;
             }
         }
         Attempt::Done(KrlFetch::New {

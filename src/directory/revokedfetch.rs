@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened};
 use crate::config::UrlTemplate;
 use crate::fetch::{FailKind, MirrorError};
-use crate::health::Seen;
 use crate::os::clock::now_secs;
 use crate::revocation::list;
 use crate::state::Floor;
@@ -106,14 +105,9 @@ impl HttpDirectory<'_> {
         };
         let (mut serial, mut signer) = (None, None);
         if signed {
-            match self.fetch_sig(agent, url, &text, deadline) {
+            match self.verify_file(agent, url, &text, deadline, "revocation list") {
                 Ok(s) => signer = Some(s),
-                Err(Attempt::Failed {
-                    kind,
-                    why,
-                    seen: Seen::Answered,
-                }) => return refused(kind, why),
-                Err(a) => return relabel(a),
+                Err(a) => return a,
             }
             let now = now_secs() as i64;
             let s = match crate::signed::check_list_header(header.serial, header.expires, now) {
