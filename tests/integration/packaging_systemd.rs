@@ -19,177 +19,28 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{free_port, must, run, wait_port, wait_until, Nginx, Out, SshKey, TestDir};
+use crate::support::nspawn::{tree, Container};
+use crate::support::{free_port, must, run, wait_port, wait_until, Nginx, SshKey, TestDir};
 
 const BASE: &str = "/var/lib/keyward-tests-systemd/bookworm";
 
-/// The Debian mirror the host's apt uses.
-fn mirror() -> String {
-    let out = run(
-        Command::new("sh").args([
-            "-c",
-            "grep -rhs '^URIs:' /etc/apt/sources.list.d; grep -hs '^deb ' /etc/apt/sources.list",
-        ]),
-        Duration::from_secs(10),
+/// Boots the cached Debian 12 tree with systemd and sshd (made once, ~1 min)
+/// with `files` at /mnt/kw and its `00-kwt.conf` as an sshd drop-in.
+fn boot(files: TestDir) -> Container {
+    let base = tree(
+        BASE,
+        "systemd,systemd-sysv,dbus,openssh-server,adduser,libpam-runtime",
+        &["usr/lib/systemd/systemd", "usr/sbin/sshd"],
     );
-    out.stdout
-        .lines()
-        .flat_map(|l| l.split_whitespace())
-        .find(|w| w.starts_with("http") && w.contains("debian") && !w.contains("security"))
-        .unwrap_or("http://deb.debian.org/debian")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-/// The cached Debian 12 tree with systemd and sshd (made once, ~1 min).
-fn base() -> &'static Path {
-    let base = Path::new(BASE);
-    if base.join("usr/lib/systemd/systemd").exists() && base.join("usr/sbin/sshd").exists() {
-        return base;
-    }
-    for tool in ["/usr/sbin/debootstrap", "/usr/bin/systemd-nspawn"] {
-        assert!(
-            Path::new(tool).exists(),
-            "{tool} missing: apt-get install -y debootstrap systemd-container"
-        );
-    }
-    let tmp = format!("{BASE}.tmp-{}", std::process::id());
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(Path::new(BASE).parent().unwrap()).unwrap();
-    let out = run(
-        Command::new("debootstrap").args([
-            "--variant=minbase",
-            "--include=systemd,systemd-sysv,dbus,openssh-server,adduser,libpam-runtime",
-            "bookworm",
-            &tmp,
-            &mirror(),
-        ]),
-        Duration::from_secs(1200),
-    );
-    assert!(out.success(), "debootstrap: {out}");
-    // Another test process may have finished first: either tree is fine.
-    if fs::rename(&tmp, BASE).is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    base
-}
-
-/// A booted container; killed on drop (its PID 1, then systemd-nspawn).
-struct Container {
-    nspawn: Child,
-    /// The container's PID 1, as the host sees it.
-    init: u32,
-    _files: TestDir,
-}
-
-impl Container {
-    fn boot(files: TestDir) -> Container {
-        let name = format!("kwt-{}", std::process::id());
-        let nspawn = Command::new("systemd-nspawn")
-            .args(["-q", "--boot", "--register=no", "--keep-unit"])
-            .arg(format!("--machine={name}"))
-            // Names the test process in the container's PID 1 environment:
-            // test.sh's leftover check finds containers that outlive it.
-            .arg(format!("--setenv=KEYWARD_TEST_PID={}", std::process::id()))
-            .arg("-D")
-            .arg(base())
-            .arg("--volatile=overlay")
-            .arg(format!("--bind-ro={}:/mnt/kw", files.path().display()))
-            .arg(format!(
-                "--bind-ro={}:/etc/ssh/sshd_config.d/00-kwt.conf",
-                files.join("00-kwt.conf").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("systemd-nspawn");
-        let pid = nspawn.id();
-        let mut init = 0;
-        wait_until(Duration::from_secs(30), || {
-            let out = run(
-                Command::new("pgrep").args(["-P", &pid.to_string()]),
-                Duration::from_secs(5),
-            );
-            init = out
-                .stdout
-                .lines()
-                .next()
-                .and_then(|l| l.trim().parse().ok())
-                .unwrap_or(0);
-            // the forked child execs systemd once the container is set up
-            init != 0
-                && fs::read_to_string(format!("/proc/{init}/comm"))
-                    .is_ok_and(|c| c.trim() == "systemd")
-        });
-        let c = Container {
-            nspawn,
-            init,
-            _files: files,
-        };
-        assert!(c.init != 0, "no PID 1 under systemd-nspawn {pid}");
-        // "offline" or no bus at all until the manager answers
-        let mut up = c.sh("systemctl is-system-running --wait");
-        wait_until(Duration::from_secs(90), || {
-            up = c.sh("systemctl is-system-running --wait");
-            matches!(up.stdout.trim(), "running" | "degraded")
-        });
-        assert!(
-            matches!(up.stdout.trim(), "running" | "degraded"),
-            "container did not boot: {up}\n{}",
-            c.sh("systemctl --failed --no-pager").stdout
-        );
-        c
-    }
-
-    /// Runs a shell command inside (all namespaces of PID 1).
-    fn sh(&self, script: &str) -> Out {
-        run(
-            Command::new("nsenter").args(["-t", &self.init.to_string(), "-a", "sh", "-c", script]),
-            Duration::from_secs(180),
-        )
-    }
-
-    fn must(&self, script: &str) -> String {
-        let out = self.sh(script);
-        assert!(out.success(), "in the container: {script}: {out}");
-        out.stdout
-    }
-
-    /// A journalctl query's output once `found` holds (journald files what
-    /// its sockets received a moment after the sender is done; under load
-    /// that moment grows), or the last output after 30 s.
-    fn journal(&self, query: &str, found: impl Fn(&str) -> bool) -> String {
-        let mut text = String::new();
-        wait_until(Duration::from_secs(30), || {
-            text = self.must(query);
-            found(&text)
-        });
-        text
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        // Killing systemd-nspawn alone leaves the booted container running
-        // (its PID 1 is reparented to the host's): kill the container's
-        // PID 1, which ends every process in its PID namespace, then let
-        // nspawn tear down its mounts and exit.
-        if self.init != 0 {
-            // SAFETY: kill(2) with a pid this test found under its nspawn.
-            unsafe { libc::kill(self.init as libc::pid_t, libc::SIGKILL) };
-        }
-        let done = wait_until(Duration::from_secs(20), || {
-            matches!(self.nspawn.try_wait(), Ok(Some(_)))
-        });
-        if !done {
-            let _ = self.nspawn.kill();
-            let _ = self.nspawn.wait();
-        }
-    }
+    let dropin = files.join("00-kwt.conf");
+    Container::boot(
+        &base,
+        files,
+        &[(dropin, "/etc/ssh/sshd_config.d/00-kwt.conf")],
+    )
 }
 
 #[test]
@@ -205,7 +56,7 @@ fn deb_under_a_booted_systemd() {
     );
     fs::copy(&p.deb, files.join("keyward.deb")).unwrap();
     let key = SshKey::ed25519(files.path(), "login");
-    let c = Container::boot(files);
+    let c = boot(files);
 
     // --- install: the timer is enabled and running, the service skipped.
     c.must("DEBIAN_FRONTEND=noninteractive dpkg -i /mnt/kw/keyward.deb");
@@ -408,7 +259,7 @@ fn deb_timer_applies_a_revocation() {
     fs::write(src.join(format!("{user}.keys")), key.public_line() + "\n").unwrap();
     let out = nginx.root.join("users");
     publish(&src, &out, &signer);
-    let c = Container::boot(files);
+    let c = boot(files);
 
     // --- the package as installed, the timer untouched; a signed directory.
     c.must(&format!(
