@@ -686,6 +686,82 @@ def revocation_section(r, quick):
 REVOCATION_BEGIN, REVOCATION_END = "<!-- revocation -->", "<!-- /revocation -->"
 
 
+def chain_bench(results, conf, user, fp, uid, cache, quick):
+    """The cached lookup as sshd runs it (`keys %u %f %U` as keyward, live
+    syslog) with one `[[command]]` chained against the same config without
+    one, side by side with `cat` of the entry. The chained program is
+    `/usr/bin/cat` of a key file: the cheapest provider there is, so the
+    difference is what chaining itself costs (fork, exec, the pipe, the
+    wait), not a provider's own work."""
+    cdir = ROOT / "chain"
+    mkdir(cdir)
+    provided = cdir / "provided.keys"
+    provided_pub = keygen(cdir / "provided")
+    provided.write_text(provided_pub + "\n")
+    os.chmod(provided, 0o644)
+    with_conf = cdir / "with.toml"
+    with_conf.write_text(conf.read_text() + f"""
+[[command]]
+name = "cat"
+command = "/usr/bin/cat {provided}"
+user = "keyward"
+""")
+    os.chmod(with_conf, 0o644)
+    cmds = [[str(BIN), "--config", str(with_conf), "keys", user, fp, uid],
+            [str(BIN), "--config", str(conf), "keys", user, fp, uid],
+            ["cat", str(cache / user)]]
+    got = out(AS_KEYWARD + [str(BIN), "--config", str(with_conf), "keys", user], cwd="/")
+    if provided_pub.split()[1] not in got:
+        raise SystemExit(f"the chained command's key is not served: {got!r}")
+    load = load_average()
+    (w, wo, c), rounds = hyperfine_rounds([" ".join(x) for x in cmds], 60 if quick else 300, FRESH_ROUNDS,
+                                         as_keyward=True, name="chain")
+    mixed = interleaved(cmds, 200 if quick else 1000)
+    results["chain"] = dict(
+        load=load, load_after=load_average(), with_command=w, without=wo, cat=c,
+        with_ratio=round_ratio(rounds, 0, 2), without_ratio=round_ratio(rounds, 1, 2),
+        interleaved=dict(zip(["with_command", "without", "cat"], mixed)),
+        instructions_with=callgrind_instructions(cmds[0]), instructions_without=callgrind_instructions(cmds[1]),
+        rss_with=peak_rss_kib(cmds[0]), rss_without=peak_rss_kib(cmds[1]))
+    print("chain:", results["chain"], flush=True)
+
+
+def chain_section(r, quick):
+    """The markdown section of chain_bench's results."""
+    x = r["chain"]
+    commit = out(["git", "rev-parse", "--short", "HEAD"], cwd=REPO).strip()
+    iw = x["interleaved"]
+    iw_, iwo = x["instructions_with"], x["instructions_without"]
+    lines = [
+        CHAIN_BEGIN,
+        "## The cached lookup with one `[[command]]` chained",
+        "",
+        f"`sudo python3 bench/bench.py --only chain{' --quick' if quick else ''}`, run on "
+        f"{datetime.date.today().isoformat()} at commit `{commit}` ({os.cpu_count()} cores; 1-minute load average",
+        f"{x['load']:.2f} before, {x['load_after']:.2f} after). Release build run as sshd runs it: `keys USER FP UID`",
+        "as the `keyward` user, a fresh cache entry, a live syslog socket. \"With\" adds one table",
+        "(`command = \"/usr/bin/cat FILE\"`, `user = \"keyward\"`): the cheapest provider there is, so the",
+        "difference is chaining's own cost (fork, exec, pipe, wait), not a provider's work.",
+        "",
+        "| measured | with one `[[command]]` | without | `cat` of the entry |",
+        "|---|---|---|---|",
+        f"| hyperfine ({FRESH_ROUNDS} runs of the three, order rotated; ratio to `cat`) | {x['with_command']:.3f} ms "
+        f"({x['with_ratio']:.2f}×) | {x['without']:.3f} ms ({x['without_ratio']:.2f}×) | {x['cat']:.3f} ms |",
+        f"| interleaved wall / CPU | {iw['with_command'][0]:.3f} / {iw['with_command'][1]:.3f} ms | "
+        f"{iw['without'][0]:.3f} / {iw['without'][1]:.3f} ms | {iw['cat'][0]:.3f} / {iw['cat'][1]:.3f} ms |",
+    ]
+    if iw_ and iwo:
+        lines.append(f"| instructions, exec to exit (callgrind, keyward's process only) | {iw_:,} (+{iw_ - iwo:,}) | {iwo:,} | |")
+    lines += [
+        f"| peak RSS | {x['rss_with'] / 1024:.2f} MiB | {x['rss_without'] / 1024:.2f} MiB | |",
+        CHAIN_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+CHAIN_BEGIN, CHAIN_END = "<!-- chain -->", "<!-- /chain -->"
+
+
 def write_section(md, section, begin, end, before="<!-- results -->"):
     """Puts `section` (begin..end markers) into md: replaces an earlier one,
     else goes before `before` (report() rewrites everything after it)."""
@@ -735,8 +811,8 @@ def main():
     ap.add_argument("--scale-max", type=int, default=1_000_000)
     ap.add_argument("--write-order", action="store_true", help="regenerate bench/login-path.order (callgrind) and stop")
     ap.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
-    ap.add_argument("--only", choices=["fresh", "fleet", "revocation"],
-                    help="run only these rows and print them (no report written; revocation writes its own section)")
+    ap.add_argument("--only", choices=["fresh", "fleet", "revocation", "chain"],
+                    help="run only these rows and print them (no report written; revocation and chain write their own sections)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (it starts private nginx/sshd and switches users)")
@@ -810,6 +886,21 @@ def main():
         print(section)
         if not args.quick:
             write_section(Path(args.out), section, REVOCATION_BEGIN, REVOCATION_END)
+        shutil.rmtree(ROOT, ignore_errors=True)
+        return
+    if args.only == "chain":
+        try:
+            sh(AS_KEYWARD + kw + ["keys", user, fp, uid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+            chain_bench(results, conf, user, fp, uid, cache, args.quick)
+        finally:
+            nginx.stop()
+            syslog.stop()
+            if created_user:
+                sh(["userdel", "-r", user], check=False, stderr=subprocess.DEVNULL)
+        section = chain_section(results, args.quick)
+        print(section)
+        if not args.quick:
+            write_section(Path(args.out), section, CHAIN_BEGIN, CHAIN_END)
         shutil.rmtree(ROOT, ignore_errors=True)
         return
     hubakc_conf = HubakcConfig(user, pub + "\n")
