@@ -6,23 +6,24 @@
 //! stored copy is byte for byte the published one.
 
 use std::fs;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
-use crate::support::keyward::{make_cache_dir, state_dir_of, toml_str};
-use crate::support::rsyslog::kv_field;
+use crate::support::keyward::state_dir_of;
+use crate::support::signeddir::{field, SignedDir};
 use crate::support::*;
 
-struct Host {
-    dir: TestDir,
-    nginx: Nginx,
-    syslog: Rsyslog,
-    cache: PathBuf,
-    kw: Keyward,
-    src: PathBuf,
-    signer: SshKey,
-    signed: bool,
+/// The shared fixture and this file's helpers: users' key files, the
+/// published and stored index, what a forger with the key signs.
+struct Host(SignedDir);
+
+impl Deref for Host {
+    type Target = SignedDir;
+
+    fn deref(&self) -> &SignedDir {
+        &self.0
+    }
 }
 
 impl Host {
@@ -32,93 +33,7 @@ impl Host {
 
     /// `signed`: the host pins the signer and publish signs.
     fn with(signed: bool) -> Host {
-        ensure_system_user("keyward");
-        let dir = TestDir::new("deltasync");
-        let cache = dir.join("cache");
-        make_cache_dir(&cache, "keyward");
-        let syslog = Rsyslog::start();
-        let nginx = Nginx::start();
-        let config = KwConfig::new(&cache, Some(&syslog.socket))
-            .url(nginx.users_url())
-            .ttl("1h");
-        let kw = Keyward::with_config(&config);
-        let signer = SshKey::ed25519(dir.path(), "signer");
-        if signed {
-            let toml = config.to_toml().replacen(
-                "[directory]\n",
-                &format!(
-                    "[directory]\nsigners = [{}]\n",
-                    toml_str(&signer.public_line())
-                ),
-                1,
-            );
-            kw.write_config(&toml);
-        }
-        let src = dir.subdir("src");
-        Host {
-            dir,
-            nginx,
-            syslog,
-            cache,
-            kw,
-            src,
-            signer,
-            signed,
-        }
-    }
-
-    fn out(&self) -> PathBuf {
-        self.nginx.root.join("users")
-    }
-
-    fn publish(&self, extra: &[&str]) {
-        let out = self.out();
-        let mut args = vec!["publish", self.src.to_str().unwrap(), out.to_str().unwrap()];
-        if self.signed {
-            args.extend(["--signer", self.signer.path.to_str().unwrap()]);
-        }
-        args.extend(extra);
-        let p = self.kw.run(&args);
-        assert!(p.success(), "publish: {p}");
-        // nginx's ETag is the mtime (in seconds) and the size: each file
-        // publish wrote is put again with a newer mtime, so that two
-        // publishes in one second never share an ETag.
-        for folder in ["", "keyward.index.d/", "revoked.list.d/"] {
-            let Ok(rd) = fs::read_dir(out.join(folder)) else {
-                continue;
-            };
-            for e in rd {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_file() {
-                    let name = format!("users/{folder}{}", e.file_name().to_string_lossy());
-                    self.nginx.put(&name, fs::read(e.path()).unwrap());
-                }
-            }
-        }
-        must(
-            Command::new("chmod")
-                .args(["-R", "a+rX"])
-                .arg(&self.nginx.root),
-        );
-    }
-
-    /// `keyward sync` as keyward: its record and the paths nginx served.
-    fn sync(&self) -> (String, Vec<String>) {
-        let before = self.nginx.total();
-        let is =
-            |l: &rsyslog::LogLine| l.program == "keyward" && l.msg.starts_with("decision=sync");
-        let n = self.syslog.lines().into_iter().filter(is).count();
-        let out = self.kw.run_as("keyward", &["sync"]);
-        let recs = self.syslog.wait_for_n(n + 1, Duration::from_secs(10), is);
-        assert_eq!(recs.len(), n + 1, "{out}");
-        let paths = self
-            .nginx
-            .accesses()
-            .split_off(before)
-            .into_iter()
-            .map(|a| a.uri.trim_start_matches("/users/").to_owned())
-            .collect();
-        (recs.last().unwrap().msg.clone(), paths)
+        Host(SignedDir::new("deltasync", signed, |c| c))
     }
 
     /// The stored index's text (after the store's own head).
@@ -163,10 +78,6 @@ impl Host {
         );
         fs::read(self.dir.join("forged.sig")).unwrap()
     }
-}
-
-fn field(rec: &str, key: &str) -> String {
-    kv_field(rec, key).unwrap_or_else(|| panic!("no {key}= in {rec}"))
 }
 
 /// The acceptance numbers: one changed user costs the delta, its signature

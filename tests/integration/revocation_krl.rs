@@ -9,124 +9,59 @@
 //! doctor compares sshd -T's `revokedkeys` with `sshd_krl`.
 
 use std::fs;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::keyward::{make_cache_dir, state_dir_of, toml_str};
-use crate::support::rsyslog::kv_field;
+use crate::support::keyward::{state_dir_of, toml_str};
+use crate::support::signeddir::{field, SignedDir};
 use crate::support::*;
 
+/// The shared fixture (signed) with `[revocation] sshd_krl` set and a
+/// `revoked/` folder in its source.
 struct Host {
-    dir: TestDir,
-    nginx: Nginx,
-    syslog: Rsyslog,
-    cache: PathBuf,
-    kw: Keyward,
-    src: PathBuf,
-    signer: SshKey,
+    d: SignedDir,
     /// `[revocation] sshd_krl`.
     krl: PathBuf,
+}
+
+impl Deref for Host {
+    type Target = SignedDir;
+
+    fn deref(&self) -> &SignedDir {
+        &self.d
+    }
+}
+
+/// Where the packaged sync service may write: the state directory.
+fn krl_of(cache: &Path) -> PathBuf {
+    state_dir_of(cache).join("revoked.krl")
 }
 
 impl Host {
     /// A signed directory (nginx) and a host pinning its signer, with
     /// `[revocation]` set to `sshd_krl` and `extra` lines.
     fn new(extra: &str) -> Host {
-        ensure_system_user("keyward");
-        let dir = TestDir::new("revkrl");
-        let cache = dir.join("cache");
-        make_cache_dir(&cache, "keyward");
-        let syslog = Rsyslog::start();
-        let nginx = Nginx::start();
-        // Where the packaged sync service may write: the state directory.
-        let krl = state_dir_of(&cache).join("revoked.krl");
-        let mut config = KwConfig::new(&cache, Some(&syslog.socket))
-            .url(nginx.users_url())
-            .ttl("1h");
-        config.extra = format!(
-            "\n[revocation]\nsshd_krl = {}\n{extra}",
-            toml_str(&krl.display().to_string())
-        );
-        let kw = Keyward::with_config(&config);
-        let signer = SshKey::ed25519(dir.path(), "signer");
-        let toml = config.to_toml().replacen(
-            "[directory]\n",
-            &format!(
-                "[directory]\nsigners = [{}]\n",
-                toml_str(&signer.public_line())
-            ),
-            1,
-        );
-        kw.write_config(&toml);
-        let src = dir.subdir("src");
-        fs::create_dir(src.join("revoked")).unwrap();
-        Host {
-            dir,
-            nginx,
-            syslog,
-            cache,
-            kw,
-            src,
-            signer,
-            krl,
-        }
-    }
-
-    fn out(&self) -> PathBuf {
-        self.nginx.root.join("users")
+        let d = SignedDir::new("revkrl", true, |mut config| {
+            config.extra = format!(
+                "\n[revocation]\nsshd_krl = {}\n{extra}",
+                toml_str(&krl_of(&config.cache_dir).display().to_string())
+            );
+            config
+        });
+        fs::create_dir(d.src.join("revoked")).unwrap();
+        let krl = krl_of(&d.cache);
+        Host { d, krl }
     }
 
     fn revoke(&self, name: &str, spec: &str) {
         fs::write(self.src.join("revoked").join(format!("{name}.spec")), spec).unwrap();
     }
 
-    /// `keyward publish` signed, then every file put again so nginx's ETag
-    /// (mtime and size) changes.
-    fn publish(&self) {
-        let out = self.out();
-        let p = self.kw.run(&[
-            "publish",
-            self.src.to_str().unwrap(),
-            out.to_str().unwrap(),
-            "--signer",
-            self.signer.path.to_str().unwrap(),
-        ]);
-        assert!(p.success(), "publish: {p}");
-        for name in ["keyward.index", "revoked.list"] {
-            if let Ok(bytes) = fs::read(out.join(name)) {
-                self.nginx.put(&format!("users/{name}"), bytes);
-            }
-        }
-        self.readable();
-    }
-
-    fn readable(&self) {
-        must(
-            Command::new("chmod")
-                .args(["-R", "a+rX"])
-                .arg(&self.nginx.root),
-        );
-    }
-
-    /// `keyward sync` as keyward (the packaged service's user): its record.
-    fn sync(&self) -> String {
-        let is =
-            |l: &rsyslog::LogLine| l.program == "keyward" && l.msg.starts_with("decision=sync");
-        let n = self.syslog.lines().into_iter().filter(is).count();
-        let out = self.kw.run_as("keyward", &["sync"]);
-        let recs = self.syslog.wait_for_n(n + 1, Duration::from_secs(10), is);
-        assert_eq!(recs.len(), n + 1, "{out}");
-        recs.last().unwrap().msg.clone()
-    }
-
     fn installed(&self) -> Vec<u8> {
         fs::read(&self.krl).unwrap_or_else(|e| panic!("{}: {e}", self.krl.display()))
     }
-}
-
-fn field(rec: &str, key: &str) -> String {
-    kv_field(rec, key).unwrap_or_else(|| panic!("no {key}= in {rec}"))
 }
 
 fn authorized(user: &TestUser, keys: &[&SshKey]) {
@@ -167,8 +102,8 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
     let second = SshKey::ed25519(keys.path(), "second");
     let good = SshKey::ed25519(keys.path(), "good");
     h.revoke("laptop", &format!("hash: {}\n", stolen.fingerprint()));
-    h.publish();
-    let rec = h.sync();
+    h.publish(&[]);
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "revoked"), "installed", "{rec}");
     assert_eq!(field(&rec, "krl"), "installed", "{rec}");
     // Replaced whole, readable by sshd (root), the published bytes.
@@ -208,7 +143,7 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
         serial,
         "the KRL's version is the list's serial"
     );
-    let rec = h.sync();
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "krl"), "unchanged", "{rec}");
     // Nothing changed: one conditional GET (the list's 304), none for the KRL.
     assert_eq!(field(&rec, "revoked"), "304", "{rec}");
@@ -234,8 +169,8 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
     let old_krl = fs::read(h.out().join("revoked.krl")).unwrap();
     let old_sig = fs::read(h.out().join("revoked.krl.sig")).unwrap();
     h.revoke("desk", &format!("hash: {}\n", second.fingerprint()));
-    h.publish();
-    let rec = h.sync();
+    h.publish(&[]);
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "krl"), "installed", "{rec}");
     let current = h.installed();
     assert_ne!(current, first);
@@ -246,7 +181,7 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
     // Each bad answer about a third list's KRL: the installed one stays.
     let third = SshKey::ed25519(keys.path(), "third");
     h.revoke("third", &format!("hash: {}\n", third.fingerprint()));
-    h.publish();
+    h.publish(&[]);
     let new_krl = fs::read(&krl_path).unwrap();
     let new_sig = fs::read(&sig_path).unwrap();
     let other = SshKey::ed25519(h.dir.path(), "other-signer");
@@ -302,7 +237,7 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
             }
         }
         h.readable();
-        let rec = h.sync();
+        let (rec, _) = h.sync();
         assert_eq!(field(&rec, "krl"), "failed", "{what}: {rec}");
         let err = field(&rec, "krl_error");
         assert!(err.contains(why), "{what}: {err}");
@@ -314,7 +249,7 @@ fn sshd_itself_refuses_what_the_sync_installed_krl_revokes_and_a_bad_krl_never_r
     fs::write(&krl_path, &new_krl).unwrap();
     fs::write(&sig_path, &new_sig).unwrap();
     h.readable();
-    let rec = h.sync();
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "krl"), "installed", "{rec}");
     sshd_enforces(
         &sshd,
@@ -365,7 +300,7 @@ fn certificates_are_refused_once_the_list_is_older_than_max_age_and_keys_are_not
     )
     .unwrap();
     h.revoke("none", "# nothing revoked yet\n");
-    h.publish();
+    h.publish(&[]);
     let sshd = cert_sshd(&h, &trusted);
     let is = |l: &rsyslog::LogLine| {
         l.field("kind").as_deref() == Some("principals")
@@ -381,7 +316,7 @@ fn certificates_are_refused_once_the_list_is_older_than_max_age_and_keys_are_not
     let count = || h.syslog.lines().iter().filter(|l| is(l)).count();
     // The login caches the user's files; sync confirms the list.
     assert!(sshd.login(&account.name, &key.path, "id -un").ok);
-    let rec = h.sync();
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "revoked"), "installed", "{rec}");
     let confirmed = state_dir_of(&h.cache).join("revoked.confirmed");
     let at: u64 = fs::read_to_string(&confirmed)
@@ -407,7 +342,7 @@ fn certificates_are_refused_once_the_list_is_older_than_max_age_and_keys_are_not
         fs::rename(d, d.with_extension("d-away")).unwrap();
     }
     h.readable();
-    let rec = h.sync();
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "revoked"), "failed", "{rec}");
     assert_eq!(
         fs::read_to_string(&confirmed).unwrap().trim(),
@@ -458,7 +393,7 @@ fn certificates_are_refused_once_the_list_is_older_than_max_age_and_keys_are_not
         fs::write(p, bytes).unwrap();
     }
     h.readable();
-    let rec = h.sync();
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "revoked"), "unchanged", "{rec}");
     let again: u64 = fs::read_to_string(&confirmed)
         .unwrap()
@@ -472,7 +407,7 @@ fn certificates_are_refused_once_the_list_is_older_than_max_age_and_keys_are_not
 fn doctor_names_sshds_revokedkeys_against_sshd_krl() {
     let h = Host::new("");
     h.revoke("none", "# nothing revoked yet\n");
-    h.publish();
+    h.publish(&[]);
     let sshd_config = h.dir.join("sshd_config");
     let doctor = |revoked: Option<&Path>| {
         let mut text = String::new();
@@ -510,7 +445,7 @@ fn doctor_names_sshds_revokedkeys_against_sshd_krl() {
     let (s, f) = doctor(None);
     assert_eq!(s, "warn", "{f}");
     assert!(f.contains("does not use it"), "{f}");
-    let rec = h.sync();
+    let (rec, _) = h.sync();
     assert_eq!(field(&rec, "krl"), "installed", "{rec}");
     // Another file.
     let elsewhere = h.dir.join("other.krl");

@@ -6,23 +6,24 @@
 //! installed list or lowers its floor.
 
 use std::fs;
+use std::ops::Deref;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
-use crate::support::keyward::{make_cache_dir, state_dir_of, toml_str};
+use crate::support::keyward::state_dir_of;
 use crate::support::rsyslog::kv_field;
+use crate::support::signeddir::{field, SignedDir};
 use crate::support::*;
 
-struct Host {
-    dir: TestDir,
-    nginx: Nginx,
-    syslog: Rsyslog,
-    cache: PathBuf,
-    kw: Keyward,
-    src: PathBuf,
-    signer: SshKey,
-    signed: bool,
+/// The shared fixture with a `revoked/` folder in its source, publishing
+/// the full list only, and this file's helpers.
+struct Host(SignedDir);
+
+impl Deref for Host {
+    type Target = SignedDir;
+
+    fn deref(&self) -> &SignedDir {
+        &self.0
+    }
 }
 
 impl Host {
@@ -32,96 +33,15 @@ impl Host {
 
     /// `signed`: the host pins the signer and publish signs.
     fn with(tune: impl FnOnce(KwConfig) -> KwConfig, signed: bool) -> Host {
-        ensure_system_user("keyward");
-        let dir = TestDir::new("revsync");
-        let cache = dir.join("cache");
-        make_cache_dir(&cache, "keyward");
-        let syslog = Rsyslog::start();
-        let nginx = Nginx::start();
-        let config = tune(
-            KwConfig::new(&cache, Some(&syslog.socket))
-                .url(nginx.users_url())
-                .ttl("1h"),
-        );
-        let kw = Keyward::with_config(&config);
-        let signer = SshKey::ed25519(dir.path(), "signer");
-        if signed {
-            let toml = config.to_toml().replacen(
-                "[directory]\n",
-                &format!(
-                    "[directory]\nsigners = [{}]\n",
-                    toml_str(&signer.public_line())
-                ),
-                1,
-            );
-            kw.write_config(&toml);
-        }
-        let src = dir.subdir("src");
-        fs::create_dir(src.join("revoked")).unwrap();
-        Host {
-            dir,
-            nginx,
-            syslog,
-            cache,
-            kw,
-            src,
-            signer,
-            signed,
-        }
+        let d = SignedDir::new("revsync", signed, tune);
+        fs::create_dir(d.src.join("revoked")).unwrap();
+        Host(d)
     }
 
-    fn out(&self) -> PathBuf {
-        self.nginx.root.join("users")
-    }
-
+    /// `--delta-keep 0`: no deltas, so sync takes the full list's path
+    /// (deltas: delta_sync.rs).
     fn publish(&self) {
-        let out = self.out();
-        // The full list's path (deltas: delta_sync.rs).
-        let mut args = vec![
-            "publish",
-            self.src.to_str().unwrap(),
-            out.to_str().unwrap(),
-            "--delta-keep",
-            "0",
-        ];
-        if self.signed {
-            args.extend(["--signer", self.signer.path.to_str().unwrap()]);
-        }
-        let p = self.kw.run(&args);
-        assert!(p.success(), "publish: {p}");
-        // nginx's ETag is the mtime (in seconds) and the size: a file
-        // rewritten within the same second at the same size (an index
-        // whose serial and hash changed) would keep it. Put again, each
-        // gets a newer mtime.
-        for name in ["keyward.index", "revoked.list"] {
-            if let Ok(bytes) = fs::read(out.join(name)) {
-                self.nginx.put(&format!("users/{name}"), bytes);
-            }
-        }
-        must(
-            Command::new("chmod")
-                .args(["-R", "a+rX"])
-                .arg(&self.nginx.root),
-        );
-    }
-
-    /// `keyward sync` as keyward: its record and the paths nginx served.
-    fn sync(&self) -> (String, Vec<String>) {
-        let before = self.nginx.total();
-        let is =
-            |l: &rsyslog::LogLine| l.program == "keyward" && l.msg.starts_with("decision=sync");
-        let n = self.syslog.lines().into_iter().filter(is).count();
-        let out = self.kw.run_as("keyward", &["sync"]);
-        let recs = self.syslog.wait_for_n(n + 1, Duration::from_secs(10), is);
-        assert_eq!(recs.len(), n + 1, "{out}");
-        let paths = self
-            .nginx
-            .accesses()
-            .split_off(before)
-            .into_iter()
-            .map(|a| a.uri)
-            .collect();
-        (recs.last().unwrap().msg.clone(), paths)
+        self.0.publish(&["--delta-keep", "0"]);
     }
 
     fn installed(&self) -> PathBuf {
@@ -134,10 +54,6 @@ impl Host {
         assert!(out.success(), "{out}");
         out.stdout
     }
-}
-
-fn field(rec: &str, key: &str) -> String {
-    kv_field(rec, key).unwrap_or_else(|| panic!("no {key}= in {rec}"))
 }
 
 #[test]
@@ -168,10 +84,7 @@ fn sync_installs_the_list_the_index_names_and_never_a_replayed_or_missing_one() 
     let sig1 = fs::read(h.out().join("revoked.list.sig")).unwrap();
     assert_eq!(fs::read(h.installed()).unwrap(), list1);
     let serial1: u64 = field(&rec, "revoked_serial").parse().unwrap();
-    assert!(
-        paths.iter().any(|p| p.ends_with("/revoked.list")),
-        "{paths:?}"
-    );
+    assert!(paths.contains(&"revoked.list".to_owned()), "{paths:?}");
     let served = h.served();
     assert!(!served.contains(&stolen.public_line()[..60]), "{served}");
     assert!(served.contains(&keep.public_line()[..60]), "{served}");
@@ -223,10 +136,7 @@ fn sync_installs_the_list_the_index_names_and_never_a_replayed_or_missing_one() 
         field(&rec, "revoked_error").contains("lower than the highest accepted serial"),
         "{rec}"
     );
-    assert!(
-        paths.iter().any(|p| p.ends_with("/revoked.list")),
-        "{paths:?}"
-    );
+    assert!(paths.contains(&"revoked.list".to_owned()), "{paths:?}");
     assert_eq!(fs::read(h.installed()).unwrap(), list2);
     assert_eq!(field(&rec, "revoked_serial"), serial2.to_string());
     assert!(!h.served().contains(&second.public_line()[..60]));
@@ -290,10 +200,7 @@ fn without_an_index_sync_asks_for_the_list_itself_conditionally() {
     // Nothing changed: the list's conditional GET answers 304.
     let (rec, paths) = h.sync();
     assert_eq!(field(&rec, "revoked"), "304", "{rec}");
-    let list_gets = paths
-        .iter()
-        .filter(|p| p.ends_with("/revoked.list"))
-        .count();
+    let list_gets = paths.iter().filter(|p| *p == "revoked.list").count();
     assert_eq!(list_gets, 1, "{paths:?}");
     assert!(!paths.iter().any(|p| p.ends_with(".sig")), "{paths:?}");
 

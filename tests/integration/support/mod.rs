@@ -27,6 +27,8 @@
 //!   running `keyward keys`;
 //! - [`keysenv`]: keyward + cache dir + private rsyslog, one lookup → its
 //!   one syslog line;
+//! - [`signeddir`]: a directory `keyward publish` signs on a real nginx and
+//!   a host syncing from it (records and the paths nginx served);
 //! - [`sshd`]: a private sshd and the ssh client helpers.
 
 #![allow(dead_code, unused_imports)]
@@ -40,6 +42,7 @@ pub mod keyward;
 pub mod nginx;
 pub mod nspawn;
 pub mod rsyslog;
+pub mod signeddir;
 pub mod skip;
 pub mod slapd;
 pub mod sshd;
