@@ -366,7 +366,7 @@ def run(args):
                       wait=dict(p50=pct(wait_s, 50), p99=pct(wait_s, 99), max=max(wait_s)) if wait_s else None,
                       poll=dict(p50=pct(poll_s, 50), p99=pct(poll_s, 99), max=max(poll_s)) if poll_s else None,
                       poll_cpu_ms=statistics.median(poll_cpu) if poll_cpu else None,
-                      bytes=statistics.median(b for b, _ in revoke_cost) if revoke_cost else None,
+                      bytes=statistics.median(b for b, *_ in revoke_cost) if revoke_cost else None,
                       files=revoke_files)
         print("revocation:", revoke, flush=True)
 
@@ -385,10 +385,10 @@ def run(args):
                 raise SystemExit("the republish did not change the index")
             f.wait_polled(tc, 3 * PERIOD)
             cost, files = f.change_cost(tc)
-            bs = [b for b, _ in cost]
+            bs = [b for b, *_ in cost]
             changes[k] = dict(hosts=len(cost), median=statistics.median(bs), max=max(bs), min=min(bs),
                               cpu_ms=statistics.median(c[2] for c in cost), wall_s=statistics.median(c[3] for c in cost),
-                              requests=statistics.median(n for _, n in cost), files=files, publish_s=took,
+                              requests=statistics.median(n for _, n, *_ in cost), files=files, publish_s=took,
                               index_after_s=tc - p0)
             print(f"change of {k}:", changes[k], flush=True)
         t_end = time.time()
@@ -416,8 +416,8 @@ def markdown(r, args):
                 if l.startswith("model name")), "?")
     s, v, c, z = r["steady"], r["revoke"], r["changes"], r["sizes"]
     ld = r["load"]
-    sec = lambda x: "n/a" if x is None else f"{x:.1f} s"  # noqa: E731
-    kb = lambda b: f"{b:,.0f} bytes" if b < 10_000 else f"{b / 1e6:.3f} MB"  # noqa: E731
+    sec = lambda x: "n/a" if x is None else f"{x:.1f} s" if x >= 1 else f"{x * 1000:.0f} ms"  # noqa: E731
+    kb = lambda b: f"{b:,.0f} bytes" if b < 100_000 else f"{b / 1e6:.3f} MB"  # noqa: E731
     lines = [
         MARK_BEGIN,
         "## Fleet: a revocation reaching every host, and what polling costs",
@@ -455,7 +455,7 @@ def markdown(r, args):
     for k, x in c.items():
         lines.append(f"| bytes per host, a change of {k} user{'s' if k > 1 else ''} of {r['users']:,} "
                      f"(first poll after the new index is served; median, min-max) | {kb(x['median'])} ({kb(x['min'])}-{kb(x['max'])}), "
-                     f"{x['requests']:.0f} requests; {files_text(x['files'])}; that poll: {x['wall_s']:.1f} s wall, {x['cpu_ms']:.0f} ms CPU (medians) |")
+                     f"{x['requests']:.0f} requests; {files_text(x['files'])}; that poll: {sec(x['wall_s'])} wall, {x['cpu_ms']:.0f} ms CPU (medians) |")
     lines += [
         f"| polls in the run / failed (exit ≠ 0) | {r['polls']} / {r['polls_failed']} |",
         "",
