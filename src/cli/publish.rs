@@ -51,6 +51,12 @@ pub struct PublishArgs {
     /// them fetches only what changed; 0 writes none.
     #[arg(long, value_name = "N", default_value_t = crate::publish::DELTA_KEEP)]
     pub delta_keep: usize,
+    /// Refuse (exit 2, OUT left as it was) when this run would remove more
+    /// of the users published in OUT than this: a share (10%) or a number
+    /// of users; 100% allows any removal. One leaver is always allowed,
+    /// the last user never by a share below 100%.
+    #[arg(long, value_name = "LIMIT", default_value = "10%", value_parser = crate::publish::MaxRemoved::parse)]
+    pub max_removed: crate::publish::MaxRemoved,
     /// LDAP: the DN to bind as (default: an anonymous bind).
     #[arg(long, value_name = "DN", help_heading = "LDAP source")]
     pub bind_dn: Option<String>,
@@ -214,6 +220,7 @@ pub(super) fn run_publish(config_path: &Path, a: &PublishArgs) -> i32 {
         policy: &fleet.policy,
         max_username_len: fleet.policy.max_username_len,
         delta_keep: a.delta_keep,
+        max_removed: a.max_removed,
     };
     match crate::publish::publish(&opts) {
         Ok(p) => {

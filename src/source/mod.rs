@@ -77,8 +77,9 @@ impl Listing {
     }
 }
 
-/// A place users and their keys are read from.
-pub trait Source {
+/// A place users and their keys are read from (shared by the threads that
+/// build the users' files).
+pub trait Source: Sync {
     /// For messages: what is read (`LDAP ldaps://…`, `folder /srv/keys`).
     fn describe(&self) -> String;
     /// Reads every user, or fails as a whole.
