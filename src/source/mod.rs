@@ -12,6 +12,7 @@ pub mod folder;
 pub mod forge;
 pub mod ldap;
 pub mod ldif;
+pub mod unprivileged;
 
 use crate::entry::Kind;
 
