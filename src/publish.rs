@@ -397,17 +397,17 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
 /// the users published in OUT than `--max-removed` allows (`guard`).
 fn refuse_mass_removal(
     o: &Options,
-    present: &std::collections::HashSet<String>,
+    present: &outdir::Names,
     inputs: &[Item],
 ) -> Result<(), String> {
-    let kept: std::collections::HashSet<(&str, &str)> = inputs
+    let mut kept: Vec<(&str, &str)> = inputs
         .iter()
         .map(|i| (i.user.as_str(), i.kind.as_str()))
         .collect();
+    kept.sort_unstable();
     // The index is nobody's file, whatever its name.
     let users_files = present
         .iter()
-        .map(String::as_str)
         .filter(|n| !o.index.is_some_and(|i| of_index(n, i)));
     guard::check(users_files, &kept, o.max_removed).map_err(|e| format!("{}: {e}", o.out.display()))
 }
@@ -475,7 +475,7 @@ fn previous(
 /// when signing, is among the regular files `present` in OUT): nothing to do.
 fn keep(
     o: &Options,
-    present: &std::collections::HashSet<String>,
+    present: &outdir::Names,
     user: &str,
     kind: Kind,
     text: &str,

@@ -5,9 +5,7 @@
 //! signing cost the same per user): a republish of a large directory where
 //! few users changed is bound by this loop.
 
-use std::collections::HashSet;
-
-use super::outdir::{OutDir, Staged};
+use super::outdir::{Names, OutDir, Staged};
 use super::*;
 
 /// Fewer users than this per thread are done on one thread.
@@ -31,7 +29,7 @@ pub(super) struct Step {
 pub(super) fn steps(
     o: &Options,
     out: &OutDir,
-    present: &HashSet<String>,
+    present: &Names,
     key: Option<&ssh_key::PublicKey>,
     items: &[Item],
     now: i64,
@@ -46,7 +44,7 @@ pub(super) fn steps(
 fn step(
     o: &Options,
     out: &OutDir,
-    present: &HashSet<String>,
+    present: &Names,
     key: Option<&ssh_key::PublicKey>,
     item: &Item,
     now: i64,
