@@ -648,6 +648,15 @@ mod tests {
         assert_eq!(alice.hash, crate::index::digest(results[1].0.as_bytes()));
         assert_eq!(idx.get("bob").unwrap().serial, None);
         assert!(idx.get("carol").is_none());
+        // The same lines under another header: rendered once, re-headed.
+        let other = crate::index::Header {
+            serial: Some(43),
+            expires: None,
+        };
+        assert_eq!(
+            super::indexfile::with_header(&text, &other),
+            build_index(&published, &[], 43, None)
+        );
         let gz = gzip(text.as_bytes()).unwrap();
         let mut back = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
