@@ -362,11 +362,16 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     let now = crate::os::clock::now_secs() as i64;
     // Every user's files are written first and renamed into place together:
     // a failure (a signature, a full disk) leaves the tree as it was.
+    // Files are created on this thread only: on ext4, threads creating
+    // files in one folder contend in the inode allocator (badly so after a
+    // mass deletion), where building and signing them spreads well.
     let (mut results, mut staged, mut stale_sigs) = (Vec::new(), Vec::new(), Vec::new());
     for step in users::steps(o, &out, &present, key.as_ref(), &inputs, now)? {
         notes.extend(step.note);
         results.extend(step.published);
-        staged.extend(step.staged);
+        if let Some(w) = step.write {
+            staged.extend(stage_signed(o, &out, &w.name, &w.body, w.sig.as_deref())?);
+        }
         stale_sigs.extend(step.stale_sig);
     }
     let stale_sigs: Vec<&str> = stale_sigs.iter().map(String::as_str).collect();
@@ -519,13 +524,29 @@ fn stage(
     name: &str,
     body: &[u8],
 ) -> Result<Vec<outdir::Staged>, String> {
+    let sig = sign(o, name, body)?;
+    stage_signed(o, out, name, body, sig.as_deref())
+}
+
+/// The signature of `body` (the file `name`), when signing.
+fn sign(o: &Options, name: &str, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    o.signer
+        .map(|s| s.sign(body).map_err(|e| format!("signing {name}: {e}")))
+        .transpose()
+}
+
+/// Stages `name` with `body`, and its signature `sig` before it.
+fn stage_signed(
+    o: &Options,
+    out: &OutDir,
+    name: &str,
+    body: &[u8],
+    sig: Option<&[u8]>,
+) -> Result<Vec<outdir::Staged>, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
     let mut files = Vec::with_capacity(2);
-    if let Some(signer) = o.signer {
-        let sig = signer
-            .sign(body)
-            .map_err(|e| format!("signing {name}: {e}"))?;
-        files.push(out.stage(&format!("{name}.sig"), &sig).map_err(fail)?);
+    if let Some(sig) = sig {
+        files.push(out.stage(&format!("{name}.sig"), sig).map_err(fail)?);
     }
     files.push(out.stage(name, body).map_err(fail)?);
     Ok(files)

@@ -1,11 +1,12 @@
 //! The users' files of one publish run: for each user the source lists,
-//! keep the file already published or build, sign and stage a new one.
+//! keep the file already published or build and sign a new one (which
+//! publish then writes, on one thread).
 //! Users are independent of each other, so the work is split over a few
 //! threads (reading the old file, parsing and judging every key line and
 //! signing cost the same per user): a republish of a large directory where
 //! few users changed is bound by this loop.
 
-use super::outdir::{Names, OutDir, Staged};
+use super::outdir::{Names, OutDir};
 use super::*;
 
 /// Fewer users than this per thread are done on one thread.
@@ -17,11 +18,18 @@ pub(super) struct Step {
     /// None: nothing published for the user (a failed fetch with no file
     /// published before).
     pub published: Option<Published>,
-    /// New files, to be renamed into place with every other user's.
-    pub staged: Vec<Staged>,
+    /// A new file to write, then rename into place with every other user's.
+    pub write: Option<Write>,
     /// A signature left by an earlier signed run that no longer matches.
     pub stale_sig: Option<String>,
     pub note: Option<String>,
+}
+
+/// A user's new file, built and signed.
+pub(super) struct Write {
+    pub name: String,
+    pub body: Vec<u8>,
+    pub sig: Option<Vec<u8>>,
 }
 
 /// Every user's step, in the order of `items`; the first error fails the
@@ -34,9 +42,12 @@ pub(super) fn steps(
     items: &[Item],
     now: i64,
 ) -> Result<Vec<Step>, String> {
-    crate::os::bulk::map(items, MIN_PER_THREAD, |i| {
-        step(o, out, present, key, i, now)
-    })
+    // ssh-keygen may ask for a passphrase on the terminal: one at a time.
+    let min = match o.signer {
+        Some(s) if !s.is_native() => usize::MAX,
+        _ => MIN_PER_THREAD,
+    };
+    crate::os::bulk::map(items, min, |i| step(o, out, present, key, i, now))
 }
 
 /// One user: the file published before is kept when this run would write
@@ -76,11 +87,16 @@ fn step(
         expires: o.expires,
     });
     let (body, published) = build(o, user, kind, &text, header.as_ref(), now);
-    done.staged = stage(o, out, &name, body.as_bytes())?;
+    let sig = sign(o, &name, body.as_bytes())?;
     if o.signer.is_none() {
         // A signature of an earlier signed run would not match.
         done.stale_sig = Some(format!("{name}.sig"));
     }
     done.published = Some(published);
+    done.write = Some(Write {
+        name,
+        body: body.into_bytes(),
+        sig,
+    });
     Ok(done)
 }
