@@ -26,11 +26,14 @@
 
 mod check;
 mod delta;
+mod guard;
 mod indexfile;
 mod outdir;
 mod revoked;
+mod users;
 
 pub use check::{check_tree, read_tree, Tree};
+pub use guard::MaxRemoved;
 pub use indexfile::build_index;
 use indexfile::write_index;
 
@@ -157,7 +160,11 @@ pub struct Options<'a> {
     /// How many older serials of the index and the revocation list keep a
     /// delta (`publish/delta.rs`); 0: none, and the index announces none.
     pub delta_keep: usize,
+    /// How many of the users published in OUT this run may remove.
+    pub max_removed: MaxRemoved,
 }
+
+pub use guard::DEFAULT as MAX_REMOVED;
 
 pub use delta::KEEP as DELTA_KEEP;
 
@@ -346,44 +353,26 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
     let out = OutDir::new(o.out);
     let _held = out.lock()?;
     let key = o.signer.and_then(Signer::public_key);
+    // What OUT holds, listed once: the guard counts its users, and a user's
+    // file is kept only with its signature among them.
+    let present = out
+        .regular_files()
+        .map_err(|e| format!("listing {}: {e}", o.out.display()))?;
+    refuse_mass_removal(o, &present, &inputs)?;
     let now = crate::os::clock::now_secs() as i64;
-    let mut results = Vec::new();
     // Every user's files are written first and renamed into place together:
     // a failure (a signature, a full disk) leaves the tree as it was.
-    let (mut staged, mut stale_sigs) = (Vec::new(), Vec::new());
-    for item in &inputs {
-        let (user, kind) = (&item.user, &item.kind);
-        let name = out_name(user, *kind);
-        let old = previous(o, &out, &name, key.as_ref(), last_serial)?;
-        if let Got::Failed(why) = &item.got {
-            let kept = match old {
-                Some(_) => "the file published before is kept",
-                None => "nothing was published for it before",
-            };
-            notes.push(format!("{user}: no answer from the source ({why}); {kept}"));
+    // Files are created on this thread only: on ext4, threads creating
+    // files in one folder contend in the inode allocator (badly so after a
+    // mass deletion), where building and signing them spreads well.
+    let (mut results, mut staged, mut stale_sigs) = (Vec::new(), Vec::new(), Vec::new());
+    for step in users::steps(o, &out, &present, key.as_ref(), &inputs, now)? {
+        notes.extend(step.note);
+        results.extend(step.published);
+        if let Some(w) = step.write {
+            staged.extend(stage_signed(o, &out, &w.name, &w.body, w.sig.as_deref())?);
         }
-        let Some(text) = input_text(item, old.as_deref()) else {
-            continue;
-        };
-        // An unchanged file is left as it is (same bytes, same serial, same
-        // mtime and ETag): servers then have nothing to fetch for it.
-        if let Some(p) = keep(o, &out, user, *kind, &text, old.as_deref(), now) {
-            results.push(p);
-            continue;
-        }
-        let header = o.signer.map(|_| Header {
-            user: user.clone(),
-            kind: *kind,
-            serial: next_serial(o.serial, old.as_deref().and_then(last_serial)),
-            expires: o.expires,
-        });
-        let (body, published) = build(o, user, *kind, &text, header.as_ref(), now);
-        staged.extend(stage(o, &out, &name, body.as_bytes())?);
-        if o.signer.is_none() {
-            // A signature of an earlier signed run would not match.
-            stale_sigs.push(format!("{name}.sig"));
-        }
-        results.push(published);
+        stale_sigs.extend(step.stale_sig);
     }
     let stale_sigs: Vec<&str> = stale_sigs.iter().map(String::as_str).collect();
     out.commit(staged, &stale_sigs)
@@ -407,6 +396,25 @@ pub fn publish(o: &Options) -> Result<Publication, String> {
         index,
         revoked: rev,
     })
+}
+
+/// Fails before anything is written when this run would remove more of
+/// the users published in OUT than `--max-removed` allows (`guard`).
+fn refuse_mass_removal(
+    o: &Options,
+    present: &outdir::Names,
+    inputs: &[Item],
+) -> Result<(), String> {
+    let mut kept: Vec<(&str, &str)> = inputs
+        .iter()
+        .map(|i| (i.user.as_str(), i.kind.as_str()))
+        .collect();
+    kept.sort_unstable();
+    // The index is nobody's file, whatever its name.
+    let users_files = present
+        .iter()
+        .filter(|n| !o.index.is_some_and(|i| of_index(n, i)));
+    guard::check(users_files, &kept, o.max_removed).map_err(|e| format!("{}: {e}", o.out.display()))
 }
 
 /// The body of one input file, of its kind.
@@ -468,10 +476,11 @@ fn previous(
 }
 
 /// The published entry for `user` if the file already published (`old`) is
-/// exactly what this run would write with its header: nothing to do.
+/// exactly what this run would write with its header (and its signature,
+/// when signing, is among the regular files `present` in OUT): nothing to do.
 fn keep(
     o: &Options,
-    out: &OutDir,
+    present: &outdir::Names,
     user: &str,
     kind: Kind,
     text: &str,
@@ -486,7 +495,7 @@ fn keep(
             if h.user != user
                 || h.kind != kind
                 || !fresh_enough(o, h.expires, now)
-                || !out.is_file(&sig)
+                || !present.contains(&sig)
             {
                 return None;
             }
@@ -515,13 +524,29 @@ fn stage(
     name: &str,
     body: &[u8],
 ) -> Result<Vec<outdir::Staged>, String> {
+    let sig = sign(o, name, body)?;
+    stage_signed(o, out, name, body, sig.as_deref())
+}
+
+/// The signature of `body` (the file `name`), when signing.
+fn sign(o: &Options, name: &str, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    o.signer
+        .map(|s| s.sign(body).map_err(|e| format!("signing {name}: {e}")))
+        .transpose()
+}
+
+/// Stages `name` with `body`, and its signature `sig` before it.
+fn stage_signed(
+    o: &Options,
+    out: &OutDir,
+    name: &str,
+    body: &[u8],
+    sig: Option<&[u8]>,
+) -> Result<Vec<outdir::Staged>, String> {
     let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
     let mut files = Vec::with_capacity(2);
-    if let Some(signer) = o.signer {
-        let sig = signer
-            .sign(body)
-            .map_err(|e| format!("signing {name}: {e}"))?;
-        files.push(out.stage(&format!("{name}.sig"), &sig).map_err(fail)?);
+    if let Some(sig) = sig {
+        files.push(out.stage(&format!("{name}.sig"), sig).map_err(fail)?);
     }
     files.push(out.stage(name, body).map_err(fail)?);
     Ok(files)
@@ -542,6 +567,12 @@ fn last_serial(old: &str) -> Option<u64> {
     signed::parse_header(old).ok().map(|h| h.serial)
 }
 
+/// Whether `name` is the index `index` or its signature or gzip copy.
+fn of_index(name: &str, index: &str) -> bool {
+    name.strip_prefix(index)
+        .is_some_and(|r| ["", ".sig", ".gz"].contains(&r))
+}
+
 /// Removes the files of users not published this run (refused ones
 /// included): only names in OUT, links themselves, never a directory.
 fn remove_stale(out: &OutDir, results: &[Published], index: Option<&str>) -> Result<(), String> {
@@ -554,19 +585,10 @@ fn remove_stale(out: &OutDir, results: &[Published], index: Option<&str>) -> Res
         .map_err(|e| format!("listing the output folder: {e}"))?;
     for raw in names {
         let name = raw.to_string_lossy().into_owned();
-        let of_index = |i: &str| {
-            name.strip_prefix(i)
-                .is_some_and(|r| ["", ".sig", ".gz"].contains(&r))
-        };
-        if index.is_some_and(of_index) {
+        if index.is_some_and(|i| of_index(&name, i)) {
             continue;
         }
-        let base = name.strip_suffix(".sig").unwrap_or(&name);
-        let published = [Kind::Keys, Kind::Principals].into_iter().find_map(|k| {
-            let user = base.strip_suffix(&format!(".{}", k.as_str()))?;
-            Some((user, k))
-        });
-        if let Some((user, kind)) = published {
+        if let Some((user, kind)) = guard::published_name(&name) {
             if !keep.contains(&(user, kind.as_str())) {
                 out.remove(&raw).map_err(|e| format!("{name}: {e}"))?;
             }
@@ -647,6 +669,15 @@ mod tests {
         assert_eq!(alice.hash, crate::index::digest(results[1].0.as_bytes()));
         assert_eq!(idx.get("bob").unwrap().serial, None);
         assert!(idx.get("carol").is_none());
+        // The same lines under another header: rendered once, re-headed.
+        let other = crate::index::Header {
+            serial: Some(43),
+            expires: None,
+        };
+        assert_eq!(
+            super::indexfile::with_header(&text, &other),
+            build_index(&published, &[], 43, None)
+        );
         let gz = gzip(text.as_bytes()).unwrap();
         let mut back = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
@@ -713,6 +744,8 @@ mod tests {
             policy: &policy,
             max_username_len: 255,
             delta_keep: 0,
+            // "a b" is the only user published before.
+            max_removed: MaxRemoved::Percent(100),
         };
         let p = publish(&o).unwrap();
         let users: Vec<&str> = p.users.iter().map(|u| u.user.as_str()).collect();

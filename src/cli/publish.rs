@@ -51,6 +51,12 @@ pub struct PublishArgs {
     /// them fetches only what changed; 0 writes none.
     #[arg(long, value_name = "N", default_value_t = crate::publish::DELTA_KEEP)]
     pub delta_keep: usize,
+    /// Refuse (exit 2, OUT left as it was) when this run would remove more
+    /// of the users published in OUT than this: a share (10%) or a number
+    /// of users; 100% allows any removal. One leaver is always allowed,
+    /// the last user never by a share below 100%.
+    #[arg(long, value_name = "LIMIT", default_value = "10%", value_parser = crate::publish::MaxRemoved::parse)]
+    pub max_removed: crate::publish::MaxRemoved,
     /// LDAP: the DN to bind as (default: an anonymous bind).
     #[arg(long, value_name = "DN", help_heading = "LDAP source")]
     pub bind_dn: Option<String>,
@@ -80,6 +86,11 @@ pub struct PublishArgs {
     /// Forge: the local users to publish, one per line, `local [remote]`.
     #[arg(long, value_name = "FILE", help_heading = "Forge source")]
     pub users: Option<PathBuf>,
+    /// Forge: the account the fetches run as when publish runs as root
+    /// [default: the config's `[cache] owner`, `keyward`]. Only root may
+    /// give it; publish itself keeps root to write OUT.
+    #[arg(long, value_name = "USER", help_heading = "Forge source")]
+    pub fetch_user: Option<String>,
     /// Forge: parallel fetches.
     #[arg(
         long,
@@ -95,6 +106,8 @@ pub struct PublishArgs {
 struct Fleet {
     policy: PolicyConfig,
     directory: DirectoryConfig,
+    /// `[cache] owner`: the default account for forge fetches as root.
+    owner: String,
 }
 
 fn fleet(config_path: &Path) -> Result<Fleet, String> {
@@ -106,12 +119,14 @@ fn fleet(config_path: &Path) -> Result<Fleet, String> {
         return Ok(Fleet {
             policy: PolicyConfig::default(),
             directory: DirectoryConfig::default(),
+            owner: crate::config::CacheConfig::default().owner,
         });
     }
     let c = Config::load(config_path).map_err(|e| e.to_string())?;
     Ok(Fleet {
         policy: c.policy,
         directory: c.directory,
+        owner: c.cache.owner,
     })
 }
 
@@ -156,6 +171,7 @@ fn source_of(src: &str, a: &PublishArgs, fleet: &Fleet) -> Result<Box<dyn Source
     let lower = src.to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
         let template = UrlTemplate::parse(src)?;
+        let account = fetch_account(a.fetch_user.as_deref(), &fleet.owner)?;
         let file = a
             .users
             .as_ref()
@@ -163,17 +179,69 @@ fn source_of(src: &str, a: &PublishArgs, fleet: &Fleet) -> Result<Box<dyn Source
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let users = source::forge::parse_users(&text, fleet.policy.max_username_len)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        return Ok(Box::new(source::forge::Forge {
+        let forge = Box::new(source::forge::Forge {
             template,
             users,
             directory: fleet.directory.clone(),
             jobs: a.jobs,
-        }));
+        });
+        return Ok(match account {
+            Some(account) => Box::new(source::unprivileged::Unprivileged {
+                inner: forge,
+                account,
+            }),
+            None => forge,
+        });
     }
     if a.users.is_some() {
         return Err("--users is for a forge URL template as SRC".into());
     }
+    if a.fetch_user.is_some() {
+        return Err("--fetch-user is for a forge URL template as SRC".into());
+    }
     Ok(Box::new(source::folder::Folder { dir: src.into() }))
+}
+
+/// The account a forge source's fetches run as: as root, `fetch_user`
+/// (else the `[cache] owner`), never root itself; None when publish does
+/// not run as root (the fetches then run as its user).
+fn fetch_account(
+    fetch_user: Option<&str>,
+    owner: &str,
+) -> Result<Option<crate::os::nss::Account>, String> {
+    let euid = crate::os::privdrop::euid();
+    if euid != 0 {
+        return match fetch_user {
+            Some(u) => Err(format!(
+                "--fetch-user {u}: only root switches accounts (publish runs as uid {euid})"
+            )),
+            None => Ok(None),
+        };
+    }
+    let (name, from) = match fetch_user {
+        Some(u) => (u, "--fetch-user"),
+        None => (owner, "[cache] owner"),
+    };
+    let account = crate::os::privdrop::account(name)
+        .map_err(|e| format!("looking up {name:?} ({from}): {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "running as root, the forge fetches run as {name:?} ({from}), which does not \
+                 exist: create it, name another account with --fetch-user, or run publish \
+                 as an unprivileged user"
+            )
+        })?;
+    if account.uid == 0 || account.gid == 0 {
+        return Err(format!(
+            "{name:?} ({from}) has uid {} gid {}: forge fetches must not run as root",
+            account.uid, account.gid
+        ));
+    }
+    eprintln!(
+        "keyward publish: fetching as {name} (uid {}), not as root",
+        account.uid
+    );
+    Ok(Some(account))
 }
 
 pub(super) fn run_publish(config_path: &Path, a: &PublishArgs) -> i32 {
@@ -214,6 +282,7 @@ pub(super) fn run_publish(config_path: &Path, a: &PublishArgs) -> i32 {
         policy: &fleet.policy,
         max_username_len: fleet.policy.max_username_len,
         delta_keep: a.delta_keep,
+        max_removed: a.max_removed,
     };
     match crate::publish::publish(&opts) {
         Ok(p) => {
@@ -336,6 +405,7 @@ mod tests {
         let fleet = Fleet {
             policy: PolicyConfig::default(),
             directory: DirectoryConfig::default(),
+            owner: "keyward".into(),
         };
         let src = |argv: &[&str]| {
             let a = args(argv).unwrap();

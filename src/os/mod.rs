@@ -2,6 +2,7 @@
 //! machine (clock, accounts, privileges, safe paths) lives here once, so the
 //! commands above it share one behaviour.
 
+pub mod bulk;
 pub mod clock;
 pub mod command;
 pub mod flock;

@@ -295,6 +295,7 @@ mod tests {
                 policy: &policy,
                 max_username_len: 255,
                 delta_keep: 2,
+                max_removed: crate::publish::MAX_REMOVED,
             };
             crate::publish::publish(&o).unwrap();
             std::fs::read_to_string(out.join("keyward.index")).unwrap()

@@ -61,7 +61,10 @@ pub(super) fn write_index(
         .as_deref()
         .and_then(|t| crate::index::Header::parse(t.lines().next()?).ok());
     // Unchanged lines, and (signed) not near expiry: keep the index as it is,
-    // so every server's conditional request keeps answering 304.
+    // so every server's conditional request keeps answering 304. The lines
+    // are rendered once (a large index takes a while): under the old
+    // header to compare, then under the new one.
+    let mut rendered = None;
     if let (Some(t), Some(h)) = (&old_text, old) {
         let signed_ok = match (o.signer, h.expires) {
             (Some(_), Some(e)) => fresh_enough(o, e, now) && out.is_file(&format!("{name}.sig")),
@@ -69,7 +72,8 @@ pub(super) fn write_index(
             _ => false,
         };
         if let (true, Some(serial)) = (signed_ok, h.serial) {
-            if build_index(results, extra, serial, h.expires) == *t {
+            let again = build_index(results, extra, serial, h.expires);
+            if again == *t {
                 let deltas = index_deltas(o, key, name, Some(t), t)?;
                 return Ok(IndexInfo {
                     deltas,
@@ -79,25 +83,21 @@ pub(super) fn write_index(
                     gzip_bytes: out.file_len(&format!("{name}.gz")).unwrap_or(0),
                 });
             }
+            rendered = Some(again);
         }
     }
     let serial = next_serial(o.serial, old.and_then(|h| h.serial));
     let expires = o.signer.map(|_| o.expires);
-    let text = build_index(results, extra, serial, expires);
-    // The deltas before the index that they lead to.
-    let deltas = index_deltas(o, key, name, old_text.as_deref(), &text)?;
-    let gz = gzip(text.as_bytes()).map_err(|e| format!("compressing the index: {e}"))?;
-    // The compressed copy first: a server preferring it never serves one
-    // older than the plain file next to it for long.
-    let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
-    let mut files = vec![out.stage(&format!("{name}.gz"), &gz).map_err(fail)?];
-    files.extend(stage(o, out, name, text.as_bytes())?);
-    let sig = format!("{name}.sig");
-    let stale_sig: &[&str] = match o.signer {
-        Some(_) => &[],
-        None => &[&sig],
+    let header = crate::index::Header {
+        serial: Some(serial),
+        expires,
     };
-    out.commit(files, stale_sig).map_err(fail)?;
+    let text = match rendered {
+        Some(r) => with_header(&r, &header),
+        None => build_index(results, extra, serial, expires),
+    };
+    let (deltas, gz) = deltas_and_gzip(o, key, name, old_text.as_deref(), &text)?;
+    replace_index(o, out, name, &text, &gz)?;
     Ok(IndexInfo {
         deltas,
         path: o.out.join(name),
@@ -105,6 +105,55 @@ pub(super) fn write_index(
         bytes: text.len() as u64,
         gzip_bytes: gz.len() as u64,
     })
+}
+
+/// The deltas before the index that they lead to; the compressed copy
+/// meanwhile, on a second thread.
+fn deltas_and_gzip(
+    o: &Options,
+    key: Option<&ssh_key::PublicKey>,
+    name: &str,
+    old: Option<&str>,
+    text: &str,
+) -> Result<(Option<super::delta::DeltaInfo>, Vec<u8>), String> {
+    let (deltas, gz) = std::thread::scope(|s| {
+        let gz = s.spawn(|| gzip(text.as_bytes()));
+        let deltas = index_deltas(o, key, name, old, text);
+        match gz.join() {
+            Ok(gz) => (deltas, gz),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    let gz = gz.map_err(|e| format!("compressing the index: {e}"))?;
+    Ok((deltas?, gz))
+}
+
+/// Writes the index, its signature and its gzip copy into place.
+fn replace_index(
+    o: &Options,
+    out: &OutDir,
+    name: &str,
+    text: &str,
+    gz: &[u8],
+) -> Result<(), String> {
+    // The compressed copy first: a server preferring it never serves one
+    // older than the plain file next to it for long.
+    let fail = |e: std::io::Error| format!("{}: {e}", o.out.join(name).display());
+    let mut files = vec![out.stage(&format!("{name}.gz"), gz).map_err(fail)?];
+    files.extend(stage(o, out, name, text.as_bytes())?);
+    let sig = format!("{name}.sig");
+    let stale_sig: &[&str] = match o.signer {
+        Some(_) => &[],
+        None => &[&sig],
+    };
+    out.commit(files, stale_sig).map_err(fail)
+}
+
+/// `text` (an index as `build_index` renders it) under `header` instead of
+/// its own: the same as rendering its lines again under `header`.
+pub(super) fn with_header(text: &str, header: &crate::index::Header) -> String {
+    let lines = text.split_once('\n').map_or("", |(_, rest)| rest);
+    format!("{}\n{lines}", header.to_line())
 }
 
 /// The index's deltas (`publish/delta.rs`), or none with `--delta-keep 0`.

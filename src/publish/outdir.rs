@@ -24,6 +24,20 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+/// File names, sorted: looked up by binary search (cheaper than hashing
+/// a hundred thousand names).
+pub struct Names(Vec<String>);
+
+impl Names {
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
 /// A file written under a temporary name, waiting for its rename.
 pub struct Staged {
     tmp: tempfile::TempPath,
@@ -76,10 +90,7 @@ impl<'a> OutDir<'a> {
     /// a directory, too large).
     pub fn read(&self, name: &str, cap: u64) -> io::Result<Option<String>> {
         let path = self.join(name.as_ref())?;
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path);
+        let file = crate::os::bulk::open_noatime(&path, libc::O_NOFOLLOW | libc::O_NONBLOCK);
         let file = match file {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -167,6 +178,23 @@ impl<'a> OutDir<'a> {
         std::fs::read_dir(self.path)?
             .map(|e| e.map(|e| e.file_name()))
             .collect()
+    }
+
+    /// The names of the regular files in the folder (links, folders and
+    /// names that are not UTF-8 left out): one listing instead of a stat
+    /// per name.
+    pub fn regular_files(&self) -> io::Result<Names> {
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(self.path)? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                if let Ok(name) = e.file_name().into_string() {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort_unstable();
+        Ok(Names(names))
     }
 
     /// Makes the renames and removals in the folder durable.

@@ -63,8 +63,9 @@ impl Source for Folder {
             }
             files.push((user.to_owned(), kind, name.clone(), entry.path()));
         }
-        for (user, kind, name, path) in files {
-            let text = read_text(&path)?;
+        // Many small files: read on a few threads.
+        let texts = crate::os::bulk::map(&files, MIN_PER_THREAD, |(.., path)| read_text(path))?;
+        for ((user, kind, name, _), text) in files.into_iter().zip(texts) {
             listing.items.push(Item {
                 user,
                 kind,
@@ -76,8 +77,16 @@ impl Source for Folder {
     }
 }
 
+/// Fewer files than this per thread are read on one thread.
+const MIN_PER_THREAD: usize = 512;
+
 fn read_text(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut text = String::new();
+    crate::os::bulk::open_noatime(path, 0)
+        .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+        .map_err(fail)?;
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod folder;
 pub mod forge;
 pub mod ldap;
 pub mod ldif;
+pub mod unprivileged;
 
 use crate::entry::Kind;
 
@@ -77,8 +78,9 @@ impl Listing {
     }
 }
 
-/// A place users and their keys are read from.
-pub trait Source {
+/// A place users and their keys are read from (shared by the threads that
+/// build the users' files).
+pub trait Source: Sync {
     /// For messages: what is read (`LDAP ldaps://…`, `folder /srv/keys`).
     fn describe(&self) -> String;
     /// Reads every user, or fails as a whole.

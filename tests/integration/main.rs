@@ -29,6 +29,8 @@ mod packaging_systemd;
 mod pam;
 mod pam_stress;
 mod principals;
+mod publish_fetch_user;
+mod publish_guard;
 mod publish_pipeline;
 mod publish_safety;
 mod publish_sources;
