@@ -3,31 +3,13 @@
 //! and OUT left byte for byte as it was; the removal goes through once it
 //! is asked for.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::support::slapd::{self, Person, Slapd, READER, READER_PW};
 use crate::support::*;
 
-/// Every file in `dir`, its delta folders included, with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().into_string().unwrap();
-        if e.file_type().unwrap().is_dir() {
-            for (sub, bytes) in snapshot(&e.path()) {
-                files.insert(format!("{name}/{sub}"), bytes);
-            }
-        } else {
-            files.insert(name, std::fs::read(e.path()).unwrap());
-        }
-    }
-    files
-}
-
 fn users_in(dir: &Path) -> Vec<String> {
-    let mut users: Vec<String> = snapshot(dir)
+    let mut users: Vec<String> = files_under(dir)
         .into_keys()
         .filter_map(|n| n.strip_suffix(".keys").map(str::to_owned))
         .collect();
@@ -71,7 +53,7 @@ fn an_emptied_folder_is_refused_and_out_left_as_it_was() {
     assert_eq!(users_in(&out).len(), 18);
 
     // The folder emptied but for one file: refused, nothing changed.
-    let before = snapshot(&out);
+    let before = files_under(&out);
     for i in 3..20 {
         std::fs::remove_file(src.join(format!("u{i:02}.keys"))).unwrap();
     }
@@ -85,10 +67,10 @@ fn an_emptied_folder_is_refused_and_out_left_as_it_was() {
     ] {
         assert!(emptied.stderr.contains(want), "{want}: {emptied}");
     }
-    assert_eq!(snapshot(&out), before, "OUT must be untouched");
+    assert_eq!(files_under(&out), before, "OUT must be untouched");
     // A limit as a number of users, then the removal asked for.
     assert_eq!(publish(&["--max-removed", "16"]).code, Some(2));
-    assert_eq!(snapshot(&out), before);
+    assert_eq!(files_under(&out), before);
     let asked = publish(&["--max-removed", "100%"]);
     assert_eq!(asked.code, Some(0), "{asked}");
     assert_eq!(users_in(&out), ["u02"]);
@@ -137,7 +119,7 @@ fn an_ldap_filter_typo_matching_few_users_is_refused_and_out_left_as_it_was() {
     let first = publish("(objectClass=account)");
     assert_eq!(first.code, Some(0), "{first}");
     assert_eq!(users_in(&out), names);
-    let before = snapshot(&out);
+    let before = files_under(&out);
     // A typo in the filter that still matches one entry (`p0*` for `p*`).
     let typo = publish("(&(objectClass=account)(uid=p0*))");
     assert_eq!(typo.code, Some(2), "{typo}");
@@ -146,11 +128,11 @@ fn an_ldap_filter_typo_matching_few_users_is_refused_and_out_left_as_it_was() {
             && typo.stderr.contains("more than --max-removed 10%"),
         "{typo}"
     );
-    assert_eq!(snapshot(&out), before, "OUT must be untouched");
+    assert_eq!(files_under(&out), before, "OUT must be untouched");
     // One that matches nobody is refused by the source itself.
     let nobody = publish("(objectClass=acount)");
     assert_eq!(nobody.code, Some(2), "{nobody}");
-    assert_eq!(snapshot(&out), before, "OUT must be untouched");
+    assert_eq!(files_under(&out), before, "OUT must be untouched");
     // A filter narrowed to one group member too many: one leaver passes.
     let one = publish("(&(objectClass=account)(!(uid=p5)))");
     assert_eq!(one.code, Some(0), "{one}");

@@ -2,7 +2,6 @@
 //! in-process, incremental, `--check`, the upload order, and the published
 //! tree serving a real sshd login.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -10,24 +9,6 @@ use std::time::Duration;
 use crate::support::keyward::toml_str;
 use crate::support::slapd::{self, Person, Slapd, READER, READER_PW};
 use crate::support::*;
-
-/// Every file in `dir` (and in its delta folders, `NAME.d/FILE`) with its
-/// bytes: to prove a failed run wrote nothing.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().into_string().unwrap();
-        if e.file_type().unwrap().is_dir() {
-            for (sub, bytes) in snapshot(&e.path()) {
-                files.insert(format!("{name}/{sub}"), bytes);
-            }
-        } else {
-            files.insert(name, std::fs::read(e.path()).unwrap());
-        }
-    }
-    files
-}
 
 fn header_serial(file: &Path) -> u64 {
     let text = std::fs::read_to_string(file).unwrap();
@@ -133,7 +114,7 @@ fn publish_from_ldap_serves_a_real_sshd_login_and_a_failing_server_leaves_out_un
     assert!(first.stdout.contains("bob: 2 key(s) published"), "{first}");
     assert!(first.stdout.contains("erin: 1 key(s) published"), "{first}");
     assert!(first.stdout.contains("  dropped line 2"), "{first}");
-    let names: Vec<String> = snapshot(&out).into_keys().collect();
+    let names: Vec<String> = files_under(&out).into_keys().collect();
     for absent in ["carol.keys", "dave.keys"] {
         assert!(!names.contains(&absent.to_owned()), "{absent} in {names:?}");
     }
@@ -166,17 +147,17 @@ fn publish_from_ldap_serves_a_real_sshd_login_and_a_failing_server_leaves_out_un
     assert_eq!(r.stdout().trim(), user.name);
 
     // A refused bind and a server that is down: publish fails, OUT as it was.
-    let before = snapshot(&out);
+    let before = files_under(&out);
     let wrong = s.password_file("wrong.pw", "not the password");
     let refused = publish(&wrong);
     assert_eq!(refused.code, Some(2), "{refused}");
     assert!(refused.stderr.contains("Invalid credentials"), "{refused}");
-    assert_eq!(snapshot(&out), before);
+    assert_eq!(files_under(&out), before);
     s.stop();
     let down = publish(&pw);
     assert_eq!(down.code, Some(2), "{down}");
     assert!(down.stderr.contains("unreachable"), "{down}");
-    assert_eq!(snapshot(&out), before);
+    assert_eq!(files_under(&out), before);
 }
 
 #[test]

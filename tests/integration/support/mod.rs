@@ -575,3 +575,21 @@ pub fn built_pam_module() -> PathBuf {
             panic!("libpam_keyward.so not found in {candidates:?}: cargo build --lib")
         })
 }
+
+/// Every file under `dir` (subfolders as `SUB/FILE`) with its bytes: to
+/// prove a refused or failed run wrote nothing.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if e.file_type().unwrap().is_dir() {
+            for (sub, bytes) in files_under(&e.path()) {
+                files.insert(format!("{name}/{sub}"), bytes);
+            }
+        } else {
+            files.insert(name, std::fs::read(e.path()).unwrap());
+        }
+    }
+    files
+}
