@@ -109,13 +109,8 @@ fn a_panic_is_one_fail_record_and_exit_1() {
     let all = syslog.lines_of("keyward");
     assert_eq!(all.len(), 1, "{all:#?}\n{out}");
     let l = &lines[0];
-    assert_eq!(l.field("decision").as_deref(), Some("fail"), "{}", l.raw);
-    assert_eq!(
-        l.field("command").as_deref(),
-        Some("completions"),
-        "{}",
-        l.raw
-    );
+    l.assert_field("decision", "fail");
+    l.assert_field("command", "completions");
     assert_eq!(l.severity, "err", "{}", l.raw);
     let reason = l.field("reason").unwrap_or_default();
     assert!(

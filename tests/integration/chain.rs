@@ -193,12 +193,7 @@ fn chain_a_key_served_only_by_a_command_logs_in_merged_with_the_directory() {
     // Served only by the chained command: logs in, the log names it.
     let (r, line) = s.attempt(&user, &chained);
     assert!(r.ok, "chained key login: {r}\n{}", s.debug());
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("match"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "match");
     let source = line.field("source").unwrap();
     assert!(source.ends_with("+command:prov"), "{}", line.raw);
     assert_eq!(line.field("warning"), None, "{}", line.raw);
@@ -206,12 +201,7 @@ fn chain_a_key_served_only_by_a_command_logs_in_merged_with_the_directory() {
     // The directory's key for the same user still logs in: merged.
     let (r, line) = s.attempt(&user, &dir_key);
     assert!(r.ok, "directory key login: {r}\n{}", s.debug());
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("match"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "match");
     // both sources answered and both lines counted (the provider's key
     // is filtered out by %f, not dropped)
     assert!(
@@ -219,18 +209,13 @@ fn chain_a_key_served_only_by_a_command_logs_in_merged_with_the_directory() {
         "{}",
         line.raw
     );
-    assert_eq!(line.field("keys").as_deref(), Some("2"), "{}", line.raw);
+    line.assert_field("keys", "2");
 
     // A key nobody serves is refused.
     let other = s.key("other");
     let (r, line) = s.attempt(&user, &other);
     assert!(!r.ok, "{r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("nomatch"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "nomatch");
 }
 
 #[test]
@@ -279,12 +264,7 @@ fn chain_faulty_commands_never_delay_the_login_beyond_their_share_nor_pass_polic
     // the hung one is killed at its 1 s share.
     let (r, line) = s.attempt(&user, &dir_key);
     assert!(r.ok, "{r}\n{}", s.debug());
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("match"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "match");
     assert!(
         ms(&line) < 2500.0,
         "the lookup took {} ms: {}",
@@ -321,12 +301,7 @@ fn chain_faulty_commands_never_delay_the_login_beyond_their_share_nor_pass_polic
     for key in [&hung_k, &flood_k, &exit_k, &small] {
         let (r, line) = s.attempt(&user, key);
         assert!(!r.ok, "{:?} got in: {r}\n{}", key.path, s.debug());
-        assert_eq!(
-            line.field("decision").as_deref(),
-            Some("nomatch"),
-            "{}",
-            line.raw
-        );
+        line.assert_field("decision", "nomatch");
         assert!(ms(&line) < 2500.0, "{}", line.raw);
     }
     // The garbage provider's lines were judged and dropped, by name.
@@ -366,12 +341,7 @@ fn chain_a_required_command_that_fails_fails_the_lookup_closed() {
     s.publish(&user, &[dir_key.public_line()]);
     let (r, line) = s.attempt(&user, &dir_key);
     assert!(!r.ok, "{r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("fail"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "fail");
     let reason = line.field("reason").unwrap();
     assert!(
         reason.contains("command:must failed: exit status 2 (required)"),

@@ -251,12 +251,7 @@ fn files_with_the_directory_down_fail_closed_through_sshd() {
 
     let (r, line) = attempt(&sshd, &env.log, &user, &key);
     assert!(!r.ok, "directory down, no cache: fail closed: {r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("fail"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "fail");
     assert!(line.field("reason").is_some(), "{}", line.raw);
     assert!(
         !env.entry(&user.name).exists(),
@@ -435,12 +430,7 @@ fn a_404_at_login_keeps_the_rollback_floor_through_sshd() {
     sleep(Duration::from_millis(1100));
     let (r, line) = attempt(&sshd, &env.log, &user, &current);
     assert!(!r.ok, "after a 404 the user has no keys: {r}");
-    assert_eq!(
-        line.field("source").as_deref(),
-        Some("directory"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("source", "directory");
 
     publish_signed(
         &nginx,
@@ -615,12 +605,7 @@ fn rsa_boundary_2047_refused_2048_served_through_sshd() {
 
     let (r, line) = attempt(&sshd, &env.log, &user, &small);
     assert!(!r.ok, "RSA 2047 below min_rsa_bits 2048: {r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("nomatch"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "nomatch");
     assert!(
         line.field("reason")
             .unwrap_or_default()

@@ -247,7 +247,7 @@ fn identities_hostile_names_fail_closed_even_when_nss_knows_them() {
     let lines = s.lines("..");
     assert!(!lines.is_empty(), "sshd asked keyward: {}", s.debug());
     for l in &lines {
-        assert_eq!(l.field("decision").as_deref(), Some("fail"), "{}", l.raw);
+        l.assert_field("decision", "fail");
         assert!(
             l.field("reason")
                 .unwrap_or_default()
@@ -386,7 +386,7 @@ fn identities_foldable_names_never_share_a_cache_entry() {
         })
         .expect("sync line");
     assert_eq!(l.field("users"), Some(names.len().to_string()), "{}", l.raw);
-    assert_eq!(l.field("failed").as_deref(), Some("0"), "{}", l.raw);
+    l.assert_field("failed", "0");
 }
 
 #[test]

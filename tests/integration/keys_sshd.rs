@@ -129,12 +129,7 @@ fn sshd_ed25519_ecdsa_rsa_and_certificate_logins() {
     for k in [&ed, &ec, &rsa] {
         let (r, line) = s.attempt(&user, k);
         assert!(r.ok, "{:?} login: {r}\n{}", k.kind, s.debug());
-        assert_eq!(
-            line.field("decision").as_deref(),
-            Some("match"),
-            "{}",
-            line.raw
-        );
+        line.assert_field("decision", "match");
         assert_eq!(line.facility, "authpriv", "{}", line.raw);
         assert!(line.field("fp").unwrap().starts_with("SHA256:"));
     }
@@ -191,13 +186,8 @@ fn sshd_passes_the_uid_and_a_second_root_account_is_denied() {
 
     let (r, line) = s.attempt(&toor, &t);
     assert!(!r.ok, "a uid-0 account must be refused: {r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("deny"),
-        "{}",
-        line.raw
-    );
-    assert_eq!(line.field("uid").as_deref(), Some("0"), "{}", line.raw);
+    line.assert_field("decision", "deny");
+    line.assert_field("uid", "0");
     assert!(
         line.field("reason").unwrap_or_default().contains("uid 0"),
         "{}",
@@ -238,23 +228,13 @@ fn sshd_refuses_unknown_key_denied_user_small_rsa_and_unsafe_cache() {
     // an unknown key
     let (r, line) = s.attempt(&alice, &stranger);
     assert!(!r.ok, "unknown key must be refused: {r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("nomatch"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "nomatch");
     assert!(line.field("reason").is_some(), "{}", line.raw);
 
     // a user in deny_users, whose key IS in the directory
     let (r, line) = s.attempt(&denied, &d);
     assert!(!r.ok, "denied user must be refused: {r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("deny"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "deny");
     assert!(line.field("reason").is_some(), "{}", line.raw);
     assert_eq!(
         s.nginx.count(&denied.name),
@@ -265,12 +245,7 @@ fn sshd_refuses_unknown_key_denied_user_small_rsa_and_unsafe_cache() {
     // RSA 1024 below min_rsa_bits 2048 (sshd itself would accept it)
     let (r, line) = s.attempt(&small, &rsa1024);
     assert!(!r.ok, "RSA 1024 must be refused: {r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("nomatch"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "nomatch");
     let reason = line.field("reason").unwrap_or_default();
     assert!(
         reason.contains("1024") || reason.contains("min_rsa_bits"),
@@ -286,12 +261,7 @@ fn sshd_refuses_unknown_key_denied_user_small_rsa_and_unsafe_cache() {
     chmod(&entry, mode | 0o020);
     let (r, line) = s.attempt(&fragile, &f);
     assert!(!r.ok, "group-writable cache entry must fail closed: {r}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("fail"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "fail");
     let reason = line.field("reason").unwrap_or_default();
     assert!(
         reason.contains(&entry.display().to_string()),
@@ -333,12 +303,7 @@ fn sshd_enforces_from_option_served_by_the_directory() {
         "from=\"10.9.8.7\" must be refused from 127.0.0.1: {r}"
     );
     // keyward did serve it (the refusal is sshd enforcing the option)
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("match"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "match");
 
     let r = s.login(&user, &near);
     assert!(r.ok, "from=\"127.0.0.1\" must work: {r}\n{}", s.debug());
@@ -370,12 +335,7 @@ fn sshd_directory_down_serves_stale_cache_then_fails_closed() {
         "stale entry within max_stale must still log in: {r}\n{}",
         s.debug()
     );
-    assert_eq!(
-        line.field("source").as_deref(),
-        Some("stale"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("source", "stale");
 
     std::thread::sleep(Duration::from_millis(5500).saturating_sub(warm.elapsed()));
     let (r, line) = s.attempt(&user, &k);
@@ -383,12 +343,7 @@ fn sshd_directory_down_serves_stale_cache_then_fails_closed() {
         !r.ok,
         "past max_stale with the directory down: refused: {r}"
     );
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("fail"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "fail");
     assert!(line.field("reason").is_some(), "{}", line.raw);
 }
 

@@ -32,7 +32,7 @@ fn principals_for_accounts_named_like_options_fail_closed_with_one_record() {
         let lines = env.log.wait_for_n(1, Duration::from_secs(10), mine);
         assert_eq!(lines.len(), 1, "{user}: {lines:#?}\n{out}");
         let l = &lines[0];
-        assert_eq!(l.field("decision").as_deref(), Some("fail"), "{}", l.raw);
+        l.assert_field("decision", "fail");
         assert!(
             l.field("reason")
                 .unwrap_or_default()
@@ -41,8 +41,8 @@ fn principals_for_accounts_named_like_options_fail_closed_with_one_record() {
             l.raw
         );
         // the arguments after the user stayed in place
-        assert_eq!(l.field("uid").as_deref(), Some("1000"), "{}", l.raw);
-        assert_eq!(l.field("id").as_deref(), Some("alice"), "{}", l.raw);
+        l.assert_field("uid", "1000");
+        l.assert_field("id", "alice");
     }
     assert_eq!(nginx.total(), 0, "{:?}", nginx.accesses());
 }
@@ -171,12 +171,7 @@ fn keys_without_uid_when_nss_fails_never_serves_a_uid_0_account() {
         line.raw
     );
     assert_eq!((out.code, out.stdout.as_str()), (Some(1), ""), "{out}");
-    assert_eq!(
-        line.field("decision").as_deref(),
-        Some("fail"),
-        "{}",
-        line.raw
-    );
+    line.assert_field("decision", "fail");
     assert_eq!(nginx.count(&toor.name), 0, "{:?}", nginx.accesses());
 
     // With NSS working, the same call is denied on the uid NSS gives.

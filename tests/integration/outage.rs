@@ -264,7 +264,7 @@ fn outage_logins_skip_a_black_holed_mirror_until_the_retry_interval() {
     );
     assert!(w1.contains("skipped, down for"), "the skip is logged: {w1}");
     for l in &lines {
-        assert_eq!(l.field("source").as_deref(), Some("stale"), "{}", l.raw);
+        l.assert_field("source", "stale");
     }
     let (record, text) = health_record(&env.cache).expect("a health record");
     assert!(text.starts_with("keyward-health 1\n"), "{text}");
@@ -286,7 +286,7 @@ fn outage_logins_skip_a_black_holed_mirror_until_the_retry_interval() {
         assert!(r.ok, "{r}");
         outage_ms.extend(kw_ms(&lines));
         for l in &lines {
-            assert_eq!(l.field("source").as_deref(), Some("stale"), "{}", l.raw);
+            l.assert_field("source", "stale");
             assert!(
                 l.field("warning").unwrap_or_default().contains("skipped"),
                 "{}",

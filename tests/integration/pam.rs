@@ -268,7 +268,7 @@ fn assert_auth_record(l: &LogLine, svc: &PamService, user: &str) {
         "{}",
         l.raw
     );
-    assert_eq!(l.field("tty").as_deref(), Some("pts/7"), "{}", l.raw);
+    l.assert_field("tty", "pts/7");
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn pamtester_exempts_users_by_name() {
     let l = wait_decision(&log, &glass.name, "exempt")
         .unwrap_or_else(|| panic!("no decision=exempt line:\n{}", dump(&log)));
     assert_auth_record(&l, &svc, &glass.name);
-    assert_eq!(l.field("exempt_by").as_deref(), Some("user"), "{}", l.raw);
+    l.assert_field("exempt_by", "user");
     assert!(wait_decision(&log, &other.name, "block").is_some());
 }
 
@@ -364,7 +364,7 @@ fn pamtester_audit_only_blocks_nothing() {
     let l = wait_decision(&log, &user.name, "would-block")
         .unwrap_or_else(|| panic!("no decision=would-block line:\n{}", dump(&log)));
     assert_auth_record(&l, &svc, &user.name);
-    assert_eq!(l.field("mode").as_deref(), Some("audit_only"), "{}", l.raw);
+    l.assert_field("mode", "audit_only");
     // audit_only still tells exempt users apart.
     assert!(wait_decision(&log, &glass.name, "exempt").is_some());
     assert!(wait_decision(&log, &user.name, "block").is_none());
@@ -404,12 +404,7 @@ fn pamtester_bad_arguments_fail_closed() {
         assert_eq!(l.severity, "err", "{}", l.raw);
         assert_eq!(l.field("arg").as_deref(), Some(*shown), "{}", l.raw);
         assert!(l.field("reason").unwrap().contains(why), "{}", l.raw);
-        assert_eq!(
-            l.field("ret").as_deref(),
-            Some("PAM_SERVICE_ERR"),
-            "{}",
-            l.raw
-        );
+        l.assert_field("ret", "PAM_SERVICE_ERR");
         let position = if args.starts_with(b"debug") { "2" } else { "1" };
         assert_eq!(l.field("position").as_deref(), Some(position), "{}", l.raw);
     }
@@ -477,12 +472,7 @@ fn pamtester_session_requires_a_publickey() {
         })
         .unwrap_or_else(|| panic!("no certificate session line:\n{}", dump(&log)));
     assert_eq!(l.field("fp"), Some(fp.clone()), "{}", l.raw);
-    assert_eq!(
-        l.field("cert_id").as_deref(),
-        Some("kwt laptop"),
-        "{}",
-        l.raw
-    );
+    l.assert_field("cert_id", "kwt laptop");
     assert_eq!(
         l.field("ca_fp"),
         Some(fingerprint_of_line(keys.path(), &ca.public_line())),
@@ -569,7 +559,7 @@ fn pamtester_acts_only_for_the_services_listed() {
     assert_refused(&svc.run_service("sshd", &user.name, &[], &ops), AUTH_ERR);
     let l = wait_decision(&log, &user.name, "block")
         .unwrap_or_else(|| panic!("no decision=block line:\n{}", dump(&log)));
-    assert_eq!(l.field("service").as_deref(), Some("sshd"), "{}", l.raw);
+    l.assert_field("service", "sshd");
     // sudo and login ran first: nothing of theirs is in the log.
     let services: Vec<String> = pam_lines(&log, &user.name)
         .iter()
@@ -772,8 +762,8 @@ fn sshd_refuses_passwords_allows_keys_and_breakglass() {
     assert_eq!(blocks.len(), 2, "{}", debug("two decision=block lines"));
     for l in &blocks {
         assert_eq!(l.facility, "authpriv", "{}", l.raw);
-        assert_eq!(l.field("service").as_deref(), Some("sshd"), "{}", l.raw);
-        assert_eq!(l.field("rhost").as_deref(), Some("127.0.0.1"), "{}", l.raw);
+        l.assert_field("service", "sshd");
+        l.assert_field("rhost", "127.0.0.1");
         assert!(l.field("tty").is_some(), "{}", l.raw);
     }
     let s = wait_decision(&log, &user.name, "session")
@@ -784,18 +774,8 @@ fn sshd_refuses_passwords_allows_keys_and_breakglass() {
         s.raw
     );
     assert_eq!(s.field("fp"), Some(key.fingerprint()), "{}", s.raw);
-    assert_eq!(
-        s.field("key_type").as_deref(),
-        Some("ssh-ed25519"),
-        "{}",
-        s.raw
-    );
-    assert_eq!(
-        s.field("methods").as_deref(),
-        Some("publickey"),
-        "{}",
-        s.raw
-    );
+    s.assert_field("key_type", "ssh-ed25519");
+    s.assert_field("methods", "publickey");
     // The break-glass user: exempt in auth and in session, for both methods.
     let g = |l: &LogLine| {
         l.field("user").as_deref() == Some(glass.name.as_str())

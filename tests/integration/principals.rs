@@ -134,8 +134,8 @@ fn principals_second_root_account_is_denied_on_the_uid_sshd_passes() {
     let r = s.login(&toor.name, &web, "id -un");
     assert!(!r.ok, "a uid-0 account must be refused: {r}");
     let l = s.last(&toor.name, 0);
-    assert_eq!(l.field("decision").as_deref(), Some("deny"), "{}", l.raw);
-    assert_eq!(l.field("uid").as_deref(), Some("0"), "{}", l.raw);
+    l.assert_field("decision", "deny");
+    l.assert_field("uid", "0");
     assert!(
         l.field("reason").unwrap_or_default().contains("uid 0"),
         "{}",
@@ -157,13 +157,13 @@ fn principals_certificate_logs_in_as_the_account_the_directory_names() {
     assert!(r.ok, "team-web may log in as deploy: {r}\n{}", s.debug());
     assert_eq!(r.stdout().trim(), deploy.name);
     let l = s.last(&deploy.name, 0);
-    assert_eq!(l.field("decision").as_deref(), Some("serve"), "{}", l.raw);
-    assert_eq!(l.field("id").as_deref(), Some("alice@laptop"), "{}", l.raw);
+    l.assert_field("decision", "serve");
+    l.assert_field("id", "alice@laptop");
     assert_eq!(l.field("uid"), Some(deploy.uid.to_string()), "{}", l.raw);
-    assert_eq!(l.field("serial").as_deref(), Some("0"), "{}", l.raw);
+    l.assert_field("serial", "0");
     assert_eq!(l.field("ca"), Some(s.ca.fingerprint()), "{}", l.raw);
-    assert_eq!(l.field("served").as_deref(), Some("3"), "{}", l.raw);
-    assert_eq!(l.field("source").as_deref(), Some("directory"), "{}", l.raw);
+    l.assert_field("served", "3");
+    l.assert_field("source", "directory");
 
     // Another principal, and the account's own name (which sshd accepts by
     // default when no principals command is in effect): refused.
@@ -202,12 +202,7 @@ fn principals_certificate_logs_in_as_the_account_the_directory_names() {
     let c = s.cert("stranger", "x", &["team-web"]);
     assert!(!s.login(&stranger.name, &c, "id -un").ok);
     let l = s.last(&stranger.name, before);
-    assert_eq!(
-        l.field("decision").as_deref(),
-        Some("noprincipals"),
-        "{}",
-        l.raw
-    );
+    l.assert_field("decision", "noprincipals");
 }
 
 #[test]
@@ -228,7 +223,7 @@ fn principals_outage_and_fail_closed_match_keys() {
     let before = s.lines(&deploy.name).len();
     assert!(s.login(&deploy.name, &web, "true").ok, "{}", s.debug());
     let l = s.last(&deploy.name, before);
-    assert_eq!(l.field("source").as_deref(), Some("stale"), "{}", l.raw);
+    l.assert_field("source", "stale");
     assert!(l
         .field("warning")
         .unwrap_or_default()
@@ -239,7 +234,7 @@ fn principals_outage_and_fail_closed_match_keys() {
     let before = s.lines(&deploy.name).len();
     assert!(!s.login(&deploy.name, &web, "true").ok);
     let l = s.last(&deploy.name, before);
-    assert_eq!(l.field("decision").as_deref(), Some("fail"), "{}", l.raw);
+    l.assert_field("decision", "fail");
     assert!(
         l.field("reason")
             .unwrap_or_default()
@@ -253,7 +248,7 @@ fn principals_outage_and_fail_closed_match_keys() {
     let before = s.lines(&other.name).len();
     assert!(!s.login(&other.name, &web, "true").ok);
     let l = s.last(&other.name, before);
-    assert_eq!(l.field("decision").as_deref(), Some("fail"), "{}", l.raw);
+    l.assert_field("decision", "fail");
     assert!(l
         .field("reason")
         .unwrap_or_default()
@@ -339,7 +334,7 @@ fn principals_signed_by_publish_and_tampered_ones_refused() {
     let before = s.lines(&deploy.name).len();
     assert!(!s.login(&deploy.name, &evil, "true").ok, "tampered list");
     let l = s.last(&deploy.name, before);
-    assert_eq!(l.field("source").as_deref(), Some("stale"), "{}", l.raw);
+    l.assert_field("source", "stale");
     assert!(
         l.field("warning")
             .unwrap_or_default()
@@ -410,10 +405,10 @@ fn principals_command_prints_lines_as_sshd_reads_them_and_sync_refreshes_them() 
     ]);
     assert!(out.success(), "{out}");
     assert_eq!(out.stdout, format!("team-web\n{opts} team-ops\n"));
-    assert_eq!(l.field("decision").as_deref(), Some("serve"), "{}", l.raw);
-    assert_eq!(l.field("id").as_deref(), Some("-odd key id"), "{}", l.raw);
+    l.assert_field("decision", "serve");
+    l.assert_field("id", "-odd key id");
     assert_eq!(l.field("serial").as_deref(), Some("42"));
-    assert_eq!(l.field("dropped").as_deref(), Some("3"), "{}", l.raw);
+    l.assert_field("dropped", "3");
     let drop = l.field("drop").unwrap_or_default();
     assert!(
         drop.contains("directory:3 invalid line: cert-authority"),
@@ -434,20 +429,15 @@ fn principals_command_prints_lines_as_sshd_reads_them_and_sync_refreshes_them() 
     assert!(out.success(), "{out}");
     let (out, l) = run(&["principals", &user]);
     assert_eq!(out.stdout, "team-new\n", "{out}");
-    assert_eq!(l.field("source").as_deref(), Some("cache"), "{}", l.raw);
+    l.assert_field("source", "cache");
     let sync = env
         .log
         .lines_of("keyward")
         .into_iter()
         .find(|l| l.field("decision").as_deref() == Some("sync"))
         .expect("sync line");
-    assert_eq!(
-        sync.field("principals").as_deref(),
-        Some("1"),
-        "{}",
-        sync.raw
-    );
-    assert_eq!(sync.field("updated").as_deref(), Some("1"), "{}", sync.raw);
+    sync.assert_field("principals", "1");
+    sync.assert_field("updated", "1");
 
     // Refused before anything is asked: bad names, unknown arguments.
     let requests = nginx.total();

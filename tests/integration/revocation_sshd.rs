@@ -134,12 +134,7 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     let before = count(&env.log, |l| l.field("fp").as_deref() == Some(&ofp_old));
     assert!(!login(&old).ok);
     let l = keys_line(&env.log, &user.name, &ofp_old, before);
-    assert_eq!(
-        l.field("revoked_by").as_deref(),
-        Some("key-sha1"),
-        "{}",
-        l.raw
-    );
+    l.assert_field("revoked_by", "key-sha1");
     assert_eq!(l.field("revoked_source").as_deref(), Some("laptop.spec:3"));
     let before = count(&env.log, |l| l.field("fp").as_deref() == Some(&sfp));
     let r = login(&stolen);
@@ -149,15 +144,10 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
         sshd.log_text()
     );
     let l = keys_line(&env.log, &user.name, &sfp, before);
-    assert_eq!(l.field("decision").as_deref(), Some("nomatch"), "{}", l.raw);
-    assert_eq!(l.field("reason").as_deref(), Some("revoked"), "{}", l.raw);
-    assert_eq!(l.field("revoked_by").as_deref(), Some("key"), "{}", l.raw);
-    assert_eq!(
-        l.field("revoked_source").as_deref(),
-        Some("laptop.spec:2"),
-        "{}",
-        l.raw
-    );
+    l.assert_field("decision", "nomatch");
+    l.assert_field("reason", "revoked");
+    l.assert_field("revoked_by", "key");
+    l.assert_field("revoked_source", "laptop.spec:2");
     // The file's copy comes first (the directory's is its duplicate).
     let revoked = |src: &str| format!("{src}:1 revoked: revoked_by=key source=laptop.spec:2");
     let drop = l.field("drop").unwrap_or_default();
@@ -172,7 +162,7 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     let r = login(&stolen);
     assert!(!r.ok, "{r}");
     let l = keys_line(&env.log, &user.name, &sfp, before);
-    assert_eq!(l.field("reason").as_deref(), Some("revoked"), "{}", l.raw);
+    l.assert_field("reason", "revoked");
     let drop = l.field("drop").unwrap_or_default();
     assert!(drop.contains(&revoked("directory")), "{}", l.raw);
     fs::write(&ak, format!("{}\n", stolen.public_line())).unwrap();
@@ -181,7 +171,7 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     let r = login(&other);
     assert!(r.ok, "{r}");
     let l = keys_line(&env.log, &user.name, &ofp, before);
-    assert_eq!(l.field("decision").as_deref(), Some("match"), "{}", l.raw);
+    l.assert_field("decision", "match");
 
     // Without a fingerprint (all keys): every source's copy is left out.
     let all = env.keys(&user.name, None);
@@ -228,7 +218,7 @@ fn a_key_revoked_by_hash_is_refused_from_the_directory_and_from_files() {
     let r = login(&other);
     assert!(!r.ok, "{r}");
     let l = keys_line(&env.log, &user.name, &ofp, before);
-    assert_eq!(l.field("decision").as_deref(), Some("fail"), "{}", l.raw);
+    l.assert_field("decision", "fail");
     assert!(
         l.field("reason")
             .unwrap_or_default()
@@ -337,8 +327,8 @@ fn a_certificate_is_refused_by_serial_range_and_by_key_id_for_its_ca_only() {
     ] {
         let (r, l) = attempt(c);
         assert!(!r.ok, "{}: {r}", c.display());
-        assert_eq!(l.field("decision").as_deref(), Some("deny"), "{}", l.raw);
-        assert_eq!(l.field("reason").as_deref(), Some("revoked"), "{}", l.raw);
+        l.assert_field("decision", "deny");
+        l.assert_field("reason", "revoked");
         assert_eq!(l.field("revoked_by").as_deref(), Some(by), "{}", l.raw);
         assert_eq!(
             l.field("revoked_source").as_deref(),
@@ -354,7 +344,7 @@ fn a_certificate_is_refused_by_serial_range_and_by_key_id_for_its_ca_only() {
     for c in [&c_other_ca, &c_fine] {
         let (r, l) = attempt(c);
         assert!(r.ok, "{}: {r}\n{}", c.display(), l.raw);
-        assert_eq!(l.field("decision").as_deref(), Some("serve"), "{}", l.raw);
+        l.assert_field("decision", "serve");
     }
 }
 
@@ -395,14 +385,9 @@ fn a_revoked_keys_certificate_is_refused_through_a_cert_authority_line() {
         sshd.log_text()
     );
     let l = keys_line(&env.log, &user.name, &sfp, before);
-    assert_eq!(l.field("decision").as_deref(), Some("nomatch"), "{}", l.raw);
-    assert_eq!(l.field("reason").as_deref(), Some("revoked"), "{}", l.raw);
-    assert_eq!(
-        l.field("revoked_source").as_deref(),
-        Some("laptop.spec:1"),
-        "{}",
-        l.raw
-    );
+    l.assert_field("decision", "nomatch");
+    l.assert_field("reason", "revoked");
+    l.assert_field("revoked_source", "laptop.spec:1");
     assert!(
         l.field("drop")
             .unwrap_or_default()

@@ -68,6 +68,12 @@ impl LogLine {
     pub fn field(&self, key: &str) -> Option<String> {
         kv_field(&self.msg, key)
     }
+
+    /// Asserts `key=want`, showing the whole record when it is not.
+    #[track_caller]
+    pub fn assert_field(&self, key: &str, want: &str) {
+        assert_eq!(self.field(key).as_deref(), Some(want), "{}", self.raw);
+    }
 }
 
 /// Extracts `key=value` from a keyward-style record (values with spaces are
