@@ -24,15 +24,17 @@ use crate::keyline;
 use crate::state::Floor;
 
 mod deltafetch;
+mod fetched;
 mod indexfetch;
 mod krlfetch;
 mod mirrors;
 mod revokedfetch;
 mod sigfetch;
-pub use deltafetch::DeltaFetch;
-pub use indexfetch::IndexFetch;
+pub use deltafetch::{DeltaFetch, NewDelta};
+pub use fetched::Fetched;
+pub use indexfetch::{IndexFetch, NewIndex};
 pub use krlfetch::KrlFetch;
-pub use revokedfetch::RevokedFetch;
+pub use revokedfetch::{NewList, RevokedFetch};
 
 /// One lookup: the user, the cached ETag and the rollback floor.
 #[derive(Debug, Clone, Copy, Default)]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::audit::Record;
 use crate::cache::{Cache, Kind, Settle};
 use crate::config::Config;
-use crate::directory::{Directory, HttpDirectory, IndexFetch, Request};
+use crate::directory::{Directory, HttpDirectory, IndexFetch, NewIndex, Request};
 use crate::index::Index;
 use crate::indexcache::{IndexCache, Stored};
 use crate::os::clock::now_secs;
@@ -301,13 +301,13 @@ pub fn refresh_index(
             let warning = commit_index(store, floors, signers, None, &s, &text, false)?;
             (s, text, "304", warning)
         }
-        IndexFetch::New {
+        IndexFetch::New(NewIndex {
             text,
             etag,
             url,
             signed: sgn,
             signer,
-        } => {
+        }) => {
             let s = Stored::new(now, etag, url, sgn, &text).map_err(unusable)?;
             let warning = commit_index(store, floors, signers, signer, &s, &text, true)?;
             (s, text, "200", warning)
@@ -321,11 +321,9 @@ pub fn refresh_index(
                 why: None,
             });
         }
-        IndexFetch::Unavailable { errors } => {
-            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            return Err(unusable(why.join("; ")));
+        f @ (IndexFetch::Unavailable { .. } | IndexFetch::Misconfigured { .. }) => {
+            return Err(unusable(f.failure().unwrap_or_default()));
         }
-        IndexFetch::Misconfigured { error } => return Err(unusable(error)),
     };
     // A signed index is used only within its own expiry (a frozen mirror
     // answering 304 cannot keep it alive).

@@ -8,36 +8,23 @@
 
 use std::time::{Duration, Instant};
 
-use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened};
+use super::{etag_of, read_body, relabel, Attempt, Fetched, HttpDirectory, Opened};
 use crate::config::UrlTemplate;
 use crate::delta::{self, Delta};
-use crate::fetch::{FailKind, MirrorError};
+use crate::fetch::FailKind;
 use crate::os::clock::now_secs;
 
 /// What the directory said about a delta.
+pub type DeltaFetch = Fetched<NewDelta>;
+
+/// A parsed delta of the kind asked for; in signed mode a non-empty one
+/// verified, with the pinned signer that signed it, and unexpired.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeltaFetch {
-    /// A parsed delta of the kind asked for; in signed mode a non-empty one
-    /// verified, with the pinned signer that signed it, and unexpired.
-    New {
-        delta: Box<Delta>,
-        etag: Option<String>,
-        url: String,
-        signer: Option<crate::signed::Signer>,
-    },
-    NotModified {
-        url: String,
-    },
-    /// 404: no delta from this serial (the host is too far behind).
-    Missing {
-        url: String,
-    },
-    Unavailable {
-        errors: Vec<MirrorError>,
-    },
-    Misconfigured {
-        error: String,
-    },
+pub struct NewDelta {
+    pub delta: Box<Delta>,
+    pub etag: Option<String>,
+    pub url: String,
+    pub signer: Option<crate::signed::Signer>,
 }
 
 /// The least time a delta's fetch (all mirrors) gets.
@@ -53,11 +40,8 @@ impl HttpDirectory<'_> {
         };
         let url_of = |t: &UrlTemplate| t.folder().map(|f| crate::index::join_url(f, path));
         let budget = self.config.timeout.0.max(BUDGET);
-        match self.over_mirrors(budget, "", &url_of, &mut attempt) {
-            Ok(f) => f,
-            Err(Failure::Unavailable(errors)) => DeltaFetch::Unavailable { errors },
-            Err(Failure::Misconfigured(error)) => DeltaFetch::Misconfigured { error },
-        }
+        self.over_mirrors(budget, "", &url_of, &mut attempt)
+            .unwrap_or_else(Fetched::from)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -107,11 +91,11 @@ impl HttpDirectory<'_> {
                 None => return refused(FailKind::Signature, "signed without expires".into()),
             }
         }
-        Attempt::Done(DeltaFetch::New {
+        Attempt::Done(Fetched::New(NewDelta {
             delta: Box::new(d),
             etag: new_etag,
             url: url.into(),
             signer,
-        })
+        }))
     }
 }

@@ -4,38 +4,26 @@
 
 use std::time::{Duration, Instant};
 
-use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened, Request};
+use super::{etag_of, read_body, relabel, Attempt, Fetched, HttpDirectory, Opened, Request};
 use crate::config::UrlTemplate;
-use crate::fetch::{FailKind, Fetch, MirrorError};
+use crate::fetch::{FailKind, Fetch};
 use crate::os::clock::now_secs;
 use crate::state::Floor;
 
-/// What the directory said about its index (`keyward sync`).
+/// What the directory said about its index (`keyward sync`); `Missing`:
+/// this directory publishes no index (per-user requests, as before).
+pub type IndexFetch = Fetched<NewIndex>;
+
+/// A new index, checked (`Index::parse`) and, in signed mode, verified
+/// and above the index's rollback floor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IndexFetch {
-    /// A new index, checked (`Index::parse`) and, in signed mode, verified
-    /// and above the index's rollback floor.
-    New {
-        text: String,
-        etag: Option<String>,
-        url: String,
-        signed: bool,
-        /// The pinned signer that signed it (signed mode).
-        signer: Option<crate::signed::Signer>,
-    },
-    NotModified {
-        url: String,
-    },
-    /// 404: this directory publishes no index (per-user requests, as before).
-    Missing {
-        url: String,
-    },
-    Unavailable {
-        errors: Vec<MirrorError>,
-    },
-    Misconfigured {
-        error: String,
-    },
+pub struct NewIndex {
+    pub text: String,
+    pub etag: Option<String>,
+    pub url: String,
+    pub signed: bool,
+    /// The pinned signer that signed it (signed mode).
+    pub signer: Option<crate::signed::Signer>,
 }
 
 impl HttpDirectory<'_> {
@@ -79,11 +67,8 @@ impl HttpDirectory<'_> {
         let url_of = |t: &UrlTemplate| t.folder().map(|f| format!("{f}{name}"));
         // Sync is not a login: a large index on a slow link gets time.
         let budget = self.config.timeout.0.max(INDEX_BUDGET);
-        match self.over_mirrors(budget, "", &url_of, &mut attempt) {
-            Ok(f) => f,
-            Err(Failure::Unavailable(errors)) => IndexFetch::Unavailable { errors },
-            Err(Failure::Misconfigured(error)) => IndexFetch::Misconfigured { error },
-        }
+        self.over_mirrors(budget, "", &url_of, &mut attempt)
+            .unwrap_or_else(Fetched::from)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -136,13 +121,13 @@ impl HttpDirectory<'_> {
                 }
             }
         }
-        Attempt::Done(IndexFetch::New {
+        Attempt::Done(Fetched::New(NewIndex {
             text,
             etag: new_etag,
             url: url.into(),
             signed,
             signer,
-        })
+        }))
     }
 }
 

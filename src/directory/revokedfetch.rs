@@ -8,38 +8,26 @@
 
 use std::time::{Duration, Instant};
 
-use super::{etag_of, read_body, relabel, Attempt, Failure, HttpDirectory, Opened};
+use super::{etag_of, read_body, relabel, Attempt, Fetched, HttpDirectory, Opened};
 use crate::config::UrlTemplate;
-use crate::fetch::{FailKind, MirrorError};
+use crate::fetch::FailKind;
 use crate::os::clock::now_secs;
 use crate::revocation::list;
 use crate::state::Floor;
 
-/// What the directory said about its revocation list.
+/// What the directory said about its revocation list; `Missing`: this
+/// directory publishes no list.
+pub type RevokedFetch = Fetched<NewList>;
+
+/// A list that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevokedFetch {
-    /// A list that passed every check.
-    New {
-        text: String,
-        etag: Option<String>,
-        url: String,
-        /// Signed mode: its serial and the pinned signer that signed it.
-        serial: Option<u64>,
-        signer: Option<crate::signed::Signer>,
-    },
-    NotModified {
-        url: String,
-    },
-    /// 404: this directory publishes no list.
-    Missing {
-        url: String,
-    },
-    Unavailable {
-        errors: Vec<MirrorError>,
-    },
-    Misconfigured {
-        error: String,
-    },
+pub struct NewList {
+    pub text: String,
+    pub etag: Option<String>,
+    pub url: String,
+    /// Signed mode: its serial and the pinned signer that signed it.
+    pub serial: Option<u64>,
+    pub signer: Option<crate::signed::Signer>,
 }
 
 /// The least time the list's fetch (all mirrors) gets: it can be large.
@@ -66,11 +54,8 @@ impl HttpDirectory<'_> {
         };
         let url_of = |t: &UrlTemplate| t.folder().map(|f| crate::index::join_url(f, path));
         let budget = self.config.timeout.0.max(BUDGET);
-        match self.over_mirrors(budget, "", &url_of, &mut attempt) {
-            Ok(f) => f,
-            Err(Failure::Unavailable(errors)) => RevokedFetch::Unavailable { errors },
-            Err(Failure::Misconfigured(error)) => RevokedFetch::Misconfigured { error },
-        }
+        self.over_mirrors(budget, "", &url_of, &mut attempt)
+            .unwrap_or_else(Fetched::from)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -122,12 +107,12 @@ impl HttpDirectory<'_> {
             }
             serial = Some(s);
         }
-        Attempt::Done(RevokedFetch::New {
+        Attempt::Done(Fetched::New(NewList {
             text,
             etag: new_etag,
             url: url.into(),
             serial,
             signer,
-        })
+        }))
     }
 }

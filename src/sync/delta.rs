@@ -19,7 +19,7 @@
 use super::{commit_index, revoked, FreshIndex};
 use crate::config::Config;
 use crate::delta::Delta;
-use crate::directory::{DeltaFetch, HttpDirectory};
+use crate::directory::{DeltaFetch, HttpDirectory, NewDelta};
 use crate::index::{Digest, Index, DELTAS};
 use crate::indexcache::{IndexCache, Stored};
 use crate::signed::Signer;
@@ -59,12 +59,8 @@ pub fn announced(text: &str) -> Option<&str> {
 fn why_not(f: DeltaFetch) -> String {
     match f {
         DeltaFetch::Missing { .. } => "404".into(),
-        DeltaFetch::Unavailable { errors } => {
-            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            why.join("; ")
-        }
-        DeltaFetch::Misconfigured { error } => error,
-        DeltaFetch::NotModified { .. } | DeltaFetch::New { .. } => "unexpected answer".into(),
+        DeltaFetch::NotModified { .. } | DeltaFetch::New(_) => "unexpected answer".into(),
+        f => f.failure().unwrap_or_default(),
     }
 }
 
@@ -183,12 +179,12 @@ pub fn poll_index(
     }
     let (d, new_etag, signer) = match dir.fetch_delta(&rel, etag, "index") {
         DeltaFetch::NotModified { .. } => return unchanged(None, "304"),
-        DeltaFetch::New {
+        DeltaFetch::New(NewDelta {
             delta,
             etag,
             signer,
             ..
-        } => (delta, etag, signer),
+        }) => (delta, etag, signer),
         other => return Polled::Fallback(why_not(other)),
     };
     if d.is_empty() && d.from == serial && d.from_sha256 == s.sha256 {
@@ -261,7 +257,7 @@ pub fn poll_revoked(
     };
     let rel = format!("{path}.d/{serial}");
     let (d, signer) = match dir.fetch_delta(&rel, None, "revoked") {
-        DeltaFetch::New { delta, signer, .. } => (delta, signer),
+        DeltaFetch::New(NewDelta { delta, signer, .. }) => (delta, signer),
         other => return fallback(why_not(other)),
     };
     let sha = crate::delta::sha256(&installed);

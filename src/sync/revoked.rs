@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::directory::{HttpDirectory, RevokedFetch};
+use crate::directory::{HttpDirectory, NewList, RevokedFetch};
 use crate::index::Digest;
 use crate::revocation::store;
 use crate::signed::Signer;
@@ -107,18 +107,16 @@ pub fn sync(
             Listed::Line { .. } => failed(format!("{url}: 404, the installed list is kept")),
             _ => done("none", installed_serial, None),
         },
-        RevokedFetch::Unavailable { errors } => {
-            let why: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            failed(why.join("; "))
+        f @ (RevokedFetch::Unavailable { .. } | RevokedFetch::Misconfigured { .. }) => {
+            failed(f.failure().unwrap_or_default())
         }
-        RevokedFetch::Misconfigured { error } => failed(error),
-        RevokedFetch::New {
+        RevokedFetch::New(NewList {
             text,
             etag,
             serial,
             signer,
             ..
-        } => match install(config, floors, signers, &text, serial, signer) {
+        }) => match install(config, floors, signers, &text, serial, signer) {
             Ok(()) => {
                 let e = etag_path(config);
                 match etag {
