@@ -34,10 +34,12 @@ fn mirror() -> String {
 
 /// The cached bookworm tree at `path` with the packages `include` (a
 /// debootstrap `--include` list), made once: it counts as made when every
-/// file in `marks` exists in it.
+/// file in `marks` exists in it. Tests that need the same tree wait for the
+/// one making it (a lock beside it) rather than make it twice at once.
 pub fn tree(path: &str, include: &str, marks: &[&str]) -> PathBuf {
     let base = PathBuf::from(path);
-    if marks.iter().all(|m| base.join(m).exists()) {
+    let made = || marks.iter().all(|m| base.join(m).exists());
+    if made() {
         return base;
     }
     for tool in ["/usr/sbin/debootstrap", "/usr/bin/systemd-nspawn"] {
@@ -46,19 +48,38 @@ pub fn tree(path: &str, include: &str, marks: &[&str]) -> PathBuf {
             "{tool} missing: apt-get install -y debootstrap systemd-container"
         );
     }
-    let tmp = format!("{path}.tmp-{}", std::process::id());
-    let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(base.parent().unwrap()).unwrap();
-    let out = run(
-        Command::new("debootstrap").args([
-            "--variant=minbase",
-            &format!("--include={include}"),
-            "bookworm",
-            &tmp,
-            &mirror(),
-        ]),
-        Duration::from_secs(1200),
-    );
+    let lock = fs::File::create(format!("{path}.lock")).unwrap();
+    // SAFETY: flock(2) on a descriptor this function owns; released when
+    // `lock` is dropped at the end of the function.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {path}.lock");
+    if made() {
+        return base;
+    }
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    // A mirror can answer one attempt badly (an InRelease caught while it is
+    // being replaced fails its signature check): one more try.
+    let mut out = None;
+    for _ in 0..2 {
+        let _ = fs::remove_dir_all(&tmp);
+        let o = run(
+            Command::new("debootstrap").args([
+                "--variant=minbase",
+                &format!("--include={include}"),
+                "bookworm",
+                &tmp,
+                &mirror(),
+            ]),
+            Duration::from_secs(1200),
+        );
+        let ok = o.success();
+        out = Some(o);
+        if ok {
+            break;
+        }
+    }
+    let out = out.unwrap();
     assert!(out.success(), "debootstrap: {out}");
     for m in marks {
         assert!(Path::new(&tmp).join(m).exists(), "debootstrap made no {m}");
