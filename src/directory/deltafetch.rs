@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{etag_of, read_body, relabel, Attempt, Fetched, HttpDirectory, Opened};
+use super::{Attempt, Fetched, HttpDirectory};
 use crate::config::UrlTemplate;
 use crate::delta::{self, Delta};
 use crate::fetch::FailKind;
@@ -55,18 +55,16 @@ impl HttpDirectory<'_> {
         budget: Duration,
         deadline: Instant,
     ) -> Attempt<DeltaFetch> {
-        let mut resp = match self.open(agent, url, etag, true, budget) {
-            Opened::Body(r) => r,
-            Opened::NotModified => {
-                return Attempt::Done(DeltaFetch::NotModified { url: url.into() })
-            }
-            Opened::NotFound => return Attempt::Done(DeltaFetch::Missing { url: url.into() }),
-            Opened::Failed(a) => return relabel(a),
-        };
-        let new_etag = etag_of(&resp);
-        let text = match read_body(&mut resp, delta::MAX_BYTES, "the delta limit") {
-            Ok(t) => t,
-            Err(a) => return relabel(a),
+        let (text, new_etag) = match self.get_text(
+            agent,
+            url,
+            etag,
+            budget,
+            delta::MAX_BYTES,
+            "the delta limit",
+        ) {
+            Ok(got) => got,
+            Err(a) => return a,
         };
         let refused = |kind, why: String| Attempt::refused(kind, format!("delta refused: {why}"));
         let d = match Delta::parse(&text) {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{etag_of, read_body, relabel, Attempt, Fetched, HttpDirectory, Opened, Request};
+use super::{Attempt, Fetched, HttpDirectory, Request};
 use crate::config::UrlTemplate;
 use crate::fetch::{FailKind, Fetch};
 use crate::os::clock::now_secs;
@@ -82,18 +82,16 @@ impl HttpDirectory<'_> {
         budget: Duration,
         deadline: Instant,
     ) -> Attempt<IndexFetch> {
-        let mut resp = match self.open(agent, url, etag, true, budget) {
-            Opened::Body(r) => r,
-            Opened::NotModified => {
-                return Attempt::Done(IndexFetch::NotModified { url: url.into() })
-            }
-            Opened::NotFound => return Attempt::Done(IndexFetch::Missing { url: url.into() }),
-            Opened::Failed(a) => return relabel(a),
-        };
-        let new_etag = etag_of(&resp);
-        let text = match read_body(&mut resp, crate::index::MAX_BYTES, "the index limit") {
-            Ok(t) => t,
-            Err(a) => return relabel(a),
+        let (text, new_etag) = match self.get_text(
+            agent,
+            url,
+            etag,
+            budget,
+            crate::index::MAX_BYTES,
+            "the index limit",
+        ) {
+            Ok(got) => got,
+            Err(a) => return a,
         };
         let refused = |kind, why: String| Attempt::refused(kind, format!("index refused: {why}"));
         let header = match crate::index::Index::parse(&text) {

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{etag_of, read_body, relabel, Attempt, Fetched, HttpDirectory, Opened};
+use super::{Attempt, Fetched, HttpDirectory};
 use crate::config::UrlTemplate;
 use crate::fetch::FailKind;
 use crate::os::clock::now_secs;
@@ -69,18 +69,16 @@ impl HttpDirectory<'_> {
         budget: Duration,
         deadline: Instant,
     ) -> Attempt<RevokedFetch> {
-        let mut resp = match self.open(agent, url, etag, true, budget) {
-            Opened::Body(r) => r,
-            Opened::NotModified => {
-                return Attempt::Done(RevokedFetch::NotModified { url: url.into() })
-            }
-            Opened::NotFound => return Attempt::Done(RevokedFetch::Missing { url: url.into() }),
-            Opened::Failed(a) => return relabel(a),
-        };
-        let new_etag = etag_of(&resp);
-        let text = match read_body(&mut resp, list::MAX_BYTES, "the revocation list limit") {
-            Ok(t) => t,
-            Err(a) => return relabel(a),
+        let (text, new_etag) = match self.get_text(
+            agent,
+            url,
+            etag,
+            budget,
+            list::MAX_BYTES,
+            "the revocation list limit",
+        ) {
+            Ok(got) => got,
+            Err(a) => return a,
         };
         let refused =
             |kind, why: String| Attempt::refused(kind, format!("revocation list refused: {why}"));
