@@ -44,6 +44,9 @@ pub struct Staged {
     path: PathBuf,
 }
 
+/// How long a publish waits for another one to let go of OUT.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 pub struct OutDir<'a> {
     path: &'a Path,
 }
@@ -63,7 +66,10 @@ impl<'a> OutDir<'a> {
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(self.path)
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        match crate::os::flock::exclusive(&dir, Duration::ZERO) {
+        // A short wait, not one try: a process that forks while another
+        // run holds the lock shares the descriptor until the child's exec
+        // closes it, so a run that just ended can look busy for an instant.
+        match crate::os::flock::exclusive(&dir, LOCK_WAIT) {
             Ok(()) => Ok(dir),
             Err(crate::os::flock::LockError::Busy { .. }) => Err(format!(
                 "{}: another keyward publish is writing this folder",
