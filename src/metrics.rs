@@ -158,7 +158,7 @@ impl Metrics {
         for (name, help, v) in [
             (
                 "keyward_index_age_seconds",
-                "Seconds since the directory index was last fetched or confirmed unchanged (200/304).",
+                "Seconds since the stored directory index was last fetched or renewed (a 304 renews it once it is 4/5 of ttl old).",
                 age(r.index_fetched_at),
             ),
             (

@@ -276,15 +276,24 @@ pub fn refresh_index(
     store: &IndexCache,
     floors: &FloorStore,
     signers: Option<&[Signer]>,
-    now: u64,
+    (now, ttl): (u64, Duration),
     delta_note: &mut Option<String>,
 ) -> Result<FreshIndex, NoIndex> {
     let signed = signers.is_some();
     let (trusted, floor) = trusted_copy(store, floors, signers)?;
     let trusted = trusted.as_ref();
     let etag = trusted.and_then(|(s, _)| s.etag.clone());
-    let polled = trusted
-        .and_then(|(s, text)| delta::poll(dir, store, floors, signers, now, (s, text), delta_note));
+    let polled = trusted.and_then(|(s, text)| {
+        delta::poll(
+            dir,
+            store,
+            floors,
+            signers,
+            (now, ttl),
+            (s, text),
+            delta_note,
+        )
+    });
     if let Some(fresh) = polled {
         return Ok(fresh);
     }
@@ -486,7 +495,14 @@ pub fn run(
     } else {
         let store = IndexCache::new(&config.cache.dir);
         let floors = cache.floors();
-        match refresh_index(&dir, &store, floors, signers, now_secs(), &mut index_delta) {
+        match refresh_index(
+            &dir,
+            &store,
+            floors,
+            signers,
+            (now_secs(), config.cache.ttl.0),
+            &mut index_delta,
+        ) {
             Ok(fresh) => match Index::parse(&fresh.text) {
                 Ok(index) => {
                     deltas = index.get(crate::index::DELTAS).is_some();

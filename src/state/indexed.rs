@@ -78,6 +78,19 @@ pub fn poll_skips(
         .is_some_and(|age| age.saturating_mul(5) < ttl.as_secs().saturating_mul(4))
 }
 
+/// Whether a poll that found the index unchanged (a 304) writes the stored
+/// copy again to renew its age. The login path trusts a stored index
+/// younger than `ttl` (`IndexCache::login_listing`); renewing it at every
+/// 30 s poll would rewrite the whole index (megabytes at 100,000 users)
+/// twice a minute, so, like a user's entry in `poll_skips`, only once it is
+/// 4/5 of `ttl` old (or dated in the future: the clock moved back).
+pub fn index_renewal_due(fetched_at: u64, now: u64, ttl: std::time::Duration) -> bool {
+    match now.checked_sub(fetched_at) {
+        Some(age) => age.saturating_mul(5) >= ttl.as_secs().saturating_mul(4),
+        None => true,
+    }
+}
+
 /// Sync with an index: a user the index does not list is dropped like a
 /// 404 (floor kept); an entry that is the listed version and still usable
 /// (a signed one within its own expiry, above the floor) has its age

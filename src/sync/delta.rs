@@ -86,11 +86,11 @@ pub fn poll(
     store: &IndexCache,
     floors: &FloorStore,
     signers: Option<&[Signer]>,
-    now: u64,
+    (now, ttl): (u64, std::time::Duration),
     (s, text): (&Stored, &str),
     note: &mut Option<String>,
 ) -> Option<FreshIndex> {
-    match poll_index(dir, store, floors, signers, now, s, text) {
+    match poll_index(dir, store, floors, signers, (now, ttl), s, text) {
         Polled::Done(fresh, how) => {
             *note = Some(how.into());
             return Some(*fresh);
@@ -133,7 +133,7 @@ pub fn poll_index(
     store: &IndexCache,
     floors: &FloorStore,
     signers: Option<&[Signer]>,
-    now: u64,
+    (now, ttl): (u64, std::time::Duration),
     s: &Stored,
     text: &str,
 ) -> Polled {
@@ -152,8 +152,12 @@ pub fn poll_index(
         .filter(|(p, _)| *p == rel)
         .map(|(_, e)| e.as_str());
     // Nothing changed: the stored copy gets a new age (and the ETag of the
-    // empty delta), as after a 304 for the index.
+    // empty delta), as after a 304 for the index; after a plain 304, only
+    // once its age is due (`index_renewal_due`).
     let unchanged = |etag: Option<(String, String)>, note| {
+        if note == "304" && !crate::state::index_renewal_due(s.fetched_at, now, ttl) {
+            return done(s.clone(), text.to_owned(), "304", None, note, now, signed);
+        }
         let mut s2 = s.clone();
         s2.fetched_at = now;
         if note == "checked" {

@@ -115,6 +115,14 @@ fn a_changed_user_costs_the_delta_and_that_users_file_and_nothing_changed_one_30
     let (rec, paths) = h.sync();
     assert_eq!(field(&rec, "index_delta"), "current", "{rec}");
     assert_eq!(paths, [format!("keyward.index.d/{s1}")], "{rec}");
+    // A 304 does not write the stored index again while it is young (ttl
+    // is 1h here): the same file, untouched.
+    let stored = |h: &Host| {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(h.cache.join(".keyward-index")).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let before = stored(&h);
     for _ in 0..2 {
         let (rec, paths) = h.sync();
         assert_eq!(field(&rec, "index_delta"), "304", "{rec}");
@@ -123,6 +131,7 @@ fn a_changed_user_costs_the_delta_and_that_users_file_and_nothing_changed_one_30
         let inm = h.nginx.accesses().last().unwrap().clone();
         assert_eq!(inm.status, 304, "{inm:?}");
         assert!(inm.if_none_match.is_some(), "{inm:?}");
+        assert_eq!(stored(&h), before, "a 304 rewrote the stored index");
     }
 
     // bob's key changes: the delta from s1, its signature, bob's file and
