@@ -14,7 +14,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// Which directory file an entry caches: the user's authorized keys, or
 /// the certificate principals the account accepts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     #[default]
     Keys,

@@ -17,7 +17,7 @@ pub mod unprivileged;
 use crate::entry::Kind;
 
 /// What a source says about one user's file of one kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Got {
     /// The file's text: one authorized_keys (or principals) line per line,
     /// to be checked like any other input.
@@ -27,7 +27,7 @@ pub enum Got {
     Failed(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     pub user: String,
     pub kind: Kind,
@@ -37,7 +37,7 @@ pub struct Item {
 }
 
 /// Something in the source publish leaves out, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refused {
     /// The source's name for it: a file name (lossy when not UTF-8), a DN.
     pub file: String,
@@ -45,7 +45,7 @@ pub struct Refused {
 }
 
 /// Everything a source has, sorted by user and kind, each (user, kind) once.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listing {
     pub items: Vec<Item>,
     /// Left out: nothing is published for these (and what was published

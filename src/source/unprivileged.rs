@@ -14,10 +14,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 
-use serde::{Deserialize, Serialize};
-
-use super::{Got, Item, Listing, Refused, Source};
-use crate::entry::Kind;
+use super::{Listing, Source};
 use crate::os::nss::Account;
 
 /// Largest listing read back from the child: far above what 100,000 users'
@@ -27,71 +24,6 @@ const MAX_WIRE: u64 = 1 << 30;
 pub struct Unprivileged {
     pub inner: Box<dyn Source>,
     pub account: Account,
-}
-
-/// The listing as it crosses the pipe.
-#[derive(Serialize, Deserialize)]
-struct Wire {
-    items: Vec<WireItem>,
-    refused: Vec<(String, String)>,
-    notes: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct WireItem {
-    user: String,
-    principals: bool,
-    /// `Got::Text` when Ok, `Got::Failed` when Err.
-    got: Result<String, String>,
-    origin: String,
-}
-
-fn to_wire(l: Listing) -> Wire {
-    Wire {
-        items: l
-            .items
-            .into_iter()
-            .map(|i| WireItem {
-                user: i.user,
-                principals: i.kind == Kind::Principals,
-                got: match i.got {
-                    Got::Text(t) => Ok(t),
-                    Got::Failed(why) => Err(why),
-                },
-                origin: i.origin,
-            })
-            .collect(),
-        refused: l.refused.into_iter().map(|r| (r.file, r.why)).collect(),
-        notes: l.notes,
-    }
-}
-
-fn from_wire(w: Wire) -> Listing {
-    Listing {
-        items: w
-            .items
-            .into_iter()
-            .map(|i| Item {
-                user: i.user,
-                kind: if i.principals {
-                    Kind::Principals
-                } else {
-                    Kind::Keys
-                },
-                got: match i.got {
-                    Ok(t) => Got::Text(t),
-                    Err(why) => Got::Failed(why),
-                },
-                origin: i.origin,
-            })
-            .collect(),
-        refused: w
-            .refused
-            .into_iter()
-            .map(|(file, why)| Refused { file, why })
-            .collect(),
-        notes: w.notes,
-    }
 }
 
 /// How many threads this process has (`/proc/self/status`).
@@ -112,8 +44,7 @@ impl Unprivileged {
             let account = &self.account;
             let r = crate::os::privdrop::drop_privileges(Some(account))
                 .map_err(|e| format!("dropping privileges to {:?}: {e}", account.name))
-                .and_then(|()| self.inner.read())
-                .map(to_wire);
+                .and_then(|()| self.inner.read());
             let bytes = serde_json::to_vec(&r).unwrap_or_default();
             // SAFETY: the write end of the pipe, owned by the child alone.
             let mut pipe = unsafe { File::from_raw_fd(write_fd) };
@@ -182,15 +113,17 @@ impl Source for Unprivileged {
                 self.account.name
             ));
         }
-        let wire: Result<Wire, String> = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("the fetch process's answer: {e}"))?;
-        wire.map(from_wire)
+        // The listing crosses the pipe as JSON (serde's derives on `Listing`).
+        serde_json::from_slice::<Result<Listing, String>>(&bytes)
+            .map_err(|e| format!("the fetch process's answer: {e}"))?
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::Kind;
+    use crate::source::{Got, Item, Refused};
 
     #[test]
     fn a_listing_crosses_the_pipe_unchanged() {
@@ -215,8 +148,8 @@ mod tests {
             }],
             notes: vec!["n".into()],
         };
-        let bytes = serde_json::to_vec(&Ok::<_, String>(to_wire(l.clone()))).unwrap();
-        let back: Result<Wire, String> = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(from_wire(back.unwrap()), l);
+        let bytes = serde_json::to_vec(&Ok::<_, String>(l.clone())).unwrap();
+        let back: Result<Listing, String> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.unwrap(), l);
     }
 }

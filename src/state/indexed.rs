@@ -74,8 +74,14 @@ pub fn poll_skips(
         Status::Keys => ttls.ttl,
         Status::NoKeys => ttls.negative_ttl,
     };
-    e.age(now)
-        .is_some_and(|age| age.saturating_mul(5) < ttl.as_secs().saturating_mul(4))
+    !renewal_due(e.age(now), ttl)
+}
+
+/// Whether something the login path trusts for `ttl` is due for a renewal
+/// at this poll: once it is 4/5 of `ttl` old, leaving the last fifth for
+/// the poll after (None: dated in the future, the clock moved back).
+fn renewal_due(age: Option<u64>, ttl: std::time::Duration) -> bool {
+    age.is_none_or(|age| age.saturating_mul(5) >= ttl.as_secs().saturating_mul(4))
 }
 
 /// Whether a poll that found the index unchanged (a 304) writes the stored
@@ -85,10 +91,7 @@ pub fn poll_skips(
 /// twice a minute, so, like a user's entry in `poll_skips`, only once it is
 /// 4/5 of `ttl` old (or dated in the future: the clock moved back).
 pub fn index_renewal_due(fetched_at: u64, now: u64, ttl: std::time::Duration) -> bool {
-    match now.checked_sub(fetched_at) {
-        Some(age) => age.saturating_mul(5) >= ttl.as_secs().saturating_mul(4),
-        None => true,
-    }
+    renewal_due(now.checked_sub(fetched_at), ttl)
 }
 
 /// Sync with an index: a user the index does not list is dropped like a
