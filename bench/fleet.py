@@ -469,21 +469,6 @@ def markdown(r, args):
     return "\n".join(lines) + "\n"
 
 
-def write_section(md, section, begin, end, before="<!-- results -->"):
-    """Puts `section` (begin..end markers) into md: replaces an earlier one,
-    else goes before `before` (bench.py rewrites everything after it)."""
-    text = md.read_text()
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
-    elif before in text:
-        head, rest = text.split(before, 1)
-        text = head + section + "\n" + before + rest
-    else:
-        text += "\n" + section
-    md.write_text(text)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=100)
@@ -518,7 +503,7 @@ def main():
     if args.print:
         print(section)
     else:
-        write_section(REPO / "docs" / "BENCHMARKS.md", section, MARK_BEGIN, MARK_END)
+        bench.write_section(REPO / "docs" / "BENCHMARKS.md", section, MARK_BEGIN, MARK_END)
         print(section)
 
 
