@@ -565,17 +565,6 @@ fn body_of(e: &Entry) -> Option<String> {
 mod tests {
     //! The specification: current state × answer → store, floor, answer.
     use super::*;
-
-    #[test]
-    fn the_stored_index_is_renewed_only_once_it_is_four_fifths_of_ttl_old() {
-        let ttl = std::time::Duration::from_secs(300);
-        assert!(!super::index_renewal_due(1_000, 1_000, ttl));
-        assert!(!super::index_renewal_due(1_000, 1_239, ttl));
-        assert!(super::index_renewal_due(1_000, 1_240, ttl));
-        assert!(super::index_renewal_due(1_000, 5_000, ttl));
-        // dated in the future: the clock moved back
-        assert!(super::index_renewal_due(1_000, 999, ttl));
-    }
     use crate::signed::Header;
 
     const T: u64 = 1_700_000_000;
@@ -1637,5 +1626,16 @@ mod tests {
         assert!(Floor::decode(&floor.encode()).unwrap().signer.is_none());
         let bound = floor.by(Some(FP));
         assert_eq!(Floor::decode(&bound.encode()), Ok(bound));
+    }
+
+    #[test]
+    fn the_stored_index_is_renewed_only_once_it_is_four_fifths_of_ttl_old() {
+        let ttl = std::time::Duration::from_secs(300);
+        assert!(!super::index_renewal_due(1_000, 1_000, ttl));
+        assert!(!super::index_renewal_due(1_000, 1_239, ttl));
+        assert!(super::index_renewal_due(1_000, 1_240, ttl));
+        assert!(super::index_renewal_due(1_000, 5_000, ttl));
+        // dated in the future: the clock moved back
+        assert!(super::index_renewal_due(1_000, 999, ttl));
     }
 }
